@@ -1,0 +1,69 @@
+/**
+ * The bus contract every transport implements (memory, NATS JetStream, Kafka): small on purpose.
+ *
+ * Topics follow schema-v2: `market.{asset_class}.{trades|aggtrades|quotes}.{exchange}`, dead letters on
+ * `market.dlq.{exchange}` and sequence gaps on `market.gaps.{exchange}`. The key is the symbol, so one
+ * symbol's records stay ordered. `id` is the record's message_id, the bus-level dedupe key.
+ *
+ * Delivery: `publish` resolves only when the bus has acknowledged every message (durably, for the
+ * networked transports). A consumer's handler gets a batch; the batch is acknowledged only when the
+ * handler resolves, and redelivered when it rejects or the consumer dies first.
+ */
+
+/** One message on the bus. */
+export interface BusMessage<T = unknown> {
+  /** `market.crypto.trades.binance`, ... */
+  topic: string;
+  /** Partition / ordering key: the symbol. */
+  key: string;
+  /** Dedupe key: the record's message_id. */
+  id: string;
+  value: T;
+}
+
+/** How a consumer takes batches. */
+export interface ConsumeOptions {
+  /** Consumer group / durable name: members of one group share the messages. */
+  group: string;
+  /** Topic prefixes to consume (`market.` for everything). */
+  topicPrefixes: string[];
+  /** Deliver a batch once this many messages are waiting (default 500). */
+  batchSize: number;
+  /** ...or once the oldest waiting message is this old, ms (default 2000). */
+  maxWaitMs: number;
+  /** Upper bound on one batch when a backlog has built up (the batch grows under load). */
+  maxBatchSize: number;
+}
+
+/** A running consumer. */
+export interface Consumer {
+  /** Messages published but not yet acknowledged by this consumer (consumer lag). */
+  lag(): number;
+  /** Batches that were delivered again after a failed or unacknowledged delivery. */
+  redeliveries(): number;
+  /**
+   * Stops taking new batches, delivers and acknowledges everything already published (drain), then
+   * resolves. With `drain: false`, only the batch in flight is finished.
+   */
+  stop(opts?: { drain?: boolean }): Promise<void>;
+}
+
+/** A transport. */
+export interface Bus {
+  /** Transport name for logs and metrics (`memory`, `nats`, `kafka`). */
+  readonly name: string;
+  /**
+   * Publishes messages; resolves when the bus has acknowledged all of them.
+   * @throws when the bus refuses or cannot be reached (after the transport's own retries)
+   */
+  publish(messages: BusMessage[]): Promise<void>;
+  /** Starts a consumer calling `handler` with batches; the batch is acked when the handler resolves. */
+  consume(opts: ConsumeOptions, handler: (batch: BusMessage[]) => Promise<void>): Consumer;
+  close(): Promise<void>;
+}
+
+/** Data type of a topic: `market.crypto.trades.binance` → `trades`; `market.dlq.binance` → `dlq`. */
+export function topicKind(topic: string): string {
+  const parts = topic.split(".");
+  return parts[1] === "dlq" || parts[1] === "gaps" ? parts[1] : parts[2];
+}

@@ -1,0 +1,134 @@
+/**
+ * Configuration from flags and environment, validated at start with errors that name the flag.
+ * Precedence: flag > environment variable > default.
+ */
+import { z } from "zod";
+import { getVenue, venueNames } from "./venues/registry.js";
+
+/** Thrown for invalid configuration; the CLI prints the message and exits 2. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+const intIn = (flag: string, min: number, max: number) =>
+  z.union([z.string(), z.number()]).transform((v, ctx) => {
+    const n = typeof v === "number" ? v : /^\d+$/.test(v.trim()) ? Number(v.trim()) : Number.NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      ctx.addIssue({
+        code: "custom",
+        message: `${flag}: expected an integer from ${min} to ${max}, got "${v}"`,
+      });
+      return z.NEVER;
+    }
+    return n;
+  });
+
+const list = (v: string) =>
+  v
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+
+/** Raw options as the CLI hands them over (strings from flags, or undefined). */
+export interface RunFlags {
+  exchange?: string;
+  symbols?: string;
+  streams?: string;
+  db?: string;
+  httpPort?: string;
+  httpHost?: string;
+  wsUrl?: string;
+  replay?: string;
+  speed?: string;
+  exitAtEnd?: boolean;
+  batchSize?: string;
+  batchMaxWaitMs?: string;
+  maxBatchSize?: string;
+}
+
+/** Validated configuration of `k2 run`. */
+export interface RunConfig {
+  exchange: string;
+  symbols: string[];
+  streams: string[];
+  /** DuckDB file path. */
+  db: string;
+  /** 0 picks a free port. */
+  httpPort: number;
+  httpHost: string;
+  /** Venue base URL (ignored with `replay`). */
+  wsUrl: string;
+  replay: string | null;
+  speed: number | "max";
+  exitAtEnd: boolean;
+  batchSize: number;
+  batchMaxWaitMs: number;
+  maxBatchSize: number;
+}
+
+/**
+ * Builds the run configuration from flags and `env` (`K2_EXCHANGE`, `K2_SYMBOLS`, `K2_STREAMS`, `K2_DB`,
+ * `K2_HTTP_PORT`, `K2_HTTP_HOST`, `K2_WS_URL`, `K2_BATCH_SIZE`, `K2_BATCH_MAX_WAIT_MS`,
+ * `K2_MAX_BATCH_SIZE`).
+ * @throws {ConfigError} naming the flag at fault
+ */
+export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = process.env): RunConfig {
+  const exchange = (flags.exchange ?? env.K2_EXCHANGE ?? "binance").toLowerCase();
+  const venue = getVenue(exchange);
+  if (!venue)
+    throw new ConfigError(`--exchange: unknown exchange "${exchange}" (known: ${venueNames().join(", ")})`);
+  const symbolsRaw = flags.symbols ?? env.K2_SYMBOLS;
+  const streamsRaw = flags.streams ?? env.K2_STREAMS;
+  const symbols = symbolsRaw ? list(symbolsRaw).map((s) => s.toUpperCase()) : [...venue.defaultSymbols];
+  const streams = streamsRaw ? list(streamsRaw) : [...venue.defaultStreams];
+  try {
+    venue.validate({ symbols, streams });
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
+  const parse = <T>(schema: z.ZodType<T>, value: unknown): T => {
+    const r = schema.safeParse(value);
+    if (!r.success) throw new ConfigError(r.error.issues[0]?.message ?? "invalid value");
+    return r.data;
+  };
+  const speedRaw = flags.speed ?? "max";
+  let speed: number | "max";
+  if (speedRaw === "max") speed = "max";
+  else {
+    speed = Number(speedRaw);
+    if (!Number.isFinite(speed) || speed <= 0) {
+      throw new ConfigError(`--speed: expected a positive number (1, 10) or "max", got "${speedRaw}"`);
+    }
+  }
+  const wsUrl = flags.wsUrl ?? env.K2_WS_URL ?? venue.defaultWsUrl;
+  if (!/^wss?:\/\/[^\s/]+/.test(wsUrl))
+    throw new ConfigError(`--ws-url: expected ws:// or wss:// URL, got "${wsUrl}"`);
+  const batchSize = parse(intIn("--batch-size", 1, 1_000_000), flags.batchSize ?? env.K2_BATCH_SIZE ?? 500);
+  const maxBatchSize = parse(
+    intIn("--max-batch-size", 1, 10_000_000),
+    flags.maxBatchSize ?? env.K2_MAX_BATCH_SIZE ?? Math.max(50_000, batchSize),
+  );
+  if (maxBatchSize < batchSize) throw new ConfigError("--max-batch-size: must be at least --batch-size");
+  const db = flags.db ?? env.K2_DB ?? "k2.duckdb";
+  if (db.trim() === "") throw new ConfigError("--db: empty path");
+  if (flags.exitAtEnd && !flags.replay)
+    throw new ConfigError("--exit-at-end: only meaningful with --replay FILE");
+  return {
+    exchange,
+    symbols,
+    streams,
+    db,
+    httpPort: parse(intIn("--http-port", 0, 65535), flags.httpPort ?? env.K2_HTTP_PORT ?? 8080),
+    httpHost: flags.httpHost ?? env.K2_HTTP_HOST ?? "127.0.0.1",
+    wsUrl,
+    replay: flags.replay ?? null,
+    speed,
+    exitAtEnd: flags.exitAtEnd ?? false,
+    batchSize,
+    batchMaxWaitMs: parse(
+      intIn("--batch-max-wait-ms", 1, 3_600_000),
+      flags.batchMaxWaitMs ?? env.K2_BATCH_MAX_WAIT_MS ?? 2000,
+    ),
+    maxBatchSize,
+  };
+}

@@ -1,0 +1,107 @@
+/**
+ * Prometheus metrics (prom-client), one registry per pipeline so tests can run several in a process.
+ * Names follow Prometheus conventions with the `k2_` prefix; latency histograms are in seconds.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly connectionState = new Gauge({
+    name: "k2_connection_state",
+    help: "Feed connection state: 0 DISCONNECTED, 1 CONNECTING, 2 CONNECTED, 3 ERROR",
+    labelNames: ["exchange"],
+    registers: [this.registry],
+  });
+  readonly framesReceived = new Counter({
+    name: "k2_frames_received_total",
+    help: "Market data frames received, by venue stream",
+    labelNames: ["exchange", "stream"],
+    registers: [this.registry],
+  });
+  readonly controlFrames = new Counter({
+    name: "k2_control_frames_total",
+    help: "Frames without market data (subscription acks, heartbeats, status)",
+    labelNames: ["exchange", "kind"],
+    registers: [this.registry],
+  });
+  readonly normalized = new Counter({
+    name: "k2_records_normalized_total",
+    help: "Records normalized, by data type",
+    labelNames: ["exchange", "data_type"],
+    registers: [this.registry],
+  });
+  readonly rejected = new Counter({
+    name: "k2_records_rejected_total",
+    help: "Frames rejected into the dead-letter store",
+    labelNames: ["exchange"],
+    registers: [this.registry],
+  });
+  readonly stored = new Counter({
+    name: "k2_records_stored_total",
+    help: "Records newly written to the store, by table",
+    labelNames: ["table"],
+    registers: [this.registry],
+  });
+  readonly duplicates = new Counter({
+    name: "k2_records_duplicate_total",
+    help: "Records the store already held (skipped)",
+    registers: [this.registry],
+  });
+  readonly batchWriteSeconds = new Histogram({
+    name: "k2_batch_write_seconds",
+    help: "Store batch write latency",
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+  readonly batchRecords = new Histogram({
+    name: "k2_batch_records",
+    help: "Records per store batch",
+    buckets: [1, 10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000],
+    registers: [this.registry],
+  });
+  readonly venueLatencySeconds = new Histogram({
+    name: "k2_venue_to_receipt_seconds",
+    help: "Venue event time to receipt in this process (trades: T; replays show the recording's age)",
+    labelNames: ["exchange"],
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60],
+    registers: [this.registry],
+  });
+  readonly reconnects = new Counter({
+    name: "k2_reconnects_total",
+    help: "Feed reconnects scheduled after a drop or failed attempt",
+    labelNames: ["exchange"],
+    registers: [this.registry],
+  });
+  readonly gaps = new Counter({
+    name: "k2_sequence_gaps_total",
+    help: "Sequence gaps detected",
+    labelNames: ["exchange", "data_type"],
+    registers: [this.registry],
+  });
+  readonly gapMissing = new Counter({
+    name: "k2_sequence_gap_missing_total",
+    help: "Venue sequence numbers missing in detected gaps",
+    labelNames: ["exchange", "data_type"],
+    registers: [this.registry],
+  });
+  readonly consumerLag = new Gauge({
+    name: "k2_consumer_lag",
+    help: "Messages published to the bus and not yet acknowledged by the store consumer",
+    registers: [this.registry],
+  });
+  readonly busRedeliveries = new Gauge({
+    name: "k2_bus_redeliveries",
+    help: "Batches delivered again after a failed store write or a consumer that died before acking",
+    registers: [this.registry],
+  });
+  readonly storeErrors = new Counter({
+    name: "k2_store_errors_total",
+    help: "Failed batch writes (retried)",
+    registers: [this.registry],
+  });
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    if (opts.defaultMetrics ?? true)
+      collectDefaultMetrics({ register: this.registry, prefix: "k2_process_" });
+  }
+}

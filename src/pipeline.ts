@@ -1,0 +1,327 @@
+/**
+ * The pipeline, top to bottom: venue → normalize → bus → store → serve.
+ *
+ *   1. feed:      a VenueConnection per venue receives raw frames (live, or a local replay server)
+ *   2. normalize: the venue's normalizer turns each frame into trades_v2 / quotes_v2 records, dead
+ *                 letters and sequence gaps, stamped with their receipt time
+ *   3. bus:       records are published on `market.{asset_class}.{type}.{exchange}` keyed by symbol;
+ *                 the publisher waits for the bus's ack
+ *   4. store:     a consumer takes batches (500 records or 2 s, growing under backlog), writes them
+ *                 idempotently and acks only after the store has them
+ *   5. serve:     `/health` and `/metrics` (and the API, in the serving layer)
+ *
+ * `runPipeline` wires all of it in one process (`k2 run`); `startIngest` and `startPersist` are the
+ * halves used by `k2 ingest` / `k2 persist` when a networked bus sits between them.
+ */
+import type { Bus, BusMessage, Consumer } from "./bus/bus.js";
+import { topicKind } from "./bus/bus.js";
+import { type ConnectionState, STATE_CODE, VenueConnection } from "./feed/connection.js";
+import type { Logger } from "./ops/logger.js";
+import type { Metrics } from "./ops/metrics.js";
+import {
+  type DeadLetter,
+  deadLetterTopic,
+  type QuoteV2,
+  type SequenceGap,
+  type TradeV2,
+  topicFor,
+} from "./schema/records.js";
+import { emptyBatch, type Store, type WriteBatch } from "./store/store.js";
+import type { NormalizedSink, Subscription, Venue } from "./venues/venue.js";
+
+/** Counters reported by `--exit-at-end` and at shutdown. */
+export interface IngestCounts {
+  /** Market data frames received (subscription acks and other control frames excluded). */
+  frames: number;
+  trades: number;
+  aggTrades: number;
+  quotes: number;
+  /** Frames rejected into the dead-letter store. */
+  rejected: number;
+  gaps: number;
+}
+
+/** Counters of the store side. */
+export interface PersistCounts {
+  stored: number;
+  duplicates: number;
+  batches: number;
+}
+
+/** One venue feed in the ingest half. */
+export interface FeedHandle {
+  venue: Venue;
+  connection: VenueConnection;
+  counts: IngestCounts;
+  /** Control frames (acks, heartbeats). */
+  control: number;
+}
+
+export interface IngestOptions {
+  venue: Venue;
+  subscription: Subscription;
+  /** Venue endpoint base URL (live default or a replay server's `ws://127.0.0.1:port`). */
+  wsUrl: string;
+  bus: Bus;
+  metrics: Metrics;
+  logger: Logger;
+  /** Called for every raw frame (record mode). */
+  onRawFrame?: (raw: string, receivedAtUs: number) => void;
+  /** Test hook: reconnect backoff start, ms (default 1000). */
+  backoffInitialMs?: number;
+}
+
+/**
+ * Buffers bus messages within one event-loop turn and publishes them as one call, waiting for the ack.
+ * A failed publish is retried with backoff, keeping order; `flush()` resolves when all are acked.
+ */
+export class Publisher {
+  private buffer: BusMessage[] = [];
+  private scheduled = false;
+  private chain: Promise<void> = Promise.resolve();
+  /** Messages published and acknowledged. */
+  acked = 0;
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly logger: Logger,
+  ) {}
+
+  push(m: BusMessage): void {
+    this.buffer.push(m);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.drain());
+    }
+  }
+
+  private drain(): void {
+    this.scheduled = false;
+    if (this.buffer.length === 0) return;
+    const batch = this.buffer;
+    this.buffer = [];
+    this.chain = this.chain.then(() => this.publishWithRetry(batch));
+  }
+
+  private async publishWithRetry(batch: BusMessage[]): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.bus.publish(batch);
+        this.acked += batch.length;
+        return;
+      } catch (err) {
+        const delay = Math.min(30_000, 100 * 2 ** Math.min(attempt, 9));
+        this.logger.warn(
+          { err: (err as Error).message, attempt, delay, messages: batch.length },
+          "bus publish failed; retrying",
+        );
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  /** Resolves when every pushed message has been acknowledged by the bus. */
+  async flush(): Promise<void> {
+    this.drain();
+    await this.chain;
+  }
+}
+
+/** Starts one venue feed publishing normalized records to the bus. */
+export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHandle {
+  const { venue, bus: _bus, metrics, logger } = opts;
+  const exchange = venue.exchange;
+  const counts: IngestCounts = { frames: 0, trades: 0, aggTrades: 0, quotes: 0, rejected: 0, gaps: 0 };
+  const tradeTopic = topicFor(venue.assetClass, "trades", exchange);
+  const aggTopic = topicFor(venue.assetClass, "aggtrades", exchange);
+  const quoteTopic = topicFor(venue.assetClass, "quotes", exchange);
+  const dlqTopic = deadLetterTopic(exchange);
+  const gapTopic = `market.gaps.${exchange.toLowerCase()}`;
+  const frameCounters = new Map<string, { inc(): void }>();
+  const frameCounter = (stream: string) => {
+    let c = frameCounters.get(stream);
+    if (!c) {
+      c = metrics.framesReceived.labels(exchange, stream);
+      frameCounters.set(stream, c);
+    }
+    return c;
+  };
+  const normalizedTrades = metrics.normalized.labels(exchange, "trades");
+  const normalizedAgg = metrics.normalized.labels(exchange, "aggtrades");
+  const normalizedQuotes = metrics.normalized.labels(exchange, "quotes");
+  const rejected = metrics.rejected.labels(exchange);
+  const venueLatency = metrics.venueLatencySeconds.labels(exchange);
+  const handle: FeedHandle = { venue, connection: null as unknown as VenueConnection, counts, control: 0 };
+
+  const sink: NormalizedSink = {
+    trade(record: TradeV2, dataType: "trades" | "aggtrades") {
+      counts.frames++;
+      if (dataType === "trades") {
+        counts.trades++;
+        normalizedTrades.inc();
+      } else {
+        counts.aggTrades++;
+        normalizedAgg.inc();
+      }
+      frameCounter(`${record.symbol}.${dataType}`).inc();
+      venueLatency.observe(Math.max(0, record.ingestion_timestamp - record.timestamp) / 1e6);
+      publisher.push({
+        topic: dataType === "trades" ? tradeTopic : aggTopic,
+        key: record.symbol,
+        id: record.message_id,
+        value: record,
+      });
+    },
+    quote(record: QuoteV2) {
+      counts.frames++;
+      counts.quotes++;
+      normalizedQuotes.inc();
+      frameCounter(`${record.symbol}.quotes`).inc();
+      publisher.push({ topic: quoteTopic, key: record.symbol, id: record.message_id, value: record });
+    },
+    deadLetter(letter: DeadLetter) {
+      counts.frames++;
+      counts.rejected++;
+      rejected.inc();
+      frameCounter("rejected").inc();
+      logger.warn(
+        { exchange, source: letter.source, reason: letter.reason },
+        "frame rejected to dead letters",
+      );
+      publisher.push({ topic: dlqTopic, key: exchange, id: letter.message_id, value: letter });
+    },
+    gap(gap: SequenceGap) {
+      counts.gaps++;
+      metrics.gaps.labels(exchange, gap.data_type).inc();
+      metrics.gapMissing.labels(exchange, gap.data_type).inc(gap.to_sequence - gap.from_sequence + 1);
+      logger.warn(
+        {
+          exchange,
+          symbol: gap.symbol,
+          data_type: gap.data_type,
+          from: gap.from_sequence,
+          to: gap.to_sequence,
+        },
+        `sequence gap: ${gap.to_sequence - gap.from_sequence + 1} missing`,
+      );
+      publisher.push({
+        topic: gapTopic,
+        key: gap.symbol,
+        id: `${gap.exchange}/${gap.symbol}/${gap.data_type}/${gap.from_sequence}`,
+        value: gap,
+      });
+    },
+    control(kind: string) {
+      handle.control++;
+      metrics.controlFrames.labels(exchange, kind).inc();
+    },
+  };
+
+  const normalizer = venue.createNormalizer(sink, opts.subscription);
+  const conn = new VenueConnection({
+    ...venue.connection(opts.wsUrl, opts.subscription),
+    ...(opts.backoffInitialMs !== undefined ? { backoffInitialMs: opts.backoffInitialMs } : {}),
+  });
+  handle.connection = conn;
+  const onRaw = opts.onRawFrame;
+  conn.on("frame", (raw, receivedAtUs) => {
+    if (onRaw) onRaw(raw, receivedAtUs);
+    normalizer.normalize(raw, receivedAtUs);
+  });
+  conn.on("state", (state: ConnectionState, reason?: string) => {
+    metrics.connectionState.labels(exchange).set(STATE_CODE[state]);
+    logger.info({ exchange, state, reason }, "feed connection state");
+  });
+  conn.on("reconnect", (attempt, delayMs) => {
+    metrics.reconnects.labels(exchange).inc();
+    logger.warn({ exchange, attempt, delayMs }, "feed reconnecting with backoff");
+  });
+  conn.on("error", (err) => logger.warn({ exchange, err: err.message }, "feed connection error"));
+  metrics.connectionState.labels(exchange).set(0);
+  conn.start();
+  return handle;
+}
+
+export interface PersistOptions {
+  bus: Bus;
+  store: Store;
+  metrics: Metrics;
+  logger: Logger;
+  /** Consumer group / durable name (default `k2-persist`). */
+  group?: string;
+  /** Flush at this many records (default 500)... */
+  batchSize?: number;
+  /** ...or this many ms after the oldest waiting record (default 2000). */
+  batchMaxWaitMs?: number;
+  /** Largest batch when a backlog builds up (default 50000). */
+  maxBatchSize?: number;
+}
+
+/** The store half: consumes every market topic and writes batches; acks after the write commits. */
+export function startPersist(opts: PersistOptions): { consumer: Consumer; counts: PersistCounts } {
+  const { store, metrics, logger } = opts;
+  const counts: PersistCounts = { stored: 0, duplicates: 0, batches: 0 };
+  const consumer = opts.bus.consume(
+    {
+      group: opts.group ?? "k2-persist",
+      topicPrefixes: ["market."],
+      batchSize: opts.batchSize ?? 500,
+      maxWaitMs: opts.batchMaxWaitMs ?? 2000,
+      maxBatchSize: opts.maxBatchSize ?? 50_000,
+    },
+    async (messages) => {
+      const batch = toWriteBatch(messages);
+      const end = metrics.batchWriteSeconds.startTimer();
+      try {
+        const r = await store.write(batch);
+        end();
+        counts.batches++;
+        counts.stored += r.trades + r.aggTrades + r.quotes + r.deadLetters + r.gaps;
+        counts.duplicates += r.duplicates;
+        metrics.batchRecords.observe(messages.length);
+        if (r.trades) metrics.stored.labels("trades_v2").inc(r.trades);
+        if (r.aggTrades) metrics.stored.labels("agg_trades_v2").inc(r.aggTrades);
+        if (r.quotes) metrics.stored.labels("quotes_v2").inc(r.quotes);
+        if (r.deadLetters) metrics.stored.labels("dead_letters").inc(r.deadLetters);
+        if (r.gaps) metrics.stored.labels("sequence_gaps").inc(r.gaps);
+        if (r.duplicates) metrics.duplicates.inc(r.duplicates);
+      } catch (err) {
+        metrics.storeErrors.inc();
+        logger.error(
+          { err: (err as Error).message, records: messages.length },
+          "batch write failed; will retry",
+        );
+        throw err;
+      } finally {
+        metrics.consumerLag.set(consumer.lag());
+        metrics.busRedeliveries.set(consumer.redeliveries());
+      }
+    },
+  );
+  return { consumer, counts };
+}
+
+/** Groups bus messages into a store batch by topic kind. */
+export function toWriteBatch(messages: BusMessage[]): WriteBatch {
+  const b = emptyBatch();
+  for (const m of messages) {
+    switch (topicKind(m.topic)) {
+      case "trades":
+        b.trades.push(m.value as TradeV2);
+        break;
+      case "aggtrades":
+        b.aggTrades.push(m.value as TradeV2);
+        break;
+      case "quotes":
+        b.quotes.push(m.value as QuoteV2);
+        break;
+      case "dlq":
+        b.deadLetters.push(m.value as DeadLetter);
+        break;
+      case "gaps":
+        b.gaps.push(m.value as SequenceGap);
+        break;
+    }
+  }
+  return b;
+}

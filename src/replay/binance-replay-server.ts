@@ -1,0 +1,229 @@
+/**
+ * Serves a capture file as a Binance-compatible WebSocket endpoint on 127.0.0.1, so the real feed
+ * handler runs unchanged on recorded data.
+ *
+ * URLs, as Binance's "WebSocket Streams" doc: `/stream?streams=a/b` (combined: frames sent as the
+ * recorded `{"stream","data"}` envelope text), `/ws/<stream>` (raw: the `data` payload alone), and
+ * `/ws` or `/stream` with `{"method":"SUBSCRIBE"|"UNSUBSCRIBE"|"LIST_SUBSCRIPTIONS","params":[..],"id":N}`
+ * requests. Only subscribed streams' frames are sent, paced by the recorded receive times divided by
+ * `speed` (`max`: as fast as the client reads). Like Binance, a connection sending more than 5
+ * messages per second is closed.
+ *
+ * With `resume: true` the server keeps a cursor of frames whose write completed, and a new connection
+ * continues from it: a test can kill connections mid-stream and check nothing the server sent is lost.
+ */
+import { EventEmitter } from "node:events";
+import type { AddressInfo } from "node:net";
+import { type WebSocket, WebSocketServer } from "ws";
+import { readCapture } from "./capture.js";
+
+export type ReplaySpeed = number | "max";
+
+export interface ReplayServerOptions {
+  /** Capture file (`<ns> <frame>` lines, gzip). */
+  file: string;
+  /** 127.0.0.1 port; 0 picks a free one. */
+  port?: number;
+  /** Pace multiplier (1 = real time, 10 = ten times faster) or `max`. */
+  speed?: ReplaySpeed;
+  /** Continue a new connection from where the previous one broke (test mode). */
+  resume?: boolean;
+  /** Incoming message limit per second before the connection is closed (Binance: 5). */
+  maxIncomingPerSecond?: number;
+}
+
+export interface ReplayServerEvents {
+  /** A connection reached the end of the capture; `sent` counts every message sent on it. */
+  end: [info: { sent: number; dataFrames: number }];
+  connection: [path: string];
+}
+
+const MAX_IN_FLIGHT = 2048;
+
+/** Stream name of a recorded combined-stream line, or null (REST snapshots, other lines). */
+export function streamOf(raw: string): string | null {
+  if (!raw.startsWith('{"stream":"')) return null;
+  const end = raw.indexOf('"', 11);
+  return end > 11 ? raw.slice(11, end) : null;
+}
+
+/** The `data` payload text of a combined-stream envelope, exactly as recorded. */
+function payloadOf(raw: string): string {
+  const i = raw.indexOf(',"data":');
+  return i > 0 ? raw.slice(i + 8, raw.length - 1) : raw;
+}
+
+export class BinanceReplayServer extends EventEmitter<ReplayServerEvents> {
+  private wss: WebSocketServer | null = null;
+  /** Messages written to sockets over all connections (data frames and replies). */
+  totalSent = 0;
+  /** Index (in the capture's subscribed-frame sequence) of the next frame to send in resume mode. */
+  cursor = 0;
+  private readonly sockets = new Set<WebSocket>();
+
+  constructor(private readonly opts: ReplayServerOptions) {
+    super();
+  }
+
+  /** Listens on 127.0.0.1; resolves with the port. */
+  async start(): Promise<number> {
+    const wss = new WebSocketServer({
+      host: "127.0.0.1",
+      port: this.opts.port ?? 0,
+      perMessageDeflate: false,
+    });
+    await new Promise<void>((resolve, reject) => {
+      wss.once("listening", resolve);
+      wss.once("error", reject);
+    });
+    wss.on("connection", (ws, req) => this.serve(ws, req.url ?? "/"));
+    this.wss = wss;
+    return (wss.address() as AddressInfo).port;
+  }
+
+  /** ws:// base URL of this server. */
+  get url(): string {
+    if (!this.wss) throw new Error("replay server not started");
+    return `ws://127.0.0.1:${(this.wss.address() as AddressInfo).port}`;
+  }
+
+  /** Drops every open connection abruptly (as a network failure would). */
+  dropConnections(): void {
+    for (const ws of this.sockets) ws.terminate();
+  }
+
+  /** Closes every connection and stops listening. */
+  async stop(): Promise<void> {
+    this.dropConnections();
+    const wss = this.wss;
+    this.wss = null;
+    if (wss) await new Promise<void>((resolve) => wss.close(() => resolve()));
+  }
+
+  private serve(ws: WebSocket, url: string): void {
+    this.sockets.add(ws);
+    this.emit("connection", url);
+    const u = new URL(url, "ws://127.0.0.1");
+    const subscribed = new Set<string>();
+    let combined = true;
+    if (u.pathname === "/stream") {
+      for (const s of (u.searchParams.get("streams") ?? "").split("/")) if (s) subscribed.add(s);
+    } else if (u.pathname.startsWith("/ws")) {
+      combined = false;
+      for (const s of u.pathname.slice(3).split("/")) if (s) subscribed.add(s);
+    } else {
+      ws.close(1008, "unknown path");
+      return;
+    }
+    let closed = false;
+    let started = false;
+    const incoming: number[] = [];
+    const send = (text: string, cb?: (err?: Error) => void) => {
+      ws.send(text, (err) => {
+        if (!err) this.totalSent++;
+        cb?.(err);
+      });
+    };
+    ws.on("close", () => {
+      closed = true;
+      this.sockets.delete(ws);
+    });
+    ws.on("error", () => undefined);
+    ws.on("message", (data) => {
+      const now = Date.now();
+      incoming.push(now);
+      while (incoming.length && now - incoming[0] > 1000) incoming.shift();
+      if (incoming.length > (this.opts.maxIncomingPerSecond ?? 5)) {
+        ws.close(1008, "Too many requests");
+        return;
+      }
+      let req: { method?: unknown; params?: unknown; id?: unknown };
+      try {
+        req = JSON.parse(data.toString());
+      } catch {
+        send(JSON.stringify({ error: { code: 3, msg: "Invalid JSON" } }));
+        return;
+      }
+      const params = Array.isArray(req.params)
+        ? req.params.filter((p): p is string => typeof p === "string")
+        : [];
+      if (req.method === "SUBSCRIBE") for (const p of params) subscribed.add(p);
+      else if (req.method === "UNSUBSCRIBE") for (const p of params) subscribed.delete(p);
+      else if (req.method === "LIST_SUBSCRIPTIONS") {
+        send(JSON.stringify({ result: [...subscribed], id: req.id ?? null }));
+        return;
+      } else {
+        send(
+          JSON.stringify({ error: { code: 2, msg: `Invalid request: unknown method` }, id: req.id ?? null }),
+        );
+        return;
+      }
+      send(JSON.stringify({ result: null, id: req.id ?? null }));
+      if (!started && subscribed.size > 0) {
+        started = true;
+        void this.pump(ws, subscribed, combined, () => closed, send);
+      }
+    });
+    if (subscribed.size > 0) {
+      started = true;
+      void this.pump(ws, subscribed, combined, () => closed, send);
+    }
+  }
+
+  private async pump(
+    ws: WebSocket,
+    subscribed: Set<string>,
+    combined: boolean,
+    isClosed: () => boolean,
+    send: (text: string, cb?: (err?: Error) => void) => void,
+  ): Promise<void> {
+    const speed = this.opts.speed ?? 1;
+    const resume = this.opts.resume ?? false;
+    const skip = resume ? this.cursor : 0;
+    let index = 0; // position among frames of subscribed streams
+    let inFlight = 0;
+    let waiter: (() => void) | null = null;
+    let sentOnConnection = 0;
+    let dataFrames = 0;
+    let t0Wall = 0;
+    let t0Rec = -1;
+    const sendBefore = this.totalSent;
+    try {
+      for await (const f of readCapture(this.opts.file)) {
+        if (isClosed()) return;
+        const stream = streamOf(f.raw);
+        if (stream === null || !subscribed.has(stream)) continue;
+        const myIndex = index++;
+        if (myIndex < skip) continue;
+        if (speed !== "max" && f.ms > 0) {
+          if (t0Rec < 0) {
+            t0Rec = f.ms;
+            t0Wall = Date.now();
+          }
+          const due = t0Wall + (f.ms - t0Rec) / speed;
+          const wait = due - Date.now();
+          if (wait >= 1) await new Promise((r) => setTimeout(r, wait));
+          if (isClosed()) return;
+        }
+        inFlight++;
+        dataFrames++;
+        send(combined ? f.raw : payloadOf(f.raw), (err) => {
+          inFlight--;
+          if (!err && resume && myIndex + 1 > this.cursor) this.cursor = myIndex + 1;
+          if (waiter && inFlight < MAX_IN_FLIGHT / 2) {
+            const w = waiter;
+            waiter = null;
+            w();
+          }
+        });
+        if (inFlight >= MAX_IN_FLIGHT) await new Promise<void>((r) => (waiter = r));
+      }
+      while (inFlight > 0 && !isClosed()) await new Promise<void>((r) => (waiter = r));
+      if (isClosed()) return;
+      sentOnConnection = this.totalSent - sendBefore;
+      this.emit("end", { sent: sentOnConnection, dataFrames });
+    } catch (err) {
+      if (!isClosed()) ws.close(1011, `replay failed: ${(err as Error).message}`.slice(0, 120));
+    }
+  }
+}

@@ -1,0 +1,275 @@
+/**
+ * DuckDB store: the embedded default (a single file, zero set-up, Parquet export).
+ *
+ * Each batch is appended into temporary staging tables with DuckDB's appender, then moved with
+ * `INSERT INTO ... SELECT ... ON CONFLICT DO NOTHING` inside one transaction, so a batch is stored
+ * whole or not at all and records already held are skipped (counted as duplicates). Decimals are staged
+ * as their exact strings and cast to DECIMAL(18,8) by DuckDB: no float on the way.
+ */
+import { type DuckDBAppender, type DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
+import type { QuoteV2, TradeV2 } from "../schema/records.js";
+import type { Row, Store, WriteBatch, WriteResult } from "./store.js";
+
+const TRADE_COLUMNS = `
+  message_id UUID NOT NULL,
+  trade_id VARCHAR NOT NULL,
+  symbol VARCHAR NOT NULL,
+  exchange VARCHAR NOT NULL,
+  asset_class VARCHAR NOT NULL,
+  "timestamp" BIGINT NOT NULL,
+  price DECIMAL(18,8) NOT NULL,
+  quantity DECIMAL(18,8) NOT NULL,
+  currency VARCHAR NOT NULL,
+  side VARCHAR NOT NULL,
+  trade_conditions VARCHAR[] NOT NULL,
+  source_sequence BIGINT,
+  ingestion_timestamp BIGINT NOT NULL,
+  platform_sequence BIGINT NOT NULL,
+  vendor_data JSON NOT NULL,
+  PRIMARY KEY (exchange, symbol, trade_id)`;
+
+/** Versioned, idempotent migrations. */
+const MIGRATIONS: string[] = [
+  `CREATE TABLE IF NOT EXISTS trades_v2 (${TRADE_COLUMNS})`,
+  `CREATE TABLE IF NOT EXISTS agg_trades_v2 (${TRADE_COLUMNS})`,
+  `CREATE TABLE IF NOT EXISTS quotes_v2 (
+    message_id UUID NOT NULL,
+    symbol VARCHAR NOT NULL,
+    exchange VARCHAR NOT NULL,
+    asset_class VARCHAR NOT NULL,
+    "timestamp" BIGINT NOT NULL,
+    bid_price DECIMAL(18,8) NOT NULL,
+    bid_quantity DECIMAL(18,8) NOT NULL,
+    ask_price DECIMAL(18,8) NOT NULL,
+    ask_quantity DECIMAL(18,8) NOT NULL,
+    currency VARCHAR NOT NULL,
+    source_sequence BIGINT,
+    ingestion_timestamp BIGINT NOT NULL,
+    platform_sequence BIGINT NOT NULL,
+    vendor_data JSON NOT NULL,
+    PRIMARY KEY (exchange, symbol, message_id))`,
+  `CREATE TABLE IF NOT EXISTS dead_letters (
+    message_id UUID PRIMARY KEY,
+    exchange VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    raw VARCHAR NOT NULL,
+    received_at BIGINT NOT NULL)`,
+  `CREATE TABLE IF NOT EXISTS sequence_gaps (
+    exchange VARCHAR NOT NULL,
+    symbol VARCHAR NOT NULL,
+    data_type VARCHAR NOT NULL,
+    from_sequence BIGINT NOT NULL,
+    to_sequence BIGINT NOT NULL,
+    detected_at BIGINT NOT NULL,
+    PRIMARY KEY (exchange, symbol, data_type, from_sequence))`,
+];
+
+const STAGE_TRADES = `CREATE TEMP TABLE IF NOT EXISTS stage_trades (
+  message_id VARCHAR, trade_id VARCHAR, symbol VARCHAR, exchange VARCHAR, asset_class VARCHAR, ts BIGINT,
+  price VARCHAR, quantity VARCHAR, currency VARCHAR, side VARCHAR, trade_conditions VARCHAR,
+  source_sequence BIGINT, ingestion_timestamp BIGINT, platform_sequence BIGINT, vendor_data VARCHAR)`;
+const STAGE_QUOTES = `CREATE TEMP TABLE IF NOT EXISTS stage_quotes (
+  message_id VARCHAR, symbol VARCHAR, exchange VARCHAR, asset_class VARCHAR, ts BIGINT,
+  bid_price VARCHAR, bid_quantity VARCHAR, ask_price VARCHAR, ask_quantity VARCHAR, currency VARCHAR,
+  source_sequence BIGINT, ingestion_timestamp BIGINT, platform_sequence BIGINT, vendor_data VARCHAR)`;
+
+const MOVE_TRADES = (table: string) => `INSERT INTO ${table} SELECT
+  message_id::UUID, trade_id, symbol, exchange, asset_class, ts, price::DECIMAL(18,8), quantity::DECIMAL(18,8),
+  currency, side, trade_conditions::JSON::VARCHAR[], source_sequence, ingestion_timestamp, platform_sequence,
+  vendor_data::JSON FROM stage_trades ON CONFLICT DO NOTHING`;
+const MOVE_QUOTES = `INSERT INTO quotes_v2 SELECT
+  message_id::UUID, symbol, exchange, asset_class, ts, bid_price::DECIMAL(18,8), bid_quantity::DECIMAL(18,8),
+  ask_price::DECIMAL(18,8), ask_quantity::DECIMAL(18,8), currency, source_sequence, ingestion_timestamp,
+  platform_sequence, vendor_data::JSON FROM stage_quotes ON CONFLICT DO NOTHING`;
+
+export interface DuckDBStoreOptions {
+  /** Database file path, or `:memory:`. */
+  path: string;
+  /** Open read-only (for `k2 query`). */
+  readOnly?: boolean;
+}
+
+export class DuckDBStore implements Store {
+  readonly name = "duckdb";
+  private instance!: DuckDBInstance;
+  private conn!: DuckDBConnection;
+  private stageTrades!: DuckDBAppender;
+  private stageQuotes!: DuckDBAppender;
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly opts: DuckDBStoreOptions) {}
+
+  async init(): Promise<void> {
+    this.instance = await DuckDBInstance.create(
+      this.opts.path,
+      this.opts.readOnly ? { access_mode: "READ_ONLY" } : {},
+    );
+    this.conn = await this.instance.connect();
+    if (this.opts.readOnly) return;
+    for (const m of MIGRATIONS) await this.conn.run(m);
+    await this.conn.run(STAGE_TRADES);
+    await this.conn.run(STAGE_QUOTES);
+    this.stageTrades = await this.conn.createAppender("stage_trades", "main", "temp");
+    this.stageQuotes = await this.conn.createAppender("stage_quotes", "main", "temp");
+  }
+
+  /** Serializes operations on the single connection. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.chain.then(fn, fn);
+    this.chain = p.catch(() => undefined);
+    return p;
+  }
+
+  write(batch: WriteBatch): Promise<WriteResult> {
+    return this.serial(() => this.writeNow(batch));
+  }
+
+  private async writeNow(batch: WriteBatch): Promise<WriteResult> {
+    const c = this.conn;
+    const result: WriteResult = {
+      trades: 0,
+      aggTrades: 0,
+      quotes: 0,
+      deadLetters: 0,
+      gaps: 0,
+      duplicates: 0,
+    };
+    let total = 0;
+    await c.run("BEGIN TRANSACTION");
+    try {
+      for (const [records, table, key] of [
+        [batch.trades, "trades_v2", "trades"],
+        [batch.aggTrades, "agg_trades_v2", "aggTrades"],
+      ] as const) {
+        if (records.length === 0) continue;
+        appendTrades(this.stageTrades, records);
+        const r = await c.run(MOVE_TRADES(table));
+        result[key] = Number(r.rowsChanged);
+        total += records.length;
+        await c.run("DELETE FROM stage_trades");
+      }
+      if (batch.quotes.length > 0) {
+        appendQuotes(this.stageQuotes, batch.quotes);
+        const r = await c.run(MOVE_QUOTES);
+        result.quotes = Number(r.rowsChanged);
+        total += batch.quotes.length;
+        await c.run("DELETE FROM stage_quotes");
+      }
+      for (const d of batch.deadLetters) {
+        const r = await c.run(
+          "INSERT INTO dead_letters VALUES ($1::UUID, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+          [d.message_id, d.exchange, d.source, d.reason, d.raw, BigInt(d.received_at)],
+        );
+        result.deadLetters += Number(r.rowsChanged);
+        total++;
+      }
+      for (const g of batch.gaps) {
+        const r = await c.run(
+          "INSERT INTO sequence_gaps VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+          [
+            g.exchange,
+            g.symbol,
+            g.data_type,
+            BigInt(g.from_sequence),
+            BigInt(g.to_sequence),
+            BigInt(g.detected_at),
+          ],
+        );
+        result.gaps += Number(r.rowsChanged);
+        total++;
+      }
+      await c.run("COMMIT");
+    } catch (err) {
+      await c.run("ROLLBACK").catch(() => undefined);
+      this.stageTrades.clear();
+      this.stageQuotes.clear();
+      await c.run("DELETE FROM stage_trades").catch(() => undefined);
+      await c.run("DELETE FROM stage_quotes").catch(() => undefined);
+      throw err;
+    }
+    result.duplicates =
+      total - result.trades - result.aggTrades - result.quotes - result.deadLetters - result.gaps;
+    return result;
+  }
+
+  query(sql: string, params: (string | number | boolean | null)[] = []): Promise<Row[]> {
+    return this.serial(async () => {
+      const reader = await this.conn.runAndReadAll(sql, params.length ? params : undefined);
+      return reader.getRowObjectsJson() as Row[];
+    });
+  }
+
+  async check(): Promise<string | null> {
+    if (!this.conn) return "store not open";
+    try {
+      await this.serial(() => this.conn.run("SELECT 1"));
+      return null;
+    } catch (e) {
+      return `store not writable: ${(e as Error).message}`;
+    }
+  }
+
+  /** Exports a table (or query) to a Parquet file. */
+  async exportParquet(sqlOrTable: string, file: string): Promise<void> {
+    const src = /^\w+$/.test(sqlOrTable) ? sqlOrTable : `(${sqlOrTable})`;
+    await this.serial(() => this.conn.run(`COPY ${src} TO '${file.replace(/'/g, "''")}' (FORMAT PARQUET)`));
+  }
+
+  async close(): Promise<void> {
+    await this.chain;
+    if (!this.conn) return;
+    if (!this.opts.readOnly) {
+      this.stageTrades.closeSync();
+      this.stageQuotes.closeSync();
+      await this.conn.run("CHECKPOINT").catch(() => undefined);
+    }
+    this.conn.closeSync();
+    this.instance.closeSync();
+  }
+}
+
+function appendTrades(a: DuckDBAppender, records: TradeV2[]): void {
+  for (const t of records) {
+    a.appendVarchar(t.message_id);
+    a.appendVarchar(t.trade_id);
+    a.appendVarchar(t.symbol);
+    a.appendVarchar(t.exchange);
+    a.appendVarchar(t.asset_class);
+    a.appendBigInt(BigInt(t.timestamp));
+    a.appendVarchar(t.price);
+    a.appendVarchar(t.quantity);
+    a.appendVarchar(t.currency);
+    a.appendVarchar(t.side);
+    a.appendVarchar(t.trade_conditions.length === 0 ? "[]" : JSON.stringify(t.trade_conditions));
+    if (t.source_sequence === null) a.appendNull();
+    else a.appendBigInt(BigInt(t.source_sequence));
+    a.appendBigInt(BigInt(t.ingestion_timestamp));
+    a.appendBigInt(BigInt(t.platform_sequence));
+    a.appendVarchar(JSON.stringify(t.vendor_data));
+    a.endRow();
+  }
+  a.flushSync();
+}
+
+function appendQuotes(a: DuckDBAppender, records: QuoteV2[]): void {
+  for (const q of records) {
+    a.appendVarchar(q.message_id);
+    a.appendVarchar(q.symbol);
+    a.appendVarchar(q.exchange);
+    a.appendVarchar(q.asset_class);
+    a.appendBigInt(BigInt(q.timestamp));
+    a.appendVarchar(q.bid_price);
+    a.appendVarchar(q.bid_quantity);
+    a.appendVarchar(q.ask_price);
+    a.appendVarchar(q.ask_quantity);
+    a.appendVarchar(q.currency);
+    if (q.source_sequence === null) a.appendNull();
+    else a.appendBigInt(BigInt(q.source_sequence));
+    a.appendBigInt(BigInt(q.ingestion_timestamp));
+    a.appendBigInt(BigInt(q.platform_sequence));
+    a.appendVarchar(JSON.stringify(q.vendor_data));
+    a.endRow();
+  }
+  a.flushSync();
+}

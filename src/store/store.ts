@@ -1,0 +1,63 @@
+/**
+ * The store contract every backend implements (DuckDB embedded default, PostgreSQL for servers).
+ *
+ * Tables follow schema-v2: `trades_v2`, `agg_trades_v2` (Binance aggregate trades, same columns),
+ * `quotes_v2`, plus `dead_letters` and `sequence_gaps`. Prices and quantities are DECIMAL(18,8) and
+ * times are BIGINT µs since epoch. Writes are idempotent: unique keys (exchange, symbol, trade_id) for
+ * trades and (exchange, symbol, message_id) for quotes (message_id is derived from the venue's
+ * update id, so this is the schema's "source_sequence or message_id"); a record already held is
+ * skipped and counted as a duplicate.
+ */
+import type { DeadLetter, QuoteV2, SequenceGap, TradeV2 } from "../schema/records.js";
+
+/** One batch to write atomically. */
+export interface WriteBatch {
+  trades: TradeV2[];
+  aggTrades: TradeV2[];
+  quotes: QuoteV2[];
+  deadLetters: DeadLetter[];
+  gaps: SequenceGap[];
+}
+
+/** What a write did. `duplicates` counts records (of any table) already held. */
+export interface WriteResult {
+  trades: number;
+  aggTrades: number;
+  quotes: number;
+  deadLetters: number;
+  gaps: number;
+  duplicates: number;
+}
+
+/** A row as JSON-safe values: DECIMAL and BIGINT columns come back as strings. */
+export type Row = Record<string, unknown>;
+
+export interface Store {
+  /** Backend name for logs and metrics (`duckdb`, `postgres`). */
+  readonly name: string;
+  /** Creates or migrates the tables (idempotent). */
+  init(): Promise<void>;
+  /**
+   * Writes a batch atomically: every record is stored (or recognised as held) or none is.
+   * @throws on a storage failure; the caller retries the whole batch
+   */
+  write(batch: WriteBatch): Promise<WriteResult>;
+  /**
+   * Runs a parameterized read query (`?` placeholders for DuckDB, `$1` for PostgreSQL) and returns
+   * JSON-safe rows. Never interpolate values into `sql`.
+   */
+  query(sql: string, params?: (string | number | boolean | null)[]): Promise<Row[]>;
+  /** Null when the store is writable, else the reason it is not. */
+  check(): Promise<string | null>;
+  close(): Promise<void>;
+}
+
+/** An empty batch. */
+export function emptyBatch(): WriteBatch {
+  return { trades: [], aggTrades: [], quotes: [], deadLetters: [], gaps: [] };
+}
+
+/** Number of records in a batch. */
+export function batchSize(b: WriteBatch): number {
+  return b.trades.length + b.aggTrades.length + b.quotes.length + b.deadLetters.length + b.gaps.length;
+}

@@ -1,0 +1,320 @@
+/**
+ * Binance Spot: feed description and mappers for `trade`, `aggTrade` and `bookTicker`.
+ *
+ * Follows Binance's "WebSocket Streams for Binance" (binance-spot-api-docs, web-socket-streams.md):
+ * - combined streams at `/stream?streams=<s1>/<s2>`, frames wrapped as `{"stream":..,"data":..}`;
+ *   raw streams at `/ws/<stream>` send the payload alone;
+ * - `{"method":"SUBSCRIBE","params":[..],"id":N}` answered by `{"result":null,"id":N}`;
+ * - limits: 5 incoming messages per second per connection (subscribe, unsubscribe, pong), at most
+ *   1024 streams per connection, a connection lives at most 24 hours; the server pings every 20 s and
+ *   the `ws` client answers with a pong automatically.
+ * Payloads: trade `{e,E,s,t,p,q,T,m,M}`, aggTrade `{e,E,s,a,p,q,f,l,T,m,M}`, bookTicker `{u,s,b,B,a,A}`.
+ * Aggressor side: `m` (buyer is the maker) true → the seller was the taker → `SELL`; false → `BUY`.
+ */
+import type { ConnectionOptions } from "../feed/connection.js";
+import { DecimalError, parseNonNegativeDecimal } from "../schema/decimal.js";
+import { deterministicMessageId } from "../schema/message-id.js";
+import type { DataType, QuoteV2, TradeV2 } from "../schema/records.js";
+import { quoteCurrency } from "../schema/records.js";
+import {
+  type FrameNormalizer,
+  type NormalizedSink,
+  SequenceTracker,
+  type Subscription,
+  type Venue,
+} from "./venue.js";
+
+const EXCHANGE = "BINANCE";
+/** Binance: at most 5 messages per second sent by the client on one connection. */
+export const BINANCE_MAX_MESSAGES_PER_SECOND = 5;
+/** Binance: at most 1024 streams on one connection. */
+export const BINANCE_MAX_STREAMS = 1024;
+/** Binance: a connection is closed by the server after 24 hours. */
+export const BINANCE_MAX_CONNECTION_AGE_MS = 24 * 60 * 60 * 1000;
+
+export const BINANCE_STREAMS = ["trade", "aggTrade", "bookTicker"] as const;
+export type BinanceStream = (typeof BINANCE_STREAMS)[number];
+
+/** Stream names for a subscription: `btcusdt@trade`, ... (symbols lower case, as Binance names them). */
+export function binanceStreamNames(sub: Subscription): string[] {
+  const out: string[] = [];
+  for (const s of sub.symbols) for (const st of sub.streams) out.push(`${s.toLowerCase()}@${st}`);
+  return out;
+}
+
+/** Rejection carrying the dead-letter reason. */
+class Reject extends Error {}
+
+function fail(reason: string): never {
+  throw new Reject(reason);
+}
+
+function decimalField(data: Record<string, unknown>, key: string, name: string): string {
+  const v = data[key];
+  if (v === undefined || v === null) fail(`missing ${name} (${key})`);
+  try {
+    return parseNonNegativeDecimal(v);
+  } catch (e) {
+    if (e instanceof DecimalError) fail(`${name} (${key}): ${e.reason}: ${JSON.stringify(v)}`);
+    throw e;
+  }
+}
+
+function intField(data: Record<string, unknown>, key: string, name: string): number {
+  const v = data[key];
+  if (v === undefined || v === null) fail(`missing ${name} (${key})`);
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
+    fail(`${name} (${key}) is not a non-negative integer: ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function symbolField(data: Record<string, unknown>): string {
+  const s = data["s"];
+  if (typeof s !== "string" || s.length === 0) fail("missing symbol (s)");
+  return s.toUpperCase();
+}
+
+function currencyOf(symbol: string): string {
+  try {
+    return quoteCurrency(symbol);
+  } catch (e) {
+    fail((e as Error).message);
+  }
+}
+
+function str(v: unknown): string {
+  return typeof v === "string" ? v : JSON.stringify(v);
+}
+
+const TRADE_MAPPED = new Set(["s", "t", "p", "q", "T", "m"]);
+const AGG_MAPPED = new Set(["s", "a", "p", "q", "T", "m"]);
+const QUOTE_MAPPED = new Set(["s", "u", "b", "B", "a", "A", "T"]);
+/** Readable names for the Binance fields that land in vendor_data. */
+const VENDOR_NAMES: Record<string, string> = {
+  e: "event_type",
+  E: "event_time",
+  M: "is_best_match",
+  f: "first_trade_id",
+  l: "last_trade_id",
+  b: "buyer_order_id",
+  a: "seller_order_id",
+};
+
+function vendorData(data: Record<string, unknown>, mapped: Set<string>, names = VENDOR_NAMES) {
+  const out: Record<string, string> = {};
+  for (const k in data) {
+    if (mapped.has(k)) continue;
+    out[names[k] ?? k] = str(data[k]);
+  }
+  return out;
+}
+
+const QUOTE_NAMES: Record<string, string> = { e: "event_type", E: "event_time" };
+
+/**
+ * Binance normalizer for one connection. Handles combined (`{"stream","data"}`) and raw payloads,
+ * subscription acks (`{"result":null,"id":N}`) and venue errors (`{"error":{..}}`, dead-lettered with
+ * the venue's message).
+ */
+export class BinanceNormalizer implements FrameNormalizer {
+  readonly sequences = new SequenceTracker();
+  private readonly subscribed: Set<string>;
+
+  constructor(
+    private readonly sink: NormalizedSink,
+    sub: Subscription,
+  ) {
+    this.subscribed = new Set(binanceStreamNames(sub));
+  }
+
+  normalize(raw: string, receivedAtUs: number): void {
+    let source = "binance";
+    try {
+      let msg: unknown;
+      try {
+        msg = JSON.parse(raw);
+      } catch {
+        fail("malformed JSON");
+      }
+      if (msg === null || typeof msg !== "object" || Array.isArray(msg)) fail("frame is not a JSON object");
+      const obj = msg as Record<string, unknown>;
+      let data = obj;
+      let stream: string | undefined;
+      if (typeof obj["stream"] === "string") {
+        stream = obj["stream"];
+        source = `binance:${stream}`;
+        if (!this.subscribed.has(stream)) fail(`frame for unsubscribed stream ${stream}`);
+        const d = obj["data"];
+        if (d === null || typeof d !== "object" || Array.isArray(d)) fail("missing data object");
+        data = d as Record<string, unknown>;
+      } else if ("result" in obj && "id" in obj) {
+        this.sink.control("subscription_ack", raw);
+        return;
+      } else if ("error" in obj) {
+        const err = obj["error"] as { code?: unknown; msg?: unknown } | null;
+        fail(`venue error ${str(err?.code)}: ${str(err?.msg)}`);
+      } else if ("lastUpdateId" in obj) {
+        // REST depth snapshot some recorders interleave; not a stream frame this feed subscribes to
+        fail("depth snapshot is not a subscribed stream");
+      }
+      const e = data["e"];
+      if (e === "trade") this.trade(data, raw, receivedAtUs, "trades");
+      else if (e === "aggTrade") this.trade(data, raw, receivedAtUs, "aggtrades");
+      else if (e === undefined || e === "bookTicker") {
+        if (e === undefined && (stream === undefined || !stream.endsWith("@bookTicker")) && !("u" in data)) {
+          fail("missing event type (e)");
+        }
+        this.quote(data, receivedAtUs);
+      } else fail(`unknown event type ${str(e)}`);
+    } catch (err) {
+      if (!(err instanceof Reject)) throw err;
+      this.sink.deadLetter({
+        message_id: deterministicMessageId(`${EXCHANGE}/dlq/${raw}`),
+        exchange: EXCHANGE,
+        source,
+        reason: err.message,
+        raw,
+        received_at: receivedAtUs,
+      });
+    }
+  }
+
+  private trade(
+    data: Record<string, unknown>,
+    _raw: string,
+    receivedAtUs: number,
+    dataType: "trades" | "aggtrades",
+  ): void {
+    const symbol = symbolField(data);
+    const idKey = dataType === "trades" ? "t" : "a";
+    const id = intField(data, idKey, dataType === "trades" ? "trade id" : "aggregate trade id");
+    const price = decimalField(data, "p", "price");
+    const quantity = decimalField(data, "q", "quantity");
+    const tradeTimeMs = intField(data, "T", "trade time");
+    const m = data["m"];
+    if (typeof m !== "boolean") fail("missing buyer-is-maker flag (m)");
+    const currency = currencyOf(symbol);
+    const record: TradeV2 = {
+      message_id: deterministicMessageId(`${EXCHANGE}/${dataType}/${symbol}/${id}`),
+      trade_id: `${EXCHANGE}-${id}`,
+      symbol,
+      exchange: EXCHANGE,
+      asset_class: "crypto",
+      timestamp: tradeTimeMs * 1000,
+      price,
+      quantity,
+      currency,
+      side: m ? "SELL" : "BUY",
+      trade_conditions: [],
+      source_sequence: id,
+      ingestion_timestamp: receivedAtUs,
+      platform_sequence: this.sequences.nextPlatformSequence(symbol),
+      vendor_data: vendorData(data, dataType === "trades" ? TRADE_MAPPED : AGG_MAPPED),
+    };
+    const gap = this.sequences.observe(`${dataType}/${symbol}`, id);
+    if (gap) {
+      this.sink.gap({
+        exchange: EXCHANGE,
+        symbol,
+        data_type: dataType,
+        from_sequence: gap[0],
+        to_sequence: gap[1],
+        detected_at: receivedAtUs,
+      });
+    }
+    this.sink.trade(record, dataType);
+  }
+
+  private quote(data: Record<string, unknown>, receivedAtUs: number): void {
+    const symbol = symbolField(data);
+    const u = intField(data, "u", "update id");
+    const bid_price = decimalField(data, "b", "bid price");
+    const bid_quantity = decimalField(data, "B", "bid quantity");
+    const ask_price = decimalField(data, "a", "ask price");
+    const ask_quantity = decimalField(data, "A", "ask quantity");
+    const venueTime = data["T"] ?? data["E"];
+    const timestamp =
+      typeof venueTime === "number" && Number.isSafeInteger(venueTime) ? venueTime * 1000 : receivedAtUs;
+    const record: QuoteV2 = {
+      message_id: deterministicMessageId(`${EXCHANGE}/quotes/${symbol}/${u}`),
+      symbol,
+      exchange: EXCHANGE,
+      asset_class: "crypto",
+      timestamp,
+      bid_price,
+      bid_quantity,
+      ask_price,
+      ask_quantity,
+      currency: currencyOf(symbol),
+      source_sequence: u,
+      ingestion_timestamp: receivedAtUs,
+      platform_sequence: this.sequences.nextPlatformSequence(symbol),
+      vendor_data: vendorData(data, QUOTE_MAPPED, QUOTE_NAMES),
+    };
+    this.sink.quote(record);
+  }
+}
+
+/** The Binance Spot venue. */
+export const binance: Venue = {
+  exchange: EXCHANGE,
+  assetClass: "crypto",
+  defaultWsUrl: "wss://stream.binance.com:9443",
+  streams: BINANCE_STREAMS,
+  defaultStreams: BINANCE_STREAMS,
+  defaultSymbols: ["BTCUSDT", "ETHUSDT", "BNBUSDT"],
+  dataTypesOf(streams: string[]): DataType[] {
+    const out: DataType[] = [];
+    if (streams.includes("trade")) out.push("trades");
+    if (streams.includes("aggTrade")) out.push("aggtrades");
+    if (streams.includes("bookTicker")) out.push("quotes");
+    return out;
+  },
+  validate(sub: Subscription): void {
+    for (const st of sub.streams) {
+      if (!(BINANCE_STREAMS as readonly string[]).includes(st)) {
+        throw new Error(`--streams: unknown Binance stream "${st}" (expected ${BINANCE_STREAMS.join(", ")})`);
+      }
+    }
+    for (const s of sub.symbols) {
+      if (!/^[A-Z0-9]{2,20}$/.test(s))
+        throw new Error(`--symbols: "${s}" is not a Binance symbol like BTCUSDT`);
+      try {
+        quoteCurrency(s);
+      } catch {
+        throw new Error(`--symbols: cannot derive the quote currency of "${s}"`);
+      }
+    }
+    const n = sub.symbols.length * sub.streams.length;
+    if (n === 0) throw new Error("--symbols/--streams: nothing to subscribe to");
+    if (n > BINANCE_MAX_STREAMS) {
+      throw new Error(
+        `--symbols/--streams: ${n} streams exceed Binance's ${BINANCE_MAX_STREAMS} per connection`,
+      );
+    }
+  },
+  connection(baseUrl: string, sub: Subscription): ConnectionOptions {
+    const names = binanceStreamNames(sub);
+    const base = baseUrl.replace(/\/+$/, "");
+    // Streams are named in the URL; a SUBSCRIBE after open also names them, so a server that keeps
+    // subscriptions per request (or a replay server started without streams) gets them either way.
+    return {
+      url: `${base}/stream?streams=${names.join("/")}`,
+      onOpenMessages: () => {
+        const msgs: string[] = [];
+        for (let i = 0; i < names.length; i += 200) {
+          msgs.push(
+            JSON.stringify({ method: "SUBSCRIBE", params: names.slice(i, i + 200), id: i / 200 + 1 }),
+          );
+        }
+        return msgs;
+      },
+      maxMessagesPerSecond: BINANCE_MAX_MESSAGES_PER_SECOND,
+      maxConnectionAgeMs: BINANCE_MAX_CONNECTION_AGE_MS,
+    };
+  },
+  createNormalizer(sink: NormalizedSink, sub: Subscription): FrameNormalizer {
+    return new BinanceNormalizer(sink, sub);
+  },
+};

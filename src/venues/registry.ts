@@ -1,0 +1,17 @@
+/** Venue registry: a new venue is one file in this folder plus one entry here. */
+import { binance } from "./binance.js";
+import type { Venue } from "./venue.js";
+
+const VENUES: Record<string, Venue> = {
+  binance,
+};
+
+/** The venue for a lower-case name (`binance`), or undefined. */
+export function getVenue(name: string): Venue | undefined {
+  return VENUES[name.toLowerCase()];
+}
+
+/** Registered venue names. */
+export function venueNames(): string[] {
+  return Object.keys(VENUES);
+}

@@ -1,0 +1,106 @@
+/**
+ * What a venue file provides. A venue is one file (`src/venues/<name>.ts`) holding its feed
+ * description and its mappers, plus one entry in `src/venues/registry.ts`; nothing else changes.
+ */
+import type { ConnectionOptions } from "../feed/connection.js";
+import type { AssetClass, DataType, DeadLetter, QuoteV2, SequenceGap, TradeV2 } from "../schema/records.js";
+
+/** Where a normalizer sends what it makes of each frame. Calls are synchronous and cheap. */
+export interface NormalizedSink {
+  /** A normalized trade; `dataType` is `trades` or `aggtrades`. */
+  trade(record: TradeV2, dataType: "trades" | "aggtrades"): void;
+  quote(record: QuoteV2): void;
+  /** A frame rejected with a reason, kept with its raw text. */
+  deadLetter(letter: DeadLetter): void;
+  /** A sequence gap, with the missing range. */
+  gap(gap: SequenceGap): void;
+  /** A frame that carries no market data (subscription ack, heartbeat, status), by kind. */
+  control(kind: string, raw: string): void;
+}
+
+/** Per-connection state of a normalizer: sequence tracking for gap detection and platform sequences. */
+export interface FrameNormalizer {
+  /**
+   * Normalizes one raw frame and reports every outcome to the sink. Never throws: a frame that
+   * cannot be normalized becomes a dead letter.
+   * @param raw the frame text exactly as received
+   * @param receivedAtUs receipt time, µs since epoch
+   */
+  normalize(raw: string, receivedAtUs: number): void;
+}
+
+/** Subscription request for a venue: which symbols and which venue streams / channels. */
+export interface Subscription {
+  /** Venue symbols, upper case (`BTCUSDT`). */
+  symbols: string[];
+  /** Venue stream / channel names (`trade`, `aggTrade`, `bookTicker` for Binance). */
+  streams: string[];
+}
+
+/** A venue's feed description: endpoint, subscriptions, limits and mappers. */
+export interface Venue {
+  /** Upper-case exchange code written into records (`BINANCE`). */
+  exchange: string;
+  assetClass: AssetClass;
+  /** Default live endpoint base URL. */
+  defaultWsUrl: string;
+  /** Streams available and those subscribed by default. */
+  streams: readonly string[];
+  defaultStreams: readonly string[];
+  defaultSymbols: readonly string[];
+  /** Data types the given streams produce (for topics and tables). */
+  dataTypesOf(streams: string[]): DataType[];
+  /**
+   * Checks a subscription against the venue's rules.
+   * @throws {Error} with a message naming the offending flag value
+   */
+  validate(sub: Subscription): void;
+  /** Connection options (URL, subscribe messages, venue limits) for a base URL. */
+  connection(baseUrl: string, sub: Subscription): ConnectionOptions;
+  /** A fresh normalizer writing into `sink`. */
+  createNormalizer(sink: NormalizedSink, sub: Subscription): FrameNormalizer;
+}
+
+/**
+ * Sequence gap detector and platform sequence counter, shared by venues.
+ *
+ * platform_sequence starts at the process start time in µs and increases by one per record per
+ * (exchange, symbol): monotonic within a run, and across restarts as long as a symbol averages under
+ * one record per µs.
+ */
+export class SequenceTracker {
+  private readonly last = new Map<string, number>();
+  private readonly platform = new Map<string, number>();
+  private readonly seed = Math.floor(performance.timeOrigin * 1000);
+  /** Records whose source sequence was not above the last seen (overlap or replay duplicates). */
+  duplicates = 0;
+
+  /** Next platform_sequence for a symbol. */
+  nextPlatformSequence(symbol: string): number {
+    const n = (this.platform.get(symbol) ?? this.seed) + 1;
+    this.platform.set(symbol, n);
+    return n;
+  }
+
+  /**
+   * Observes a contiguous venue sequence (Binance trade id `t`, aggregate id `a`, Coinbase
+   * `sequence_num`). Returns the missing inclusive range when `seq` skips ahead, else null.
+   */
+  observe(key: string, seq: number): [number, number] | null {
+    const prev = this.last.get(key);
+    if (prev === undefined) {
+      this.last.set(key, seq);
+      return null;
+    }
+    if (seq === prev + 1) {
+      this.last.set(key, seq);
+      return null;
+    }
+    if (seq <= prev) {
+      this.duplicates++;
+      return null;
+    }
+    this.last.set(key, seq);
+    return [prev + 1, seq - 1];
+  }
+}
