@@ -2,6 +2,7 @@
  * Configuration from flags and environment, validated at start with errors that name the flag.
  * Precedence: flag > environment variable > default.
  */
+import { existsSync } from "node:fs";
 import { z } from "zod";
 import { getVenue, venueNames } from "./venues/registry.js";
 
@@ -111,6 +112,8 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
   if (maxBatchSize < batchSize) throw new ConfigError("--max-batch-size: must be at least --batch-size");
   const db = flags.db ?? env.K2_DB ?? "k2.duckdb";
   if (db.trim() === "") throw new ConfigError("--db: empty path");
+  if (flags.replay && !existsSync(flags.replay))
+    throw new ConfigError(`--replay: cannot read "${flags.replay}"`);
   if (flags.exitAtEnd && !flags.replay)
     throw new ConfigError("--exit-at-end: only meaningful with --replay FILE");
   return {

@@ -155,7 +155,6 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
 
   const sink: NormalizedSink = {
     trade(record: TradeV2, dataType: "trades" | "aggtrades") {
-      counts.frames++;
       if (dataType === "trades") {
         counts.trades++;
         normalizedTrades.inc();
@@ -173,14 +172,12 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
       });
     },
     quote(record: QuoteV2) {
-      counts.frames++;
       counts.quotes++;
       normalizedQuotes.inc();
       frameCounter(`${record.symbol}.quotes`).inc();
       publisher.push({ topic: quoteTopic, key: record.symbol, id: record.message_id, value: record });
     },
     deadLetter(letter: DeadLetter) {
-      counts.frames++;
       counts.rejected++;
       rejected.inc();
       frameCounter("rejected").inc();
@@ -213,6 +210,7 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
     },
     control(kind: string) {
       handle.control++;
+      counts.frames--; // counted on receipt; control frames carry no market data
       metrics.controlFrames.labels(exchange, kind).inc();
     },
   };
@@ -225,6 +223,7 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
   handle.connection = conn;
   const onRaw = opts.onRawFrame;
   conn.on("frame", (raw, receivedAtUs) => {
+    counts.frames++;
     if (onRaw) onRaw(raw, receivedAtUs);
     normalizer.normalize(raw, receivedAtUs);
   });

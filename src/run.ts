@@ -15,7 +15,8 @@ import {
   startIngest,
   startPersist,
 } from "./pipeline.js";
-import { BinanceReplayServer } from "./replay/binance-replay-server.js";
+import { detectCaptureFormat, REPLAY_SERVERS } from "./replay/index.js";
+import type { ReplayServer } from "./replay/replay-server.js";
 import { WorkerReplayServer } from "./replay/replay-worker.js";
 import { createHttpServer, listen } from "./serve/http.js";
 import { DuckDBStore } from "./store/duckdb.js";
@@ -47,7 +48,7 @@ export interface RunningPipeline {
   httpPort: number;
   /** ws:// URL of the in-process replay server, when replaying. */
   replayUrl: string | null;
-  replayServer: BinanceReplayServer | WorkerReplayServer | null;
+  replayServer: ReplayServer | null;
   feed: FeedHandle;
   store: Store;
   metrics: Metrics;
@@ -77,14 +78,15 @@ export async function startRun(
   await store.init();
   const bus = new MemoryBus({ dedupeWindowMs: Number(process.env.K2_DEDUPE ?? 120000) });
 
-  let replayServer: BinanceReplayServer | WorkerReplayServer | null = null;
+  let replayServer: ReplayServer | null = null;
   let wsUrl = config.wsUrl;
   if (config.replay) {
+    const format = detectCaptureFormat(config.replay);
     const replayOpts = { file: config.replay, speed: config.speed, resume: hooks.resumeReplay };
     replayServer =
       hooks.replayInProcess || !WorkerReplayServer.available()
-        ? new BinanceReplayServer(replayOpts)
-        : new WorkerReplayServer(replayOpts);
+        ? new REPLAY_SERVERS[format](replayOpts)
+        : new WorkerReplayServer(format, replayOpts);
     await replayServer.start();
     wsUrl = replayServer.url;
     logger.info({ file: config.replay, speed: config.speed, url: wsUrl }, "replay server started");

@@ -16,27 +16,7 @@ import { EventEmitter } from "node:events";
 import type { AddressInfo } from "node:net";
 import { type WebSocket, WebSocketServer } from "ws";
 import { readCapture } from "./capture.js";
-
-export type ReplaySpeed = number | "max";
-
-export interface ReplayServerOptions {
-  /** Capture file (`<ns> <frame>` lines, gzip). */
-  file: string;
-  /** 127.0.0.1 port; 0 picks a free one. */
-  port?: number;
-  /** Pace multiplier (1 = real time, 10 = ten times faster) or `max`. */
-  speed?: ReplaySpeed;
-  /** Continue a new connection from where the previous one broke (test mode). */
-  resume?: boolean;
-  /** Incoming message limit per second before the connection is closed (Binance: 5). */
-  maxIncomingPerSecond?: number;
-}
-
-export interface ReplayServerEvents {
-  /** A connection reached the end of the capture; `sent` counts every message sent on it. */
-  end: [info: { sent: number; dataFrames: number }];
-  connection: [path: string];
-}
+import type { ReplayServer, ReplayServerEvents, ReplayServerOptions } from "./replay-server.js";
 
 const MAX_IN_FLIGHT = 2048;
 
@@ -53,7 +33,7 @@ function payloadOf(raw: string): string {
   return i > 0 ? raw.slice(i + 8, raw.length - 1) : raw;
 }
 
-export class BinanceReplayServer extends EventEmitter<ReplayServerEvents> {
+export class BinanceReplayServer extends EventEmitter<ReplayServerEvents> implements ReplayServer {
   private wss: WebSocketServer | null = null;
   /** Messages written to sockets over all connections (data frames and replies). */
   totalSent = 0;

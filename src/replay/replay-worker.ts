@@ -7,21 +7,25 @@ import { EventEmitter } from "node:events";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
-import { BinanceReplayServer, type ReplayServerOptions } from "./binance-replay-server.js";
+import { type CaptureFormat, REPLAY_SERVERS } from "./index.js";
+import type { ReplayServer, ReplayServerEvents, ReplayServerOptions } from "./replay-server.js";
 
 type FromWorker =
   | { type: "listening"; port: number }
   | { type: "end"; sent: number; dataFrames: number; totalSent: number }
   | { type: "error"; message: string };
 
-/** Handle on a replay server in a worker thread, with the same events as {@link BinanceReplayServer}. */
-export class WorkerReplayServer extends EventEmitter<{ end: [info: { sent: number; dataFrames: number }] }> {
+/** Handle on a replay server in a worker thread, with the same events as the server itself. */
+export class WorkerReplayServer extends EventEmitter<ReplayServerEvents> implements ReplayServer {
   private worker: Worker | null = null;
   private port = 0;
   /** Messages the server has written to sockets (updated at each `end`). */
   totalSent = 0;
 
-  constructor(private readonly opts: ReplayServerOptions) {
+  constructor(
+    private readonly format: CaptureFormat,
+    private readonly opts: ReplayServerOptions,
+  ) {
     super();
   }
 
@@ -31,7 +35,9 @@ export class WorkerReplayServer extends EventEmitter<{ end: [info: { sent: numbe
   }
 
   async start(): Promise<number> {
-    const worker = new Worker(fileURLToPath(import.meta.url), { workerData: this.opts });
+    const worker = new Worker(fileURLToPath(import.meta.url), {
+      workerData: { format: this.format, opts: this.opts },
+    });
     this.worker = worker;
     this.port = await new Promise<number>((resolve, reject) => {
       worker.on("message", (m: FromWorker) => {
@@ -58,7 +64,8 @@ export class WorkerReplayServer extends EventEmitter<{ end: [info: { sent: numbe
 
 if (!isMainThread && parentPort) {
   const port = parentPort;
-  const server = new BinanceReplayServer(workerData as ReplayServerOptions);
+  const { format, opts } = workerData as { format: CaptureFormat; opts: ReplayServerOptions };
+  const server = new REPLAY_SERVERS[format](opts);
   server.on("end", (info) => port.postMessage({ type: "end", ...info, totalSent: server.totalSent }));
   server.start().then(
     (p) => port.postMessage({ type: "listening", port: p }),

@@ -1,0 +1,20 @@
+/** Shared helpers of the CLI commands. */
+
+/** Prints `k2: message` on stderr and exits (2: bad flags or configuration; 1: runtime failure). */
+export function fail(message: string, code = 2): never {
+  process.stderr.write(`k2: ${message}\n`);
+  process.exit(code);
+}
+
+/** Resolves on the first SIGINT or SIGTERM, with the signal's name. */
+export function onSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const handler = (sig: NodeJS.Signals) => {
+      process.off("SIGINT", handler);
+      process.off("SIGTERM", handler);
+      resolve(sig);
+    };
+    process.on("SIGINT", handler);
+    process.on("SIGTERM", handler);
+  });
+}

@@ -1,0 +1,68 @@
+import type { Command } from "commander";
+import { MemoryBus } from "../bus/memory.js";
+import { ConfigError, type RunFlags, resolveRunConfig } from "../config.js";
+import { createLogger } from "../ops/logger.js";
+import { Metrics } from "../ops/metrics.js";
+import { Publisher, startIngest } from "../pipeline.js";
+import { CaptureWriter } from "../replay/capture.js";
+import { fail, onSignal } from "./common.js";
+
+/** Registers `k2 record`. */
+export function registerRecord(program: Command): void {
+  program
+    .command("record")
+    .description("record raw frames with receive times (gzip, `<ns> <frame>` per line)")
+    .requiredOption("--out <file>", "capture file to write (.gz)")
+    .option("--exchange <name>", "venue", "binance")
+    .option("--symbols <list>", "comma-separated venue symbols")
+    .option("--streams <list>", "comma-separated streams")
+    .option("--ws-url <url>", "venue WebSocket base URL")
+    .option("--duration <s>", "stop after this many seconds (default: until SIGINT/SIGTERM)")
+    .action(async (opts: RunFlags & { out: string; duration?: string }) => {
+      let config: ReturnType<typeof resolveRunConfig>;
+      try {
+        config = resolveRunConfig({
+          exchange: opts.exchange,
+          symbols: opts.symbols,
+          streams: opts.streams,
+          wsUrl: opts.wsUrl,
+        });
+      } catch (e) {
+        if (e instanceof ConfigError) fail(e.message);
+        throw e;
+      }
+      let duration = 0;
+      if (opts.duration !== undefined) {
+        duration = Number(opts.duration);
+        if (!Number.isFinite(duration) || duration <= 0)
+          fail(`--duration: expected seconds > 0, got "${opts.duration}"`);
+      }
+      const logger = createLogger();
+      const writer = new CaptureWriter(opts.out);
+      const { getVenue } = await import("../venues/registry.js");
+      const venue = getVenue(config.exchange)!;
+      const bus = new MemoryBus();
+      const feed = startIngest(
+        {
+          venue,
+          subscription: { symbols: config.symbols, streams: config.streams },
+          wsUrl: config.wsUrl,
+          bus,
+          metrics: new Metrics({ defaultMetrics: false }),
+          logger,
+          onRawFrame: (raw, at) => writer.write(raw, at),
+        },
+        new Publisher(bus, logger),
+      );
+      const timer =
+        duration > 0
+          ? new Promise<string>((r) => setTimeout(() => r("duration elapsed"), duration * 1000))
+          : null;
+      const reason = await (timer ? Promise.race([timer, onSignal()]) : onSignal());
+      await feed.connection.stop();
+      await writer.close();
+      logger.info({ reason, frames: writer.frames, out: opts.out }, "recording closed");
+      process.stdout.write(`${JSON.stringify({ frames: writer.frames, out: opts.out })}\n`);
+      process.exit(0);
+    });
+}

@@ -1,0 +1,33 @@
+import type { Command } from "commander";
+import { createLogger } from "../ops/logger.js";
+import { detectCaptureFormat, REPLAY_SERVERS } from "../replay/index.js";
+import { fail, onSignal } from "./common.js";
+
+/** Registers `k2 replay-server`. */
+export function registerReplayServer(program: Command): void {
+  program
+    .command("replay-server")
+    .description("serve a capture as a Binance-compatible WebSocket endpoint on 127.0.0.1")
+    .argument("<file>", "capture file (`<ns> <frame>` lines, gzip)")
+    .option("--port <n>", "port, 0 = any free port", "9443")
+    .option("--speed <x>", "pace: 1, 10, ... or max", "1")
+    .action(async (file: string, opts: { port: string; speed: string }) => {
+      const port = Number(opts.port);
+      if (!/^\d+$/.test(opts.port) || port > 65535) fail(`--port: expected 0..65535, got "${opts.port}"`);
+      const speed = opts.speed === "max" ? "max" : Number(opts.speed);
+      if (speed !== "max" && (!Number.isFinite(speed) || speed <= 0)) {
+        fail(`--speed: expected a positive number or "max", got "${opts.speed}"`);
+      }
+      const { access } = await import("node:fs/promises");
+      await access(file).catch(() => fail(`<file>: cannot read ${file}`));
+      const logger = createLogger();
+      const server = new REPLAY_SERVERS[detectCaptureFormat(file)]({ file, port, speed });
+      const bound = await server.start();
+      server.on("connection", (path) => logger.info({ path }, "replay connection"));
+      server.on("end", (info) => logger.info(info, "replay finished for a connection"));
+      logger.info({ url: `ws://127.0.0.1:${bound}`, file, speed }, "replay server listening");
+      process.stdout.write(`${JSON.stringify({ url: `ws://127.0.0.1:${bound}`, port: bound })}\n`);
+      await onSignal();
+      await server.stop();
+    });
+}
