@@ -166,7 +166,7 @@ export class BinanceNormalizer implements FrameNormalizer {
           fail("missing event type (e)");
         }
         this.quote(data, receivedAtUs);
-      } else fail(`unknown event type ${str(e)}`);
+      } else fail(`unknown event type ${JSON.stringify(e)}`);
     } catch (err) {
       if (!(err instanceof Reject)) throw err;
       this.sink.deadLetter({
