@@ -9,6 +9,12 @@
 import { EventEmitter } from "node:events";
 import WebSocket from "ws";
 
+/**
+ * The outbound limit is "N messages per second"; the window is a little longer than a second so that
+ * network jitter never lets the server see N+1 messages inside one of its seconds.
+ */
+const RATE_WINDOW_MS = 1100;
+
 export type ConnectionState = "DISCONNECTED" | "CONNECTING" | "CONNECTED" | "ERROR";
 
 /** Numeric code of each state for the `k2_connection_state` gauge. */
@@ -180,6 +186,16 @@ export class VenueConnection extends EventEmitter<ConnectionEvents> {
         return;
       }
       if (ws !== this.ws) return;
+      if (rollover && !delivered && this.retiring) {
+        // the replacement failed before delivering: keep the old connection and try again shortly
+        this.ws = this.retiring;
+        this.retiring = null;
+        if (!this.stopped) {
+          this.rolloverTimer = setTimeout(() => this.rollover(), this.backoffDelay(1));
+          this.rolloverTimer.unref();
+        }
+        return;
+      }
       this.ws = null;
       this.sendQueue = []; // subscriptions are sent again by onOpenMessages on reconnect
       if (this.stopped) return;
@@ -219,14 +235,14 @@ export class VenueConnection extends EventEmitter<ConnectionEvents> {
     this.pumpSend(ws);
   }
 
-  /** Token-bucket-free sliding window: at most N sends in any 1000 ms. */
+  /** Sliding window: at most N sends in any {@link RATE_WINDOW_MS}. */
   private pumpSend(target?: WebSocket): void {
     if (this.sendTimer) return;
     const now = Date.now();
     while (this.sendQueue.length > 0) {
-      while (this.sendTimes.length > 0 && now - this.sendTimes[0] >= 1000) this.sendTimes.shift();
+      while (this.sendTimes.length > 0 && now - this.sendTimes[0] >= RATE_WINDOW_MS) this.sendTimes.shift();
       if (this.sendTimes.length >= this.opts.maxMessagesPerSecond) {
-        const wait = 1000 - (now - this.sendTimes[0]) + 1;
+        const wait = RATE_WINDOW_MS - (now - this.sendTimes[0]) + 1;
         this.sendTimer = setTimeout(() => {
           this.sendTimer = null;
           this.pumpSend(target);

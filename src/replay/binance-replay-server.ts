@@ -43,6 +43,7 @@ export class BinanceReplayServer extends EventEmitter<ReplayServerEvents> implem
 
   constructor(private readonly opts: ReplayServerOptions) {
     super();
+    this.cursor = opts.startAt ?? 0;
   }
 
   /** Listens on 127.0.0.1; resolves with the port. */
@@ -65,6 +66,11 @@ export class BinanceReplayServer extends EventEmitter<ReplayServerEvents> implem
   get url(): string {
     if (!this.wss) throw new Error("replay server not started");
     return `ws://127.0.0.1:${(this.wss.address() as AddressInfo).port}`;
+  }
+
+  /** Open client connections. */
+  get connections(): number {
+    return this.sockets.size;
   }
 
   /** Drops every open connection abruptly (as a network failure would). */

@@ -15,6 +15,8 @@ export interface ReplayServerOptions {
   speed?: ReplaySpeed;
   /** Continue a new connection from where the previous one broke (test mode). */
   resume?: boolean;
+  /** With `resume`: the first frame to send (index among the subscribed streams' frames). */
+  startAt?: number;
   /** Incoming message limit per second before the connection is closed (Binance: 5). */
   maxIncomingPerSecond?: number;
 }

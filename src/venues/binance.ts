@@ -169,6 +169,11 @@ export class BinanceNormalizer implements FrameNormalizer {
       } else fail(`unknown event type ${JSON.stringify(e)}`);
     } catch (err) {
       if (!(err instanceof Reject)) throw err;
+      if (source === "binance") {
+        // frames that did not parse still name their stream in the envelope's first bytes
+        const m = /^\{"stream":"([^"]{1,100})"/.exec(raw);
+        if (m) source = `binance:${m[1]}`;
+      }
       this.sink.deadLetter({
         message_id: deterministicMessageId(`${EXCHANGE}/dlq/${raw}`),
         exchange: EXCHANGE,

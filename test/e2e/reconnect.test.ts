@@ -1,0 +1,90 @@
+/**
+ * The replay server is killed mid-stream: the feed goes to ERROR, reconnects with exponential backoff
+ * (1 s, 2 s, ... reset after a successful connection), resubscribes, and the store ends with every
+ * frame the server sent (the test server resumes where the connection broke).
+ */
+import { describe, expect, it } from "vitest";
+import type { ConnectionState } from "../../src/feed/connection.js";
+import { BinanceReplayServer } from "../../src/replay/binance-replay-server.js";
+import { startRun } from "../../src/run.js";
+import { sharedData } from "../helpers/capture.js";
+import { silentLogger, testConfig, waitFor } from "../helpers/run.js";
+
+const FILE = sharedData("binance-spot/btcusdt_20240808.gz");
+
+async function storedCount(run: Awaited<ReturnType<typeof startRun>>): Promise<number> {
+  const [r] = await run.store.query(
+    "SELECT (SELECT count(*) FROM trades_v2) + (SELECT count(*) FROM quotes_v2) + (SELECT count(*) FROM dead_letters) AS n",
+  );
+  return Number(r.n);
+}
+
+describe("reconnect with backoff after the venue dies", () => {
+  it("loses nothing the server sent", async () => {
+    let server = new BinanceReplayServer({ file: FILE, speed: 40, resume: true });
+    const port = await server.start();
+    const config = testConfig({ wsUrl: server.url, batchMaxWaitMs: 200 });
+    const run = await startRun(config, silentLogger());
+    const states: ConnectionState[] = [];
+    const delays: number[] = [];
+    run.feed.connection.on("state", (s) => states.push(s));
+    run.feed.connection.on("reconnect", (_n, d) => delays.push(d));
+    try {
+      for (let kill = 1; kill <= 2; kill++) {
+        // let some frames through, then kill the server (listener and connections)
+        const from = server.cursor;
+        await waitFor(() => server.cursor > from + 2000, 30_000, "frames before the kill");
+        await server.stop();
+        const cursor = server.cursor;
+        await waitFor(
+          () => run.feed.connection.state === "ERROR" || run.feed.connection.state === "CONNECTING",
+          5000,
+        );
+        // down long enough for one refused attempt (1 s), then back on the same port
+        await new Promise((r) => setTimeout(r, 1500));
+        server = new BinanceReplayServer({
+          file: FILE,
+          port,
+          speed: kill === 2 ? "max" : 40,
+          resume: true,
+          startAt: cursor,
+        });
+        await server.start();
+        await waitFor(() => run.feed.connection.state === "CONNECTED", 10_000, "reconnect");
+      }
+      const ended = new Promise<void>((r) => server.once("end", () => r()));
+      await ended;
+      const total = server.cursor;
+      await waitFor(async () => (await storedCount(run)) >= total, 20_000, "store to catch up");
+      const summary = await run.stop("test done");
+      const [g] = await (async () => {
+        const { DuckDBStore } = await import("../../src/store/duckdb.js");
+        const s = new DuckDBStore({ path: config.db, readOnly: true });
+        await s.init();
+        const rows = await s.query(
+          "SELECT (SELECT count(*) FROM trades_v2) AS trades, (SELECT count(*) FROM quotes_v2) AS quotes, (SELECT count(*) FROM sequence_gaps) AS gaps, (SELECT count(*) FROM dead_letters) AS dead",
+        );
+        await s.close();
+        return rows;
+      })();
+      // every frame of the subscribed streams, each stored once, no sequence gap
+      expect(Number(g.trades) + Number(g.quotes)).toBe(total);
+      expect(total).toBe(37797);
+      expect(Number(g.gaps)).toBe(0);
+      expect(Number(g.dead)).toBe(0);
+      expect(summary.reconnects).toBeGreaterThanOrEqual(4);
+      // backoff: 1 s then 2 s while the server is down; reset to 1 s after the connection recovered
+      expect(delays.slice(0, 2)).toEqual([1000, 2000]);
+      expect(delays[2]).toBe(1000);
+      // state machine: CONNECTED → ERROR → CONNECTING → ... → CONNECTED
+      const i = states.indexOf("ERROR");
+      expect(i).toBeGreaterThan(0);
+      expect(states[i - 1]).toBe("CONNECTED");
+      expect(states[i + 1]).toBe("CONNECTING");
+      expect(states.lastIndexOf("CONNECTED")).toBeGreaterThan(i);
+    } finally {
+      await run.stop("cleanup");
+      await server.stop();
+    }
+  });
+});

@@ -1,0 +1,110 @@
+/**
+ * VenueConnection: backoff schedule, Binance's 5 messages/s outbound limit (the replay server closes a
+ * connection that exceeds it, as Binance does), and make-before-break rollover before the 24 h limit.
+ */
+import { describe, expect, it } from "vitest";
+import { type ConnectionState, VenueConnection } from "../../src/feed/connection.js";
+import { BinanceReplayServer } from "../../src/replay/binance-replay-server.js";
+import { binance } from "../../src/venues/binance.js";
+import { sharedData } from "../helpers/capture.js";
+import { waitFor } from "../helpers/run.js";
+
+const FILE = sharedData("binance-spot/btcusdt_20240808.gz");
+
+describe("backoff", () => {
+  it("starts at 1 s, doubles, and caps at 60 s", () => {
+    const c = new VenueConnection({
+      url: "ws://127.0.0.1:1",
+      onOpenMessages: () => [],
+      maxMessagesPerSecond: 5,
+    });
+    expect([1, 2, 3, 4, 5, 6, 7, 8, 20].map((n) => c.backoffDelay(n))).toEqual([
+      1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000,
+    ]);
+  });
+});
+
+describe("outbound rate limit", () => {
+  it("sends 12 subscription requests at no more than 5 per second and is never cut off", async () => {
+    const server = new BinanceReplayServer({ file: FILE, speed: "max" });
+    await server.start();
+    const streams = ["btcusdt@trade", "btcusdt@bookTicker", "btcusdt@aggTrade"];
+    const requests = Array.from({ length: 12 }, (_, i) =>
+      JSON.stringify({ method: i % 2 ? "UNSUBSCRIBE" : "SUBSCRIBE", params: [streams[i % 3]], id: i + 1 }),
+    );
+    const conn = new VenueConnection({
+      url: `${server.url}/ws`,
+      onOpenMessages: () => requests,
+      maxMessagesPerSecond: 5,
+    });
+    const acks: { id: number; at: number }[] = [];
+    const states: ConnectionState[] = [];
+    conn.on("state", (s) => states.push(s));
+    conn.on("frame", (raw) => {
+      const m = JSON.parse(raw);
+      if ("result" in m) acks.push({ id: m.id, at: Date.now() });
+    });
+    conn.start();
+    try {
+      await waitFor(() => acks.length === 12, 6000, "12 acks");
+      expect(acks.map((a) => a.id)).toEqual(requests.map((_, i) => i + 1));
+      for (let i = 5; i < acks.length; i++) expect(acks[i].at - acks[i - 5].at).toBeGreaterThanOrEqual(950);
+      expect(states).not.toContain("ERROR");
+    } finally {
+      await conn.stop();
+      await server.stop();
+    }
+  });
+
+  it("the replay server, like Binance, closes a client that floods it", async () => {
+    const server = new BinanceReplayServer({ file: FILE, speed: "max" });
+    await server.start();
+    const conn = new VenueConnection({
+      url: `${server.url}/ws`,
+      onOpenMessages: () =>
+        Array.from({ length: 8 }, (_, i) => JSON.stringify({ method: "SUBSCRIBE", params: [], id: i })),
+      maxMessagesPerSecond: 100, // a misconfigured limit
+      backoffInitialMs: 60_000,
+    });
+    const reasons: string[] = [];
+    conn.on("state", (s, r) => s === "ERROR" && reasons.push(r ?? ""));
+    conn.start();
+    try {
+      await waitFor(() => reasons.length > 0, 5000, "disconnect");
+      expect(reasons[0]).toMatch(/closed 1008 Too many requests/);
+    } finally {
+      await conn.stop();
+      await server.stop();
+    }
+  });
+});
+
+describe("24 h connection limit", () => {
+  it("opens a replacement before the limit and closes the old one only after the new one delivers", async () => {
+    const server = new BinanceReplayServer({ file: FILE, speed: 40 });
+    await server.start();
+    const paths: string[] = [];
+    server.on("connection", (p) => paths.push(p));
+    const sub = { symbols: ["BTCUSDT"], streams: ["trade", "bookTicker"] };
+    const conn = new VenueConnection({
+      ...binance.connection(server.url, sub),
+      maxConnectionAgeMs: 1500, // stands in for Binance's 24 h
+      rolloverLeadMs: 1000,
+    });
+    const states: ConnectionState[] = [];
+    conn.on("state", (s) => states.push(s));
+    conn.start();
+    try {
+      await waitFor(() => paths.length >= 2, 5000, "the replacement connection");
+      // the old connection is closed once the replacement delivers, and frames keep coming
+      await waitFor(() => server.connections === 1, 5000, "the old connection to close");
+      const before = conn.framesReceived;
+      await waitFor(() => conn.framesReceived > before + 100, 5000, "frames on the replacement");
+      expect(states).toEqual(["CONNECTING", "CONNECTED"]); // never ERROR, never a gap in service
+      expect(paths[1]).toBe(paths[0]); // same streams resubscribed
+    } finally {
+      await conn.stop();
+      await server.stop();
+    }
+  });
+});
