@@ -1,0 +1,86 @@
+/** The replay server speaks Binance's WebSocket protocol: URLs, SUBSCRIBE/UNSUBSCRIBE, pacing. */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import { BinanceReplayServer } from "../../src/replay/binance-replay-server.js";
+import { framesWhere, sharedData } from "../helpers/capture.js";
+import { waitFor } from "../helpers/run.js";
+
+const FILE = sharedData("binance-spot/btcusdt_20240808.gz");
+
+function client(url: string) {
+  const ws = new WebSocket(url);
+  const messages: string[] = [];
+  ws.on("message", (d) => messages.push(d.toString()));
+  const open = new Promise<void>((r) => ws.once("open", () => r()));
+  return { ws, messages, open };
+}
+
+describe("Binance replay server", () => {
+  let server: BinanceReplayServer;
+  let trades: string[];
+  beforeAll(async () => {
+    server = new BinanceReplayServer({ file: FILE, speed: "max" });
+    await server.start();
+    trades = await framesWhere(FILE, (r) => r.startsWith('{"stream":"btcusdt@trade"'));
+  });
+  afterAll(() => server.stop());
+
+  it("serves a raw stream at /ws/<stream> as bare payloads", async () => {
+    const c = client(`${server.url}/ws/btcusdt@trade`);
+    await waitFor(() => c.messages.length === trades.length, 20_000, "all trades");
+    expect(c.messages[0]).toBe(JSON.stringify(JSON.parse(trades[0]).data));
+    expect(c.messages.every((m) => m.startsWith('{"e":"trade"'))).toBe(true);
+    c.ws.close();
+  });
+
+  it("serves only the combined streams named in the URL, as recorded", async () => {
+    const c = client(`${server.url}/stream?streams=btcusdt@trade`);
+    await waitFor(() => c.messages.length === trades.length, 20_000, "all trades");
+    expect(c.messages).toEqual(trades);
+    c.ws.close();
+  });
+
+  it("answers SUBSCRIBE, LIST_SUBSCRIPTIONS and UNSUBSCRIBE with the request id", async () => {
+    const c = client(`${server.url}/ws`);
+    await c.open;
+    c.ws.send(JSON.stringify({ method: "SUBSCRIBE", params: ["btcusdt@bookTicker"], id: 7 }));
+    await waitFor(() => c.messages.length > 10, 5000, "frames after subscribe");
+    expect(c.messages[0]).toBe('{"result":null,"id":7}');
+    expect(c.messages.slice(1).every((m) => m.includes('"b":') && !m.includes('"e":"trade"'))).toBe(true);
+    c.ws.send(JSON.stringify({ method: "LIST_SUBSCRIPTIONS", id: 8 }));
+    await waitFor(() => c.messages.includes('{"result":["btcusdt@bookTicker"],"id":8}'), 5000, "list reply");
+    c.ws.send(JSON.stringify({ method: "NOPE", id: 9 }));
+    await waitFor(
+      () => c.messages.some((m) => m.includes('"id":9') && m.includes("error")),
+      5000,
+      "error reply",
+    );
+    c.ws.close();
+  });
+
+  it("paces frames by the recorded receive times divided by --speed", async () => {
+    const paced = new BinanceReplayServer({ file: FILE, speed: 10 });
+    await paced.start();
+    const frames = await framesWhere(FILE, (r) => r.startsWith('{"stream":"btcusdt@bookTicker"'), 200);
+    const all: { ns: string }[] = [];
+    const { readCapture } = await import("../../src/replay/capture.js");
+    for await (const f of readCapture(FILE)) {
+      if (f.raw === frames[0]) all.push(f);
+      if (f.raw === frames[frames.length - 1]) {
+        all.push(f);
+        break;
+      }
+    }
+    const recordedMs = Number((BigInt(all[1].ns) - BigInt(all[0].ns)) / 1_000_000n);
+    const c = client(`${paced.url}/stream?streams=btcusdt@bookTicker`);
+    await c.open;
+    const start = Date.now();
+    await waitFor(() => c.messages.length >= frames.length, 30_000, "paced frames");
+    const took = Date.now() - start;
+    expect(c.messages.slice(0, frames.length)).toEqual(frames);
+    expect(took).toBeGreaterThanOrEqual(recordedMs / 10 - 50);
+    expect(took).toBeLessThan(recordedMs / 10 + 2000);
+    c.ws.close();
+    await paced.stop();
+  });
+});
