@@ -19,6 +19,7 @@ import { type ConnectionState, STATE_CODE, VenueConnection } from "./feed/connec
 import type { Logger } from "./ops/logger.js";
 import type { Metrics } from "./ops/metrics.js";
 import {
+  type DataType,
   type DeadLetter,
   deadLetterTopic,
   type QuoteV2,
@@ -137,32 +138,59 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
   const quoteTopic = topicFor(venue.assetClass, "quotes", exchange);
   const dlqTopic = deadLetterTopic(exchange);
   const gapTopic = `market.gaps.${exchange.toLowerCase()}`;
-  const frameCounters = new Map<string, { inc(): void }>();
-  const frameCounter = (stream: string) => {
-    let c = frameCounters.get(stream);
+  // per-frame counts are plain numbers, moved into prom-client at scrape time; the stream label is
+  // `SYMBOL.data_type` (or `rejected`)
+  const streamCounts = new Map<string, { n: number; reported: number }>();
+  const perSymbol = new Map<string, Record<DataType, { n: number; reported: number }>>();
+  const counter = (stream: string) => {
+    let c = streamCounts.get(stream);
     if (!c) {
-      c = metrics.framesReceived.labels(exchange, stream);
-      frameCounters.set(stream, c);
+      c = { n: 0, reported: 0 };
+      streamCounts.set(stream, c);
     }
     return c;
   };
-  const normalizedTrades = metrics.normalized.labels(exchange, "trades");
-  const normalizedAgg = metrics.normalized.labels(exchange, "aggtrades");
-  const normalizedQuotes = metrics.normalized.labels(exchange, "quotes");
-  const rejected = metrics.rejected.labels(exchange);
+  const frameCounter = (symbol: string, dataType: DataType) => {
+    let c = perSymbol.get(symbol);
+    if (!c) {
+      c = {
+        trades: counter(`${symbol}.trades`),
+        aggtrades: counter(`${symbol}.aggtrades`),
+        quotes: counter(`${symbol}.quotes`),
+      };
+      perSymbol.set(symbol, c);
+    }
+    return c[dataType];
+  };
+  const rejectedFrames = counter("rejected");
+  const reported = { trades: 0, aggTrades: 0, quotes: 0, rejected: 0 };
+  metrics.collectHooks.push(() => {
+    for (const [stream, c] of streamCounts) {
+      if (c.n > c.reported) metrics.framesReceived.labels(exchange, stream).inc(c.n - c.reported);
+      c.reported = c.n;
+    }
+    const pairs = [
+      ["trades", "trades"],
+      ["aggTrades", "aggtrades"],
+      ["quotes", "quotes"],
+    ] as const;
+    for (const [key, label] of pairs) {
+      if (counts[key] > reported[key])
+        metrics.normalized.labels(exchange, label).inc(counts[key] - reported[key]);
+      reported[key] = counts[key];
+    }
+    if (counts.rejected > reported.rejected)
+      metrics.rejected.labels(exchange).inc(counts.rejected - reported.rejected);
+    reported.rejected = counts.rejected;
+  });
   const venueLatency = metrics.venueLatencySeconds.labels(exchange);
   const handle: FeedHandle = { venue, connection: null as unknown as VenueConnection, counts, control: 0 };
 
   const sink: NormalizedSink = {
     trade(record: TradeV2, dataType: "trades" | "aggtrades") {
-      if (dataType === "trades") {
-        counts.trades++;
-        normalizedTrades.inc();
-      } else {
-        counts.aggTrades++;
-        normalizedAgg.inc();
-      }
-      frameCounter(`${record.symbol}.${dataType}`).inc();
+      if (dataType === "trades") counts.trades++;
+      else counts.aggTrades++;
+      frameCounter(record.symbol, dataType).n++;
       venueLatency.observe(Math.max(0, record.ingestion_timestamp - record.timestamp) / 1e6);
       publisher.push({
         topic: dataType === "trades" ? tradeTopic : aggTopic,
@@ -173,14 +201,12 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
     },
     quote(record: QuoteV2) {
       counts.quotes++;
-      normalizedQuotes.inc();
-      frameCounter(`${record.symbol}.quotes`).inc();
+      frameCounter(record.symbol, "quotes").n++;
       publisher.push({ topic: quoteTopic, key: record.symbol, id: record.message_id, value: record });
     },
     deadLetter(letter: DeadLetter) {
       counts.rejected++;
-      rejected.inc();
-      frameCounter("rejected").inc();
+      rejectedFrames.n++;
       logger.warn(
         { exchange, source: letter.source, reason: letter.reason },
         "frame rejected to dead letters",
@@ -272,8 +298,13 @@ export function startPersist(opts: PersistOptions): { consumer: Consumer; counts
       const batch = toWriteBatch(messages);
       const end = metrics.batchWriteSeconds.startTimer();
       try {
+        const t0 = performance.now();
         const r = await store.write(batch);
         end();
+        logger.debug(
+          { records: messages.length, ms: Math.round(performance.now() - t0), lag: consumer.lag() },
+          "batch written",
+        );
         counts.batches++;
         counts.stored += r.trades + r.aggTrades + r.quotes + r.deadLetters + r.gaps;
         counts.duplicates += r.duplicates;

@@ -13,9 +13,10 @@
  * continues from it: a test can kill connections mid-stream and check nothing the server sent is lost.
  */
 import { EventEmitter } from "node:events";
+import { stat } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { type WebSocket, WebSocketServer } from "ws";
-import { readCapture } from "./capture.js";
+import { type LoadedCapture, loadCapture, PRELOAD_MAX_BYTES, readCapture } from "./capture.js";
 import type { ReplayServer, ReplayServerEvents, ReplayServerOptions } from "./replay-server.js";
 
 const MAX_IN_FLIGHT = 2048;
@@ -46,8 +47,9 @@ export class BinanceReplayServer extends EventEmitter<ReplayServerEvents> implem
     this.cursor = opts.startAt ?? 0;
   }
 
-  /** Listens on 127.0.0.1; resolves with the port. */
+  /** Loads the capture (when small enough), then listens on 127.0.0.1; resolves with the port. */
   async start(): Promise<number> {
+    await this.capture();
     const wss = new WebSocketServer({
       host: "127.0.0.1",
       port: this.opts.port ?? 0,
@@ -104,8 +106,8 @@ export class BinanceReplayServer extends EventEmitter<ReplayServerEvents> implem
     let closed = false;
     let started = false;
     const incoming: number[] = [];
-    const send = (text: string, cb?: (err?: Error) => void) => {
-      ws.send(text, (err) => {
+    const send = (text: string | Buffer, cb?: (err?: Error) => void) => {
+      ws.send(text, { binary: false }, (err) => {
         if (!err) this.totalSent++;
         cb?.(err);
       });
@@ -156,12 +158,57 @@ export class BinanceReplayServer extends EventEmitter<ReplayServerEvents> implem
     }
   }
 
+  private loaded: Promise<LoadedCapture | null> | null = null;
+
+  /** The capture in memory when it is small enough (loaded once, shared by all connections). */
+  private capture(): Promise<LoadedCapture | null> {
+    this.loaded ??= stat(this.opts.file).then((st) =>
+      st.size <= PRELOAD_MAX_BYTES ? loadCapture(this.opts.file) : null,
+    );
+    return this.loaded;
+  }
+
+  /** Frames of the subscribed streams, in order: preloaded when possible, else streamed from disk. */
+  private async *frames(
+    subscribed: Set<string>,
+    combined: boolean,
+  ): AsyncGenerator<{ ms: number; data: string | Buffer }> {
+    const cap = await this.capture();
+    if (cap) {
+      const wanted = cap.streams.map((s) => subscribed.has(s));
+      const dataKey = Buffer.from(',"data":');
+      for (let i = 0; i < cap.count; i++) {
+        const sid = cap.streamId[i];
+        if (sid < 0 || !wanted[sid]) continue;
+        let a = cap.start[i];
+        let b = cap.end[i];
+        if (!combined) {
+          const d = cap.buf.indexOf(dataKey, a);
+          if (d > 0 && d < b) {
+            a = d + dataKey.length;
+            b -= 1;
+          }
+        }
+        yield { ms: cap.ms[i], data: cap.buf.subarray(a, b) };
+        // subscriptions may change while replaying (UNSUBSCRIBE)
+        if ((i & 1023) === 0)
+          for (let k = 0; k < wanted.length; k++) wanted[k] = subscribed.has(cap.streams[k]);
+      }
+      return;
+    }
+    for await (const f of readCapture(this.opts.file)) {
+      const stream = streamOf(f.raw);
+      if (stream === null || !subscribed.has(stream)) continue;
+      yield { ms: f.ms, data: combined ? f.raw : payloadOf(f.raw) };
+    }
+  }
+
   private async pump(
     ws: WebSocket,
     subscribed: Set<string>,
     combined: boolean,
     isClosed: () => boolean,
-    send: (text: string, cb?: (err?: Error) => void) => void,
+    send: (text: string | Buffer, cb?: (err?: Error) => void) => void,
   ): Promise<void> {
     const speed = this.opts.speed ?? 1;
     const resume = this.opts.resume ?? false;
@@ -175,10 +222,8 @@ export class BinanceReplayServer extends EventEmitter<ReplayServerEvents> implem
     let t0Rec = -1;
     const sendBefore = this.totalSent;
     try {
-      for await (const f of readCapture(this.opts.file)) {
+      for await (const f of this.frames(subscribed, combined)) {
         if (isClosed()) return;
-        const stream = streamOf(f.raw);
-        if (stream === null || !subscribed.has(stream)) continue;
         const myIndex = index++;
         if (myIndex < skip) continue;
         if (speed !== "max" && f.ms > 0) {
@@ -193,7 +238,7 @@ export class BinanceReplayServer extends EventEmitter<ReplayServerEvents> implem
         }
         inFlight++;
         dataFrames++;
-        send(combined ? f.raw : payloadOf(f.raw), (err) => {
+        send(f.data, (err) => {
           inFlight--;
           if (!err && resume && myIndex + 1 > this.cursor) this.cursor = myIndex + 1;
           if (waiter && inFlight < MAX_IN_FLIGHT / 2) {

@@ -69,3 +69,84 @@ export class CaptureWriter {
     await once(this.out, "close");
   }
 }
+
+/**
+ * A capture decompressed into one buffer with per-frame offsets, for replaying at full speed without
+ * per-frame decoding: frame i is `buf[start[i], end[i])`, received at `ms[i]`, on stream
+ * `streams[streamId[i]]` (-1: no stream, e.g. a REST snapshot line).
+ */
+export interface LoadedCapture {
+  buf: Buffer;
+  start: Uint32Array;
+  end: Uint32Array;
+  ms: Float64Array;
+  streamId: Int32Array;
+  streams: string[];
+  count: number;
+}
+
+/** Captures up to this size (compressed) are loaded into memory by the replay servers; larger stream. */
+export const PRELOAD_MAX_BYTES = 256 * 1024 * 1024;
+
+const STREAM_PREFIX = Buffer.from('{"stream":"');
+
+/** Loads a `<ns> <frame>` capture (gzip or plain) into a {@link LoadedCapture}. */
+export async function loadCapture(path: string): Promise<LoadedCapture> {
+  const { readFile } = await import("node:fs/promises");
+  const { gunzip } = await import("node:zlib");
+  const { promisify } = await import("node:util");
+  let buf = await readFile(path);
+  if (buf[0] === 0x1f && buf[1] === 0x8b) buf = await promisify(gunzip)(buf);
+  let lines = 0;
+  for (let i = buf.indexOf(10); i >= 0; i = buf.indexOf(10, i + 1)) lines++;
+  lines++;
+  const start = new Uint32Array(lines);
+  const end = new Uint32Array(lines);
+  const ms = new Float64Array(lines);
+  const streamId = new Int32Array(lines);
+  const streams: string[] = [];
+  const ids = new Map<string, number>();
+  let count = 0;
+  let pos = 0;
+  while (pos < buf.length) {
+    let nl = buf.indexOf(10, pos);
+    if (nl < 0) nl = buf.length;
+    let lineEnd = nl;
+    if (lineEnd > pos && buf[lineEnd - 1] === 13) lineEnd--;
+    if (lineEnd > pos) {
+      let sp = pos;
+      let t = 0;
+      while (sp < lineEnd && buf[sp] >= 48 && buf[sp] <= 57) {
+        t = t * 10 + (buf[sp] - 48);
+        sp++;
+      }
+      let frameStart = pos;
+      if (sp > pos && sp < lineEnd && buf[sp] === 32) {
+        frameStart = sp + 1;
+        ms[count] = Math.round(t / 1e6);
+      } else ms[count] = 0;
+      start[count] = frameStart;
+      end[count] = lineEnd;
+      let sid = -1;
+      if (
+        buf.compare(STREAM_PREFIX, 0, STREAM_PREFIX.length, frameStart, frameStart + STREAM_PREFIX.length) ===
+        0
+      ) {
+        const q = buf.indexOf(34, frameStart + STREAM_PREFIX.length);
+        if (q > 0 && q < lineEnd) {
+          const name = buf.toString("latin1", frameStart + STREAM_PREFIX.length, q);
+          sid = ids.get(name) ?? -1;
+          if (sid < 0) {
+            sid = streams.length;
+            streams.push(name);
+            ids.set(name, sid);
+          }
+        }
+      }
+      streamId[count] = sid;
+      count++;
+    }
+    pos = nl + 1;
+  }
+  return { buf, start, end, ms, streamId, streams, count };
+}

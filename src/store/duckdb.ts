@@ -136,27 +136,41 @@ export class DuckDBStore implements Store {
       duplicates: 0,
     };
     let total = 0;
-    await c.run("BEGIN TRANSACTION");
+    // Three round trips at most for the usual batch (trades and quotes): the event loop is busy
+    // ingesting while DuckDB works, so every await costs a turn of it.
+    let begun = false;
+    const run = async (sql: string) => {
+      const r = await c.run(begun ? sql : `BEGIN TRANSACTION; ${sql}`);
+      begun = true;
+      return Number(r.rowsChanged);
+    };
+    const cleanup: string[] = [];
     try {
       for (const [records, table, key] of [
         [batch.trades, "trades_v2", "trades"],
         [batch.aggTrades, "agg_trades_v2", "aggTrades"],
       ] as const) {
         if (records.length === 0) continue;
+        if (cleanup.includes("DELETE FROM stage_trades")) {
+          await c.run("DELETE FROM stage_trades");
+          cleanup.splice(cleanup.indexOf("DELETE FROM stage_trades"), 1);
+        }
         appendTrades(this.stageTrades, records);
-        const r = await c.run(MOVE_TRADES(table));
-        result[key] = Number(r.rowsChanged);
+        result[key] = await run(MOVE_TRADES(table));
         total += records.length;
-        await c.run("DELETE FROM stage_trades");
+        cleanup.push("DELETE FROM stage_trades");
       }
       if (batch.quotes.length > 0) {
         appendQuotes(this.stageQuotes, batch.quotes);
-        const r = await c.run(MOVE_QUOTES);
-        result.quotes = Number(r.rowsChanged);
+        result.quotes = await run(MOVE_QUOTES);
         total += batch.quotes.length;
-        await c.run("DELETE FROM stage_quotes");
+        cleanup.push("DELETE FROM stage_quotes");
       }
       for (const d of batch.deadLetters) {
+        if (!begun) {
+          await c.run("BEGIN TRANSACTION");
+          begun = true;
+        }
         const r = await c.run(
           "INSERT INTO dead_letters VALUES ($1::UUID, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
           [d.message_id, d.exchange, d.source, d.reason, d.raw, BigInt(d.received_at)],
@@ -165,6 +179,10 @@ export class DuckDBStore implements Store {
         total++;
       }
       for (const g of batch.gaps) {
+        if (!begun) {
+          await c.run("BEGIN TRANSACTION");
+          begun = true;
+        }
         const r = await c.run(
           "INSERT INTO sequence_gaps VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
           [
@@ -179,9 +197,9 @@ export class DuckDBStore implements Store {
         result.gaps += Number(r.rowsChanged);
         total++;
       }
-      await c.run("COMMIT");
+      if (begun) await c.run(`${cleanup.map((x) => `${x}; `).join("")}COMMIT`);
     } catch (err) {
-      await c.run("ROLLBACK").catch(() => undefined);
+      if (begun) await c.run("ROLLBACK").catch(() => undefined);
       this.stageTrades.clear();
       this.stageQuotes.clear();
       await c.run("DELETE FROM stage_trades").catch(() => undefined);
