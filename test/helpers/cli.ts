@@ -79,7 +79,7 @@ export function startCli(args: string[], opts: { env?: NodeJS.ProcessEnv } = {})
 }
 
 /** The last non-empty stdout line parsed as JSON (the `--exit-at-end` summary). */
-export function lastJsonLine(stdout: string): Record<string, number> {
+export function lastJsonLine(stdout: string): Record<string, number | string> {
   const lines = stdout.trim().split("\n");
   return JSON.parse(lines[lines.length - 1]);
 }
