@@ -75,12 +75,20 @@ function symbolField(data: Record<string, unknown>): string {
   return s.toUpperCase();
 }
 
+const currencies = new Map<string, string>();
+
+/** Quote currency of a symbol, cached (symbols are few; frames are many). */
 function currencyOf(symbol: string): string {
-  try {
-    return quoteCurrency(symbol);
-  } catch (e) {
-    fail((e as Error).message);
+  let c = currencies.get(symbol);
+  if (c === undefined) {
+    try {
+      c = quoteCurrency(symbol);
+    } catch (e) {
+      fail((e as Error).message);
+    }
+    if (currencies.size < 100_000) currencies.set(symbol, c);
   }
+  return c;
 }
 
 function str(v: unknown): string {
