@@ -386,7 +386,10 @@ export class PostgresStore implements Store {
         last = day;
         if (this.partitions.has(`${table}/${day}`)) continue;
         let s = missing.get(table);
-        if (!s) missing.set(table, (s = new Set()));
+        if (!s) {
+          s = new Set();
+          missing.set(table, s);
+        }
         s.add(day);
       }
     };
