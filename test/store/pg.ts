@@ -5,6 +5,8 @@
  */
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
+import { PostgresStore } from "../../src/store/postgres.js";
+import type { StoreHarness } from "./contract.js";
 
 export const ADMIN_URL = process.env.K2_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -45,6 +47,23 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       } finally {
         await a.end();
       }
+    },
+  };
+}
+
+/**
+ * Contract-suite harness: a fresh database per test. Partitions are made ahead only for yesterday and
+ * today (`premakeDays: 0`) to keep each test's set-up short; the default of 7 is tested on its own.
+ */
+export function postgresHarness(insertMethod: "unnest" | "copy"): StoreHarness {
+  return {
+    concurrentWriters: true,
+    async fresh() {
+      const db = await createTestDatabase();
+      return {
+        open: () => new PostgresStore({ url: db.url, insertMethod, max: 4, premakeDays: 0 }),
+        cleanup: () => db.drop(),
+      };
     },
   };
 }

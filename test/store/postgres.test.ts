@@ -1,5 +1,6 @@
 /**
- * PostgreSQL store: the contract suite (with both row-loading methods) plus what only PostgreSQL has:
+ * PostgreSQL store: the contract suite (default unnest loading; COPY in postgres-copy.test.ts) plus what
+ * only PostgreSQL has:
  * day partitions, the migrations table, exact type parsing and read-only queries. Needs the loopback
  * server (`K2_TEST_PG_URL`, default postgres://postgres@127.0.0.1:5432/postgres).
  */
@@ -7,20 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DAY_US, PostgresStore, partitionName } from "../../src/store/postgres.js";
 import { emptyBatch } from "../../src/store/store.js";
 import { DAY0_US, quote, storeContract, trade } from "./contract.js";
-import { createTestDatabase, type TestDatabase } from "./pg.js";
+import { createTestDatabase, postgresHarness, type TestDatabase } from "./pg.js";
 
-for (const insertMethod of ["unnest", "copy"] as const) {
-  storeContract(`postgres (${insertMethod})`, {
-    concurrentWriters: true,
-    async fresh() {
-      const db = await createTestDatabase();
-      return {
-        open: () => new PostgresStore({ url: db.url, insertMethod, max: 4 }),
-        cleanup: () => db.drop(),
-      };
-    },
-  });
-}
+storeContract("postgres (unnest)", postgresHarness("unnest"));
 
 describe("postgres store", () => {
   let db: TestDatabase;
