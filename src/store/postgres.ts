@@ -275,7 +275,8 @@ export class PostgresStore implements Store {
   /**
    * Connects, then (unless read-only) applies missing migrations under an advisory lock and creates the
    * day partitions ahead.
-   * @throws when the server is unreachable, or `partitioning: "timescaledb"` is asked for but unavailable
+   * @throws when the server is unreachable, the database was migrated by a newer k2, or
+   *   `partitioning: "timescaledb"` is asked for but unavailable
    */
   async init(): Promise<void> {
     const onNotice = this.opts.onNotice;
@@ -297,6 +298,10 @@ export class PostgresStore implements Store {
         applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`);
       await tx.unsafe("CREATE TABLE IF NOT EXISTS k2_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
       const applied = new Set((await tx`SELECT version FROM k2_migrations`).map((r) => Number(r.version)));
+      const newest = Math.max(0, ...applied);
+      if (newest > SCHEMA_VERSION) {
+        throw new Error(`database schema version ${newest} is newer than this k2 knows (${SCHEMA_VERSION})`);
+      }
       const [recorded] = await tx`SELECT value FROM k2_meta WHERE key = 'partitioning'`;
       const wanted = this.opts.partitioning ?? "auto";
       if (recorded) {
@@ -314,6 +319,8 @@ export class PostgresStore implements Store {
         await tx`INSERT INTO k2_migrations (version, name) VALUES (${m.version}, ${m.name})`;
       }
       if (this.mode === "native") {
+        // the lock writers take for on-demand partitions (always after the migrations lock: no deadlock)
+        await tx`SELECT pg_advisory_xact_lock(${LOCK_NS}, ${LOCK_PARTITIONS})`;
         const today = Math.floor(Date.now() / 86_400_000);
         const days: number[] = [];
         for (let d = today - 1; d <= today + (this.opts.premakeDays ?? 7); d++) days.push(d);

@@ -40,6 +40,36 @@ describe("postgres store", () => {
     ]);
   });
 
+  it("applies only the missing migrations to a database at an older version", async () => {
+    // back to version 1: without migration 2's indexes
+    await store.query("DROP INDEX trades_v2_symbol_time, agg_trades_v2_symbol_time, quotes_v2_symbol_time");
+    await store.query("DELETE FROM k2_migrations WHERE version = 2");
+    const upgrade = new PostgresStore({ url: db.url, max: 1 });
+    await upgrade.init();
+    await upgrade.close();
+    const idx = await store.query(
+      "SELECT indexname FROM pg_indexes WHERE indexname LIKE '%_symbol_time' ORDER BY 1",
+    );
+    expect(idx.map((r) => r.indexname)).toEqual([
+      "agg_trades_v2_symbol_time",
+      "quotes_v2_symbol_time",
+      "trades_v2_symbol_time",
+    ]);
+    const versions = await store.query("SELECT version FROM k2_migrations ORDER BY version");
+    expect(versions.map((r) => r.version)).toEqual([1, 2]);
+  });
+
+  it("refuses a database migrated by a newer k2", async () => {
+    await store.query("INSERT INTO k2_migrations (version, name) VALUES (99, 'from the future')");
+    const old = new PostgresStore({ url: db.url, max: 1 });
+    try {
+      await expect(old.init()).rejects.toThrow(/schema version 99 is newer than this k2 knows \(2\)/);
+    } finally {
+      await old.close();
+      await store.query("DELETE FROM k2_migrations WHERE version = 99");
+    }
+  });
+
   it("uses TimescaleDB when available, else native day partitions with a default partition", async () => {
     const [ext] = await store.query(
       "SELECT count(*) AS n FROM pg_available_extensions WHERE name = 'timescaledb'",
