@@ -4,6 +4,7 @@
  */
 import { existsSync } from "node:fs";
 import { z } from "zod";
+import { parseStoreSpec } from "./store/index.js";
 import { getVenue, venueNames } from "./venues/registry.js";
 
 /** Thrown for invalid configuration; the CLI prints the message and exits 2. */
@@ -52,7 +53,9 @@ export interface RunConfig {
   exchange: string;
   symbols: string[];
   streams: string[];
-  /** DuckDB file path. */
+  /**
+   * Store: a DuckDB file path, `duckdb:PATH`, or `postgres://user@host:5432/db` (see `store/index.ts`).
+   */
   db: string;
   /** 0 picks a free port. */
   httpPort: number;
@@ -111,7 +114,11 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
   );
   if (maxBatchSize < batchSize) throw new ConfigError("--max-batch-size: must be at least --batch-size");
   const db = flags.db ?? env.K2_DB ?? "k2.duckdb";
-  if (db.trim() === "") throw new ConfigError("--db: empty path");
+  try {
+    parseStoreSpec(db);
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
   if (flags.replay && !existsSync(flags.replay))
     throw new ConfigError(`--replay: cannot read "${flags.replay}"`);
   if (flags.exitAtEnd && !flags.replay)

@@ -1,7 +1,7 @@
 /**
  * `k2 run`: the all-in-one process on the embedded default — feed (live or an in-process replay
- * server), in-process bus, DuckDB store, HTTP `/health` and `/metrics` — with graceful shutdown that
- * flushes every buffer.
+ * server), in-process bus, store (DuckDB file, or PostgreSQL with `--db postgres://…`), HTTP `/health`
+ * and `/metrics` — with graceful shutdown that flushes every buffer.
  */
 import { MemoryBus } from "./bus/memory.js";
 import type { RunConfig } from "./config.js";
@@ -19,7 +19,7 @@ import { detectCaptureFormat, REPLAY_SERVERS } from "./replay/index.js";
 import type { ReplayServer } from "./replay/replay-server.js";
 import { WorkerReplayServer } from "./replay/replay-worker.js";
 import { createHttpServer, listen } from "./serve/http.js";
-import { DuckDBStore } from "./store/duckdb.js";
+import { createStore } from "./store/index.js";
 import type { Store } from "./store/store.js";
 import { getVenue } from "./venues/registry.js";
 
@@ -74,7 +74,7 @@ export async function startRun(
   const venue = getVenue(config.exchange);
   if (!venue) throw new Error(`unknown exchange ${config.exchange}`);
   const metrics = new Metrics();
-  const store = new DuckDBStore({ path: config.db });
+  const store = createStore(config.db);
   await store.init();
   const bus = new MemoryBus({ dedupeWindowMs: Number(process.env.K2_DEDUPE ?? 120000) });
 

@@ -1,24 +1,37 @@
 import { type Command, Option } from "commander";
 import { formatRows } from "../query-format.js";
-import { DuckDBStore } from "../store/duckdb.js";
+import { createStore, parseStoreSpec, StoreSpecError } from "../store/index.js";
+import type { Store } from "../store/store.js";
 import { fail } from "./common.js";
 
 /** Registers `k2 query`. */
 export function registerQuery(program: Command): void {
   program
     .command("query")
-    .description("run a read-only SQL query over a DuckDB file")
-    .requiredOption("--db <path>", "DuckDB file")
+    .description("run a read-only SQL query over a DuckDB file or a PostgreSQL database")
+    .requiredOption(
+      "--db <spec>",
+      "DuckDB file PATH, duckdb:PATH or postgres://USER@HOST:5432/DB (read-only transaction)",
+    )
     .addOption(
       new Option("--format <fmt>", "output format").choices(["json", "csv", "table"]).default("table"),
     )
     .argument("<sql>", "SQL (read-only)")
     .action(async (sql: string, opts: { db: string; format: "json" | "csv" | "table" }) => {
-      const store = new DuckDBStore({ path: opts.db, readOnly: true });
+      let store: Store;
+      try {
+        store = createStore(opts.db, { readOnly: true });
+      } catch (e) {
+        if (e instanceof StoreSpecError) fail(e.message);
+        throw e;
+      }
       try {
         await store.init();
       } catch (e) {
-        fail(`--db: cannot open ${opts.db} read-only: ${(e as Error).message}`);
+        const spec = parseStoreSpec(opts.db);
+        const shown = spec.kind === "duckdb" ? spec.path : spec.display;
+        await store.close().catch(() => undefined);
+        fail(`--db: cannot open ${shown} read-only: ${(e as Error).message}`);
       }
       try {
         const rows = await store.query(sql);

@@ -17,7 +17,10 @@ export function registerRun(program: Command): void {
       "comma-separated venue symbols (env K2_SYMBOLS; default BTCUSDT,ETHUSDT,BNBUSDT)",
     )
     .option("--streams <list>", "comma-separated streams (env K2_STREAMS; default trade,aggTrade,bookTicker)")
-    .option("--db <path>", "DuckDB file (env K2_DB; default ./k2.duckdb)")
+    .option(
+      "--db <spec>",
+      "store: DuckDB file PATH, duckdb:PATH or postgres://USER@HOST:5432/DB (env K2_DB; default ./k2.duckdb)",
+    )
     .option(
       "--http-port <n>",
       "HTTP port for /health and /metrics, 0 = any free port (env K2_HTTP_PORT; default 8080)",

@@ -1,0 +1,408 @@
+/**
+ * The store contract suite: every backend (DuckDB, PostgreSQL) must pass it. A backend's test file
+ * calls `storeContract(name, harness)`; the harness opens stores on fresh, empty databases.
+ *
+ * The SQL used here is the subset both engines accept (`CAST(x AS DECIMAL(38,8))`, no placeholders).
+ */
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import {
+  decimalToScaledUnits,
+  divRoundHalfEven,
+  toUnits,
+  unitsToString,
+  vwapFromSums,
+} from "../../src/schema/decimal.js";
+import { deterministicMessageId } from "../../src/schema/message-id.js";
+import type { DeadLetter, QuoteV2, SequenceGap, TradeV2 } from "../../src/schema/records.js";
+import { batchSize, emptyBatch, type Store, type WriteBatch } from "../../src/store/store.js";
+
+/** A fresh, empty database and a way to open stores on it. */
+export interface FreshDatabase {
+  /** A new, not yet initialised store on this database. */
+  open(): Store;
+  /** Drops the database (stores are closed by the suite first). */
+  cleanup(): Promise<void>;
+}
+
+export interface StoreHarness {
+  fresh(): Promise<FreshDatabase>;
+  /** Whether several stores (processes) may write one database at once: PostgreSQL yes, DuckDB no. */
+  concurrentWriters: boolean;
+}
+
+/** 2024-08-08T00:00:00Z in µs (the day of the btcusdt_20240808 capture). */
+export const DAY0_US = 1_723_075_200_000_000;
+const DAY_US = 86_400_000_000;
+
+/** A Binance-like trade; `i` picks id and time (one ms apart), `over` replaces fields. */
+export function trade(i: number, over: Partial<TradeV2> = {}, dataType = "trades"): TradeV2 {
+  const symbol = over.symbol ?? "BTCUSDT";
+  const id = 3_735_683_259 + i;
+  return {
+    message_id: deterministicMessageId(`BINANCE/${dataType}/${symbol}/${id}`),
+    trade_id: `BINANCE-${id}`,
+    symbol,
+    exchange: "BINANCE",
+    asset_class: "crypto",
+    timestamp: DAY0_US + i * 1000,
+    price: "61707.68000000",
+    quantity: "0.00100000",
+    currency: "USDT",
+    side: i % 2 ? "SELL" : "BUY",
+    trade_conditions: [],
+    source_sequence: id,
+    ingestion_timestamp: DAY0_US + i * 1000 + 250,
+    platform_sequence: i + 1,
+    vendor_data: { event_type: "trade", event_time: String(1_723_075_200_000 + i) },
+    ...over,
+  };
+}
+
+/** A bookTicker-like quote; `i` picks update id and time. */
+export function quote(i: number, over: Partial<QuoteV2> = {}): QuoteV2 {
+  const u = 50_000_000_000 + i;
+  return {
+    message_id: deterministicMessageId(`BINANCE/quotes/BTCUSDT/${u}`),
+    symbol: "BTCUSDT",
+    exchange: "BINANCE",
+    asset_class: "crypto",
+    timestamp: DAY0_US + i * 1000 + 300,
+    bid_price: "61707.67000000",
+    bid_quantity: "1.25000000",
+    ask_price: "61707.68000000",
+    ask_quantity: "0.50000000",
+    currency: "USDT",
+    source_sequence: u,
+    ingestion_timestamp: DAY0_US + i * 1000 + 300,
+    platform_sequence: i + 1,
+    vendor_data: {},
+    ...over,
+  };
+}
+
+export function deadLetter(i: number, over: Partial<DeadLetter> = {}): DeadLetter {
+  const raw = over.raw ?? `{"stream":"btcusdt@trade","data":{"e":"trade","p":"1e5","n":${i}}}`;
+  return {
+    message_id: deterministicMessageId(`BINANCE/dlq/${raw}`),
+    exchange: "BINANCE",
+    source: "binance:btcusdt@trade",
+    reason: "price: not a decimal string",
+    raw,
+    received_at: DAY0_US + i,
+    ...over,
+  };
+}
+
+export function gap(i: number, over: Partial<SequenceGap> = {}): SequenceGap {
+  return {
+    exchange: "BINANCE",
+    symbol: "BTCUSDT",
+    data_type: "trades",
+    from_sequence: 3_735_690_000 + i * 10,
+    to_sequence: 3_735_690_004 + i * 10,
+    detected_at: DAY0_US + i,
+    ...over,
+  };
+}
+
+function batch(parts: Partial<WriteBatch>): WriteBatch {
+  return { ...emptyBatch(), ...parts };
+}
+
+/** Row counts of every table, as numbers. */
+export async function tableCounts(store: Store): Promise<Record<string, number>> {
+  const [r] = await store.query(`SELECT
+    (SELECT count(*) FROM trades_v2) AS trades,
+    (SELECT count(*) FROM agg_trades_v2) AS agg_trades,
+    (SELECT count(*) FROM quotes_v2) AS quotes,
+    (SELECT count(*) FROM dead_letters) AS dead_letters,
+    (SELECT count(*) FROM sequence_gaps) AS gaps`);
+  return Object.fromEntries(Object.entries(r).map(([k, v]) => [k, Number(v)]));
+}
+
+const vendor = (v: unknown) => (typeof v === "string" ? JSON.parse(v) : v);
+
+/** Registers the contract tests for one backend. */
+export function storeContract(name: string, harness: StoreHarness): void {
+  describe(`store contract: ${name}`, () => {
+    let db: FreshDatabase;
+    let store: Store;
+    const opened: Store[] = [];
+    const open = () => {
+      const s = db.open();
+      opened.push(s);
+      return s;
+    };
+
+    beforeEach(async () => {
+      db = await harness.fresh();
+      store = open();
+      await store.init();
+    });
+
+    afterEach(async () => {
+      for (const s of opened.splice(0)) await s.close().catch(() => undefined);
+      await db.cleanup();
+    });
+
+    it("reports itself healthy once initialised", async () => {
+      expect(await store.check()).toBeNull();
+    });
+
+    it("stores a batch once: the same batch again is all duplicates and changes no count", async () => {
+      const b = batch({
+        // the third trade is on the next UTC day (another partition where the backend partitions)
+        trades: [trade(0), trade(1), trade(2, { timestamp: DAY0_US + DAY_US + 5 })],
+        aggTrades: [trade(0, {}, "aggtrades"), trade(1, {}, "aggtrades")],
+        quotes: [quote(0), quote(1), quote(2)],
+        deadLetters: [deadLetter(0)],
+        gaps: [gap(0)],
+      });
+      const first = await store.write(b);
+      expect(first).toEqual({ trades: 3, aggTrades: 2, quotes: 3, deadLetters: 1, gaps: 1, duplicates: 0 });
+      const counts = await tableCounts(store);
+      expect(counts).toEqual({ trades: 3, agg_trades: 2, quotes: 3, dead_letters: 1, gaps: 1 });
+      const second = await store.write(b);
+      expect(second).toEqual({
+        trades: 0,
+        aggTrades: 0,
+        quotes: 0,
+        deadLetters: 0,
+        gaps: 0,
+        duplicates: batchSize(b),
+      });
+      expect(await tableCounts(store)).toEqual(counts);
+    });
+
+    it("stores a record repeated within one batch once", async () => {
+      const q = quote(7);
+      const result = await store.write(
+        batch({
+          trades: [trade(1), trade(1), trade(2)],
+          aggTrades: [trade(5, {}, "aggtrades"), trade(5, {}, "aggtrades")],
+          // the same venue quote received twice: other receipt time and platform sequence
+          quotes: [
+            q,
+            { ...q, timestamp: q.timestamp + 40_000, ingestion_timestamp: q.ingestion_timestamp + 40_000 },
+          ],
+          deadLetters: [deadLetter(3), deadLetter(3)],
+          gaps: [gap(4), gap(4)],
+        }),
+      );
+      expect(result).toEqual({ trades: 2, aggTrades: 1, quotes: 1, deadLetters: 1, gaps: 1, duplicates: 5 });
+      expect(await tableCounts(store)).toEqual({
+        trades: 2,
+        agg_trades: 1,
+        quotes: 1,
+        dead_letters: 1,
+        gaps: 1,
+      });
+    });
+
+    it("recognises a trade or quote received again (new receipt time, next day) as a duplicate", async () => {
+      const t = trade(3);
+      const q = quote(3);
+      await store.write(batch({ trades: [t], quotes: [q] }));
+      // a second ingestion of the same venue records: the trade keeps its venue time; the quote's
+      // timestamp is a receipt time (bookTicker has none), here two days later
+      const again = await store.write(
+        batch({
+          trades: [{ ...t, ingestion_timestamp: t.ingestion_timestamp + 2 * DAY_US, platform_sequence: 99 }],
+          quotes: [
+            {
+              ...q,
+              timestamp: q.timestamp + 2 * DAY_US,
+              ingestion_timestamp: q.ingestion_timestamp + 2 * DAY_US,
+              platform_sequence: 99,
+            },
+          ],
+        }),
+      );
+      expect(again).toMatchObject({ trades: 0, quotes: 0, duplicates: 2 });
+      const [row] = await store.query("SELECT platform_sequence FROM quotes_v2");
+      expect(String(row.platform_sequence)).toBe(String(q.platform_sequence));
+    });
+
+    it("round-trips DECIMAL(18,8) values and every field exactly", async () => {
+      const prices = ["9999999999.99999999", "0.00000001", "61707.68161671", "0.00000000", "1.10000000"];
+      const trades = prices.map((p, i) =>
+        trade(10 + i, {
+          price: p,
+          quantity: prices[prices.length - 1 - i],
+          trade_conditions: i === 0 ? ["odd lot", 'say "hi"', "back\\slash", "tab\there"] : [],
+          source_sequence: i === 1 ? null : 3_735_683_269 + i,
+          vendor_data: { note: 'line1\nline2\t"quoted" \\ é ✓', empty: "" },
+        }),
+      );
+      await store.write(
+        batch({
+          trades,
+          quotes: [quote(1, { bid_price: "9999999999.99999999", ask_quantity: "0.00000001" })],
+        }),
+      );
+      const rows = await store.query(
+        `SELECT message_id, trade_id, symbol, exchange, asset_class, "timestamp", price, quantity, currency, side,
+           trade_conditions, source_sequence, ingestion_timestamp, platform_sequence, vendor_data
+         FROM trades_v2 ORDER BY trade_id`,
+      );
+      expect(rows).toHaveLength(trades.length);
+      for (const [i, t] of trades.entries()) {
+        const r = rows[i];
+        expect(r.price).toBe(t.price);
+        expect(r.quantity).toBe(t.quantity);
+        expect({
+          ...r,
+          timestamp: Number(r.timestamp),
+          ingestion_timestamp: Number(r.ingestion_timestamp),
+          platform_sequence: Number(r.platform_sequence),
+          source_sequence: r.source_sequence === null ? null : Number(r.source_sequence),
+          vendor_data: vendor(r.vendor_data),
+        }).toEqual(t);
+      }
+      const [q] = await store.query("SELECT bid_price, ask_quantity, bid_quantity FROM quotes_v2");
+      expect(q).toEqual({
+        bid_price: "9999999999.99999999",
+        ask_quantity: "0.00000001",
+        bid_quantity: "1.25000000",
+      });
+    });
+
+    it("computes VWAP from exact SQL sums (DECIMAL(38,8) before multiplying) equal to exact arithmetic", async () => {
+      const fills: [string, string][] = [
+        ["9999999999.99999999", "9999999999.99999999"],
+        ["61707.68161671", "0.00000001"],
+        ["61707.68000000", "3.14159265"],
+        ["0.00000001", "1234567890.12345678"],
+      ];
+      // ties at the 9th place: 1.000000025 rounds half-even to 1.00000002 (half-up would give ...03)
+      const ties: [string, string][] = [
+        ["1.00000002", "1.00000000"],
+        ["1.00000003", "1.00000000"],
+      ];
+      const mk = (symbol: string, xs: [string, string][], from: number) =>
+        xs.map(([price, quantity], i) => trade(from + i, { symbol, price, quantity }));
+      await store.write(batch({ trades: [...mk("BTCUSDT", fills, 100), ...mk("TIEUSDT", ties, 200)] }));
+      const rows = await store.query(
+        `SELECT symbol, sum(quantity) AS volume,
+           sum(CAST(price AS DECIMAL(38,8)) * CAST(quantity AS DECIMAL(38,8))) AS notional
+         FROM trades_v2 GROUP BY symbol ORDER BY symbol`,
+      );
+      const expected = (xs: [string, string][]) => {
+        const n = xs.reduce((a, [p, q]) => a + toUnits(p) * toUnits(q), 0n);
+        const v = xs.reduce((a, [, q]) => a + toUnits(q), 0n);
+        return { n, v, vwap: unitsToString(divRoundHalfEven(n, v)) };
+      };
+      for (const [row, xs] of [
+        [rows[0], fills],
+        [rows[1], ties],
+      ] as const) {
+        const e = expected(xs);
+        expect(typeof row.notional).toBe("string");
+        expect(decimalToScaledUnits(String(row.notional), 16)).toBe(e.n);
+        expect(row.volume).toBe(unitsToString(e.v));
+        expect(vwapFromSums(String(row.notional), String(row.volume))).toBe(e.vwap);
+      }
+      expect(expected(ties).vwap).toBe("1.00000002");
+    });
+
+    it("rejects a batch with one record that does not fit the columns, storing nothing of it", async () => {
+      // the bad quote is written after trades and agg trades inside the transaction
+      const bad = batch({
+        trades: [trade(1), trade(2)],
+        aggTrades: [trade(1, {}, "aggtrades")],
+        quotes: [quote(1), quote(2, { bid_price: "12345678901.00000000" })],
+        deadLetters: [deadLetter(1)],
+        gaps: [gap(1)],
+      });
+      await expect(store.write(bad)).rejects.toThrow();
+      expect(await tableCounts(store)).toEqual({
+        trades: 0,
+        agg_trades: 0,
+        quotes: 0,
+        dead_letters: 0,
+        gaps: 0,
+      });
+      // a bad trade price in the middle of the trades
+      await expect(
+        store.write(batch({ trades: [trade(3), trade(4, { price: "99999999999.00000000" }), trade(5)] })),
+      ).rejects.toThrow();
+      expect((await tableCounts(store)).trades).toBe(0);
+      // the store is still usable and no key of the failed batches was kept
+      const fixed = { ...bad, quotes: [quote(1), quote(2)] };
+      expect(await store.write(fixed)).toEqual({
+        trades: 2,
+        aggTrades: 1,
+        quotes: 2,
+        deadLetters: 1,
+        gaps: 1,
+        duplicates: 0,
+      });
+    });
+
+    it("stores dead letters and sequence gaps with every field", async () => {
+      const raw = '{"stream":"btcusdt@trade","data":{"p":"1.123456789"}}\n\ttrailing "text" \\ ✓';
+      const d = deadLetter(1, {
+        raw,
+        reason: "price: more than 8 significant fractional digits for DECIMAL(18,8)",
+      });
+      const g = gap(1, {
+        data_type: "aggtrades",
+        from_sequence: 9_007_199_254_740,
+        to_sequence: 9_007_199_254_745,
+      });
+      await store.write(batch({ deadLetters: [d], gaps: [g] }));
+      const [dr] = await store.query(
+        "SELECT message_id, exchange, source, reason, raw, received_at FROM dead_letters",
+      );
+      expect({ ...dr, received_at: Number(dr.received_at) }).toEqual(d);
+      const [gr] = await store.query(
+        "SELECT exchange, symbol, data_type, from_sequence, to_sequence, detected_at FROM sequence_gaps",
+      );
+      expect(gr).toEqual({
+        exchange: g.exchange,
+        symbol: g.symbol,
+        data_type: "aggtrades",
+        from_sequence: String(g.from_sequence),
+        to_sequence: String(g.to_sequence),
+        detected_at: String(g.detected_at),
+      });
+    });
+
+    it("initialises an existing database again without changing it (idempotent migrations)", async () => {
+      const b = batch({ trades: [trade(1)], quotes: [quote(1)], gaps: [gap(1)] });
+      await store.write(b);
+      await store.close();
+      const again = open();
+      await again.init();
+      expect(await tableCounts(again)).toEqual({
+        trades: 1,
+        agg_trades: 0,
+        quotes: 1,
+        dead_letters: 0,
+        gaps: 1,
+      });
+      expect((await again.write(b)).duplicates).toBe(3);
+    });
+
+    it.skipIf(!harness.concurrentWriters)(
+      "lets two stores initialise and write one database at once, storing each record once",
+      async () => {
+        await store.close();
+        const [a, b] = [open(), open()];
+        await Promise.all([a.init(), b.init()]);
+        const ids = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
+        // overlapping batches: 0..299 and 200..499, spread over two days
+        const mk = (xs: number[]) =>
+          batch({
+            trades: xs.map((i) => trade(i, { timestamp: DAY0_US + (i % 2) * DAY_US + i })),
+            quotes: xs.map((i) => quote(i)),
+          });
+        const [ra, rb] = await Promise.all([a.write(mk(ids(0, 300))), b.write(mk(ids(200, 300)))]);
+        expect(ra.trades + rb.trades).toBe(500);
+        expect(ra.quotes + rb.quotes).toBe(500);
+        expect(ra.duplicates + rb.duplicates).toBe(200);
+        expect(await tableCounts(a)).toMatchObject({ trades: 500, quotes: 500 });
+      },
+    );
+  });
+}
