@@ -140,8 +140,9 @@ export class DuckDBStore implements Store {
     // ingesting while DuckDB works, so every await costs a turn of it.
     let begun = false;
     const run = async (sql: string) => {
-      const r = await c.run(begun ? sql : `BEGIN TRANSACTION; ${sql}`);
-      begun = true;
+      const first = !begun;
+      begun = true; // set before the await: a failing first statement still leaves BEGIN executed
+      const r = await c.run(first ? `BEGIN TRANSACTION; ${sql}` : sql);
       return Number(r.rowsChanged);
     };
     const cleanup: string[] = [];
@@ -199,7 +200,7 @@ export class DuckDBStore implements Store {
       }
       if (begun) await c.run(`${cleanup.map((x) => `${x}; `).join("")}COMMIT`);
     } catch (err) {
-      if (begun) await c.run("ROLLBACK").catch(() => undefined);
+      await c.run("ROLLBACK").catch(() => undefined); // no-op error when no transaction is open
       this.stageTrades.clear();
       this.stageQuotes.clear();
       await c.run("DELETE FROM stage_trades").catch(() => undefined);
