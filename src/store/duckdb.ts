@@ -5,8 +5,15 @@
  * `INSERT INTO ... SELECT ... ON CONFLICT DO NOTHING` inside one transaction, so a batch is stored
  * whole or not at all and records already held are skipped (counted as duplicates). Decimals are staged
  * as their exact strings and cast to DECIMAL(18,8) by DuckDB: no float on the way.
+ *
+ * Reads (`query`) run on a second connection of the same database instance, so an API read does not
+ * queue behind a large batch write on the writer's connection (DuckDB's MVCC gives each read a
+ * consistent snapshot of committed batches). Closed candles (`candles_v2`) are upserted: a candle
+ * replaces the stored one only when it covers more trades (an amendment after a late trade); the same
+ * candle written again is a duplicate.
  */
 import { type DuckDBAppender, type DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
+import type { CandleV2 } from "../schema/candles.js";
 import type { QuoteV2, TradeV2 } from "../schema/records.js";
 import type { Row, Store, WriteBatch, WriteResult } from "./store.js";
 
@@ -63,7 +70,34 @@ const MIGRATIONS: string[] = [
     to_sequence BIGINT NOT NULL,
     detected_at BIGINT NOT NULL,
     PRIMARY KEY (exchange, symbol, data_type, from_sequence))`,
+  `CREATE TABLE IF NOT EXISTS candles_v2 (
+    exchange VARCHAR NOT NULL,
+    symbol VARCHAR NOT NULL,
+    asset_class VARCHAR NOT NULL,
+    "interval" VARCHAR NOT NULL,
+    interval_start BIGINT NOT NULL,
+    interval_end BIGINT NOT NULL,
+    open DECIMAL(18,8) NOT NULL,
+    high DECIMAL(18,8) NOT NULL,
+    low DECIMAL(18,8) NOT NULL,
+    close DECIMAL(18,8) NOT NULL,
+    volume DECIMAL(38,8) NOT NULL,
+    quote_volume DECIMAL(38,16) NOT NULL,
+    vwap DECIMAL(18,8),
+    trade_count BIGINT NOT NULL,
+    first_trade_id VARCHAR NOT NULL,
+    last_trade_id VARCHAR NOT NULL,
+    PRIMARY KEY (exchange, symbol, "interval", interval_start))`,
 ];
+
+const UPSERT_CANDLE = `INSERT INTO candles_v2 VALUES ($1, $2, $3, $4, $5, $6, $7::DECIMAL(18,8),
+  $8::DECIMAL(18,8), $9::DECIMAL(18,8), $10::DECIMAL(18,8), $11::DECIMAL(38,8), $12::DECIMAL(38,16),
+  $13::DECIMAL(18,8), $14, $15, $16)
+  ON CONFLICT DO UPDATE SET open = excluded.open, high = excluded.high, low = excluded.low,
+    close = excluded.close, volume = excluded.volume, quote_volume = excluded.quote_volume,
+    vwap = excluded.vwap, trade_count = excluded.trade_count, first_trade_id = excluded.first_trade_id,
+    last_trade_id = excluded.last_trade_id, interval_end = excluded.interval_end
+  WHERE excluded.trade_count > candles_v2.trade_count`;
 
 const STAGE_TRADES = `CREATE TEMP TABLE IF NOT EXISTS stage_trades (
   message_id VARCHAR, trade_id VARCHAR, symbol VARCHAR, exchange VARCHAR, asset_class VARCHAR, ts BIGINT,
@@ -88,6 +122,11 @@ export interface DuckDBStoreOptions {
   path: string;
   /** Open read-only (for `k2 query`). */
   readOnly?: boolean;
+  /**
+   * Run `query` on a connection of its own (default true), so reads never wait behind a batch write
+   * on the writer's connection. False: one connection for both (what `bench/serve-reads.ts` compares).
+   */
+  separateReadConnection?: boolean;
 }
 
 export class DuckDBStore implements Store {
@@ -97,6 +136,9 @@ export class DuckDBStore implements Store {
   private stageTrades!: DuckDBAppender;
   private stageQuotes!: DuckDBAppender;
   private chain: Promise<unknown> = Promise.resolve();
+  /** Connection of `query` (the writer's connection when reads are not separated). */
+  private readConn!: DuckDBConnection;
+  private readChain: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly opts: DuckDBStoreOptions) {}
 
@@ -106,6 +148,10 @@ export class DuckDBStore implements Store {
       this.opts.readOnly ? { access_mode: "READ_ONLY" } : {},
     );
     this.conn = await this.instance.connect();
+    this.readConn =
+      this.opts.readOnly || this.opts.separateReadConnection === false
+        ? this.conn
+        : await this.instance.connect();
     if (this.opts.readOnly) return;
     for (const m of MIGRATIONS) await this.conn.run(m);
     await this.conn.run(STAGE_TRADES);
@@ -114,10 +160,18 @@ export class DuckDBStore implements Store {
     this.stageQuotes = await this.conn.createAppender("stage_quotes", "main", "temp");
   }
 
-  /** Serializes operations on the single connection. */
+  /** Serializes operations on the writer's connection. */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.chain.then(fn, fn);
     this.chain = p.catch(() => undefined);
+    return p;
+  }
+
+  /** Serializes operations on the read connection (the writer's chain when they share one). */
+  private serialRead<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.readConn === this.conn) return this.serial(fn);
+    const p = this.readChain.then(fn, fn);
+    this.readChain = p.catch(() => undefined);
     return p;
   }
 
@@ -133,6 +187,7 @@ export class DuckDBStore implements Store {
       quotes: 0,
       deadLetters: 0,
       gaps: 0,
+      candles: 0,
       duplicates: 0,
     };
     let total = 0;
@@ -179,6 +234,11 @@ export class DuckDBStore implements Store {
         result.gaps += Number(r.rowsChanged);
         total++;
       }
+      for (const k of batch.candles ?? []) {
+        const r = await c.run(UPSERT_CANDLE, candleParams(k));
+        result.candles = (result.candles ?? 0) + Number(r.rowsChanged);
+        total++;
+      }
       await c.run("COMMIT");
     } catch (err) {
       await c.run("ROLLBACK").catch(() => undefined);
@@ -189,13 +249,19 @@ export class DuckDBStore implements Store {
       throw err;
     }
     result.duplicates =
-      total - result.trades - result.aggTrades - result.quotes - result.deadLetters - result.gaps;
+      total -
+      result.trades -
+      result.aggTrades -
+      result.quotes -
+      result.deadLetters -
+      result.gaps -
+      (result.candles ?? 0);
     return result;
   }
 
   query(sql: string, params: (string | number | boolean | null)[] = []): Promise<Row[]> {
-    return this.serial(async () => {
-      const reader = await this.conn.runAndReadAll(sql, params.length ? params : undefined);
+    return this.serialRead(async () => {
+      const reader = await this.readConn.runAndReadAll(sql, params.length ? params : undefined);
       return reader.getRowObjectsJson() as Row[];
     });
   }
@@ -218,7 +284,9 @@ export class DuckDBStore implements Store {
 
   async close(): Promise<void> {
     await this.chain;
+    await this.readChain;
     if (!this.conn) return;
+    if (this.readConn && this.readConn !== this.conn) this.readConn.closeSync();
     if (!this.opts.readOnly) {
       this.stageTrades.closeSync();
       this.stageQuotes.closeSync();
@@ -227,6 +295,28 @@ export class DuckDBStore implements Store {
     this.conn.closeSync();
     this.instance.closeSync();
   }
+}
+
+/** Parameters of {@link UPSERT_CANDLE}: decimals as exact strings, µs as bigint. */
+function candleParams(k: CandleV2): (string | bigint | null)[] {
+  return [
+    k.exchange,
+    k.symbol,
+    k.asset_class,
+    k.interval,
+    BigInt(k.interval_start),
+    BigInt(k.interval_end),
+    k.open,
+    k.high,
+    k.low,
+    k.close,
+    k.volume,
+    k.quote_volume,
+    k.vwap,
+    BigInt(k.trade_count),
+    k.first_trade_id,
+    k.last_trade_id,
+  ];
 }
 
 function appendTrades(a: DuckDBAppender, records: TradeV2[]): void {
