@@ -47,8 +47,8 @@ async function allPages<T>(
   let cursor: string | null = null;
   let pages = 0;
   do {
-    const q = new URLSearchParams(cursor ? { ...params, cursor } : params);
-    const { status, body } = await getJson<Page<T>>(`${api}${path}?${q}`);
+    const q: URLSearchParams = new URLSearchParams(cursor ? { ...params, cursor } : params);
+    const { status, body }: { status: number; body: Page<T> } = await getJson<Page<T>>(`${api}${path}?${q}`);
     expect(status).toBe(200);
     rows.push(...body.data);
     cursor = body.next_cursor;
@@ -244,7 +244,7 @@ function candlesFromTrades(interval: keyof typeof INTERVAL_US): Map<number, Part
     acc.set(start, a);
   }
   for (const [start, { ts }] of acc) {
-    const prices = ts.map((t) => toUnits(t.price));
+    const prices = ts.map((t) => toUnits(t.price)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     const volume = ts.reduce((s, t) => s + toUnits(t.quantity), 0n);
     const quote = ts.reduce((s, t) => s + toUnits(t.price) * toUnits(t.quantity), 0n);
     out.set(start, {
@@ -252,8 +252,8 @@ function candlesFromTrades(interval: keyof typeof INTERVAL_US): Map<number, Part
       interval_end: start + len,
       open: ts[0].price,
       close: ts[ts.length - 1].price,
-      high: unitsToString(prices.reduce((m, p) => (p > m ? p : m))),
-      low: unitsToString(prices.reduce((m, p) => (p < m ? p : m))),
+      high: unitsToString(prices[prices.length - 1]),
+      low: unitsToString(prices[0]),
       volume: unitsToString(volume, 8),
       quote_volume: unitsToString(quote, 16),
       vwap: unitsToString(divRoundHalfEven(quote, volume)),
