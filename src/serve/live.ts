@@ -115,33 +115,57 @@ export class LiveFeed {
 
   /** Publishes a trade: updates the tick book, emits `trade` then `tick`. */
   publishTrade(t: TradeV2): void {
-    const prev = this.tickBook.get(tickKey(t.exchange, t.symbol));
+    const key = tickKey(t.exchange, t.symbol);
+    const p = this.tickBook.get(key) ?? emptyTick(t.exchange, t.symbol, t.asset_class, t.currency);
     const tick: Tick = {
-      ...(prev ?? emptyTick(t.exchange, t.symbol, t.asset_class, t.currency)),
+      exchange: p.exchange,
+      symbol: p.symbol,
+      asset_class: p.asset_class,
+      currency: p.currency,
       last_price: t.price,
       last_quantity: t.quantity,
       last_side: t.side,
       last_trade_id: t.trade_id,
       last_trade_time: t.timestamp,
+      bid_price: p.bid_price,
+      bid_quantity: p.bid_quantity,
+      ask_price: p.ask_price,
+      ask_quantity: p.ask_quantity,
+      quote_time: p.quote_time,
+      spread: p.spread,
     };
-    this.tickBook.set(tickKey(t.exchange, t.symbol), tick);
+    this.tickBook.set(key, tick);
     this.emit("trade", t);
     this.emit("tick", tick);
   }
 
   /** Publishes a quote: updates the tick book (best bid/ask, spread), emits `quote` then `tick`. */
   publishQuote(q: QuoteV2): void {
-    const prev = this.tickBook.get(tickKey(q.exchange, q.symbol));
+    const key = tickKey(q.exchange, q.symbol);
+    const p = this.tickBook.get(key) ?? emptyTick(q.exchange, q.symbol, q.asset_class, q.currency);
+    // most quotes change only quantities: keep the spread unless a price moved
+    const spread =
+      p.spread !== null && p.bid_price === q.bid_price && p.ask_price === q.ask_price
+        ? p.spread
+        : unitsToString(toUnits(q.ask_price) - toUnits(q.bid_price));
     const tick: Tick = {
-      ...(prev ?? emptyTick(q.exchange, q.symbol, q.asset_class, q.currency)),
+      exchange: p.exchange,
+      symbol: p.symbol,
+      asset_class: p.asset_class,
+      currency: p.currency,
+      last_price: p.last_price,
+      last_quantity: p.last_quantity,
+      last_side: p.last_side,
+      last_trade_id: p.last_trade_id,
+      last_trade_time: p.last_trade_time,
       bid_price: q.bid_price,
       bid_quantity: q.bid_quantity,
       ask_price: q.ask_price,
       ask_quantity: q.ask_quantity,
       quote_time: q.timestamp,
-      spread: unitsToString(toUnits(q.ask_price) - toUnits(q.bid_price)),
+      spread,
     };
-    this.tickBook.set(tickKey(q.exchange, q.symbol), tick);
+    this.tickBook.set(key, tick);
     this.emit("quote", q);
     this.emit("tick", tick);
   }
@@ -203,6 +227,7 @@ export interface LiveConsumerOptions {
 export function startLiveConsumer(opts: LiveConsumerOptions): Consumer {
   const { live } = opts;
   const kinds = new Set(opts.kinds ?? ["trades", "quotes", "candles", "gaps", "dlq"]);
+  const kindOf = new Map<string, string>(); // topic → data type, parsed once per topic
   return opts.bus.consume(
     {
       group: opts.group ?? "k2-live",
@@ -213,7 +238,11 @@ export function startLiveConsumer(opts: LiveConsumerOptions): Consumer {
     },
     async (batch) => {
       for (const m of batch) {
-        const kind = topicKind(m.topic);
+        let kind = kindOf.get(m.topic);
+        if (kind === undefined) {
+          kind = topicKind(m.topic);
+          kindOf.set(m.topic, kind);
+        }
         if (!kinds.has(kind)) continue;
         switch (kind) {
           case "trades":

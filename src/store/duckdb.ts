@@ -90,9 +90,23 @@ const MIGRATIONS: string[] = [
     PRIMARY KEY (exchange, symbol, "interval", interval_start))`,
 ];
 
-const UPSERT_CANDLE = `INSERT INTO candles_v2 VALUES ($1, $2, $3, $4, $5, $6, $7::DECIMAL(18,8),
-  $8::DECIMAL(18,8), $9::DECIMAL(18,8), $10::DECIMAL(18,8), $11::DECIMAL(38,8), $12::DECIMAL(38,16),
-  $13::DECIMAL(18,8), $14, $15, $16)
+const STAGE_CANDLES = `CREATE TEMP TABLE IF NOT EXISTS stage_candles (
+  exchange VARCHAR, symbol VARCHAR, asset_class VARCHAR, "interval" VARCHAR, interval_start BIGINT,
+  interval_end BIGINT, open VARCHAR, high VARCHAR, low VARCHAR, close VARCHAR, volume VARCHAR,
+  quote_volume VARCHAR, vwap VARCHAR, trade_count BIGINT, first_trade_id VARCHAR, last_trade_id VARCHAR)`;
+
+/**
+ * Moves staged candles into candles_v2. Within a batch the candle with the most trades per key wins
+ * (a closed candle and its amendment can share a batch); against the table, a candle replaces the
+ * stored one only when it covers more trades.
+ */
+const MOVE_CANDLES = `INSERT INTO candles_v2 SELECT exchange, symbol, asset_class, "interval", interval_start,
+    interval_end, open::DECIMAL(18,8), high::DECIMAL(18,8), low::DECIMAL(18,8), close::DECIMAL(18,8),
+    volume::DECIMAL(38,8), quote_volume::DECIMAL(38,16), vwap::DECIMAL(18,8), trade_count, first_trade_id,
+    last_trade_id
+  FROM stage_candles
+  QUALIFY row_number() OVER (PARTITION BY exchange, symbol, "interval", interval_start
+    ORDER BY trade_count DESC) = 1
   ON CONFLICT DO UPDATE SET open = excluded.open, high = excluded.high, low = excluded.low,
     close = excluded.close, volume = excluded.volume, quote_volume = excluded.quote_volume,
     vwap = excluded.vwap, trade_count = excluded.trade_count, first_trade_id = excluded.first_trade_id,
@@ -135,6 +149,7 @@ export class DuckDBStore implements Store {
   private conn!: DuckDBConnection;
   private stageTrades!: DuckDBAppender;
   private stageQuotes!: DuckDBAppender;
+  private stageCandles!: DuckDBAppender;
   private chain: Promise<unknown> = Promise.resolve();
   /** Connection of `query` (the writer's connection when reads are not separated). */
   private readConn!: DuckDBConnection;
@@ -156,8 +171,10 @@ export class DuckDBStore implements Store {
     for (const m of MIGRATIONS) await this.conn.run(m);
     await this.conn.run(STAGE_TRADES);
     await this.conn.run(STAGE_QUOTES);
+    await this.conn.run(STAGE_CANDLES);
     this.stageTrades = await this.conn.createAppender("stage_trades", "main", "temp");
     this.stageQuotes = await this.conn.createAppender("stage_quotes", "main", "temp");
+    this.stageCandles = await this.conn.createAppender("stage_candles", "main", "temp");
   }
 
   /** Serializes operations on the writer's connection. */
@@ -234,18 +251,22 @@ export class DuckDBStore implements Store {
         result.gaps += Number(r.rowsChanged);
         total++;
       }
-      for (const k of batch.candles ?? []) {
-        const r = await c.run(UPSERT_CANDLE, candleParams(k));
-        result.candles = (result.candles ?? 0) + Number(r.rowsChanged);
-        total++;
+      if (batch.candles && batch.candles.length > 0) {
+        appendCandles(this.stageCandles, batch.candles);
+        const r = await c.run(MOVE_CANDLES);
+        result.candles = Number(r.rowsChanged);
+        total += batch.candles.length;
+        await c.run("DELETE FROM stage_candles");
       }
       await c.run("COMMIT");
     } catch (err) {
       await c.run("ROLLBACK").catch(() => undefined);
       this.stageTrades.clear();
       this.stageQuotes.clear();
+      this.stageCandles.clear();
       await c.run("DELETE FROM stage_trades").catch(() => undefined);
       await c.run("DELETE FROM stage_quotes").catch(() => undefined);
+      await c.run("DELETE FROM stage_candles").catch(() => undefined);
       throw err;
     }
     result.duplicates =
@@ -290,6 +311,7 @@ export class DuckDBStore implements Store {
     if (!this.opts.readOnly) {
       this.stageTrades.closeSync();
       this.stageQuotes.closeSync();
+      this.stageCandles.closeSync();
       await this.conn.run("CHECKPOINT").catch(() => undefined);
     }
     this.conn.closeSync();
@@ -297,26 +319,28 @@ export class DuckDBStore implements Store {
   }
 }
 
-/** Parameters of {@link UPSERT_CANDLE}: decimals as exact strings, µs as bigint. */
-function candleParams(k: CandleV2): (string | bigint | null)[] {
-  return [
-    k.exchange,
-    k.symbol,
-    k.asset_class,
-    k.interval,
-    BigInt(k.interval_start),
-    BigInt(k.interval_end),
-    k.open,
-    k.high,
-    k.low,
-    k.close,
-    k.volume,
-    k.quote_volume,
-    k.vwap,
-    BigInt(k.trade_count),
-    k.first_trade_id,
-    k.last_trade_id,
-  ];
+function appendCandles(a: DuckDBAppender, records: CandleV2[]): void {
+  for (const k of records) {
+    a.appendVarchar(k.exchange);
+    a.appendVarchar(k.symbol);
+    a.appendVarchar(k.asset_class);
+    a.appendVarchar(k.interval);
+    a.appendBigInt(BigInt(k.interval_start));
+    a.appendBigInt(BigInt(k.interval_end));
+    a.appendVarchar(k.open);
+    a.appendVarchar(k.high);
+    a.appendVarchar(k.low);
+    a.appendVarchar(k.close);
+    a.appendVarchar(k.volume);
+    a.appendVarchar(k.quote_volume);
+    if (k.vwap === null) a.appendNull();
+    else a.appendVarchar(k.vwap);
+    a.appendBigInt(BigInt(k.trade_count));
+    a.appendVarchar(k.first_trade_id);
+    a.appendVarchar(k.last_trade_id);
+    a.endRow();
+  }
+  a.flushSync();
 }
 
 function appendTrades(a: DuckDBAppender, records: TradeV2[]): void {
