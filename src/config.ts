@@ -46,6 +46,7 @@ export interface RunFlags {
   batchSize?: string;
   batchMaxWaitMs?: string;
   maxBatchSize?: string;
+  candleGraceMs?: string;
 }
 
 /** Validated configuration of `k2 run`. */
@@ -68,12 +69,14 @@ export interface RunConfig {
   batchSize: number;
   batchMaxWaitMs: number;
   maxBatchSize: number;
+  /** Grace past a candle's end before a quiet market closes it, ms. */
+  candleGraceMs: number;
 }
 
 /**
  * Builds the run configuration from flags and `env` (`K2_EXCHANGE`, `K2_SYMBOLS`, `K2_STREAMS`, `K2_DB`,
  * `K2_HTTP_PORT`, `K2_HTTP_HOST`, `K2_WS_URL`, `K2_BATCH_SIZE`, `K2_BATCH_MAX_WAIT_MS`,
- * `K2_MAX_BATCH_SIZE`).
+ * `K2_MAX_BATCH_SIZE`, `K2_CANDLE_GRACE_MS`).
  * @throws {ConfigError} naming the flag at fault
  */
 export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = process.env): RunConfig {
@@ -140,5 +143,9 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
       flags.batchMaxWaitMs ?? env.K2_BATCH_MAX_WAIT_MS ?? 2000,
     ),
     maxBatchSize,
+    candleGraceMs: parse(
+      intIn("--candle-grace-ms", 0, 86_400_000),
+      flags.candleGraceMs ?? env.K2_CANDLE_GRACE_MS ?? 2000,
+    ),
   };
 }

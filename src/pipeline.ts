@@ -18,6 +18,7 @@ import { topicKind } from "./bus/bus.js";
 import { type ConnectionState, STATE_CODE, VenueConnection } from "./feed/connection.js";
 import type { Logger } from "./ops/logger.js";
 import type { Metrics } from "./ops/metrics.js";
+import type { CandleV2 } from "./schema/candles.js";
 import {
   type DataType,
   type DeadLetter,
@@ -306,7 +307,7 @@ export function startPersist(opts: PersistOptions): { consumer: Consumer; counts
           "batch written",
         );
         counts.batches++;
-        counts.stored += r.trades + r.aggTrades + r.quotes + r.deadLetters + r.gaps;
+        counts.stored += r.trades + r.aggTrades + r.quotes + r.deadLetters + r.gaps + (r.candles ?? 0);
         counts.duplicates += r.duplicates;
         metrics.batchRecords.observe(messages.length);
         if (r.trades) metrics.stored.labels("trades_v2").inc(r.trades);
@@ -314,6 +315,7 @@ export function startPersist(opts: PersistOptions): { consumer: Consumer; counts
         if (r.quotes) metrics.stored.labels("quotes_v2").inc(r.quotes);
         if (r.deadLetters) metrics.stored.labels("dead_letters").inc(r.deadLetters);
         if (r.gaps) metrics.stored.labels("sequence_gaps").inc(r.gaps);
+        if (r.candles) metrics.stored.labels("candles_v2").inc(r.candles);
         if (r.duplicates) metrics.duplicates.inc(r.duplicates);
       } catch (err) {
         metrics.storeErrors.inc();
@@ -351,6 +353,14 @@ export function toWriteBatch(messages: BusMessage[]): WriteBatch {
       case "gaps":
         b.gaps.push(m.value as SequenceGap);
         break;
+      case "candles": {
+        // open candles are live snapshots; only closed ones are stored
+        const c = m.value as CandleV2;
+        if (!c.closed) break;
+        if (b.candles) b.candles.push(c);
+        else b.candles = [c];
+        break;
+      }
     }
   }
   return b;

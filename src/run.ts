@@ -19,6 +19,7 @@ import { detectCaptureFormat, REPLAY_SERVERS } from "./replay/index.js";
 import type { ReplayServer } from "./replay/replay-server.js";
 import { WorkerReplayServer } from "./replay/replay-worker.js";
 import { createHttpServer, listen } from "./serve/http.js";
+import { type Serving, startServing } from "./serve/serving.js";
 import { createStore } from "./store/index.js";
 import type { Store } from "./store/store.js";
 import { getVenue } from "./venues/registry.js";
@@ -52,9 +53,11 @@ export interface RunningPipeline {
   feed: FeedHandle;
   store: Store;
   metrics: Metrics;
+  /** Serving layer: live feed, candle feed, market data source, REST API. */
+  serving: Serving;
   /** Stops the feed, drains the bus, flushes the store, closes everything; resolves with the summary. */
   stop(reason: string): Promise<RunSummary>;
-  /** Resolves when the replay has been fully received (only with a replay). */
+  /** Resolves when the replay has been fully received and its open candles closed (only with a replay). */
   replayDone: Promise<void> | null;
 }
 
@@ -102,6 +105,7 @@ export async function startRun(
     batchMaxWaitMs: config.batchMaxWaitMs,
     maxBatchSize: config.maxBatchSize,
   });
+  const serving = startServing({ bus, store, metrics, logger, candleGraceMs: config.candleGraceMs });
   const publisher = new Publisher(bus, logger);
   let firstFrameAt = 0;
   let lastFrameAt = 0;
@@ -138,6 +142,7 @@ export async function startRun(
       if (s) problems.push(s);
       return problems;
     },
+    register: (app) => serving.register(app),
   });
   const httpPort = await listen(app, config.httpPort, config.httpHost);
   logger.info(
@@ -152,8 +157,16 @@ export async function startRun(
       server.on("end", () => {
         // the server has written everything; wait until the client has read it all
         const check = () => {
-          if (feed.connection.framesReceived >= server.totalSent) resolve();
-          else setTimeout(check, 5);
+          if (feed.connection.framesReceived >= server.totalSent) {
+            // the stream is bounded: once relayed, close every open candle
+            publisher
+              .flush()
+              .then(() => serving.endOfStream())
+              .then(resolve, (err) => {
+                logger.error({ err: (err as Error).message }, "closing candles at the end of the replay");
+                resolve();
+              });
+          } else setTimeout(check, 5);
         };
         check();
       });
@@ -167,6 +180,7 @@ export async function startRun(
       logger.info({ reason }, "shutting down: stopping feed, draining bus, flushing store");
       await feed.connection.stop();
       await publisher.flush();
+      await serving.stop();
       await persist.consumer.stop({ drain: true });
       const end = performance.now();
       await store.close();
@@ -194,6 +208,7 @@ export async function startRun(
     feed,
     store,
     metrics,
+    serving,
     stop,
     replayDone,
   };

@@ -42,6 +42,10 @@ export function registerRun(program: Command): void {
     .option("--batch-size <n>", "store batch size (env K2_BATCH_SIZE; default 500)")
     .option("--batch-max-wait-ms <ms>", "store batch time bound (env K2_BATCH_MAX_WAIT_MS; default 2000)")
     .option("--max-batch-size <n>", "largest batch under backlog (env K2_MAX_BATCH_SIZE; default 50000)")
+    .option(
+      "--candle-grace-ms <ms>",
+      "close a quiet market's candle this long after its end (env K2_CANDLE_GRACE_MS; default 2000)",
+    )
     .action(async (flags: RunFlags) => {
       let config: ReturnType<typeof resolveRunConfig>;
       try {

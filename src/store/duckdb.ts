@@ -5,8 +5,15 @@
  * `INSERT INTO ... SELECT ... ON CONFLICT DO NOTHING` inside one transaction, so a batch is stored
  * whole or not at all and records already held are skipped (counted as duplicates). Decimals are staged
  * as their exact strings and cast to DECIMAL(18,8) by DuckDB: no float on the way.
+ *
+ * Reads (`query`) run on a second connection of the same database instance, so an API read does not
+ * queue behind a large batch write on the writer's connection (DuckDB's MVCC gives each read a
+ * consistent snapshot of committed batches). Closed candles (`candles_v2`) are upserted: a candle
+ * replaces the stored one only when it covers more trades (an amendment after a late trade); the same
+ * candle written again is a duplicate.
  */
 import { type DuckDBAppender, type DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
+import type { CandleV2 } from "../schema/candles.js";
 import type { QuoteV2, TradeV2 } from "../schema/records.js";
 import type { Row, Store, WriteBatch, WriteResult } from "./store.js";
 
@@ -63,7 +70,48 @@ const MIGRATIONS: string[] = [
     to_sequence BIGINT NOT NULL,
     detected_at BIGINT NOT NULL,
     PRIMARY KEY (exchange, symbol, data_type, from_sequence))`,
+  `CREATE TABLE IF NOT EXISTS candles_v2 (
+    exchange VARCHAR NOT NULL,
+    symbol VARCHAR NOT NULL,
+    asset_class VARCHAR NOT NULL,
+    "interval" VARCHAR NOT NULL,
+    interval_start BIGINT NOT NULL,
+    interval_end BIGINT NOT NULL,
+    open DECIMAL(18,8) NOT NULL,
+    high DECIMAL(18,8) NOT NULL,
+    low DECIMAL(18,8) NOT NULL,
+    close DECIMAL(18,8) NOT NULL,
+    volume DECIMAL(38,8) NOT NULL,
+    quote_volume DECIMAL(38,16) NOT NULL,
+    vwap DECIMAL(18,8),
+    trade_count BIGINT NOT NULL,
+    first_trade_id VARCHAR NOT NULL,
+    last_trade_id VARCHAR NOT NULL,
+    PRIMARY KEY (exchange, symbol, "interval", interval_start))`,
 ];
+
+const STAGE_CANDLES = `CREATE TEMP TABLE IF NOT EXISTS stage_candles (
+  exchange VARCHAR, symbol VARCHAR, asset_class VARCHAR, "interval" VARCHAR, interval_start BIGINT,
+  interval_end BIGINT, open VARCHAR, high VARCHAR, low VARCHAR, close VARCHAR, volume VARCHAR,
+  quote_volume VARCHAR, vwap VARCHAR, trade_count BIGINT, first_trade_id VARCHAR, last_trade_id VARCHAR)`;
+
+/**
+ * Moves staged candles into candles_v2. Within a batch the candle with the most trades per key wins
+ * (a closed candle and its amendment can share a batch); against the table, a candle replaces the
+ * stored one only when it covers more trades.
+ */
+const MOVE_CANDLES = `INSERT INTO candles_v2 SELECT exchange, symbol, asset_class, "interval", interval_start,
+    interval_end, open::DECIMAL(18,8), high::DECIMAL(18,8), low::DECIMAL(18,8), close::DECIMAL(18,8),
+    volume::DECIMAL(38,8), quote_volume::DECIMAL(38,16), vwap::DECIMAL(18,8), trade_count, first_trade_id,
+    last_trade_id
+  FROM stage_candles
+  QUALIFY row_number() OVER (PARTITION BY exchange, symbol, "interval", interval_start
+    ORDER BY trade_count DESC) = 1
+  ON CONFLICT DO UPDATE SET open = excluded.open, high = excluded.high, low = excluded.low,
+    close = excluded.close, volume = excluded.volume, quote_volume = excluded.quote_volume,
+    vwap = excluded.vwap, trade_count = excluded.trade_count, first_trade_id = excluded.first_trade_id,
+    last_trade_id = excluded.last_trade_id, interval_end = excluded.interval_end
+  WHERE excluded.trade_count > candles_v2.trade_count`;
 
 const STAGE_TRADES = `CREATE TEMP TABLE IF NOT EXISTS stage_trades (
   message_id VARCHAR, trade_id VARCHAR, symbol VARCHAR, exchange VARCHAR, asset_class VARCHAR, ts BIGINT,
@@ -88,6 +136,11 @@ export interface DuckDBStoreOptions {
   path: string;
   /** Open read-only (for `k2 query`). */
   readOnly?: boolean;
+  /**
+   * Run `query` on a connection of its own (default true), so reads never wait behind a batch write
+   * on the writer's connection. False: one connection for both (what `bench/serve-reads.ts` compares).
+   */
+  separateReadConnection?: boolean;
 }
 
 export class DuckDBStore implements Store {
@@ -96,7 +149,11 @@ export class DuckDBStore implements Store {
   private conn!: DuckDBConnection;
   private stageTrades!: DuckDBAppender;
   private stageQuotes!: DuckDBAppender;
+  private stageCandles!: DuckDBAppender;
   private chain: Promise<unknown> = Promise.resolve();
+  /** Connection of `query` (the writer's connection when reads are not separated). */
+  private readConn!: DuckDBConnection;
+  private readChain: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly opts: DuckDBStoreOptions) {}
 
@@ -106,18 +163,32 @@ export class DuckDBStore implements Store {
       this.opts.readOnly ? { access_mode: "READ_ONLY" } : {},
     );
     this.conn = await this.instance.connect();
+    this.readConn =
+      this.opts.readOnly || this.opts.separateReadConnection === false
+        ? this.conn
+        : await this.instance.connect();
     if (this.opts.readOnly) return;
     for (const m of MIGRATIONS) await this.conn.run(m);
     await this.conn.run(STAGE_TRADES);
     await this.conn.run(STAGE_QUOTES);
+    await this.conn.run(STAGE_CANDLES);
     this.stageTrades = await this.conn.createAppender("stage_trades", "main", "temp");
     this.stageQuotes = await this.conn.createAppender("stage_quotes", "main", "temp");
+    this.stageCandles = await this.conn.createAppender("stage_candles", "main", "temp");
   }
 
-  /** Serializes operations on the single connection. */
+  /** Serializes operations on the writer's connection. */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.chain.then(fn, fn);
     this.chain = p.catch(() => undefined);
+    return p;
+  }
+
+  /** Serializes operations on the read connection (the writer's chain when they share one). */
+  private serialRead<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.readConn === this.conn) return this.serial(fn);
+    const p = this.readChain.then(fn, fn);
+    this.readChain = p.catch(() => undefined);
     return p;
   }
 
@@ -133,6 +204,7 @@ export class DuckDBStore implements Store {
       quotes: 0,
       deadLetters: 0,
       gaps: 0,
+      candles: 0,
       duplicates: 0,
     };
     let total = 0;
@@ -198,23 +270,37 @@ export class DuckDBStore implements Store {
         result.gaps += Number(r.rowsChanged);
         total++;
       }
+      if (batch.candles && batch.candles.length > 0) {
+        appendCandles(this.stageCandles, batch.candles);
+        result.candles = await run(MOVE_CANDLES);
+        total += batch.candles.length;
+        cleanup.push("DELETE FROM stage_candles");
+      }
       if (begun) await c.run(`${cleanup.map((x) => `${x}; `).join("")}COMMIT`);
     } catch (err) {
       await c.run("ROLLBACK").catch(() => undefined); // no-op error when no transaction is open
       this.stageTrades.clear();
       this.stageQuotes.clear();
+      this.stageCandles.clear();
       await c.run("DELETE FROM stage_trades").catch(() => undefined);
       await c.run("DELETE FROM stage_quotes").catch(() => undefined);
+      await c.run("DELETE FROM stage_candles").catch(() => undefined);
       throw err;
     }
     result.duplicates =
-      total - result.trades - result.aggTrades - result.quotes - result.deadLetters - result.gaps;
+      total -
+      result.trades -
+      result.aggTrades -
+      result.quotes -
+      result.deadLetters -
+      result.gaps -
+      (result.candles ?? 0);
     return result;
   }
 
   query(sql: string, params: (string | number | boolean | null)[] = []): Promise<Row[]> {
-    return this.serial(async () => {
-      const reader = await this.conn.runAndReadAll(sql, params.length ? params : undefined);
+    return this.serialRead(async () => {
+      const reader = await this.readConn.runAndReadAll(sql, params.length ? params : undefined);
       return reader.getRowObjectsJson() as Row[];
     });
   }
@@ -237,15 +323,42 @@ export class DuckDBStore implements Store {
 
   async close(): Promise<void> {
     await this.chain;
+    await this.readChain;
     if (!this.conn) return;
+    if (this.readConn && this.readConn !== this.conn) this.readConn.closeSync();
     if (!this.opts.readOnly) {
       this.stageTrades.closeSync();
       this.stageQuotes.closeSync();
+      this.stageCandles.closeSync();
       await this.conn.run("CHECKPOINT").catch(() => undefined);
     }
     this.conn.closeSync();
     this.instance.closeSync();
   }
+}
+
+function appendCandles(a: DuckDBAppender, records: CandleV2[]): void {
+  for (const k of records) {
+    a.appendVarchar(k.exchange);
+    a.appendVarchar(k.symbol);
+    a.appendVarchar(k.asset_class);
+    a.appendVarchar(k.interval);
+    a.appendBigInt(BigInt(k.interval_start));
+    a.appendBigInt(BigInt(k.interval_end));
+    a.appendVarchar(k.open);
+    a.appendVarchar(k.high);
+    a.appendVarchar(k.low);
+    a.appendVarchar(k.close);
+    a.appendVarchar(k.volume);
+    a.appendVarchar(k.quote_volume);
+    if (k.vwap === null) a.appendNull();
+    else a.appendVarchar(k.vwap);
+    a.appendBigInt(BigInt(k.trade_count));
+    a.appendVarchar(k.first_trade_id);
+    a.appendVarchar(k.last_trade_id);
+    a.endRow();
+  }
+  a.flushSync();
 }
 
 function appendTrades(a: DuckDBAppender, records: TradeV2[]): void {

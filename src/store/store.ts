@@ -2,12 +2,13 @@
  * The store contract every backend implements (DuckDB embedded default, PostgreSQL for servers).
  *
  * Tables follow schema-v2: `trades_v2`, `agg_trades_v2` (Binance aggregate trades, same columns),
- * `quotes_v2`, plus `dead_letters` and `sequence_gaps`. Prices and quantities are DECIMAL(18,8) and
+ * `quotes_v2`, plus `dead_letters`, `sequence_gaps` and `candles_v2` (closed OHLCV candles). Prices and quantities are DECIMAL(18,8) and
  * times are BIGINT µs since epoch. Writes are idempotent: unique keys (exchange, symbol, trade_id) for
  * trades and (exchange, symbol, message_id) for quotes (message_id is derived from the venue's
  * update id, so this is the schema's "source_sequence or message_id"); a record already held is
  * skipped and counted as a duplicate.
  */
+import type { CandleV2 } from "../schema/candles.js";
 import type { DeadLetter, QuoteV2, SequenceGap, TradeV2 } from "../schema/records.js";
 
 /** One batch to write atomically. */
@@ -17,6 +18,12 @@ export interface WriteBatch {
   quotes: QuoteV2[];
   deadLetters: DeadLetter[];
   gaps: SequenceGap[];
+  /**
+   * Closed OHLCV candles for `candles_v2` (optional: absent in batches without candles). A store
+   * upserts them by (exchange, symbol, interval, interval_start), keeping the candle with the larger
+   * trade_count, so a candle amended after a late trade replaces the earlier one.
+   */
+  candles?: CandleV2[];
 }
 
 /** What a write did. `duplicates` counts records (of any table) already held. */
@@ -26,6 +33,8 @@ export interface WriteResult {
   quotes: number;
   deadLetters: number;
   gaps: number;
+  /** Candles inserted or amended (when the batch had candles). */
+  candles?: number;
   duplicates: number;
 }
 
@@ -59,5 +68,12 @@ export function emptyBatch(): WriteBatch {
 
 /** Number of records in a batch. */
 export function batchSize(b: WriteBatch): number {
-  return b.trades.length + b.aggTrades.length + b.quotes.length + b.deadLetters.length + b.gaps.length;
+  return (
+    b.trades.length +
+    b.aggTrades.length +
+    b.quotes.length +
+    b.deadLetters.length +
+    b.gaps.length +
+    (b.candles?.length ?? 0)
+  );
 }

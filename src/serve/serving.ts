@@ -1,0 +1,89 @@
+/**
+ * The serving layer of one process, wired over a bus and a store: the live feed (its own bus consumer
+ * group), the candle feed (live trades → candles → bus), the {@link MarketDataSource} and the HTTP
+ * routes (OpenAPI docs and REST API v1). `k2 run` starts it beside the pipeline; other serving pieces
+ * (WebSocket gateway, dashboard) take `live` / `source` from here.
+ */
+import type { FastifyInstance } from "fastify";
+import type { Bus, Consumer } from "../bus/bus.js";
+import type { Logger } from "../ops/logger.js";
+import type { Metrics } from "../ops/metrics.js";
+import type { CandleInterval } from "../schema/candles.js";
+import type { Store } from "../store/store.js";
+import { registerApi, registerDocs } from "./api.js";
+import { type CandleFeed, startCandleFeed } from "./candle-feed.js";
+import { LiveFeed, startLiveConsumer } from "./live.js";
+import { serveMetrics } from "./serve-metrics.js";
+import type { MarketDataSource } from "./source.js";
+import { StoreMarketDataSource } from "./store-source.js";
+
+/** Options of {@link startServing}. */
+export interface ServingOptions {
+  bus: Bus;
+  store: Store;
+  metrics: Metrics;
+  logger: Logger;
+  /** Grace past a candle's end before a quiet market closes it, ms (default 2000). */
+  candleGraceMs?: number;
+  /** Candle intervals built live (default all). */
+  candleIntervals?: readonly CandleInterval[];
+}
+
+/** A running serving layer. */
+export interface Serving {
+  live: LiveFeed;
+  source: MarketDataSource;
+  candles: CandleFeed;
+  /** Registers `/docs` and `/api/v1` on the HTTP server (pass to `createHttpServer`'s `register`). */
+  register(app: FastifyInstance): Promise<void>;
+  /**
+   * End of a bounded stream (a replay fully received): waits until the live consumer has relayed
+   * every published record, then closes and publishes every open candle.
+   */
+  endOfStream(): Promise<void>;
+  /** Stops the candle feed and the live consumer (draining it); call before the store drains. */
+  stop(): Promise<void>;
+}
+
+/** Starts the serving layer over `bus` and `store`. */
+export function startServing(opts: ServingOptions): Serving {
+  const live = new LiveFeed();
+  const m = serveMetrics(opts.metrics);
+  live.onListenerError = (err, event) => {
+    m.liveListenerErrors.inc();
+    opts.logger.warn({ err: (err as Error)?.message, event }, "live listener failed");
+  };
+  // the candle feed listens before the consumer starts, so it sees every trade
+  const candles = startCandleFeed({
+    live,
+    bus: opts.bus,
+    logger: opts.logger,
+    metrics: opts.metrics,
+    graceUs: (opts.candleGraceMs ?? 2000) * 1000,
+    intervals: opts.candleIntervals,
+  });
+  const consumer: Consumer = startLiveConsumer({ bus: opts.bus, live });
+  const source = new StoreMarketDataSource({ store: opts.store, live, candles: candles.aggregator });
+  let stopped: Promise<void> | null = null;
+
+  return {
+    live,
+    source,
+    candles,
+    async register(app) {
+      await registerDocs(app);
+      await registerApi(app, source, opts.logger);
+    },
+    async endOfStream() {
+      while (consumer.lag() > 0) await new Promise((r) => setTimeout(r, 5));
+      await candles.endOfStream();
+    },
+    stop() {
+      stopped ??= (async () => {
+        await consumer.stop({ drain: true });
+        await candles.stop();
+      })();
+      return stopped;
+    },
+  };
+}
