@@ -10,10 +10,13 @@ import {
 import { getVenue } from "../../src/venues/registry.js";
 import { COINBASE_FILE, collectingSink, dec8, isoUs, lines, recvFrames } from "./recording.js";
 
+// biome-ignore lint/suspicious/noExplicitAny: recorded venue frames, read as the venue wrote them
+type Frame = any;
+
 const SUB = { symbols: ["BTC-USD", "ETH-USD"], streams: ["market_trades", "ticker", "heartbeats"] };
 const frames = recvFrames(COINBASE_FILE);
 const parsed = frames.map((f) => JSON.parse(f));
-const find = (pred: (o: any) => boolean) => {
+const find = (pred: (o: Frame) => boolean) => {
   const i = parsed.findIndex(pred);
   expect(i).toBeGreaterThanOrEqual(0);
   return frames[i];

@@ -11,15 +11,18 @@ import {
 import { getVenue } from "../../src/venues/registry.js";
 import { collectingSink, dec8, KRAKEN_FILE, lines, recvFrames } from "./recording.js";
 
+// biome-ignore lint/suspicious/noExplicitAny: recorded venue frames, read as the venue wrote them
+type Frame = any;
+
 const frames = recvFrames(KRAKEN_FILE);
 const parsed = frames.map((f) => JSON.parse(f));
-const findAll = (pred: (o: any) => boolean) => frames.filter((_, i) => pred(parsed[i]));
-const find = (pred: (o: any) => boolean) => {
+const findAll = (pred: (o: Frame) => boolean) => frames.filter((_, i) => pred(parsed[i]));
+const find = (pred: (o: Frame) => boolean) => {
   const all = findAll(pred);
   expect(all.length).toBeGreaterThan(0);
   return all[0];
 };
-const isData = (name: string) => (o: any) => Array.isArray(o) && o[o.length - 2] === name;
+const isData = (name: string) => (o: Frame) => Array.isArray(o) && o[o.length - 2] === name;
 
 function normalizeAll(raws: string[], at = 1_700_000_000_000_000) {
   const { sink, out } = collectingSink();
@@ -31,7 +34,7 @@ function normalizeAll(raws: string[], at = 1_700_000_000_000_000) {
 /** µs of a Kraken v1 `"seconds.micros"` string, by string arithmetic (independent of src/). */
 const secUs = (s: string) => {
   const [a, b = ""] = s.split(".");
-  return Number(a) * 1e6 + Number((b + "000000").slice(0, 6));
+  return Number(a) * 1e6 + Number(`${b}000000`.slice(0, 6));
 };
 
 describe("Kraken v1 trade → trades_v2 (real frames)", () => {
@@ -123,7 +126,7 @@ describe("Kraken v1 ticker → quotes_v2 (real frames)", () => {
 
 describe("Kraken v1 control frames and venue errors", () => {
   it("treats heartbeat, systemStatus, subscriptionStatus and unmapped channels as control frames", () => {
-    const kinds = (pred: (o: any) => boolean) => normalizeAll([find(pred)]).control;
+    const kinds = (pred: (o: Frame) => boolean) => normalizeAll([find(pred)]).control;
     expect(kinds((o) => o.event === "heartbeat")).toEqual(["heartbeat"]);
     expect(kinds((o) => o.event === "systemStatus")).toEqual(["system_status"]);
     expect(kinds((o) => o.event === "subscriptionStatus")).toEqual(["subscription_ack"]);

@@ -49,13 +49,13 @@ export function dec8(s: string): string {
   const [i, f = ""] = s.split(".");
   const int = i.replace(/^0+(?=\d)/, "");
   if (f.length > 8 && /[1-9]/.test(f.slice(8))) throw new Error(`test data ${s} has more than 8 decimals`);
-  return `${int}.${(f + "00000000").slice(0, 8)}`;
+  return `${int}.${(`${f}00000000`).slice(0, 8)}`;
 }
 
 /** µs since epoch of an RFC 3339 UTC time with up to 9 fractional digits (independent of src/). */
 export function isoUs(s: string): number {
   const m = /^(.*?)(?:\.(\d+))?Z$/.exec(s)!;
-  return Date.parse(`${m[1]}Z`) * 1000 + Number(((m[2] ?? "") + "000000").slice(0, 6));
+  return Date.parse(`${m[1]}Z`) * 1000 + Number(`${m[2] ?? ""}000000`.slice(0, 6));
 }
 
 /** A sink that keeps everything. */
