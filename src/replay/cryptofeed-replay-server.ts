@@ -47,6 +47,10 @@ export interface CryptofeedReplayOptions extends ReplayServerOptions {
   settleMs?: number;
 }
 
+/**
+ * A replay server for one cryptofeed recording (any exchange whose venue has a replay dialect), on
+ * 127.0.0.1. `start()` indexes the recording, then listens; each client connection is served as above.
+ */
 export class CryptofeedReplayServer extends EventEmitter<ReplayServerEvents> implements ReplayServer {
   private wss: WebSocketServer | null = null;
   private index: (RecordingIndex & { dialect: ReplayDialect }) | null = null;

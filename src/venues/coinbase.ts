@@ -64,6 +64,7 @@ import {
 const EXCHANGE = "COINBASE";
 /** Coinbase: unauthenticated messages are limited to 8 per second per IP. */
 export const COINBASE_MAX_MESSAGES_PER_SECOND = 8;
+/** Channels K2 subscribes to on Coinbase (`--streams`). */
 export const COINBASE_STREAMS = ["market_trades", "ticker", "heartbeats"] as const;
 /** Coinbase product ids: `BTC-USD`. */
 const PRODUCT = /^[A-Z0-9]{1,20}-[A-Z0-9]{1,20}$/;

@@ -80,6 +80,7 @@ import {
 const EXCHANGE = "KRAKEN";
 /** K2's own bound on messages sent per second to Kraken (Kraken publishes no fixed number). */
 export const KRAKEN_MAX_MESSAGES_PER_SECOND = 5;
+/** Channels K2 subscribes to on Kraken (`--streams`). */
 export const KRAKEN_STREAMS = ["trade", "ticker"] as const;
 /** Kraken pairs: `XBT/USD`, `BTC/USD`. */
 const PAIR = /^[A-Z0-9.]{1,20}\/[A-Z0-9.]{1,20}$/;
