@@ -6,7 +6,7 @@
  *   k2 run            feed → bus → store → /health, /metrics (embedded default: DuckDB file)
  *   k2 query          read-only SQL over a DuckDB file (json, csv or table)
  *   k2 record         write raw frames with receive times (capture format)
- *   k2 replay-server  serve a capture as a Binance-compatible WebSocket endpoint on 127.0.0.1
+ *   k2 replay-server  serve a capture as the recorded venue's WebSocket endpoint on 127.0.0.1
  *   k2 export         a table or query of a DuckDB file to Parquet
  *
  * Exit codes: 0 success, 1 runtime failure, 2 bad flags or configuration (the message names the flag).

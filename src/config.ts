@@ -2,10 +2,9 @@
  * Configuration from flags and environment, validated at start with errors that name the flag.
  * Precedence: flag > environment variable > default.
  */
-import { existsSync } from "node:fs";
 import { z } from "zod";
+import { type FeedConfig, resolveFeeds } from "./config-feeds.js";
 import { parseStoreSpec } from "./store/index.js";
-import { getVenue, venueNames } from "./venues/registry.js";
 
 /** Thrown for invalid configuration; the CLI prints the message and exits 2. */
 export class ConfigError extends Error {
@@ -24,12 +23,6 @@ const intIn = (flag: string, min: number, max: number) =>
     }
     return n;
   });
-
-const list = (v: string) =>
-  v
-    .split(",")
-    .map((s) => s.trim())
-    .filter(Boolean);
 
 /** Raw options as the CLI hands them over (strings from flags, or undefined). */
 export interface RunFlags {
@@ -51,6 +44,7 @@ export interface RunFlags {
 
 /** Validated configuration of `k2 run`. */
 export interface RunConfig {
+  /** The first (with one exchange, the only) feed's exchange; `feeds` lists every feed. */
   exchange: string;
   symbols: string[];
   streams: string[];
@@ -71,6 +65,8 @@ export interface RunConfig {
   maxBatchSize: number;
   /** Grace past a candle's end before a quiet market closes it, ms. */
   candleGraceMs: number;
+  /** One feed per exchange of `--exchange a,b,c` (see `config-feeds.ts`); `exchange`..`replay` are feeds[0]'s. */
+  feeds: FeedConfig[];
 }
 
 /**
@@ -80,19 +76,13 @@ export interface RunConfig {
  * @throws {ConfigError} naming the flag at fault
  */
 export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = process.env): RunConfig {
-  const exchange = (flags.exchange ?? env.K2_EXCHANGE ?? "binance").toLowerCase();
-  const venue = getVenue(exchange);
-  if (!venue)
-    throw new ConfigError(`--exchange: unknown exchange "${exchange}" (known: ${venueNames().join(", ")})`);
-  const symbolsRaw = flags.symbols ?? env.K2_SYMBOLS;
-  const streamsRaw = flags.streams ?? env.K2_STREAMS;
-  const symbols = symbolsRaw ? list(symbolsRaw).map((s) => s.toUpperCase()) : [...venue.defaultSymbols];
-  const streams = streamsRaw ? list(streamsRaw) : [...venue.defaultStreams];
+  let feeds: FeedConfig[];
   try {
-    venue.validate({ symbols, streams });
+    feeds = resolveFeeds(flags, env);
   } catch (e) {
     throw new ConfigError((e as Error).message);
   }
+  const { exchange, symbols, streams, wsUrl } = feeds[0];
   const parse = <T>(schema: z.ZodType<T>, value: unknown): T => {
     const r = schema.safeParse(value);
     if (!r.success) throw new ConfigError(r.error.issues[0]?.message ?? "invalid value");
@@ -107,9 +97,6 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
       throw new ConfigError(`--speed: expected a positive number (1, 10) or "max", got "${speedRaw}"`);
     }
   }
-  const wsUrl = flags.wsUrl ?? env.K2_WS_URL ?? venue.defaultWsUrl;
-  if (!/^wss?:\/\/[^\s/]+/.test(wsUrl))
-    throw new ConfigError(`--ws-url: expected ws:// or wss:// URL, got "${wsUrl}"`);
   const batchSize = parse(intIn("--batch-size", 1, 1_000_000), flags.batchSize ?? env.K2_BATCH_SIZE ?? 500);
   const maxBatchSize = parse(
     intIn("--max-batch-size", 1, 10_000_000),
@@ -122,8 +109,6 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
   } catch (e) {
     throw new ConfigError((e as Error).message);
   }
-  if (flags.replay && !existsSync(flags.replay))
-    throw new ConfigError(`--replay: cannot read "${flags.replay}"`);
   if (flags.exitAtEnd && !flags.replay)
     throw new ConfigError("--exit-at-end: only meaningful with --replay FILE");
   return {
@@ -134,7 +119,7 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
     httpPort: parse(intIn("--http-port", 0, 65535), flags.httpPort ?? env.K2_HTTP_PORT ?? 8080),
     httpHost: flags.httpHost ?? env.K2_HTTP_HOST ?? "127.0.0.1",
     wsUrl,
-    replay: flags.replay ?? null,
+    replay: feeds[0].replay,
     speed,
     exitAtEnd: flags.exitAtEnd ?? false,
     batchSize,
@@ -147,5 +132,6 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
       intIn("--candle-grace-ms", 0, 86_400_000),
       flags.candleGraceMs ?? env.K2_CANDLE_GRACE_MS ?? 2000,
     ),
+    feeds,
   };
 }

@@ -255,6 +255,7 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
     normalizer.normalize(raw, receivedAtUs);
   });
   conn.on("state", (state: ConnectionState, reason?: string) => {
+    if (state === "CONNECTED") normalizer.connectionOpened?.();
     metrics.connectionState.labels(exchange).set(STATE_CODE[state]);
     logger.info({ exchange, state, reason }, "feed connection state");
   });

@@ -5,6 +5,7 @@
  */
 import { MemoryBus } from "./bus/memory.js";
 import type { RunConfig } from "./config.js";
+import type { FeedConfig } from "./config-feeds.js";
 import type { Logger } from "./ops/logger.js";
 import { Metrics } from "./ops/metrics.js";
 import {
@@ -15,6 +16,7 @@ import {
   startIngest,
   startPersist,
 } from "./pipeline.js";
+import { indexRecording, symbolsOfKeys } from "./replay/cryptofeed.js";
 import { detectCaptureFormat, REPLAY_SERVERS } from "./replay/index.js";
 import type { ReplayServer } from "./replay/replay-server.js";
 import { WorkerReplayServer } from "./replay/replay-worker.js";
@@ -23,6 +25,7 @@ import { type Serving, startServing } from "./serve/serving.js";
 import { createStore } from "./store/index.js";
 import type { Store } from "./store/store.js";
 import { getVenue } from "./venues/registry.js";
+import type { Subscription, Venue } from "./venues/venue.js";
 
 /** The line `--exit-at-end` prints last on stdout (also logged at every shutdown). */
 export interface RunSummary {
@@ -47,17 +50,21 @@ export interface RunSummary {
 export interface RunningPipeline {
   /** HTTP port actually bound. */
   httpPort: number;
-  /** ws:// URL of the in-process replay server, when replaying. */
+  /** ws:// URL of the (first feed's) in-process replay server, when replaying. */
   replayUrl: string | null;
+  /** The first feed's replay server; `replayServers` has one entry per feed. */
   replayServer: ReplayServer | null;
+  replayServers: (ReplayServer | null)[];
+  /** The first feed; `feeds` has one per exchange of `--exchange a,b,c`, in order. */
   feed: FeedHandle;
+  feeds: FeedHandle[];
   store: Store;
   metrics: Metrics;
   /** Serving layer: live feed, candle feed, market data source, REST API. */
   serving: Serving;
   /** Stops the feed, drains the bus, flushes the store, closes everything; resolves with the summary. */
   stop(reason: string): Promise<RunSummary>;
-  /** Resolves when the replay has been fully received and its open candles closed (only with a replay). */
+  /** Resolves when every feed's replay has been fully received and open candles closed (only with replays). */
   replayDone: Promise<void> | null;
 }
 
@@ -74,26 +81,55 @@ export async function startRun(
     replayInProcess?: boolean;
   } = {},
 ): Promise<RunningPipeline> {
-  const venue = getVenue(config.exchange);
-  if (!venue) throw new Error(`unknown exchange ${config.exchange}`);
+  const feedConfigs: FeedConfig[] = config.feeds?.length
+    ? config.feeds
+    : [
+        {
+          exchange: config.exchange,
+          symbols: config.symbols,
+          streams: config.streams,
+          wsUrl: config.wsUrl,
+          replay: config.replay,
+          symbolsDefaulted: false,
+        },
+      ];
+  const venues: Venue[] = feedConfigs.map((f) => {
+    const v = getVenue(f.exchange);
+    if (!v) throw new Error(`unknown exchange ${f.exchange}`);
+    return v;
+  });
   const metrics = new Metrics();
   const store = createStore(config.db);
   await store.init();
   const bus = new MemoryBus({ dedupeWindowMs: Number(process.env.K2_DEDUPE ?? 120000) });
 
-  let replayServer: ReplayServer | null = null;
-  let wsUrl = config.wsUrl;
-  if (config.replay) {
-    const format = detectCaptureFormat(config.replay);
-    const replayOpts = { file: config.replay, speed: config.speed, resume: hooks.resumeReplay };
-    replayServer =
-      hooks.replayInProcess || !WorkerReplayServer.available()
-        ? new REPLAY_SERVERS[format](replayOpts)
-        : new WorkerReplayServer(format, replayOpts);
-    await replayServer.start();
-    wsUrl = replayServer.url;
-    logger.info({ file: config.replay, speed: config.speed, url: wsUrl }, "replay server started");
+  const replayServers: (ReplayServer | null)[] = [];
+  const wsUrls: string[] = [];
+  const subscriptions: Subscription[] = [];
+  for (const [i, f] of feedConfigs.entries()) {
+    const sub: Subscription = { symbols: f.symbols, streams: f.streams };
+    let server: ReplayServer | null = null;
+    if (f.replay) {
+      const format = detectCaptureFormat(f.replay);
+      if (format === "cryptofeed" && f.symbolsDefaulted) {
+        sub.symbols = await recordedSymbols(f.replay, venues[i], sub.streams, logger);
+      }
+      const replayOpts = { file: f.replay, speed: config.speed, resume: hooks.resumeReplay };
+      server =
+        hooks.replayInProcess || !WorkerReplayServer.available()
+          ? new REPLAY_SERVERS[format](replayOpts)
+          : new WorkerReplayServer(format, replayOpts);
+      await server.start();
+      logger.info(
+        { exchange: venues[i].exchange, file: f.replay, speed: config.speed, url: server.url },
+        "replay server started",
+      );
+    }
+    replayServers.push(server);
+    wsUrls.push(server ? server.url : f.wsUrl);
+    subscriptions.push(sub);
   }
+  const replayServer = replayServers[0];
 
   // store side first, so nothing published waits for a consumer
   const persist = startPersist({
@@ -114,29 +150,34 @@ export async function startRun(
     maxRss = Math.max(maxRss, process.memoryUsage.rss());
   }, 250);
   rssTimer.unref();
-  const feed = startIngest(
-    {
-      venue,
-      subscription: { symbols: config.symbols, streams: config.streams },
-      wsUrl,
-      bus,
-      metrics,
-      logger,
-      onRawFrame: () => {
-        lastFrameAt = performance.now();
-        if (firstFrameAt === 0) firstFrameAt = lastFrameAt;
+  const feeds = venues.map((venue, i) =>
+    startIngest(
+      {
+        venue,
+        subscription: subscriptions[i],
+        wsUrl: wsUrls[i],
+        bus,
+        metrics,
+        logger,
+        onRawFrame: () => {
+          lastFrameAt = performance.now();
+          if (firstFrameAt === 0) firstFrameAt = lastFrameAt;
+        },
+        backoffInitialMs: hooks.backoffInitialMs,
       },
-      backoffInitialMs: hooks.backoffInitialMs,
-    },
-    publisher,
+      publisher,
+    ),
   );
+  const feed = feeds[0];
 
   const app = await createHttpServer({
     metrics,
     health: async () => {
       const problems: string[] = [];
-      if (feed.connection.state !== "CONNECTED") {
-        problems.push(`feed ${venue.exchange} ${feed.connection.state.toLowerCase()}`);
+      for (const f of feeds) {
+        if (f.connection.state !== "CONNECTED") {
+          problems.push(`feed ${f.venue.exchange} ${f.connection.state.toLowerCase()}`);
+        }
       }
       const s = await store.check();
       if (s) problems.push(s);
@@ -151,26 +192,41 @@ export async function startRun(
   );
 
   let replayDone: Promise<void> | null = null;
-  if (replayServer) {
-    const server = replayServer;
-    replayDone = new Promise<void>((resolve) => {
-      server.on("end", () => {
-        // the server has written everything; wait until the client has read it all
-        const check = () => {
-          if (feed.connection.framesReceived >= server.totalSent) {
-            // the stream is bounded: once relayed, close every open candle
-            publisher
-              .flush()
-              .then(() => serving.endOfStream())
-              .then(resolve, (err) => {
-                logger.error({ err: (err as Error).message }, "closing candles at the end of the replay");
-                resolve();
-              });
-          } else setTimeout(check, 5);
-        };
-        check();
+  const ends: Promise<void>[] = [];
+  for (const [i, server] of replayServers.entries()) {
+    if (!server) continue;
+    const f = feeds[i];
+    ends.push(
+      new Promise<void>((resolve) => {
+        server.on("end", (info) => {
+          if (info.dataFrames === 0) {
+            logger.warn(
+              {
+                exchange: f.venue.exchange,
+                symbols: subscriptions[i].symbols,
+                streams: subscriptions[i].streams,
+              },
+              "replay sent no recorded frames: the subscription matches nothing in the recording",
+            );
+          }
+          // the server has written everything; wait until the client has read it all
+          const check = () => {
+            if (f.connection.framesReceived >= server.totalSent) resolve();
+            else setTimeout(check, 5);
+          };
+          check();
+        });
+      }),
+    );
+  }
+  if (ends.length > 0) {
+    // the streams are bounded: once everything is relayed, close every open candle
+    replayDone = Promise.all(ends)
+      .then(() => publisher.flush())
+      .then(() => serving.endOfStream())
+      .catch((err) => {
+        logger.error({ err: (err as Error).message }, "closing candles at the end of the replay");
       });
-    });
   }
 
   let stopping: Promise<RunSummary> | null = null;
@@ -178,24 +234,34 @@ export async function startRun(
     if (stopping) return stopping;
     stopping = (async () => {
       logger.info({ reason }, "shutting down: stopping feed, draining bus, flushing store");
-      await feed.connection.stop();
+      await Promise.all(feeds.map((f) => f.connection.stop()));
       await publisher.flush();
       await serving.stop();
       await persist.consumer.stop({ drain: true });
       const end = performance.now();
       await store.close();
       await app.close();
-      if (replayServer) await replayServer.stop();
+      for (const server of replayServers) if (server) await server.stop();
       await bus.close();
       clearInterval(rssTimer);
       maxRss = Math.max(maxRss, process.memoryUsage.rss());
-      const summary = summarize(feed.counts, persist.counts, bus.deduplicated, feed.connection.reconnects);
+      const summary = summarize(
+        sumCounts(feeds.map((f) => f.counts)),
+        persist.counts,
+        bus.deduplicated,
+        feeds.reduce((n, f) => n + f.connection.reconnects, 0),
+      );
       summary.elapsed_ms = firstFrameAt ? Math.round(end - firstFrameAt) : 0;
       summary.receive_ms = firstFrameAt ? Math.round(lastFrameAt - firstFrameAt) : 0;
       summary.frames_per_s =
         summary.elapsed_ms > 0 ? Math.round((summary.frames * 1000) / summary.elapsed_ms) : 0;
       summary.max_rss_mb = Math.round(maxRss / 1048576);
-      logger.info(summary, "stopped");
+      logger.info(
+        feeds.length > 1
+          ? { ...summary, by_exchange: Object.fromEntries(feeds.map((f) => [f.venue.exchange, f.counts])) }
+          : summary,
+        "stopped",
+      );
       return summary;
     })();
     return stopping;
@@ -205,13 +271,61 @@ export async function startRun(
     httpPort,
     replayUrl: replayServer?.url ?? null,
     replayServer,
+    replayServers,
     feed,
+    feeds,
     store,
     metrics,
     serving,
     stop,
     replayDone,
   };
+}
+
+/** Ingest counts of several feeds, added up. */
+function sumCounts(all: IngestCounts[]): IngestCounts {
+  const total: IngestCounts = { frames: 0, trades: 0, aggTrades: 0, quotes: 0, rejected: 0, gaps: 0 };
+  for (const c of all) {
+    total.frames += c.frames;
+    total.trades += c.trades;
+    total.aggTrades += c.aggTrades;
+    total.quotes += c.quotes;
+    total.rejected += c.rejected;
+    total.gaps += c.gaps;
+  }
+  return total;
+}
+
+/**
+ * The symbols a cryptofeed recording subscribed to on the venue's streams, keeping those the venue
+ * accepts (a replay without `--symbols` for its exchange subscribes to what was recorded).
+ */
+async function recordedSymbols(
+  file: string,
+  venue: Venue,
+  streams: string[],
+  logger: Logger,
+): Promise<string[]> {
+  const index = await indexRecording(file, (exchange) => getVenue(exchange.toLowerCase())?.replay);
+  const keys = [...index.connections.values()].flatMap((c) => [...c.keys]);
+  const accepted: string[] = [];
+  for (const s of symbolsOfKeys(keys, venue.streams)) {
+    try {
+      venue.validate({ symbols: [s], streams });
+      accepted.push(s);
+    } catch (e) {
+      logger.warn(
+        { exchange: venue.exchange, symbol: s, reason: (e as Error).message },
+        "recorded symbol skipped",
+      );
+    }
+  }
+  logger.info(
+    { exchange: venue.exchange, symbols: accepted },
+    "replay subscribes to the recording's symbols",
+  );
+  if (accepted.length === 0) return [...venue.defaultSymbols];
+  return accepted;
 }
 
 function summarize(

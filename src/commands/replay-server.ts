@@ -7,8 +7,8 @@ import { fail, onSignal } from "./common.js";
 export function registerReplayServer(program: Command): void {
   program
     .command("replay-server")
-    .description("serve a capture as a Binance-compatible WebSocket endpoint on 127.0.0.1")
-    .argument("<file>", "capture file (`<ns> <frame>` lines, gzip)")
+    .description("serve a capture as the recorded venue's WebSocket endpoint on 127.0.0.1")
+    .argument("<file>", "capture file (`<ns> <frame>` Binance lines, or a cryptofeed recording), gzip")
     .option("--port <n>", "port, 0 = any free port", "9443")
     .option("--speed <x>", "pace: 1, 10, ... or max", "1")
     .action(async (file: string, opts: { port: string; speed: string }) => {

@@ -11,12 +11,19 @@ export function registerRun(program: Command): void {
     .description(
       "ingest a venue (live or --replay FILE) into the embedded store and serve /health and /metrics",
     )
-    .option("--exchange <name>", "venue (env K2_EXCHANGE)", undefined)
+    .option(
+      "--exchange <name>",
+      "venue, or several: binance,coinbase,kraken (env K2_EXCHANGE; default binance)",
+      undefined,
+    )
     .option(
       "--symbols <list>",
-      "comma-separated venue symbols (env K2_SYMBOLS; default BTCUSDT,ETHUSDT,BNBUSDT)",
+      "comma-separated venue symbols, `coinbase:BTC-USD` for one exchange only (env K2_SYMBOLS; default per venue)",
     )
-    .option("--streams <list>", "comma-separated streams (env K2_STREAMS; default trade,aggTrade,bookTicker)")
+    .option(
+      "--streams <list>",
+      "comma-separated streams, `kraken:trade` for one exchange only (env K2_STREAMS; default per venue)",
+    )
     .option(
       "--db <spec>",
       "store: DuckDB file PATH, duckdb:PATH or postgres://USER@HOST:5432/DB (env K2_DB; default ./k2.duckdb)",
@@ -26,13 +33,10 @@ export function registerRun(program: Command): void {
       "HTTP port for /health and /metrics, 0 = any free port (env K2_HTTP_PORT; default 8080)",
     )
     .option("--http-host <host>", "HTTP bind address (env K2_HTTP_HOST; default 127.0.0.1)")
-    .option(
-      "--ws-url <url>",
-      "venue WebSocket base URL (env K2_WS_URL; default wss://stream.binance.com:9443)",
-    )
+    .option("--ws-url <url>", "venue WebSocket base URL, one per exchange (env K2_WS_URL; default per venue)")
     .option(
       "--replay <file>",
-      "replay a capture through an in-process replay server instead of the live venue",
+      "replay a capture through an in-process replay server instead of the live venue (one file per exchange, in order)",
     )
     .option("--speed <x>", "replay pace: 1, 10, ... or max", "max")
     .option(

@@ -2,11 +2,13 @@
  * Picks the replay server for a capture by its format:
  * - `<ns> <frame>` lines (hftbacktest collector, `k2 record`): Binance combined-stream frames, served
  *   by {@link BinanceReplayServer};
- * - cryptofeed raw-data recordings (`*.jsonl[.gz]`, first line `{"t":"header",..}`): not served yet.
+ * - cryptofeed raw-data recordings (`*.jsonl[.gz]`, first line `{"t":"header",..}`): served by
+ *   {@link CryptofeedReplayServer} as the recorded exchange's endpoint (Binance, Coinbase, Kraken).
  */
 import { closeSync, openSync, readSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 import { BinanceReplayServer } from "./binance-replay-server.js";
+import { CryptofeedReplayServer } from "./cryptofeed-replay-server.js";
 import type { ReplayServer, ReplayServerOptions } from "./replay-server.js";
 
 export type CaptureFormat = "binance-lines" | "cryptofeed";
@@ -14,13 +16,7 @@ export type CaptureFormat = "binance-lines" | "cryptofeed";
 /** Replay server classes by capture format (used on the main thread and in the worker). */
 export const REPLAY_SERVERS: Record<CaptureFormat, new (opts: ReplayServerOptions) => ReplayServer> = {
   "binance-lines": BinanceReplayServer,
-  cryptofeed: class {
-    constructor() {
-      throw new Error("cryptofeed captures cannot be replayed yet");
-    }
-  } as unknown as new (
-    opts: ReplayServerOptions,
-  ) => ReplayServer,
+  cryptofeed: CryptofeedReplayServer,
 };
 
 /**

@@ -90,8 +90,13 @@ export interface DeadLetter {
 /** A detected sequence gap: venue sequences `from_sequence..to_sequence` (inclusive) never arrived. */
 export interface SequenceGap {
   exchange: string;
+  /** The symbol, or for a per-connection sequence the connection's symbols joined by `,`. */
   symbol: string;
-  data_type: DataType;
+  /**
+   * What the sequence numbers: a data type (Binance trade ids), or `frames` for a sequence that
+   * numbers every frame of a connection whatever its channel (Coinbase `sequence_num`).
+   */
+  data_type: DataType | "frames";
   from_sequence: number;
   to_sequence: number;
   /** µs since epoch UTC. */

@@ -19,6 +19,8 @@ import { quoteCurrency } from "../schema/records.js";
 import {
   type FrameNormalizer,
   type NormalizedSink,
+  type ReplayDialect,
+  replayKey,
   SequenceTracker,
   type Subscription,
   type Venue,
@@ -269,6 +271,59 @@ export class BinanceNormalizer implements FrameNormalizer {
   }
 }
 
+/** Replay key of a Binance stream name: `nknusdt@aggTrade` → `aggTrade|NKNUSDT`. */
+function streamKey(stream: string): string | null {
+  const at = stream.indexOf("@");
+  return at > 0 ? replayKey(stream.slice(at + 1), stream.slice(0, at).toUpperCase()) : null;
+}
+
+/**
+ * Replay dialect (cryptofeed recordings of Binance combined streams): streams are named in the URL
+ * (`/stream?streams=a/b`, `/ws/a/b`) and by `SUBSCRIBE` / `UNSUBSCRIBE` requests, which the replay server
+ * answers itself (`{"result":null,"id":N}`, as Binance does; the recording does not hold answers).
+ * Frames are keyed by their envelope's `stream`, so only subscribed streams are sent.
+ */
+export const binanceReplayDialect: ReplayDialect = {
+  urlKeys(url: string): string[] {
+    const u = new URL(url, "ws://127.0.0.1");
+    const names = u.pathname.startsWith("/ws/")
+      ? u.pathname.slice(4).split("/")
+      : (u.searchParams.get("streams") ?? "").split("/");
+    return names.map(streamKey).filter((k): k is string => k !== null);
+  },
+  subscription(message: string) {
+    let req: { method?: unknown; params?: unknown };
+    try {
+      req = JSON.parse(message);
+    } catch {
+      return null;
+    }
+    if ((req.method !== "SUBSCRIBE" && req.method !== "UNSUBSCRIBE") || !Array.isArray(req.params))
+      return null;
+    const keys = req.params
+      .filter((p): p is string => typeof p === "string")
+      .map(streamKey)
+      .filter((k): k is string => k !== null);
+    return { subscribe: req.method === "SUBSCRIBE", keys };
+  },
+  reply(message: string): string | null {
+    try {
+      const req = JSON.parse(message) as { method?: unknown; id?: unknown };
+      if (req.method === "SUBSCRIBE" || req.method === "UNSUBSCRIBE") {
+        return JSON.stringify({ result: null, id: req.id ?? null });
+      }
+    } catch {
+      return JSON.stringify({ error: { code: 3, msg: "Invalid JSON" } });
+    }
+    return null;
+  },
+  frameKey(raw: string): string | null {
+    if (!raw.startsWith('{"stream":"')) return null;
+    const end = raw.indexOf('"', 11);
+    return end > 11 ? streamKey(raw.slice(11, end)) : null;
+  },
+};
+
 /** The Binance Spot venue. */
 export const binance: Venue = {
   exchange: EXCHANGE,
@@ -330,4 +385,5 @@ export const binance: Venue = {
   createNormalizer(sink: NormalizedSink, sub: Subscription): FrameNormalizer {
     return new BinanceNormalizer(sink, sub);
   },
+  replay: binanceReplayDialect,
 };

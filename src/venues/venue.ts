@@ -27,6 +27,41 @@ export interface FrameNormalizer {
    * @param receivedAtUs receipt time, µs since epoch
    */
   normalize(raw: string, receivedAtUs: number): void;
+  /**
+   * Called when a new venue connection opens, before its first frame: per-connection state (Coinbase
+   * `sequence_num`, Kraken v1 channel ids) starts over. Optional.
+   */
+  connectionOpened?(): void;
+}
+
+/**
+ * How a replay server speaks a venue's subscription protocol, so that a recording of the venue
+ * (cryptofeed raw-data format, `src/replay/cryptofeed-replay-server.ts`) is served to the venue's own
+ * feed handler unchanged. Subscriptions and recorded frames are described by keys `<stream>|<SYMBOL>`
+ * in the venue's own names (`market_trades|BTC-USD`, `trade|XBT/USD`, `aggTrade|NKNUSDT`);
+ * `<stream>|` (empty symbol) stands for every symbol of that stream.
+ */
+export interface ReplayDialect {
+  /** Keys a connection URL subscribes to (Binance `/stream?streams=a/b`); `[]` when the URL names none. */
+  urlKeys(url: string): string[];
+  /** A client→venue text message read as a (un)subscription, or null when it is not one. */
+  subscription(message: string): { subscribe: boolean; keys: string[] } | null;
+  /**
+   * The answer the replay server itself gives to a client message (Binance `{"result":null,"id":N}`),
+   * or null when the recording holds the venue's answers (Coinbase, Kraken).
+   */
+  reply(message: string): string | null;
+  /**
+   * Key of a recorded venue frame, or null when the frame belongs to the whole connection (acks,
+   * heartbeats, status, and every frame of a venue that numbers its frames per connection, where
+   * leaving one out would be a sequence gap the recording does not have).
+   */
+  frameKey(raw: string): string | null;
+}
+
+/** Replay key of a stream and symbol: `market_trades|BTC-USD`. */
+export function replayKey(stream: string, symbol: string): string {
+  return `${stream}|${symbol}`;
 }
 
 /** Subscription request for a venue: which symbols and which venue streams / channels. */
@@ -59,6 +94,8 @@ export interface Venue {
   connection(baseUrl: string, sub: Subscription): ConnectionOptions;
   /** A fresh normalizer writing into `sink`. */
   createNormalizer(sink: NormalizedSink, sub: Subscription): FrameNormalizer;
+  /** How a replay server speaks this venue's protocol (recordings of it can then be replayed). */
+  replay?: ReplayDialect;
 }
 
 /**
@@ -102,5 +139,10 @@ export class SequenceTracker {
     }
     this.last.set(key, seq);
     return [prev + 1, seq - 1];
+  }
+
+  /** Forgets the last sequence of `key` (a new connection numbers its frames from the start again). */
+  forget(key: string): void {
+    this.last.delete(key);
   }
 }

@@ -1,0 +1,249 @@
+/**
+ * Serves a cryptofeed raw-data recording (`src/replay/cryptofeed.ts`) as the recorded venue's
+ * WebSocket endpoint on 127.0.0.1, so that venue's own feed handler (`src/venues/<venue>.ts`) runs
+ * unchanged on recorded data.
+ *
+ * The recording's header names the exchange; the venue's {@link ReplayDialect} (in its venue file)
+ * says how to read subscriptions and recorded frames. When a client connects and subscribes (in its
+ * URL, Binance, or by messages, Coinbase and Kraken), the server waits `settleMs` for further
+ * subscribe messages, then sends the recorded `recv` frames of every recorded connection that
+ * subscribed to at least one of the same keys (`<stream>|<SYMBOL>`), merged in recorded order and paced
+ * by the recorded `ts` divided by `speed` (`max`: as fast as the client reads). Frames the dialect
+ * keys to one stream and symbol are sent only when the client asked for that key; frames keyed to the
+ * whole connection (acks, heartbeats, status, and all Coinbase frames, which carry a per-connection
+ * `sequence_num`) are always sent, so a replay never invents a gap the recording does not have. The
+ * venue's replies to subscriptions are the recorded ones; dialects of venues whose replies are not in
+ * the recording (Binance) answer themselves.
+ *
+ * `end` is emitted once a connection has been sent everything it matched, with the count of messages
+ * sent on it; `totalSent` counts every message whose write completed, over all connections.
+ */
+import { EventEmitter } from "node:events";
+import type { AddressInfo } from "node:net";
+import { type WebSocket, WebSocketServer } from "ws";
+import { getVenue } from "../venues/registry.js";
+import type { ReplayDialect } from "../venues/venue.js";
+import {
+  connOfLine,
+  indexRecording,
+  isRecvLine,
+  keyRequested,
+  type RecordingIndex,
+  readCryptofeed,
+} from "./cryptofeed.js";
+import type { ReplayServer, ReplayServerEvents, ReplayServerOptions } from "./replay-server.js";
+
+const MAX_IN_FLIGHT = 2048;
+
+/** What one client connection asked for; `version` changes with every (un)subscribe. */
+interface ClientSubscription {
+  requested: Set<string>;
+  version: number;
+}
+
+/** Options of the cryptofeed replay server. */
+export interface CryptofeedReplayOptions extends ReplayServerOptions {
+  /** Quiet time after the client's last subscribe message before sending starts, ms (default 150). */
+  settleMs?: number;
+}
+
+/**
+ * A replay server for one cryptofeed recording (any exchange whose venue has a replay dialect), on
+ * 127.0.0.1. `start()` indexes the recording, then listens; each client connection is served as above.
+ */
+export class CryptofeedReplayServer extends EventEmitter<ReplayServerEvents> implements ReplayServer {
+  private wss: WebSocketServer | null = null;
+  private index: (RecordingIndex & { dialect: ReplayDialect }) | null = null;
+  private readonly sockets = new Set<WebSocket>();
+  /** Messages written to sockets over all connections (frames and replies). */
+  totalSent = 0;
+  /** Resume mode: position (among the frames a connection matched) of the next frame to send. */
+  cursor = 0;
+
+  constructor(private readonly opts: CryptofeedReplayOptions) {
+    super();
+  }
+
+  /**
+   * Indexes the recording, then listens on 127.0.0.1; resolves with the port.
+   * @throws {Error} when the recording cannot be read or its exchange has no replay dialect
+   */
+  async start(): Promise<number> {
+    this.index = await indexRecording(this.opts.file, (exchange) => getVenue(exchange.toLowerCase())?.replay);
+    const wss = new WebSocketServer({
+      host: "127.0.0.1",
+      port: this.opts.port ?? 0,
+      perMessageDeflate: false,
+    });
+    await new Promise<void>((resolve, reject) => {
+      wss.once("listening", resolve);
+      wss.once("error", reject);
+    });
+    wss.on("connection", (ws, req) => this.serve(ws, req.url ?? "/"));
+    this.wss = wss;
+    return (wss.address() as AddressInfo).port;
+  }
+
+  /** Exchange recorded (`COINBASE`), after `start()`. */
+  get exchange(): string {
+    return this.index?.exchange ?? "";
+  }
+
+  /** ws:// base URL of this server. */
+  get url(): string {
+    if (!this.wss) throw new Error("replay server not started");
+    return `ws://127.0.0.1:${(this.wss.address() as AddressInfo).port}`;
+  }
+
+  /** Drops every open connection abruptly (as a network failure would). */
+  dropConnections(): void {
+    for (const ws of this.sockets) ws.terminate();
+  }
+
+  /** Closes every connection and stops listening. */
+  async stop(): Promise<void> {
+    this.dropConnections();
+    const wss = this.wss;
+    this.wss = null;
+    if (wss) await new Promise<void>((resolve) => wss.close(() => resolve()));
+  }
+
+  private serve(ws: WebSocket, url: string): void {
+    const index = this.index!;
+    const dialect = index.dialect;
+    this.sockets.add(ws);
+    this.emit("connection", url);
+    const sub: ClientSubscription = { requested: new Set(dialect.urlKeys(url)), version: 0 };
+    const requested = sub.requested;
+    let closed = false;
+    let started = false;
+    let timer: NodeJS.Timeout | null = null;
+    const incoming: number[] = [];
+    const send = (text: string, cb?: (err?: Error) => void) => {
+      ws.send(text, (err) => {
+        if (!err) this.totalSent++;
+        cb?.(err);
+      });
+    };
+    const schedule = () => {
+      if (started) return;
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(() => {
+        timer = null;
+        started = true;
+        void this.pump(ws, sub, dialect, () => closed, send);
+      }, this.opts.settleMs ?? 150);
+    };
+    ws.on("close", () => {
+      closed = true;
+      if (timer) clearTimeout(timer);
+      this.sockets.delete(ws);
+    });
+    ws.on("error", () => undefined);
+    ws.on("message", (data) => {
+      const limit = this.opts.maxIncomingPerSecond;
+      if (limit !== undefined) {
+        const now = Date.now();
+        incoming.push(now);
+        while (incoming.length && now - incoming[0] > 1000) incoming.shift();
+        if (incoming.length > limit) {
+          ws.close(1008, "Too many requests");
+          return;
+        }
+      }
+      const text = data.toString();
+      const reply = dialect.reply(text);
+      if (reply !== null) send(reply);
+      const change = dialect.subscription(text);
+      if (!change) return;
+      for (const k of change.keys) change.subscribe ? requested.add(k) : requested.delete(k);
+      sub.version++;
+      schedule();
+    });
+    if (requested.size > 0) schedule();
+  }
+
+  /** Recorded connections that subscribed to at least one key the client requested. */
+  private matchedConnections(requested: ReadonlySet<string>): Set<string> {
+    const out = new Set<string>();
+    for (const c of this.index!.connections.values()) {
+      for (const k of c.keys) {
+        if (keyRequested(requested, k)) {
+          out.add(c.conn);
+          break;
+        }
+      }
+    }
+    return out;
+  }
+
+  private async pump(
+    ws: WebSocket,
+    sub: ClientSubscription,
+    dialect: ReplayDialect,
+    isClosed: () => boolean,
+    send: (text: string, cb?: (err?: Error) => void) => void,
+  ): Promise<void> {
+    const speed = this.opts.speed ?? 1;
+    const resume = this.opts.resume ?? false;
+    const skip = resume ? this.cursor : 0;
+    const requested = sub.requested;
+    let matched = this.matchedConnections(requested);
+    let matchedFor = sub.version;
+    let index = 0;
+    let inFlight = 0;
+    let waiter: (() => void) | null = null;
+    let dataFrames = 0;
+    let t0Wall = 0;
+    let t0Rec = -1;
+    const sendBefore = this.totalSent;
+    try {
+      // lines of recorded connections this client does not match are skipped unparsed
+      const accept = (raw: string) => {
+        if (!isRecvLine(raw)) return false;
+        const conn = connOfLine(raw);
+        return conn === null || matched.has(conn) || sub.version !== matchedFor;
+      };
+      for await (const line of readCryptofeed(this.opts.file, accept)) {
+        if (isClosed()) return;
+        if (line.t !== "recv" || typeof line.data !== "string" || !line.conn) continue;
+        if (sub.version !== matchedFor) {
+          matched = this.matchedConnections(requested);
+          matchedFor = sub.version;
+        }
+        if (!matched.has(line.conn)) continue;
+        const key = dialect.frameKey(line.data);
+        if (key !== null && !keyRequested(requested, key)) continue;
+        const myIndex = index++;
+        if (myIndex < skip) continue;
+        const ms = typeof line.ts === "number" ? line.ts * 1000 : 0;
+        if (speed !== "max" && ms > 0) {
+          if (t0Rec < 0) {
+            t0Rec = ms;
+            t0Wall = Date.now();
+          }
+          const wait = t0Wall + (ms - t0Rec) / speed - Date.now();
+          if (wait >= 1) await new Promise((r) => setTimeout(r, wait));
+          if (isClosed()) return;
+        }
+        inFlight++;
+        dataFrames++;
+        send(line.data, (err) => {
+          inFlight--;
+          if (!err && resume && myIndex + 1 > this.cursor) this.cursor = myIndex + 1;
+          if (waiter && inFlight < MAX_IN_FLIGHT / 2) {
+            const w = waiter;
+            waiter = null;
+            w();
+          }
+        });
+        if (inFlight >= MAX_IN_FLIGHT) await new Promise<void>((r) => (waiter = r));
+      }
+      while (inFlight > 0 && !isClosed()) await new Promise<void>((r) => (waiter = r));
+      if (isClosed()) return;
+      this.emit("end", { sent: this.totalSent - sendBefore, dataFrames });
+    } catch (err) {
+      if (!isClosed()) ws.close(1011, `replay failed: ${(err as Error).message}`.slice(0, 120));
+    }
+  }
+}

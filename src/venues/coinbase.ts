@@ -1,0 +1,387 @@
+/**
+ * Coinbase Advanced Trade WebSocket (`wss://advanced-trade-ws.coinbase.com`): feed description and
+ * mappers for `market_trades` (→ trades_v2), `ticker` (→ quotes_v2) and `heartbeats`.
+ *
+ * Follows Coinbase's Advanced Trade docs (docs.cdp.coinbase.com, "Advanced Trade WebSocket Channels",
+ * "WebSocket Rate Limits", the AsyncAPI pages of `market_trades`, `ticker`, `heartbeats`):
+ * - one subscribe message per channel: `{"type":"subscribe","product_ids":[..],"channel":"ticker"}`
+ *   (public market data needs no authentication); the venue confirms with a `subscriptions` frame;
+ * - limits: unauthenticated messages 8 per second per IP (also new connections: 8 per second);
+ * - "most channels close within 60-90 seconds if no updates are sent": the `heartbeats` channel is
+ *   always subscribed (one frame per second) to keep the connection open;
+ * - every frame is an envelope `{"channel","client_id","timestamp","sequence_num","events":[..]}` and
+ *   `sequence_num` numbers all frames of one connection, whatever their channel, from 0: a skipped
+ *   number is a lost frame (reported as a sequence gap of data type `frames`);
+ * - `market_trades` events `{"type":"snapshot"|"update","trades":[{"product_id","trade_id","price",
+ *   "size","time","side"}]}`; `ticker` events `{"type","tickers":[{"product_id","price",..,"best_bid",
+ *   "best_bid_quantity","best_ask","best_ask_quantity"}]}`; errors `{"type":"error","message":..}`.
+ *
+ * Aggressor side. Coinbase's `side` on a market trade is the MAKER's side, as Coinbase documents for
+ * its trade messages (Coinbase Exchange WebSocket feed, "match" messages: "The side field indicates the
+ * maker order side. If the side is sell this indicates the maker was a sell order and the match is
+ * considered an up-tick. A buy side match is a down-tick."; Advanced Trade `market_trades` carries the
+ * same matches, and NautilusTrader's Coinbase adapter maps them the same way). So `SELL` (a resting ask
+ * was hit) → aggressor `BUY`, `BUY` → aggressor `SELL`. The recording confirms it: trades printed at
+ * the best ask carry `SELL` (test/venues/coinbase.test.ts checks this against the `ticker` frames).
+ *
+ * Snapshot vs update trades. On subscribing, Coinbase sends a `snapshot` event with the product's most
+ * recent trades (100 per product in the recording), then `update` events. Snapshot trades are real
+ * trades and are stored like updates. Both map to message_id `COINBASE/trades/<product>/<trade_id>`
+ * and trade_id `COINBASE-<trade_id>`, so a trade delivered twice (in a snapshot and an update, or in
+ * the snapshot of a later connection after a reconnect) is one record: the bus drops the repeat within
+ * its dedupe window and the store's unique key (exchange, symbol, trade_id) drops it after that.
+ * `vendor_data.event_type` says which event delivered the stored copy. Snapshot trades (newest first
+ * on the wire) are emitted oldest first, so platform_sequence follows trade time.
+ *
+ * Quotes. `ticker` has no update id: a quote's message_id is `COINBASE/quotes/<product>/<envelope
+ * timestamp>` (ns text, stable across replays) and its timestamp the envelope's, in µs.
+ */
+import type { ConnectionOptions } from "../feed/connection.js";
+import { deterministicMessageId } from "../schema/message-id.js";
+import type { DataType, QuoteV2, Side, TradeV2 } from "../schema/records.js";
+import {
+  asObject,
+  currencyOf,
+  deadLetterOf,
+  decimalOf,
+  fail,
+  intOf,
+  isoMicrosOf,
+  Reject,
+  symbolOf,
+  vendorString,
+} from "./mapping.js";
+import {
+  type FrameNormalizer,
+  type NormalizedSink,
+  type ReplayDialect,
+  replayKey,
+  SequenceTracker,
+  type Subscription,
+  type Venue,
+} from "./venue.js";
+
+const EXCHANGE = "COINBASE";
+/** Coinbase: unauthenticated messages are limited to 8 per second per IP. */
+export const COINBASE_MAX_MESSAGES_PER_SECOND = 8;
+/** Channels K2 subscribes to on Coinbase (`--streams`). */
+export const COINBASE_STREAMS = ["market_trades", "ticker", "heartbeats"] as const;
+/** Coinbase product ids: `BTC-USD`. */
+const PRODUCT = /^[A-Z0-9]{1,20}-[A-Z0-9]{1,20}$/;
+const PRODUCT_WHAT = "a Coinbase product id like BTC-USD";
+
+/**
+ * Subscribe messages for a subscription: one per channel, `heartbeats` always included.
+ * `{"type":"subscribe","product_ids":["BTC-USD"],"channel":"market_trades"}`
+ */
+export function coinbaseSubscribeMessages(sub: Subscription): string[] {
+  const channels = [...new Set([...sub.streams, "heartbeats"])];
+  return channels.map((channel) => JSON.stringify({ type: "subscribe", product_ids: sub.symbols, channel }));
+}
+
+const TRADE_MAPPED = new Set(["product_id", "trade_id", "price", "size", "time", "side"]);
+const TICKER_MAPPED = new Set([
+  "product_id",
+  "best_bid",
+  "best_bid_quantity",
+  "best_ask",
+  "best_ask_quantity",
+]);
+
+/**
+ * Coinbase normalizer for one feed. Per connection it tracks `sequence_num` (reset when a connection
+ * opens, and when a frame numbered 0 arrives: Coinbase numbers each connection from 0).
+ */
+export class CoinbaseNormalizer implements FrameNormalizer {
+  readonly sequences = new SequenceTracker();
+  /** The connection's products, `BTC-USD,ETH-USD`: the `symbol` of a per-connection sequence gap. */
+  private readonly connectionSymbols: string;
+
+  constructor(
+    private readonly sink: NormalizedSink,
+    sub: Subscription,
+  ) {
+    this.connectionSymbols = [...sub.symbols].sort().join(",");
+  }
+
+  connectionOpened(): void {
+    this.sequences.forget("frames");
+  }
+
+  normalize(raw: string, receivedAtUs: number): void {
+    let source = "coinbase";
+    try {
+      let msg: unknown;
+      try {
+        msg = JSON.parse(raw);
+      } catch {
+        fail("malformed JSON");
+      }
+      const obj = asObject(msg);
+      if (!obj) fail("frame is not a JSON object");
+      if (obj["type"] === "error") {
+        fail(
+          `venue error: ${vendorString(obj["message"])}${obj["reason"] ? ` (${vendorString(obj["reason"])})` : ""}`,
+        );
+      }
+      const channel = obj["channel"];
+      if (typeof channel !== "string" || channel.length === 0) fail("missing channel");
+      source = `coinbase:${channel}`;
+      const seq = this.observeSequence(obj["sequence_num"], receivedAtUs);
+      switch (channel) {
+        case "market_trades":
+          this.trades(obj, seq, raw, source, receivedAtUs);
+          break;
+        case "ticker":
+          this.tickers(obj, seq, raw, source, receivedAtUs);
+          break;
+        case "heartbeats":
+          this.sink.control("heartbeat", raw);
+          break;
+        case "subscriptions":
+          this.sink.control("subscription_ack", raw);
+          break;
+        default:
+          // level2 / candles / status...: valid venue frames K2 has no mapper for
+          this.sink.control(`unmapped:${channel}`, raw);
+      }
+    } catch (err) {
+      if (!(err instanceof Reject)) throw err;
+      this.sink.deadLetter(deadLetterOf(EXCHANGE, source, err.message, raw, receivedAtUs));
+    }
+  }
+
+  /** Tracks `sequence_num`; reports a gap; returns it (null when the frame has none). */
+  private observeSequence(v: unknown, receivedAtUs: number): number | null {
+    if (v === undefined || v === null) return null;
+    const seq = intOf(v, "sequence number", "sequence_num");
+    if (seq === 0) this.sequences.forget("frames");
+    const gap = this.sequences.observe("frames", seq);
+    if (gap) {
+      this.sink.gap({
+        exchange: EXCHANGE,
+        symbol: this.connectionSymbols,
+        data_type: "frames",
+        from_sequence: gap[0],
+        to_sequence: gap[1],
+        detected_at: receivedAtUs,
+      });
+    }
+    return seq;
+  }
+
+  private events(obj: Record<string, unknown>): Record<string, unknown>[] {
+    const events = obj["events"];
+    if (!Array.isArray(events)) fail("missing events array");
+    return events.map((e, i) => asObject(e) ?? fail(`event ${i} is not an object`));
+  }
+
+  private trades(
+    obj: Record<string, unknown>,
+    seq: number | null,
+    raw: string,
+    source: string,
+    receivedAtUs: number,
+  ): void {
+    const channelTimestamp = obj["timestamp"];
+    const out: { record: TradeV2; at: number }[] = [];
+    this.events(obj).forEach((event, e) => {
+      const eventType = vendorString(event["type"] ?? "");
+      const trades = event["trades"];
+      if (!Array.isArray(trades)) fail(`event ${e}: missing trades array`);
+      const mapped: { record: TradeV2; at: number }[] = [];
+      trades.forEach((t, i) => {
+        try {
+          const trade = asObject(t) ?? fail("not an object");
+          mapped.push(this.trade(trade, eventType, channelTimestamp, seq, receivedAtUs));
+        } catch (err) {
+          if (!(err instanceof Reject)) throw err;
+          this.sink.deadLetter(
+            deadLetterOf(EXCHANGE, source, `trade ${e}.${i}: ${err.message}`, raw, receivedAtUs, `${e}.${i}`),
+          );
+        }
+      });
+      // snapshots list the newest trade first: emit oldest first (stable for equal times)
+      if (eventType === "snapshot") mapped.sort((a, b) => a.at - b.at);
+      out.push(...mapped);
+    });
+    for (const { record } of out) {
+      record.platform_sequence = this.sequences.nextPlatformSequence(record.symbol);
+      this.sink.trade(record, "trades");
+    }
+  }
+
+  private trade(
+    t: Record<string, unknown>,
+    eventType: string,
+    channelTimestamp: unknown,
+    seq: number | null,
+    receivedAtUs: number,
+  ): { record: TradeV2; at: number } {
+    const symbol = symbolOf(t["product_id"], "product_id", PRODUCT, PRODUCT_WHAT);
+    const id = t["trade_id"];
+    if (typeof id !== "string" && typeof id !== "number") fail("missing trade id (trade_id)");
+    const tradeId = String(id);
+    if (!/^[A-Za-z0-9-]{1,64}$/.test(tradeId))
+      fail(`trade id (trade_id) is not an id: ${JSON.stringify(id)}`);
+    const price = decimalOf(t["price"], "price", "price");
+    const quantity = decimalOf(t["size"], "quantity", "size");
+    const timestamp = isoMicrosOf(t["time"], "trade time", "time");
+    const makerSide = t["side"];
+    // Coinbase `side` is the maker's side (see the file comment): the aggressor is the other side.
+    const side: Side = makerSide === "SELL" ? "BUY" : makerSide === "BUY" ? "SELL" : "UNKNOWN";
+    const vendor: Record<string, string> = {
+      event_type: eventType,
+      maker_side: vendorString(makerSide ?? ""),
+    };
+    if (typeof channelTimestamp === "string") vendor["channel_timestamp"] = channelTimestamp;
+    for (const k in t) if (!TRADE_MAPPED.has(k)) vendor[k] = vendorString(t[k]);
+    const record: TradeV2 = {
+      message_id: deterministicMessageId(`${EXCHANGE}/trades/${symbol}/${tradeId}`),
+      trade_id: `${EXCHANGE}-${tradeId}`,
+      symbol,
+      exchange: EXCHANGE,
+      asset_class: "crypto",
+      timestamp,
+      price,
+      quantity,
+      currency: currencyOf(symbol),
+      side,
+      trade_conditions: [],
+      source_sequence: seq,
+      ingestion_timestamp: receivedAtUs,
+      platform_sequence: 0,
+      vendor_data: vendor,
+    };
+    return { record, at: timestamp };
+  }
+
+  private tickers(
+    obj: Record<string, unknown>,
+    seq: number | null,
+    raw: string,
+    source: string,
+    receivedAtUs: number,
+  ): void {
+    const channelTimestamp = obj["timestamp"];
+    const timestamp = isoMicrosOf(channelTimestamp, "ticker time", "timestamp");
+    const seen = new Map<string, number>();
+    this.events(obj).forEach((event, e) => {
+      const eventType = vendorString(event["type"] ?? "");
+      const tickers = event["tickers"];
+      if (!Array.isArray(tickers)) fail(`event ${e}: missing tickers array`);
+      tickers.forEach((t, i) => {
+        try {
+          const ticker = asObject(t) ?? fail("not an object");
+          const symbol = symbolOf(ticker["product_id"], "product_id", PRODUCT, PRODUCT_WHAT);
+          const n = seen.get(symbol) ?? 0;
+          seen.set(symbol, n + 1);
+          const vendor: Record<string, string> = { event_type: eventType };
+          for (const k in ticker) if (!TICKER_MAPPED.has(k)) vendor[k] = vendorString(ticker[k]);
+          const record: QuoteV2 = {
+            message_id: deterministicMessageId(
+              `${EXCHANGE}/quotes/${symbol}/${channelTimestamp}${n > 0 ? `/${n}` : ""}`,
+            ),
+            symbol,
+            exchange: EXCHANGE,
+            asset_class: "crypto",
+            timestamp,
+            bid_price: decimalOf(ticker["best_bid"], "bid price", "best_bid"),
+            bid_quantity: decimalOf(ticker["best_bid_quantity"], "bid quantity", "best_bid_quantity"),
+            ask_price: decimalOf(ticker["best_ask"], "ask price", "best_ask"),
+            ask_quantity: decimalOf(ticker["best_ask_quantity"], "ask quantity", "best_ask_quantity"),
+            currency: currencyOf(symbol),
+            source_sequence: seq,
+            ingestion_timestamp: receivedAtUs,
+            platform_sequence: this.sequences.nextPlatformSequence(symbol),
+            vendor_data: vendor,
+          };
+          this.sink.quote(record);
+        } catch (err) {
+          if (!(err instanceof Reject)) throw err;
+          this.sink.deadLetter(
+            deadLetterOf(
+              EXCHANGE,
+              source,
+              `ticker ${e}.${i}: ${err.message}`,
+              raw,
+              receivedAtUs,
+              `${e}.${i}`,
+            ),
+          );
+        }
+      });
+    });
+  }
+}
+
+/**
+ * Replay dialect: subscriptions are `{"type":"subscribe"|"unsubscribe","product_ids":[..],"channel":..}`
+ * messages (keys `<channel>|<product>`); the recording holds Coinbase's `subscriptions` answers.
+ * Frames are never filtered by channel or product: `sequence_num` numbers every frame of a connection,
+ * so serving a connection's frames in part would create gaps the recording does not have (frames of
+ * channels K2 has no mapper for reach the normalizer as control frames).
+ */
+export const coinbaseReplayDialect: ReplayDialect = {
+  urlKeys: () => [],
+  subscription(message: string) {
+    let o: Record<string, unknown> | null;
+    try {
+      o = asObject(JSON.parse(message));
+    } catch {
+      return null;
+    }
+    if (!o || (o["type"] !== "subscribe" && o["type"] !== "unsubscribe")) return null;
+    const channel = o["channel"];
+    if (typeof channel !== "string") return null;
+    const products = Array.isArray(o["product_ids"])
+      ? o["product_ids"].filter((p): p is string => typeof p === "string")
+      : [];
+    const keys = products.length ? products.map((p) => replayKey(channel, p.toUpperCase())) : [`${channel}|`];
+    return { subscribe: o["type"] === "subscribe", keys };
+  },
+  reply: () => null,
+  frameKey: () => null,
+};
+
+/** The Coinbase Advanced Trade venue. */
+export const coinbase: Venue = {
+  exchange: EXCHANGE,
+  assetClass: "crypto",
+  defaultWsUrl: "wss://advanced-trade-ws.coinbase.com",
+  streams: COINBASE_STREAMS,
+  defaultStreams: COINBASE_STREAMS,
+  defaultSymbols: ["BTC-USD", "ETH-USD"],
+  dataTypesOf(streams: string[]): DataType[] {
+    const out: DataType[] = [];
+    if (streams.includes("market_trades")) out.push("trades");
+    if (streams.includes("ticker")) out.push("quotes");
+    return out;
+  },
+  validate(sub: Subscription): void {
+    for (const st of sub.streams) {
+      if (!(COINBASE_STREAMS as readonly string[]).includes(st)) {
+        throw new Error(
+          `--streams: unknown Coinbase channel "${st}" (expected ${COINBASE_STREAMS.join(", ")})`,
+        );
+      }
+    }
+    for (const s of sub.symbols) {
+      if (!PRODUCT.test(s)) throw new Error(`--symbols: "${s}" is not ${PRODUCT_WHAT}`);
+    }
+    if (sub.symbols.length === 0 || sub.streams.length === 0) {
+      throw new Error("--symbols/--streams: nothing to subscribe to");
+    }
+  },
+  connection(baseUrl: string, sub: Subscription): ConnectionOptions {
+    return {
+      url: baseUrl,
+      onOpenMessages: () => coinbaseSubscribeMessages(sub),
+      maxMessagesPerSecond: COINBASE_MAX_MESSAGES_PER_SECOND,
+    };
+  },
+  createNormalizer(sink: NormalizedSink, sub: Subscription): FrameNormalizer {
+    return new CoinbaseNormalizer(sink, sub);
+  },
+  replay: coinbaseReplayDialect,
+};
