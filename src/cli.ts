@@ -7,10 +7,12 @@
  *   k2 query          read-only SQL over a DuckDB file (json, csv or table)
  *   k2 record         write raw frames with receive times (capture format)
  *   k2 replay-server  serve a capture as a Binance-compatible WebSocket endpoint on 127.0.0.1
+ *   k2 load           historical trade files (Binance aggTrades CSV/ZIP, mapped CSV) into the store
  *
  * Exit codes: 0 success, 1 runtime failure, 2 bad flags or configuration (the message names the flag).
  */
 import { Command, CommanderError } from "commander";
+import { registerLoad } from "./commands/load.js";
 import { registerQuery } from "./commands/query.js";
 import { registerRecord } from "./commands/record.js";
 import { registerReplayServer } from "./commands/replay-server.js";
@@ -26,6 +28,7 @@ registerRun(program);
 registerQuery(program);
 registerRecord(program);
 registerReplayServer(program);
+registerLoad(program);
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
