@@ -147,7 +147,7 @@ async function main() {
       "let heap = 0;",
       "setInterval(() => { heap = Math.max(heap, process.memoryUsage().heapUsed); }, 50).unref();",
       "process.on('exit', () => process.stderr.write(",
-      "  `K2_BENCH_MAXRSS_KB=${process.resourceUsage().maxRSS} K2_BENCH_HEAP_B=${heap}\\n`));",
+      "  'K2_BENCH_MAXRSS_KB=' + process.resourceUsage().maxRSS + ' K2_BENCH_HEAP_B=' + heap + '\\n'));",
       "",
     ].join("\n"),
   );

@@ -5,6 +5,7 @@
  */
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   compileFormat,
@@ -144,6 +145,14 @@ describe("k2 load csv: an ASX-like trade file", () => {
     expect(again.summary).toMatchObject({ rows: 7, loaded: 0, duplicates: 4, rejected: 3 });
     expect(again.trades).toHaveLength(4);
     expect(again.letters).toHaveLength(3);
+  });
+
+  it("reads a gzip file the same way", async () => {
+    const file = join(dir, "asx.csv.gz");
+    await writeFile(file, gzipSync(`${ASX_HEADER}\n${ASX_ROWS.join("\n")}\n`));
+    const { summary, letters } = await loadInProcess(file, ASX_MAPPING, join(dir, "asx-gz.duckdb"));
+    expect(summary).toMatchObject({ rows: 7, loaded: 4, duplicates: 0, rejected: 3 });
+    expect(letters.map((l) => l.source)).toEqual([`${file}:4`, `${file}:7`, `${file}:8`]);
   });
 
   it("without a trade id column: ids from the row's content, distinct for identical trades, stable on reload", async () => {
