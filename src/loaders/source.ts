@@ -46,20 +46,16 @@ export interface LineSource {
 }
 
 async function magic(file: string): Promise<Buffer> {
-  let fh: Awaited<ReturnType<typeof open>>;
+  let fh: Awaited<ReturnType<typeof open>> | null = null;
   try {
     fh = await open(file, "r");
-  } catch (e) {
-    throw new SourceError(
-      `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
-    );
-  }
-  try {
     const buf = Buffer.alloc(4);
     const { bytesRead } = await fh.read(buf, 0, 4, 0);
     return buf.subarray(0, bytesRead);
+  } catch (e) {
+    throw new SourceError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   } finally {
-    await fh.close();
+    await fh?.close();
   }
 }
 
