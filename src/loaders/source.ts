@@ -53,7 +53,9 @@ async function magic(file: string): Promise<Buffer> {
     const { bytesRead } = await fh.read(buf, 0, 4, 0);
     return buf.subarray(0, bytesRead);
   } catch (e) {
-    throw new SourceError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new SourceError(
+      `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   } finally {
     await fh?.close();
   }
