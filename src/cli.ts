@@ -8,11 +8,13 @@
  *   k2 record         write raw frames with receive times (capture format)
  *   k2 replay-server  serve a capture as the recorded venue's WebSocket endpoint on 127.0.0.1
  *   k2 export         a table or query of a DuckDB file to Parquet
+ *   k2 load           historical trade files (Binance aggTrades CSV/ZIP, mapped CSV) into the store
  *
  * Exit codes: 0 success, 1 runtime failure, 2 bad flags or configuration (the message names the flag).
  */
 import { Command, CommanderError } from "commander";
 import { registerExport } from "./commands/export.js";
+import { registerLoad } from "./commands/load.js";
 import { registerQuery } from "./commands/query.js";
 import { registerRecord } from "./commands/record.js";
 import { registerReplayServer } from "./commands/replay-server.js";
@@ -29,6 +31,7 @@ registerQuery(program);
 registerRecord(program);
 registerReplayServer(program);
 registerExport(program);
+registerLoad(program);
 try {
   await program.parseAsync(process.argv);
 } catch (e) {

@@ -1,0 +1,144 @@
+import type { Command } from "commander";
+import {
+  BINANCE_AGGTRADES_EXCHANGE,
+  BinanceAggTradesParser,
+  SymbolError,
+  symbolFromFileName,
+} from "../loaders/binance-aggtrades.js";
+import { MappedCsvParser, MappingError, readMapping } from "../loaders/csv.js";
+import { DEFAULT_LOAD_BATCH, type LoadSummary, loadTrades, type RowParser } from "../loaders/load.js";
+import { openLineSource, SourceError } from "../loaders/source.js";
+import { DuckDBStore } from "../store/duckdb.js";
+import { fail } from "./common.js";
+
+interface LoadFlags {
+  db?: string;
+  batchSize: string;
+}
+
+function batchSizeOf(v: string): number {
+  const n = /^\d+$/.test(v) ? Number(v) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < 1 || n > 1_000_000) {
+    fail(`--batch-size: expected an integer from 1 to 1000000, got "${v}"`);
+  }
+  return n;
+}
+
+function dbOf(flags: LoadFlags): string {
+  const db = flags.db ?? process.env.K2_DB ?? "k2.duckdb";
+  if (db.trim() === "") fail("--db: empty path");
+  return db;
+}
+
+/** Opens the file and the store, loads, prints the summary line; exits 2 on bad input, 1 on failure. */
+async function runLoad(
+  file: string,
+  db: string,
+  batchSize: number,
+  exchange: string,
+  target: "trades" | "aggTrades",
+  parser: RowParser,
+): Promise<void> {
+  let source: Awaited<ReturnType<typeof openLineSource>>;
+  try {
+    source = await openLineSource(file);
+  } catch (e) {
+    if (e instanceof SourceError) fail(`<file>: ${e.message}`);
+    throw e;
+  }
+  const store = new DuckDBStore({ path: db });
+  try {
+    await store.init();
+  } catch (e) {
+    source.close();
+    fail(`--db: cannot open ${db}: ${(e as Error).message}`);
+  }
+  let summary: LoadSummary;
+  try {
+    summary = await loadTrades({
+      file,
+      source,
+      parser,
+      store,
+      target,
+      exchange,
+      batchSize,
+      progress: process.stderr.isTTY === true,
+    });
+  } catch (e) {
+    await store.close().catch(() => undefined);
+    if (e instanceof MappingError) fail(e.message);
+    if (e instanceof SourceError) fail(`<file>: ${file}: ${e.message}`, 1);
+    fail(`load failed: ${(e as Error).message}`, 1);
+  }
+  await store.close();
+  process.stdout.write(
+    `${JSON.stringify({
+      rows: summary.rows,
+      loaded: summary.loaded,
+      duplicates: summary.duplicates,
+      rejected: summary.rejected,
+      table: summary.table,
+      elapsed_ms: summary.elapsed_ms,
+    })}\n`,
+  );
+}
+
+/** Registers `k2 load binance-aggtrades` and `k2 load csv`. */
+export function registerLoad(program: Command): void {
+  const load = program
+    .command("load")
+    .description(
+      "load historical trade files into the store (streamed, idempotent, bad rows to dead_letters)",
+    );
+
+  load
+    .command("binance-aggtrades")
+    .description(
+      "Binance public-data aggTrades CSV or ZIP (ms or µs times, with or without header) → agg_trades_v2",
+    )
+    .argument("<file>", "aggTrades .csv, .zip (one CSV inside) or .gz")
+    .option(
+      "--symbol <symbol>",
+      "venue symbol, e.g. BTCUSDT (default: from a SYMBOL-aggTrades-... file name)",
+    )
+    .option("--db <path>", "DuckDB file (env K2_DB; default ./k2.duckdb)")
+    .option("--batch-size <n>", "records per store write", String(DEFAULT_LOAD_BATCH))
+    .action(async (file: string, opts: LoadFlags & { symbol?: string }) => {
+      const symbol = opts.symbol ?? symbolFromFileName(file);
+      if (!symbol) fail("--symbol: required (the file name does not start with SYMBOL-aggTrades-)");
+      let parser: BinanceAggTradesParser;
+      try {
+        parser = new BinanceAggTradesParser(symbol);
+      } catch (e) {
+        if (e instanceof SymbolError) fail(e.message);
+        throw e;
+      }
+      await runLoad(
+        file,
+        dbOf(opts),
+        batchSizeOf(opts.batchSize),
+        BINANCE_AGGTRADES_EXCHANGE,
+        "aggTrades",
+        parser,
+      );
+    });
+
+  load
+    .command("csv")
+    .description("a trade CSV described by a mapping JSON (e.g. ASX equities) → trades_v2")
+    .argument("<file>", "trade .csv (or .gz / .zip with one CSV)")
+    .requiredOption("--mapping <file>", "mapping JSON: columns, timestamp format and time zone, constants")
+    .option("--db <path>", "DuckDB file (env K2_DB; default ./k2.duckdb)")
+    .option("--batch-size <n>", "records per store write", String(DEFAULT_LOAD_BATCH))
+    .action(async (file: string, opts: LoadFlags & { mapping: string }) => {
+      let parser: MappedCsvParser;
+      try {
+        parser = new MappedCsvParser(await readMapping(opts.mapping), file);
+      } catch (e) {
+        if (e instanceof MappingError) fail(e.message);
+        throw e;
+      }
+      await runLoad(file, dbOf(opts), batchSizeOf(opts.batchSize), parser.exchange, "trades", parser);
+    });
+}
