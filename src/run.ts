@@ -101,7 +101,7 @@ export async function startRun(
   const metrics = new Metrics();
   const store = createStore(config.db);
   await store.init();
-  const bus = new MemoryBus({ dedupeWindowMs: Number(process.env.K2_DEDUPE ?? 120000) });
+  const bus = new MemoryBus();
 
   const replayServers: (ReplayServer | null)[] = [];
   const wsUrls: string[] = [];
