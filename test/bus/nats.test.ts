@@ -134,4 +134,25 @@ describe("nats bus specifics", () => {
     }
     await expect(NatsBus.connect({ servers: "nats://127.0.0.1:1" })).rejects.toThrow(/127\.0\.0\.1:1/);
   });
+
+  it("counts server-side duplicates, and fails a publish when no stream takes the subject", async () => {
+    const prefix = `t${randomBytes(4).toString("hex")}`;
+    const bus = await NatsBus.connect({
+      servers: NATS_URL,
+      prefix,
+      maxAgeMs: 600_000,
+      publishTimeoutMs: 3000,
+    });
+    try {
+      const ms = Array.from({ length: 50 }, (_, i) => tradeMessage("BTCUSDT", i));
+      await bus.publish(ms);
+      await bus.publish(ms.slice(10, 30));
+      expect(bus.deduplicated).toBe(20);
+      await deleteStreamsOf(prefix); // the streams vanish under the publisher
+      await expect(bus.publish([tradeMessage("BTCUSDT", 99)])).rejects.toThrow(/no stream listens|503/);
+    } finally {
+      await bus.close();
+      await deleteStreamsOf(prefix);
+    }
+  });
 });
