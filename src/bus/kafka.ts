@@ -391,6 +391,7 @@ export class KafkaBus implements Bus {
     let stream: MessagesStream<string, Buffer, string, string> | null = null;
     let buffer: KMessage[] = [];
     let oldestAt = 0;
+    let lastProgressAt = Date.now();
     let wake: (() => void) | null = null;
     const signal = () => {
       const w = wake;
@@ -445,7 +446,8 @@ export class KafkaBus implements Bus {
         autocommit: false,
       });
       s.on("data", (m: KMessage) => {
-        if (buffer.length === 0) oldestAt = Date.now();
+        lastProgressAt = Date.now();
+        if (buffer.length === 0) oldestAt = lastProgressAt;
         buffer.push(m);
         if (buffer.length >= opts.maxBatchSize) s.pause();
         if (buffer.length >= opts.batchSize) signal();
@@ -494,10 +496,12 @@ export class KafkaBus implements Bus {
           }
           const n = buffer.length;
           if (stopping && drain && n === 0) {
+            // drained when the group has nothing left, or when nothing arrives for this member
+            // (the rest sits in partitions other members hold) within a session timeout
             await refreshLag();
             if (lagValue === 0) break;
+            if (Date.now() - lastProgressAt > Math.max(2 * opts.maxWaitMs, this.o.sessionTimeoutMs)) break;
             await waitFor(Math.max(100, opts.maxWaitMs));
-            if (buffer.length === 0) break; // nothing more arrives for this member
             continue;
           }
           if (n === 0) {
@@ -579,6 +583,7 @@ export class KafkaBus implements Bus {
       redeliveries: () => redeliveries,
       stop: async (o?: { drain?: boolean }) => {
         stopping = true;
+        lastProgressAt = Date.now();
         drain = o?.drain ?? true;
         signal();
         await done;
