@@ -66,6 +66,8 @@ export interface Bus {
   publish(messages: BusMessage[]): Promise<void>;
   /** Starts a consumer calling `handler` with batches; the batch is acked when the handler resolves. */
   consume(opts: ConsumeOptions, handler: (batch: BusMessage[]) => Promise<void>): Consumer;
+  /** Null when the bus is reachable, else why not (for `/health`); absent: always reachable. */
+  check?(): Promise<string | null>;
   close(): Promise<void>;
 }
 

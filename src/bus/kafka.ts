@@ -619,6 +619,16 @@ export class KafkaBus implements Bus {
     if (mine.length > 0) await this.admin.deleteTopics({ topics: mine });
   }
 
+  /** Null when a broker answers a metadata request, else the error. */
+  async check(): Promise<string | null> {
+    try {
+      await this.admin.metadata({ topics: [] });
+      return null;
+    } catch (e) {
+      return `kafka unreachable: ${(e as Error).message}`;
+    }
+  }
+
   /** Stops every consumer (finishing its batch in flight), then closes the producer and admin clients. */
   async close(): Promise<void> {
     await Promise.all([...this.consumers].map((c) => c.stop({ drain: false })));

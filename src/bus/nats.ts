@@ -257,6 +257,7 @@ export class NatsBus implements Bus {
       const jsm = await jetstreamManager(nc, { timeout: opts.publishTimeoutMs ?? 10_000 });
       const bus = new NatsBus(nc, jsm, opts);
       await bus.ensureStreams();
+      bus.watchStatus();
       return bus;
     } catch (e) {
       await nc.close();
@@ -603,10 +604,34 @@ export class NatsBus implements Bus {
     return handle;
   }
 
-  /** Stops every consumer (finishing their batch in flight), then flushes and closes the connection. */
+  private disconnectedSince = 0;
+
+  private watchStatus(): void {
+    void (async () => {
+      for await (const st of this.connection.status()) {
+        if (st.type === "disconnect") this.disconnectedSince ||= Date.now();
+        else if (st.type === "reconnect") this.disconnectedSince = 0;
+      }
+    })().catch(() => undefined);
+  }
+
+  /** Null while connected; else since when the connection has been down (it keeps reconnecting). */
+  async check(): Promise<string | null> {
+    if (this.connection.isClosed()) return "nats connection closed";
+    if (this.disconnectedSince) {
+      return `nats disconnected for ${Math.round((Date.now() - this.disconnectedSince) / 1000)} s; reconnecting`;
+    }
+    return null;
+  }
+
+  /**
+   * Stops every consumer (finishing their batch in flight), then flushes and closes the connection
+   * (closing at once when the flush does not finish within 5 s, e.g. while the server is down).
+   */
   async close(): Promise<void> {
     if (this.connection.isClosed()) return;
     await Promise.all([...this.consumers].map((c) => c.stop({ drain: false })));
-    await this.connection.drain();
+    await Promise.race([this.connection.drain().catch(() => undefined), sleep(5000)]);
+    if (!this.connection.isClosed()) await this.connection.close();
   }
 }

@@ -76,11 +76,20 @@ describe.skipIf(!hasServer)("nats bus across a nats-server SIGKILL and restart",
     );
     let retries = 0;
     let killed = false;
+    let downReported: string | null = null;
     for (let i = 0; i < sent.length; i += 100) {
       if (!killed && i >= 1500) {
         killed = true;
         server.kill("SIGKILL");
+        const poll = setInterval(async () => {
+          const why = await producer.check();
+          if (why) {
+            downReported = why;
+            clearInterval(poll);
+          }
+        }, 50);
         setTimeout(async () => {
+          clearInterval(poll);
           server = await startServer(port, dir);
         }, 1500);
       }
@@ -97,6 +106,8 @@ describe.skipIf(!hasServer)("nats bus across a nats-server SIGKILL and restart",
     }
     await waitFor(() => seen.size >= sent.length, 30_000, "every message after the restart");
     expect(killed).toBe(true);
+    expect(downReported).toMatch(/nats disconnected for \d+ s; reconnecting/);
+    expect(await producer.check()).toBeNull();
     expect(new Set(sent.map((m) => m.id))).toEqual(seen);
     console.info(
       `nats-server SIGKILL + restart: ${sent.length} published, ${retries} publish retries, ` +
