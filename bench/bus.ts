@@ -10,6 +10,7 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { jetstream } from "@nats-io/jetstream";
 import type { Bus, BusMessage } from "../src/bus/bus.js";
 import { MemoryBus } from "../src/bus/memory.js";
 import { NatsBus } from "../src/bus/nats.js";
@@ -139,6 +140,27 @@ async function main(): Promise<void> {
       });
       await serial.close();
     }
+    // for comparison: the client's own js.publish() per message (a request, promise and timer each),
+    // 2048 in flight — what NatsBus.publish replaced with one shared ack subscription
+    {
+      const js = jetstream(bus.connection);
+      const m = messages(base, 20_000, "jspub");
+      let next = 0;
+      const t0 = performance.now();
+      const worker = async () => {
+        while (next < m.length) {
+          const x = m[next++];
+          await js.publish(bus.subjectOf(x.topic, x.key), JSON.stringify(x.value), { msgID: x.id });
+        }
+      };
+      await Promise.all(Array.from({ length: 2048 }, worker));
+      const ms = performance.now() - t0;
+      report({
+        bench: "nats publish via js.publish(), 2048 in flight (client API, for comparison)",
+        n: m.length,
+        msgs_per_s: Math.round((m.length * 1000) / ms),
+      });
+    }
     // pipelined: the default window, batches as the Publisher hands them over
     for (const batch of [100, 1000, 10_000]) {
       const m = messages(base, N, `p${batch}`);
@@ -164,9 +186,9 @@ async function main(): Promise<void> {
         msgs_per_s: Math.round((m.length * 1000) / ms),
       });
     }
-    // consume: the stream now holds 5000 + 3 × N distinct records; one durable takes them all
+    // consume: the stream now holds 5000 + 20000 + 3 × N distinct records; one durable takes them all
     {
-      const total = 5000 + 3 * N;
+      const total = 5000 + 20_000 + 3 * N;
       const { ms, batches } = await consumeAll(bus, total, "bench-consume");
       report({
         bench: "nats consume (fetch, handler, ack)",
