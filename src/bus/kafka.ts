@@ -338,7 +338,21 @@ export class KafkaBus implements Bus {
     if (windowOn) for (const m of fresh) this.seen.add(m.id);
   }
 
-  /** Decodes one Kafka message into a bus message (Avro writer schemas fetched from the registry). */
+  /** Fetches the writer schemas a batch's Avro values refer to (cached after the first time). */
+  private async prefetchSchemas(batch: KMessage[]): Promise<void> {
+    if (!this.registry) return;
+    const ids = new Set<number>();
+    for (const m of batch) {
+      const v = m.value;
+      if (v && v.length >= 5 && v[0] === 0) ids.add(v.readUInt32BE(1));
+    }
+    await Promise.all([...ids].map((id) => this.registry!.typeOf(id)));
+  }
+
+  /**
+   * Decodes one Kafka message into a bus message (Avro writer schemas fetched from the registry).
+   * @throws on a value that is neither JSON nor Avro of a known schema (the caller skips it)
+   */
   private async decode(m: KMessage): Promise<BusMessage> {
     const topic = m.topic.slice(this.o.topicPrefix.length);
     const raw = m.value ?? Buffer.alloc(0);
@@ -515,6 +529,9 @@ export class KafkaBus implements Bus {
           const taken = buffer.splice(0, Math.min(n, opts.maxBatchSize));
           oldestAt = buffer.length > 0 ? oldestAt : 0;
           if (stream?.isPaused() && buffer.length < opts.maxBatchSize / 2) stream.resume();
+          // writer schemas first: a registry that cannot be reached is an error of the whole batch
+          // (caught below: the stream reopens from the committed offsets), not of its messages
+          await this.prefetchSchemas(taken);
           const batch: BusMessage[] = [];
           for (const m of taken) {
             try {
