@@ -37,9 +37,16 @@ export interface ConsumeOptions {
 
 /** A running consumer. */
 export interface Consumer {
-  /** Messages published but not yet acknowledged by this consumer (consumer lag). */
+  /**
+   * Consumer lag: messages published on the consumed topics and not yet acknowledged by this
+   * consumer's group (waiting plus in flight). Networked transports refresh it periodically (about
+   * once a second), so it may be that old.
+   */
   lag(): number;
-  /** Batches that were delivered again after a failed or unacknowledged delivery. */
+  /**
+   * Messages this consumer received again after an earlier delivery was not acknowledged (its
+   * handler rejected, or a consumer died before acking). Counted per message, not per batch.
+   */
   redeliveries(): number;
   /**
    * Stops taking new batches, delivers and acknowledges everything already published (drain), then
@@ -59,6 +66,8 @@ export interface Bus {
   publish(messages: BusMessage[]): Promise<void>;
   /** Starts a consumer calling `handler` with batches; the batch is acked when the handler resolves. */
   consume(opts: ConsumeOptions, handler: (batch: BusMessage[]) => Promise<void>): Consumer;
+  /** Null when the bus is reachable, else why not (for `/health`); absent: always reachable. */
+  check?(): Promise<string | null>;
   close(): Promise<void>;
 }
 

@@ -1,29 +1,48 @@
 /**
- * In-process bus: the embedded default. Messages live in memory in per-group queues; a batch is
- * removed from its queue only when the consumer's handler resolves (ack), and delivered again when it
- * rejects. Duplicate ids published within the dedupe window are acknowledged and dropped, as
- * JetStream does with `Nats-Msg-Id`.
+ * In-process bus: the embedded default. Messages live in memory in per-group queues. A consumer
+ * claims a batch from its group's queue (so members of one group share the messages without
+ * duplicates); the batch is acknowledged when the handler resolves and delivered again (to the same
+ * consumer, after a backoff of 100 ms doubling to 5 s) when it rejects. Duplicate ids published
+ * within the dedupe window are acknowledged and dropped, as JetStream does with `Nats-Msg-Id`.
+ *
+ * A group exists from its first `consume()`: messages published before that are not kept for it
+ * (there is no retention beyond the process, unlike the networked transports).
  */
 import type { Bus, BusMessage, ConsumeOptions, Consumer } from "./bus.js";
 
 interface Group {
   prefixes: string[];
+  /** Smallest batch size of the members: when reached, waiting members are woken. */
   batchSize: number;
   queue: BusMessage[];
   head: number;
-  wake: (() => void) | null;
+  /** Claimed by a member, not yet acknowledged. */
+  inFlight: number;
+  /** Wakers of members waiting for messages. */
+  waiters: (() => void)[];
+  /** Enqueue time of the oldest waiting message (a lower bound once part of the queue was claimed), ms. */
   oldestAt: number;
+  /** Messages put back unacknowledged by a dead consumer: counted as redeliveries when taken again. */
+  returned: WeakSet<BusMessage> | null;
 }
 
 /** Options of the memory bus. */
 export interface MemoryBusOptions {
-  /** Dedupe window, ms (default 120000): an id seen within it is not enqueued again. */
+  /** Dedupe window, ms (default 120000): an id seen within it is not enqueued again. 0 disables. */
   dedupeWindowMs?: number;
+}
+
+interface Member {
+  group: Group;
+  /** The batch claimed and not yet acknowledged. */
+  inFlight: BusMessage[] | null;
+  dead: boolean;
 }
 
 export class MemoryBus implements Bus {
   readonly name = "memory";
   private readonly groups = new Map<string, Group>();
+  private readonly members = new Set<Member>();
   private seen = new Set<string>();
   private seenOld = new Set<string>();
   private rotateAt: number;
@@ -48,21 +67,20 @@ export class MemoryBus implements Bus {
       this.seen = new Set();
       this.rotateAt = now + this.windowMs;
     }
+    const dedupe = this.windowMs > 0;
     for (const m of messages) {
-      if (this.windowMs > 0 && (this.seen.has(m.id) || this.seenOld.has(m.id))) {
-        this.deduplicated++;
-        continue;
+      if (dedupe) {
+        if (this.seen.has(m.id) || this.seenOld.has(m.id)) {
+          this.deduplicated++;
+          continue;
+        }
+        this.seen.add(m.id);
       }
-      if (this.windowMs > 0) this.seen.add(m.id);
       for (const g of this.groups.values()) {
         if (!matches(g.prefixes, m.topic)) continue;
         if (g.queue.length === g.head) g.oldestAt = now;
         g.queue.push(m);
-        if (g.wake && g.queue.length - g.head >= g.batchSize) {
-          const w = g.wake;
-          g.wake = null;
-          w();
-        }
+        if (g.waiters.length > 0 && g.queue.length - g.head >= g.batchSize) wakeAll(g);
       }
     }
   }
@@ -75,12 +93,18 @@ export class MemoryBus implements Bus {
         batchSize: opts.batchSize,
         queue: [],
         head: 0,
-        wake: null,
+        inFlight: 0,
+        waiters: [],
         oldestAt: 0,
+        returned: null,
       };
       this.groups.set(opts.group, g);
+    } else {
+      g.batchSize = Math.min(g.batchSize, opts.batchSize);
     }
     const group = g;
+    const member: Member = { group, inFlight: null, dead: false };
+    this.members.add(member);
     let stopping = false;
     let drain = true;
     let redeliveries = 0;
@@ -88,17 +112,21 @@ export class MemoryBus implements Bus {
     const pending = () => group.queue.length - group.head;
     const sleep = (ms: number) =>
       new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
-          group.wake = null;
-          resolve();
-        }, ms);
-        group.wake = () => {
+        let done = false;
+        const wake = () => {
+          if (done) return;
+          done = true;
           clearTimeout(t);
+          const i = group.waiters.indexOf(wake);
+          if (i >= 0) group.waiters.splice(i, 1);
           resolve();
         };
+        const t = setTimeout(wake, ms);
+        group.waiters.push(wake);
       });
     const loop = async () => {
       for (;;) {
+        if (member.dead) return;
         if (stopping && (!drain || pending() === 0)) return;
         const n = pending();
         if (n === 0) {
@@ -110,45 +138,88 @@ export class MemoryBus implements Bus {
           await sleep(opts.maxWaitMs - age);
           continue;
         }
+        // claim: other members of the group will not see these
         const take = Math.min(n, opts.maxBatchSize);
         const batch = group.queue.slice(group.head, group.head + take);
-        try {
-          await handler(batch);
-          failures = 0;
-        } catch {
-          redeliveries++;
-          failures++;
-          await new Promise((r) => setTimeout(r, Math.min(5000, 50 * 2 ** Math.min(failures, 7))));
-          continue; // not acked: the same batch is delivered again
-        }
         group.head += take;
-        group.oldestAt = Date.now();
-        if (group.head > 65536 && group.head * 2 > group.queue.length) {
+        group.inFlight += take;
+        member.inFlight = batch;
+        if (group.head === group.queue.length) {
+          group.queue = [];
+          group.head = 0;
+        } else if (group.head > 65536 && group.head * 2 > group.queue.length) {
           group.queue = group.queue.slice(group.head);
           group.head = 0;
         }
+        if (group.returned) {
+          for (const m of batch) if (group.returned.has(m)) redeliveries++;
+        }
+        for (;;) {
+          try {
+            await handler(batch);
+          } catch {
+            if (member.dead) return;
+            redeliveries += batch.length;
+            failures++;
+            await new Promise((r) => setTimeout(r, Math.min(5000, 50 * 2 ** Math.min(failures, 7))));
+            if (member.dead) return;
+            continue; // not acked: the same batch is delivered again
+          }
+          break;
+        }
+        if (member.dead) return; // its batch was already put back
+        failures = 0;
+        group.inFlight -= take;
+        member.inFlight = null;
       }
     };
-    const done = loop();
+    const done = loop().finally(() => this.members.delete(member));
     return {
-      lag: pending,
+      lag: () => pending() + group.inFlight,
       redeliveries: () => redeliveries,
       stop: async (o) => {
         stopping = true;
         drain = o?.drain ?? true;
-        if (group.wake) {
-          const w = group.wake;
-          group.wake = null;
-          w();
-        }
+        wakeAll(group);
+        if (member.dead) return;
         await done;
       },
     };
   }
 
+  /**
+   * Simulates the death of every consumer of this bus, as if their process had died before acking:
+   * each stops at once, its handler is not awaited nor called again, and the batch it held goes back
+   * to the front of its group's queue unacknowledged, for the next consumer of the group (where it
+   * counts as redelivered). Used by the bus contract tests; consumers started afterwards work normally.
+   */
+  abandonConsumers(): void {
+    for (const m of this.members) {
+      m.dead = true;
+      const batch = m.inFlight;
+      m.inFlight = null;
+      if (!batch) continue;
+      const g = m.group;
+      g.inFlight -= batch.length;
+      g.returned ??= new WeakSet();
+      for (const msg of batch) g.returned.add(msg);
+      g.queue = batch.concat(g.queue.slice(g.head));
+      g.head = 0;
+      g.oldestAt = 0;
+    }
+    this.members.clear();
+    for (const g of this.groups.values()) wakeAll(g);
+  }
+
   async close(): Promise<void> {
     this.groups.clear();
   }
+}
+
+function wakeAll(g: Group): void {
+  const ws = g.waiters;
+  g.waiters = [];
+  for (const w of ws) w();
 }
 
 function matches(prefixes: string[], topic: string): boolean {

@@ -102,7 +102,7 @@ export class Metrics {
   });
   readonly busRedeliveries = new Gauge({
     name: "k2_bus_redeliveries",
-    help: "Batches delivered again after a failed store write or a consumer that died before acking",
+    help: "Messages delivered again after a failed store write or a consumer that died before acking",
     registers: [this.registry],
   });
   readonly storeErrors = new Counter({

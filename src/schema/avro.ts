@@ -41,9 +41,23 @@ class DecimalType extends avro.types.LogicalType {
   }
 }
 
-function load(name: string): avro.Type {
-  const schema = JSON.parse(readFileSync(`${packageRoot()}/schema/${name}.avsc`, "utf8"));
-  return avro.Type.forSchema(schema, { logicalTypes: { decimal: DecimalType } as never });
+/** The text of `schema/{name}.avsc` (what a Schema Registry is given). */
+export function avroSchemaText(name: "trades_v2" | "quotes_v2"): string {
+  return readFileSync(`${packageRoot()}/schema/${name}.avsc`, "utf8");
+}
+
+/**
+ * An Avro type for any schema (e.g. a writer schema fetched from a Schema Registry), with K2's
+ * `decimal` logical type: DECIMAL(18,8) values come back as canonical strings.
+ * @throws when the schema is invalid or declares a decimal with a scale other than 8
+ */
+export function avroTypeForSchema(schema: unknown): avro.Type {
+  const parsed = typeof schema === "string" ? JSON.parse(schema) : schema;
+  return avro.Type.forSchema(parsed as never, { logicalTypes: { decimal: DecimalType } as never });
+}
+
+function load(name: "trades_v2" | "quotes_v2"): avro.Type {
+  return avroTypeForSchema(avroSchemaText(name));
 }
 
 let trades: avro.Type | null = null;

@@ -1,0 +1,90 @@
+import { randomBytes } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { createBus, parseBusUrl } from "../../src/bus/index.js";
+import { MemoryBus } from "../../src/bus/memory.js";
+import { NatsBus } from "../../src/bus/nats.js";
+import { ConfigError } from "../../src/config.js";
+
+describe("--bus URLs", () => {
+  it("maps memory, nats:// and kafka:// to transports with their options", () => {
+    expect(parseBusUrl("memory")).toEqual({ kind: "memory", options: {} });
+    expect(parseBusUrl("memory?dedupe_window=30s")).toEqual({
+      kind: "memory",
+      options: { dedupeWindowMs: 30_000 },
+    });
+    expect(parseBusUrl("nats://127.0.0.1:4222")).toEqual({
+      kind: "nats",
+      options: { servers: ["nats://127.0.0.1:4222"] },
+    });
+    expect(
+      parseBusUrl(
+        "nats://127.0.0.1:4222,127.0.0.1:4223,localhost?replicas=3&max_age=36h&dupe_window=5m&ack_wait=10s",
+      ),
+    ).toEqual({
+      kind: "nats",
+      options: {
+        servers: ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223", "nats://localhost:4222"],
+        replicas: 3,
+        maxAgeMs: 36 * 3_600_000,
+        duplicateWindowMs: 300_000,
+        ackWaitMs: 10_000,
+      },
+    });
+    expect(
+      parseBusUrl("kafka://k1:9092,k2?partitions=6&replication=3&format=avro&registry=http://sr:8081"),
+    ).toEqual({
+      kind: "kafka",
+      options: {
+        brokers: ["k1:9092", "k2:9092"],
+        partitions: 6,
+        replication: 3,
+        format: "avro",
+        schemaRegistryUrl: "http://sr:8081",
+      },
+    });
+  });
+
+  it("rejects bad values with a ConfigError naming --bus", () => {
+    const bad: [string, RegExp][] = [
+      ["", /empty/],
+      ["redis://127.0.0.1:6379", /expected "memory", "nats:\/\/host:4222" or "kafka:\/\/host:9092"/],
+      ["nats://", /expected/],
+      ["nats://host:99999", /bad port/],
+      ["nats://h?replicas=x", /replicas: expected an integer/],
+      ["nats://h?max_age=7", /max_age: expected a duration/],
+      ["nats://h?colour=blue", /unknown option "colour"/],
+      ["kafka://h?format=avro", /format=avro needs registry/],
+      ["kafka://h?format=xml", /format: expected json or avro/],
+      ["memory://x", /expected/],
+    ];
+    for (const [url, re] of bad) {
+      let err: unknown;
+      try {
+        parseBusUrl(url);
+      } catch (e) {
+        err = e;
+      }
+      expect(err, url).toBeInstanceOf(ConfigError);
+      expect((err as Error).message, url).toMatch(/^--bus: /);
+      expect((err as Error).message, url).toMatch(re);
+    }
+  });
+
+  it("createBus connects the transport the URL names", async () => {
+    const mem = await createBus("memory");
+    expect(mem).toBeInstanceOf(MemoryBus);
+    await mem.close();
+    const prefix = `t${randomBytes(4).toString("hex")}`;
+    const nats = await createBus(
+      `${process.env.NATS_URL ?? "nats://127.0.0.1:4222"}?prefix=${prefix}&max_age=10m`,
+    );
+    try {
+      expect(nats).toBeInstanceOf(NatsBus);
+      expect(nats.name).toBe("nats");
+    } finally {
+      await (nats as NatsBus).deleteStreams();
+      await nats.close();
+    }
+    await expect(createBus("nats://127.0.0.1:1")).rejects.toThrow(/127\.0\.0\.1:1/);
+  });
+});
