@@ -3,6 +3,7 @@
  * Precedence: flag > environment variable > default.
  */
 import { z } from "zod";
+import { parseBusUrl } from "./bus/index.js";
 import { type FeedConfig, resolveFeeds } from "./config-feeds.js";
 import { parseStoreSpec } from "./store/index.js";
 
@@ -40,6 +41,8 @@ export interface RunFlags {
   batchMaxWaitMs?: string;
   maxBatchSize?: string;
   candleGraceMs?: string;
+  bus?: string;
+  group?: string;
 }
 
 /** Validated configuration of `k2 run`. */
@@ -65,6 +68,10 @@ export interface RunConfig {
   maxBatchSize: number;
   /** Grace past a candle's end before a quiet market closes it, ms. */
   candleGraceMs: number;
+  /** Bus: `memory` (in-process), `nats://host:4222[,host2]?...` or `kafka://host:9092?...`. */
+  bus: string;
+  /** Consumer group of `k2 persist` (members share the messages). */
+  group: string;
   /** One feed per exchange of `--exchange a,b,c` (see `config-feeds.ts`); `exchange`..`replay` are feeds[0]'s. */
   feeds: FeedConfig[];
 }
@@ -111,6 +118,12 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
   }
   if (flags.exitAtEnd && !flags.replay)
     throw new ConfigError("--exit-at-end: only meaningful with --replay FILE");
+  const busSpec = (flags.bus ?? env.K2_BUS ?? "memory").trim();
+  parseBusUrl(busSpec); // throws ConfigError naming --bus
+  const group = flags.group ?? env.K2_GROUP ?? "k2-persist";
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(group)) {
+    throw new ConfigError(`--group: letters, digits, _ or - (at most 64), got "${group}"`);
+  }
   return {
     exchange,
     symbols,
@@ -128,6 +141,8 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
       flags.batchMaxWaitMs ?? env.K2_BATCH_MAX_WAIT_MS ?? 2000,
     ),
     maxBatchSize,
+    bus: busSpec,
+    group,
     candleGraceMs: parse(
       intIn("--candle-grace-ms", 0, 86_400_000),
       flags.candleGraceMs ?? env.K2_CANDLE_GRACE_MS ?? 2000,

@@ -3,6 +3,8 @@
  * server), in-process bus, store (DuckDB file, or PostgreSQL with `--db postgres://…`), HTTP `/health`
  * and `/metrics` — with graceful shutdown that flushes every buffer.
  */
+import type { Bus, Consumer } from "./bus/bus.js";
+import { createBus } from "./bus/index.js";
 import { MemoryBus } from "./bus/memory.js";
 import type { RunConfig } from "./config.js";
 import type { FeedConfig } from "./config-feeds.js";
@@ -38,6 +40,8 @@ export interface RunSummary {
   stored: number;
   gaps: number;
   reconnects: number;
+  /** Messages the bus delivered again to the persist consumer (after a failed or unacked batch). */
+  redeliveries: number;
   /** From the first market data frame to the end of the final flush, ms. */
   elapsed_ms: number;
   frames_per_s: number;
@@ -68,19 +72,56 @@ export interface RunningPipeline {
   replayDone: Promise<void> | null;
 }
 
-/** Starts the all-in-one pipeline for a validated configuration. */
+/** Which parts of the pipeline a process runs (`k2 run`: all; `k2 ingest`/`persist`/`serve`: one). */
+export interface Roles {
+  /** Feeds (live or replay) → normalize → publish on the bus. */
+  ingest: boolean;
+  /** Bus → store, acking after each committed batch. */
+  persist: boolean;
+  /** Live feed, candles and the REST API over the store and the bus. */
+  serve: boolean;
+}
+
+export const ALL_ROLES: Roles = { ingest: true, persist: true, serve: true };
+
+/** Test and tuning hooks of {@link startProcess}. */
+export interface RunHooks {
+  /** Reconnect backoff start, ms (tests). */
+  backoffInitialMs?: number;
+  /** Replay server resumes where a dropped connection broke (tests). */
+  resumeReplay?: boolean;
+  /** Keep the replay server on the main thread (tests that drop its connections). */
+  replayInProcess?: boolean;
+}
+
+/** Starts the all-in-one pipeline (`k2 run`) for a validated configuration. */
 export async function startRun(
   config: RunConfig,
   logger: Logger,
-  hooks: {
-    /** Reconnect backoff start, ms (tests). */
-    backoffInitialMs?: number;
-    /** Replay server resumes where a dropped connection broke (tests). */
-    resumeReplay?: boolean;
-    /** Keep the replay server on the main thread (tests that drop its connections). */
-    replayInProcess?: boolean;
-  } = {},
+  hooks: RunHooks = {},
 ): Promise<RunningPipeline> {
+  return (await startProcess(config, logger, ALL_ROLES, hooks)) as RunningPipeline;
+}
+
+/** A process running some of the roles: the fields of the roles it does not run are null. */
+export type RunningProcess = Omit<RunningPipeline, "feed" | "store" | "serving"> & {
+  feed: FeedHandle | null;
+  store: Store | null;
+  serving: Serving | null;
+  /** The bus consumer of the persist role. */
+  persistConsumer: Consumer | null;
+};
+
+/**
+ * Starts the roles of one process over the configured bus (`--bus`) and store (`--db`): everything
+ * for `k2 run`, one role for `k2 ingest`, `k2 persist` and `k2 serve`.
+ */
+export async function startProcess(
+  config: RunConfig,
+  logger: Logger,
+  roles: Roles,
+  hooks: RunHooks = {},
+): Promise<RunningProcess> {
   const feedConfigs: FeedConfig[] = config.feeds?.length
     ? config.feeds
     : [
@@ -99,14 +140,23 @@ export async function startRun(
     return v;
   });
   const metrics = new Metrics();
-  const store = createStore(config.db);
-  await store.init();
-  const bus = new MemoryBus();
+  const store = roles.persist || roles.serve ? createStore(config.db) : null;
+  await store?.init();
+  const bus: Bus =
+    config.bus === "memory"
+      ? new MemoryBus()
+      : await createBus(config.bus, {
+          name: `k2-${Object.entries(roles)
+            .filter(([, v]) => v)
+            .map(([k]) => k)
+            .join("-")}`,
+          onError: (err, context) => logger.warn({ err: err.message, context }, "bus error"),
+        });
 
   const replayServers: (ReplayServer | null)[] = [];
   const wsUrls: string[] = [];
   const subscriptions: Subscription[] = [];
-  for (const [i, f] of feedConfigs.entries()) {
+  for (const [i, f] of (roles.ingest ? feedConfigs : []).entries()) {
     const sub: Subscription = { symbols: f.symbols, streams: f.streams };
     let server: ReplayServer | null = null;
     if (f.replay) {
@@ -129,19 +179,25 @@ export async function startRun(
     wsUrls.push(server ? server.url : f.wsUrl);
     subscriptions.push(sub);
   }
-  const replayServer = replayServers[0];
+  const replayServer = replayServers[0] ?? null;
 
   // store side first, so nothing published waits for a consumer
-  const persist = startPersist({
-    bus,
-    store,
-    metrics,
-    logger,
-    batchSize: config.batchSize,
-    batchMaxWaitMs: config.batchMaxWaitMs,
-    maxBatchSize: config.maxBatchSize,
-  });
-  const serving = startServing({ bus, store, metrics, logger, candleGraceMs: config.candleGraceMs });
+  const persist = !(roles.persist && store)
+    ? null
+    : startPersist({
+        bus,
+        group: config.group,
+        store,
+        metrics,
+        logger,
+        batchSize: config.batchSize,
+        batchMaxWaitMs: config.batchMaxWaitMs,
+        maxBatchSize: config.maxBatchSize,
+      });
+  const serving =
+    roles.serve && store
+      ? startServing({ bus, store, metrics, logger, candleGraceMs: config.candleGraceMs })
+      : null;
   const publisher = new Publisher(bus, logger);
   let firstFrameAt = 0;
   let lastFrameAt = 0;
@@ -150,7 +206,7 @@ export async function startRun(
     maxRss = Math.max(maxRss, process.memoryUsage.rss());
   }, 250);
   rssTimer.unref();
-  const feeds = venues.map((venue, i) =>
+  const feeds = (roles.ingest ? venues : []).map((venue, i) =>
     startIngest(
       {
         venue,
@@ -168,7 +224,7 @@ export async function startRun(
       publisher,
     ),
   );
-  const feed = feeds[0];
+  const feed = feeds[0] ?? null;
 
   const app = await createHttpServer({
     metrics,
@@ -179,11 +235,15 @@ export async function startRun(
           problems.push(`feed ${f.venue.exchange} ${f.connection.state.toLowerCase()}`);
         }
       }
-      const s = await store.check();
+      const s = store ? await store.check() : null;
       if (s) problems.push(s);
+      const b = bus.check ? await bus.check() : null;
+      if (b) problems.push(b);
       return problems;
     },
-    register: (app) => serving.register(app),
+    register: async (app) => {
+      if (serving) await serving.register(app);
+    },
   });
   const httpPort = await listen(app, config.httpPort, config.httpHost);
   logger.info(
@@ -223,7 +283,7 @@ export async function startRun(
     // the streams are bounded: once everything is relayed, close every open candle
     replayDone = Promise.all(ends)
       .then(() => publisher.flush())
-      .then(() => serving.endOfStream())
+      .then(() => serving?.endOfStream())
       .catch((err) => {
         logger.error({ err: (err as Error).message }, "closing candles at the end of the replay");
       });
@@ -236,10 +296,12 @@ export async function startRun(
       logger.info({ reason }, "shutting down: stopping feed, draining bus, flushing store");
       await Promise.all(feeds.map((f) => f.connection.stop()));
       await publisher.flush();
-      await serving.stop();
-      await persist.consumer.stop({ drain: true });
+      await serving?.stop();
+      // persist alone (k2 persist) finishes and acks its batch in flight; with ingest in the same
+      // process it drains everything that was published
+      await persist?.consumer.stop({ drain: roles.ingest });
       const end = performance.now();
-      await store.close();
+      await store?.close();
       await app.close();
       for (const server of replayServers) if (server) await server.stop();
       await bus.close();
@@ -247,10 +309,11 @@ export async function startRun(
       maxRss = Math.max(maxRss, process.memoryUsage.rss());
       const summary = summarize(
         sumCounts(feeds.map((f) => f.counts)),
-        persist.counts,
-        bus.deduplicated,
+        persist?.counts ?? { stored: 0, duplicates: 0, batches: 0 },
+        bus instanceof MemoryBus ? bus.deduplicated : 0,
         feeds.reduce((n, f) => n + f.connection.reconnects, 0),
       );
+      summary.redeliveries = persist?.consumer.redeliveries() ?? 0;
       summary.elapsed_ms = firstFrameAt ? Math.round(end - firstFrameAt) : 0;
       summary.receive_ms = firstFrameAt ? Math.round(lastFrameAt - firstFrameAt) : 0;
       summary.frames_per_s =
@@ -277,6 +340,7 @@ export async function startRun(
     store,
     metrics,
     serving,
+    persistConsumer: persist?.consumer ?? null,
     stop,
     replayDone,
   };
@@ -344,6 +408,7 @@ function summarize(
     stored: persist.stored,
     gaps: ingest.gaps,
     reconnects,
+    redeliveries: 0,
     elapsed_ms: 0,
     receive_ms: 0,
     frames_per_s: 0,

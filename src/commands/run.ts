@@ -1,85 +1,156 @@
 import type { Command } from "commander";
 import { ConfigError, type RunFlags, resolveRunConfig } from "../config.js";
 import { createLogger } from "../ops/logger.js";
-import { startRun } from "../run.js";
+import { type Roles, startProcess } from "../run.js";
 import { fail, onSignal } from "./common.js";
 
-/** Registers `k2 run`. */
+type OptionGroup = "source" | "store" | "batch" | "serve" | "bus";
+
+/** The processes of the pipeline: `k2 run` (all in one) and its parts for scale-out. */
+const PROCESSES: { name: string; roles: Roles; groups: OptionGroup[]; description: string }[] = [
+  {
+    name: "run",
+    roles: { ingest: true, persist: true, serve: true },
+    groups: ["source", "store", "batch", "serve", "bus"],
+    description:
+      "ingest venues (live or --replay FILE) into the store and serve the API, /health and /metrics, in one process",
+  },
+  {
+    name: "ingest",
+    roles: { ingest: true, persist: false, serve: false },
+    groups: ["source", "bus"],
+    description: "feed handlers → bus: ingest venues (live or --replay FILE) and publish normalized records",
+  },
+  {
+    name: "persist",
+    roles: { ingest: false, persist: true, serve: false },
+    groups: ["store", "batch", "bus"],
+    description:
+      "bus → store: write batches and ack them after each commit; run several with one --group to share the load",
+  },
+  {
+    name: "serve",
+    roles: { ingest: false, persist: false, serve: true },
+    groups: ["store", "serve", "bus"],
+    description:
+      "API, live candles, /health and /metrics over a store shared with `k2 persist`, tailing the bus",
+  },
+];
+
+/** Registers `k2 run`, `k2 ingest`, `k2 persist` and `k2 serve`. */
 export function registerRun(program: Command): void {
-  program
-    .command("run")
-    .description(
-      "ingest a venue (live or --replay FILE) into the embedded store and serve /health and /metrics",
-    )
-    .option(
-      "--exchange <name>",
-      "venue, or several: binance,coinbase,kraken (env K2_EXCHANGE; default binance)",
-      undefined,
-    )
-    .option(
-      "--symbols <list>",
-      "comma-separated venue symbols, `coinbase:BTC-USD` for one exchange only (env K2_SYMBOLS; default per venue)",
-    )
-    .option(
-      "--streams <list>",
-      "comma-separated streams, `kraken:trade` for one exchange only (env K2_STREAMS; default per venue)",
-    )
-    .option(
+  for (const p of PROCESSES) registerProcess(program, p.name, p.roles, p.groups, p.description);
+}
+
+function registerProcess(
+  program: Command,
+  name: string,
+  roles: Roles,
+  groups: OptionGroup[],
+  description: string,
+) {
+  const cmd = program.command(name).description(description);
+  if (groups.includes("source")) {
+    cmd
+      .option(
+        "--exchange <name>",
+        "venue, or several: binance,coinbase,kraken (env K2_EXCHANGE; default binance)",
+      )
+      .option(
+        "--symbols <list>",
+        "comma-separated venue symbols, `coinbase:BTC-USD` for one exchange only (env K2_SYMBOLS; default per venue)",
+      )
+      .option(
+        "--streams <list>",
+        "comma-separated streams, `kraken:trade` for one exchange only (env K2_STREAMS; default per venue)",
+      )
+      .option(
+        "--ws-url <url>",
+        "venue WebSocket base URL, one per exchange (env K2_WS_URL; default per venue)",
+      )
+      .option(
+        "--replay <file>",
+        "replay a capture through an in-process replay server instead of the live venue (one file per exchange, in order)",
+      )
+      .option("--speed <x>", "replay pace: 1, 10, ... or max", "max")
+      .option(
+        "--exit-at-end",
+        "with --replay: flush, print a JSON summary line on stdout and exit when the replay ends",
+      );
+  }
+  if (groups.includes("store")) {
+    cmd.option(
       "--db <spec>",
       "store: DuckDB file PATH, duckdb:PATH or postgres://USER@HOST:5432/DB (env K2_DB; default ./k2.duckdb)",
-    )
-    .option(
-      "--http-port <n>",
-      "HTTP port for /health and /metrics, 0 = any free port (env K2_HTTP_PORT; default 8080)",
-    )
-    .option("--http-host <host>", "HTTP bind address (env K2_HTTP_HOST; default 127.0.0.1)")
-    .option("--ws-url <url>", "venue WebSocket base URL, one per exchange (env K2_WS_URL; default per venue)")
-    .option(
-      "--replay <file>",
-      "replay a capture through an in-process replay server instead of the live venue (one file per exchange, in order)",
-    )
-    .option("--speed <x>", "replay pace: 1, 10, ... or max", "max")
-    .option(
-      "--exit-at-end",
-      "with --replay: flush, print a JSON summary line on stdout and exit when the replay ends",
-    )
-    .option("--batch-size <n>", "store batch size (env K2_BATCH_SIZE; default 500)")
-    .option("--batch-max-wait-ms <ms>", "store batch time bound (env K2_BATCH_MAX_WAIT_MS; default 2000)")
-    .option("--max-batch-size <n>", "largest batch under backlog (env K2_MAX_BATCH_SIZE; default 50000)")
-    .option(
+    );
+  }
+  if (groups.includes("batch")) {
+    cmd
+      .option("--batch-size <n>", "store batch size (env K2_BATCH_SIZE; default 500)")
+      .option("--batch-max-wait-ms <ms>", "store batch time bound (env K2_BATCH_MAX_WAIT_MS; default 2000)")
+      .option("--max-batch-size <n>", "largest batch under backlog (env K2_MAX_BATCH_SIZE; default 50000)");
+    if (!roles.ingest) cmd.option("--group <name>", "consumer group (env K2_GROUP; default k2-persist)");
+  }
+  if (groups.includes("serve")) {
+    cmd.option(
       "--candle-grace-ms <ms>",
       "close a quiet market's candle this long after its end (env K2_CANDLE_GRACE_MS; default 2000)",
+    );
+  }
+  if (groups.includes("bus")) {
+    cmd.option(
+      "--bus <url>",
+      "bus: memory, nats://HOST:4222[,HOST2][?replicas=3&max_age=7d] or kafka://HOST:9092 (env K2_BUS; default memory)",
+    );
+  }
+  cmd
+    .option(
+      "--http-port <n>",
+      "HTTP port for /health and /metrics (and the API), 0 = any free port (env K2_HTTP_PORT; default 8080)",
     )
+    .option("--http-host <host>", "HTTP bind address (env K2_HTTP_HOST; default 127.0.0.1)")
     .action(async (flags: RunFlags) => {
       let config: ReturnType<typeof resolveRunConfig>;
       try {
         config = resolveRunConfig(flags);
+        if (name !== "run" && config.bus === "memory") {
+          throw new ConfigError(
+            `--bus: k2 ${name} shares records with other processes: give nats://HOST:4222 or kafka://HOST:9092`,
+          );
+        }
       } catch (e) {
         if (e instanceof ConfigError) fail(e.message);
         throw e;
       }
       const logger = createLogger();
-      const running = await startRun(config, logger);
+      const running = await startProcess(config, logger, roles);
       const signal = onSignal();
       const reason = await (running.replayDone && config.exitAtEnd
         ? Promise.race([running.replayDone.then(() => "replay finished"), signal])
         : signal);
       const summary = await running.stop(reason);
-      process.stdout.write(
-        `${JSON.stringify({
-          frames: summary.frames,
-          trades: summary.trades,
-          quotes: summary.quotes,
-          rejected: summary.rejected,
-          duplicates: summary.duplicates,
-          aggTrades: summary.aggTrades,
-          stored: summary.stored,
-          gaps: summary.gaps,
-          elapsed_ms: summary.elapsed_ms,
-          receive_ms: summary.receive_ms,
-          frames_per_s: summary.frames_per_s,
-          max_rss_mb: summary.max_rss_mb,
-        })}\n`,
-      );
+      const line: Record<string, number> = roles.ingest
+        ? {
+            frames: summary.frames,
+            trades: summary.trades,
+            quotes: summary.quotes,
+            rejected: summary.rejected,
+            duplicates: summary.duplicates,
+            aggTrades: summary.aggTrades,
+          }
+        : {};
+      if (roles.persist) {
+        line.stored = summary.stored;
+        line.duplicates = summary.duplicates;
+        line.redeliveries = summary.redeliveries;
+      }
+      if (roles.ingest) {
+        line.gaps = summary.gaps;
+        line.elapsed_ms = summary.elapsed_ms;
+        line.receive_ms = summary.receive_ms;
+        line.frames_per_s = summary.frames_per_s;
+      }
+      line.max_rss_mb = summary.max_rss_mb;
+      process.stdout.write(`${JSON.stringify(line)}\n`);
     });
 }

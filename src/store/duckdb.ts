@@ -272,8 +272,8 @@ export class DuckDBStore implements Store {
       }
       if (batch.candles && batch.candles.length > 0) {
         appendCandles(this.stageCandles, batch.candles);
+        // candles are derived, not source records: a candle written again is not a duplicate
         result.candles = await run(MOVE_CANDLES);
-        total += batch.candles.length;
         cleanup.push("DELETE FROM stage_candles");
       }
       if (begun) await c.run(`${cleanup.map((x) => `${x}; `).join("")}COMMIT`);
@@ -288,13 +288,7 @@ export class DuckDBStore implements Store {
       throw err;
     }
     result.duplicates =
-      total -
-      result.trades -
-      result.aggTrades -
-      result.quotes -
-      result.deadLetters -
-      result.gaps -
-      (result.candles ?? 0);
+      total - result.trades - result.aggTrades - result.quotes - result.deadLetters - result.gaps;
     return result;
   }
 

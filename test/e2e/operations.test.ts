@@ -107,7 +107,10 @@ describe("k2 run operations", () => {
     [["run", "--http-port", "70000"], /--http-port: expected an integer from 0 to 65535, got "70000"/],
     [["run", "--streams", "trade,depth"], /--streams: unknown Binance stream "depth"/],
     [["run", "--exchange", "nasdaq"], /--exchange: unknown exchange "nasdaq"/],
-    [["run", "--speed", "fast", "--replay", "x.gz"], /--speed: expected a positive number/],
+    [
+      ["run", "--speed", "fast", "--replay", sharedData("binance-spot/btcusdt_20240808.gz")],
+      /--speed: expected a positive number/,
+    ],
     [["run", "--replay", "/nonexistent.gz"], /--replay: cannot read "\/nonexistent.gz"/],
     [["run", "--exit-at-end"], /--exit-at-end: only meaningful with --replay FILE/],
     [["run", "--batch-size", "0"], /--batch-size: expected an integer from 1/],

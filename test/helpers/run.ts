@@ -11,6 +11,7 @@ export function testConfig(overrides: Partial<RunConfig> = {}): RunConfig {
     streams: "trade,bookTicker",
     db: join(tempDir(), "k2.duckdb"),
     httpPort: "0",
+    wsUrl: overrides.wsUrl,
   });
   return { ...base, ...overrides };
 }
