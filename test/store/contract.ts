@@ -14,7 +14,19 @@ import {
 } from "../../src/schema/decimal.js";
 import { deterministicMessageId } from "../../src/schema/message-id.js";
 import type { DeadLetter, QuoteV2, SequenceGap, TradeV2 } from "../../src/schema/records.js";
-import { batchSize, emptyBatch, type Store, type WriteBatch } from "../../src/store/store.js";
+import {
+  batchSize,
+  emptyBatch,
+  type Store,
+  type WriteBatch,
+  type WriteResult,
+} from "../../src/store/store.js";
+
+/** A write result without the optional `candles` count (only stores that keep candles report it). */
+function core(r: WriteResult): Omit<WriteResult, "candles"> {
+  const { candles: _candles, ...rest } = r;
+  return rest;
+}
 
 /** A fresh, empty database and a way to open stores on it. */
 export interface FreshDatabase {
@@ -159,11 +171,18 @@ export function storeContract(name: string, harness: StoreHarness): void {
         gaps: [gap(0)],
       });
       const first = await store.write(b);
-      expect(first).toEqual({ trades: 3, aggTrades: 2, quotes: 3, deadLetters: 1, gaps: 1, duplicates: 0 });
+      expect(core(first)).toEqual({
+        trades: 3,
+        aggTrades: 2,
+        quotes: 3,
+        deadLetters: 1,
+        gaps: 1,
+        duplicates: 0,
+      });
       const counts = await tableCounts(store);
       expect(counts).toEqual({ trades: 3, agg_trades: 2, quotes: 3, dead_letters: 1, gaps: 1 });
       const second = await store.write(b);
-      expect(second).toEqual({
+      expect(core(second)).toEqual({
         trades: 0,
         aggTrades: 0,
         quotes: 0,
@@ -189,7 +208,14 @@ export function storeContract(name: string, harness: StoreHarness): void {
           gaps: [gap(4), gap(4)],
         }),
       );
-      expect(result).toEqual({ trades: 2, aggTrades: 1, quotes: 1, deadLetters: 1, gaps: 1, duplicates: 5 });
+      expect(core(result)).toEqual({
+        trades: 2,
+        aggTrades: 1,
+        quotes: 1,
+        deadLetters: 1,
+        gaps: 1,
+        duplicates: 5,
+      });
       expect(await tableCounts(store)).toEqual({
         trades: 2,
         agg_trades: 1,
@@ -329,7 +355,7 @@ export function storeContract(name: string, harness: StoreHarness): void {
       expect((await tableCounts(store)).trades).toBe(0);
       // the store is still usable and no key of the failed batches was kept
       const fixed = { ...bad, quotes: [quote(1), quote(2)] };
-      expect(await store.write(fixed)).toEqual({
+      expect(core(await store.write(fixed))).toEqual({
         trades: 2,
         aggTrades: 1,
         quotes: 2,
