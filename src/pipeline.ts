@@ -89,7 +89,11 @@ export class Publisher {
     private readonly logger: Logger,
   ) {}
 
+  /** Messages pushed. */
+  pushed = 0;
+
   push(m: BusMessage): void {
+    this.pushed++;
     this.buffer.push(m);
     if (!this.scheduled) {
       this.scheduled = true;
@@ -126,6 +130,27 @@ export class Publisher {
   async flush(): Promise<void> {
     this.drain();
     await this.chain;
+  }
+
+  /**
+   * As {@link flush}, bounded: resolves true when everything was acknowledged, false when `timeoutMs`
+   * passed first (shutdown must end even when the bus stays unreachable; what was not acknowledged is
+   * logged with its count).
+   */
+  async flushWithin(timeoutMs: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    const ok = await Promise.race([this.flush().then(() => true as const), timedOut]);
+    clearTimeout(timer);
+    if (!ok) {
+      this.logger.error(
+        { pushed: this.pushed, acknowledged: this.acked, timeoutMs },
+        "shutdown: the bus did not acknowledge every message in time",
+      );
+    }
+    return ok;
   }
 }
 

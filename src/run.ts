@@ -295,7 +295,7 @@ export async function startProcess(
     stopping = (async () => {
       logger.info({ reason }, "shutting down: stopping feed, draining bus, flushing store");
       await Promise.all(feeds.map((f) => f.connection.stop()));
-      await publisher.flush();
+      await publisher.flushWithin(60_000);
       await serving?.stop();
       // persist alone (k2 persist) finishes and acks its batch in flight; with ingest in the same
       // process it drains everything that was published

@@ -11,6 +11,7 @@
  * | `MARKET_TRADES`    | `market.{crypto,equities,futures,options}.trades.>`           |
  * | `MARKET_AGGTRADES` | `market.{crypto,equities,futures,options}.aggtrades.>`        |
  * | `MARKET_QUOTES`    | `market.{crypto,equities,futures,options}.quotes.>`           |
+ * | `MARKET_CANDLES`   | `market.{crypto,equities,futures,options}.candles.>`          |
  * | `MARKET_DLQ`       | `market.dlq.>`                                                |
  * | `MARKET_GAPS`      | `market.gaps.>`                                               |
  *
@@ -65,7 +66,7 @@ import type { Bus, BusMessage, ConsumeOptions, Consumer } from "./bus.js";
 /** One JetStream stream of the bus. */
 export interface NatsStreamSpec {
   /** Data type (`topicKind` of its topics). */
-  kind: "trades" | "aggtrades" | "quotes" | "dlq" | "gaps";
+  kind: "trades" | "aggtrades" | "quotes" | "candles" | "dlq" | "gaps";
   /** Stream name without prefix. */
   name: string;
   /** Subject patterns without prefix. */
@@ -79,6 +80,7 @@ export const NATS_STREAMS: readonly NatsStreamSpec[] = [
   { kind: "trades", name: "MARKET_TRADES", subjects: perAssetClass("trades") },
   { kind: "aggtrades", name: "MARKET_AGGTRADES", subjects: perAssetClass("aggtrades") },
   { kind: "quotes", name: "MARKET_QUOTES", subjects: perAssetClass("quotes") },
+  { kind: "candles", name: "MARKET_CANDLES", subjects: perAssetClass("candles") },
   { kind: "dlq", name: "MARKET_DLQ", subjects: ["market.dlq.>"] },
   { kind: "gaps", name: "MARKET_GAPS", subjects: ["market.gaps.>"] },
 ];
@@ -133,7 +135,7 @@ export function decodeKeyToken(token: string): string {
 }
 
 const TOPIC_RE = new RegExp(
-  `^market\\.(?:(?:dlq|gaps)\\.[a-z0-9_-]+|(?:${ASSET_CLASSES.join("|")})\\.(?:trades|aggtrades|quotes)\\.[a-z0-9_-]+)$`,
+  `^market\\.(?:(?:dlq|gaps)\\.[a-z0-9_-]+|(?:${ASSET_CLASSES.join("|")})\\.(?:trades|aggtrades|quotes|candles)\\.[a-z0-9_-]+)$`,
 );
 
 /**

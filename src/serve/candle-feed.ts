@@ -108,7 +108,7 @@ export function startCandleFeed(opts: CandleFeedOptions): CandleFeed {
       off();
       clearInterval(timer);
       if (scheduled) flushOpen();
-      await publisher.flush();
+      await publisher.flushWithin(30_000);
     },
   };
 }

@@ -5,27 +5,16 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, describe, expect, it } from "vitest";
 import type { BusMessage } from "../../src/bus/bus.js";
 import { NatsBus } from "../../src/bus/nats.js";
+import { freePort } from "../helpers/servers.js";
 import { tradeMessage, waitFor } from "./contract.js";
 
 const hasServer = spawnSync("nats-server", ["--version"]).status === 0;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
 
 describe.skipIf(!hasServer)("nats bus on a 3-node JetStream cluster", () => {
   const dir = mkdtempSync(join(tmpdir(), "k2-nats-cluster-"));

@@ -4,51 +4,17 @@
  * pipeline's Publisher does, and the consumer group ends up with every message. Skipped when no
  * `nats-server` binary is on PATH.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { BusMessage } from "../../src/bus/bus.js";
 import { NatsBus } from "../../src/bus/nats.js";
+import { freePort, hasNatsServer, startNatsServer } from "../helpers/servers.js";
 import { tradeMessage, waitFor } from "./contract.js";
 
-const hasServer = spawnSync("nats-server", ["--version"]).status === 0;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
-
-function startServer(port: number, dir: string): Promise<ChildProcess> {
-  return new Promise((resolve, reject) => {
-    const p = spawn("nats-server", ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    let out = "";
-    const timer = setTimeout(() => reject(new Error(`nats-server did not start: ${out}`)), 15_000);
-    p.stderr!.on("data", (d: Buffer) => {
-      out += d.toString();
-      if (out.includes("Server is ready")) {
-        clearTimeout(timer);
-        resolve(p);
-      }
-    });
-    p.on("exit", (code) => {
-      clearTimeout(timer);
-      if (!out.includes("Server is ready")) reject(new Error(`nats-server exited ${code}: ${out}`));
-    });
-  });
-}
-
-describe.skipIf(!hasServer)("nats bus across a nats-server SIGKILL and restart", () => {
+describe.skipIf(!hasNatsServer)("nats bus across a nats-server SIGKILL and restart", () => {
   const dir = mkdtempSync(join(tmpdir(), "k2-nats-"));
   let server: ChildProcess | null = null;
   afterAll(() => {
@@ -59,7 +25,7 @@ describe.skipIf(!hasServer)("nats bus across a nats-server SIGKILL and restart",
   it("loses nothing: every message published is consumed, redeliveries and retries are counted", async () => {
     const port = await freePort();
     const url = `nats://127.0.0.1:${port}`;
-    server = await startServer(port, dir);
+    server = await startNatsServer(port, dir);
     const producer = await NatsBus.connect({ servers: url, publishTimeoutMs: 2000, ackWaitMs: 2000 });
     const consumerBus = await NatsBus.connect({ servers: url, ackWaitMs: 2000 });
     const seen = new Set<string>();
@@ -90,7 +56,7 @@ describe.skipIf(!hasServer)("nats bus across a nats-server SIGKILL and restart",
         }, 50);
         setTimeout(async () => {
           clearInterval(poll);
-          server = await startServer(port, dir);
+          server = await startNatsServer(port, dir);
         }, 1500);
       }
       for (;;) {

@@ -1,0 +1,99 @@
+/**
+ * Private servers for fault tests, on loopback and free ports, that a test may kill and restart without
+ * disturbing the machine's shared services: nats-server (JetStream on disk) and a PostgreSQL cluster.
+ */
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { chmodSync, existsSync, mkdtempSync, readdirSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export const hasNatsServer = spawnSync("nats-server", ["--version"]).status === 0;
+
+/** A free TCP port on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+    s.on("error", reject);
+  });
+}
+
+/** Starts nats-server with JetStream storing in `dir`; resolves once it is ready. */
+export function startNatsServer(port: number, dir: string, extraArgs: string[] = []): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const p = spawn("nats-server", ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir, ...extraArgs], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`nats-server did not start: ${out}`)), 15_000);
+    p.stderr!.on("data", (d: Buffer) => {
+      out += d.toString();
+      if (out.includes("Server is ready")) {
+        clearTimeout(timer);
+        resolve(p);
+      }
+    });
+    p.on("exit", (code) => {
+      clearTimeout(timer);
+      if (!out.includes("Server is ready")) reject(new Error(`nats-server exited ${code}: ${out}`));
+    });
+  });
+}
+
+function pgBin(name: string): string | null {
+  const root = "/usr/lib/postgresql";
+  if (!existsSync(root)) return null;
+  for (const v of readdirSync(root).sort().reverse()) {
+    const p = join(root, v, "bin", name);
+    if (existsSync(p)) return p;
+  }
+  return null;
+}
+
+/** True when a private PostgreSQL cluster can be made here (initdb/pg_ctl and a `postgres` user). */
+export const canRunPrivatePostgres =
+  pgBin("initdb") !== null &&
+  spawnSync("id", ["postgres"]).status === 0 &&
+  spawnSync("runuser", ["--help"]).status === 0;
+
+/** A private PostgreSQL cluster (trust auth) owned by the `postgres` user. */
+export interface PrivatePostgres {
+  port: number;
+  url: string;
+  /** `pg_ctl restart -m fast`: every connection is cut. */
+  restart(): void;
+  stop(): void;
+}
+
+/** Creates and starts a private PostgreSQL cluster on a free port. */
+export async function startPrivatePostgres(): Promise<PrivatePostgres> {
+  const dir = mkdtempSync(join(tmpdir(), "k2-pg-"));
+  chmodSync(dir, 0o777);
+  const data = join(dir, "data");
+  const port = await freePort();
+  const asPostgres = (bin: string, args: string[]) =>
+    execFileSync("runuser", ["-u", "postgres", "--", pgBin(bin)!, ...args], {
+      stdio: "pipe",
+      timeout: 60_000,
+    });
+  asPostgres("initdb", ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync"]);
+  const opts = `-p ${port} -c listen_addresses=127.0.0.1 -k ${dir} -c fsync=off -c max_connections=60`;
+  asPostgres("pg_ctl", ["-D", data, "-o", opts, "-l", join(dir, "log"), "-w", "start"]);
+  return {
+    port,
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    restart: () =>
+      asPostgres("pg_ctl", ["-D", data, "-o", opts, "-l", join(dir, "log"), "-m", "fast", "-w", "restart"]),
+    stop: () => {
+      try {
+        asPostgres("pg_ctl", ["-D", data, "-m", "immediate", "-w", "stop"]);
+      } catch {
+        // already stopped
+      }
+    },
+  };
+}
