@@ -42,6 +42,8 @@ interface Member {
 export class MemoryBus implements Bus {
   readonly name = "memory";
   private readonly groups = new Map<string, Group>();
+  /** Groups each topic is delivered to (topics are few; computed once, reset when groups change). */
+  private readonly routes = new Map<string, Group[]>();
   private readonly members = new Set<Member>();
   private seen = new Set<string>();
   private seenOld = new Set<string>();
@@ -76,8 +78,12 @@ export class MemoryBus implements Bus {
         }
         this.seen.add(m.id);
       }
-      for (const g of this.groups.values()) {
-        if (!matches(g.prefixes, m.topic)) continue;
+      let targets = this.routes.get(m.topic);
+      if (targets === undefined) {
+        targets = [...this.groups.values()].filter((g) => matches(g.prefixes, m.topic));
+        this.routes.set(m.topic, targets);
+      }
+      for (const g of targets) {
         if (g.queue.length === g.head) g.oldestAt = now;
         g.queue.push(m);
         if (g.waiters.length > 0 && g.queue.length - g.head >= g.batchSize) wakeAll(g);
@@ -99,6 +105,7 @@ export class MemoryBus implements Bus {
         returned: null,
       };
       this.groups.set(opts.group, g);
+      this.routes.clear();
     } else {
       g.batchSize = Math.min(g.batchSize, opts.batchSize);
     }
@@ -213,6 +220,7 @@ export class MemoryBus implements Bus {
 
   async close(): Promise<void> {
     this.groups.clear();
+    this.routes.clear();
   }
 }
 

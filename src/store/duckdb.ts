@@ -114,22 +114,22 @@ const MOVE_CANDLES = `INSERT INTO candles_v2 SELECT exchange, symbol, asset_clas
   WHERE excluded.trade_count > candles_v2.trade_count`;
 
 const STAGE_TRADES = `CREATE TEMP TABLE IF NOT EXISTS stage_trades (
-  message_id VARCHAR, trade_id VARCHAR, symbol VARCHAR, exchange VARCHAR, asset_class VARCHAR, ts BIGINT,
+  message_id VARCHAR, trade_id VARCHAR, symbol VARCHAR, exchange VARCHAR, asset_class VARCHAR, ts DOUBLE,
   price VARCHAR, quantity VARCHAR, currency VARCHAR, side VARCHAR, trade_conditions VARCHAR,
-  source_sequence BIGINT, ingestion_timestamp BIGINT, platform_sequence BIGINT, vendor_data VARCHAR)`;
+  source_sequence DOUBLE, ingestion_timestamp DOUBLE, platform_sequence DOUBLE, vendor_data VARCHAR)`;
 const STAGE_QUOTES = `CREATE TEMP TABLE IF NOT EXISTS stage_quotes (
-  message_id VARCHAR, symbol VARCHAR, exchange VARCHAR, asset_class VARCHAR, ts BIGINT,
+  message_id VARCHAR, symbol VARCHAR, exchange VARCHAR, asset_class VARCHAR, ts DOUBLE,
   bid_price VARCHAR, bid_quantity VARCHAR, ask_price VARCHAR, ask_quantity VARCHAR, currency VARCHAR,
-  source_sequence BIGINT, ingestion_timestamp BIGINT, platform_sequence BIGINT, vendor_data VARCHAR)`;
+  source_sequence DOUBLE, ingestion_timestamp DOUBLE, platform_sequence DOUBLE, vendor_data VARCHAR)`;
 
 const MOVE_TRADES = (table: string) => `INSERT INTO ${table} SELECT
-  message_id::UUID, trade_id, symbol, exchange, asset_class, ts, price::DECIMAL(18,8), quantity::DECIMAL(18,8),
-  currency, side, trade_conditions::JSON::VARCHAR[], source_sequence, ingestion_timestamp, platform_sequence,
-  vendor_data::JSON FROM stage_trades ON CONFLICT DO NOTHING`;
+  message_id::UUID, trade_id, symbol, exchange, asset_class, ts::BIGINT, price::DECIMAL(18,8), quantity::DECIMAL(18,8),
+  currency, side, trade_conditions::JSON::VARCHAR[], source_sequence::BIGINT, ingestion_timestamp::BIGINT,
+  platform_sequence::BIGINT, vendor_data::JSON FROM stage_trades ON CONFLICT DO NOTHING`;
 const MOVE_QUOTES = `INSERT INTO quotes_v2 SELECT
-  message_id::UUID, symbol, exchange, asset_class, ts, bid_price::DECIMAL(18,8), bid_quantity::DECIMAL(18,8),
-  ask_price::DECIMAL(18,8), ask_quantity::DECIMAL(18,8), currency, source_sequence, ingestion_timestamp,
-  platform_sequence, vendor_data::JSON FROM stage_quotes ON CONFLICT DO NOTHING`;
+  message_id::UUID, symbol, exchange, asset_class, ts::BIGINT, bid_price::DECIMAL(18,8), bid_quantity::DECIMAL(18,8),
+  ask_price::DECIMAL(18,8), ask_quantity::DECIMAL(18,8), currency, source_sequence::BIGINT,
+  ingestion_timestamp::BIGINT, platform_sequence::BIGINT, vendor_data::JSON FROM stage_quotes ON CONFLICT DO NOTHING`;
 
 export interface DuckDBStoreOptions {
   /** Database file path, or `:memory:`. */
@@ -355,6 +355,14 @@ function appendCandles(a: DuckDBAppender, records: CandleV2[]): void {
   a.flushSync();
 }
 
+/** JSON text of a vendor_data map (`{}` without serializing when empty, as bookTicker's is). */
+function jsonObject(o: Record<string, string>): string {
+  for (const _ in o) return JSON.stringify(o);
+  return "{}";
+}
+
+// Integer columns (µs times, sequences) are staged as DOUBLE: they are JS numbers, exact below 2^53,
+// and DuckDB casts them back to BIGINT exactly, with no BigInt allocated per value.
 function appendTrades(a: DuckDBAppender, records: TradeV2[]): void {
   for (const t of records) {
     a.appendVarchar(t.message_id);
@@ -362,17 +370,17 @@ function appendTrades(a: DuckDBAppender, records: TradeV2[]): void {
     a.appendVarchar(t.symbol);
     a.appendVarchar(t.exchange);
     a.appendVarchar(t.asset_class);
-    a.appendBigInt(BigInt(t.timestamp));
+    a.appendDouble(t.timestamp);
     a.appendVarchar(t.price);
     a.appendVarchar(t.quantity);
     a.appendVarchar(t.currency);
     a.appendVarchar(t.side);
     a.appendVarchar(t.trade_conditions.length === 0 ? "[]" : JSON.stringify(t.trade_conditions));
     if (t.source_sequence === null) a.appendNull();
-    else a.appendBigInt(BigInt(t.source_sequence));
-    a.appendBigInt(BigInt(t.ingestion_timestamp));
-    a.appendBigInt(BigInt(t.platform_sequence));
-    a.appendVarchar(JSON.stringify(t.vendor_data));
+    else a.appendDouble(t.source_sequence);
+    a.appendDouble(t.ingestion_timestamp);
+    a.appendDouble(t.platform_sequence);
+    a.appendVarchar(jsonObject(t.vendor_data));
     a.endRow();
   }
   a.flushSync();
@@ -384,17 +392,17 @@ function appendQuotes(a: DuckDBAppender, records: QuoteV2[]): void {
     a.appendVarchar(q.symbol);
     a.appendVarchar(q.exchange);
     a.appendVarchar(q.asset_class);
-    a.appendBigInt(BigInt(q.timestamp));
+    a.appendDouble(q.timestamp);
     a.appendVarchar(q.bid_price);
     a.appendVarchar(q.bid_quantity);
     a.appendVarchar(q.ask_price);
     a.appendVarchar(q.ask_quantity);
     a.appendVarchar(q.currency);
     if (q.source_sequence === null) a.appendNull();
-    else a.appendBigInt(BigInt(q.source_sequence));
-    a.appendBigInt(BigInt(q.ingestion_timestamp));
-    a.appendBigInt(BigInt(q.platform_sequence));
-    a.appendVarchar(JSON.stringify(q.vendor_data));
+    else a.appendDouble(q.source_sequence);
+    a.appendDouble(q.ingestion_timestamp);
+    a.appendDouble(q.platform_sequence);
+    a.appendVarchar(jsonObject(q.vendor_data));
     a.endRow();
   }
   a.flushSync();
