@@ -77,9 +77,13 @@ export interface IngestOptions {
  * Buffers bus messages within one event-loop turn and publishes them as one call, waiting for the ack.
  * A failed publish is retried with backoff, keeping order; `flush()` resolves when all are acked.
  */
+/** Largest batch handed to the bus in one publish call. */
+const MAX_PUBLISH_BATCH = 20_000;
+
 export class Publisher {
   private buffer: BusMessage[] = [];
   private scheduled = false;
+  private inFlight = false;
   private chain: Promise<void> = Promise.resolve();
   /** Messages published and acknowledged. */
   acked = 0;
@@ -101,12 +105,22 @@ export class Publisher {
     }
   }
 
+  /**
+   * One publish in flight at a time, in order; what arrives meanwhile waits in the buffer and goes out
+   * as the next, larger batch (so batches grow with the bus's ack latency instead of throughput
+   * falling to one small batch per round trip).
+   */
   private drain(): void {
     this.scheduled = false;
-    if (this.buffer.length === 0) return;
-    const batch = this.buffer;
-    this.buffer = [];
-    this.chain = this.chain.then(() => this.publishWithRetry(batch));
+    if (this.inFlight || this.buffer.length === 0) return;
+    const batch =
+      this.buffer.length > MAX_PUBLISH_BATCH ? this.buffer.splice(0, MAX_PUBLISH_BATCH) : this.buffer;
+    if (batch === this.buffer) this.buffer = [];
+    this.inFlight = true;
+    this.chain = this.publishWithRetry(batch).then(() => {
+      this.inFlight = false;
+      this.drain();
+    });
   }
 
   private async publishWithRetry(batch: BusMessage[]): Promise<void> {
@@ -129,7 +143,10 @@ export class Publisher {
   /** Resolves when every pushed message has been acknowledged by the bus. */
   async flush(): Promise<void> {
     this.drain();
-    await this.chain;
+    while (this.inFlight || this.buffer.length > 0) {
+      await this.chain;
+      this.drain();
+    }
   }
 
   /**

@@ -152,5 +152,7 @@ function registerProcess(
       }
       line.max_rss_mb = summary.max_rss_mb;
       process.stdout.write(`${JSON.stringify(line)}\n`);
+      // everything is flushed and closed; do not wait for client libraries' idle timers
+      process.exit(0);
     });
 }
