@@ -8,7 +8,7 @@
  * disturbs nothing else.
  */
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
@@ -192,7 +192,6 @@ describe.skipIf(!hasNatsServer || !canRunPrivatePostgres)(
       p1.child.kill("SIGKILL");
       await p1.exited;
       const p3 = persist(prefix, db); // restarted
-      console.log("stage: persist killed and restarted", new Date().toISOString());
       const ingExit = await exitedWithin(ing, 90_000);
       expect(ingExit.code, ingExit.stderr.slice(-1500)).toBe(0);
       expect(lastJsonLine(ingExit.stdout)).toMatchObject({

@@ -3,7 +3,7 @@
  * disturbing the machine's shared services: nats-server (JetStream on disk) and a PostgreSQL cluster.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readdirSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -94,6 +94,7 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
       } catch {
         // already stopped
       }
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
