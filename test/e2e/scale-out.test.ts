@@ -49,6 +49,7 @@ describe.skipIf(!hasNatsServer || !canRunPrivatePostgres)(
       for (const c of children) c.child.kill("SIGKILL");
       nats?.kill("SIGKILL");
       pg?.stop();
+      rmSync(natsDir, { recursive: true, force: true });
     });
 
     async function newDatabase(name: string): Promise<string> {
