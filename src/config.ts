@@ -4,6 +4,7 @@
  */
 import { existsSync } from "node:fs";
 import { z } from "zod";
+import { type GatewayConfig, resolveGatewayConfig } from "./serve/gateway-config.js";
 import { getVenue, venueNames } from "./venues/registry.js";
 
 /** Thrown for invalid configuration; the CLI prints the message and exits 2. */
@@ -65,6 +66,8 @@ export interface RunConfig {
   batchSize: number;
   batchMaxWaitMs: number;
   maxBatchSize: number;
+  /** API tokens and WebSocket gateway limits (`K2_API_TOKENS`, `K2_WS_*`). */
+  gateway: GatewayConfig;
 }
 
 /**
@@ -116,6 +119,12 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
     throw new ConfigError(`--replay: cannot read "${flags.replay}"`);
   if (flags.exitAtEnd && !flags.replay)
     throw new ConfigError("--exit-at-end: only meaningful with --replay FILE");
+  let gateway: GatewayConfig;
+  try {
+    gateway = resolveGatewayConfig(env);
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
   return {
     exchange,
     symbols,
@@ -133,5 +142,6 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
       flags.batchMaxWaitMs ?? env.K2_BATCH_MAX_WAIT_MS ?? 2000,
     ),
     maxBatchSize,
+    gateway,
   };
 }

@@ -18,7 +18,10 @@ import {
 import { detectCaptureFormat, REPLAY_SERVERS } from "./replay/index.js";
 import type { ReplayServer } from "./replay/replay-server.js";
 import { WorkerReplayServer } from "./replay/replay-worker.js";
+import type { Gateway } from "./serve/gateway.js";
 import { createHttpServer, listen } from "./serve/http.js";
+import { BusLiveFeed } from "./serve/live-feed.js";
+import { registerLiveServing } from "./serve/live-serving.js";
 import { DuckDBStore } from "./store/duckdb.js";
 import type { Store } from "./store/store.js";
 import { getVenue } from "./venues/registry.js";
@@ -52,6 +55,8 @@ export interface RunningPipeline {
   feed: FeedHandle;
   store: Store;
   metrics: Metrics;
+  /** The WebSocket gateway at `/ws` (for its counters). */
+  gateway: Gateway;
   /** Stops the feed, drains the bus, flushes the store, closes everything; resolves with the summary. */
   stop(reason: string): Promise<RunSummary>;
   /** Resolves when the replay has been fully received (only with a replay). */
@@ -102,6 +107,8 @@ export async function startRun(
     batchMaxWaitMs: config.batchMaxWaitMs,
     maxBatchSize: config.maxBatchSize,
   });
+  // live records for the gateway and dashboard: a consumer group of its own, before anything is published
+  const live = new BusLiveFeed(bus, logger);
   const publisher = new Publisher(bus, logger);
   let firstFrameAt = 0;
   let lastFrameAt = 0;
@@ -127,6 +134,7 @@ export async function startRun(
     publisher,
   );
 
+  let gateway: Gateway | undefined;
   const app = await createHttpServer({
     metrics,
     health: async () => {
@@ -137,6 +145,15 @@ export async function startRun(
       const s = await store.check();
       if (s) problems.push(s);
       return problems;
+    },
+    register: (app) => {
+      gateway = registerLiveServing(app, {
+        feed: live,
+        config: config.gateway,
+        metrics,
+        logger,
+        status: { feeds: [feed], symbols: config.symbols, storeLag: () => persist.consumer.lag() },
+      });
     },
   });
   const httpPort = await listen(app, config.httpPort, config.httpHost);
@@ -167,6 +184,7 @@ export async function startRun(
       logger.info({ reason }, "shutting down: stopping feed, draining bus, flushing store");
       await feed.connection.stop();
       await publisher.flush();
+      await live.stop();
       await persist.consumer.stop({ drain: true });
       const end = performance.now();
       await store.close();
@@ -194,6 +212,7 @@ export async function startRun(
     feed,
     store,
     metrics,
+    gateway: gateway!,
     stop,
     replayDone,
   };

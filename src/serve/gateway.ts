@@ -1,0 +1,680 @@
+/**
+ * The live WebSocket gateway at `/ws` on the Fastify server (protocol: `gateway-protocol.ts`).
+ *
+ * Fan-out: each live record is serialized once, then written to every subscribed client in one
+ * synchronous pass; nothing awaits a client, so a slow client never delays the others or the ingest
+ * path. Built on `ws` (github.com/websockets/ws) attached with `noServer` to the HTTP server's
+ * `upgrade` event.
+ *
+ * Backpressure, per client:
+ *   - while the socket's unflushed bytes (`bufferedAmount`) stay under `highWaterBytes`, messages are
+ *     written straight away;
+ *   - above it the client is *behind*: messages wait in its own send queue, drained as the socket
+ *     drains. While waiting, quotes and ticks are conflated: a newer quote/tick of the same symbol
+ *     replaces the queued one (counted in `k2_ws_messages_conflated_total`), whereas trades, candles
+ *     and replies keep their order and are never dropped;
+ *   - once more than `maxQueue` messages wait, the client is disconnected with close code 4000 and a
+ *     reason (`slow consumer: ...`), its queue is freed, and `k2_ws_disconnects_total{reason=
+ *     "slow_consumer"}` counts it. A client that does not read its socket cannot read the close frame
+ *     either: it is terminated `closeGraceMs` later.
+ *
+ * Liveness: every `heartbeatMs` each client gets `{"type":"heartbeat","ts":µs}` and a WebSocket ping;
+ * a client from which nothing (message, ping or pong) arrived for `idleTimeoutMs` is closed with 4001.
+ */
+import type { IncomingMessage } from "node:http";
+import type { Socket } from "node:net";
+import type { FastifyInstance } from "fastify";
+import { Counter, Gauge } from "prom-client";
+import { type RawData, type WebSocket, WebSocketServer } from "ws";
+import type { Logger } from "../ops/logger.js";
+import type { Metrics } from "../ops/metrics.js";
+import type { QuoteV2, TradeV2 } from "../schema/records.js";
+import type { TokenAuth } from "./auth.js";
+import {
+  type Channel,
+  CLOSE_CODES,
+  type ClientMessage,
+  parseClientMessage,
+  type RequestId,
+  type SubscribeRequest,
+} from "./gateway-protocol.js";
+import type { LiveCandle, LiveFeed, Tick } from "./live-feed.js";
+
+/** Options of {@link Gateway}. */
+export interface GatewayOptions {
+  feed: LiveFeed;
+  metrics: Metrics;
+  logger: Logger;
+  auth: TokenAuth;
+  /** Heartbeat period, ms (default 30000). */
+  heartbeatMs?: number;
+  /** Close a client silent this long, ms (default 90000). */
+  idleTimeoutMs?: number;
+  /** Most messages waiting for a client that fell behind before it is cut (default 10000). */
+  maxQueue?: number;
+  /** `bufferedAmount` (bytes) above which a client counts as behind (default 512 KiB). */
+  highWaterBytes?: number;
+  /** After a close frame, terminate a client that has not completed the close within this, ms (default 5000). */
+  closeGraceMs?: number;
+  /** Path of the endpoint (default `/ws`). */
+  path?: string;
+  /** Most symbols a client may hold per channel (default 1000). */
+  maxSymbolsPerChannel?: number;
+}
+
+/** Counters of the gateway (also exported to `/metrics`). */
+export interface GatewayStats {
+  clients: number;
+  /** Clients currently behind (with a non-empty send queue). */
+  behind: number;
+  messages_sent: number;
+  conflated: number;
+  disconnected_slow: number;
+  disconnected_idle: number;
+  rejected_unauthorized: number;
+}
+
+interface QueueItem {
+  /** null once conflated away. */
+  frame: Buffer | null;
+  key: string | null;
+}
+
+interface Subscription {
+  all: boolean;
+  symbols: Set<string>;
+  batchMs: number;
+}
+
+interface Batch {
+  items: string[];
+  /** Index in `items` of each symbol's latest entry (conflatable channels). */
+  bySymbol: Map<string, number> | null;
+  timer: NodeJS.Timeout;
+}
+
+interface ChannelIndex {
+  all: Set<Client>;
+  bySymbol: Map<string, Set<Client>>;
+}
+
+class Client {
+  readonly subs = new Map<Channel, Subscription>();
+  readonly batches = new Map<Channel, Batch>();
+  queue: (QueueItem | undefined)[] = [];
+  head = 0;
+  /** Frames waiting (conflated ones excluded). */
+  queued = 0;
+  readonly latest = new Map<string, QueueItem>();
+  lastSeenMs: number;
+  conflated = 0;
+  closed = false;
+  corked = false;
+
+  constructor(
+    readonly id: number,
+    readonly ws: WebSocket,
+    readonly socket: Socket | null,
+    readonly remote: string,
+  ) {
+    this.lastSeenMs = Date.now();
+  }
+}
+
+const CONFLATABLE = new Set<Channel>(["quotes", "ticks"]);
+const TEXT = { binary: false } as const;
+const nowMicros = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
+
+/** The WebSocket gateway; {@link Gateway.attach} puts it on a Fastify server. */
+export class Gateway {
+  private readonly clients = new Set<Client>();
+  private readonly index = new Map<Channel, ChannelIndex>();
+  private readonly behind = new Set<Client>();
+  private readonly corked: Client[] = [];
+  private uncorkScheduled = false;
+  private drainTimer: NodeJS.Timeout | null = null;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private lastHeartbeatMs = Date.now();
+  private wss: WebSocketServer | null = null;
+  private nextId = 1;
+  private readonly counts = { sent: 0, conflated: 0, slow: 0, idle: 0, unauthorized: 0 };
+  private readonly heartbeatMs: number;
+  private readonly idleTimeoutMs: number;
+  private readonly maxQueue: number;
+  private readonly highWater: number;
+  private readonly closeGraceMs: number;
+  private readonly maxSymbols: number;
+  readonly path: string;
+  private readonly listeners: {
+    trade: (t: TradeV2) => void;
+    quote: (q: QuoteV2) => void;
+    tick: (t: Tick) => void;
+    candle: (c: LiveCandle) => void;
+  };
+
+  constructor(private readonly opts: GatewayOptions) {
+    this.heartbeatMs = opts.heartbeatMs ?? 30_000;
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? 90_000;
+    this.maxQueue = opts.maxQueue ?? 10_000;
+    this.highWater = opts.highWaterBytes ?? 512 * 1024;
+    this.closeGraceMs = opts.closeGraceMs ?? 5000;
+    this.maxSymbols = opts.maxSymbolsPerChannel ?? 1000;
+    this.path = opts.path ?? "/ws";
+    this.listeners = {
+      trade: (t) => this.publish("trades", "trade", t.exchange, t.symbol, t),
+      quote: (q) => this.publish("quotes", "quote", q.exchange, q.symbol, q),
+      tick: (t) => this.publish("ticks", "tick", t.exchange, t.symbol, t),
+      candle: (c) => this.publish(`candles.${c.interval}` as Channel, "candle", c.exchange, c.symbol, c),
+    };
+    this.registerMetrics(opts.metrics);
+  }
+
+  /** Counters so far. */
+  stats(): GatewayStats {
+    return {
+      clients: this.clients.size,
+      behind: this.behind.size,
+      messages_sent: this.counts.sent,
+      conflated: this.counts.conflated,
+      disconnected_slow: this.counts.slow,
+      disconnected_idle: this.counts.idle,
+      rejected_unauthorized: this.counts.unauthorized,
+    };
+  }
+
+  /**
+   * Serves the gateway on `app`'s HTTP server at {@link path}, starts listening to the feed and the
+   * heartbeat, and closes every client when the app closes. Upgrade requests for other paths get 404.
+   */
+  attach(app: FastifyInstance): void {
+    const wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: 64 * 1024,
+      perMessageDeflate: false,
+      clientTracking: false,
+    });
+    this.wss = wss;
+    app.server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      const path = (req.url ?? "/").split("?", 1)[0];
+      if (path !== this.path) {
+        socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+        return;
+      }
+      wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req));
+    });
+    const f = this.opts.feed;
+    f.on("trade", this.listeners.trade);
+    f.on("quote", this.listeners.quote);
+    f.on("tick", this.listeners.tick);
+    f.on("candle", this.listeners.candle);
+    const period = Math.max(20, Math.min(this.heartbeatMs, this.idleTimeoutMs / 4));
+    this.sweepTimer = setInterval(() => this.sweep(), period);
+    this.sweepTimer.unref();
+    app.addHook("preClose", async () => {
+      await this.close();
+    });
+  }
+
+  /** Stops listening to the feed, closes every client (1001) and waits briefly for them to go. */
+  async close(): Promise<void> {
+    const f = this.opts.feed;
+    f.off("trade", this.listeners.trade);
+    f.off("quote", this.listeners.quote);
+    f.off("tick", this.listeners.tick);
+    f.off("candle", this.listeners.candle);
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    if (this.drainTimer) clearInterval(this.drainTimer);
+    this.sweepTimer = null;
+    this.drainTimer = null;
+    const all = [...this.clients];
+    const gone = all.map((c) => new Promise<void>((resolve) => c.ws.once("close", () => resolve())));
+    for (const c of all) this.closeClient(c, CLOSE_CODES.goingAway, "server shutting down");
+    await Promise.race([Promise.all(gone), new Promise((r) => setTimeout(r, 1000))]);
+    for (const c of all) c.ws.terminate();
+    this.wss?.close();
+  }
+
+  private accept(ws: WebSocket, req: IncomingMessage): void {
+    const socket = (ws as unknown as { _socket?: Socket })._socket ?? null;
+    const remote = `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? "?"}`;
+    if (!this.opts.auth.acceptsRequest(req)) {
+      this.counts.unauthorized++;
+      this.opts.logger.warn({ remote }, "ws client rejected: missing or invalid API token");
+      ws.on("error", () => {});
+      ws.close(CLOSE_CODES.unauthorized, "unauthorized: missing or invalid API token");
+      setTimeout(() => ws.terminate(), this.closeGraceMs).unref();
+      return;
+    }
+    const c = new Client(this.nextId++, ws, socket, remote);
+    this.clients.add(c);
+    socket?.on("drain", () => {
+      if (this.behind.has(c)) this.drainClient(c);
+    });
+    ws.on("message", (data: RawData, isBinary: boolean) => {
+      c.lastSeenMs = Date.now();
+      if (c.closed) return;
+      if (isBinary) {
+        this.reply(c, { type: "error", id: null, field: null, error: "expected a JSON text frame" });
+        return;
+      }
+      this.onMessage(c, rawText(data));
+    });
+    ws.on("pong", () => {
+      c.lastSeenMs = Date.now();
+    });
+    ws.on("ping", () => {
+      c.lastSeenMs = Date.now();
+    });
+    ws.on("error", (err) => this.opts.logger.debug({ client: c.id, err: err.message }, "ws client error"));
+    ws.on("close", () => this.forget(c));
+    this.opts.logger.debug({ client: c.id, remote }, "ws client connected");
+  }
+
+  private onMessage(c: Client, text: string): void {
+    const r = parseClientMessage(text);
+    if (!r.ok) {
+      this.reply(c, { type: "error", id: r.id, field: r.field, error: r.error });
+      return;
+    }
+    const m: ClientMessage = r.message;
+    const id: RequestId = m.id ?? null;
+    if (m.op === "ping") this.reply(c, { type: "pong", id, ts: nowMicros() });
+    else if (m.op === "subscribe") this.subscribe(c, m, id);
+    else this.unsubscribe(c, m.channel, m.symbols, id);
+  }
+
+  private subscribe(c: Client, m: SubscribeRequest, id: RequestId): void {
+    const channel: Channel = m.channel;
+    let sub = c.subs.get(channel);
+    const adding = m.symbols.filter((s) => s !== "*" && !sub?.symbols.has(s)).length;
+    if ((sub?.symbols.size ?? 0) + adding > this.maxSymbols) {
+      this.reply(c, {
+        type: "error",
+        id,
+        field: "symbols",
+        error: `symbols: at most ${this.maxSymbols} symbols per channel (use "*" for all)`,
+      });
+      return;
+    }
+    if (!sub) {
+      sub = { all: false, symbols: new Set(), batchMs: 0 };
+      c.subs.set(channel, sub);
+    }
+    const idx = this.channelIndex(channel);
+    for (const s of m.symbols) {
+      if (s === "*") {
+        sub.all = true;
+        idx.all.add(c);
+      } else {
+        sub.symbols.add(s);
+        let set = idx.bySymbol.get(s);
+        if (!set) {
+          set = new Set();
+          idx.bySymbol.set(s, set);
+        }
+        set.add(c);
+      }
+    }
+    if (m.batch_ms !== undefined && m.batch_ms !== sub.batchMs) {
+      this.flushBatch(c, channel);
+      sub.batchMs = m.batch_ms;
+    }
+    this.reply(c, { type: "subscribed", id, channel, symbols: symbolsOf(sub), batch_ms: sub.batchMs });
+    if (channel === "ticks" && this.opts.feed.latestTicks) {
+      const wanted = new Set(m.symbols);
+      for (const t of this.opts.feed.latestTicks()) {
+        if (wanted.has("*") || wanted.has(t.symbol))
+          this.deliver(c, "ticks", "tick", t.exchange, t.symbol, JSON.stringify(t));
+      }
+    }
+  }
+
+  private unsubscribe(c: Client, channel: Channel, symbols: string[], id: RequestId): void {
+    const sub = c.subs.get(channel);
+    const idx = this.index.get(channel);
+    if (sub && idx) {
+      for (const s of symbols) {
+        if (s === "*") {
+          sub.all = false;
+          idx.all.delete(c);
+          for (const x of sub.symbols) idx.bySymbol.get(x)?.delete(c);
+          sub.symbols.clear();
+        } else if (sub.symbols.delete(s)) {
+          const set = idx.bySymbol.get(s);
+          set?.delete(c);
+          if (set?.size === 0) idx.bySymbol.delete(s);
+        }
+      }
+      if (!sub.all && sub.symbols.size === 0) {
+        c.subs.delete(channel);
+        this.flushBatch(c, channel);
+      }
+    }
+    this.reply(c, { type: "unsubscribed", id, channel, symbols: sub ? symbolsOf(sub) : [] });
+  }
+
+  private channelIndex(channel: Channel): ChannelIndex {
+    let idx = this.index.get(channel);
+    if (!idx) {
+      idx = { all: new Set(), bySymbol: new Map() };
+      this.index.set(channel, idx);
+    }
+    return idx;
+  }
+
+  /** Fan-out of one record to the channel's subscribers; synchronous, serializes the record once. */
+  private publish(channel: Channel, type: string, exchange: string, symbol: string, record: object): void {
+    const idx = this.index.get(channel);
+    if (!idx) return;
+    const bySymbol = idx.bySymbol.get(symbol);
+    if (idx.all.size === 0 && !bySymbol) return;
+    const json = JSON.stringify(record);
+    let frame: Buffer | null = null;
+    const key = CONFLATABLE.has(channel) ? `${channel}|${exchange}|${symbol}` : null;
+    const one = (c: Client) => {
+      const sub = c.subs.get(channel);
+      if (!sub || c.closed) return;
+      if (sub.batchMs > 0) {
+        this.addToBatch(c, channel, symbol, json, sub.batchMs);
+        return;
+      }
+      frame ??= Buffer.from(`{"type":"${type}","channel":"${channel}","data":${json}}`);
+      this.send(c, frame, key);
+    };
+    for (const c of idx.all) one(c);
+    if (bySymbol) for (const c of bySymbol) if (!idx.all.has(c)) one(c);
+  }
+
+  /** One record to one client (used for the tick snapshot on subscribe). */
+  private deliver(c: Client, channel: Channel, type: string, exchange: string, symbol: string, json: string) {
+    const sub = c.subs.get(channel);
+    if (!sub) return;
+    if (sub.batchMs > 0) this.addToBatch(c, channel, symbol, json, sub.batchMs);
+    else
+      this.send(
+        c,
+        Buffer.from(`{"type":"${type}","channel":"${channel}","data":${json}}`),
+        CONFLATABLE.has(channel) ? `${channel}|${exchange}|${symbol}` : null,
+      );
+  }
+
+  private addToBatch(c: Client, channel: Channel, symbol: string, json: string, batchMs: number): void {
+    let b = c.batches.get(channel);
+    if (!b) {
+      b = {
+        items: [],
+        bySymbol: CONFLATABLE.has(channel) ? new Map() : null,
+        timer: setTimeout(() => this.flushBatch(c, channel), batchMs),
+      };
+      c.batches.set(channel, b);
+    }
+    if (b.bySymbol) {
+      const at = b.bySymbol.get(symbol);
+      if (at !== undefined && c.queued > 0) {
+        // behind: the batch keeps only the latest quote/tick per symbol
+        b.items[at] = json;
+        c.conflated++;
+        this.counts.conflated++;
+        return;
+      }
+      b.bySymbol.set(symbol, b.items.length);
+    }
+    b.items.push(json);
+  }
+
+  private flushBatch(c: Client, channel: Channel): void {
+    const b = c.batches.get(channel);
+    if (!b) return;
+    clearTimeout(b.timer);
+    c.batches.delete(channel);
+    if (c.closed || b.items.length === 0) return;
+    this.send(c, Buffer.from(`{"type":"batch","channel":"${channel}","data":[${b.items.join(",")}]}`), null);
+  }
+
+  private reply(c: Client, message: object): void {
+    this.send(c, Buffer.from(JSON.stringify(message)), null);
+  }
+
+  /** Writes a frame now, or queues it (conflating by `key`) when the client is behind. */
+  private send(c: Client, frame: Buffer, key: string | null): void {
+    if (c.closed) return;
+    if (c.queued === 0) {
+      if (c.corked && c.ws.bufferedAmount >= this.highWater) {
+        // a long burst filled the corked buffer: hand it to the kernel before judging the client
+        c.corked = false;
+        c.socket?.uncork();
+      }
+      if (c.ws.bufferedAmount < this.highWater) {
+        this.write(c, frame);
+        return;
+      }
+    }
+    if (key !== null) {
+      const old = c.latest.get(key);
+      if (old?.frame) {
+        old.frame = null;
+        c.queued--;
+        c.conflated++;
+        this.counts.conflated++;
+      }
+    }
+    const item: QueueItem = { frame, key };
+    c.queue.push(item);
+    c.queued++;
+    if (key !== null) c.latest.set(key, item);
+    if (c.queued > this.maxQueue) {
+      this.cutSlow(c);
+      return;
+    }
+    if (!this.behind.has(c)) {
+      this.behind.add(c);
+      if (!this.drainTimer) this.drainTimer = setInterval(() => this.drainAll(), 20);
+    }
+  }
+
+  private write(c: Client, frame: Buffer): void {
+    // cork the socket for the rest of this synchronous pass: the frames of one bus batch go out in
+    // one write per client instead of one per message
+    if (!c.corked && c.socket) {
+      c.socket.cork();
+      c.corked = true;
+      this.corked.push(c);
+      if (!this.uncorkScheduled) {
+        this.uncorkScheduled = true;
+        process.nextTick(() => this.uncorkAll());
+      }
+    }
+    c.ws.send(frame, TEXT);
+    this.counts.sent++;
+  }
+
+  private uncorkAll(): void {
+    this.uncorkScheduled = false;
+    for (const c of this.corked) {
+      c.corked = false;
+      c.socket?.uncork();
+    }
+    this.corked.length = 0;
+  }
+
+  private drainAll(): void {
+    for (const c of this.behind) this.drainClient(c);
+    if (this.behind.size === 0 && this.drainTimer) {
+      clearInterval(this.drainTimer);
+      this.drainTimer = null;
+    }
+  }
+
+  private drainClient(c: Client): void {
+    if (c.closed) {
+      this.behind.delete(c);
+      return;
+    }
+    const q = c.queue;
+    while (c.head < q.length && c.ws.bufferedAmount < this.highWater) {
+      const item = q[c.head];
+      q[c.head++] = undefined;
+      if (!item?.frame) continue;
+      if (item.key !== null && c.latest.get(item.key) === item) c.latest.delete(item.key);
+      c.queued--;
+      this.write(c, item.frame);
+    }
+    if (c.head >= q.length) {
+      c.queue = [];
+      c.head = 0;
+      c.queued = 0;
+      c.latest.clear();
+      this.behind.delete(c);
+    } else if (c.head > 4096 && c.head * 2 > q.length) {
+      c.queue = q.slice(c.head);
+      c.head = 0;
+    }
+  }
+
+  private cutSlow(c: Client): void {
+    this.counts.slow++;
+    const reason = `slow consumer: ${c.queued} messages queued (limit ${this.maxQueue}), ${c.conflated} quotes/ticks conflated`;
+    this.opts.logger.warn(
+      { client: c.id, remote: c.remote, queued: c.queued, conflated: c.conflated },
+      "ws client disconnected: slow consumer",
+    );
+    this.closeClient(c, CLOSE_CODES.slowConsumer, reason);
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const c of this.clients) {
+      if (!c.closed && now - c.lastSeenMs >= this.idleTimeoutMs) {
+        this.counts.idle++;
+        this.opts.logger.info({ client: c.id, remote: c.remote }, "ws client closed: idle");
+        this.closeClient(c, CLOSE_CODES.idle, `idle: nothing received for ${this.idleTimeoutMs} ms`);
+      }
+    }
+    if (now - this.lastHeartbeatMs >= this.heartbeatMs) {
+      this.lastHeartbeatMs = now;
+      const frame = Buffer.from(`{"type":"heartbeat","ts":${nowMicros()}}`);
+      for (const c of this.clients) {
+        if (c.closed) continue;
+        this.send(c, frame, "heartbeat");
+        if (!c.closed && c.queued === 0) c.ws.ping();
+      }
+    }
+  }
+
+  /** Stops delivering to a client, frees its queue and sends a close frame; terminates it after the grace. */
+  private closeClient(c: Client, code: number, reason: string): void {
+    if (c.closed) return;
+    c.closed = true;
+    this.unindex(c);
+    c.queue = [];
+    c.head = 0;
+    c.queued = 0;
+    c.latest.clear();
+    this.behind.delete(c);
+    try {
+      c.ws.close(code, truncateReason(reason));
+    } catch {
+      c.ws.terminate();
+    }
+    setTimeout(() => c.ws.terminate(), this.closeGraceMs).unref();
+  }
+
+  private unindex(c: Client): void {
+    for (const [channel, sub] of c.subs) {
+      const idx = this.index.get(channel);
+      if (!idx) continue;
+      idx.all.delete(c);
+      for (const s of sub.symbols) {
+        const set = idx.bySymbol.get(s);
+        set?.delete(c);
+        if (set?.size === 0) idx.bySymbol.delete(s);
+      }
+    }
+    c.subs.clear();
+    for (const b of c.batches.values()) clearTimeout(b.timer);
+    c.batches.clear();
+  }
+
+  private forget(c: Client): void {
+    if (!c.closed) {
+      c.closed = true;
+      this.unindex(c);
+    }
+    this.behind.delete(c);
+    this.clients.delete(c);
+    this.opts.logger.debug({ client: c.id }, "ws client gone");
+  }
+
+  private registerMetrics(metrics: Metrics): void {
+    const registers = [metrics.registry];
+    const counts = this.counts;
+    const reported = { sent: 0, conflated: 0, slow: 0, idle: 0, unauthorized: 0 };
+    const gateway = this;
+    new Gauge({
+      name: "k2_ws_clients",
+      help: "WebSocket gateway clients connected",
+      registers,
+      collect() {
+        this.set(gateway.clients.size);
+      },
+    });
+    new Gauge({
+      name: "k2_ws_clients_behind",
+      help: "WebSocket clients with messages waiting in their send queue",
+      registers,
+      collect() {
+        this.set(gateway.behind.size);
+      },
+    });
+    new Counter({
+      name: "k2_ws_messages_sent_total",
+      help: "Messages written to WebSocket clients (data, replies, heartbeats; a batch counts once)",
+      registers,
+      collect() {
+        this.inc(counts.sent - reported.sent);
+        reported.sent = counts.sent;
+      },
+    });
+    new Counter({
+      name: "k2_ws_messages_conflated_total",
+      help: "Quotes/ticks replaced by a newer one of the same symbol while a client was behind",
+      registers,
+      collect() {
+        this.inc(counts.conflated - reported.conflated);
+        reported.conflated = counts.conflated;
+      },
+    });
+    new Counter({
+      name: "k2_ws_disconnects_total",
+      help: "WebSocket clients closed by the gateway, by reason (slow_consumer, idle, unauthorized)",
+      labelNames: ["reason"],
+      registers,
+      collect() {
+        this.labels("slow_consumer").inc(counts.slow - reported.slow);
+        this.labels("idle").inc(counts.idle - reported.idle);
+        this.labels("unauthorized").inc(counts.unauthorized - reported.unauthorized);
+        reported.slow = counts.slow;
+        reported.idle = counts.idle;
+        reported.unauthorized = counts.unauthorized;
+      },
+    });
+  }
+}
+
+function symbolsOf(sub: Subscription): string[] {
+  const list = [...sub.symbols].sort();
+  return sub.all ? ["*", ...list] : list;
+}
+
+function rawText(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString("utf8");
+  if (Array.isArray(data)) return Buffer.concat(data).toString("utf8");
+  return Buffer.from(data).toString("utf8");
+}
+
+/** Close reasons are limited to 123 bytes (RFC 6455 §5.5). */
+function truncateReason(reason: string): string {
+  let r = reason;
+  while (Buffer.byteLength(r) > 123) r = r.slice(0, -1);
+  return r;
+}
