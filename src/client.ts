@@ -60,7 +60,7 @@ export interface K2ClientEvents {
   candle: [candle: LiveCandle, channel: Channel];
   /** Server heartbeat; `ts` µs since epoch. */
   heartbeat: [ts: number];
-  /** Each (re)connection, after the subscriptions have been sent again. */
+  /** Each (re)connection, once the gateway has answered (subscriptions are sent again first). */
   open: [];
   /** The connection closed (code and reason as sent by the server, 1006 when dropped). */
   close: [code: number, reason: string];
@@ -130,7 +130,8 @@ export class K2Client extends EventEmitter<K2ClientEvents> {
   }
 
   /**
-   * Opens the connection; resolves once it is open. Later drops reconnect on their own.
+   * Opens the connection; resolves once the gateway has answered on it (so a bad token rejects).
+   * Later drops reconnect on their own.
    * @throws {Error} when the first attempt fails with an authentication error (1008)
    */
   connect(): Promise<void> {
@@ -220,7 +221,7 @@ export class K2Client extends EventEmitter<K2ClientEvents> {
 
   private request(msg: Record<string, unknown>): Promise<ServerMessage> {
     const ws = this.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN || this._state !== "open") {
+    if (!ws || ws.readyState !== WebSocket.OPEN) {
       // not connected: the subscription state is kept and sent on (re)connect
       if (msg.op === "subscribe" || msg.op === "unsubscribe") {
         return Promise.resolve(
@@ -261,13 +262,21 @@ export class K2Client extends EventEmitter<K2ClientEvents> {
     this.ws = ws;
     ws.on("open", () => {
       if (this.ws !== ws) return;
-      this.attempt = 0;
-      this.setState("open");
       this.touch();
       this.resubscribe(ws);
-      this.emit("open");
-      this.firstOpen?.resolve();
-      this.firstOpen = null;
+      // the gateway accepts the upgrade and closes with 1008 on a bad token: the connection counts as
+      // open once it has answered a ping
+      this.request({ op: "ping" }).then(
+        () => {
+          if (this.ws !== ws) return;
+          this.attempt = 0;
+          this.setState("open");
+          this.emit("open");
+          this.firstOpen?.resolve();
+          this.firstOpen = null;
+        },
+        () => {}, // closed first: the close handler decides
+      );
     });
     ws.on("message", (data: WebSocket.RawData) => {
       if (this.ws !== ws) return;

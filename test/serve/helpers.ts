@@ -75,7 +75,10 @@ export function spawnK2Run(args: string[], env: NodeJS.ProcessEnv = {}): Promise
   });
   const exited = new Promise<number | null>((res) => child.on("exit", (code) => res(code)));
   return new Promise((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`k2 run did not start:\n${err}`)), 30_000);
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      rej(new Error(`k2 run did not log "http listening" (K2_LOG_LEVEL must be info or lower):\n${err}`));
+    }, 30_000);
     child.stderr?.on("data", (d) => {
       err += d;
       const m = /"msg":"http listening on http:\/\/127\.0\.0\.1:(\d+)"/.exec(err);
