@@ -64,9 +64,9 @@ function subscribe(ws: WebSocket, channels: string[]): Promise<void> {
       }
     };
     ws.on("message", onReply);
-    channels.forEach((channel, i) =>
-      ws.send(JSON.stringify({ op: "subscribe", channel, symbols: ["*"], id: i })),
-    );
+    for (const [i, channel] of channels.entries()) {
+      ws.send(JSON.stringify({ op: "subscribe", channel, symbols: ["*"], id: i }));
+    }
   });
 }
 
