@@ -57,6 +57,8 @@ const state = {
   serverCandles: new Set(),
   tape: [],
   trades: 0,
+  /** the first trade this page received (its bar may be partial) */
+  firstTrade: null,
   dirty: { symbols: true, tape: false, chart: true },
 };
 
@@ -67,7 +69,7 @@ const chart = createChart(chartEl, {
   autoSize: true,
   layout: { background: { type: ColorType.Solid, color: "#0f1419" }, textColor: "#c9d1d9" },
   grid: { vertLines: { color: "#1f2630" }, horzLines: { color: "#1f2630" } },
-  timeScale: { timeVisible: true, secondsVisible: false, barSpacing: 14, rightOffset: 4 },
+  timeScale: { timeVisible: true, secondsVisible: false, barSpacing: 20, rightOffset: 4 },
   rightPriceScale: { scaleMargins: { top: 0.08, bottom: 0.28 } },
 });
 const candleSeries = chart.addSeries(CandlestickSeries, {
@@ -214,6 +216,7 @@ function renderTape() {
 
 function onTrade(t) {
   state.trades++;
+  state.firstTrade ??= t;
   addTradeToBar(t);
   state.tape.unshift(t);
   if (state.tape.length > TAPE_ROWS) state.tape.length = TAPE_ROWS;
