@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 /**
  * The dashboard end to end in Debian's headless chromium (playwright-core): a real `k2 run --replay
  * btcusdt_20240808.gz --speed 20` in process, the page loaded while the replay runs; afterwards the
@@ -109,11 +110,22 @@ describe.skipIf(!HAVE_CHROMIUM)(title, () => {
 
     // chart: 1-minute candles and volumes from the trades the page saw (its first bar may be partial)
     const chart = await page.evaluate(() => {
-      const d = (window as unknown as { k2dash: Record<string, any> }).k2dash;
+      interface Series {
+        data(): { time: number; value: number; open: number; high: number; low: number; close: number }[];
+      }
+      const d = (
+        window as unknown as {
+          k2dash: {
+            candleSeries: Series;
+            volumeSeries: Series;
+            state: { firstTrade: { timestamp: number } };
+          };
+        }
+      ).k2dash;
       return {
         candles: d.candleSeries.data(),
         volumes: d.volumeSeries.data(),
-        firstTradeTs: d.state.firstTrade.timestamp as number,
+        firstTradeTs: d.state.firstTrade.timestamp,
         title: document.querySelector("#chart-title")?.textContent,
       };
     });
@@ -127,10 +139,10 @@ describe.skipIf(!HAVE_CHROMIUM)(title, () => {
     const firstMinute = Math.floor(chart.firstTradeTs / 60e6) * 60;
     const complete = bars.filter((b) => Number(b.t) > firstMinute);
     expect(complete.length).toBeGreaterThanOrEqual(3);
-    const byTime = new Map(chart.candles.map((c: { time: number }) => [c.time, c]));
-    const volByTime = new Map(chart.volumes.map((v: { time: number }) => [v.time, v]));
+    const byTime = new Map(chart.candles.map((c) => [c.time, c]));
+    const volByTime = new Map(chart.volumes.map((v) => [v.time, v]));
     for (const b of complete) {
-      const c = byTime.get(Number(b.t)) as Record<string, number> | undefined;
+      const c = byTime.get(Number(b.t));
       expect(c, `candle ${b.t}`).toBeDefined();
       expect([c?.open, c?.high, c?.low, c?.close]).toEqual([
         Number(b.open),
@@ -138,10 +150,10 @@ describe.skipIf(!HAVE_CHROMIUM)(title, () => {
         Number(b.low),
         Number(b.close),
       ]);
-      const v = volByTime.get(Number(b.t)) as { value: number };
-      expect(v.value).toBeCloseTo(Number(b.volume), 6);
+      const v = volByTime.get(Number(b.t));
+      expect(v?.value).toBeCloseTo(Number(b.volume), 6);
     }
-    expect(chart.candles.at(-1).time).toBe(Number(bars.at(-1)?.t));
+    expect(chart.candles.at(-1)?.time).toBe(Number(bars.at(-1)?.t));
 
     // symbol row: last price = the last stored trade, spread = ask − bid of the latest quote, exactly
     const [lastQuote] = await store.query(
