@@ -1,9 +1,10 @@
 /**
  * The live WebSocket gateway at `/ws` on the Fastify server (protocol: `gateway-protocol.ts`).
  *
- * Fan-out: each live record is serialized once, then written to every subscribed client in one
- * synchronous pass; nothing awaits a client, so a slow client never delays the others or the ingest
- * path. Built on `ws` (github.com/websockets/ws) attached with `noServer` to the HTTP server's
+ * Fan-out: each live record is serialized and framed once (server frames are unmasked, so every
+ * client gets the same bytes), then written to every subscribed client's socket in one synchronous
+ * pass, corked so that a burst leaves in one write per client; nothing awaits a client, so a slow client
+ * never delays the others or the ingest path. Built on `ws` (github.com/websockets/ws) attached with `noServer` to the HTTP server's
  * `upgrade` event.
  *
  * Backpressure, per client:
@@ -25,7 +26,7 @@ import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import type { FastifyInstance } from "fastify";
 import { Counter, Gauge } from "prom-client";
-import { type RawData, type WebSocket, WebSocketServer } from "ws";
+import { type RawData, WebSocket, WebSocketServer } from "ws";
 import type { Logger } from "../ops/logger.js";
 import type { Metrics } from "../ops/metrics.js";
 import type { QuoteV2, TradeV2 } from "../schema/records.js";
@@ -122,7 +123,6 @@ class Client {
 }
 
 const CONFLATABLE = new Set<Channel>(["quotes", "ticks"]);
-const TEXT = { binary: false } as const;
 const nowMicros = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
 
 /** The WebSocket gateway; {@link Gateway.attach} puts it on a Fastify server. */
@@ -235,7 +235,12 @@ export class Gateway {
   }
 
   private accept(ws: WebSocket, req: IncomingMessage): void {
+    // ws keeps the upgraded net.Socket as `_socket`; the gateway writes pre-built frames to it
     const socket = (ws as unknown as { _socket?: Socket })._socket ?? null;
+    if (!socket) {
+      ws.terminate();
+      return;
+    }
     const remote = `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? "?"}`;
     if (!this.opts.auth.acceptsRequest(req)) {
       this.counts.unauthorized++;
@@ -378,7 +383,7 @@ export class Gateway {
         this.addToBatch(c, channel, symbol, json, sub.batchMs);
         return;
       }
-      frame ??= Buffer.from(`{"type":"${type}","channel":"${channel}","data":${json}}`);
+      frame ??= textFrame(`{"type":"${type}","channel":"${channel}","data":${json}}`);
       this.send(c, frame, key);
     };
     for (const c of idx.all) one(c);
@@ -393,7 +398,7 @@ export class Gateway {
     else
       this.send(
         c,
-        Buffer.from(`{"type":"${type}","channel":"${channel}","data":${json}}`),
+        textFrame(`{"type":"${type}","channel":"${channel}","data":${json}}`),
         CONFLATABLE.has(channel) ? `${channel}|${exchange}|${symbol}` : null,
       );
   }
@@ -428,11 +433,11 @@ export class Gateway {
     clearTimeout(b.timer);
     c.batches.delete(channel);
     if (c.closed || b.items.length === 0) return;
-    this.send(c, Buffer.from(`{"type":"batch","channel":"${channel}","data":[${b.items.join(",")}]}`), null);
+    this.send(c, textFrame(`{"type":"batch","channel":"${channel}","data":[${b.items.join(",")}]}`), null);
   }
 
   private reply(c: Client, message: object): void {
-    this.send(c, Buffer.from(JSON.stringify(message)), null);
+    this.send(c, textFrame(JSON.stringify(message)), null);
   }
 
   /** Writes a frame now, or queues it (conflating by `key`) when the client is behind. */
@@ -472,11 +477,18 @@ export class Gateway {
     }
   }
 
+  /**
+   * Writes one complete WebSocket frame to the client's socket. Server frames are unmasked, so the
+   * same bytes go to every client: the frame is built once per message, not once per client. Writing
+   * next to `ws` keeps order because `ws` (without permessage-deflate) also writes synchronously.
+   */
   private write(c: Client, frame: Buffer): void {
+    const socket = c.socket;
+    if (!socket || c.ws.readyState !== WebSocket.OPEN) return;
     // cork the socket for the rest of this synchronous pass: the frames of one bus batch go out in
     // one write per client instead of one per message
-    if (!c.corked && c.socket) {
-      c.socket.cork();
+    if (!c.corked) {
+      socket.cork();
       c.corked = true;
       this.corked.push(c);
       if (!this.uncorkScheduled) {
@@ -484,7 +496,7 @@ export class Gateway {
         process.nextTick(() => this.uncorkAll());
       }
     }
-    c.ws.send(frame, TEXT);
+    socket.write(frame);
     this.counts.sent++;
   }
 
@@ -552,7 +564,7 @@ export class Gateway {
     }
     if (now - this.lastHeartbeatMs >= this.heartbeatMs) {
       this.lastHeartbeatMs = now;
-      const frame = Buffer.from(`{"type":"heartbeat","ts":${nowMicros()}}`);
+      const frame = textFrame(`{"type":"heartbeat","ts":${nowMicros()}}`);
       for (const c of this.clients) {
         if (c.closed) continue;
         this.send(c, frame, "heartbeat");
@@ -659,6 +671,25 @@ export class Gateway {
       },
     });
   }
+}
+
+/** A final, unmasked text frame (RFC 6455 §5.2) carrying `text`. */
+export function textFrame(text: string): Buffer {
+  const len = Buffer.byteLength(text);
+  const head = len < 126 ? 2 : len < 65536 ? 4 : 10;
+  const frame = Buffer.allocUnsafe(head + len);
+  frame[0] = 0x81; // FIN + opcode 1 (text)
+  if (len < 126) frame[1] = len;
+  else if (len < 65536) {
+    frame[1] = 126;
+    frame.writeUInt16BE(len, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeUInt32BE(Math.floor(len / 2 ** 32), 2);
+    frame.writeUInt32BE(len >>> 0, 6);
+  }
+  frame.write(text, head, "utf8");
+  return frame;
 }
 
 function symbolsOf(sub: Subscription): string[] {
