@@ -139,7 +139,9 @@ class ClientFleet {
     for (let i = 0; i < workers; i++) {
       const n = Math.min(per, clients - i * per);
       if (n <= 0) break;
-      const w = new Worker(fileURLToPath(import.meta.url), { workerData: { url, clients: n } satisfies WorkerInit });
+      const w = new Worker(fileURLToPath(import.meta.url), {
+        workerData: { url, clients: n } satisfies WorkerInit,
+      });
       fleet.workers.push(w);
       ready.push(
         new Promise((res, rej) => {
@@ -265,11 +267,15 @@ function spawnK2(args: string[], env: NodeJS.ProcessEnv = {}): Promise<K2> {
 }
 
 function spawnReplayServer(port: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [CLI, "replay-server", CAPTURE, "--port", String(port), "--speed", "max"], {
-    cwd: ROOT,
-    env: { ...process.env, K2_LOG_LEVEL: "warn" },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const child = spawn(
+    process.execPath,
+    [CLI, "replay-server", CAPTURE, "--port", String(port), "--speed", "max"],
+    {
+      cwd: ROOT,
+      env: { ...process.env, K2_LOG_LEVEL: "warn" },
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
   return new Promise((res) => child.stdout?.once("data", () => res(child)));
 }
 
@@ -332,7 +338,8 @@ async function throughputRun(
     "--db",
     join(dir, `${name}.duckdb`),
   ]);
-  const fleet = clients > 0 ? await ClientFleet.start(`ws://127.0.0.1:${k2.port}/ws`, clients, workers) : null;
+  const fleet =
+    clients > 0 ? await ClientFleet.start(`ws://127.0.0.1:${k2.port}/ws`, clients, workers) : null;
   const replay = await spawnReplayServer(replayPort);
   await waitForFrames(k2.port, totalFrames, 300_000);
   // let the gateway drain what is still queued for the clients
