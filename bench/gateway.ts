@@ -12,11 +12,12 @@
  *
  * Clients live in 2 worker threads (500 each) of this process; receipt times use
  * `performance.timeOrigin + performance.now()` in µs, like k2's receipt stamps (same host clock).
- * Options: `--clients N` (1000), `--seconds S` (60), `--workers W` (2). Prints one JSON line with the
- * figures at the end.
+ * Options: `--clients N` (1000), `--seconds S` (60), `--workers W` (2), `--channels trades,quotes`,
+ * `--phases latency,throughput`. Prints one JSON line with the figures at the end; CPU figures are % of
+ * one core (k2 process; client workers = this process).
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -30,6 +31,7 @@ const BUCKETS = 200_000; // 10 µs buckets up to 2 s; slower goes to the last bu
 interface WorkerInit {
   url: string;
   clients: number;
+  channels: string[];
 }
 
 type ToWorker = { type: "reset" } | { type: "report" } | { type: "close" };
@@ -86,7 +88,7 @@ async function workerMain(init: WorkerInit): Promise<void> {
           ws.once("open", () => res());
           ws.once("error", rej);
         });
-        let pending = 2;
+        let pending = init.channels.length;
         await new Promise<void>((res) => {
           const onReply = (d: WebSocket.RawData) => {
             if (String(d).startsWith('{"type":"subscribed"') && --pending === 0) {
@@ -96,8 +98,9 @@ async function workerMain(init: WorkerInit): Promise<void> {
             }
           };
           ws.on("message", onReply);
-          ws.send(JSON.stringify({ op: "subscribe", channel: "trades", symbols: ["BTCUSDT"], id: 1 }));
-          ws.send(JSON.stringify({ op: "subscribe", channel: "quotes", symbols: ["BTCUSDT"], id: 2 }));
+          for (const [id, channel] of init.channels.entries()) {
+            ws.send(JSON.stringify({ op: "subscribe", channel, symbols: ["BTCUSDT"], id }));
+          }
         });
       })(),
     ),
@@ -132,7 +135,12 @@ class ClientFleet {
 
   private constructor() {}
 
-  static async start(url: string, clients: number, workers: number): Promise<ClientFleet> {
+  static async start(
+    url: string,
+    clients: number,
+    workers: number,
+    channels: string[],
+  ): Promise<ClientFleet> {
     const fleet = new ClientFleet();
     const per = Math.ceil(clients / workers);
     const ready: Promise<void>[] = [];
@@ -140,7 +148,7 @@ class ClientFleet {
       const n = Math.min(per, clients - i * per);
       if (n <= 0) break;
       const w = new Worker(fileURLToPath(import.meta.url), {
-        workerData: { url, clients: n } satisfies WorkerInit,
+        workerData: { url, clients: n, channels } satisfies WorkerInit,
       });
       fleet.workers.push(w);
       ready.push(
@@ -297,6 +305,17 @@ async function status(port: number): Promise<Status> {
   return (await (await fetch(`http://127.0.0.1:${port}/api/v1/status`)).json()) as Status;
 }
 
+/** CPU time (user + system) of a process so far, ms (Linux /proc). */
+function cpuMs(pid: number | undefined): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = f.slice(f.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime in 1/100 s
+  } catch {
+    return Number.NaN;
+  }
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function stopK2(k2: K2): Promise<Record<string, number>> {
@@ -323,6 +342,7 @@ async function throughputRun(
   clients: number,
   workers: number,
   totalFrames: number,
+  channels: string[],
 ): Promise<Record<string, unknown>> {
   const replayPort = await freePort();
   const k2 = await spawnK2([
@@ -339,7 +359,9 @@ async function throughputRun(
     join(dir, `${name}.duckdb`),
   ]);
   const fleet =
-    clients > 0 ? await ClientFleet.start(`ws://127.0.0.1:${k2.port}/ws`, clients, workers) : null;
+    clients > 0 ? await ClientFleet.start(`ws://127.0.0.1:${k2.port}/ws`, clients, workers, channels) : null;
+  const cpu0 = cpuMs(k2.child.pid);
+  const t0 = performance.now();
   const replay = await spawnReplayServer(replayPort);
   await waitForFrames(k2.port, totalFrames, 300_000);
   // let the gateway drain what is still queued for the clients
@@ -351,6 +373,7 @@ async function throughputRun(
     await sleep(1000);
   }
   const gw = (await status(k2.port)).gateway;
+  const serverCpuPct = Math.round(((cpuMs(k2.child.pid) - cpu0) / (performance.now() - t0)) * 100);
   const report = fleet ? await fleet.report() : null;
   const summary = await stopK2(k2);
   replay.kill("SIGTERM");
@@ -361,6 +384,7 @@ async function throughputRun(
     frames: summary.frames,
     ingest_receive_ms: summary.receive_ms,
     ingest_frames_per_s: receiveS > 0 ? Math.round(summary.frames / receiveS) : null,
+    k2_cpu_pct: serverCpuPct,
   };
   if (report) {
     const windowS = (report.lastAtUs - report.firstAtUs) / 1e6;
@@ -383,67 +407,80 @@ async function throughputRun(
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
-  const opt = (name: string, def: number) => {
+  const opt = (name: string, def: string) => {
     const i = args.indexOf(`--${name}`);
-    return i >= 0 ? Number(args[i + 1]) : def;
+    return i >= 0 ? args[i + 1] : def;
   };
-  const clients = opt("clients", 1000);
-  const seconds = opt("seconds", 60);
-  const workers = opt("workers", 2);
+  const clients = Number(opt("clients", "1000"));
+  const seconds = Number(opt("seconds", "60"));
+  const workers = Number(opt("workers", "2"));
+  const channels = opt("channels", "trades,quotes").split(",");
+  const phases = opt("phases", "latency,throughput").split(",");
   const dir = mkdtempSync(join(tmpdir(), "k2-bench-gateway-"));
-  const out: Record<string, unknown> = { clients, workers };
+  const out: Record<string, unknown> = { clients, workers, channels, symbols: ["BTCUSDT"] };
   try {
-    // 1. latency at --speed 1
-    process.stderr.write(`bench gateway: latency, ${clients} clients, --speed 1, ${seconds} s\n`);
-    const k2 = await spawnK2([
-      "run",
-      "--replay",
-      CAPTURE,
-      "--speed",
-      "1",
-      "--symbols",
-      "BTCUSDT",
-      "--streams",
-      "trade,bookTicker",
-      "--http-port",
-      "0",
-      "--db",
-      join(dir, "latency.duckdb"),
-    ]);
-    const fleet = await ClientFleet.start(`ws://127.0.0.1:${k2.port}/ws`, clients, workers);
-    fleet.reset();
-    const before = (await status(k2.port)).gateway;
-    await sleep(seconds * 1000);
-    const r = await fleet.report();
-    const after = (await status(k2.port)).gateway;
-    await fleet.close();
-    await stopK2(k2);
-    out.speed_1 = {
-      seconds,
-      clients_connected: after.clients,
-      delivered: r.received,
-      delivered_per_s: Math.round(r.received / seconds),
-      latency_ms: {
-        p50: percentileMs(r.histogram, 0.5),
-        p90: percentileMs(r.histogram, 0.9),
-        p99: percentileMs(r.histogram, 0.99),
-        p999: percentileMs(r.histogram, 0.999),
-        max: maxMs(r.histogram),
-      },
-      conflated: after.conflated - before.conflated,
-      disconnected_slow: after.disconnected_slow - before.disconnected_slow,
-      p99_target_met: percentileMs(r.histogram, 0.99) <= 10,
-    };
-    process.stderr.write(`${JSON.stringify(out.speed_1)}\n`);
-
-    // 2. throughput at --speed max, without and with the clients
-    process.stderr.write("bench gateway: ingest at --speed max without clients\n");
-    const TOTAL_FRAMES = 37_797; // trade + bookTicker frames of BTCUSDT in the capture
-    out.speed_max_no_clients = await throughputRun(dir, "base", 0, workers, TOTAL_FRAMES);
-    process.stderr.write(`${JSON.stringify(out.speed_max_no_clients)}\n`);
-    process.stderr.write(`bench gateway: ingest at --speed max with ${clients} clients\n`);
-    out.speed_max = await throughputRun(dir, "max", clients, workers, TOTAL_FRAMES);
-    process.stderr.write(`${JSON.stringify(out.speed_max)}\n`);
+    if (phases.includes("latency")) {
+      // 1. latency at --speed 1
+      process.stderr.write(
+        `bench gateway: latency, ${clients} clients (${channels}), --speed 1, ${seconds} s\n`,
+      );
+      const k2 = await spawnK2([
+        "run",
+        "--replay",
+        CAPTURE,
+        "--speed",
+        "1",
+        "--symbols",
+        "BTCUSDT",
+        "--streams",
+        "trade,bookTicker",
+        "--http-port",
+        "0",
+        "--db",
+        join(dir, "latency.duckdb"),
+      ]);
+      const fleet = await ClientFleet.start(`ws://127.0.0.1:${k2.port}/ws`, clients, workers, channels);
+      fleet.reset();
+      const before = (await status(k2.port)).gateway;
+      const cpu0 = cpuMs(k2.child.pid);
+      const self0 = process.cpuUsage();
+      await sleep(seconds * 1000);
+      const r = await fleet.report();
+      const k2Cpu = Math.round(((cpuMs(k2.child.pid) - cpu0) / (seconds * 1000)) * 100);
+      const self = process.cpuUsage(self0);
+      const after = (await status(k2.port)).gateway;
+      await fleet.close();
+      await stopK2(k2);
+      out.speed_1 = {
+        seconds,
+        clients_connected: after.clients,
+        delivered: r.received,
+        delivered_per_s: Math.round(r.received / seconds),
+        latency_ms: {
+          p50: percentileMs(r.histogram, 0.5),
+          p90: percentileMs(r.histogram, 0.9),
+          p99: percentileMs(r.histogram, 0.99),
+          p999: percentileMs(r.histogram, 0.999),
+          max: maxMs(r.histogram),
+        },
+        conflated: after.conflated - before.conflated,
+        disconnected_slow: after.disconnected_slow - before.disconnected_slow,
+        k2_cpu_pct: k2Cpu,
+        clients_cpu_pct: Math.round(((self.user + self.system) / 1000 / (seconds * 1000)) * 100),
+        p99_target_met: percentileMs(r.histogram, 0.99) <= 10,
+      };
+      process.stderr.write(`${JSON.stringify(out.speed_1)}\n`);
+    }
+    if (phases.includes("throughput")) {
+      // 2. throughput at --speed max, without and with the clients
+      process.stderr.write("bench gateway: ingest at --speed max without clients\n");
+      const TOTAL_FRAMES = 37_797; // trade + bookTicker frames of BTCUSDT in the capture
+      out.speed_max_no_clients = await throughputRun(dir, "base", 0, workers, TOTAL_FRAMES, channels);
+      process.stderr.write(`${JSON.stringify(out.speed_max_no_clients)}\n`);
+      process.stderr.write(`bench gateway: ingest at --speed max with ${clients} clients\n`);
+      out.speed_max = await throughputRun(dir, "max", clients, workers, TOTAL_FRAMES, channels);
+      process.stderr.write(`${JSON.stringify(out.speed_max)}\n`);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

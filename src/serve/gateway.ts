@@ -2,9 +2,10 @@
  * The live WebSocket gateway at `/ws` on the Fastify server (protocol: `gateway-protocol.ts`).
  *
  * Fan-out: each live record is serialized and framed once (server frames are unmasked, so every
- * client gets the same bytes), then written to every subscribed client's socket in one synchronous
- * pass, corked so that a burst leaves in one write per client; nothing awaits a client, so a slow client
- * never delays the others or the ingest path. Built on `ws` (github.com/websockets/ws) attached with `noServer` to the HTTP server's
+ * client gets the same bytes) and appended to each subscribed client's pending list in one synchronous
+ * pass; after the pass (next tick) each client gets one socket write, and clients whose pending frames
+ * are the same share one concatenated buffer. Nothing awaits a client, so a slow client never delays
+ * the others or the ingest path, and a burst of N records costs one write per client, not N. Built on `ws` (github.com/websockets/ws) attached with `noServer` to the HTTP server's
  * `upgrade` event.
  *
  * Backpressure, per client:
@@ -110,7 +111,9 @@ class Client {
   lastSeenMs: number;
   conflated = 0;
   closed = false;
-  corked = false;
+  /** Frames written in this pass, sent as one socket write after it. */
+  pending: Buffer[] = [];
+  pendingBytes = 0;
 
   constructor(
     readonly id: number,
@@ -130,8 +133,8 @@ export class Gateway {
   private readonly clients = new Set<Client>();
   private readonly index = new Map<Channel, ChannelIndex>();
   private readonly behind = new Set<Client>();
-  private readonly corked: Client[] = [];
-  private uncorkScheduled = false;
+  private readonly flushList: Client[] = [];
+  private flushScheduled = false;
   private drainTimer: NodeJS.Timeout | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
   private lastHeartbeatMs = Date.now();
@@ -443,16 +446,9 @@ export class Gateway {
   /** Writes a frame now, or queues it (conflating by `key`) when the client is behind. */
   private send(c: Client, frame: Buffer, key: string | null): void {
     if (c.closed) return;
-    if (c.queued === 0) {
-      if (c.corked && c.ws.bufferedAmount >= this.highWater) {
-        // a long burst filled the corked buffer: hand it to the kernel before judging the client
-        c.corked = false;
-        c.socket?.uncork();
-      }
-      if (c.ws.bufferedAmount < this.highWater) {
-        this.write(c, frame);
-        return;
-      }
+    if (c.queued === 0 && c.ws.bufferedAmount + c.pendingBytes < this.highWater) {
+      this.write(c, frame);
+      return;
     }
     if (key !== null) {
       const old = c.latest.get(key);
@@ -478,35 +474,56 @@ export class Gateway {
   }
 
   /**
-   * Writes one complete WebSocket frame to the client's socket. Server frames are unmasked, so the
-   * same bytes go to every client: the frame is built once per message, not once per client. Writing
-   * next to `ws` keeps order because `ws` (without permessage-deflate) also writes synchronously.
+   * Adds one complete WebSocket frame to what the client gets after this synchronous pass. Writing
+   * next to `ws` keeps order because `ws` (without permessage-deflate) writes synchronously and the
+   * gateway sends every data frame and reply through here.
    */
   private write(c: Client, frame: Buffer): void {
-    const socket = c.socket;
-    if (!socket || c.ws.readyState !== WebSocket.OPEN) return;
-    // cork the socket for the rest of this synchronous pass: the frames of one bus batch go out in
-    // one write per client instead of one per message
-    if (!c.corked) {
-      socket.cork();
-      c.corked = true;
-      this.corked.push(c);
-      if (!this.uncorkScheduled) {
-        this.uncorkScheduled = true;
-        process.nextTick(() => this.uncorkAll());
+    if (c.ws.readyState !== WebSocket.OPEN) return;
+    if (c.pending.length === 0) {
+      this.flushList.push(c);
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        process.nextTick(() => this.flush());
       }
     }
-    socket.write(frame);
+    c.pending.push(frame);
+    c.pendingBytes += frame.length;
     this.counts.sent++;
   }
 
-  private uncorkAll(): void {
-    this.uncorkScheduled = false;
-    for (const c of this.corked) {
-      c.corked = false;
-      c.socket?.uncork();
+  /** One socket write per client; clients with the same pending frames share one buffer. */
+  private flush(): void {
+    this.flushScheduled = false;
+    const shared = new Map<Buffer, { frames: Buffer[]; buf: Buffer }[]>();
+    for (const c of this.flushList) {
+      const frames = c.pending;
+      c.pending = [];
+      c.pendingBytes = 0;
+      if (frames.length === 0 || c.closed || !c.socket || c.ws.readyState !== WebSocket.OPEN) continue;
+      if (frames.length === 1) {
+        c.socket.write(frames[0]);
+        continue;
+      }
+      let candidates = shared.get(frames[0]);
+      if (!candidates) {
+        candidates = [];
+        shared.set(frames[0], candidates);
+      }
+      let buf: Buffer | null = null;
+      for (const cand of candidates) {
+        if (sameFrames(cand.frames, frames)) {
+          buf = cand.buf;
+          break;
+        }
+      }
+      if (!buf) {
+        buf = Buffer.concat(frames);
+        candidates.push({ frames, buf });
+      }
+      c.socket.write(buf);
     }
-    this.corked.length = 0;
+    this.flushList.length = 0;
   }
 
   private drainAll(): void {
@@ -523,7 +540,7 @@ export class Gateway {
       return;
     }
     const q = c.queue;
-    while (c.head < q.length && c.ws.bufferedAmount < this.highWater) {
+    while (c.head < q.length && c.ws.bufferedAmount + c.pendingBytes < this.highWater) {
       const item = q[c.head];
       q[c.head++] = undefined;
       if (!item?.frame) continue;
@@ -583,6 +600,12 @@ export class Gateway {
     c.queued = 0;
     c.latest.clear();
     this.behind.delete(c);
+    // what this pass already wrote goes out before the close frame, except to a client cut as slow
+    if (code !== CLOSE_CODES.slowConsumer && c.pending.length > 0 && c.ws.readyState === WebSocket.OPEN) {
+      c.socket?.write(Buffer.concat(c.pending));
+    }
+    c.pending = [];
+    c.pendingBytes = 0;
     try {
       c.ws.close(code, truncateReason(reason));
     } catch {
@@ -690,6 +713,12 @@ export function textFrame(text: string): Buffer {
   }
   frame.write(text, head, "utf8");
   return frame;
+}
+
+function sameFrames(a: Buffer[], b: Buffer[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function symbolsOf(sub: Subscription): string[] {
