@@ -2,10 +2,11 @@
  * The live WebSocket gateway at `/ws` on the Fastify server (protocol: `gateway-protocol.ts`).
  *
  * Fan-out: each live record is serialized and framed once (server frames are unmasked, so every
- * client gets the same bytes) and appended to each subscribed client's pending list in one synchronous
- * pass; after the pass (next tick) each client gets one socket write, and clients whose pending frames
- * are the same share one concatenated buffer. Nothing awaits a client, so a slow client never delays
- * the others or the ingest path, and a burst of N records costs one write per client, not N. Built on `ws` (github.com/websockets/ws) attached with `noServer` to the HTTP server's
+ * client gets the same bytes). Clients with identical subscriptions form a group: a record is appended
+ * once per group, and after the synchronous pass (next tick) the group's frames are concatenated once
+ * and each member gets one socket write. So a burst of N records to C clients in G groups costs N·G
+ * appends and C writes, not N·C. Nothing awaits a client: a slow client never delays the others or the
+ * ingest path. Clients that are behind or use `batch_ms` are served one by one. Built on `ws` (github.com/websockets/ws) attached with `noServer` to the HTTP server's
  * `upgrade` event.
  *
  * Backpressure, per client:
@@ -67,6 +68,8 @@ export interface GatewayOptions {
 /** Counters of the gateway (also exported to `/metrics`). */
 export interface GatewayStats {
   clients: number;
+  /** Groups of clients with identical subscriptions (served together). */
+  groups: number;
   /** Clients currently behind (with a non-empty send queue). */
   behind: number;
   messages_sent: number;
@@ -95,9 +98,24 @@ interface Batch {
   timer: NodeJS.Timeout;
 }
 
+/** Clients with identical subscriptions (no batching, not behind): one pending list per pass. */
+class Group {
+  readonly clients = new Set<Client>();
+  frames: Buffer[] = [];
+  keys: (string | null)[] = [];
+
+  constructor(
+    readonly sig: string,
+    readonly subs: Map<Channel, Subscription>,
+  ) {}
+}
+
+/** What the subscription index holds: a group, or a client served on its own. */
+type Member = Group | Client;
+
 interface ChannelIndex {
-  all: Set<Client>;
-  bySymbol: Map<string, Set<Client>>;
+  all: Set<Member>;
+  bySymbol: Map<string, Set<Member>>;
 }
 
 class Client {
@@ -111,9 +129,12 @@ class Client {
   lastSeenMs: number;
   conflated = 0;
   closed = false;
-  /** Frames written in this pass, sent as one socket write after it. */
+  /** Frames written to this client alone in this pass, sent as one socket write after it. */
   pending: Buffer[] = [];
   pendingBytes = 0;
+  /** The group it belongs to, or null when served on its own (`indexed`) or not subscribed. */
+  group: Group | null = null;
+  indexed = false;
 
   constructor(
     readonly id: number,
@@ -134,7 +155,9 @@ export class Gateway {
   private readonly index = new Map<Channel, ChannelIndex>();
   private readonly behind = new Set<Client>();
   private readonly flushList: Client[] = [];
+  private readonly flushGroups: Group[] = [];
   private flushScheduled = false;
+  private readonly groups = new Map<string, Group>();
   private drainTimer: NodeJS.Timeout | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
   private lastHeartbeatMs = Date.now();
@@ -176,6 +199,7 @@ export class Gateway {
   stats(): GatewayStats {
     return {
       clients: this.clients.size,
+      groups: this.groups.size,
       behind: this.behind.size,
       messages_sent: this.counts.sent,
       conflated: this.counts.conflated,
@@ -293,9 +317,9 @@ export class Gateway {
 
   private subscribe(c: Client, m: SubscribeRequest, id: RequestId): void {
     const channel: Channel = m.channel;
-    let sub = c.subs.get(channel);
-    const adding = m.symbols.filter((s) => s !== "*" && !sub?.symbols.has(s)).length;
-    if ((sub?.symbols.size ?? 0) + adding > this.maxSymbols) {
+    const current = c.subs.get(channel);
+    const adding = m.symbols.filter((s) => s !== "*" && !current?.symbols.has(s)).length;
+    if ((current?.symbols.size ?? 0) + adding > this.maxSymbols) {
       this.reply(c, {
         type: "error",
         id,
@@ -304,29 +328,21 @@ export class Gateway {
       });
       return;
     }
+    this.displace(c);
+    let sub = current;
     if (!sub) {
       sub = { all: false, symbols: new Set(), batchMs: 0 };
       c.subs.set(channel, sub);
     }
-    const idx = this.channelIndex(channel);
     for (const s of m.symbols) {
-      if (s === "*") {
-        sub.all = true;
-        idx.all.add(c);
-      } else {
-        sub.symbols.add(s);
-        let set = idx.bySymbol.get(s);
-        if (!set) {
-          set = new Set();
-          idx.bySymbol.set(s, set);
-        }
-        set.add(c);
-      }
+      if (s === "*") sub.all = true;
+      else sub.symbols.add(s);
     }
     if (m.batch_ms !== undefined && m.batch_ms !== sub.batchMs) {
       this.flushBatch(c, channel);
       sub.batchMs = m.batch_ms;
     }
+    this.place(c);
     this.reply(c, { type: "subscribed", id, channel, symbols: symbolsOf(sub), batch_ms: sub.batchMs });
     if (channel === "ticks" && this.opts.feed.latestTicks) {
       const wanted = new Set(m.symbols);
@@ -339,26 +355,92 @@ export class Gateway {
 
   private unsubscribe(c: Client, channel: Channel, symbols: string[], id: RequestId): void {
     const sub = c.subs.get(channel);
-    const idx = this.index.get(channel);
-    if (sub && idx) {
+    if (sub) {
+      this.displace(c);
       for (const s of symbols) {
         if (s === "*") {
           sub.all = false;
-          idx.all.delete(c);
-          for (const x of sub.symbols) idx.bySymbol.get(x)?.delete(c);
           sub.symbols.clear();
-        } else if (sub.symbols.delete(s)) {
-          const set = idx.bySymbol.get(s);
-          set?.delete(c);
-          if (set?.size === 0) idx.bySymbol.delete(s);
-        }
+        } else sub.symbols.delete(s);
       }
       if (!sub.all && sub.symbols.size === 0) {
         c.subs.delete(channel);
         this.flushBatch(c, channel);
       }
+      this.place(c);
     }
     this.reply(c, { type: "unsubscribed", id, channel, symbols: sub ? symbolsOf(sub) : [] });
+  }
+
+  /**
+   * Puts a client where its subscriptions are served from: its group (same subscriptions, no
+   * batching, not behind) or, otherwise, the index itself.
+   */
+  private place(c: Client): void {
+    this.displace(c);
+    if (c.closed || c.subs.size === 0) return;
+    let solo = c.queued > 0;
+    for (const sub of c.subs.values()) if (sub.batchMs > 0) solo = true;
+    if (solo) {
+      this.indexMember(c, c.subs);
+      c.indexed = true;
+      return;
+    }
+    const sig = signature(c.subs);
+    let g = this.groups.get(sig);
+    if (!g) {
+      g = new Group(sig, cloneSubs(c.subs));
+      this.groups.set(sig, g);
+      this.indexMember(g, g.subs);
+    }
+    g.clients.add(c);
+    c.group = g;
+  }
+
+  /** Takes a client out of its group or the index (frames its group holds for this pass follow it). */
+  private displace(c: Client): void {
+    const g = c.group;
+    if (g) {
+      c.group = null;
+      g.clients.delete(c);
+      if (!c.closed) for (let i = 0; i < g.frames.length; i++) this.send(c, g.frames[i], g.keys[i]);
+      if (g.clients.size === 0) {
+        this.unindexMember(g, g.subs);
+        this.groups.delete(g.sig);
+      }
+    }
+    if (c.indexed) {
+      c.indexed = false;
+      this.unindexMember(c, c.subs);
+    }
+  }
+
+  private indexMember(m: Member, subs: Map<Channel, Subscription>): void {
+    for (const [channel, sub] of subs) {
+      const idx = this.channelIndex(channel);
+      if (sub.all) idx.all.add(m);
+      for (const s of sub.symbols) {
+        let set = idx.bySymbol.get(s);
+        if (!set) {
+          set = new Set();
+          idx.bySymbol.set(s, set);
+        }
+        set.add(m);
+      }
+    }
+  }
+
+  private unindexMember(m: Member, subs: Map<Channel, Subscription>): void {
+    for (const [channel, sub] of subs) {
+      const idx = this.index.get(channel);
+      if (!idx) continue;
+      idx.all.delete(m);
+      for (const s of sub.symbols) {
+        const set = idx.bySymbol.get(s);
+        set?.delete(m);
+        if (set?.size === 0) idx.bySymbol.delete(s);
+      }
+    }
   }
 
   private channelIndex(channel: Channel): ChannelIndex {
@@ -379,18 +461,39 @@ export class Gateway {
     const json = JSON.stringify(record);
     let frame: Buffer | null = null;
     const key = CONFLATABLE.has(channel) ? `${channel}|${exchange}|${symbol}` : null;
-    const one = (c: Client) => {
-      const sub = c.subs.get(channel);
-      if (!sub || c.closed) return;
+    const one = (m: Member) => {
+      if (m instanceof Group) {
+        frame ??= textFrame(`{"type":"${type}","channel":"${channel}","data":${json}}`);
+        this.groupPush(m, frame, key);
+        return;
+      }
+      const sub = m.subs.get(channel);
+      if (!sub || m.closed) return;
       if (sub.batchMs > 0) {
-        this.addToBatch(c, channel, symbol, json, sub.batchMs);
+        this.addToBatch(m, channel, symbol, json, sub.batchMs);
         return;
       }
       frame ??= textFrame(`{"type":"${type}","channel":"${channel}","data":${json}}`);
-      this.send(c, frame, key);
+      this.send(m, frame, key);
     };
-    for (const c of idx.all) one(c);
-    if (bySymbol) for (const c of bySymbol) if (!idx.all.has(c)) one(c);
+    for (const m of idx.all) one(m);
+    if (bySymbol) for (const m of bySymbol) if (!idx.all.has(m)) one(m);
+  }
+
+  private groupPush(g: Group, frame: Buffer, key: string | null): void {
+    if (g.frames.length === 0) {
+      this.flushGroups.push(g);
+      this.scheduleFlush();
+    }
+    g.frames.push(frame);
+    g.keys.push(key);
+  }
+
+  private scheduleFlush(): void {
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(() => this.flush());
+    }
   }
 
   /** One record to one client (used for the tick snapshot on subscribe). */
@@ -450,6 +553,11 @@ export class Gateway {
       this.write(c, frame);
       return;
     }
+    this.enqueue(c, frame, key);
+    if (c.group && !c.closed) this.place(c); // behind: served on its own until it catches up
+  }
+
+  private enqueue(c: Client, frame: Buffer, key: string | null): void {
     if (key !== null) {
       const old = c.latest.get(key);
       if (old?.frame) {
@@ -474,29 +582,32 @@ export class Gateway {
   }
 
   /**
-   * Adds one complete WebSocket frame to what the client gets after this synchronous pass. Writing
-   * next to `ws` keeps order because `ws` (without permessage-deflate) writes synchronously and the
-   * gateway sends every data frame and reply through here.
+   * Adds one complete WebSocket frame to what the client alone gets after this synchronous pass.
+   * Writing next to `ws` keeps order because `ws` (without permessage-deflate) writes synchronously
+   * and the gateway sends every data frame and reply through here or its group.
    */
   private write(c: Client, frame: Buffer): void {
     if (c.ws.readyState !== WebSocket.OPEN) return;
     if (c.pending.length === 0) {
       this.flushList.push(c);
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        process.nextTick(() => this.flush());
-      }
+      this.scheduleFlush();
     }
     c.pending.push(frame);
     c.pendingBytes += frame.length;
     this.counts.sent++;
   }
 
-  /** One socket write per client; clients with the same pending frames share one buffer. */
+  /**
+   * After a pass: one socket write per client. Frames of a client alone go first (they were due
+   * earlier: drained queues, replies), then each group's frames as one buffer shared by its members. A
+   * member whose socket is over the high-water mark gets the group's frames in its own queue instead
+   * and leaves the group until it has caught up.
+   */
   private flush(): void {
     this.flushScheduled = false;
     const shared = new Map<Buffer, { frames: Buffer[]; buf: Buffer }[]>();
-    for (const c of this.flushList) {
+    const clients = this.flushList.splice(0);
+    for (const c of clients) {
       const frames = c.pending;
       c.pending = [];
       c.pendingBytes = 0;
@@ -523,7 +634,29 @@ export class Gateway {
       }
       c.socket.write(buf);
     }
-    this.flushList.length = 0;
+    const groups = this.flushGroups.splice(0);
+    for (const g of groups) {
+      const frames = g.frames;
+      const keys = g.keys;
+      g.frames = [];
+      g.keys = [];
+      if (frames.length === 0 || g.clients.size === 0) continue;
+      const buf = frames.length === 1 ? frames[0] : Buffer.concat(frames);
+      const fallen: Client[] = [];
+      for (const c of g.clients) {
+        if (c.closed || !c.socket || c.ws.readyState !== WebSocket.OPEN) continue;
+        if (c.ws.bufferedAmount < this.highWater) {
+          c.socket.write(buf);
+          this.counts.sent += frames.length;
+        } else fallen.push(c);
+      }
+      for (const c of fallen) {
+        this.displace(c); // the group's frames of this pass were taken above: none are handed over
+        for (let i = 0; i < frames.length && !c.closed; i++) this.enqueue(c, frames[i], keys[i]);
+        this.place(c);
+      }
+    }
+    if (this.flushList.length > 0 || this.flushGroups.length > 0) this.scheduleFlush();
   }
 
   private drainAll(): void {
@@ -554,6 +687,7 @@ export class Gateway {
       c.queued = 0;
       c.latest.clear();
       this.behind.delete(c);
+      this.place(c); // caught up: back to its group
     } else if (c.head > 4096 && c.head * 2 > q.length) {
       c.queue = q.slice(c.head);
       c.head = 0;
@@ -582,9 +716,10 @@ export class Gateway {
     if (now - this.lastHeartbeatMs >= this.heartbeatMs) {
       this.lastHeartbeatMs = now;
       const frame = textFrame(`{"type":"heartbeat","ts":${nowMicros()}}`);
+      for (const g of this.groups.values()) this.groupPush(g, frame, "heartbeat");
       for (const c of this.clients) {
         if (c.closed) continue;
-        this.send(c, frame, "heartbeat");
+        if (!c.group) this.send(c, frame, "heartbeat");
         if (!c.closed && c.queued === 0) c.ws.ping();
       }
     }
@@ -615,16 +750,7 @@ export class Gateway {
   }
 
   private unindex(c: Client): void {
-    for (const [channel, sub] of c.subs) {
-      const idx = this.index.get(channel);
-      if (!idx) continue;
-      idx.all.delete(c);
-      for (const s of sub.symbols) {
-        const set = idx.bySymbol.get(s);
-        set?.delete(c);
-        if (set?.size === 0) idx.bySymbol.delete(s);
-      }
-    }
+    this.displace(c);
     c.subs.clear();
     for (const b of c.batches.values()) clearTimeout(b.timer);
     c.batches.clear();
@@ -713,6 +839,23 @@ export function textFrame(text: string): Buffer {
   }
   frame.write(text, head, "utf8");
   return frame;
+}
+
+/** Canonical text of a client's subscriptions: equal for clients that get exactly the same frames. */
+function signature(subs: Map<Channel, Subscription>): string {
+  return [...subs]
+    .map(
+      ([channel, sub]) =>
+        `${channel}|${sub.all ? "*" : ""}|${[...sub.symbols].sort().join(",")}|${sub.batchMs}`,
+    )
+    .sort()
+    .join(";");
+}
+
+function cloneSubs(subs: Map<Channel, Subscription>): Map<Channel, Subscription> {
+  const copy = new Map<Channel, Subscription>();
+  for (const [channel, sub] of subs) copy.set(channel, { ...sub, symbols: new Set(sub.symbols) });
+  return copy;
 }
 
 function sameFrames(a: Buffer[], b: Buffer[]): boolean {
