@@ -13,7 +13,7 @@
  * Clients live in 2 worker threads (500 each) of this process; receipt times use
  * `performance.timeOrigin + performance.now()` in µs, like k2's receipt stamps (same host clock).
  * Options: `--clients N` (1000), `--seconds S` (60), `--workers W` (2), `--channels trades,quotes`,
- * `--phases latency,throughput`. The throughput phase runs a third time with the client threads at
+ * `--phases latency,throughput`, `--nice` (client threads at nice 19 in the latency phase too). The throughput phase runs a third time with the client threads at
  * nice 19, so that what the gateway costs ingest shows apart from the clients' own CPU use on this host. Prints one JSON line with the figures at the end; CPU figures are % of
  * one core (k2 process; client workers = this process).
  */
@@ -425,6 +425,7 @@ async function main(): Promise<void> {
   const workers = Number(opt("workers", "2"));
   const channels = opt("channels", "trades,quotes").split(",");
   const phases = opt("phases", "latency,throughput").split(",");
+  const niceLatency = args.includes("--nice");
   const dir = mkdtempSync(join(tmpdir(), "k2-bench-gateway-"));
   const out: Record<string, unknown> = { clients, workers, channels, symbols: ["BTCUSDT"] };
   try {
@@ -448,7 +449,13 @@ async function main(): Promise<void> {
         "--db",
         join(dir, "latency.duckdb"),
       ]);
-      const fleet = await ClientFleet.start(`ws://127.0.0.1:${k2.port}/ws`, clients, workers, channels);
+      const fleet = await ClientFleet.start(
+        `ws://127.0.0.1:${k2.port}/ws`,
+        clients,
+        workers,
+        channels,
+        niceLatency,
+      );
       fleet.reset();
       const before = (await status(k2.port)).gateway;
       const cpu0 = cpuMs(k2.child.pid);
@@ -462,6 +469,7 @@ async function main(): Promise<void> {
       await stopK2(k2);
       out.speed_1 = {
         seconds,
+        clients_niced: niceLatency,
         clients_connected: after.clients,
         delivered: r.received,
         delivered_per_s: Math.round(r.received / seconds),
