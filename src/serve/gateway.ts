@@ -157,6 +157,8 @@ export class Gateway {
   private readonly flushList: Client[] = [];
   private readonly flushGroups: Group[] = [];
   private flushScheduled = false;
+  /** performance.now() before which no flush starts (see scheduleFlush). */
+  private nextFlushAt = 0;
   private readonly groups = new Map<string, Group>();
   private drainTimer: NodeJS.Timeout | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
@@ -489,11 +491,17 @@ export class Gateway {
     g.keys.push(key);
   }
 
+  /**
+   * Flushes right after the current pass, unless the previous flush was long: then not before as long
+   * again has passed, so socket writes take at most about half of the event loop and ingest keeps the
+   * rest (frames meanwhile gather into fewer, larger writes).
+   */
   private scheduleFlush(): void {
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      process.nextTick(() => this.flush());
-    }
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    const wait = this.nextFlushAt - performance.now();
+    if (wait > 1) setTimeout(() => this.flush(), wait);
+    else process.nextTick(() => this.flush());
   }
 
   /** One record to one client (used for the tick snapshot on subscribe). */
@@ -605,6 +613,7 @@ export class Gateway {
    */
   private flush(): void {
     this.flushScheduled = false;
+    const started = performance.now();
     const shared = new Map<Buffer, { frames: Buffer[]; buf: Buffer }[]>();
     const clients = this.flushList.splice(0);
     for (const c of clients) {
@@ -656,6 +665,8 @@ export class Gateway {
         this.place(c);
       }
     }
+    const took = performance.now() - started;
+    this.nextFlushAt = took > 2 ? performance.now() + took : 0;
     if (this.flushList.length > 0 || this.flushGroups.length > 0) this.scheduleFlush();
   }
 
