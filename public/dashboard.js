@@ -116,7 +116,7 @@ function addTradeToBar(t) {
 
 /** A candle from the server's aggregator (channel candles.1m), when one runs. */
 function addServerCandle(c) {
-  const startUs = c.start ?? c.open_time ?? c.bucket_start ?? c.timestamp;
+  const startUs = c.interval_start ?? c.start ?? c.open_time;
   if (startUs == null || c.open == null) return;
   if (!state.serverCandles.has(c.symbol)) {
     state.serverCandles.add(c.symbol);
@@ -196,7 +196,7 @@ function renderSymbols() {
   const rows = [...state.ticks.values()].sort((a, b) => a.symbol.localeCompare(b.symbol));
   const html = rows.map((t) => {
     const feed = state.feeds.get(t.exchange) ?? "unknown";
-    const age = Math.max(0, now - Math.floor(t.ingestion_timestamp / 1000));
+    const age = Math.max(0, now - t.receivedAt);
     const sel = t.symbol === state.selected ? ' class="selected"' : "";
     return `<tr data-symbol="${esc(t.symbol)}"${sel}><td>${esc(t.symbol)}</td><td class="num last">${fmt(t.last_price)}</td><td class="num">${fmt(t.bid_price)}</td><td class="num">${fmt(t.ask_price)}</td><td class="num spread">${spreadOf(t)}</td><td><span class="badge" data-state="${esc(feed.toLowerCase())}">${esc(feed.toLowerCase())}</span></td><td class="num">${(age / 1000).toFixed(1)} s</td></tr>`;
   });
@@ -225,7 +225,7 @@ function onTrade(t) {
 }
 
 function onTick(t) {
-  state.ticks.set(t.symbol, t);
+  state.ticks.set(t.symbol, { ...t, receivedAt: Date.now() });
   state.dirty.symbols = true;
   if (!state.selected && t.last_price != null) select(t.symbol);
 }

@@ -41,7 +41,7 @@ import {
   type RequestId,
   type SubscribeRequest,
 } from "./gateway-protocol.js";
-import type { LiveCandle, LiveFeed, Tick } from "./live-feed.js";
+import type { LiveCandle, LiveFeed, LiveFeedEvents, Tick } from "./live-feed.js";
 
 /** Options of {@link Gateway}. */
 export interface GatewayOptions {
@@ -164,6 +164,7 @@ export class Gateway {
   private sweepTimer: NodeJS.Timeout | null = null;
   private lastHeartbeatMs = Date.now();
   private wss: WebSocketServer | null = null;
+  private unlisten: (() => void)[] = [];
   private nextId = 1;
   private readonly counts = { sent: 0, conflated: 0, slow: 0, idle: 0, unauthorized: 0 };
   private readonly heartbeatMs: number;
@@ -232,10 +233,13 @@ export class Gateway {
       wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req));
     });
     const f = this.opts.feed;
-    f.on("trade", this.listeners.trade);
-    f.on("quote", this.listeners.quote);
-    f.on("tick", this.listeners.tick);
-    f.on("candle", this.listeners.candle);
+    const l = this.listeners;
+    this.unlisten = [
+      listen(f, "trade", l.trade),
+      listen(f, "quote", l.quote),
+      listen(f, "tick", l.tick),
+      listen(f, "candle", l.candle),
+    ];
     const period = Math.max(20, Math.min(this.heartbeatMs, this.idleTimeoutMs / 4));
     this.sweepTimer = setInterval(() => this.sweep(), period);
     this.sweepTimer.unref();
@@ -246,11 +250,8 @@ export class Gateway {
 
   /** Stops listening to the feed, closes every client (1001) and waits briefly for them to go. */
   async close(): Promise<void> {
-    const f = this.opts.feed;
-    f.off("trade", this.listeners.trade);
-    f.off("quote", this.listeners.quote);
-    f.off("tick", this.listeners.tick);
-    f.off("candle", this.listeners.candle);
+    for (const off of this.unlisten) off();
+    this.unlisten = [];
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     if (this.drainTimer) clearInterval(this.drainTimer);
     this.sweepTimer = null;
@@ -346,9 +347,9 @@ export class Gateway {
     }
     this.place(c);
     this.reply(c, { type: "subscribed", id, channel, symbols: symbolsOf(sub), batch_ms: sub.batchMs });
-    if (channel === "ticks" && this.opts.feed.latestTicks) {
+    if (channel === "ticks" && this.opts.feed.ticks) {
       const wanted = new Set(m.symbols);
-      for (const t of this.opts.feed.latestTicks()) {
+      for (const t of this.opts.feed.ticks()) {
         if (wanted.has("*") || wanted.has(t.symbol))
           this.deliver(c, "ticks", "tick", t.exchange, t.symbol, JSON.stringify(t));
       }
@@ -831,6 +832,19 @@ export class Gateway {
       },
     });
   }
+}
+
+/** Adds a feed listener; returns its removal (from `on`'s return value, else through `off`). */
+function listen<E extends keyof LiveFeedEvents>(
+  feed: LiveFeed,
+  event: E,
+  listener: (...args: LiveFeedEvents[E]) => void,
+): () => void {
+  const r = feed.on(event, listener);
+  if (typeof r === "function") return r as () => void;
+  return () => {
+    feed.off?.(event, listener);
+  };
 }
 
 /** A final, unmasked text frame (RFC 6455 §5.2) carrying `text`. */

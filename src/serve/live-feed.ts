@@ -37,14 +37,13 @@ export interface Tick {
 
 /**
  * An OHLCV candle as published by the live candle aggregator. The gateway only needs `symbol` and
- * `interval` (`1s`, `1m`, `5m`, `15m`, `1h`, `1d`) to route it to channel `candles.{interval}`; every
- * other field is passed through unchanged.
+ * `interval` (`1s`, `1m`, `5m`, `15m`, `1h`, `1d`) to route it to channel `candles.{interval}`; the
+ * whole object (OHLCV fields and all) is sent to clients unchanged.
  */
 export interface LiveCandle {
   exchange: string;
   symbol: string;
   interval: string;
-  [field: string]: unknown;
 }
 
 /** Events of a {@link LiveFeed}. */
@@ -55,12 +54,15 @@ export interface LiveFeedEvents {
   candle: [candle: LiveCandle];
 }
 
-/** A source of live records. A Node `EventEmitter<LiveFeedEvents>` satisfies it. */
+/**
+ * A source of live records. A Node `EventEmitter<LiveFeedEvents>` satisfies it; so does an emitter
+ * whose `on` returns a function that removes the listener (then `off` is not needed).
+ */
 export interface LiveFeed {
   on<E extends keyof LiveFeedEvents>(event: E, listener: (...args: LiveFeedEvents[E]) => void): unknown;
-  off<E extends keyof LiveFeedEvents>(event: E, listener: (...args: LiveFeedEvents[E]) => void): unknown;
+  off?<E extends keyof LiveFeedEvents>(event: E, listener: (...args: LiveFeedEvents[E]) => void): unknown;
   /** Current tick of every symbol seen so far (sent to a client when it subscribes to `ticks`). */
-  latestTicks?(): Iterable<Tick>;
+  ticks?(): Iterable<Tick>;
 }
 
 /**
@@ -123,7 +125,7 @@ export class TickBook {
 }
 
 /**
- * {@link LiveFeed} fed by a consumer group of its own on the bus (`k2-live` by default): trades
+ * {@link LiveFeed} fed by a consumer group of its own on the bus (`k2-live-gateway` by default): trades
  * (topic kind `trades`; aggregate trades are not forwarded) and quotes, plus the ticks derived from
  * them. The group takes every message as soon as it is published (batch size 1), so live latency is one
  * event-loop turn after the publisher's ack; a listener that throws is logged and never makes the bus
@@ -137,7 +139,7 @@ export class BusLiveFeed extends EventEmitter<LiveFeedEvents> implements LiveFee
     super();
     this.consumer = bus.consume(
       {
-        group: opts.group ?? "k2-live",
+        group: opts.group ?? "k2-live-gateway",
         topicPrefixes: ["market."],
         batchSize: 1,
         maxWaitMs: 1000,
@@ -164,7 +166,7 @@ export class BusLiveFeed extends EventEmitter<LiveFeedEvents> implements LiveFee
     );
   }
 
-  latestTicks(): Tick[] {
+  ticks(): Tick[] {
     return this.book.all();
   }
 
