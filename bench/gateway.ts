@@ -256,6 +256,12 @@ interface K2 {
   exited: Promise<number | null>;
 }
 
+/** Child processes still running, killed when the bench exits (also on failure). */
+const children = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+});
+
 function spawnK2(args: string[], env: NodeJS.ProcessEnv = {}): Promise<K2> {
   const child = spawn(process.execPath, [CLI, ...args], {
     cwd: ROOT,
@@ -267,7 +273,13 @@ function spawnK2(args: string[], env: NodeJS.ProcessEnv = {}): Promise<K2> {
   child.stdout?.on("data", (d) => {
     out += d;
   });
-  const exited = new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
+  children.add(child);
+  const exited = new Promise<number | null>((r) =>
+    child.on("exit", (c) => {
+      children.delete(child);
+      r(c);
+    }),
+  );
   return new Promise((res, rej) => {
     child.stderr?.on("data", (d) => {
       err += d;
@@ -517,7 +529,12 @@ async function main(): Promise<void> {
 }
 
 if (isMainThread) {
-  await main();
+  try {
+    await main();
+  } catch (e) {
+    process.stderr.write(`bench gateway failed: ${(e as Error).stack ?? e}\n`);
+    process.exit(1);
+  }
 } else {
   await workerMain(workerData as WorkerInit);
 }

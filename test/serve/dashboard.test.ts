@@ -27,10 +27,11 @@ if (!HAVE_CHROMIUM)
 const tmp = tempDir();
 let browser: BrowserContext | null = null;
 let run: RunningPipeline | null = null;
-const profile = mkdtempSync(join(tmpdir(), "k2-chromium-"));
+let profile: string | null = null;
 
 beforeAll(async () => {
   if (!HAVE_CHROMIUM) return;
+  profile = mkdtempSync(join(tmpdir(), "k2-chromium-"));
   // a fresh profile directory (--user-data-dir) per run
   browser = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -52,7 +53,7 @@ afterAll(async () => {
   await browser?.close();
   await run?.stop("test done");
   tmp.cleanup();
-  rmSync(profile, { recursive: true, force: true });
+  if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
 /** Trimmed display form of a DECIMAL(18,8) string, as the dashboard shows it (at least 2 places). */
