@@ -24,7 +24,7 @@ const title = HAVE_CHROMIUM
 if (!HAVE_CHROMIUM)
   console.warn(`dashboard test skipped: ${CHROMIUM} not found (apt-get install -y chromium)`);
 
-const tmp = tempDir();
+let tmp: ReturnType<typeof tempDir> | null = null;
 let browser: BrowserContext | null = null;
 let run: RunningPipeline | null = null;
 let profile: string | null = null;
@@ -32,6 +32,7 @@ let profile: string | null = null;
 beforeAll(async () => {
   if (!HAVE_CHROMIUM) return;
   profile = mkdtempSync(join(tmpdir(), "k2-chromium-"));
+  tmp = tempDir();
   // a fresh profile directory (--user-data-dir) per run
   browser = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -52,7 +53,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await run?.stop("test done");
-  tmp.cleanup();
+  tmp?.cleanup();
   if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
@@ -66,7 +67,7 @@ function display(decimal: string): string {
 
 describe.skipIf(!HAVE_CHROMIUM)(title, () => {
   it("shows the replayed trades on the tape and the chart, the symbol and the feed health", async () => {
-    if (!browser) throw new Error("browser not started");
+    if (!browser || !tmp) throw new Error("browser not started");
     run = await startReplayRun({ db: `${tmp.dir}/k2.duckdb`, speed: "20" });
     const page: Page = await browser.newPage();
     const problems: string[] = [];
