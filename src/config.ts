@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { parseBusUrl } from "./bus/index.js";
 import { type FeedConfig, resolveFeeds } from "./config-feeds.js";
+import { type GatewayConfig, resolveGatewayConfig } from "./serve/gateway-config.js";
 import { parseStoreSpec } from "./store/index.js";
 
 /** Thrown for invalid configuration; the CLI prints the message and exits 2. */
@@ -74,6 +75,8 @@ export interface RunConfig {
   group: string;
   /** One feed per exchange of `--exchange a,b,c` (see `config-feeds.ts`); `exchange`..`replay` are feeds[0]'s. */
   feeds: FeedConfig[];
+  /** API tokens and WebSocket gateway limits (`K2_API_TOKENS`, `K2_WS_*`). */
+  gateway: GatewayConfig;
 }
 
 /**
@@ -124,6 +127,12 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(group)) {
     throw new ConfigError(`--group: letters, digits, _ or - (at most 64), got "${group}"`);
   }
+  let gateway: GatewayConfig;
+  try {
+    gateway = resolveGatewayConfig(env);
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
   return {
     exchange,
     symbols,
@@ -148,5 +157,6 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
       flags.candleGraceMs ?? env.K2_CANDLE_GRACE_MS ?? 2000,
     ),
     feeds,
+    gateway,
   };
 }

@@ -22,7 +22,9 @@ import { indexRecording, symbolsOfKeys } from "./replay/cryptofeed.js";
 import { detectCaptureFormat, REPLAY_SERVERS } from "./replay/index.js";
 import type { ReplayServer } from "./replay/replay-server.js";
 import { WorkerReplayServer } from "./replay/replay-worker.js";
+import type { Gateway } from "./serve/gateway.js";
 import { createHttpServer, listen } from "./serve/http.js";
+import { registerLiveServing } from "./serve/live-serving.js";
 import { type Serving, startServing } from "./serve/serving.js";
 import { createStore } from "./store/index.js";
 import type { Store } from "./store/store.js";
@@ -66,6 +68,8 @@ export interface RunningPipeline {
   metrics: Metrics;
   /** Serving layer: live feed, candle feed, market data source, REST API. */
   serving: Serving;
+  /** The WebSocket gateway at `/ws` (for its counters); null without the serve role. */
+  gateway: Gateway | null;
   /** Stops the feed, drains the bus, flushes the store, closes everything; resolves with the summary. */
   stop(reason: string): Promise<RunSummary>;
   /** Resolves when every feed's replay has been fully received and open candles closed (only with replays). */
@@ -226,6 +230,7 @@ export async function startProcess(
   );
   const feed = feeds[0] ?? null;
 
+  let gateway: Gateway | undefined;
   const app = await createHttpServer({
     metrics,
     health: async () => {
@@ -242,7 +247,20 @@ export async function startProcess(
       return problems;
     },
     register: async (app) => {
-      if (serving) await serving.register(app);
+      if (!serving) return;
+      // auth first (it guards /api and /ws), then the REST API, then gateway, status and dashboard
+      gateway = registerLiveServing(app, {
+        feed: serving.live,
+        config: config.gateway,
+        metrics,
+        logger,
+        status: {
+          feeds,
+          symbols: feedConfigs.flatMap((f) => f.symbols),
+          storeLag: () => persist?.consumer.lag() ?? 0,
+        },
+      });
+      await serving.register(app);
     },
   });
   const httpPort = await listen(app, config.httpPort, config.httpHost);
@@ -341,6 +359,7 @@ export async function startProcess(
     metrics,
     serving,
     persistConsumer: persist?.consumer ?? null,
+    gateway: gateway ?? null,
     stop,
     replayDone,
   };

@@ -1,0 +1,83 @@
+/**
+ * Configuration of the live serving layer (API tokens, WebSocket gateway limits) from the environment:
+ *
+ * | env | default | meaning |
+ * |---|---|---|
+ * | `K2_API_TOKENS` | unset | comma-separated tokens; when set, `/api/*` and `/ws` require one |
+ * | `K2_WS_HEARTBEAT_MS` | 30000 | server heartbeat period (JSON `heartbeat` + WebSocket ping) |
+ * | `K2_WS_IDLE_TIMEOUT_MS` | 90000 | a client that sent nothing (not even a pong) this long is closed |
+ * | `K2_WS_MAX_QUEUE` | 10000 | messages queued for a client that fell behind before it is cut |
+ * | `K2_WS_HIGH_WATER_BYTES` | 524288 | socket bytes not yet flushed above which a client counts as behind |
+ */
+import { z } from "zod";
+
+/** Validated gateway and API settings. */
+export interface GatewayConfig {
+  /** Accepted tokens; empty = no authentication. */
+  apiTokens: string[];
+  /** ms */
+  heartbeatMs: number;
+  /** ms */
+  idleTimeoutMs: number;
+  /** Messages. */
+  maxQueue: number;
+  /** Bytes. */
+  highWaterBytes: number;
+}
+
+/** Defaults of {@link GatewayConfig}. */
+export const GATEWAY_DEFAULTS: GatewayConfig = {
+  apiTokens: [],
+  heartbeatMs: 30_000,
+  idleTimeoutMs: 90_000,
+  maxQueue: 10_000,
+  highWaterBytes: 512 * 1024,
+};
+
+const int = (name: string, min: number, max: number) =>
+  z.string().transform((v, ctx) => {
+    const n = /^\d+$/.test(v.trim()) ? Number(v.trim()) : Number.NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      ctx.addIssue({
+        code: "custom",
+        message: `${name}: expected an integer from ${min} to ${max}, got "${v}"`,
+      });
+      return z.NEVER;
+    }
+    return n;
+  });
+
+/**
+ * Reads the gateway settings from `env`.
+ * @throws {Error} with a message naming the variable at fault (the CLI turns it into exit code 2)
+ */
+export function resolveGatewayConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  const read = (name: string, min: number, max: number, fallback: number): number => {
+    const v = env[name];
+    if (v === undefined || v === "") return fallback;
+    const r = int(name, min, max).safeParse(v);
+    if (!r.success) throw new Error(r.error.issues[0]?.message ?? `${name}: invalid value`);
+    return r.data;
+  };
+  const apiTokens = (env.K2_API_TOKENS ?? "")
+    .split(",")
+    .map((t) => t.trim())
+    .filter(Boolean);
+  for (const t of apiTokens) {
+    if (t.length < 8 || !/^[\x21-\x7e]+$/.test(t)) {
+      throw new Error("K2_API_TOKENS: each token needs at least 8 printable ASCII characters without spaces");
+    }
+  }
+  const heartbeatMs = read("K2_WS_HEARTBEAT_MS", 100, 3_600_000, GATEWAY_DEFAULTS.heartbeatMs);
+  const idleTimeoutMs = read("K2_WS_IDLE_TIMEOUT_MS", 200, 86_400_000, GATEWAY_DEFAULTS.idleTimeoutMs);
+  if (idleTimeoutMs <= heartbeatMs) {
+    throw new Error("K2_WS_IDLE_TIMEOUT_MS: must be longer than K2_WS_HEARTBEAT_MS");
+  }
+  return {
+    apiTokens,
+    heartbeatMs,
+    idleTimeoutMs,
+    maxQueue: read("K2_WS_MAX_QUEUE", 10, 10_000_000, GATEWAY_DEFAULTS.maxQueue),
+    highWaterBytes: read("K2_WS_HIGH_WATER_BYTES", 1024, 1 << 30, GATEWAY_DEFAULTS.highWaterBytes),
+  };
+}

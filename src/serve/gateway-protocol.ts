@@ -1,0 +1,151 @@
+/**
+ * The WebSocket gateway protocol (`/ws`), shared by the server ({@link ./gateway.ts}) and the typed
+ * client (`k2/client`). Every message is one JSON text frame.
+ *
+ * Client → server:
+ *   {"op":"subscribe","channel":"trades","symbols":["BTCUSDT"],"id":1}           (optional "batch_ms":100)
+ *   {"op":"unsubscribe","channel":"trades","symbols":["BTCUSDT"],"id":2}
+ *   {"op":"ping","id":3}
+ * `channel` is `trades`, `quotes`, `ticks` or `candles.{1s|1m|5m|15m|1h|1d}`; `symbols` are venue
+ * symbols (`BTCUSDT`) or `"*"` for every symbol. `id` (string or integer) is echoed in the reply.
+ *
+ * Server → client:
+ *   {"type":"subscribed","id":1,"channel":"trades","symbols":["BTCUSDT"],"batch_ms":0}
+ *   {"type":"unsubscribed","id":2,"channel":"trades","symbols":[]}
+ *   {"type":"pong","id":3,"ts":1723161254036059}
+ *   {"type":"error","id":4,"field":"symbols.0","error":"symbols.0: expected a venue symbol ..."}
+ *   {"type":"trade","channel":"trades","data":TradeV2}
+ *   {"type":"quote","channel":"quotes","data":QuoteV2}
+ *   {"type":"tick","channel":"ticks","data":Tick}
+ *   {"type":"candle","channel":"candles.1m","data":LiveCandle}
+ *   {"type":"batch","channel":"trades","data":[TradeV2,...]}          (subscriptions with batch_ms)
+ *   {"type":"heartbeat","ts":1723161254036059}                        (every 30 s; `ts` µs since epoch)
+ *
+ * Close codes: 1008 unauthorized (bad or missing token when `K2_API_TOKENS` is set), 4000 slow
+ * consumer (send queue over its limit), 4001 idle (nothing received for the idle timeout), 1001
+ * server shutting down. The close reason says why in words.
+ */
+import { z } from "zod";
+import type { QuoteV2, TradeV2 } from "../schema/records.js";
+import type { LiveCandle, Tick } from "./live-feed.js";
+
+/** Candle intervals a `candles.{interval}` channel can name. */
+export const CANDLE_INTERVALS = ["1s", "1m", "5m", "15m", "1h", "1d"] as const;
+/** Channels a client can subscribe to. */
+export const CHANNELS = [
+  "trades",
+  "quotes",
+  "ticks",
+  "candles.1s",
+  "candles.1m",
+  "candles.5m",
+  "candles.15m",
+  "candles.1h",
+  "candles.1d",
+] as const;
+export type Channel = (typeof CHANNELS)[number];
+
+/** Close codes used by the gateway (RFC 6455 §7.4: 4000–4999 are for applications). */
+export const CLOSE_CODES = {
+  goingAway: 1001,
+  unauthorized: 1008,
+  slowConsumer: 4000,
+  idle: 4001,
+} as const;
+
+/** Most symbols one subscribe/unsubscribe request may name. */
+export const MAX_SYMBOLS_PER_REQUEST = 200;
+
+const requestId = z.union([z.string().max(128), z.number().int()]).optional();
+const channel = z.enum(CHANNELS, { error: () => `expected one of ${CHANNELS.join(", ")}` });
+const symbols = z
+  .array(
+    z
+      .string()
+      .regex(
+        /^(\*|[A-Z0-9][A-Z0-9._/-]{0,31})$/,
+        'expected a venue symbol such as "BTCUSDT" (upper case) or "*"',
+      ),
+  )
+  .min(1, "expected at least one symbol")
+  .max(MAX_SYMBOLS_PER_REQUEST, `expected at most ${MAX_SYMBOLS_PER_REQUEST} symbols`);
+
+/** zod schema of a client message. Unknown fields are rejected (named in the error). */
+export const ClientMessageSchema = z.discriminatedUnion(
+  "op",
+  [
+    z.strictObject({
+      op: z.literal("subscribe"),
+      id: requestId,
+      channel,
+      symbols,
+      batch_ms: z
+        .number()
+        .int("expected an integer number of ms")
+        .min(0)
+        .max(60_000, "expected at most 60000 ms")
+        .optional(),
+    }),
+    z.strictObject({ op: z.literal("unsubscribe"), id: requestId, channel, symbols }),
+    z.strictObject({ op: z.literal("ping"), id: requestId }),
+  ],
+  { error: () => 'expected "subscribe", "unsubscribe" or "ping"' },
+);
+
+/** A validated client message. */
+export type ClientMessage = z.infer<typeof ClientMessageSchema>;
+export type SubscribeRequest = Extract<ClientMessage, { op: "subscribe" }>;
+
+/** Request id as sent by the client (string or integer), or null when it sent none. */
+export type RequestId = string | number | null;
+
+/** Server messages (see the module comment for examples). */
+export type ServerMessage =
+  | { type: "subscribed"; id: RequestId; channel: Channel; symbols: string[]; batch_ms: number }
+  | { type: "unsubscribed"; id: RequestId; channel: Channel; symbols: string[] }
+  | { type: "pong"; id: RequestId; ts: number }
+  | { type: "error"; id: RequestId; field: string | null; error: string }
+  | { type: "heartbeat"; ts: number }
+  | { type: "trade"; channel: "trades"; data: TradeV2 }
+  | { type: "quote"; channel: "quotes"; data: QuoteV2 }
+  | { type: "tick"; channel: "ticks"; data: Tick }
+  | { type: "candle"; channel: Channel; data: LiveCandle }
+  | { type: "batch"; channel: "trades"; data: TradeV2[] }
+  | { type: "batch"; channel: "quotes"; data: QuoteV2[] }
+  | { type: "batch"; channel: "ticks"; data: Tick[] }
+  | { type: "batch"; channel: Channel; data: LiveCandle[] };
+
+/**
+ * Parses and validates one client frame.
+ * @returns the message, or an error naming the offending field (`field` null for malformed JSON)
+ *   together with the request id when one could be read
+ */
+export function parseClientMessage(
+  text: string,
+): { ok: true; message: ClientMessage } | { ok: false; id: RequestId; field: string | null; error: string } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return { ok: false, id: null, field: null, error: "invalid JSON" };
+  }
+  const id =
+    raw &&
+    typeof raw === "object" &&
+    "id" in raw &&
+    (typeof raw.id === "string" || typeof raw.id === "number")
+      ? (raw.id as string | number)
+      : null;
+  if (!raw || typeof raw !== "object" || Array.isArray(raw)) {
+    return { ok: false, id, field: null, error: "expected a JSON object" };
+  }
+  const r = ClientMessageSchema.safeParse(raw);
+  if (r.success) return { ok: true, message: r.data };
+  const issue = r.error.issues[0];
+  let field = issue.path.map(String).join(".");
+  if (issue.code === "unrecognized_keys") field = issue.keys.join(",");
+  const label = field === "" ? "message" : field;
+  const message =
+    issue.code === "unrecognized_keys" ? `unknown field(s) ${issue.keys.join(", ")}` : issue.message;
+  return { ok: false, id, field: field || null, error: `${label}: ${message}` };
+}

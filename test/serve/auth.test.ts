@@ -1,0 +1,167 @@
+/**
+ * API tokens (`K2_API_TOKENS`) against a real `k2 run --replay` in process: `/api/*` answers 401 with
+ * nothing but the error, `/ws` closes with 1008 before any data; a good token (header or query) works;
+ * `/health`, `/metrics` and the dashboard page stay open. The hook also covers `/api` routes that
+ * other modules register before or after it.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { K2Client } from "../../src/client.js";
+import { ConfigError, resolveRunConfig } from "../../src/config.js";
+import { Metrics } from "../../src/ops/metrics.js";
+import type { RunningPipeline } from "../../src/run.js";
+import { registerApiAuth, TokenAuth } from "../../src/serve/auth.js";
+import { createHttpServer, listen } from "../../src/serve/http.js";
+import { CAPTURE, startReplayRun, TestClient, tempDir } from "./helpers.js";
+
+const GOOD = "tok-alpha-0123456789";
+const OTHER = "tok-beta-9876543210";
+let run: RunningPipeline;
+let base: string;
+let wsUrl: string;
+const tmp = tempDir();
+
+beforeAll(async () => {
+  run = await startReplayRun({
+    db: `${tmp.dir}/k2.duckdb`,
+    speed: "10",
+    env: { K2_API_TOKENS: `${GOOD}, ${OTHER}` },
+  });
+  base = `http://127.0.0.1:${run.httpPort}`;
+  wsUrl = `ws://127.0.0.1:${run.httpPort}/ws`;
+});
+
+afterAll(async () => {
+  await run?.stop("test done");
+  tmp.cleanup();
+});
+
+describe("HTTP /api", () => {
+  it.each([
+    ["no token", "/api/v1/status", {}],
+    ["a wrong bearer token", "/api/v1/status", { authorization: "Bearer tok-alpha-012345678" }],
+    ["a wrong query token", `/api/v1/status?token=${encodeURIComponent(`${GOOD}x`)}`, {}],
+    ["a malformed header", "/api/v1/status", { authorization: GOOD }],
+    ["an unknown /api route", "/api/v1/trades?symbol=BTCUSDT", {}],
+    ["a percent-encoded path", "/%61pi/v1/status", {}],
+    ["a doubled slash", "//api/v1/status", {}],
+  ])("answers 401 with only the error to %s", async (_what, path, headers) => {
+    const res = await fetch(`${base}${path}`, { headers });
+    expect(res.status).toBe(401);
+    expect(res.headers.get("www-authenticate")).toBe('Bearer realm="k2"');
+    const text = await res.text();
+    expect(JSON.parse(text)).toEqual({ error: "unauthorized", reason: "missing or invalid API token" });
+    expect(text).not.toContain("BINANCE");
+    expect(text).not.toContain("tok-");
+  });
+
+  it("serves /api with a valid token in the header (either token) or the query", async () => {
+    for (const headers of [{ authorization: `Bearer ${GOOD}` }, { authorization: `bearer ${OTHER}` }]) {
+      const res = await fetch(`${base}/api/v1/status`, { headers });
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { symbols: string[] }).symbols).toEqual(["BTCUSDT"]);
+    }
+    const q = await fetch(`${base}/api/v1/status?token=${GOOD}`);
+    expect(q.status).toBe(200);
+  });
+
+  it("leaves /health, /metrics and the dashboard open", async () => {
+    expect((await fetch(`${base}/metrics`)).status).toBe(200);
+    expect([200, 503]).toContain((await fetch(`${base}/health`)).status);
+    const page = await fetch(`${base}/`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain("<title>K2 live</title>");
+  });
+
+  it("covers /api routes registered before and after the hook", async () => {
+    const app = await createHttpServer({
+      metrics: new Metrics({ defaultMetrics: false }),
+      health: async () => [],
+      register: (a) => {
+        a.get("/api/v1/early", async () => ({ secret: "early" }));
+        registerApiAuth(a, new TokenAuth([GOOD]));
+        a.get("/api/v1/late", async () => ({ secret: "late" }));
+        a.get("/open", async () => ({ open: true }));
+      },
+    });
+    const port = await listen(app, 0);
+    try {
+      for (const p of ["/api/v1/early", "/api/v1/late"]) {
+        const denied = await fetch(`http://127.0.0.1:${port}${p}`);
+        expect(denied.status).toBe(401);
+        expect(await denied.text()).not.toContain("secret");
+        const ok = await fetch(`http://127.0.0.1:${port}${p}`, {
+          headers: { authorization: `Bearer ${GOOD}` },
+        });
+        expect(ok.status).toBe(200);
+      }
+      expect((await fetch(`http://127.0.0.1:${port}/open`)).status).toBe(200);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe("WebSocket /ws", () => {
+  it.each([
+    ["no token", wsUrlFor(""), {}],
+    ["a wrong query token", wsUrlFor("?token=nope-nope-nope"), {}],
+    ["a wrong bearer token", wsUrlFor(""), { headers: { authorization: `Bearer ${OTHER}0` } }],
+  ])("closes with 1008 and sends nothing to %s", async (_what, path, opts) => {
+    const c = await TestClient.open(`ws://127.0.0.1:${run.httpPort}${path}`, opts);
+    c.send({ op: "subscribe", channel: "trades", symbols: ["*"], id: 1 });
+    await c.closed;
+    expect(c.closeCode).toBe(1008);
+    expect(c.closeReason).toBe("unauthorized: missing or invalid API token");
+    expect(c.messages).toEqual([]);
+  });
+
+  it("accepts a good token in the query or the Authorization header", async () => {
+    const q = await TestClient.open(`${wsUrl}?token=${encodeURIComponent(OTHER)}`);
+    expect(
+      await q.request({ op: "subscribe", channel: "trades", symbols: ["BTCUSDT"], id: 1 }),
+    ).toMatchObject({
+      type: "subscribed",
+    });
+    expect((await q.next((m) => m.type === "trade")).channel).toBe("trades");
+    q.close();
+    const h = await TestClient.open(wsUrl, { headers: { authorization: `Bearer ${GOOD}` } });
+    expect((await h.request({ op: "ping", id: "x" })).type).toBe("pong");
+    h.close();
+  });
+
+  it("counts rejected clients in /metrics", async () => {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith('k2_ws_disconnects_total{reason="unauthorized"}'));
+    expect(Number(line?.split(" ")[1])).toBeGreaterThanOrEqual(3);
+  });
+
+  it("K2Client: a bad token fails connect() without retrying; a good one streams trades", async () => {
+    const bad = new K2Client({ url: wsUrl, token: "wrong-token-123", backoffInitialMs: 50 });
+    await expect(bad.connect()).rejects.toThrow(/unauthorized/);
+    expect(bad.state).toBe("unauthorized");
+    await new Promise((r) => setTimeout(r, 300));
+    expect(bad.reconnects).toBe(0);
+    const good = new K2Client({ url: wsUrl, token: GOOD });
+    await good.connect();
+    const trade = new Promise((res) => good.once("trade", res));
+    await good.subscribe("trades", ["BTCUSDT"]);
+    expect(await trade).toMatchObject({ symbol: "BTCUSDT", exchange: "BINANCE" });
+    await good.close();
+  });
+});
+
+describe("configuration", () => {
+  it.each([
+    [{ K2_API_TOKENS: "short" }, /^K2_API_TOKENS: /],
+    [{ K2_WS_HEARTBEAT_MS: "abc" }, /^K2_WS_HEARTBEAT_MS: expected an integer/],
+    [{ K2_WS_MAX_QUEUE: "0" }, /^K2_WS_MAX_QUEUE: expected an integer from 10/],
+    [{ K2_WS_HEARTBEAT_MS: "5000", K2_WS_IDLE_TIMEOUT_MS: "4000" }, /^K2_WS_IDLE_TIMEOUT_MS: must be longer/],
+  ])("rejects %j naming the variable", (env, message) => {
+    expect(() => resolveRunConfig({ replay: CAPTURE }, env)).toThrow(ConfigError);
+    expect(() => resolveRunConfig({ replay: CAPTURE }, env)).toThrow(message);
+  });
+});
+
+function wsUrlFor(query: string): string {
+  return `/ws${query}`;
+}

@@ -1,0 +1,200 @@
+/// <reference lib="dom" />
+/**
+ * The dashboard end to end in Debian's headless chromium (playwright-core): a real `k2 run --replay
+ * btcusdt_20240808.gz --speed 20` in process, the page loaded while the replay runs; afterwards the
+ * trade tape must show the capture's last trades exactly as stored, the chart's 1-minute candles and
+ * volumes must match the stored trades, and the symbol row and feed health must show the run. Saves
+ * `test-artifacts/dashboard.png`. Skipped (with the reason in its title) when /usr/bin/chromium is
+ * missing: `apt-get install -y chromium`.
+ */
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RunningPipeline } from "../../src/run.js";
+import { LAST_TRADE_ID, ROOT, sleep, startReplayRun, TRADES_IN_CAPTURE, tempDir } from "./helpers.js";
+
+const CHROMIUM = process.env.K2_CHROMIUM ?? "/usr/bin/chromium";
+const HAVE_CHROMIUM = existsSync(CHROMIUM);
+const title = HAVE_CHROMIUM
+  ? "dashboard in headless chromium"
+  : `dashboard in headless chromium — SKIPPED: ${CHROMIUM} not found (apt-get install -y chromium)`;
+
+if (!HAVE_CHROMIUM)
+  console.warn(`dashboard test skipped: ${CHROMIUM} not found (apt-get install -y chromium)`);
+
+let tmp: ReturnType<typeof tempDir> | null = null;
+let browser: BrowserContext | null = null;
+let run: RunningPipeline | null = null;
+let profile: string | null = null;
+
+beforeAll(async () => {
+  if (!HAVE_CHROMIUM) return;
+  profile = mkdtempSync(join(tmpdir(), "k2-chromium-"));
+  tmp = tempDir();
+  // a fresh profile directory (--user-data-dir) per run
+  browser = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    viewport: { width: 1400, height: 900 },
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await run?.stop("test done");
+  tmp?.cleanup();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+});
+
+/** Trimmed display form of a DECIMAL(18,8) string, as the dashboard shows it (at least 2 places). */
+function display(decimal: string): string {
+  const [i, f] = decimal.split(".");
+  let frac = (f ?? "").replace(/0+$/, "");
+  if (frac.length < 2) frac = frac.padEnd(2, "0");
+  return `${i}.${frac}`;
+}
+
+describe.skipIf(!HAVE_CHROMIUM)(title, () => {
+  it("shows the replayed trades on the tape and the chart, the symbol and the feed health", async () => {
+    if (!browser || !tmp) throw new Error("browser not started");
+    run = await startReplayRun({ db: `${tmp.dir}/k2.duckdb`, speed: "20" });
+    const page: Page = await browser.newPage();
+    const problems: string[] = [];
+    page.on("console", (m) => {
+      if (m.type() === "error" || m.type() === "warning") problems.push(`console ${m.type()}: ${m.text()}`);
+    });
+    page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+    await page.goto(`http://127.0.0.1:${run.httpPort}/`);
+    await page.waitForFunction(() => document.querySelector("#ws-state")?.textContent === "open");
+
+    await run.replayDone;
+    // the tape catches up with the last trade of the capture
+    await page.waitForSelector(`#tape tbody tr[data-trade-id="BINANCE-${LAST_TRADE_ID}"]`, {
+      timeout: 15_000,
+    });
+    const store = run.store;
+    for (let i = 0; ; i++) {
+      const [{ n }] = await store.query("SELECT count(*)::INTEGER AS n FROM trades_v2");
+      if (Number(n) === TRADES_IN_CAPTURE) break;
+      if (i > 100) throw new Error(`store holds ${n} trades`);
+      await sleep(100);
+    }
+
+    // tape: the newest 60 trades, exactly as stored, newest first
+    const tape = await page.$$eval("#tape tbody tr", (rows) =>
+      rows.map((r) => ({
+        trade_id: (r as HTMLElement).dataset.tradeId,
+        price: (r as HTMLElement).dataset.price,
+        quantity: (r as HTMLElement).dataset.quantity,
+        shown: r.querySelector(".price")?.textContent,
+        side: r.querySelector(".side")?.textContent,
+      })),
+    );
+    const stored = await store.query(
+      "SELECT trade_id, price::VARCHAR AS price, quantity::VARCHAR AS quantity, side FROM trades_v2 ORDER BY source_sequence DESC LIMIT 60",
+    );
+    expect(tape.length).toBe(60);
+    expect(tape.map(({ trade_id, price, quantity }) => ({ trade_id, price, quantity }))).toEqual(
+      stored.map((r) => ({ trade_id: r.trade_id, price: r.price, quantity: r.quantity })),
+    );
+    for (const [i, row] of tape.entries()) {
+      expect(row.shown).toBe(display(String(stored[i].price)));
+      expect(row.side).toBe(String(stored[i].side).toLowerCase());
+    }
+
+    // chart: 1-minute candles and volumes from the trades the page saw (its first bar may be partial)
+    const chart = await page.evaluate(() => {
+      interface Series {
+        data(): { time: number; value: number; open: number; high: number; low: number; close: number }[];
+      }
+      const d = (
+        window as unknown as {
+          k2dash: {
+            candleSeries: Series;
+            volumeSeries: Series;
+            state: { firstTrade: { timestamp: number } };
+          };
+        }
+      ).k2dash;
+      return {
+        candles: d.candleSeries.data(),
+        volumes: d.volumeSeries.data(),
+        firstTradeTs: d.state.firstTrade.timestamp,
+        title: document.querySelector("#chart-title")?.textContent,
+      };
+    });
+    expect(chart.title).toContain("BTCUSDT");
+    const bars = await store.query(
+      `SELECT (timestamp // 60000000 * 60)::INTEGER AS t, arg_min(price, source_sequence)::VARCHAR AS open,
+              max(price)::VARCHAR AS high, min(price)::VARCHAR AS low, arg_max(price, source_sequence)::VARCHAR AS close,
+              sum(quantity)::VARCHAR AS volume
+         FROM trades_v2 GROUP BY 1 ORDER BY 1`,
+    );
+    const firstMinute = Math.floor(chart.firstTradeTs / 60e6) * 60;
+    const complete = bars.filter((b) => Number(b.t) > firstMinute);
+    expect(complete.length).toBeGreaterThanOrEqual(3);
+    const byTime = new Map(chart.candles.map((c) => [c.time, c]));
+    const volByTime = new Map(chart.volumes.map((v) => [v.time, v]));
+    for (const b of complete) {
+      const c = byTime.get(Number(b.t));
+      expect(c, `candle ${b.t}`).toBeDefined();
+      expect([c?.open, c?.high, c?.low, c?.close]).toEqual([
+        Number(b.open),
+        Number(b.high),
+        Number(b.low),
+        Number(b.close),
+      ]);
+      const v = volByTime.get(Number(b.t));
+      expect(v?.value).toBeCloseTo(Number(b.volume), 6);
+    }
+    expect(chart.candles.at(-1)?.time).toBe(Number(bars.at(-1)?.t));
+
+    // symbol row: last price = the last stored trade, spread = ask − bid of the latest quote, exactly
+    const [lastQuote] = await store.query(
+      "SELECT bid_price::VARCHAR AS bid, ask_price::VARCHAR AS ask FROM quotes_v2 ORDER BY ingestion_timestamp DESC, source_sequence DESC LIMIT 1",
+    );
+    const row = await page.$eval('#symbols tbody tr[data-symbol="BTCUSDT"]', (r) =>
+      Array.from(r.querySelectorAll("td")).map((td) => td.textContent),
+    );
+    expect(row[0]).toBe("BTCUSDT");
+    expect(row[1]).toBe(display(String(stored[0].price)));
+    expect(row[2]).toBe(display(String(lastQuote.bid)));
+    expect(row[3]).toBe(display(String(lastQuote.ask)));
+    const spreadUnits =
+      BigInt(String(lastQuote.ask).replace(".", "")) - BigInt(String(lastQuote.bid).replace(".", ""));
+    const spread = `${spreadUnits / 100000000n}.${(spreadUnits % 100000000n).toString().padStart(8, "0")}`;
+    expect(row[4]?.startsWith(`${display(spread)} (`)).toBe(true);
+    expect(row[5]).toBe("connected");
+
+    // feed health from /api/v1/status
+    await page.waitForFunction(
+      (n) => document.querySelector('#health dd[data-k="trades"]')?.textContent === String(n),
+      TRADES_IN_CAPTURE,
+      { timeout: 5000 },
+    );
+    const health = await page.$$eval("#health dd", (dds) =>
+      Object.fromEntries(dds.map((d) => [(d as HTMLElement).dataset.k, d.textContent])),
+    );
+    expect(health.gaps).toBe("0");
+    expect(health.dead_letters).toBe("0");
+    expect(health.reconnects).toBe("0");
+    expect(Number(health.frames)).toBe(run.feed.counts.frames);
+    expect(await page.textContent("#feed-state")).toBe("binance connected");
+
+    mkdirSync(join(ROOT, "test-artifacts"), { recursive: true });
+    await page.screenshot({ path: join(ROOT, "test-artifacts", "dashboard.png") });
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+});
