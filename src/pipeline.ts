@@ -350,7 +350,7 @@ export function startPersist(opts: PersistOptions): { consumer: Consumer; counts
           "batch written",
         );
         counts.batches++;
-        counts.stored += r.trades + r.aggTrades + r.quotes + r.deadLetters + r.gaps + (r.candles ?? 0);
+        counts.stored += r.trades + r.aggTrades + r.quotes + r.deadLetters + r.gaps; // source records; candles are derived
         counts.duplicates += r.duplicates;
         metrics.batchRecords.observe(messages.length);
         if (r.trades) metrics.stored.labels("trades_v2").inc(r.trades);

@@ -133,7 +133,7 @@ describe("live data", () => {
     const nextTick = after.find((m) => m.type === "tick") ?? (await c.next((m) => m.type === "tick"));
     const t2 = nextTick.data as Record<string, unknown>;
     expect(t2.last_price).toBe(trade.price);
-    expect(t2.last_trade_timestamp).toBe(trade.timestamp);
+    expect(t2.last_trade_time).toBe(trade.timestamp);
     c.close();
   });
 
