@@ -12,10 +12,10 @@
  * Aggressor side: `m` (buyer is the maker) true → the seller was the taker → `SELL`; false → `BUY`.
  */
 import type { ConnectionOptions } from "../feed/connection.js";
-import { DecimalError, parseNonNegativeDecimal } from "../schema/decimal.js";
 import { deterministicMessageId } from "../schema/message-id.js";
 import type { DataType, QuoteV2, TradeV2 } from "../schema/records.js";
 import { quoteCurrency } from "../schema/records.js";
+import { decimalOf, fail, Reject, vendorString } from "./mapping.js";
 import {
   type FrameNormalizer,
   type NormalizedSink,
@@ -44,22 +44,8 @@ export function binanceStreamNames(sub: Subscription): string[] {
   return out;
 }
 
-/** Rejection carrying the dead-letter reason. */
-class Reject extends Error {}
-
-function fail(reason: string): never {
-  throw new Reject(reason);
-}
-
 function decimalField(data: Record<string, unknown>, key: string, name: string): string {
-  const v = data[key];
-  if (v === undefined || v === null) fail(`missing ${name} (${key})`);
-  try {
-    return parseNonNegativeDecimal(v);
-  } catch (e) {
-    if (e instanceof DecimalError) fail(`${name} (${key}): ${e.reason}: ${JSON.stringify(v)}`);
-    throw e;
-  }
+  return decimalOf(data[key], name, key);
 }
 
 function intField(data: Record<string, unknown>, key: string, name: string): number {
@@ -93,10 +79,6 @@ function currencyOf(symbol: string): string {
   return c;
 }
 
-function str(v: unknown): string {
-  return typeof v === "string" ? v : JSON.stringify(v);
-}
-
 const TRADE_MAPPED = new Set(["s", "t", "p", "q", "T", "m"]);
 const AGG_MAPPED = new Set(["s", "a", "p", "q", "T", "m"]);
 const QUOTE_MAPPED = new Set(["s", "u", "b", "B", "a", "A", "T"]);
@@ -115,7 +97,7 @@ function vendorData(data: Record<string, unknown>, mapped: Set<string>, names = 
   const out: Record<string, string> = {};
   for (const k in data) {
     if (mapped.has(k)) continue;
-    out[names[k] ?? k] = str(data[k]);
+    out[names[k] ?? k] = vendorString(data[k]);
   }
   return out;
 }
@@ -163,7 +145,7 @@ export class BinanceNormalizer implements FrameNormalizer {
         return;
       } else if ("error" in obj) {
         const err = obj["error"] as { code?: unknown; msg?: unknown } | null;
-        fail(`venue error ${str(err?.code)}: ${str(err?.msg)}`);
+        fail(`venue error ${vendorString(err?.code)}: ${vendorString(err?.msg)}`);
       } else if ("lastUpdateId" in obj) {
         // REST depth snapshot some recorders interleave; not a stream frame this feed subscribes to
         fail("depth snapshot is not a subscribed stream");

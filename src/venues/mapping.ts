@@ -1,5 +1,5 @@
 /**
- * Field readers shared by the venue mappers (Coinbase, Kraken): each either returns the exact
+ * Field readers shared by the venue mappers (Binance, Coinbase, Kraken): each either returns the exact
  * canonical value or throws {@link Reject} with the dead-letter reason. Nothing is guessed.
  */
 import { DecimalError, parseNonNegativeDecimal } from "../schema/decimal.js";
