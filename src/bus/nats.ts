@@ -290,7 +290,19 @@ export class NatsBus implements Bus {
         num_replicas: this.opts.replicas,
       };
       try {
-        await this.jsm.streams.add(cfg);
+        // a cluster that is still forming answers "no suitable peers": wait for it, up to 30 s
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await this.jsm.streams.add(cfg);
+            break;
+          } catch (e) {
+            const retryable = /no suitable peers|temporarily unavailable|insufficient resources/i.test(
+              String(e),
+            );
+            if (!retryable || attempt >= 30) throw e;
+            await sleep(1000);
+          }
+        }
       } catch (e) {
         // 10058: exists with a different configuration → bring it to ours
         if ((e as { code?: number }).code !== 10058 && !/different configuration/.test(String(e))) {
