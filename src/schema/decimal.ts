@@ -41,6 +41,7 @@ export function parseDecimal(input: unknown): string {
   if (typeof input !== "string") throw new DecimalError("not a decimal string", input);
   const s = input;
   const len = s.length;
+  if (isCanonical(s, len)) return s; // venues such as Binance already send "61837.63000000"
   let i = 0;
   let negative = false;
   if (i < len) {
@@ -97,6 +98,19 @@ export function parseDecimal(input: unknown): string {
   }
   if (negative && intPart === "0" && frac === ZEROS) negative = false;
   return negative ? `-${intPart}.${frac}` : `${intPart}.${frac}`;
+}
+
+/** True when `s` is already canonical: 1..10 digits (no leading zero unless alone), `.`, 8 digits. */
+function isCanonical(s: string, len: number): boolean {
+  const dot = len - 9;
+  if (dot < 1 || dot > DECIMAL_INT_DIGITS || s.charCodeAt(dot) !== 46) return false;
+  if (dot > 1 && s.charCodeAt(0) === 48) return false;
+  for (let i = 0; i < len; i++) {
+    if (i === dot) continue;
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
 }
 
 /**

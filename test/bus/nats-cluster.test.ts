@@ -3,7 +3,7 @@
  * SIGKILLed mid-stream and stays down; publishing and consuming continue on the other two and
  * nothing is lost. Skipped when no `nats-server` binary is on PATH.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,7 +11,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, describe, expect, it } from "vitest";
 import type { BusMessage } from "../../src/bus/bus.js";
 import { NatsBus } from "../../src/bus/nats.js";
-import { freePort } from "../helpers/servers.js";
+import { startNatsCluster } from "../helpers/servers.js";
 import { tradeMessage, waitFor } from "./contract.js";
 
 const hasServer = spawnSync("nats-server", ["--version"]).status === 0;
@@ -25,21 +25,10 @@ describe.skipIf(!hasServer)("nats bus on a 3-node JetStream cluster", () => {
   });
 
   it("keeps publishing and consuming with one node killed (replicas 3); nothing is lost", async () => {
-    const client = [await freePort(), await freePort(), await freePort()];
-    const route = [await freePort(), await freePort(), await freePort()];
-    const routes = route.map((p) => `nats://127.0.0.1:${p}`).join(",");
-    for (let i = 0; i < 3; i++) {
-      const p = spawn(
-        "nats-server",
-        [
-          ["-a", "127.0.0.1", "-p", String(client[i]), "-n", `k2n${i}`, "-js", "-sd", join(dir, `n${i}`)],
-          ["--cluster_name", "k2test", "--cluster", `nats://127.0.0.1:${route[i]}`, "--routes", routes],
-        ].flat(),
-        { stdio: "ignore" },
-      );
-      nodes.push(p);
-    }
-    const servers = client.map((p) => `nats://127.0.0.1:${p}`);
+    const cluster = await startNatsCluster(dir);
+    nodes.push(...cluster.nodes);
+    const client = cluster.ports;
+    const servers = cluster.servers;
     // the cluster elects its JetStream meta leader: retry until the R3 streams can be created
     let producer: NatsBus | null = null;
     const until = Date.now() + 30_000;

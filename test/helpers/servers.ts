@@ -98,3 +98,33 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
     },
   };
 }
+
+/** A 3-node JetStream cluster on loopback ports. */
+export interface NatsCluster {
+  /** Client URLs, one per node. */
+  servers: string[];
+  nodes: ChildProcess[];
+  /** Client ports, one per node. */
+  ports: number[];
+}
+
+/** Starts a 3-node JetStream cluster storing under `dir` (nodes are ready shortly after; R3 stream creation waits for the meta leader). */
+export async function startNatsCluster(dir: string, name = "k2test"): Promise<NatsCluster> {
+  const client = [await freePort(), await freePort(), await freePort()];
+  const route = [await freePort(), await freePort(), await freePort()];
+  const routes = route.map((p) => `nats://127.0.0.1:${p}`).join(",");
+  const nodes: ChildProcess[] = [];
+  for (let i = 0; i < 3; i++) {
+    nodes.push(
+      spawn(
+        "nats-server",
+        [
+          ["-a", "127.0.0.1", "-p", String(client[i]), "-n", `${name}${i}`, "-js", "-sd", join(dir, `n${i}`)],
+          ["--cluster_name", name, "--cluster", `nats://127.0.0.1:${route[i]}`, "--routes", routes],
+        ].flat(),
+        { stdio: "ignore" },
+      ),
+    );
+  }
+  return { servers: client.map((p) => `nats://127.0.0.1:${p}`), nodes, ports: client };
+}

@@ -23,6 +23,9 @@ describe("parseDecimal (DECIMAL(18,8))", () => {
     ["+2", "2.00000000"],
     ["1.1234567800", "1.12345678"],
     ["9999999999.99999999", "9999999999.99999999"],
+    ["0.00000000", "0.00000000"],
+    ["00.50000000", "0.50000000"],
+    ["1234567890.12345678", "1234567890.12345678"],
   ])("%s → %s", (input, out) => {
     expect(parseDecimal(input)).toBe(out);
   });
@@ -35,6 +38,8 @@ describe("parseDecimal (DECIMAL(18,8))", () => {
     [" 1", "not a decimal string"],
     ["-", "not a decimal string"],
     ["12345678901", "too many integer digits for DECIMAL(18,8)"],
+    ["12345678901.00000000", "too many integer digits for DECIMAL(18,8)"],
+    ["1234.5678901a", "not a decimal string"],
     ["1.123456789", "more than 8 significant fractional digits for DECIMAL(18,8)"],
     ["0.000000001", "more than 8 significant fractional digits for DECIMAL(18,8)"],
   ])("rejects %j (%s)", (input, reason) => {
