@@ -158,6 +158,7 @@ export async function startProcess(
         });
 
   const replayServers: (ReplayServer | null)[] = [];
+  const replayEnded: (Promise<{ sent: number; dataFrames: number }> | null)[] = [];
   const wsUrls: string[] = [];
   const subscriptions: Subscription[] = [];
   for (const [i, f] of (roles.ingest ? feedConfigs : []).entries()) {
@@ -180,6 +181,8 @@ export async function startProcess(
       );
     }
     replayServers.push(server);
+    // listen for the end now: at --speed max a short capture can be sent before the rest starts up
+    replayEnded.push(server ? new Promise((resolve) => server.once("end", (info) => resolve(info))) : null);
     wsUrls.push(server ? server.url : f.wsUrl);
     subscriptions.push(sub);
   }
@@ -272,29 +275,31 @@ export async function startProcess(
   let replayDone: Promise<void> | null = null;
   const ends: Promise<void>[] = [];
   for (const [i, server] of replayServers.entries()) {
-    if (!server) continue;
+    const ended = replayEnded[i];
+    if (!server || !ended) continue;
     const f = feeds[i];
     ends.push(
-      new Promise<void>((resolve) => {
-        server.on("end", (info) => {
-          if (info.dataFrames === 0) {
-            logger.warn(
-              {
-                exchange: f.venue.exchange,
-                symbols: subscriptions[i].symbols,
-                streams: subscriptions[i].streams,
-              },
-              "replay sent no recorded frames: the subscription matches nothing in the recording",
-            );
-          }
-          // the server has written everything; wait until the client has read it all
-          const check = () => {
-            if (f.connection.framesReceived >= server.totalSent) resolve();
-            else setTimeout(check, 5);
-          };
-          check();
-        });
-      }),
+      ended.then(
+        (info) =>
+          new Promise<void>((resolve) => {
+            if (info.dataFrames === 0) {
+              logger.warn(
+                {
+                  exchange: f.venue.exchange,
+                  symbols: subscriptions[i].symbols,
+                  streams: subscriptions[i].streams,
+                },
+                "replay sent no recorded frames: the subscription matches nothing in the recording",
+              );
+            }
+            // the server has written everything; wait until the client has read it all
+            const check = () => {
+              if (f.connection.framesReceived >= server.totalSent) resolve();
+              else setTimeout(check, 5);
+            };
+            check();
+          }),
+      ),
     );
   }
   if (ends.length > 0) {

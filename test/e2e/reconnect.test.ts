@@ -30,6 +30,7 @@ describe("reconnect with backoff after the venue dies", () => {
     run.feed.connection.on("state", (s) => states.push(s));
     run.feed.connection.on("reconnect", (_n, d) => delays.push(d));
     try {
+      let ended: Promise<void> = Promise.resolve();
       for (let kill = 1; kill <= 2; kill++) {
         // let some frames through, then kill the server (listener and connections)
         const from = server.cursor;
@@ -49,10 +50,12 @@ describe("reconnect with backoff after the venue dies", () => {
           resume: true,
           startAt: cursor,
         });
+        // listen before it can finish (the last one replays at max speed)
+        const s = server;
+        ended = new Promise<void>((r) => s.once("end", () => r()));
         await server.start();
         await waitFor(() => run.feed.connection.state === "CONNECTED", 10_000, "reconnect");
       }
-      const ended = new Promise<void>((r) => server.once("end", () => r()));
       await ended;
       const total = server.cursor;
       await waitFor(async () => (await storedCount(run)) >= total, 20_000, "store to catch up");
