@@ -8,7 +8,7 @@ import {
 import { MappedCsvParser, MappingError, readMapping } from "../loaders/csv.js";
 import { DEFAULT_LOAD_BATCH, type LoadSummary, loadTrades, type RowParser } from "../loaders/load.js";
 import { openLineSource, SourceError } from "../loaders/source.js";
-import { DuckDBStore } from "../store/duckdb.js";
+import { createStore, parseStoreSpec } from "../store/index.js";
 import { fail } from "./common.js";
 
 interface LoadFlags {
@@ -26,7 +26,11 @@ function batchSizeOf(v: string): number {
 
 function dbOf(flags: LoadFlags): string {
   const db = flags.db ?? process.env.K2_DB ?? "k2.duckdb";
-  if (db.trim() === "") fail("--db: empty path");
+  try {
+    parseStoreSpec(db);
+  } catch (e) {
+    fail((e as Error).message);
+  }
   return db;
 }
 
@@ -46,7 +50,7 @@ async function runLoad(
     if (e instanceof SourceError) fail(`<file>: ${e.message}`);
     throw e;
   }
-  const store = new DuckDBStore({ path: db });
+  const store = createStore(db);
   try {
     await store.init();
   } catch (e) {
@@ -102,7 +106,10 @@ export function registerLoad(program: Command): void {
       "--symbol <symbol>",
       "venue symbol, e.g. BTCUSDT (default: from a SYMBOL-aggTrades-... file name)",
     )
-    .option("--db <path>", "DuckDB file (env K2_DB; default ./k2.duckdb)")
+    .option(
+      "--db <spec>",
+      "store: DuckDB file PATH or postgres://USER@HOST:5432/DB (env K2_DB; default ./k2.duckdb)",
+    )
     .option("--batch-size <n>", "records per store write", String(DEFAULT_LOAD_BATCH))
     .action(async (file: string, opts: LoadFlags & { symbol?: string }) => {
       const symbol = opts.symbol ?? symbolFromFileName(file);
@@ -129,7 +136,10 @@ export function registerLoad(program: Command): void {
     .description("a trade CSV described by a mapping JSON (e.g. ASX equities) → trades_v2")
     .argument("<file>", "trade .csv (or .gz / .zip with one CSV)")
     .requiredOption("--mapping <file>", "mapping JSON: columns, timestamp format and time zone, constants")
-    .option("--db <path>", "DuckDB file (env K2_DB; default ./k2.duckdb)")
+    .option(
+      "--db <spec>",
+      "store: DuckDB file PATH or postgres://USER@HOST:5432/DB (env K2_DB; default ./k2.duckdb)",
+    )
     .option("--batch-size <n>", "records per store write", String(DEFAULT_LOAD_BATCH))
     .action(async (file: string, opts: LoadFlags & { mapping: string }) => {
       let parser: MappedCsvParser;
