@@ -14,12 +14,23 @@
  */
 import { EventEmitter } from "node:events";
 import { stat } from "node:fs/promises";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { type WebSocket, WebSocketServer } from "ws";
 import { type LoadedCapture, loadCapture, PRELOAD_MAX_BYTES, readCapture } from "./capture.js";
 import type { ReplayServer, ReplayServerEvents, ReplayServerOptions } from "./replay-server.js";
 
 const MAX_IN_FLIGHT = 2048;
+
+/** Header of an unmasked final text frame of `length` payload bytes (RFC 6455 §5.2). */
+function frameHeader(length: number): Buffer {
+  if (length < 126) return Buffer.from([0x81, length]);
+  if (length < 65536) return Buffer.from([0x81, 126, length >> 8, length & 255]);
+  const h = Buffer.alloc(10);
+  h[0] = 0x81;
+  h[1] = 127;
+  h.writeBigUInt64BE(BigInt(length), 2);
+  return h;
+}
 
 /** Stream name of a recorded combined-stream line, or null (REST snapshots, other lines). */
 export function streamOf(raw: string): string | null {
@@ -221,6 +232,34 @@ export class BinanceReplayServer extends EventEmitter<ReplayServerEvents> implem
     let t0Wall = 0;
     let t0Rec = -1;
     const sendBefore = this.totalSent;
+    const rawSocket = (ws as unknown as { _socket?: Socket })._socket ?? null;
+    let pending: Buffer[] = [];
+    let pendingFrames = 0;
+    let pendingBytes = 0;
+    /** Writes the framed messages gathered so far; the last one is frame `lastIndex`. */
+    const flushPending = (lastIndex: number) => {
+      const chunk = Buffer.concat(pending);
+      const frames = pendingFrames;
+      pending = [];
+      pendingFrames = 0;
+      pendingBytes = 0;
+      inFlight++;
+      const more = rawSocket!.write(chunk, (err) => {
+        inFlight--;
+        if (!err) {
+          this.totalSent += frames;
+          if (resume && lastIndex + 1 > this.cursor) this.cursor = lastIndex + 1;
+        }
+        if (waiter) {
+          const w = waiter;
+          waiter = null;
+          w();
+        }
+      });
+      return more || isClosed()
+        ? Promise.resolve()
+        : new Promise<void>((r) => rawSocket!.once("drain", () => r()));
+    };
     try {
       for await (const f of this.frames(subscribed, combined)) {
         if (isClosed()) return;
@@ -236,8 +275,18 @@ export class BinanceReplayServer extends EventEmitter<ReplayServerEvents> implem
           if (wait >= 1) await new Promise((r) => setTimeout(r, wait));
           if (isClosed()) return;
         }
-        inFlight++;
         dataFrames++;
+        if (speed === "max" && typeof f.data !== "string" && rawSocket) {
+          // full speed from memory: frame the messages here and hand the socket large writes
+          // (RFC 6455 §5.2: FIN + text opcode, unmasked server frames), as one send per frame would
+          // spend the machine's CPU on the venue's side of the wire
+          pending.push(frameHeader(f.data.length), f.data);
+          pendingFrames++;
+          pendingBytes += f.data.length;
+          if (pendingFrames >= 512 || pendingBytes >= 256 * 1024) await flushPending(myIndex);
+          continue;
+        }
+        inFlight++;
         send(f.data, (err) => {
           inFlight--;
           if (!err && resume && myIndex + 1 > this.cursor) this.cursor = myIndex + 1;
@@ -249,6 +298,7 @@ export class BinanceReplayServer extends EventEmitter<ReplayServerEvents> implem
         });
         if (inFlight >= MAX_IN_FLIGHT) await new Promise<void>((r) => (waiter = r));
       }
+      if (pendingFrames > 0) await flushPending(index - 1);
       while (inFlight > 0 && !isClosed()) await new Promise<void>((r) => (waiter = r));
       if (isClosed()) return;
       sentOnConnection = this.totalSent - sendBefore;
