@@ -12,12 +12,11 @@
  * With `resume: true` the server keeps a cursor of frames whose write completed, and a new connection
  * continues from it: a test can kill connections mid-stream and check nothing the server sent is lost.
  */
-import { EventEmitter } from "node:events";
 import { stat } from "node:fs/promises";
-import type { AddressInfo, Socket } from "node:net";
-import { type WebSocket, WebSocketServer } from "ws";
+import type { Socket } from "node:net";
+import type { WebSocket } from "ws";
 import { type LoadedCapture, loadCapture, PRELOAD_MAX_BYTES, readCapture } from "./capture.js";
-import type { ReplayServer, ReplayServerEvents, ReplayServerOptions } from "./replay-server.js";
+import { LoopbackReplayServer, type ReplayServerOptions } from "./replay-server.js";
 
 const MAX_IN_FLIGHT = 2048;
 
@@ -45,61 +44,21 @@ function payloadOf(raw: string): string {
   return i > 0 ? raw.slice(i + 8, raw.length - 1) : raw;
 }
 
-export class BinanceReplayServer extends EventEmitter<ReplayServerEvents> implements ReplayServer {
-  private wss: WebSocketServer | null = null;
-  /** Messages written to sockets over all connections (data frames and replies). */
-  totalSent = 0;
+export class BinanceReplayServer extends LoopbackReplayServer {
   /** Index (in the capture's subscribed-frame sequence) of the next frame to send in resume mode. */
   cursor = 0;
-  private readonly sockets = new Set<WebSocket>();
 
-  constructor(private readonly opts: ReplayServerOptions) {
-    super();
+  constructor(opts: ReplayServerOptions) {
+    super(opts);
     this.cursor = opts.startAt ?? 0;
   }
 
-  /** Loads the capture (when small enough), then listens on 127.0.0.1; resolves with the port. */
-  async start(): Promise<number> {
+  /** Loads the capture into memory when small enough (see {@link PRELOAD_MAX_BYTES}). */
+  protected async prepare(): Promise<void> {
     await this.capture();
-    const wss = new WebSocketServer({
-      host: "127.0.0.1",
-      port: this.opts.port ?? 0,
-      perMessageDeflate: false,
-    });
-    await new Promise<void>((resolve, reject) => {
-      wss.once("listening", resolve);
-      wss.once("error", reject);
-    });
-    wss.on("connection", (ws, req) => this.serve(ws, req.url ?? "/"));
-    this.wss = wss;
-    return (wss.address() as AddressInfo).port;
   }
 
-  /** ws:// base URL of this server. */
-  get url(): string {
-    if (!this.wss) throw new Error("replay server not started");
-    return `ws://127.0.0.1:${(this.wss.address() as AddressInfo).port}`;
-  }
-
-  /** Open client connections. */
-  get connections(): number {
-    return this.sockets.size;
-  }
-
-  /** Drops every open connection abruptly (as a network failure would). */
-  dropConnections(): void {
-    for (const ws of this.sockets) ws.terminate();
-  }
-
-  /** Closes every connection and stops listening. */
-  async stop(): Promise<void> {
-    this.dropConnections();
-    const wss = this.wss;
-    this.wss = null;
-    if (wss) await new Promise<void>((resolve) => wss.close(() => resolve()));
-  }
-
-  private serve(ws: WebSocket, url: string): void {
+  protected serve(ws: WebSocket, url: string): void {
     this.sockets.add(ws);
     this.emit("connection", url);
     const u = new URL(url, "ws://127.0.0.1");

@@ -18,9 +18,7 @@
  * `end` is emitted once a connection has been sent everything it matched, with the count of messages
  * sent on it; `totalSent` counts every message whose write completed, over all connections.
  */
-import { EventEmitter } from "node:events";
-import type { AddressInfo } from "node:net";
-import { type WebSocket, WebSocketServer } from "ws";
+import type { WebSocket } from "ws";
 import { getVenue } from "../venues/registry.js";
 import type { ReplayDialect } from "../venues/venue.js";
 import {
@@ -31,7 +29,7 @@ import {
   type RecordingIndex,
   readCryptofeed,
 } from "./cryptofeed.js";
-import type { ReplayServer, ReplayServerEvents, ReplayServerOptions } from "./replay-server.js";
+import { LoopbackReplayServer, type ReplayServerOptions } from "./replay-server.js";
 
 const MAX_IN_FLIGHT = 2048;
 
@@ -51,37 +49,22 @@ export interface CryptofeedReplayOptions extends ReplayServerOptions {
  * A replay server for one cryptofeed recording (any exchange whose venue has a replay dialect), on
  * 127.0.0.1. `start()` indexes the recording, then listens; each client connection is served as above.
  */
-export class CryptofeedReplayServer extends EventEmitter<ReplayServerEvents> implements ReplayServer {
-  private wss: WebSocketServer | null = null;
+export class CryptofeedReplayServer extends LoopbackReplayServer {
+  declare protected readonly opts: CryptofeedReplayOptions;
   private index: (RecordingIndex & { dialect: ReplayDialect }) | null = null;
-  private readonly sockets = new Set<WebSocket>();
-  /** Messages written to sockets over all connections (frames and replies). */
-  totalSent = 0;
   /** Resume mode: position (among the frames a connection matched) of the next frame to send. */
   cursor = 0;
 
-  constructor(private readonly opts: CryptofeedReplayOptions) {
-    super();
+  constructor(opts: CryptofeedReplayOptions) {
+    super(opts);
   }
 
   /**
-   * Indexes the recording, then listens on 127.0.0.1; resolves with the port.
+   * Indexes the recording (then `start()` listens on 127.0.0.1).
    * @throws {Error} when the recording cannot be read or its exchange has no replay dialect
    */
-  async start(): Promise<number> {
+  protected async prepare(): Promise<void> {
     this.index = await indexRecording(this.opts.file, (exchange) => getVenue(exchange.toLowerCase())?.replay);
-    const wss = new WebSocketServer({
-      host: "127.0.0.1",
-      port: this.opts.port ?? 0,
-      perMessageDeflate: false,
-    });
-    await new Promise<void>((resolve, reject) => {
-      wss.once("listening", resolve);
-      wss.once("error", reject);
-    });
-    wss.on("connection", (ws, req) => this.serve(ws, req.url ?? "/"));
-    this.wss = wss;
-    return (wss.address() as AddressInfo).port;
   }
 
   /** Exchange recorded (`COINBASE`), after `start()`. */
@@ -89,26 +72,7 @@ export class CryptofeedReplayServer extends EventEmitter<ReplayServerEvents> imp
     return this.index?.exchange ?? "";
   }
 
-  /** ws:// base URL of this server. */
-  get url(): string {
-    if (!this.wss) throw new Error("replay server not started");
-    return `ws://127.0.0.1:${(this.wss.address() as AddressInfo).port}`;
-  }
-
-  /** Drops every open connection abruptly (as a network failure would). */
-  dropConnections(): void {
-    for (const ws of this.sockets) ws.terminate();
-  }
-
-  /** Closes every connection and stops listening. */
-  async stop(): Promise<void> {
-    this.dropConnections();
-    const wss = this.wss;
-    this.wss = null;
-    if (wss) await new Promise<void>((resolve) => wss.close(() => resolve()));
-  }
-
-  private serve(ws: WebSocket, url: string): void {
+  protected serve(ws: WebSocket, url: string): void {
     const index = this.index!;
     const dialect = index.dialect;
     this.sockets.add(ws);

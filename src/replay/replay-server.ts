@@ -2,7 +2,9 @@
  * What `k2 run --replay` needs of a replay server, whatever the capture format: listen on 127.0.0.1,
  * speak the venue's WebSocket protocol, report when a connection has been sent the whole capture.
  */
-import type { EventEmitter } from "node:events";
+import { EventEmitter } from "node:events";
+import type { AddressInfo } from "node:net";
+import { type WebSocket, WebSocketServer } from "ws";
 
 export type ReplaySpeed = number | "max";
 
@@ -36,4 +38,68 @@ export interface ReplayServer extends EventEmitter<ReplayServerEvents> {
   /** Messages written to sockets over all connections (data frames and replies). */
   readonly totalSent: number;
   stop(): Promise<void>;
+}
+
+/**
+ * What every in-process replay server shares: a `ws` server on 127.0.0.1, its open connections, the
+ * count of messages written. Subclasses load their capture in {@link prepare} and speak their venue's
+ * protocol in {@link serve}.
+ */
+export abstract class LoopbackReplayServer extends EventEmitter<ReplayServerEvents> implements ReplayServer {
+  private wss: WebSocketServer | null = null;
+  /** Open client connections (a subclass adds each in `serve` and removes it on close). */
+  protected readonly sockets = new Set<WebSocket>();
+  /** Messages written to sockets over all connections (data frames and replies). */
+  totalSent = 0;
+
+  constructor(protected readonly opts: ReplayServerOptions) {
+    super();
+  }
+
+  /** Loads or indexes the capture before listening. */
+  protected abstract prepare(): Promise<void>;
+
+  /** Serves one client connection opened at `url` (path and query). */
+  protected abstract serve(ws: WebSocket, url: string): void;
+
+  /** Prepares the capture, then listens on 127.0.0.1; resolves with the port. */
+  async start(): Promise<number> {
+    await this.prepare();
+    const wss = new WebSocketServer({
+      host: "127.0.0.1",
+      port: this.opts.port ?? 0,
+      perMessageDeflate: false,
+    });
+    await new Promise<void>((resolve, reject) => {
+      wss.once("listening", resolve);
+      wss.once("error", reject);
+    });
+    wss.on("connection", (ws, req) => this.serve(ws, req.url ?? "/"));
+    this.wss = wss;
+    return (wss.address() as AddressInfo).port;
+  }
+
+  /** ws:// base URL of this server. */
+  get url(): string {
+    if (!this.wss) throw new Error("replay server not started");
+    return `ws://127.0.0.1:${(this.wss.address() as AddressInfo).port}`;
+  }
+
+  /** Open client connections. */
+  get connections(): number {
+    return this.sockets.size;
+  }
+
+  /** Drops every open connection abruptly (as a network failure would). */
+  dropConnections(): void {
+    for (const ws of this.sockets) ws.terminate();
+  }
+
+  /** Closes every connection and stops listening. */
+  async stop(): Promise<void> {
+    this.dropConnections();
+    const wss = this.wss;
+    this.wss = null;
+    if (wss) await new Promise<void>((resolve) => wss.close(() => resolve()));
+  }
 }
