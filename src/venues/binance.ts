@@ -15,7 +15,7 @@ import type { ConnectionOptions } from "../feed/connection.js";
 import { deterministicMessageId } from "../schema/message-id.js";
 import type { DataType, QuoteV2, TradeV2 } from "../schema/records.js";
 import { quoteCurrency } from "../schema/records.js";
-import { decimalOf, fail, Reject, vendorString } from "./mapping.js";
+import { currencyOf, decimalOf, fail, Reject, vendorString } from "./mapping.js";
 import {
   type FrameNormalizer,
   type NormalizedSink,
@@ -61,22 +61,6 @@ function symbolField(data: Record<string, unknown>): string {
   const s = data["s"];
   if (typeof s !== "string" || s.length === 0) fail("missing symbol (s)");
   return s.toUpperCase();
-}
-
-const currencies = new Map<string, string>();
-
-/** Quote currency of a symbol, cached (symbols are few; frames are many). */
-function currencyOf(symbol: string): string {
-  let c = currencies.get(symbol);
-  if (c === undefined) {
-    try {
-      c = quoteCurrency(symbol);
-    } catch (e) {
-      fail((e as Error).message);
-    }
-    if (currencies.size < 100_000) currencies.set(symbol, c);
-  }
-  return c;
 }
 
 const TRADE_MAPPED = new Set(["s", "t", "p", "q", "T", "m"]);

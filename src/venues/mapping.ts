@@ -78,16 +78,23 @@ export function symbolOf(v: unknown, key: string, pattern: RegExp, what: string)
   return s;
 }
 
+const currencies = new Map<string, string>();
+
 /**
- * Quote currency of a `BASE-QUOTE` / `BASE/QUOTE` symbol.
+ * Quote currency of a symbol (`BTCUSDT`, `BTC-USD`, `XBT/USD`), cached per symbol.
  * @throws {Reject} when none can be derived
  */
 export function currencyOf(symbol: string): string {
-  try {
-    return quoteCurrency(symbol);
-  } catch (e) {
-    fail((e as Error).message);
+  let c = currencies.get(symbol);
+  if (c === undefined) {
+    try {
+      c = quoteCurrency(symbol);
+    } catch (e) {
+      fail((e as Error).message);
+    }
+    if (currencies.size < 100_000) currencies.set(symbol, c); // symbols are few; frames are many
   }
+  return c;
 }
 
 /**
