@@ -18,8 +18,9 @@
  * one core (k2 process; client workers = this process).
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import { setPriority, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -35,6 +36,8 @@ interface WorkerInit {
   channels: string[];
   /** Run the client thread at the lowest CPU priority (Linux: per thread). */
   nice: boolean;
+  /** `raw`: the minimal client below; `ws`: the `ws` library. */
+  client: "raw" | "ws";
 }
 
 type ToWorker = { type: "reset" } | { type: "report" } | { type: "close" };
@@ -50,7 +53,130 @@ type FromWorker =
       closeCodes: Record<string, number>;
     };
 
+/** Set from the command line in main(): client implementation and k2's gateway worker processes. */
+let CLIENT_KIND: WorkerInit["client"] = "raw";
+let WS_WORKERS: string | null = null;
+
 const nowUs = () => (performance.timeOrigin + performance.now()) * 1000;
+
+/**
+ * A minimal WebSocket client (RFC 6455) for measuring: the handshake, masked text frames out, and the
+ * server's unmasked frames parsed in place; pings are answered. Every text frame in a chunk read from
+ * the socket counts as received when the chunk was read. The `ws` library does much more per message
+ * (validation, events, copies): with 1,000 clients on a 2-core host its per-message cost, not K2's,
+ * would dominate the figure (`--client ws` measures with it).
+ */
+class RawClient {
+  /** Called with each text frame's payload `buf[start, end)` and the chunk's receipt time (µs). */
+  onText: ((buf: Buffer, start: number, end: number, at: number) => void) | null = null;
+  private rest: Buffer | null = null;
+  private replies: ((text: string) => void)[] = [];
+
+  private constructor(
+    private readonly socket: Socket,
+    private readonly onClose: (code: number) => void,
+  ) {}
+
+  static open(url: string, onClose: (code: number) => void): Promise<RawClient> {
+    const u = new URL(url);
+    return new Promise((resolve, reject) => {
+      const socket = connect(Number(u.port), u.hostname);
+      socket.setNoDelay(true);
+      const c = new RawClient(socket, onClose);
+      let head = Buffer.alloc(0);
+      const onHandshake = (chunk: Buffer) => {
+        head = Buffer.concat([head, chunk]);
+        const end = head.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        socket.off("data", onHandshake);
+        if (!head.subarray(0, 12).toString().startsWith("HTTP/1.1 101")) {
+          reject(new Error(`handshake refused: ${head.subarray(0, end).toString()}`));
+          socket.destroy();
+          return;
+        }
+        socket.on("data", (d: Buffer) => c.read(d));
+        socket.on("close", () => onClose(1006));
+        if (head.length > end + 4) c.read(head.subarray(end + 4));
+        resolve(c);
+      };
+      socket.on("data", onHandshake);
+      socket.once("error", reject);
+      socket.on("error", () => {});
+      socket.write(
+        `GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+      );
+    });
+  }
+
+  /** Sends a text message and resolves with the next non-data reply (subscribe → `subscribed`). */
+  request(text: string): Promise<string> {
+    return new Promise((resolve) => {
+      this.replies.push(resolve);
+      this.send(0x1, Buffer.from(text));
+    });
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private send(opcode: number, payload: Buffer): void {
+    const len = payload.length;
+    const head = len < 126 ? 2 : 4;
+    const frame = Buffer.allocUnsafe(head + 4 + len);
+    frame[0] = 0x80 | opcode;
+    if (len < 126) frame[1] = 0x80 | len;
+    else {
+      frame[1] = 0x80 | 126;
+      frame.writeUInt16BE(len, 2);
+    }
+    const mask = randomBytes(4);
+    mask.copy(frame, head);
+    for (let i = 0; i < len; i++) frame[head + 4 + i] = payload[i] ^ mask[i & 3];
+    this.socket.write(frame);
+  }
+
+  private read(chunk: Buffer): void {
+    const at = nowUs();
+    let buf = chunk;
+    if (this.rest) {
+      buf = Buffer.concat([this.rest, chunk]);
+      this.rest = null;
+    }
+    let p = 0;
+    while (p + 2 <= buf.length) {
+      const opcode = buf[p] & 0x0f;
+      let len = buf[p + 1] & 0x7f;
+      let h = 2;
+      if (len === 126) {
+        if (p + 4 > buf.length) break;
+        len = buf.readUInt16BE(p + 2);
+        h = 4;
+      } else if (len === 127) {
+        if (p + 10 > buf.length) break;
+        len = buf.readUInt32BE(p + 6);
+        h = 10;
+      }
+      if (p + h + len > buf.length) break;
+      const start = p + h;
+      const end = start + len;
+      if (opcode === 0x1) {
+        if (this.onText) this.onText(buf, start, end, at);
+        else {
+          // subscribing: replies answer the requests; data of a channel already subscribed is skipped
+          const text = buf.toString("utf8", start, end);
+          if (text.startsWith('{"type":"subscribed"') || text.startsWith('{"type":"error"')) {
+            this.replies.shift()?.(text);
+          }
+        }
+      } else if (opcode === 0x9) this.send(0xa, buf.subarray(start, end));
+      else if (opcode === 0x8) this.onClose(len >= 2 ? buf.readUInt16BE(start) : 1005);
+      p = end;
+    }
+    if (p < buf.length) this.rest = Buffer.from(buf.subarray(p));
+  }
+}
 
 /** Worker: `clients` connections, each subscribed to trades and quotes; records latencies. */
 async function workerMain(init: WorkerInit): Promise<void> {
@@ -77,38 +203,75 @@ async function workerMain(init: WorkerInit): Promise<void> {
     const b = Math.min(BUCKETS - 1, Math.max(0, Math.floor((at - ingested) / BUCKET_US)));
     histogram[b]++;
   };
-  await Promise.all(
-    Array.from({ length: init.clients }, (_, n) =>
-      (async () => {
+  const raws: RawClient[] = [];
+  if (init.client === "raw") {
+    const KEY_BYTES = Buffer.from(KEY);
+    const onText = (buf: Buffer, start: number, end: number, at: number) => {
+      const i = buf.indexOf(KEY_BYTES, start);
+      if (i < 0 || i >= end) return;
+      let ingested = 0;
+      for (let k = i + KEY_BYTES.length; k < end; k++) {
+        const d = buf[k] - 48;
+        if (d < 0 || d > 9) break;
+        ingested = ingested * 10 + d;
+      }
+      received++;
+      if (firstAtUs === 0) firstAtUs = at;
+      lastAtUs = at;
+      const b = Math.min(BUCKETS - 1, Math.max(0, Math.floor((at - ingested) / BUCKET_US)));
+      histogram[b]++;
+    };
+    const onClose = (code: number) => {
+      closed++;
+      closeCodes[code] = (closeCodes[code] ?? 0) + 1;
+    };
+    await Promise.all(
+      Array.from({ length: init.clients }, async (_, n) => {
         await new Promise((r) => setTimeout(r, n * 2)); // spread the handshakes
-        const ws = new WebSocket(init.url, { perMessageDeflate: false });
-        sockets.push(ws);
-        ws.on("error", () => {});
-        ws.on("close", (code) => {
-          closed++;
-          closeCodes[code] = (closeCodes[code] ?? 0) + 1;
-        });
-        await new Promise<void>((res, rej) => {
-          ws.once("open", () => res());
-          ws.once("error", rej);
-        });
-        let pending = init.channels.length;
-        await new Promise<void>((res) => {
-          const onReply = (d: WebSocket.RawData) => {
-            if (String(d).startsWith('{"type":"subscribed"') && --pending === 0) {
-              ws.off("message", onReply);
-              ws.on("message", onMessage);
-              res();
+        const c = await RawClient.open(init.url, onClose);
+        raws.push(c);
+        await Promise.all(
+          init.channels.map((channel, id) =>
+            c.request(JSON.stringify({ op: "subscribe", channel, symbols: ["BTCUSDT"], id })),
+          ),
+        );
+        c.onText = onText;
+      }),
+    );
+  } else {
+    await Promise.all(
+      Array.from({ length: init.clients }, (_, n) =>
+        (async () => {
+          await new Promise((r) => setTimeout(r, n * 2)); // spread the handshakes
+          const ws = new WebSocket(init.url, { perMessageDeflate: false });
+          sockets.push(ws);
+          ws.on("error", () => {});
+          ws.on("close", (code) => {
+            closed++;
+            closeCodes[code] = (closeCodes[code] ?? 0) + 1;
+          });
+          await new Promise<void>((res, rej) => {
+            ws.once("open", () => res());
+            ws.once("error", rej);
+          });
+          let pending = init.channels.length;
+          await new Promise<void>((res) => {
+            const onReply = (d: WebSocket.RawData) => {
+              if (String(d).startsWith('{"type":"subscribed"') && --pending === 0) {
+                ws.off("message", onReply);
+                ws.on("message", onMessage);
+                res();
+              }
+            };
+            ws.on("message", onReply);
+            for (const [id, channel] of init.channels.entries()) {
+              ws.send(JSON.stringify({ op: "subscribe", channel, symbols: ["BTCUSDT"], id }));
             }
-          };
-          ws.on("message", onReply);
-          for (const [id, channel] of init.channels.entries()) {
-            ws.send(JSON.stringify({ op: "subscribe", channel, symbols: ["BTCUSDT"], id }));
-          }
-        });
-      })(),
-    ),
-  );
+          });
+        })(),
+      ),
+    );
+  }
   port.postMessage({ type: "ready" } satisfies FromWorker);
   port.on("message", (m: ToWorker) => {
     if (m.type === "reset") {
@@ -128,6 +291,7 @@ async function workerMain(init: WorkerInit): Promise<void> {
       } satisfies FromWorker);
     } else {
       for (const ws of sockets) ws.terminate();
+      for (const c of raws) c.destroy();
       setTimeout(() => process.exit(0), 50);
     }
   });
@@ -145,6 +309,7 @@ class ClientFleet {
     workers: number,
     channels: string[],
     nice = false,
+    client: WorkerInit["client"] = CLIENT_KIND,
   ): Promise<ClientFleet> {
     const fleet = new ClientFleet();
     const per = Math.ceil(clients / workers);
@@ -153,7 +318,7 @@ class ClientFleet {
       const n = Math.min(per, clients - i * per);
       if (n <= 0) break;
       const w = new Worker(fileURLToPath(import.meta.url), {
-        workerData: { url, clients: n, channels, nice } satisfies WorkerInit,
+        workerData: { url, clients: n, channels, nice, client } satisfies WorkerInit,
       });
       fleet.workers.push(w);
       ready.push(
@@ -263,7 +428,7 @@ process.on("exit", () => {
 });
 
 function spawnK2(args: string[], env: NodeJS.ProcessEnv = {}): Promise<K2> {
-  const child = spawn(process.execPath, [CLI, ...args], {
+  const child = spawn(process.execPath, [CLI, ...args, ...(WS_WORKERS ? ["--ws-workers", WS_WORKERS] : [])], {
     cwd: ROOT,
     env: { ...process.env, K2_LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -434,12 +599,22 @@ async function main(): Promise<void> {
   };
   const clients = Number(opt("clients", "1000"));
   const seconds = Number(opt("seconds", "60"));
+  const warmupS = Number(opt("warmup", "5"));
   const workers = Number(opt("workers", "2"));
   const channels = opt("channels", "trades,quotes").split(",");
   const phases = opt("phases", "latency,throughput").split(",");
   const niceLatency = args.includes("--nice");
+  CLIENT_KIND = opt("client", "raw") === "ws" ? "ws" : "raw";
+  WS_WORKERS = opt("ws-workers", "") || null;
   const dir = mkdtempSync(join(tmpdir(), "k2-bench-gateway-"));
-  const out: Record<string, unknown> = { clients, workers, channels, symbols: ["BTCUSDT"] };
+  const out: Record<string, unknown> = {
+    clients,
+    client_threads: workers,
+    client: CLIENT_KIND,
+    k2_ws_workers: WS_WORKERS ?? "default",
+    channels,
+    symbols: ["BTCUSDT"],
+  };
   try {
     if (phases.includes("latency")) {
       // 1. latency at --speed 1
@@ -468,6 +643,8 @@ async function main(): Promise<void> {
         channels,
         niceLatency,
       );
+      // start-up (JIT, the gateway processes' first rounds, the capture's first seconds) is not measured
+      await sleep(warmupS * 1000);
       fleet.reset();
       const before = (await status(k2.port)).gateway;
       const cpu0 = cpuMs(k2.child.pid);
@@ -481,6 +658,7 @@ async function main(): Promise<void> {
       await stopK2(k2);
       out.speed_1 = {
         seconds,
+        warmup_s: warmupS,
         clients_niced: niceLatency,
         clients_connected: after.clients,
         delivered: r.received,

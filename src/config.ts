@@ -42,6 +42,8 @@ export interface RunFlags {
   batchMaxWaitMs?: string;
   maxBatchSize?: string;
   candleGraceMs?: string;
+  /** Gateway worker processes (overrides `K2_WS_WORKERS`). */
+  wsWorkers?: string;
   bus?: string;
   group?: string;
 }
@@ -129,9 +131,16 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
   }
   let gateway: GatewayConfig;
   try {
-    gateway = resolveGatewayConfig(env);
+    gateway = resolveGatewayConfig(
+      flags.wsWorkers === undefined ? env : { ...env, K2_WS_WORKERS: flags.wsWorkers },
+    );
   } catch (e) {
-    throw new ConfigError((e as Error).message);
+    const message = (e as Error).message;
+    throw new ConfigError(
+      flags.wsWorkers !== undefined && message.startsWith("K2_WS_WORKERS")
+        ? message.replace("K2_WS_WORKERS", "--ws-workers")
+        : message,
+    );
   }
   return {
     exchange,

@@ -22,9 +22,9 @@ import { indexRecording, symbolsOfKeys } from "./replay/cryptofeed.js";
 import { detectCaptureFormat, REPLAY_SERVERS } from "./replay/index.js";
 import type { ReplayServer } from "./replay/replay-server.js";
 import { WorkerReplayServer } from "./replay/replay-worker.js";
-import type { Gateway } from "./serve/gateway.js";
+
 import { createHttpServer, listen } from "./serve/http.js";
-import { registerLiveServing } from "./serve/live-serving.js";
+import { type GatewayService, registerLiveServing } from "./serve/live-serving.js";
 import { type Serving, startServing } from "./serve/serving.js";
 import { createStore } from "./store/index.js";
 import type { Store } from "./store/store.js";
@@ -69,7 +69,7 @@ export interface RunningPipeline {
   /** Serving layer: live feed, candle feed, market data source, REST API. */
   serving: Serving;
   /** The WebSocket gateway at `/ws` (for its counters); null without the serve role. */
-  gateway: Gateway | null;
+  gateway: GatewayService | null;
   /** Stops the feed, drains the bus, flushes the store, closes everything; resolves with the summary. */
   stop(reason: string): Promise<RunSummary>;
   /** Resolves when every feed's replay has been fully received and open candles closed (only with replays). */
@@ -233,7 +233,7 @@ export async function startProcess(
   );
   const feed = feeds[0] ?? null;
 
-  let gateway: Gateway | undefined;
+  let gateway: GatewayService | undefined;
   const app = await createHttpServer({
     metrics,
     health: async () => {

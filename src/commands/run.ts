@@ -96,6 +96,10 @@ function registerProcess(
       "--candle-grace-ms <ms>",
       "close a quiet market's candle this long after its end (env K2_CANDLE_GRACE_MS; default 2000)",
     );
+    cmd.option(
+      "--ws-workers <n>",
+      "processes serving the /ws gateway, 0 = in this process (env K2_WS_WORKERS; default 2)",
+    );
   }
   if (groups.includes("bus")) {
     cmd.option(

@@ -8,6 +8,7 @@
  * | `K2_WS_IDLE_TIMEOUT_MS` | 90000 | a client that sent nothing (not even a pong) this long is closed |
  * | `K2_WS_MAX_QUEUE` | 10000 | messages queued for a client that fell behind before it is cut |
  * | `K2_WS_HIGH_WATER_BYTES` | 524288 | socket bytes not yet flushed above which a client counts as behind |
+ * | `K2_WS_WORKERS` | 2 | gateway worker processes serving `/ws` (0: in the ingest process; flag `--ws-workers`) |
  */
 import { z } from "zod";
 
@@ -23,6 +24,8 @@ export interface GatewayConfig {
   maxQueue: number;
   /** Bytes. */
   highWaterBytes: number;
+  /** Worker processes serving `/ws` (`gateway-pool.ts`); 0 serves it in the main process. */
+  workers: number;
 }
 
 /** Defaults of {@link GatewayConfig}. */
@@ -32,6 +35,7 @@ export const GATEWAY_DEFAULTS: GatewayConfig = {
   idleTimeoutMs: 90_000,
   maxQueue: 10_000,
   highWaterBytes: 512 * 1024,
+  workers: 2,
 };
 
 const int = (name: string, min: number, max: number) =>
@@ -79,5 +83,6 @@ export function resolveGatewayConfig(env: NodeJS.ProcessEnv = process.env): Gate
     idleTimeoutMs,
     maxQueue: read("K2_WS_MAX_QUEUE", 10, 10_000_000, GATEWAY_DEFAULTS.maxQueue),
     highWaterBytes: read("K2_WS_HIGH_WATER_BYTES", 1024, 1 << 30, GATEWAY_DEFAULTS.highWaterBytes),
+    workers: read("K2_WS_WORKERS", 0, 64, GATEWAY_DEFAULTS.workers),
   };
 }

@@ -3,11 +3,15 @@
  *
  * Fan-out: each live record is serialized and framed once (server frames are unmasked, so every
  * client gets the same bytes). Clients with identical subscriptions form a group: a record is appended
- * once per group, and after the synchronous pass (next tick) the group's frames are concatenated once
- * and each member gets one socket write. So a burst of N records to C clients in G groups costs N·G
- * appends and C writes, not N·C. Nothing awaits a client: a slow client never delays the others or the
- * ingest path. Clients that are behind or use `batch_ms` are served one by one. Built on `ws` (github.com/websockets/ws) attached with `noServer` to the HTTP server's
- * `upgrade` event.
+ * once to the group's log, and flush rounds give each member, in one socket write, everything from its
+ * cursor to the log's head. So a burst of N records to C clients in G groups costs N·G appends and at
+ * most C writes per round, not N·C. A round runs in slices of at most 2 ms with the event loop turning
+ * in between, so records that arrive during a round reach the members not yet written in the same
+ * round: with C clients a record waits at most about one round (C socket writes). Nothing awaits a
+ * client: a slow client never delays the others. Clients that are behind or use `batch_ms` are served
+ * one by one. Built on `ws` (github.com/websockets/ws): {@link Gateway.attach} puts it on a Fastify
+ * server's `upgrade` event; {@link Gateway.handleUpgrade} takes a socket handed over by another
+ * process (`gateway-pool.ts` runs gateways in worker processes so fan-out has cores of its own).
  *
  * Backpressure, per client:
  *   - while the socket's unflushed bytes (`bufferedAmount`) stay under `highWaterBytes`, messages are
@@ -46,7 +50,8 @@ import type { FeedListener, LiveCandle, LiveFeed, LiveFeedEvents, Tick } from ".
 /** Options of {@link Gateway}. */
 export interface GatewayOptions {
   feed: LiveFeed;
-  metrics: Metrics;
+  /** Where to register the gateway's metrics (omitted in a worker process: the pool reports them). */
+  metrics?: Metrics;
   logger: Logger;
   auth: TokenAuth;
   /** Heartbeat period, ms (default 30000). */
@@ -67,6 +72,8 @@ export interface GatewayOptions {
 
 /** Counters of the gateway (also exported to `/metrics`). */
 export interface GatewayStats {
+  /** Worker processes serving the clients (0: served in this process). */
+  workers: number;
   clients: number;
   /** Groups of clients with identical subscriptions (served together). */
   groups: number;
@@ -98,16 +105,32 @@ interface Batch {
   timer: NodeJS.Timeout;
 }
 
-/** Clients with identical subscriptions (no batching, not behind): one pending list per pass. */
+/**
+ * Clients with identical subscriptions (no batching, not behind). The group's frames form a log; each
+ * member has a cursor (`Client.seq`) into it, and a flush round writes to each member, in one socket
+ * write, every frame from its cursor to the log's head (see {@link Gateway.flush}).
+ */
 class Group {
-  readonly clients = new Set<Client>();
-  frames: Buffer[] = [];
+  /** Members in round order (a member knows its index as `slot`). */
+  readonly members: Client[] = [];
+  /** Frames not yet written to every member; `log[0]` has sequence number `base`. */
+  log: Buffer[] = [];
   keys: (string | null)[] = [];
+  base = 0;
+  /** Index in `members` where the next flush slice goes on. */
+  cursor = 0;
+  /** In the gateway's list of groups to flush. */
+  dirty = false;
 
   constructor(
     readonly sig: string,
     readonly subs: Map<Channel, Subscription>,
   ) {}
+
+  /** Sequence number of the next frame appended. */
+  get head(): number {
+    return this.base + this.log.length;
+  }
 }
 
 /** What the subscription index holds: a group, or a client served on its own. */
@@ -134,6 +157,9 @@ class Client {
   pendingBytes = 0;
   /** The group it belongs to, or null when served on its own (`indexed`) or not subscribed. */
   group: Group | null = null;
+  /** In its group: index in `members`, and sequence number of the next group frame it needs. */
+  slot = -1;
+  seq = 0;
   indexed = false;
 
   constructor(
@@ -147,6 +173,8 @@ class Client {
 }
 
 const CONFLATABLE = new Set<Channel>(["quotes", "ticks"]);
+/** Longest a flush runs before the event loop gets a turn, ms. */
+const FLUSH_SLICE_MS = 2;
 const nowMicros = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
 
 /** The WebSocket gateway; {@link Gateway.attach} puts it on a Fastify server. */
@@ -157,8 +185,6 @@ export class Gateway {
   private readonly flushList: Client[] = [];
   private readonly flushGroups: Group[] = [];
   private flushScheduled = false;
-  /** performance.now() before which no flush starts (see scheduleFlush). */
-  private nextFlushAt = 0;
   private readonly groups = new Map<string, Group>();
   private drainTimer: NodeJS.Timeout | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
@@ -195,12 +221,13 @@ export class Gateway {
       tick: (t) => this.publish("ticks", "tick", t.exchange, t.symbol, t),
       candle: (c) => this.publish(`candles.${c.interval}` as Channel, "candle", c.exchange, c.symbol, c),
     };
-    this.registerMetrics(opts.metrics);
+    if (opts.metrics) registerGatewayMetrics(opts.metrics, () => this.stats());
   }
 
   /** Counters so far. */
   stats(): GatewayStats {
     return {
+      workers: 0,
       clients: this.clients.size,
       groups: this.groups.size,
       behind: this.behind.size,
@@ -217,20 +244,27 @@ export class Gateway {
    * heartbeat, and closes every client when the app closes. Upgrade requests for other paths get 404.
    */
   attach(app: FastifyInstance): void {
-    const wss = new WebSocketServer({
+    this.start();
+    app.server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      if (!isUpgradePath(req, this.path)) {
+        refuseUpgrade(socket);
+        return;
+      }
+      this.handleUpgrade(req, socket, head);
+    });
+    app.addHook("preClose", async () => {
+      await this.close();
+    });
+  }
+
+  /** Starts listening to the feed and the heartbeat/idle sweep (idempotent; `attach` calls it). */
+  start(): void {
+    if (this.wss) return;
+    this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: 64 * 1024,
       perMessageDeflate: false,
       clientTracking: false,
-    });
-    this.wss = wss;
-    app.server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
-      const path = (req.url ?? "/").split("?", 1)[0];
-      if (path !== this.path) {
-        socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
-        return;
-      }
-      wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req));
     });
     const f = this.opts.feed;
     const l = this.listeners;
@@ -243,9 +277,18 @@ export class Gateway {
     const period = Math.max(20, Math.min(this.heartbeatMs, this.idleTimeoutMs / 4));
     this.sweepTimer = setInterval(() => this.sweep(), period);
     this.sweepTimer.unref();
-    app.addHook("preClose", async () => {
-      await this.close();
-    });
+  }
+
+  /**
+   * Completes the WebSocket handshake of an upgrade request for {@link path} on `socket` (with `head`,
+   * the bytes read after the request) and serves the client. `req` may be a copy of the request's
+   * method, url and headers when the socket was handed over from another process.
+   * @throws {Error} when called before {@link start}
+   */
+  handleUpgrade(req: UpgradeRequest, socket: Socket, head: Buffer): void {
+    const wss = this.wss;
+    if (!wss) throw new Error("Gateway.handleUpgrade: call start() first");
+    wss.handleUpgrade(req as IncomingMessage, socket, head, (ws) => this.accept(ws, req, socket));
   }
 
   /** Stops listening to the feed, closes every client (1001) and waits briefly for them to go. */
@@ -264,14 +307,9 @@ export class Gateway {
     this.wss?.close();
   }
 
-  private accept(ws: WebSocket, req: IncomingMessage): void {
-    // ws keeps the upgraded net.Socket as `_socket`; the gateway writes pre-built frames to it
-    const socket = (ws as unknown as { _socket?: Socket })._socket ?? null;
-    if (!socket) {
-      ws.terminate();
-      return;
-    }
-    const remote = `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? "?"}`;
+  private accept(ws: WebSocket, req: UpgradeRequest, socket: Socket): void {
+    // the gateway writes pre-built frames to the upgraded socket, next to `ws` (see `write`)
+    const remote = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`;
     if (!this.opts.auth.acceptsRequest(req)) {
       this.counts.unauthorized++;
       this.opts.logger.warn({ remote }, "ws client rejected: missing or invalid API token");
@@ -282,7 +320,7 @@ export class Gateway {
     }
     const c = new Client(this.nextId++, ws, socket, remote);
     this.clients.add(c);
-    socket?.on("drain", () => {
+    socket.on("drain", () => {
       if (this.behind.has(c)) this.drainClient(c);
     });
     ws.on("message", (data: RawData, isBinary: boolean) => {
@@ -396,8 +434,10 @@ export class Gateway {
       this.groups.set(sig, g);
       this.indexMember(g, g.subs);
     }
-    g.clients.add(c);
     c.group = g;
+    c.slot = g.members.length;
+    c.seq = g.head;
+    g.members.push(c);
   }
 
   /** Takes a client out of its group or the index (frames its group holds for this pass follow it). */
@@ -405,9 +445,15 @@ export class Gateway {
     const g = c.group;
     if (g) {
       c.group = null;
-      g.clients.delete(c);
-      if (!c.closed) for (let i = 0; i < g.frames.length; i++) this.send(c, g.frames[i], g.keys[i]);
-      if (g.clients.size === 0) {
+      const last = g.members.pop() as Client;
+      if (last !== c) {
+        g.members[c.slot] = last;
+        last.slot = c.slot;
+      }
+      c.slot = -1;
+      // the group frames it has not had yet follow it
+      if (!c.closed) for (let i = c.seq - g.base; i < g.log.length; i++) this.send(c, g.log[i], g.keys[i]);
+      if (g.members.length === 0) {
         this.unindexMember(g, g.subs);
         this.groups.delete(g.sig);
       }
@@ -484,24 +530,24 @@ export class Gateway {
   }
 
   private groupPush(g: Group, frame: Buffer, key: string | null): void {
-    if (g.frames.length === 0) {
-      this.flushGroups.push(g);
-      this.scheduleFlush();
-    }
-    g.frames.push(frame);
+    g.log.push(frame);
     g.keys.push(key);
+    if (!g.dirty) {
+      g.dirty = true;
+      this.flushGroups.push(g);
+    }
+    this.scheduleFlush();
   }
 
   /**
-   * Flushes right after the current pass, unless the previous flush was long: then not before as long
-   * again has passed, so socket writes take at most about half of the event loop and ingest keeps the
-   * rest (frames meanwhile gather into fewer, larger writes).
+   * Flushes right after the current synchronous pass (`process.nextTick`), or, when a flush ran out of
+   * its time slice, after the event loop has had a turn (`setImmediate`): other work (ingest, client
+   * messages) runs between slices, and frames that arrive meanwhile join the round in progress.
    */
-  private scheduleFlush(): void {
+  private scheduleFlush(afterIo = false): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    const wait = this.nextFlushAt - performance.now();
-    if (wait > 1) setTimeout(() => this.flush(), wait);
+    if (afterIo) setImmediate(() => this.flush());
     else process.nextTick(() => this.flush());
   }
 
@@ -607,10 +653,9 @@ export class Gateway {
   }
 
   /**
-   * After a pass: one socket write per client. Frames of a client alone go first (they were due
-   * earlier: drained queues, replies), then each group's frames as one buffer shared by its members. A
-   * member whose socket is over the high-water mark gets the group's frames in its own queue instead
-   * and leaves the group until it has caught up.
+   * After a pass: one socket write per client served on its own (drained queues, replies, batches),
+   * then the groups' rounds ({@link flushGroup}) until done or the slice's time is up; what is left
+   * goes on after the event loop has turned.
    */
   private flush(): void {
     this.flushScheduled = false;
@@ -644,31 +689,85 @@ export class Gateway {
       }
       c.socket.write(buf);
     }
-    const groups = this.flushGroups.splice(0);
-    for (const g of groups) {
-      const frames = g.frames;
-      const keys = g.keys;
-      g.frames = [];
-      g.keys = [];
-      if (frames.length === 0 || g.clients.size === 0) continue;
-      const buf = frames.length === 1 ? frames[0] : Buffer.concat(frames);
-      const fallen: Client[] = [];
-      for (const c of g.clients) {
-        if (c.closed || !c.socket || c.ws.readyState !== WebSocket.OPEN) continue;
-        if (c.ws.bufferedAmount < this.highWater) {
-          c.socket.write(buf);
-          this.counts.sent += frames.length;
-        } else fallen.push(c);
+    // groups: round-robin over the members, in slices of at most FLUSH_SLICE_MS
+    while (this.flushGroups.length > 0) {
+      const g = this.flushGroups[0];
+      if (!this.flushGroup(g, started)) break;
+      g.dirty = false;
+      this.flushGroups.shift();
+    }
+    if (this.flushList.length > 0 || this.flushGroups.length > 0) this.scheduleFlush(true);
+  }
+
+  /**
+   * Continues a group's round from its cursor: each member gets every frame from its cursor to the
+   * head in one socket write (members at the same cursor share one buffer). Frames appended between
+   * slices reach the members not yet written in this round at once, the others in the next round, so a
+   * frame waits at most about one round. A member whose socket is over the high-water mark takes its
+   * frames into its own queue and leaves the group until it has caught up. Returns true when every
+   * member is at the head (the log is then emptied), false when the slice's time ran out.
+   */
+  private flushGroup(g: Group, started: number): boolean {
+    const members = g.members;
+    const head = g.head;
+    /** Concatenation of log[from..] by `from`, valid while the head does not move (this slice). */
+    const tails = new Map<number, Buffer>();
+    let clean = 0;
+    let writes = 0;
+    let i = g.cursor;
+    while (clean < members.length) {
+      if (i >= members.length) i = 0;
+      const c = members[i];
+      if (c.seq >= head) {
+        clean++;
+        i++;
+        continue;
       }
-      for (const c of fallen) {
-        this.displace(c); // the group's frames of this pass were taken above: none are handed over
-        for (let i = 0; i < frames.length && !c.closed; i++) this.enqueue(c, frames[i], keys[i]);
+      clean = 0;
+      if (c.closed || !c.socket || c.ws.readyState !== WebSocket.OPEN) {
+        c.seq = head;
+        i++;
+        continue;
+      }
+      if (c.ws.bufferedAmount >= this.highWater) {
+        // its slot now holds another member: do not advance i
+        this.displace(c);
         this.place(c);
+        continue;
+      }
+      const from = c.seq - g.base;
+      let buf = from === g.log.length - 1 ? g.log[from] : tails.get(from);
+      if (!buf) {
+        buf = Buffer.concat(g.log.slice(from));
+        tails.set(from, buf);
+      }
+      c.socket.write(buf);
+      this.counts.sent += head - c.seq;
+      c.seq = head;
+      i++;
+      if ((++writes & 7) === 0 && performance.now() - started > FLUSH_SLICE_MS) {
+        g.cursor = i;
+        this.trimLog(g);
+        return false;
       }
     }
-    const took = performance.now() - started;
-    this.nextFlushAt = took > 2 ? performance.now() + took : 0;
-    if (this.flushList.length > 0 || this.flushGroups.length > 0) this.scheduleFlush();
+    g.cursor = i >= members.length ? 0 : i;
+    g.base = head;
+    g.log = [];
+    g.keys = [];
+    return true;
+  }
+
+  /** Drops the frames every member of the group has had. */
+  private trimLog(g: Group): void {
+    if (g.log.length < 256) return;
+    let min = g.head;
+    for (const c of g.members) if (c.seq < min) min = c.seq;
+    const drop = min - g.base;
+    if (drop <= 0) return;
+    g.log = g.log.slice(drop);
+    g.keys = g.keys.slice(drop);
+    g.base = min;
   }
 
   private drainAll(): void {
@@ -777,61 +876,92 @@ export class Gateway {
     this.clients.delete(c);
     this.opts.logger.debug({ client: c.id }, "ws client gone");
   }
+}
 
-  private registerMetrics(metrics: Metrics): void {
-    const registers = [metrics.registry];
-    const counts = this.counts;
-    const reported = { sent: 0, conflated: 0, slow: 0, idle: 0, unauthorized: 0 };
-    const gateway = this;
-    new Gauge({
-      name: "k2_ws_clients",
-      help: "WebSocket gateway clients connected",
-      registers,
-      collect() {
-        this.set(gateway.clients.size);
-      },
+/**
+ * Registers the gateway's metrics on `metrics.registry`: `k2_ws_clients`, `k2_ws_clients_behind`,
+ * `k2_ws_messages_sent_total`, `k2_ws_messages_conflated_total` and `k2_ws_disconnects_total{reason}`,
+ * read from `stats` at scrape time (which may be async: the worker pool asks its processes).
+ */
+export function registerGatewayMetrics(
+  metrics: Metrics,
+  stats: () => GatewayStats | Promise<GatewayStats>,
+): void {
+  const registers = [metrics.registry];
+  // one stats call per scrape, shared by the five metrics
+  let pending: Promise<GatewayStats> | null = null;
+  const current = () => {
+    pending ??= Promise.resolve(stats()).finally(() => {
+      setTimeout(() => {
+        pending = null;
+      }, 10);
     });
-    new Gauge({
-      name: "k2_ws_clients_behind",
-      help: "WebSocket clients with messages waiting in their send queue",
-      registers,
-      collect() {
-        this.set(gateway.behind.size);
-      },
-    });
-    new Counter({
-      name: "k2_ws_messages_sent_total",
-      help: "Messages written to WebSocket clients (data, replies, heartbeats; a batch counts once)",
-      registers,
-      collect() {
-        this.inc(counts.sent - reported.sent);
-        reported.sent = counts.sent;
-      },
-    });
-    new Counter({
-      name: "k2_ws_messages_conflated_total",
-      help: "Quotes/ticks replaced by a newer one of the same symbol while a client was behind",
-      registers,
-      collect() {
-        this.inc(counts.conflated - reported.conflated);
-        reported.conflated = counts.conflated;
-      },
-    });
-    new Counter({
-      name: "k2_ws_disconnects_total",
-      help: "WebSocket clients closed by the gateway, by reason (slow_consumer, idle, unauthorized)",
-      labelNames: ["reason"],
-      registers,
-      collect() {
-        this.labels("slow_consumer").inc(counts.slow - reported.slow);
-        this.labels("idle").inc(counts.idle - reported.idle);
-        this.labels("unauthorized").inc(counts.unauthorized - reported.unauthorized);
-        reported.slow = counts.slow;
-        reported.idle = counts.idle;
-        reported.unauthorized = counts.unauthorized;
-      },
-    });
-  }
+    return pending;
+  };
+  const reported = { sent: 0, conflated: 0, slow: 0, idle: 0, unauthorized: 0 };
+  /** Counters only go up: a delta is added when positive (a restarted worker process starts at 0). */
+  const add = (c: Counter, key: keyof typeof reported, value: number, label?: string) => {
+    const d = value - reported[key];
+    if (d > 0) (label ? c.labels(label) : c).inc(d);
+    if (d !== 0) reported[key] = value;
+  };
+  new Gauge({
+    name: "k2_ws_clients",
+    help: "WebSocket gateway clients connected",
+    registers,
+    async collect() {
+      this.set((await current()).clients);
+    },
+  });
+  new Gauge({
+    name: "k2_ws_clients_behind",
+    help: "WebSocket clients with messages waiting in their send queue",
+    registers,
+    async collect() {
+      this.set((await current()).behind);
+    },
+  });
+  new Counter({
+    name: "k2_ws_messages_sent_total",
+    help: "Messages written to WebSocket clients (data, replies, heartbeats; a batch counts once)",
+    registers,
+    async collect() {
+      add(this, "sent", (await current()).messages_sent);
+    },
+  });
+  new Counter({
+    name: "k2_ws_messages_conflated_total",
+    help: "Quotes/ticks replaced by a newer one of the same symbol while a client was behind",
+    registers,
+    async collect() {
+      add(this, "conflated", (await current()).conflated);
+    },
+  });
+  new Counter({
+    name: "k2_ws_disconnects_total",
+    help: "WebSocket clients closed by the gateway, by reason (slow_consumer, idle, unauthorized)",
+    labelNames: ["reason"],
+    registers,
+    async collect() {
+      const s = await current();
+      add(this, "slow", s.disconnected_slow, "slow_consumer");
+      add(this, "idle", s.disconnected_idle, "idle");
+      add(this, "unauthorized", s.rejected_unauthorized, "unauthorized");
+    },
+  });
+}
+
+/** The part of an HTTP upgrade request the gateway reads. */
+export type UpgradeRequest = Pick<IncomingMessage, "method" | "url" | "headers">;
+
+/** Whether an upgrade request is for `path` (query string ignored). */
+export function isUpgradePath(req: Pick<IncomingMessage, "url">, path: string): boolean {
+  return (req.url ?? "/").split("?", 1)[0] === path;
+}
+
+/** Answers an upgrade request for an unknown path with 404 and closes the socket. */
+export function refuseUpgrade(socket: Socket): void {
+  socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
 }
 
 /** Adds a feed listener; returns its removal (from `on`'s return value, else through `off`). */

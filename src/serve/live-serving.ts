@@ -7,9 +7,10 @@ import type { Logger } from "../ops/logger.js";
 import type { Metrics } from "../ops/metrics.js";
 import { registerApiAuth, TokenAuth } from "./auth.js";
 import { registerDashboard } from "./dashboard.js";
-import { Gateway } from "./gateway.js";
+import { Gateway, type GatewayStats } from "./gateway.js";
 import type { GatewayConfig } from "./gateway-config.js";
-import type { LiveFeed } from "./live-feed.js";
+import { GatewayPool, gatewayWorkerScript } from "./gateway-pool.js";
+import type { LiveFeed } from "./live.js";
 import { registerStatus, type StatusSources } from "./status.js";
 
 export interface LiveServingOptions {
@@ -20,10 +21,40 @@ export interface LiveServingOptions {
   status: Omit<StatusSources, "gateway">;
 }
 
-/** Registers auth, gateway, status and dashboard on `app`; returns the gateway (for its stats). */
-export function registerLiveServing(app: FastifyInstance, opts: LiveServingOptions): Gateway {
+/** What the serving layer exposes of the gateway, in-process or in worker processes. */
+export interface GatewayService {
+  /** Counters (summed over the worker processes). */
+  stats(): GatewayStats | Promise<GatewayStats>;
+}
+
+/**
+ * Registers auth, gateway, status and dashboard on `app`; returns the gateway (for its stats). The
+ * gateway runs in `config.workers` worker processes (`gateway-pool.ts`), or in this process when that
+ * is 0 or K2 runs from unbuilt sources (then a warning says so).
+ */
+export function registerLiveServing(app: FastifyInstance, opts: LiveServingOptions): GatewayService {
   const auth = new TokenAuth(opts.config.apiTokens);
   registerApiAuth(app, auth);
+  const script = opts.config.workers > 0 ? gatewayWorkerScript() : null;
+  if (opts.config.workers > 0 && !script) {
+    opts.logger.warn("gateway worker script not built (npm run build): serving /ws in this process");
+  }
+  if (script) {
+    const pool = new GatewayPool(
+      {
+        feed: opts.feed,
+        config: opts.config,
+        metrics: opts.metrics,
+        logger: opts.logger,
+        workers: opts.config.workers,
+      },
+      script,
+    );
+    pool.attach(app);
+    registerStatus(app, { ...opts.status, gateway: () => pool.stats() });
+    registerDashboard(app);
+    return pool;
+  }
   const gateway = new Gateway({
     feed: opts.feed,
     metrics: opts.metrics,

@@ -170,6 +170,14 @@ export class LiveFeed {
     this.emit("tick", tick);
   }
 
+  /**
+   * Sets the tick of its (exchange, symbol) without emitting anything: how a gateway worker process
+   * starts from the parent's tick book before the first trade or quote reaches it.
+   */
+  restoreTick(t: Tick): void {
+    this.tickBook.set(tickKey(t.exchange, t.symbol), t);
+  }
+
   /** The tick of one (exchange, symbol), O(1); exchange and symbol as stored (upper case). */
   tick(exchange: string, symbol: string): Tick | undefined {
     return this.tickBook.get(tickKey(exchange, symbol));

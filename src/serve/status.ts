@@ -22,7 +22,7 @@ export interface StatusSources {
   symbols: string[];
   /** Store consumer lag (messages published, not yet stored). */
   storeLag: () => number;
-  gateway: () => GatewayStats;
+  gateway: () => GatewayStats | Promise<GatewayStats>;
 }
 
 /** Feed health of one venue connection. */
@@ -77,7 +77,7 @@ export function registerStatus(app: FastifyInstance, src: StatusSources): void {
       uptime_s: Math.round((Date.now() - started) / 1000),
       feeds,
       store: { lag: src.storeLag() },
-      gateway: src.gateway(),
+      gateway: await src.gateway(),
       symbols: src.symbols,
     };
   });

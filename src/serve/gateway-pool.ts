@@ -1,0 +1,314 @@
+/**
+ * The WebSocket gateway in worker processes, so that fan-out has cores of its own and never shares the
+ * ingest event loop: with 1,000 clients a record costs 1,000 socket writes (about 10 µs each on a
+ * loopback VM, nearly all of it in the kernel), which on the ingest loop took most of its time.
+ *
+ * `k2 run` / `k2 serve` keep the HTTP server: an upgrade request for `/ws` is not answered here but
+ * handed over with its socket (`child.send(message, socket)`: the descriptor moves to the worker, as
+ * Node's cluster module moves connections) to one of `workers` processes, round-robin; the worker
+ * completes the handshake and serves the client with the same {@link Gateway} as in-process
+ * (`gateway-worker.ts`). Workers start with the first client, so a process nobody subscribes to pays
+ * nothing. Every trade, quote and candle of the live feed is serialized once and the same bytes are
+ * written to each worker's stdin (one pipe write per worker per event-loop pass); each worker derives
+ * the ticks itself, from the parent's tick book sent first. A worker that dies is logged and its
+ * clients see their connection close (the `k2/client` reconnects); the next client starts it again. A
+ * worker that stops reading stdin (more than {@link MAX_PIPE_BACKLOG} bytes queued) is killed.
+ *
+ * Counters (`/api/v1/status`, `/metrics`) are the sums over the workers, asked at read time.
+ */
+import { type ChildProcess, fork } from "node:child_process";
+import { existsSync } from "node:fs";
+import type { IncomingMessage } from "node:http";
+import type { Socket } from "node:net";
+import { join } from "node:path";
+import type { FastifyInstance } from "fastify";
+import type { Logger } from "../ops/logger.js";
+import type { Metrics } from "../ops/metrics.js";
+import { packageRoot } from "../paths.js";
+import { type GatewayStats, isUpgradePath, refuseUpgrade, registerGatewayMetrics } from "./gateway.js";
+import type { GatewayConfig } from "./gateway-config.js";
+import type { FromWorker, ToWorker } from "./gateway-worker.js";
+import type { LiveFeed } from "./live.js";
+
+/** Bytes of records queued for a worker's stdin beyond which the worker counts as stuck. */
+const MAX_PIPE_BACKLOG = 256 * 1024 * 1024;
+
+/** Options of {@link GatewayPool}. */
+export interface GatewayPoolOptions {
+  /** The serving layer's live feed (trades, quotes, candles and its tick book). */
+  feed: LiveFeed;
+  config: GatewayConfig;
+  metrics: Metrics;
+  logger: Logger;
+  /** Worker processes (at least 1). */
+  workers: number;
+  /** Path of the endpoint (default `/ws`). */
+  path?: string;
+}
+
+interface Slot {
+  index: number;
+  child: ChildProcess;
+  /** Last counters it reported (kept when it exits, so totals do not go back). */
+  last: GatewayStats;
+  exited: Promise<void>;
+  alive: boolean;
+}
+
+const ZERO: GatewayStats = {
+  workers: 0,
+  clients: 0,
+  groups: 0,
+  behind: 0,
+  messages_sent: 0,
+  conflated: 0,
+  disconnected_slow: 0,
+  disconnected_idle: 0,
+  rejected_unauthorized: 0,
+};
+
+/** The compiled worker script, or null when K2 runs from sources that were never built. */
+export function gatewayWorkerScript(): string | null {
+  const script = join(packageRoot(), "dist", "src", "serve", "gateway-worker.js");
+  return existsSync(script) ? script : null;
+}
+
+/** Serves `/ws` from worker processes; see the module comment. */
+export class GatewayPool {
+  private readonly slots: (Slot | null)[];
+  private next = 0;
+  private lines: string[] = [];
+  private flushScheduled = false;
+  private unlisten: (() => void)[] = [];
+  /** Counters of workers that exited (cumulative ones only). */
+  private readonly retired = { ...ZERO };
+  private statsId = 0;
+  private readonly statsWaiters = new Map<number, (s: GatewayStats) => void>();
+  private closing = false;
+  readonly path: string;
+
+  /** @throws {Error} when the worker script is missing (build with `npm run build`) or `workers` < 1 */
+  constructor(
+    private readonly opts: GatewayPoolOptions,
+    private readonly script: string | null = gatewayWorkerScript(),
+  ) {
+    if (!script) throw new Error("gateway worker script missing: run `npm run build`");
+    if (opts.workers < 1) throw new Error("GatewayPool: workers must be at least 1");
+    this.slots = Array.from({ length: opts.workers }, () => null);
+    this.path = opts.path ?? "/ws";
+  }
+
+  /** Takes `/ws` upgrades of `app`'s server, forwards the live feed, registers metrics and shutdown. */
+  attach(app: FastifyInstance): void {
+    app.server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      if (!isUpgradePath(req, this.path)) {
+        refuseUpgrade(socket);
+        return;
+      }
+      this.handOver(req, socket, head);
+    });
+    const f = this.opts.feed;
+    this.unlisten = [
+      f.on("trade", (t) => this.push("T", t)),
+      f.on("quote", (q) => this.push("Q", q)),
+      f.on("candle", (c) => this.push("C", c)),
+    ];
+    registerGatewayMetrics(this.opts.metrics, () => this.stats());
+    app.addHook("preClose", async () => {
+      await this.closeClients();
+      // Node's net.Server.close() asks each process that received sockets whether they are all
+      // closed; when every such process has exited it waits forever (nobody is left to ask, and its
+      // count of open connections is never reset). Nothing is left open in that case.
+      const server = app.server as unknown as { _usingWorkers?: boolean; _workers?: unknown[] };
+      if (server._usingWorkers && server._workers?.length === 0) server._usingWorkers = false;
+    });
+    app.addHook("onClose", async () => {
+      await this.close();
+    });
+  }
+
+  /** Sums of the workers' counters (asked now; a worker that does not answer within 1 s counts as last seen). */
+  async stats(): Promise<GatewayStats> {
+    const alive = this.slots.filter((s): s is Slot => s?.alive === true);
+    const fresh = await Promise.all(alive.map((s) => this.ask(s)));
+    const sum: GatewayStats = { ...this.retired, workers: alive.length, clients: 0, groups: 0, behind: 0 };
+    for (const s of fresh) {
+      sum.clients += s.clients;
+      sum.groups += s.groups;
+      sum.behind += s.behind;
+      sum.messages_sent += s.messages_sent;
+      sum.conflated += s.conflated;
+      sum.disconnected_slow += s.disconnected_slow;
+      sum.disconnected_idle += s.disconnected_idle;
+      sum.rejected_unauthorized += s.rejected_unauthorized;
+    }
+    return sum;
+  }
+
+  /**
+   * Stops forwarding and taking clients; every worker closes its clients (1001, terminated after 1 s)
+   * and answers, or 3 s pass. The workers stay up: the HTTP server's close asks them whether their
+   * sockets are closed. Called before the HTTP server closes.
+   */
+  async closeClients(): Promise<void> {
+    this.closing = true;
+    for (const off of this.unlisten) off();
+    this.unlisten = [];
+    const alive = this.slots.filter((s): s is Slot => s?.alive === true);
+    await Promise.all(
+      alive.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            const timer = setTimeout(done, 3000);
+            function done() {
+              clearTimeout(timer);
+              s.child.off("message", onMessage);
+              resolve();
+            }
+            const onMessage = (m: FromWorker) => {
+              if (m.t === "closed") done();
+            };
+            s.child.on("message", onMessage);
+            s.exited.then(done);
+            if (!send(s.child, { t: "close" })) done();
+          }),
+      ),
+    );
+  }
+
+  /** {@link closeClients}, then lets every worker exit (3 s, then SIGKILL) and waits for it. */
+  async close(): Promise<void> {
+    if (!this.closing) await this.closeClients();
+    const alive = this.slots.filter((s): s is Slot => s?.alive === true);
+    await Promise.all(
+      alive.map(async (s) => {
+        if (s.child.connected) s.child.disconnect();
+        const timer = setTimeout(() => s.child.kill("SIGKILL"), 3000);
+        await s.exited;
+        clearTimeout(timer);
+      }),
+    );
+  }
+
+  private handOver(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    const i = this.next;
+    this.next = (this.next + 1) % this.slots.length;
+    const slot = this.slots[i]?.alive ? (this.slots[i] as Slot) : this.spawn(i);
+    const message: ToWorker = {
+      t: "conn",
+      req: { method: req.method, url: req.url, headers: req.headers },
+      head: head.toString("base64"),
+    };
+    slot.child.send(message, socket, (err) => {
+      if (err) {
+        this.opts.logger.warn({ err: err.message, worker: i }, "ws client could not be handed to its worker");
+        socket.destroy();
+      }
+    });
+  }
+
+  private spawn(index: number): Slot {
+    const { logger, config } = this.opts;
+    const child = fork(this.script as string, [], {
+      stdio: ["pipe", "inherit", "inherit", "ipc"],
+      execArgv: [],
+    });
+    const slot: Slot = {
+      index,
+      child,
+      last: { ...ZERO },
+      alive: true,
+      exited: new Promise((resolve) => child.once("exit", () => resolve())),
+    };
+    this.slots[index] = slot;
+    child.stdin?.on("error", () => undefined); // EPIPE when it died: handled on exit
+    child.on("message", (m: FromWorker) => {
+      if (m.t === "stats") this.statsWaiters.get(m.id)?.(m.stats);
+    });
+    child.once("exit", (code, signal) => {
+      slot.alive = false;
+      for (const k of [
+        "messages_sent",
+        "conflated",
+        "disconnected_slow",
+        "disconnected_idle",
+        "rejected_unauthorized",
+      ] as const) {
+        this.retired[k] += slot.last[k];
+      }
+      if (!this.closing)
+        logger.error({ worker: index, code, signal }, "gateway worker exited; its clients were disconnected");
+    });
+    send(child, {
+      t: "init",
+      worker: index,
+      path: this.path,
+      config,
+      logLevel: logger.level,
+    });
+    // the tick book first, so that a client subscribing to ticks gets every symbol's current tick
+    const ticks = this.opts.feed.ticks();
+    if (ticks.length > 0) child.stdin?.write(`${ticks.map((t) => `K${JSON.stringify(t)}`).join("\n")}\n`);
+    logger.info({ worker: index, pid: child.pid }, "gateway worker started");
+    return slot;
+  }
+
+  /** Queues a record for every worker; written once per event-loop pass. */
+  private push(kind: "T" | "Q" | "C", value: object): void {
+    if (!this.slots.some((s) => s?.alive)) return;
+    this.lines.push(kind + JSON.stringify(value));
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.lines.length === 0) return;
+    const data = Buffer.from(`${this.lines.join("\n")}\n`);
+    this.lines = [];
+    for (const s of this.slots) {
+      if (!s?.alive || !s.child.stdin) continue;
+      if (s.child.stdin.writableLength > MAX_PIPE_BACKLOG) {
+        this.opts.logger.error(
+          { worker: s.index, queued_bytes: s.child.stdin.writableLength },
+          "gateway worker is not reading its records; killing it",
+        );
+        s.child.kill("SIGKILL");
+        continue;
+      }
+      s.child.stdin.write(data);
+    }
+  }
+
+  private ask(s: Slot): Promise<GatewayStats> {
+    const id = ++this.statsId;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done(s.last), 1000);
+      const done = (stats: GatewayStats) => {
+        clearTimeout(timer);
+        this.statsWaiters.delete(id);
+        s.last = stats;
+        resolve(stats);
+      };
+      this.statsWaiters.set(id, done);
+      if (!send(s.child, { t: "stats", id })) done(s.last);
+    });
+  }
+}
+
+/** Sends an IPC message; false when the channel is gone. */
+function send(child: ChildProcess, m: ToWorker): boolean {
+  if (!child.connected) return false;
+  try {
+    child.send(m);
+    return true;
+  } catch {
+    return false;
+  }
+}

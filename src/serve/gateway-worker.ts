@@ -1,0 +1,143 @@
+/**
+ * Entry point of a gateway worker process: a {@link Gateway} with its own event loop (and core), fed
+ * by the parent `k2` process through `gateway-pool.ts`. Started with `child_process.fork`; not a CLI
+ * command.
+ *
+ * From the parent:
+ *   - stdin, one record per line (`\n`-terminated): `T` + TradeV2 JSON, `Q` + QuoteV2 JSON,
+ *     `C` + candle JSON, `K` + Tick JSON (the parent's tick book, sent first). Trades and quotes go
+ *     through a {@link LiveFeed} of this process, which derives the ticks as the parent's does;
+ *   - IPC messages ({@link ToWorker}): `init` (settings), `conn` with a client's socket handle (its
+ *     upgrade request not yet answered), `stats` (answered with {@link FromWorker} `stats`) and
+ *     `close` (closes every client with 1001 and answers `closed`).
+ * The process exits when the IPC channel closes (the parent died or let it go).
+ */
+import type { Socket } from "node:net";
+import { setPriority } from "node:os";
+import { createLogger } from "../ops/logger.js";
+import type { CandleV2 } from "../schema/candles.js";
+import type { QuoteV2, TradeV2 } from "../schema/records.js";
+import { TokenAuth } from "./auth.js";
+import { Gateway, type GatewayStats, type UpgradeRequest } from "./gateway.js";
+import type { GatewayConfig } from "./gateway-config.js";
+import { LiveFeed, type Tick } from "./live.js";
+
+/** Messages from the pool to a worker. */
+export type ToWorker =
+  | { t: "init"; worker: number; path: string; config: GatewayConfig; logLevel: string }
+  | { t: "conn"; req: UpgradeRequest; head: string }
+  | { t: "stats"; id: number }
+  | { t: "close" };
+
+/** Messages from a worker to the pool. */
+export type FromWorker = { t: "ready" } | { t: "stats"; id: number; stats: GatewayStats } | { t: "closed" };
+
+/** Splits stdin into lines and hands each record to the live feed. */
+function readRecords(live: LiveFeed, onBadLine: (line: string, err: unknown) => void): void {
+  let rest = "";
+  process.stdin.setEncoding("utf8");
+  process.stdin.on("data", (chunk: string) => {
+    const text = rest + chunk;
+    let start = 0;
+    for (let nl = text.indexOf("\n"); nl >= 0; nl = text.indexOf("\n", start)) {
+      const line = text.slice(start, nl);
+      start = nl + 1;
+      if (line.length < 2) continue;
+      try {
+        const value = JSON.parse(line.slice(1));
+        switch (line[0]) {
+          case "T":
+            live.publishTrade(value as TradeV2);
+            break;
+          case "Q":
+            live.publishQuote(value as QuoteV2);
+            break;
+          case "C":
+            live.emit("candle", value as CandleV2);
+            break;
+          case "K":
+            live.restoreTick(value as Tick);
+            break;
+          default:
+            onBadLine(line, new Error(`unknown record kind "${line[0]}"`));
+        }
+      } catch (err) {
+        onBadLine(line, err);
+      }
+    }
+    rest = text.slice(start);
+  });
+}
+
+function main(): void {
+  // fan-out gives way to ingest and storage when they compete for a core (Linux: this thread)
+  const nice = Number(process.env.K2_WS_WORKER_NICE ?? 10);
+  try {
+    if (nice !== 0) setPriority(nice);
+  } catch {
+    // not permitted here: run at the parent's priority
+  }
+  const send = (m: FromWorker) => process.send?.(m);
+  const live = new LiveFeed();
+  let gateway: Gateway | null = null;
+  let logger = createLogger();
+  readRecords(live, (line, err) =>
+    logger.error(
+      { err: (err as Error).message, line: line.slice(0, 200) },
+      "gateway worker: bad record line",
+    ),
+  );
+  process.on("disconnect", () => process.exit(0));
+  process.on("message", (m: ToWorker, handle?: Socket) => {
+    if (m.t === "init") {
+      logger = createLogger(m.logLevel).child({ gateway_worker: m.worker });
+      gateway = new Gateway({
+        feed: live,
+        logger,
+        auth: new TokenAuth(m.config.apiTokens),
+        heartbeatMs: m.config.heartbeatMs,
+        idleTimeoutMs: m.config.idleTimeoutMs,
+        maxQueue: m.config.maxQueue,
+        highWaterBytes: m.config.highWaterBytes,
+        path: m.path,
+      });
+      gateway.start();
+      send({ t: "ready" });
+    } else if (m.t === "conn") {
+      if (!handle) return;
+      if (!gateway) {
+        handle.destroy();
+        return;
+      }
+      try {
+        gateway.handleUpgrade(m.req, handle, Buffer.from(m.head, "base64"));
+      } catch (err) {
+        logger.warn({ err: (err as Error).message }, "gateway worker: upgrade failed");
+        handle.destroy();
+      }
+    } else if (m.t === "stats") {
+      const stats: GatewayStats = gateway
+        ? { ...gateway.stats(), workers: 1 }
+        : {
+            workers: 1,
+            clients: 0,
+            groups: 0,
+            behind: 0,
+            messages_sent: 0,
+            conflated: 0,
+            disconnected_slow: 0,
+            disconnected_idle: 0,
+            rejected_unauthorized: 0,
+          };
+      send({ t: "stats", id: m.id, stats });
+    } else if (m.t === "close") {
+      // the process stays until the parent disconnects: the parent's HTTP server asks it (Node's
+      // internal messages) whether every socket it was handed is closed
+      const g = gateway;
+      gateway = null;
+      (g ? g.close() : Promise.resolve()).finally(() => send({ t: "closed" }));
+    }
+  });
+}
+
+main();
