@@ -1,6 +1,6 @@
 /**
- * `StoreMarketDataSource`: the {@link MarketDataSource} over a {@link Store} (history, DuckDB SQL
- * dialect) and a {@link LiveFeed} (ticks and open candles from memory).
+ * `StoreMarketDataSource`: the {@link MarketDataSource} over a {@link Store} (history: DuckDB or
+ * PostgreSQL SQL, see {@link SqlDialect}) and a {@link LiveFeed} (ticks and open candles from memory).
  *
  * Every value from a request is bound as a query parameter (`$1`, `$2`, ...); the SQL text is assembled
  * only from the fixed fragments in this file (table and column names, sort directions from
@@ -12,6 +12,12 @@
  * price, Σ quantity (DECIMAL(38,8)), Σ price·quantity on DECIMAL(38,8) casts (exact DECIMAL(38,16):
  * DuckDB multiplies DECIMAL(18,8) in 64 bits and would overflow at BTC prices), count; VWAP is divided
  * exactly in JS by `vwapFromSums` (half-even, 8 places). The live aggregator produces the same strings.
+ *
+ * Dialects. The SQL is shared except for a few fragments ({@link SqlDialect}): PostgreSQL has no
+ * `first`/`last` aggregates (an ordered `array_agg` is subscripted instead), no `//` (integer `/`
+ * truncates, so the bucket subtracts the floor remainder), no `any_value` before version 16 (`min`), and
+ * no output-column aliases in HAVING; it compares trade ids with `COLLATE "C"` (byte order, as DuckDB
+ * and the live aggregator do). NUMERIC sums are exact on both, so the candles are the same strings.
  */
 import {
   type CandleInterval,
@@ -45,6 +51,51 @@ import type {
 } from "./source.js";
 
 type Param = string | number | boolean | null;
+
+/** The SQL dialect of the store a source reads: DuckDB (`k2 run` default) or PostgreSQL. */
+export type SqlDialect = "duckdb" | "postgres";
+
+/** The fragments where the dialects differ. Arguments are fixed SQL fragments or placeholders. */
+interface DialectSql {
+  /** Start of the interval holding the µs BIGINT `"timestamp"`, for an interval of `len` µs. */
+  bucket(len: string): string;
+  /** How HAVING refers to the grouped `interval_start` (`bucket` is its expression). */
+  bucketInHaving(bucket: string): string;
+  /** Trade order inside a candle, as an aggregate's ORDER BY clause. */
+  tradeOrder: string;
+  /** `expr` of the first row in `by` order (an aggregate). */
+  first(expr: string, by: string): string;
+  /** `expr` of the last row in `by` order (an aggregate). */
+  last(expr: string, by: string): string;
+  /** Some value of `expr`, which is constant within each group (an aggregate). */
+  anyValue(expr: string): string;
+}
+
+const DIALECTS: Record<SqlDialect, DialectSql> = {
+  duckdb: {
+    bucket: (len) => `("timestamp" // ${len}) * ${len}`,
+    bucketInHaving: () => "interval_start",
+    tradeOrder: `ORDER BY "timestamp", length(trade_id), trade_id`,
+    first: (expr, by) => `first(${expr} ${by})`,
+    last: (expr, by) => `last(${expr} ${by})`,
+    anyValue: (expr) => `any_value(${expr})`,
+  },
+  postgres: {
+    // floor to a multiple of len (as intervalStart); `/` and `%` truncate toward zero
+    bucket: (len) => `("timestamp" - (("timestamp" % ${len}) + ${len}) % ${len})`,
+    bucketInHaving: (bucket) => bucket,
+    tradeOrder: `ORDER BY "timestamp", length(trade_id), trade_id COLLATE "C"`,
+    // identical aggregate calls are computed once, so first and last of a column share one sorted array
+    first: (expr, by) => `(array_agg(${expr} ${by}))[1]`,
+    last: (expr, by) => `(array_agg(${expr} ${by}))[count(*)::int]`,
+    anyValue: (expr) => `min(${expr})`,
+  },
+};
+
+/** The dialect of a store, from its name (`postgres` → PostgreSQL, anything else → DuckDB). */
+export function dialectOf(store: Store): SqlDialect {
+  return store.name === "postgres" ? "postgres" : "duckdb";
+}
 
 /** Collects bound parameters; returns their `$n` placeholders. */
 class Params {
@@ -144,17 +195,21 @@ export interface StoreSourceOptions {
   live: LiveFeed;
   /** The live aggregator, for the open candles of `source: "live"` (optional). */
   candles?: CandleAggregator;
+  /** SQL dialect of `store` (default: from the store's name, {@link dialectOf}). */
+  dialect?: SqlDialect;
 }
 
 export class StoreMarketDataSource implements MarketDataSource {
   readonly live: LiveFeed;
   private readonly store: Store;
   private readonly aggregator: CandleAggregator | undefined;
+  private readonly sql: DialectSql;
 
   constructor(opts: StoreSourceOptions) {
     this.store = opts.store;
     this.live = opts.live;
     this.aggregator = opts.candles;
+    this.sql = DIALECTS[opts.dialect ?? dialectOf(opts.store)];
   }
 
   ticks(): Tick[] {
@@ -251,11 +306,16 @@ export class StoreMarketDataSource implements MarketDataSource {
       .map((t) => t.exchange);
   }
 
-  /** Candles computed from trades_v2 (see the file comment). */
+  /**
+   * Candles computed from trades_v2 (see the file comment): OHLC DECIMAL(18,8), volume with 8 places,
+   * quote_volume with 16, interval_start µs, in (interval_start, exchange) order.
+   */
   private async tradeCandles(q: CandleQuery): Promise<CandlePage> {
+    const d = this.sql;
     const len = INTERVAL_US[q.interval];
     const p = new Params();
     const lenP = p.big(len);
+    const bucket = d.bucket(lenP);
     const where: string[] = [`symbol = ${p.s(q.symbol)}`];
     if (q.exchange) where.push(`exchange = ${p.s(q.exchange)}`);
     const [fromUs, toUs] = widen(q.from, q.to, q.interval);
@@ -271,17 +331,18 @@ export class StoreMarketDataSource implements MarketDataSource {
       const startP = p.big(start);
       // whole intervals only: trades of the cursor's interval are still needed by its other exchanges
       where.push(asc ? `"timestamp" >= ${startP}` : `"timestamp" < ${startP} + ${lenP}`);
-      having = `HAVING (interval_start, exchange) ${asc ? ">" : "<"} (${startP}, ${p.s(exchange)})`;
+      having = `HAVING (${d.bucketInHaving(bucket)}, exchange) ${asc ? ">" : "<"} (${startP}, ${p.s(exchange)})`;
     }
-    const by = `ORDER BY "timestamp", length(trade_id), trade_id`; // trade order
+    const by = d.tradeOrder;
     const dir = asc ? "ASC" : "DESC";
-    const sql = `SELECT exchange, symbol, any_value(asset_class) AS asset_class,
-        ("timestamp" // ${lenP}) * ${lenP} AS interval_start,
-        first(price ${by}) AS open, max(price) AS high, min(price) AS low, last(price ${by}) AS close,
+    const sql = `SELECT exchange, symbol, ${d.anyValue("asset_class")} AS asset_class,
+        ${bucket} AS interval_start,
+        ${d.first("price", by)} AS open, max(price) AS high, min(price) AS low,
+        ${d.last("price", by)} AS close,
         sum(quantity::DECIMAL(38,8)) AS volume,
         sum(price::DECIMAL(38,8) * quantity::DECIMAL(38,8)) AS quote_volume,
         count(*) AS trade_count,
-        first(trade_id ${by}) AS first_trade_id, last(trade_id ${by}) AS last_trade_id
+        ${d.first("trade_id", by)} AS first_trade_id, ${d.last("trade_id", by)} AS last_trade_id
       FROM trades_v2 WHERE ${where.join(" AND ")}
       GROUP BY exchange, symbol, interval_start
       ${having}
@@ -295,7 +356,10 @@ export class StoreMarketDataSource implements MarketDataSource {
     });
   }
 
-  /** Candles stored by the live aggregator (candles_v2). */
+  /**
+   * Candles closed by the live aggregator and stored in candles_v2 (the same SQL on both dialects), in
+   * (interval_start, exchange) order.
+   */
   private async storedCandles(q: CandleQuery): Promise<CandlePage> {
     const p = new Params();
     const where: string[] = [`symbol = ${p.s(q.symbol)}`, `"interval" = ${p.s(q.interval)}`];
@@ -345,13 +409,14 @@ export class StoreMarketDataSource implements MarketDataSource {
   async symbols(): Promise<SymbolInfo[]> {
     const p = new Params();
     const limit = p.big(MAX_SYMBOLS);
+    const any = this.sql.anyValue;
     const rows = await this.store.query(
       `WITH t AS (
-         SELECT exchange, symbol, any_value(asset_class) AS asset_class, any_value(currency) AS currency,
+         SELECT exchange, symbol, ${any("asset_class")} AS asset_class, ${any("currency")} AS currency,
            count(*) AS n, min("timestamp") AS first_ts, max("timestamp") AS last_ts
          FROM trades_v2 GROUP BY exchange, symbol),
        q AS (
-         SELECT exchange, symbol, any_value(asset_class) AS asset_class, any_value(currency) AS currency,
+         SELECT exchange, symbol, ${any("asset_class")} AS asset_class, ${any("currency")} AS currency,
            count(*) AS n, min("timestamp") AS first_ts, max("timestamp") AS last_ts
          FROM quotes_v2 GROUP BY exchange, symbol)
        SELECT coalesce(t.exchange, q.exchange) AS exchange, coalesce(t.symbol, q.symbol) AS symbol,

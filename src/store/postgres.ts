@@ -29,13 +29,21 @@
  *   Dropping old quote partitions should be paired with `DELETE FROM quote_keys WHERE "timestamp" < X`.
  * - dead_letters (message_id) and sequence_gaps (exchange, symbol, data_type, from_sequence) are small
  *   and not partitioned.
+ * - candles_v2 (closed OHLCV candles of the live aggregator, migration 3): PRIMARY KEY (exchange, symbol,
+ *   "interval", interval_start), not partitioned (one row per symbol and interval, not per trade).
+ *   NUMERIC(18,8) open/high/low/close/vwap, NUMERIC(38,8) volume, NUMERIC(38,16) quote_volume (exact
+ *   Σ price·quantity), BIGINT µs interval_start/interval_end, as DuckDB's DECIMAL columns.
  *
  * Writes: one transaction per batch (`BEGIN` … `COMMIT`); any error rolls the whole batch back and is
  * thrown, so the caller (the bus consumer) retries it; a batch is never half-committed. Rows go in with
  * `INSERT … SELECT … FROM unnest($1::uuid[], …) ON CONFLICT DO NOTHING` (one statement per table and
  * batch, prepared once per connection), or with `insertMethod: "copy"`: COPY into a temporary staging
  * table, then `INSERT … SELECT … ON CONFLICT DO NOTHING`. `bench/store.ts` measures both; unnest is the
- * default because it was faster here (see README).
+ * default because it was faster here (see README). Candles (a few per batch) always go in by unnest, as
+ * an upsert with DuckDB's semantics: within a batch the candle with the most trades per key wins
+ * (`DISTINCT ON … ORDER BY trade_count DESC`); against the table a candle replaces the stored one only
+ * when its trade_count is larger (`ON CONFLICT … DO UPDATE … WHERE excluded.trade_count >
+ * candles_v2.trade_count`), so the same candle written again changes nothing.
  *
  * Migrations are versioned in `k2_migrations`, idempotent, and serialized across processes with a
  * transaction-scoped advisory lock, so several processes may start at once.
@@ -46,6 +54,7 @@
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import postgres from "postgres";
+import type { CandleV2 } from "../schema/candles.js";
 import type { DeadLetter, QuoteV2, SequenceGap, TradeV2 } from "../schema/records.js";
 import type { Row, Store, WriteBatch, WriteResult } from "./store.js";
 
@@ -177,6 +186,31 @@ const MIGRATIONS: Migration[] = [
       }
     },
   },
+  {
+    version: 3,
+    name: "candles_v2: closed OHLCV candles of the live aggregator",
+    async up(tx) {
+      // the columns of DuckDB's candles_v2, in its order; exact NUMERIC like its DECIMAL columns
+      await tx.unsafe(`CREATE TABLE IF NOT EXISTS candles_v2 (
+        exchange TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        asset_class TEXT NOT NULL,
+        "interval" TEXT NOT NULL,
+        interval_start BIGINT NOT NULL,
+        interval_end BIGINT NOT NULL,
+        open NUMERIC(18,8) NOT NULL,
+        high NUMERIC(18,8) NOT NULL,
+        low NUMERIC(18,8) NOT NULL,
+        close NUMERIC(18,8) NOT NULL,
+        volume NUMERIC(38,8) NOT NULL,
+        quote_volume NUMERIC(38,16) NOT NULL,
+        vwap NUMERIC(18,8),
+        trade_count BIGINT NOT NULL,
+        first_trade_id TEXT NOT NULL,
+        last_trade_id TEXT NOT NULL,
+        PRIMARY KEY (exchange, symbol, "interval", interval_start))`);
+    },
+  },
 ];
 
 /** The latest migration version this code knows. */
@@ -227,6 +261,28 @@ const UNNEST_GAPS = `INSERT INTO sequence_gaps
   (exchange, symbol, data_type, from_sequence, to_sequence, detected_at)
   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[])
   ON CONFLICT DO NOTHING`;
+
+/**
+ * Upsert of closed candles from 16 parallel arrays. `DISTINCT ON` keeps, per key, the candle with the
+ * most trades of the batch (an `ON CONFLICT DO UPDATE` may not touch one row twice); a stored candle is
+ * replaced only by one with a larger trade_count (an amendment after a late trade).
+ */
+const UNNEST_CANDLES = `INSERT INTO candles_v2 (exchange, symbol, asset_class, "interval", interval_start,
+    interval_end, open, high, low, close, volume, quote_volume, vwap, trade_count, first_trade_id,
+    last_trade_id)
+  SELECT DISTINCT ON (exchange, symbol, "interval", interval_start) *
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::numeric[],
+    $8::numeric[], $9::numeric[], $10::numeric[], $11::numeric[], $12::numeric[], $13::numeric[],
+    $14::int8[], $15::text[], $16::text[])
+    AS s(exchange, symbol, asset_class, "interval", interval_start, interval_end, open, high, low, close,
+      volume, quote_volume, vwap, trade_count, first_trade_id, last_trade_id)
+  ORDER BY exchange, symbol, "interval", interval_start, trade_count DESC
+  ON CONFLICT (exchange, symbol, "interval", interval_start) DO UPDATE SET
+    interval_end = excluded.interval_end, open = excluded.open, high = excluded.high, low = excluded.low,
+    close = excluded.close, volume = excluded.volume, quote_volume = excluded.quote_volume,
+    vwap = excluded.vwap, trade_count = excluded.trade_count, first_trade_id = excluded.first_trade_id,
+    last_trade_id = excluded.last_trade_id
+  WHERE excluded.trade_count > candles_v2.trade_count`;
 
 /** COPY staging tables: per session, emptied at commit (and discarded on rollback). */
 const STAGE_TRADES = (table: string) => `CREATE TEMP TABLE IF NOT EXISTS k2_stage_${table} (
@@ -431,6 +487,7 @@ export class PostgresStore implements Store {
       quotes: 0,
       deadLetters: 0,
       gaps: 0,
+      candles: 0,
       duplicates: 0,
     };
     await sql.begin(async (tx) => {
@@ -446,6 +503,8 @@ export class PostgresStore implements Store {
       }
       if (batch.deadLetters.length > 0) result.deadLetters = await insertDeadLetters(tx, batch.deadLetters);
       if (batch.gaps.length > 0) result.gaps = await insertGaps(tx, batch.gaps);
+      // candles are derived, not source records: a candle written again is not a duplicate
+      if (batch.candles && batch.candles.length > 0) result.candles = await upsertCandles(tx, batch.candles);
     });
     const total =
       batch.trades.length +
@@ -611,6 +670,30 @@ async function insertGaps(tx: Tx, gaps: SequenceGap[]): Promise<number> {
     gaps.map((g) => g.detected_at),
   ];
   const r = await tx.unsafe(UNNEST_GAPS, cols as never[], { prepare: true });
+  return r.count;
+}
+
+/** Upserts closed candles (see UNNEST_CANDLES); returns the candles inserted or amended. */
+async function upsertCandles(tx: Tx, candles: CandleV2[]): Promise<number> {
+  const cols = [
+    candles.map((k) => k.exchange),
+    candles.map((k) => k.symbol),
+    candles.map((k) => k.asset_class),
+    candles.map((k) => k.interval),
+    candles.map((k) => k.interval_start),
+    candles.map((k) => k.interval_end),
+    candles.map((k) => k.open),
+    candles.map((k) => k.high),
+    candles.map((k) => k.low),
+    candles.map((k) => k.close),
+    candles.map((k) => k.volume),
+    candles.map((k) => k.quote_volume),
+    candles.map((k) => k.vwap),
+    candles.map((k) => k.trade_count),
+    candles.map((k) => noNul(k.first_trade_id)),
+    candles.map((k) => noNul(k.last_trade_id)),
+  ];
+  const r = await tx.unsafe(UNNEST_CANDLES, cols as never[], { prepare: true });
   return r.count;
 }
 

@@ -3,8 +3,11 @@
  * calls `storeContract(name, harness)`; the harness opens stores on fresh, empty databases.
  *
  * The SQL used here is the subset both engines accept (`CAST(x AS DECIMAL(38,8))`, no placeholders).
+ * Closed candles (`candles_v2`) are upserted: the candle with more trades wins, within a batch and
+ * against the table.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { CandleV2 } from "../../src/schema/candles.js";
 import {
   decimalToScaledUnits,
   divRoundHalfEven,
@@ -115,6 +118,62 @@ export function gap(i: number, over: Partial<SequenceGap> = {}): SequenceGap {
     detected_at: DAY0_US + i,
     ...over,
   };
+}
+
+/** A closed 1m BTCUSDT candle at DAY0 + `minute` minutes of three trades; `over` replaces fields. */
+export function candle(minute = 0, over: Partial<CandleV2> = {}): CandleV2 {
+  const start = DAY0_US + minute * 60_000_000;
+  return {
+    exchange: "BINANCE",
+    symbol: "BTCUSDT",
+    asset_class: "crypto",
+    interval: "1m",
+    interval_start: start,
+    interval_end: start + 60_000_000,
+    open: "61707.68000000",
+    high: "61710.01000000",
+    low: "61700.00000000",
+    close: "61705.12000000",
+    volume: "0.00300000",
+    // 61707.68·0.001 + 61710.01·0.001 + 61700·0.001 (16 places: the product of two DECIMAL(18,8))
+    quote_volume: "185.1176900000000000",
+    vwap: "61705.89666667",
+    trade_count: 3,
+    first_trade_id: "BINANCE-3735683259",
+    last_trade_id: "BINANCE-3735683261",
+    closed: true,
+    ...over,
+  };
+}
+
+/** The same candle amended after a late trade: one trade more, new close, volume and VWAP. */
+export function amended(c: CandleV2): CandleV2 {
+  return {
+    ...c,
+    close: "61711.00000000",
+    high: "61711.00000000",
+    volume: "1.00300000",
+    quote_volume: "61896.1176900000000000",
+    vwap: "61710.98473579",
+    trade_count: c.trade_count + 1,
+    last_trade_id: "BINANCE-3735683262",
+  };
+}
+
+/** Every candles_v2 row as a CandleV2 (BIGINT columns to numbers), in (interval, interval_start) order. */
+export async function storedCandles(store: Store): Promise<CandleV2[]> {
+  const rows = await store.query(
+    `SELECT exchange, symbol, asset_class, "interval", interval_start, interval_end, open, high, low, close,
+       volume, quote_volume, vwap, trade_count, first_trade_id, last_trade_id
+     FROM candles_v2 ORDER BY "interval", interval_start`,
+  );
+  return rows.map((r) => ({
+    ...(r as unknown as CandleV2),
+    interval_start: Number(r.interval_start),
+    interval_end: Number(r.interval_end),
+    trade_count: Number(r.trade_count),
+    closed: true,
+  }));
 }
 
 function batch(parts: Partial<WriteBatch>): WriteBatch {
@@ -408,6 +467,77 @@ export function storeContract(name: string, harness: StoreHarness): void {
         gaps: 1,
       });
       expect((await again.write(b)).duplicates).toBe(3);
+    });
+
+    it("upserts closed candles: the same candle again changes nothing, more trades replace, fewer do not", async () => {
+      const m0 = candle(0);
+      // a zero-volume candle (no VWAP) and the largest exact values the columns hold
+      const s0 = candle(0, {
+        interval: "1s",
+        interval_end: DAY0_US + 1_000_000,
+        open: "9999999999.99999999",
+        high: "9999999999.99999999",
+        low: "0.00000001",
+        close: "0.00000001",
+        volume: "0.00000000",
+        quote_volume: "0.0000000000000000",
+        vwap: null,
+        trade_count: 2,
+      });
+      const first = await store.write(batch({ candles: [m0, s0], trades: [trade(0)] }));
+      expect(first).toMatchObject({ candles: 2, trades: 1, duplicates: 0 });
+      expect(await storedCandles(store)).toEqual([m0, s0]);
+
+      // the same candles again: nothing changes, and candles are not counted as duplicates
+      const again = await store.write(batch({ candles: [m0, s0] }));
+      expect(again).toMatchObject({ candles: 0, duplicates: 0 });
+      expect(await storedCandles(store)).toEqual([m0, s0]);
+
+      // amended after a late trade (4 trades > 3): replaces the stored candle
+      const m1 = amended(m0);
+      expect(await store.write(batch({ candles: [m1] }))).toMatchObject({ candles: 1 });
+      expect(await storedCandles(store)).toEqual([m1, s0]);
+
+      // an older version (3 trades < 4), or another with as many trades: the stored one stays
+      expect(await store.write(batch({ candles: [m0] }))).toMatchObject({ candles: 0 });
+      expect(await store.write(batch({ candles: [{ ...m1, close: "1.00000000" }] }))).toMatchObject({
+        candles: 0,
+      });
+      expect(await storedCandles(store)).toEqual([m1, s0]);
+
+      // survives re-initialisation (idempotent migrations keep candles_v2)
+      await store.close();
+      const reopened = open();
+      await reopened.init();
+      expect(await storedCandles(reopened)).toEqual([m1, s0]);
+    });
+
+    it("keeps the candle with the most trades when one batch holds a candle and its amendment", async () => {
+      const [a, b] = [candle(1), candle(2)];
+      const r = await store.write(batch({ candles: [amended(a), a, b, amended(b)] }));
+      expect(r.candles).toBe(2);
+      expect(await storedCandles(store)).toEqual([amended(a), amended(b)]);
+    });
+
+    it("writes candles in the batch's transaction: a failing batch stores no candle", async () => {
+      // a bad quote in the batch
+      await expect(
+        store.write(
+          batch({ candles: [candle(3)], quotes: [quote(1, { bid_price: "12345678901.00000000" })] }),
+        ),
+      ).rejects.toThrow();
+      // a candle that does not fit its columns, after good trades
+      await expect(
+        store.write(
+          batch({ trades: [trade(1)], candles: [candle(4), candle(5, { high: "12345678901.00000000" })] }),
+        ),
+      ).rejects.toThrow();
+      expect(await storedCandles(store)).toEqual([]);
+      expect((await tableCounts(store)).trades).toBe(0);
+      expect(await store.write(batch({ trades: [trade(1)], candles: [candle(4)] }))).toMatchObject({
+        trades: 1,
+        candles: 1,
+      });
     });
 
     it.skipIf(!harness.concurrentWriters)(

@@ -37,13 +37,15 @@ describe("postgres store", () => {
     expect(rows).toEqual([
       { version: 1, n: "1" },
       { version: 2, n: "1" },
+      { version: 3, n: "1" },
     ]);
   });
 
   it("applies only the missing migrations to a database at an older version", async () => {
-    // back to version 1: without migration 2's indexes
+    // back to version 1: without migration 2's indexes and migration 3's candles_v2
     await store.query("DROP INDEX trades_v2_symbol_time, agg_trades_v2_symbol_time, quotes_v2_symbol_time");
-    await store.query("DELETE FROM k2_migrations WHERE version = 2");
+    await store.query("DROP TABLE candles_v2");
+    await store.query("DELETE FROM k2_migrations WHERE version IN (2, 3)");
     const upgrade = new PostgresStore({ url: db.url, max: 1 });
     await upgrade.init();
     await upgrade.close();
@@ -55,15 +57,17 @@ describe("postgres store", () => {
       "quotes_v2_symbol_time",
       "trades_v2_symbol_time",
     ]);
+    const [candles] = await store.query("SELECT to_regclass('candles_v2') IS NOT NULL AS e");
+    expect(candles.e).toBe(true);
     const versions = await store.query("SELECT version FROM k2_migrations ORDER BY version");
-    expect(versions.map((r) => r.version)).toEqual([1, 2]);
+    expect(versions.map((r) => r.version)).toEqual([1, 2, 3]);
   });
 
   it("refuses a database migrated by a newer k2", async () => {
     await store.query("INSERT INTO k2_migrations (version, name) VALUES (99, 'from the future')");
     const old = new PostgresStore({ url: db.url, max: 1 });
     try {
-      await expect(old.init()).rejects.toThrow(/schema version 99 is newer than this k2 knows \(2\)/);
+      await expect(old.init()).rejects.toThrow(/schema version 99 is newer than this k2 knows \(3\)/);
     } finally {
       await old.close();
       await store.query("DELETE FROM k2_migrations WHERE version = 99");
@@ -145,7 +149,7 @@ describe("postgres store", () => {
     await ro.init();
     try {
       const [r] = await ro.query("SELECT count(*) AS n FROM k2_migrations");
-      expect(r.n).toBe("2");
+      expect(r.n).toBe("3");
       await expect(ro.query("DELETE FROM trades_v2")).rejects.toThrow(/read-only transaction/);
       await expect(ro.write(emptyBatch())).rejects.toThrow(/read-only/);
       expect(await ro.check()).toBeNull();
