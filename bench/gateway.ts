@@ -2,20 +2,26 @@
  * Gateway benchmark (`npm run bench:gateway`): 1,000 WebSocket clients subscribed to trades and quotes
  * of BTCUSDT on a real `k2 run` child process fed by `../shared/data/binance-spot/btcusdt_20240808.gz`.
  *
- *   1. latency: `k2 run --replay ... --speed 1`, measured for `--seconds` (default 60) once every client
- *      is subscribed: p50/p99/max of client receipt time − the record's `ingestion_timestamp` (µs, the
- *      frame's receipt time in k2), i.e. normalize → bus → live feed → fan-out → socket → client.
- *      Target p99 ≤ 10 ms.
- *   2. throughput: `k2 run --ws-url` to a `k2 replay-server --speed max` started only after every client
+ *   1. latency: `k2 run --replay ... --speed 1`; after `--warmup` seconds (default 5) with every client
+ *      subscribed, measured for `--seconds` (default 60): p50/p90/p99/max of client receipt time − the
+ *      record's `ingestion_timestamp` (µs, the frame's receipt time in k2), i.e. normalize → bus → live
+ *      feed → gateway process → socket → client. Target p99 ≤ 10 ms.
+ *   2. floor: the same clients, warm-up, window and frame timing against `bench/bare-fanout.ts`, a bare
+ *      Node broadcaster with nothing of K2 in it: what this host can do at all with that many loopback
+ *      clients (K2's figure cannot be better than this one).
+ *   3. throughput: `k2 run --ws-url` to a `k2 replay-server --speed max` started only after every client
  *      has subscribed (the feed connects on its next backoff attempt); messages delivered per second
- *      in total (all clients, first to last message), plus ingest frames/s with and without the clients.
+ *      in total (all clients, first to last message), plus ingest frames/s with and without the clients,
+ *      and once more with the client threads at nice 19 (as if the clients were on other hosts).
  *
- * Clients live in 2 worker threads (500 each) of this process; receipt times use
+ * Clients live in `--workers` worker threads (default 2) of this process and use a minimal WebSocket
+ * client (`RawClient`; `--client ws` uses the `ws` library instead); receipt times use
  * `performance.timeOrigin + performance.now()` in µs, like k2's receipt stamps (same host clock).
- * Options: `--clients N` (1000), `--seconds S` (60), `--workers W` (2), `--channels trades,quotes`,
- * `--phases latency,throughput`, `--nice` (client threads at nice 19 in the latency phase too). The throughput phase runs a third time with the client threads at
- * nice 19, so that what the gateway costs ingest shows apart from the clients' own CPU use on this host. Prints one JSON line with the figures at the end; CPU figures are % of
- * one core (k2 process; client workers = this process).
+ * Options: `--clients N` (1000), `--seconds S` (60), `--warmup S` (5), `--workers W` (2),
+ * `--channels trades,quotes`, `--phases latency,floor,throughput`, `--ws-workers N` (k2's gateway
+ * processes; default: k2's default), `--nice` (client threads at nice 19 in the latency phase too).
+ * Prints one JSON line with the figures at the end; CPU figures are % of one core (k2's main process;
+ * its gateway processes are not included; client workers = this process).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -26,6 +32,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import WebSocket from "ws";
+import { frameAt } from "./ws-frames.js";
 
 const BUCKET_US = 10;
 const BUCKETS = 200_000; // 10 µs buckets up to 2 s; slower goes to the last bucket
@@ -145,22 +152,8 @@ class RawClient {
       this.rest = null;
     }
     let p = 0;
-    while (p + 2 <= buf.length) {
-      const opcode = buf[p] & 0x0f;
-      let len = buf[p + 1] & 0x7f;
-      let h = 2;
-      if (len === 126) {
-        if (p + 4 > buf.length) break;
-        len = buf.readUInt16BE(p + 2);
-        h = 4;
-      } else if (len === 127) {
-        if (p + 10 > buf.length) break;
-        len = buf.readUInt32BE(p + 6);
-        h = 10;
-      }
-      if (p + h + len > buf.length) break;
-      const start = p + h;
-      const end = start + len;
+    for (let f = frameAt(buf, p); f; f = frameAt(buf, p)) {
+      const { opcode, start, end } = f;
       if (opcode === 0x1) {
         if (this.onText) this.onText(buf, start, end, at);
         else {
@@ -171,7 +164,7 @@ class RawClient {
           }
         }
       } else if (opcode === 0x9) this.send(0xa, buf.subarray(start, end));
-      else if (opcode === 0x8) this.onClose(len >= 2 ? buf.readUInt16BE(start) : 1005);
+      else if (opcode === 0x8) this.onClose(end - start >= 2 ? buf.readUInt16BE(start) : 1005);
       p = end;
     }
     if (p < buf.length) this.rest = Buffer.from(buf.subarray(p));
@@ -403,6 +396,17 @@ function percentileMs(h: Uint32Array, p: number): number {
   return Number.NaN;
 }
 
+/** p50/p90/p99/p99.9/max of a bucket histogram, ms. */
+function latencySummary(h: Uint32Array): Record<string, number> {
+  return {
+    p50: percentileMs(h, 0.5),
+    p90: percentileMs(h, 0.9),
+    p99: percentileMs(h, 0.99),
+    p999: percentileMs(h, 0.999),
+    max: maxMs(h),
+  };
+}
+
 function maxMs(h: Uint32Array): number {
   for (let i = h.length - 1; i >= 0; i--) if (h[i] > 0) return ((i + 1) * BUCKET_US) / 1000;
   return Number.NaN;
@@ -602,7 +606,7 @@ async function main(): Promise<void> {
   const warmupS = Number(opt("warmup", "5"));
   const workers = Number(opt("workers", "2"));
   const channels = opt("channels", "trades,quotes").split(",");
-  const phases = opt("phases", "latency,throughput").split(",");
+  const phases = opt("phases", "latency,floor,throughput").split(",");
   const niceLatency = args.includes("--nice");
   CLIENT_KIND = opt("client", "raw") === "ws" ? "ws" : "raw";
   WS_WORKERS = opt("ws-workers", "") || null;
@@ -614,6 +618,29 @@ async function main(): Promise<void> {
     k2_ws_workers: WS_WORKERS ?? "default",
     channels,
     symbols: ["BTCUSDT"],
+  };
+  /**
+   * The clients on `url`; after the warm-up (JIT, the gateway processes' first rounds, the capture's
+   * first seconds) a window of `seconds`: the clients' report, and the CPU the server (`pid`) and the
+   * clients used meanwhile (% of one core).
+   */
+  const measureWindow = async (url: string, pid: number | undefined, atStart?: () => Promise<void>) => {
+    const fleet = await ClientFleet.start(url, clients, workers, channels, niceLatency);
+    await sleep(warmupS * 1000);
+    fleet.reset();
+    await atStart?.();
+    const cpu0 = cpuMs(pid);
+    const self0 = process.cpuUsage();
+    await sleep(seconds * 1000);
+    const r = await fleet.report();
+    const serverCpuPct = Math.round(((cpuMs(pid) - cpu0) / (seconds * 1000)) * 100);
+    const self = process.cpuUsage(self0);
+    await fleet.close();
+    return {
+      r,
+      serverCpuPct,
+      clientsCpuPct: Math.round(((self.user + self.system) / 1000 / (seconds * 1000)) * 100),
+    };
   };
   try {
     if (phases.includes("latency")) {
@@ -636,25 +663,15 @@ async function main(): Promise<void> {
         "--db",
         join(dir, "latency.duckdb"),
       ]);
-      const fleet = await ClientFleet.start(
-        `ws://127.0.0.1:${k2.port}/ws`,
-        clients,
-        workers,
-        channels,
-        niceLatency,
-      );
-      // start-up (JIT, the gateway processes' first rounds, the capture's first seconds) is not measured
-      await sleep(warmupS * 1000);
-      fleet.reset();
-      const before = (await status(k2.port)).gateway;
-      const cpu0 = cpuMs(k2.child.pid);
-      const self0 = process.cpuUsage();
-      await sleep(seconds * 1000);
-      const r = await fleet.report();
-      const k2Cpu = Math.round(((cpuMs(k2.child.pid) - cpu0) / (seconds * 1000)) * 100);
-      const self = process.cpuUsage(self0);
+      const before: { gateway?: Status["gateway"] } = {};
+      const {
+        r,
+        serverCpuPct: k2Cpu,
+        clientsCpuPct,
+      } = await measureWindow(`ws://127.0.0.1:${k2.port}/ws`, k2.child.pid, async () => {
+        before.gateway = (await status(k2.port)).gateway;
+      });
       const after = (await status(k2.port)).gateway;
-      await fleet.close();
       await stopK2(k2);
       out.speed_1 = {
         seconds,
@@ -663,20 +680,41 @@ async function main(): Promise<void> {
         clients_connected: after.clients,
         delivered: r.received,
         delivered_per_s: Math.round(r.received / seconds),
-        latency_ms: {
-          p50: percentileMs(r.histogram, 0.5),
-          p90: percentileMs(r.histogram, 0.9),
-          p99: percentileMs(r.histogram, 0.99),
-          p999: percentileMs(r.histogram, 0.999),
-          max: maxMs(r.histogram),
-        },
-        conflated: after.conflated - before.conflated,
-        disconnected_slow: after.disconnected_slow - before.disconnected_slow,
+        latency_ms: latencySummary(r.histogram),
+        conflated: after.conflated - (before.gateway?.conflated ?? 0),
+        disconnected_slow: after.disconnected_slow - (before.gateway?.disconnected_slow ?? 0),
         k2_cpu_pct: k2Cpu,
-        clients_cpu_pct: Math.round(((self.user + self.system) / 1000 / (seconds * 1000)) * 100),
+        clients_cpu_pct: clientsCpuPct,
         p99_target_met: percentileMs(r.histogram, 0.99) <= 10,
       };
       process.stderr.write(`${JSON.stringify(out.speed_1)}\n`);
+    }
+    if (phases.includes("floor")) {
+      // 1b. the same clients, window and frame timing on a bare Node broadcaster without K2: what this
+      // host can do at all (socket writes and reads for 1,000 loopback clients on its cores)
+      process.stderr.write(`bench gateway: bare Node fan-out (no K2), ${clients} clients, ${seconds} s\n`);
+      const port = await freePort();
+      const bare = spawn(
+        process.execPath,
+        [join(ROOT, "dist/bench/bare-fanout.js"), "--port", String(port)],
+        {
+          cwd: ROOT,
+          stdio: ["ignore", "pipe", "inherit"],
+        },
+      );
+      children.add(bare);
+      await new Promise((r) => bare.stdout?.once("data", r));
+      const { r, serverCpuPct: bareCpu } = await measureWindow(`ws://127.0.0.1:${port}/ws`, bare.pid);
+      bare.kill("SIGTERM");
+      out.bare_fanout_floor = {
+        seconds,
+        warmup_s: warmupS,
+        delivered: r.received,
+        delivered_per_s: Math.round(r.received / seconds),
+        latency_ms: latencySummary(r.histogram),
+        server_cpu_pct: bareCpu,
+      };
+      process.stderr.write(`${JSON.stringify(out.bare_fanout_floor)}\n`);
     }
     if (phases.includes("throughput")) {
       // 2. throughput at --speed max, without and with the clients

@@ -9,6 +9,7 @@
  * | `K2_WS_MAX_QUEUE` | 10000 | messages queued for a client that fell behind before it is cut |
  * | `K2_WS_HIGH_WATER_BYTES` | 524288 | socket bytes not yet flushed above which a client counts as behind |
  * | `K2_WS_WORKERS` | 2 | gateway worker processes serving `/ws` (0: in the ingest process; flag `--ws-workers`) |
+ * | `K2_WS_WORKER_NICE` | 10 | CPU niceness of the gateway worker processes, 0–19 |
  */
 import { z } from "zod";
 
@@ -26,6 +27,8 @@ export interface GatewayConfig {
   highWaterBytes: number;
   /** Worker processes serving `/ws` (`gateway-pool.ts`); 0 serves it in the main process. */
   workers: number;
+  /** CPU niceness of the worker processes (0–19; higher yields the CPU to ingest and the store). */
+  workerNice: number;
 }
 
 /** Defaults of {@link GatewayConfig}. */
@@ -36,6 +39,7 @@ export const GATEWAY_DEFAULTS: GatewayConfig = {
   maxQueue: 10_000,
   highWaterBytes: 512 * 1024,
   workers: 2,
+  workerNice: 10,
 };
 
 const int = (name: string, min: number, max: number) =>
@@ -84,5 +88,6 @@ export function resolveGatewayConfig(env: NodeJS.ProcessEnv = process.env): Gate
     maxQueue: read("K2_WS_MAX_QUEUE", 10, 10_000_000, GATEWAY_DEFAULTS.maxQueue),
     highWaterBytes: read("K2_WS_HIGH_WATER_BYTES", 1024, 1 << 30, GATEWAY_DEFAULTS.highWaterBytes),
     workers: read("K2_WS_WORKERS", 0, 64, GATEWAY_DEFAULTS.workers),
+    workerNice: read("K2_WS_WORKER_NICE", 0, 19, GATEWAY_DEFAULTS.workerNice),
   };
 }

@@ -25,7 +25,13 @@ import type { FastifyInstance } from "fastify";
 import type { Logger } from "../ops/logger.js";
 import type { Metrics } from "../ops/metrics.js";
 import { packageRoot } from "../paths.js";
-import { type GatewayStats, isUpgradePath, refuseUpgrade, registerGatewayMetrics } from "./gateway.js";
+import {
+  emptyGatewayStats,
+  type GatewayStats,
+  isUpgradePath,
+  refuseUpgrade,
+  registerGatewayMetrics,
+} from "./gateway.js";
 import type { GatewayConfig } from "./gateway-config.js";
 import type { FromWorker, ToWorker } from "./gateway-worker.js";
 import type { LiveFeed } from "./live.js";
@@ -55,18 +61,6 @@ interface Slot {
   alive: boolean;
 }
 
-const ZERO: GatewayStats = {
-  workers: 0,
-  clients: 0,
-  groups: 0,
-  behind: 0,
-  messages_sent: 0,
-  conflated: 0,
-  disconnected_slow: 0,
-  disconnected_idle: 0,
-  rejected_unauthorized: 0,
-};
-
 /** The compiled worker script, or null when K2 runs from sources that were never built. */
 export function gatewayWorkerScript(): string | null {
   const script = join(packageRoot(), "dist", "src", "serve", "gateway-worker.js");
@@ -81,7 +75,7 @@ export class GatewayPool {
   private flushScheduled = false;
   private unlisten: (() => void)[] = [];
   /** Counters of workers that exited (cumulative ones only). */
-  private readonly retired = { ...ZERO };
+  private readonly retired = emptyGatewayStats();
   private statsId = 0;
   private readonly statsWaiters = new Map<number, (s: GatewayStats) => void>();
   private closing = false;
@@ -131,16 +125,10 @@ export class GatewayPool {
   async stats(): Promise<GatewayStats> {
     const alive = this.slots.filter((s): s is Slot => s?.alive === true);
     const fresh = await Promise.all(alive.map((s) => this.ask(s)));
+    // cumulative counters include exited workers; gauges (clients, groups, behind) only live ones
     const sum: GatewayStats = { ...this.retired, workers: alive.length, clients: 0, groups: 0, behind: 0 };
     for (const s of fresh) {
-      sum.clients += s.clients;
-      sum.groups += s.groups;
-      sum.behind += s.behind;
-      sum.messages_sent += s.messages_sent;
-      sum.conflated += s.conflated;
-      sum.disconnected_slow += s.disconnected_slow;
-      sum.disconnected_idle += s.disconnected_idle;
-      sum.rejected_unauthorized += s.rejected_unauthorized;
+      for (const k of Object.keys(sum) as (keyof GatewayStats)[]) if (k !== "workers") sum[k] += s[k];
     }
     return sum;
   }
@@ -220,7 +208,7 @@ export class GatewayPool {
     const slot: Slot = {
       index,
       child,
-      last: { ...ZERO },
+      last: emptyGatewayStats(),
       alive: true,
       exited: new Promise((resolve) => child.once("exit", () => resolve())),
     };

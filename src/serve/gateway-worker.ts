@@ -18,7 +18,7 @@ import { createLogger } from "../ops/logger.js";
 import type { CandleV2 } from "../schema/candles.js";
 import type { QuoteV2, TradeV2 } from "../schema/records.js";
 import { TokenAuth } from "./auth.js";
-import { Gateway, type GatewayStats, type UpgradeRequest } from "./gateway.js";
+import { emptyGatewayStats, Gateway, type GatewayStats, type UpgradeRequest } from "./gateway.js";
 import type { GatewayConfig } from "./gateway-config.js";
 import { LiveFeed, type Tick } from "./live.js";
 
@@ -70,13 +70,6 @@ function readRecords(live: LiveFeed, onBadLine: (line: string, err: unknown) => 
 }
 
 function main(): void {
-  // fan-out gives way to ingest and storage when they compete for a core (Linux: this thread)
-  const nice = Number(process.env.K2_WS_WORKER_NICE ?? 10);
-  try {
-    if (nice !== 0) setPriority(nice);
-  } catch {
-    // not permitted here: run at the parent's priority
-  }
   const send = (m: FromWorker) => process.send?.(m);
   const live = new LiveFeed();
   let gateway: Gateway | null = null;
@@ -91,6 +84,12 @@ function main(): void {
   process.on("message", (m: ToWorker, handle?: Socket) => {
     if (m.t === "init") {
       logger = createLogger(m.logLevel).child({ gateway_worker: m.worker });
+      // fan-out gives way to ingest and the store when they compete for a core (Linux: this thread)
+      try {
+        if (m.config.workerNice > 0) setPriority(m.config.workerNice);
+      } catch (err) {
+        logger.warn({ err: (err as Error).message }, "gateway worker: could not lower its priority");
+      }
       gateway = new Gateway({
         feed: live,
         logger,
@@ -116,19 +115,7 @@ function main(): void {
         handle.destroy();
       }
     } else if (m.t === "stats") {
-      const stats: GatewayStats = gateway
-        ? { ...gateway.stats(), workers: 1 }
-        : {
-            workers: 1,
-            clients: 0,
-            groups: 0,
-            behind: 0,
-            messages_sent: 0,
-            conflated: 0,
-            disconnected_slow: 0,
-            disconnected_idle: 0,
-            rejected_unauthorized: 0,
-          };
+      const stats: GatewayStats = { ...(gateway ? gateway.stats() : emptyGatewayStats()), workers: 1 };
       send({ t: "stats", id: m.id, stats });
     } else if (m.t === "close") {
       // the process stays until the parent disconnects: the parent's HTTP server asks it (Node's

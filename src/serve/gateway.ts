@@ -86,6 +86,21 @@ export interface GatewayStats {
   rejected_unauthorized: number;
 }
 
+/** Counters of a gateway with no clients yet. */
+export function emptyGatewayStats(): GatewayStats {
+  return {
+    workers: 0,
+    clients: 0,
+    groups: 0,
+    behind: 0,
+    messages_sent: 0,
+    conflated: 0,
+    disconnected_slow: 0,
+    disconnected_idle: 0,
+    rejected_unauthorized: 0,
+  };
+}
+
 interface QueueItem {
   /** null once conflated away. */
   frame: Buffer | null;

@@ -115,6 +115,7 @@ describe("k2 run operations", () => {
     [["run", "--exit-at-end"], /--exit-at-end: only meaningful with --replay FILE/],
     [["run", "--batch-size", "0"], /--batch-size: expected an integer from 1/],
     [["run", "--no-such-flag"], /unknown option '--no-such-flag'/],
+    [["run", "--ws-workers", "65"], /--ws-workers: expected an integer from 0 to 64, got "65"/],
     [["query", "--db", "/nonexistent/k2.duckdb", "SELECT 1"], /--db: cannot open \/nonexistent\/k2.duckdb/],
     [["replay-server", "/nonexistent.gz"], /<file>: cannot read \/nonexistent.gz/],
   ])("k2 %j exits 2 naming the flag", async (args, message) => {
