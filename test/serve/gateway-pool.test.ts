@@ -83,7 +83,7 @@ describe("gateway worker processes", () => {
     const frames = run.feed?.counts.frames ?? 0;
     await sleep(1000);
     // the other worker's clients and ingest go on
-    alive.forEach((x, i) => expect(x.ids.length).toBeGreaterThan(seen[i]));
+    for (const [i, x] of alive.entries()) expect(x.ids.length).toBeGreaterThan(seen[i]);
     expect(run.feed?.counts.frames ?? 0).toBeGreaterThan(frames);
     const s2 = await gateway.stats();
     expect(s2.workers).toBe(1);
