@@ -110,11 +110,12 @@ export class GatewayPool {
     registerGatewayMetrics(this.opts.metrics, () => this.stats());
     app.addHook("preClose", async () => {
       await this.closeClients();
-      // Node's net.Server.close() asks each process that received sockets whether they are all
-      // closed; when every such process has exited it waits forever (nobody is left to ask, and its
-      // count of open connections is never reset). Nothing is left open in that case.
-      const server = app.server as unknown as { _usingWorkers?: boolean; _workers?: unknown[] };
-      if (server._usingWorkers && server._workers?.length === 0) server._usingWorkers = false;
+      // Node's net.Server.close() would then ask each process that received sockets whether they are
+      // all closed, and wait for the answer: forever when every such process has exited (nobody is
+      // left to ask), or when a socket there is still half-way through its handshake. The workers
+      // have closed their clients (or were given 3 s), so the server closes on its own connections.
+      const server = app.server as unknown as { _usingWorkers?: boolean };
+      if (server._usingWorkers) server._usingWorkers = false;
     });
     app.addHook("onClose", async () => {
       await this.close();

@@ -137,7 +137,16 @@ describe("200 clients, 10 of them never reading", () => {
       exited = true;
     });
     let conflatedDuringRun = 0;
+    const giveUpAt = performance.now() + 100_000;
     while (!exited) {
+      if (performance.now() > giveUpAt) {
+        const status = await fetch(`http://127.0.0.1:${k2.port}/api/v1/status`)
+          .then((r) => r.text())
+          .catch((e) => `status unavailable: ${e}`);
+        throw new Error(
+          `k2 did not exit within 100 s; status: ${status}; stderr: ${k2.stderr().slice(-3000)}`,
+        );
+      }
       const text = await fetch(metricsUrl)
         .then((r) => r.text())
         .catch(() => "");
