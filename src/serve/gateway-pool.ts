@@ -59,6 +59,9 @@ interface Slot {
   last: GatewayStats;
   exited: Promise<void>;
   alive: boolean;
+  /** Resolves true once the worker said hello and was sent its settings, false if it exited first. */
+  ready: Promise<boolean>;
+  isReady: boolean;
 }
 
 /** The compiled worker script, or null when K2 runs from sources that were never built. */
@@ -159,7 +162,9 @@ export class GatewayPool {
             };
             s.child.on("message", onMessage);
             s.exited.then(done);
-            if (!send(s.child, { t: "close" })) done();
+            s.ready.then((ready) => {
+              if (!ready || !send(s.child, { t: "close" })) done();
+            });
           }),
       ),
     );
@@ -192,11 +197,20 @@ export class GatewayPool {
       req: { method: req.method, url: req.url, headers: req.headers },
       head: head.toString("base64"),
     };
-    slot.child.send(message, socket, (err) => {
-      if (err) {
-        this.opts.logger.warn({ err: err.message, worker: i }, "ws client could not be handed to its worker");
+    slot.ready.then((ready) => {
+      if (!ready || this.closing || !slot.child.connected) {
         socket.destroy();
+        return;
       }
+      slot.child.send(message, socket, (err) => {
+        if (err) {
+          this.opts.logger.warn(
+            { err: err.message, worker: i },
+            "ws client could not be handed to its worker",
+          );
+          socket.destroy();
+        }
+      });
     });
   }
 
@@ -206,12 +220,24 @@ export class GatewayPool {
       stdio: ["pipe", "inherit", "inherit", "ipc"],
       execArgv: [],
     });
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
     const slot: Slot = {
       index,
       child,
       last: emptyGatewayStats(),
       alive: true,
-      exited: new Promise((resolve) => child.once("exit", () => resolve())),
+      exited,
+      isReady: false,
+      // messages sent before the worker's listener exists would be lost: wait for its hello
+      ready: new Promise<boolean>((resolve) => {
+        child.on("message", (m: FromWorker) => {
+          if (m.t !== "hello" || slot.isReady) return;
+          send(child, { t: "init", worker: index, path: this.path, config, logLevel: logger.level });
+          slot.isReady = true;
+          resolve(true);
+        });
+        exited.then(() => resolve(false));
+      }),
     };
     this.slots[index] = slot;
     child.stdin?.on("error", () => undefined); // EPIPE when it died: handled on exit
@@ -231,13 +257,6 @@ export class GatewayPool {
       }
       if (!this.closing)
         logger.error({ worker: index, code, signal }, "gateway worker exited; its clients were disconnected");
-    });
-    send(child, {
-      t: "init",
-      worker: index,
-      path: this.path,
-      config,
-      logLevel: logger.level,
     });
     // the tick book first, so that a client subscribing to ticks gets every symbol's current tick
     const ticks = this.opts.feed.ticks();
@@ -276,6 +295,7 @@ export class GatewayPool {
   }
 
   private ask(s: Slot): Promise<GatewayStats> {
+    if (!s.isReady) return Promise.resolve(s.last);
     const id = ++this.statsId;
     return new Promise((resolve) => {
       const timer = setTimeout(() => done(s.last), 1000);

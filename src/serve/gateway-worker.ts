@@ -3,7 +3,7 @@
  * by the parent `k2` process through `gateway-pool.ts`. Started with `child_process.fork`; not a CLI
  * command.
  *
- * From the parent:
+ * First the worker says `hello` (its IPC listener is in place); then, from the parent:
  *   - stdin, one record per line (`\n`-terminated): `T` + TradeV2 JSON, `Q` + QuoteV2 JSON,
  *     `C` + candle JSON, `K` + Tick JSON (the parent's tick book, sent first). Trades and quotes go
  *     through a {@link LiveFeed} of this process, which derives the ticks as the parent's does;
@@ -30,7 +30,7 @@ export type ToWorker =
   | { t: "close" };
 
 /** Messages from a worker to the pool. */
-export type FromWorker = { t: "ready" } | { t: "stats"; id: number; stats: GatewayStats } | { t: "closed" };
+export type FromWorker = { t: "hello" } | { t: "stats"; id: number; stats: GatewayStats } | { t: "closed" };
 
 /** Splits stdin into lines and hands each record to the live feed. */
 function readRecords(live: LiveFeed, onBadLine: (line: string, err: unknown) => void): void {
@@ -101,7 +101,6 @@ function main(): void {
         path: m.path,
       });
       gateway.start();
-      send({ t: "ready" });
     } else if (m.t === "conn") {
       if (!handle) return;
       if (!gateway) {
@@ -125,6 +124,9 @@ function main(): void {
       (g ? g.close() : Promise.resolve()).finally(() => send({ t: "closed" }));
     }
   });
+  // ESM loading turns the event loop, and IPC messages that arrive before a listener exists are
+  // dropped: the pool sends nothing (not even init) before this
+  send({ t: "hello" });
 }
 
 main();

@@ -95,41 +95,58 @@ describe("200 clients, 10 of them never reading", () => {
     const url = `ws://127.0.0.1:${k2.port}/ws`;
     const metricsUrl = `http://127.0.0.1:${k2.port}/metrics`;
 
-    const readers: Reader[] = await Promise.all(
-      Array.from({ length: READERS }, async () => {
-        const ws = await connect(url);
-        const r: Reader = { ws, seqs: [], closeCode: null };
-        ws.on("message", (d) => {
-          const m = JSON.parse(d.toString());
-          if (m.type === "trade") r.seqs.push(m.data.source_sequence);
-        });
-        ws.on("close", (code) => {
-          r.closeCode = code;
-        });
-        await subscribe(ws, ["trades"]);
-        return r;
-      }),
-    );
-    const stalled: Stalled[] = await Promise.all(
-      Array.from({ length: STALLED }, async () => {
-        const ws = await connect(url);
-        await subscribe(ws, ["trades", "quotes", "ticks"]);
-        ws.pause(); // never reads from its socket from now on
-        const s: Stalled = { ws, received: 0, closeCode: null, closeReason: "", closed: Promise.resolve() };
-        ws.on("message", () => {
-          s.received++;
-        });
-        ws.on("error", () => {});
-        s.closed = new Promise((res) =>
-          ws.on("close", (code, reason) => {
-            s.closeCode = code;
-            s.closeReason = reason.toString();
-            res();
-          }),
+    const progress = { connected: 0, subscribed: 0 };
+    const connectedAll = (async () => {
+      const readers: Reader[] = await Promise.all(
+        Array.from({ length: READERS }, async () => {
+          const ws = await connect(url);
+          progress.connected++;
+          const r: Reader = { ws, seqs: [], closeCode: null };
+          ws.on("message", (d) => {
+            const m = JSON.parse(d.toString());
+            if (m.type === "trade") r.seqs.push(m.data.source_sequence);
+          });
+          ws.on("close", (code) => {
+            r.closeCode = code;
+          });
+          await subscribe(ws, ["trades"]);
+          progress.subscribed++;
+          return r;
+        }),
+      );
+      const stalled: Stalled[] = await Promise.all(
+        Array.from({ length: STALLED }, async () => {
+          const ws = await connect(url);
+          await subscribe(ws, ["trades", "quotes", "ticks"]);
+          ws.pause(); // never reads from its socket from now on
+          const s: Stalled = { ws, received: 0, closeCode: null, closeReason: "", closed: Promise.resolve() };
+          ws.on("message", () => {
+            s.received++;
+          });
+          ws.on("error", () => {});
+          s.closed = new Promise((res) =>
+            ws.on("close", (code, reason) => {
+              s.closeCode = code;
+              s.closeReason = reason.toString();
+              res();
+            }),
+          );
+          return s;
+        }),
+      );
+      return { readers, stalled };
+    })();
+    const { readers, stalled } = await Promise.race([
+      connectedAll,
+      sleep(60_000).then(async () => {
+        const status = await fetch(`http://127.0.0.1:${k2.port}/api/v1/status`)
+          .then((r) => r.text())
+          .catch((e) => `status unavailable: ${e}`);
+        throw new Error(
+          `clients not all subscribed within 60 s: ${JSON.stringify(progress)}; status: ${status}; stderr: ${k2.stderr().slice(-3000)}`,
         );
-        return s;
       }),
-    );
+    ]);
 
     // watch the gateway count conflation while the replay goes on
     let exited = false;
