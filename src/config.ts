@@ -131,16 +131,9 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
   }
   let gateway: GatewayConfig;
   try {
-    gateway = resolveGatewayConfig(
-      flags.wsWorkers === undefined ? env : { ...env, K2_WS_WORKERS: flags.wsWorkers },
-    );
+    gateway = resolveGatewayConfig(env, { wsWorkers: flags.wsWorkers });
   } catch (e) {
-    const message = (e as Error).message;
-    throw new ConfigError(
-      flags.wsWorkers !== undefined && message.startsWith("K2_WS_WORKERS")
-        ? message.replace("K2_WS_WORKERS", "--ws-workers")
-        : message,
-    );
+    throw new ConfigError((e as Error).message);
   }
   return {
     exchange,

@@ -22,7 +22,6 @@ import { indexRecording, symbolsOfKeys } from "./replay/cryptofeed.js";
 import { detectCaptureFormat, REPLAY_SERVERS } from "./replay/index.js";
 import type { ReplayServer } from "./replay/replay-server.js";
 import { WorkerReplayServer } from "./replay/replay-worker.js";
-
 import { createHttpServer, listen } from "./serve/http.js";
 import { type GatewayService, registerLiveServing } from "./serve/live-serving.js";
 import { type Serving, startServing } from "./serve/serving.js";

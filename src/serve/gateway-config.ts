@@ -59,12 +59,22 @@ const int = (name: string, min: number, max: number) =>
  * Reads the gateway settings from `env`.
  * @throws {Error} with a message naming the variable at fault (the CLI turns it into exit code 2)
  */
-export function resolveGatewayConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
-  const read = (name: string, min: number, max: number, fallback: number): number => {
-    const v = env[name];
+export function resolveGatewayConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  flags: { wsWorkers?: string } = {},
+): GatewayConfig {
+  /** `name`'s value (or `flag`'s when given: flags win, and the error names the flag). */
+  const read = (
+    name: string,
+    min: number,
+    max: number,
+    fallback: number,
+    flag?: [string, string?],
+  ): number => {
+    const [label, v] = flag?.[1] !== undefined ? [flag[0], flag[1]] : [name, env[name]];
     if (v === undefined || v === "") return fallback;
-    const r = int(name, min, max).safeParse(v);
-    if (!r.success) throw new Error(r.error.issues[0]?.message ?? `${name}: invalid value`);
+    const r = int(label, min, max).safeParse(v);
+    if (!r.success) throw new Error(r.error.issues[0]?.message ?? `${label}: invalid value`);
     return r.data;
   };
   const apiTokens = (env.K2_API_TOKENS ?? "")
@@ -87,7 +97,7 @@ export function resolveGatewayConfig(env: NodeJS.ProcessEnv = process.env): Gate
     idleTimeoutMs,
     maxQueue: read("K2_WS_MAX_QUEUE", 10, 10_000_000, GATEWAY_DEFAULTS.maxQueue),
     highWaterBytes: read("K2_WS_HIGH_WATER_BYTES", 1024, 1 << 30, GATEWAY_DEFAULTS.highWaterBytes),
-    workers: read("K2_WS_WORKERS", 0, 64, GATEWAY_DEFAULTS.workers),
+    workers: read("K2_WS_WORKERS", 0, 64, GATEWAY_DEFAULTS.workers, ["--ws-workers", flags.wsWorkers]),
     workerNice: read("K2_WS_WORKER_NICE", 0, 19, GATEWAY_DEFAULTS.workerNice),
   };
 }

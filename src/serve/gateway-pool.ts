@@ -228,7 +228,7 @@ export class GatewayPool {
       alive: true,
       exited,
       isReady: false,
-      // messages sent before the worker's listener exists would be lost: wait for its hello
+      // clients and stats requests wait until the worker has loaded and is listening (its hello)
       ready: new Promise<boolean>((resolve) => {
         child.on("message", (m: FromWorker) => {
           if (m.t !== "hello" || slot.isReady) return;

@@ -124,8 +124,8 @@ function main(): void {
       (g ? g.close() : Promise.resolve()).finally(() => send({ t: "closed" }));
     }
   });
-  // ESM loading turns the event loop, and IPC messages that arrive before a listener exists are
-  // dropped: the pool sends nothing (not even init) before this
+  // the pool sends nothing before this: until then it neither hands this process clients nor waits
+  // on it for counters (it is still loading its modules)
   send({ t: "hello" });
 }
 

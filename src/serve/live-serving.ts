@@ -39,32 +39,27 @@ export function registerLiveServing(app: FastifyInstance, opts: LiveServingOptio
   if (opts.config.workers > 0 && !script) {
     opts.logger.warn("gateway worker script not built (npm run build): serving /ws in this process");
   }
-  if (script) {
-    const pool = new GatewayPool(
-      {
+  const gateway: GatewayService & { attach(app: FastifyInstance): void } = script
+    ? new GatewayPool(
+        {
+          feed: opts.feed,
+          config: opts.config,
+          metrics: opts.metrics,
+          logger: opts.logger,
+          workers: opts.config.workers,
+        },
+        script,
+      )
+    : new Gateway({
         feed: opts.feed,
-        config: opts.config,
         metrics: opts.metrics,
         logger: opts.logger,
-        workers: opts.config.workers,
-      },
-      script,
-    );
-    pool.attach(app);
-    registerStatus(app, { ...opts.status, gateway: () => pool.stats() });
-    registerDashboard(app);
-    return pool;
-  }
-  const gateway = new Gateway({
-    feed: opts.feed,
-    metrics: opts.metrics,
-    logger: opts.logger,
-    auth,
-    heartbeatMs: opts.config.heartbeatMs,
-    idleTimeoutMs: opts.config.idleTimeoutMs,
-    maxQueue: opts.config.maxQueue,
-    highWaterBytes: opts.config.highWaterBytes,
-  });
+        auth,
+        heartbeatMs: opts.config.heartbeatMs,
+        idleTimeoutMs: opts.config.idleTimeoutMs,
+        maxQueue: opts.config.maxQueue,
+        highWaterBytes: opts.config.highWaterBytes,
+      });
   gateway.attach(app);
   registerStatus(app, { ...opts.status, gateway: () => gateway.stats() });
   registerDashboard(app);
