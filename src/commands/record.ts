@@ -18,7 +18,8 @@ export function registerRecord(program: Command): void {
     .option("--streams <list>", "comma-separated streams")
     .option("--ws-url <url>", "venue WebSocket base URL")
     .option("--duration <s>", "stop after this many seconds (default: until SIGINT/SIGTERM)")
-    .action(async (opts: RunFlags & { out: string; duration?: string }) => {
+    .option("--frames <n>", "stop after this many frames (default: no limit)")
+    .action(async (opts: RunFlags & { out: string; duration?: string; frames?: string }) => {
       let config: ReturnType<typeof resolveRunConfig>;
       try {
         config = resolveRunConfig({
@@ -37,7 +38,17 @@ export function registerRecord(program: Command): void {
         if (!Number.isFinite(duration) || duration <= 0)
           fail(`--duration: expected seconds > 0, got "${opts.duration}"`);
       }
+      let maxFrames = 0;
+      if (opts.frames !== undefined) {
+        maxFrames = /^\d+$/.test(opts.frames) ? Number(opts.frames) : 0;
+        if (!Number.isSafeInteger(maxFrames) || maxFrames <= 0)
+          fail(`--frames: expected a whole number of frames > 0, got "${opts.frames}"`);
+      }
       const logger = createLogger();
+      let enough: (reason: string) => void = () => undefined;
+      const frameLimit = new Promise<string>((r) => {
+        enough = r;
+      });
       const writer = new CaptureWriter(opts.out);
       const { getVenue } = await import("../venues/registry.js");
       const venue = getVenue(config.exchange)!;
@@ -50,7 +61,11 @@ export function registerRecord(program: Command): void {
           bus,
           metrics: new Metrics({ defaultMetrics: false }),
           logger,
-          onRawFrame: (raw, at) => writer.write(raw, at),
+          onRawFrame: (raw, at) => {
+            if (maxFrames > 0 && writer.frames >= maxFrames) return;
+            writer.write(raw, at);
+            if (writer.frames === maxFrames) enough(`${maxFrames} frames recorded`);
+          },
         },
         new Publisher(bus, logger),
       );
@@ -58,7 +73,7 @@ export function registerRecord(program: Command): void {
         duration > 0
           ? new Promise<string>((r) => setTimeout(() => r("duration elapsed"), duration * 1000))
           : null;
-      const reason = await (timer ? Promise.race([timer, onSignal()]) : onSignal());
+      const reason = await Promise.race([onSignal(), frameLimit, ...(timer ? [timer] : [])]);
       await feed.connection.stop();
       await writer.close();
       logger.info({ reason, frames: writer.frames, out: opts.out }, "recording closed");

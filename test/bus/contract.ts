@@ -283,7 +283,6 @@ export function busContract(name: string, makeFixture: () => Promise<BusFixture>
       await publisher.publish(sent);
       await waitFor(() => heldByA.length > 0, 15_000, "consumer A to hold a batch");
       await fx.crash(busA);
-      const t0 = Date.now();
       const busB = await fx.open();
       const got = collector();
       const cB = consume(busB, opts({ group: "persist", maxWaitMs: fx.minWaitMs }), got.handler);
@@ -293,7 +292,6 @@ export function busContract(name: string, makeFixture: () => Promise<BusFixture>
         "consumer B to receive every message",
       );
       expect(new Set(ids(got.all))).toEqual(new Set(ids(sent)));
-      expect(Date.now() - t0).toBeGreaterThanOrEqual(0);
       if (fx.countsRedeliveryAfterCrash) {
         // what A held and never acked came back to B as redeliveries
         expect(cB.redeliveries()).toBeGreaterThanOrEqual(new Set(ids(heldByA)).size);
@@ -438,7 +436,12 @@ export function busContract(name: string, makeFixture: () => Promise<BusFixture>
     });
 
     it("keeps messages for a group that starts later (durable transports)", async (ctx) => {
-      if (!fx.retains) ctx.skip();
+      if (!fx.retains) {
+        console.warn(
+          `skipped: bus contract ${name}: "keeps messages for a group that starts later" is for durable transports; this one keeps nothing for a group that does not exist yet`,
+        );
+        ctx.skip();
+      }
       const bus = await fx.open();
       const sent = Array.from({ length: 40 }, (_, i) => tradeMessage("BTCUSDT", i));
       await bus.publish(sent);

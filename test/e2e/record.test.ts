@@ -31,8 +31,12 @@ describe("k2 record", () => {
         "ETHUSDT",
         "--streams",
         "trade,bookTicker",
+        // stop once every frame is in (+ the SUBSCRIBE ack), however slow the machine; the duration
+        // is only a bound
+        "--frames",
+        String(expected.length + 1),
         "--duration",
-        "4",
+        "100",
       ]);
       expect(r.code, r.stderr.slice(-2000)).toBe(0);
       expect(lastJsonLine(r.stdout).frames).toBe(expected.length + 1); // + the SUBSCRIBE ack

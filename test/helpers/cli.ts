@@ -1,6 +1,6 @@
 /** Runs the built CLI (`node dist/src/cli.js`) as a child process, as a user would. */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -84,9 +84,29 @@ export function lastJsonLine(stdout: string): Record<string, number | string> {
   return JSON.parse(lines[lines.length - 1]);
 }
 
-/** A fresh temporary directory. */
+/** Folders made by {@link tempDir} in this process, removed at its exit. */
+const madeDirs: string[] = [];
+
+/** A fresh temporary directory, removed when the test process (one per test file) exits. */
 export function tempDir(prefix = "k2-test-"): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  if (madeDirs.length === 0) {
+    // each test file runs in its own process: its folders go when it exits
+    process.once("exit", () => {
+      for (const d of madeDirs) rmSync(d, { recursive: true, force: true });
+    });
+  }
+  madeDirs.push(dir);
+  return dir;
+}
+
+/**
+ * `condition`, after printing why the test is skipped when it is true (a skip must say why in the
+ * suite's output): `it.skipIf(skipping(!x, "why"))(...)`.
+ */
+export function skipping(condition: boolean, reason: string): boolean {
+  if (condition) console.warn(`skipped: ${reason}`);
+  return condition;
 }
 
 /** `k2 query --format json` rows. */

@@ -182,9 +182,8 @@ describe("200 clients, 10 of them never reading", () => {
     expect(summary.trades).toBe(TRADES_IN_CAPTURE);
     expect(summary.stored).toBe(summary.frames);
     expect(summary.rejected).toBe(0);
-    // ingest kept the replay's pace (the capture spans 346.06 s; at --speed 10, 34.6 s) despite the clients
-    expect(summary.receive_ms).toBeGreaterThan(34_606 * 0.9);
-    expect(summary.receive_ms).toBeLessThan(34_606 * 1.2);
+    // (whether ingest keeps the replay's pace beside 200 clients is a figure for the gateway bench,
+    // not a test on a shared machine: here, completeness and order)
     expect(conflatedDuringRun).toBeGreaterThan(0);
 
     // exactly the 10 stalled clients were cut, during the run, each after conflating
