@@ -308,24 +308,25 @@ export function busContract(name: string, makeFixture: () => Promise<BusFixture>
       await warmUp(bus, slow, (i) => tradeMessage("BTCUSDT", 10_000 + i), 1, wait + 20_000);
       const t0 = Date.now();
       await bus.publish(Array.from({ length: 5 }, (_, i) => tradeMessage("BTCUSDT", i)));
-      await waitFor(() => slow.all.length >= 5, wait + 5000, "the partial batch");
+      await waitFor(() => slow.all.length >= 5, wait + 15_000, "the partial batch");
       const partialAfter = slow.times[0] - t0;
       expect(slow.batches.length).toBe(1);
       expect(slow.batches[0].length).toBe(5);
       expect(partialAfter).toBeGreaterThanOrEqual(wait / 2); // it waited for more...
-      expect(partialAfter).toBeLessThan(wait + 2000); // ...but not much beyond maxWaitMs
+      // ...but was not held for good (a loaded machine may add seconds; the bound is wide on purpose)
+      expect(partialAfter).toBeLessThan(wait + 10_000);
 
       const fast = collector();
       consume(
         bus,
-        opts({ group: "fast", topicPrefixes: ["market.crypto.quotes."], batchSize: 50, maxWaitMs: 5000 }),
+        opts({ group: "fast", topicPrefixes: ["market.crypto.quotes."], batchSize: 50, maxWaitMs: 120_000 }),
         fast.handler,
       );
       await warmUp(bus, fast, (i) => quoteMessage("BTCUSDT", 10_000 + i), 50, 25_000);
       const t1 = Date.now();
       await bus.publish(Array.from({ length: 50 }, (_, i) => quoteMessage("BTCUSDT", i)));
-      await waitFor(() => fast.all.length >= 50, 5000, "the full batch");
-      expect(fast.times[0] - t1).toBeLessThan(2500); // well before maxWaitMs
+      await waitFor(() => fast.all.length >= 50, 60_000, "the full batch");
+      expect(fast.times[0] - t1).toBeLessThan(60_000); // long before maxWaitMs (120 s)
       expect(fast.batches[0].length).toBe(50);
     });
 
