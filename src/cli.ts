@@ -12,19 +12,42 @@
  *
  * Exit codes: 0 success, 1 runtime failure, 2 bad flags or configuration (the message names the flag).
  */
-import { Command, CommanderError } from "commander";
+import { readFileSync } from "node:fs";
+import { Command, CommanderError, Option } from "commander";
 import { registerExport } from "./commands/export.js";
 import { registerLoad } from "./commands/load.js";
 import { registerQuery } from "./commands/query.js";
 import { registerRecord } from "./commands/record.js";
 import { registerReplayServer } from "./commands/replay-server.js";
 import { registerRun } from "./commands/run.js";
+import { LOG_FORMATS, logFormat } from "./ops/logger.js";
+
+const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+  version: string;
+};
 
 const program = new Command()
   .name("k2")
   .description("K2: market data ingestion, exact normalization, bus, storage and serving")
+  .version(version, "-V, --version", "print k2's version")
+  .addOption(
+    new Option(
+      "--log-format <format>",
+      "logs on stderr: pretty (default on a terminal) or json (default otherwise; env K2_LOG_FORMAT)",
+    ).choices(LOG_FORMATS),
+  )
   .showHelpAfterError()
-  .exitOverride();
+  .exitOverride()
+  .hook("preAction", (cmd) => {
+    const format = cmd.opts<{ logFormat?: string }>().logFormat;
+    if (format) process.env.K2_LOG_FORMAT = format;
+    try {
+      logFormat();
+    } catch (e) {
+      process.stderr.write(`k2: ${(e as Error).message}\n`);
+      process.exit(2);
+    }
+  });
 
 registerRun(program);
 registerQuery(program);

@@ -1,9 +1,10 @@
 import { extname } from "node:path";
 import type { Command } from "commander";
 import { DuckDBStore } from "../store/duckdb.js";
+import { parseStoreSpec } from "../store/index.js";
 import { fail } from "./common.js";
 
-const TABLES = ["trades_v2", "agg_trades_v2", "quotes_v2", "dead_letters", "sequence_gaps"];
+const TABLES = ["trades_v2", "agg_trades_v2", "quotes_v2", "candles_v2", "dead_letters", "sequence_gaps"];
 
 /** Registers `k2 export`: a table or a read-only query of a DuckDB file to Parquet. */
 export function registerExport(program: Command): void {
@@ -20,7 +21,19 @@ export function registerExport(program: Command): void {
         fail(`--table: unknown table "${opts.table}" (expected ${TABLES.join(", ")})`);
       }
       if (extname(opts.out) !== ".parquet") fail(`--out: expected a .parquet file name, got "${opts.out}"`);
-      const store = new DuckDBStore({ path: opts.db, readOnly: true });
+      let path: string;
+      try {
+        const spec = parseStoreSpec(opts.db);
+        if (spec.kind !== "duckdb") {
+          fail(
+            "--db: k2 export reads a DuckDB file, not a PostgreSQL URL; from PostgreSQL, export with psql: \\copy (SELECT …) TO 'file.csv' CSV HEADER",
+          );
+        }
+        path = spec.path;
+      } catch (e) {
+        fail((e as Error).message);
+      }
+      const store = new DuckDBStore({ path, readOnly: true });
       try {
         await store.init();
       } catch (e) {

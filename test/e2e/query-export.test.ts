@@ -1,5 +1,5 @@
 /** `k2 query` (json, csv, table; read-only), `k2 export` to Parquet, and gap detection end to end. */
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -78,6 +78,31 @@ describe("k2 export", () => {
       `SELECT sum(quantity) AS v, typeof(first(price)) AS t FROM read_parquet('${out}')`,
     );
     expect(p).toEqual({ v: "2261.31490000", t: "DECIMAL(18,8)" });
+  });
+
+  it("exports candles_v2 too", async () => {
+    const out = join(dir, "candles.parquet");
+    const r = await runCli(["export", "--db", db, "--table", "candles_v2", "--out", out]);
+    expect(r.code, r.stderr).toBe(0);
+    const [c] = await query(db, "SELECT count(*) AS n FROM candles_v2");
+    expect(Number(c.n)).toBeGreaterThan(0);
+    expect(lastJsonLine(r.stdout)).toEqual({ out, rows: Number(c.n) });
+  });
+
+  it("says a PostgreSQL URL is not a file instead of opening it as one", async () => {
+    const out = join(dir, "pg.parquet");
+    const r = await runCli([
+      "export",
+      "--db",
+      "postgres://k2@127.0.0.1:5432/k2",
+      "--table",
+      "trades_v2",
+      "--out",
+      out,
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^k2: --db: k2 export reads a DuckDB file, not a PostgreSQL URL/);
+    expect(existsSync("postgres:")).toBe(false);
   });
 
   it("rejects an unknown table, naming the flag", async () => {
