@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { ConfigError, type RunFlags, resolveRunConfig } from "../config.js";
 import { createLogger } from "../ops/logger.js";
 import { type Roles, startProcess } from "../run.js";
+import { ListenError } from "../serve/http.js";
 import { fail, onSignal } from "./common.js";
 
 type OptionGroup = "source" | "store" | "batch" | "serve" | "bus";
@@ -127,7 +128,13 @@ function registerProcess(
         throw e;
       }
       const logger = createLogger();
-      const running = await startProcess(config, logger, roles);
+      let running: Awaited<ReturnType<typeof startProcess>>;
+      try {
+        running = await startProcess(config, logger, roles);
+      } catch (e) {
+        if (e instanceof ListenError) fail(e.message);
+        throw e;
+      }
       const signal = onSignal();
       const reason = await (running.replayDone && config.exitAtEnd
         ? Promise.race([running.replayDone.then(() => "replay finished"), signal])

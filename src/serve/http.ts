@@ -32,9 +32,30 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
   return app;
 }
 
-/** Listens on 127.0.0.1 or `host`; `port` 0 picks a free port. Resolves with the bound port. */
+/** The HTTP server cannot bind the configured address; the message names the flag (CLI exit 2). */
+export class ListenError extends Error {
+  override name = "ListenError";
+}
+
+/**
+ * Binds `app` to `host:port` (0 = any free port) and resolves with the port actually bound.
+ * @throws {ListenError} when the address is in use or cannot be bound, naming `--http-port`
+ */
 export async function listen(app: FastifyInstance, port: number, host = "127.0.0.1"): Promise<number> {
-  await app.listen({ port, host });
+  try {
+    await app.listen({ port, host });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EADDRINUSE") {
+      throw new ListenError(
+        `--http-port: ${host}:${port} is in use (another k2?); pass --http-port 0 for any free port`,
+      );
+    }
+    if (code === "EADDRNOTAVAIL" || code === "ENOTFOUND" || code === "EACCES") {
+      throw new ListenError(`--http-host/--http-port: cannot listen on ${host}:${port} (${code})`);
+    }
+    throw e;
+  }
   const addr = app.server.address();
   return typeof addr === "object" && addr ? addr.port : port;
 }

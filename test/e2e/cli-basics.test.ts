@@ -4,6 +4,7 @@
  */
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
@@ -20,6 +21,32 @@ describe("k2 launcher and version", () => {
     const r = await run(join(ROOT, "k2"), ["--version"], { cwd: tempDir() });
     expect(r.stdout.trim()).toBe(version);
     expect(version).toMatch(/^\d+\.\d+\.\d+/);
+  });
+});
+
+describe("a busy HTTP port", () => {
+  it("stops start-up with exit 2 and a sentence naming --http-port, no stack trace", async () => {
+    const holder = createServer();
+    await new Promise<void>((r) => holder.listen(0, "127.0.0.1", () => r()));
+    const port = (holder.address() as AddressInfo).port;
+    try {
+      const r = await runCli([
+        "run",
+        "--replay",
+        CAPTURE,
+        "--db",
+        join(tempDir(), "k2.duckdb"),
+        "--http-port",
+        String(port),
+      ]);
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim().split("\n").at(-1)).toBe(
+        `k2: --http-port: 127.0.0.1:${port} is in use (another k2?); pass --http-port 0 for any free port`,
+      );
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      holder.close();
+    }
   });
 });
 
