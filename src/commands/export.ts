@@ -1,6 +1,6 @@
 import { extname } from "node:path";
 import type { Command } from "commander";
-import { DuckDBStore } from "../store/duckdb.js";
+import { DuckDBStore, StoreLockedError } from "../store/duckdb.js";
 import { parseStoreSpec } from "../store/index.js";
 import { fail } from "./common.js";
 
@@ -37,6 +37,7 @@ export function registerExport(program: Command): void {
       try {
         await store.init();
       } catch (e) {
+        if (e instanceof StoreLockedError) fail(`--db: ${e.message}`);
         fail(`--db: cannot open ${opts.db} read-only: ${(e as Error).message}`);
       }
       try {

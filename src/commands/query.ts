@@ -1,5 +1,6 @@
 import { type Command, Option } from "commander";
 import { formatRows } from "../query-format.js";
+import { StoreLockedError } from "../store/duckdb.js";
 import { createStore, parseStoreSpec, StoreSpecError } from "../store/index.js";
 import type { Store } from "../store/store.js";
 import { fail } from "./common.js";
@@ -31,6 +32,7 @@ export function registerQuery(program: Command): void {
         const spec = parseStoreSpec(opts.db);
         const shown = spec.kind === "duckdb" ? spec.path : spec.display;
         await store.close().catch(() => undefined);
+        if (e instanceof StoreLockedError) fail(`--db: ${e.message}`);
         fail(`--db: cannot open ${shown} read-only: ${(e as Error).message}`);
       }
       try {

@@ -3,6 +3,7 @@ import { ConfigError, type RunFlags, resolveRunConfig } from "../config.js";
 import { createLogger } from "../ops/logger.js";
 import { type Roles, startProcess } from "../run.js";
 import { ListenError } from "../serve/http.js";
+import { StoreLockedError } from "../store/duckdb.js";
 import { fail, onSignal } from "./common.js";
 
 type OptionGroup = "source" | "store" | "batch" | "serve" | "bus";
@@ -133,6 +134,7 @@ function registerProcess(
         running = await startProcess(config, logger, roles);
       } catch (e) {
         if (e instanceof ListenError) fail(e.message);
+        if (e instanceof StoreLockedError) fail(`--db: ${e.message}`);
         throw e;
       }
       const signal = onSignal();

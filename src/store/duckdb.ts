@@ -12,6 +12,8 @@
  * replaces the stored one only when it covers more trades (an amendment after a late trade); the same
  * candle written again is a duplicate.
  */
+import { readFileSync } from "node:fs";
+import { basename } from "node:path";
 import { type DuckDBAppender, type DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
 import type { CandleV2 } from "../schema/candles.js";
 import type { QuoteV2, TradeV2 } from "../schema/records.js";
@@ -131,6 +133,42 @@ const MOVE_QUOTES = `INSERT INTO quotes_v2 SELECT
   ask_price::DECIMAL(18,8), ask_quantity::DECIMAL(18,8), currency, source_sequence::BIGINT,
   ingestion_timestamp::BIGINT, platform_sequence::BIGINT, vendor_data::JSON FROM stage_quotes ON CONFLICT DO NOTHING`;
 
+/**
+ * The DuckDB file is held by another process: DuckDB allows one writer process per file, and no reader
+ * beside a writer. The message names the file, the holder (pid and command line) and what to do.
+ */
+export class StoreLockedError extends Error {
+  override name = "StoreLockedError";
+
+  constructor(
+    readonly path: string,
+    readonly pid: number,
+  ) {
+    const holder = commandOf(pid);
+    super(
+      `${path} is held by ${holder ? `${holder} (pid ${pid})` : `pid ${pid}`}: DuckDB allows one process per file; query it through that process's REST API (/api/v1 on its --http-port) or stop that process`,
+    );
+  }
+
+  /** The lock error DuckDB raised for `path`, as a {@link StoreLockedError}; null for any other error. */
+  static from(e: unknown, path: string): StoreLockedError | null {
+    const m = /Conflicting lock is held in .* \(PID (\d+)\)/.exec((e as Error)?.message ?? "");
+    return m ? new StoreLockedError(path, Number(m[1])) : null;
+  }
+}
+
+/** `k2 run …` for a k2 process (else the program's name), from /proc; null where unreadable. */
+function commandOf(pid: number): string | null {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
+    const cli = argv.findIndex((a) => /(^|\/)(cli\.js|k2)$/.test(a));
+    if (cli >= 0 && argv[cli + 1]) return `k2 ${argv[cli + 1]}`;
+    return argv[0] ? basename(argv[0]) : null;
+  } catch {
+    return null;
+  }
+}
+
 export interface DuckDBStoreOptions {
   /** Database file path, or `:memory:`. */
   path: string;
@@ -158,10 +196,14 @@ export class DuckDBStore implements Store {
   constructor(private readonly opts: DuckDBStoreOptions) {}
 
   async init(): Promise<void> {
-    this.instance = await DuckDBInstance.create(
-      this.opts.path,
-      this.opts.readOnly ? { access_mode: "READ_ONLY" } : {},
-    );
+    try {
+      this.instance = await DuckDBInstance.create(
+        this.opts.path,
+        this.opts.readOnly ? { access_mode: "READ_ONLY" } : {},
+      );
+    } catch (e) {
+      throw StoreLockedError.from(e, this.opts.path) ?? e;
+    }
     this.conn = await this.instance.connect();
     this.readConn =
       this.opts.readOnly || this.opts.separateReadConnection === false

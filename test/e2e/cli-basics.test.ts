@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { sharedData } from "../helpers/capture.js";
-import { lastJsonLine, runCli, tempDir } from "../helpers/cli.js";
+import { lastJsonLine, runCli, startCli, tempDir } from "../helpers/cli.js";
 import { ROOT } from "../serve/helpers.js";
 
 const run = promisify(execFile);
@@ -46,6 +46,29 @@ describe("a busy HTTP port", () => {
       expect(r.stderr).not.toMatch(/\n\s+at /);
     } finally {
       holder.close();
+    }
+  });
+});
+
+describe("a DuckDB file held by a running k2", () => {
+  it("k2 query and a second k2 run say who holds it and what to do, exit 2", async () => {
+    const db = join(tempDir(), "k2.duckdb");
+    const holder = startCli(["run", "--replay", CAPTURE, "--speed", "1", "--db", db, "--http-port", "0"]);
+    try {
+      await holder.httpPort;
+      const expected = new RegExp(
+        `^k2: --db: ${db.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")} is held by k2 run \\(pid ${holder.child.pid}\\): DuckDB allows one process per file; query it through that process's REST API`,
+      );
+      const q = await runCli(["query", "--db", db, "SELECT count(*) FROM trades_v2"]);
+      expect(q.code).toBe(2);
+      expect(q.stderr.trim()).toMatch(expected);
+      const second = await runCli(["run", "--replay", CAPTURE, "--db", db, "--http-port", "0"]);
+      expect(second.code).toBe(2);
+      expect(second.stderr.trim().split("\n").at(-1)).toMatch(expected);
+      expect(second.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      holder.child.kill("SIGTERM");
+      await holder.exited;
     }
   });
 });
