@@ -116,7 +116,7 @@ export async function registerDocs(app: FastifyInstance): Promise<void> {
  * same-origin requests, and repairs the document URL, which Swagger UI builds by appending `/./json`
  * to the page URL, query string included.
  */
-function withPageToken(req: Record<string, unknown>): Record<string, unknown> {
+export function withPageToken(req: Record<string, unknown>): Record<string, unknown> {
   const loc = (globalThis as unknown as { location: { href: string } }).location;
   const page = new URL(loc.href);
   const token = page.searchParams.get("token");

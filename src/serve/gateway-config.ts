@@ -3,7 +3,7 @@
  *
  * | env | default | meaning |
  * |---|---|---|
- * | `K2_API_TOKENS` | unset | comma-separated tokens; when set, `/api/*` and `/ws` require one |
+ * | `K2_API_TOKENS` | unset | comma-separated tokens; when set, every route but `/health`, `/metrics` and static files, and `/ws`, require one |
  * | `K2_WS_HEARTBEAT_MS` | 30000 | server heartbeat period (JSON `heartbeat` + WebSocket ping) |
  * | `K2_WS_IDLE_TIMEOUT_MS` | 90000 | a client that sent nothing (not even a pong) this long is closed |
  * | `K2_WS_MAX_QUEUE` | 10000 | messages queued for a client that fell behind before it is cut |

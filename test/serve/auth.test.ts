@@ -10,6 +10,7 @@ import { K2Client } from "../../src/client.js";
 import { ConfigError, resolveRunConfig } from "../../src/config.js";
 import { Metrics } from "../../src/ops/metrics.js";
 import type { RunningPipeline } from "../../src/run.js";
+import { withPageToken } from "../../src/serve/api.js";
 import { registerApiAuth, TokenAuth } from "../../src/serve/auth.js";
 import { createHttpServer, listen } from "../../src/serve/http.js";
 import { CAPTURE, startReplayRun, TestClient, tempDir } from "./helpers.js";
@@ -214,6 +215,30 @@ describe("WebSocket /ws", () => {
     await good.subscribe("trades", ["BTCUSDT"]);
     expect(await trade).toMatchObject({ symbol: "BTCUSDT", exchange: "BINANCE" });
     await good.close();
+  });
+});
+
+describe("Swagger UI's request interceptor (runs in the browser)", () => {
+  it("repairs the document URL and adds the page's token to same-origin requests only", () => {
+    const g = globalThis as unknown as { location?: { href: string } };
+    const saved = g.location;
+    try {
+      g.location = { href: "http://k2.example:8080/docs?token=tok-alpha-0123456789" };
+      // Swagger UI builds the document URL as page URL + "/./json", query string included
+      expect(
+        withPageToken({ url: "http://k2.example:8080/docs?token=tok-alpha-0123456789/./json" }).url,
+      ).toBe("http://k2.example:8080/docs/json?token=tok-alpha-0123456789");
+      expect(withPageToken({ url: "http://k2.example:8080/api/v1/trades?symbol=BTCUSDT" }).url).toBe(
+        "http://k2.example:8080/api/v1/trades?symbol=BTCUSDT&token=tok-alpha-0123456789",
+      );
+      expect(withPageToken({ url: "https://elsewhere.example/x" }).url).toBe("https://elsewhere.example/x");
+      g.location = { href: "http://k2.example:8080/docs/" };
+      expect(withPageToken({ url: "http://k2.example:8080/docs/./json" }).url).toBe(
+        "http://k2.example:8080/docs/./json",
+      );
+    } finally {
+      g.location = saved;
+    }
   });
 });
 
