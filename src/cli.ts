@@ -21,6 +21,7 @@ import { registerRecord } from "./commands/record.js";
 import { registerReplayServer } from "./commands/replay-server.js";
 import { registerRun } from "./commands/run.js";
 import { LOG_FORMATS, logFormat } from "./ops/logger.js";
+import { GATEWAY_DEFAULTS, MIN_TOKEN_LENGTH } from "./serve/gateway-config.js";
 
 const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
   version: string;
@@ -47,7 +48,24 @@ const program = new Command()
       process.stderr.write(`k2: ${(e as Error).message}\n`);
       process.exit(2);
     }
-  });
+  })
+  .addHelpText(
+    "after",
+    `
+Access control (k2 run, k2 serve):
+  K2_API_TOKENS=tok1,tok2     when set, the API (/api/*), /docs, /docs/json and /ws need one of
+                              the tokens, as "Authorization: Bearer <token>" or "?token=<token>"
+                              (on every route). Each token needs at least ${MIN_TOKEN_LENGTH} printable ASCII
+                              characters, no spaces or commas; a shorter one is refused at start
+                              (exit 2). Open without a token: /health, /metrics and the
+                              dashboard's static files.
+  K2_WS_MAX_CONN_PER_IP       open /ws connections per client address (default ${GATEWAY_DEFAULTS.maxConnPerIp},
+                              0 = no limit); loopback is exempt unless K2_WS_LIMIT_LOOPBACK=true
+  K2_WS_MAX_CONN_PER_TOKEN    open /ws connections per API token (default ${GATEWAY_DEFAULTS.maxConnPerToken}, 0 = no limit);
+                              over a limit a connection is closed with 1013 "try again later"
+  K2_API_MAX_RESPONSE_BYTES   byte budget of one REST list page (default ${GATEWAY_DEFAULTS.apiMaxResponseBytes});
+                              next_cursor continues past it`,
+  );
 
 registerRun(program);
 registerQuery(program);

@@ -8,23 +8,38 @@
  *   GET /api/v1/candles        OHLCV + trade count, volume, quote volume, VWAP (exact decimal strings)
  *   GET /api/v1/symbols        instruments with stored data or live ticks
  *   GET /api/v1/gaps           detected sequence gaps
- *   GET /api/v1/dead-letters   rejected frames with their reason and raw text
+ *   GET /api/v1/dead-letters   rejected frames with their reason and raw text (cut to 4,096 characters)
+ *   GET /api/v1/dead-letters/{message_id}   one rejected frame in full (streamed)
  *
  * Times are accepted as µs since the epoch or ISO-8601 (see `params.ts`) and returned as µs. A bad
  * parameter is a 400 `{"error":"bad_request","parameter":"from","reason":"..."}`; any other failure is
  * a 500 `{"error":"internal_error"}` (details only in the log). Pages: `{"data":[...],"next_cursor":...}`;
  * pass `next_cursor` back as `cursor` with the same `order` for the next page until it is null.
  *
+ * Bounded responses: every paged list stops adding rows at a byte budget (`maxResponseBytes`,
+ * `K2_API_MAX_RESPONSE_BYTES`, default 4 MiB) and returns `next_cursor` for the rest, so a page may hold
+ * fewer than `limit` rows; dead letters carry at most 4,096 characters of their raw frame (cut by the
+ * store), with `raw_truncated`, `raw_bytes` and `raw_url`, and the full frame is streamed from the store
+ * in 256 Ki-character chunks by `GET /api/v1/dead-letters/{message_id}`. So the memory one request
+ * takes is bounded whatever the stored rows hold. Every route also takes `token` (the API token, see
+ * `auth.ts`).
+ *
  * Validation is done by `ParamReader` (so that every 400 names its parameter); the JSON schemas on the
  * routes document the API and are not used to validate or serialize (responses are `JSON.stringify`,
  * so decimal strings go out exactly as computed).
  */
+import { Readable } from "node:stream";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import type { FastifyError, FastifyInstance } from "fastify";
 import { CANDLE_INTERVALS } from "../schema/candles.js";
 import { ParamReader } from "./params.js";
-import { type MarketDataSource, QueryParamError } from "./source.js";
+import {
+  DEAD_LETTER_PREVIEW_CHARS,
+  type DeadLetterFull,
+  type MarketDataSource,
+  QueryParamError,
+} from "./source.js";
 
 /** Page size bounds. */
 export const LIMITS = {
@@ -32,6 +47,21 @@ export const LIMITS = {
   records: { default: 100, max: 1000 },
   candles: { default: 500, max: 5000 },
 } as const;
+
+/** Default byte budget of one list response (`K2_API_MAX_RESPONSE_BYTES`), bytes. */
+export const DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Bytes of a list response kept for its envelope (`{"data":[...],"next_cursor":"..."}`, a cursor of up
+ * to 1,024 characters, a few open candles): the rows get the budget minus this.
+ */
+const ENVELOPE_BYTES = 8 * 1024;
+
+/** Options of {@link registerApi}. */
+export interface ApiOptions {
+  /** Byte budget of one list response, bytes (default {@link DEFAULT_MAX_RESPONSE_BYTES}; at least 16 KiB). */
+  maxResponseBytes?: number;
+}
 
 /** Minimal logger the API reports internal errors to. */
 export interface ApiLogger {
@@ -52,12 +82,53 @@ export async function registerDocs(app: FastifyInstance): Promise<void> {
         description:
           "Trades, quotes, OHLCV candles, ticks, symbols, sequence gaps and dead letters. Times are µs " +
           "since the epoch (UTC); parameters also accept ISO-8601. Prices and quantities are exact " +
-          "decimal strings (DECIMAL(18,8)); candle quote_volume has 16 places.",
+          "decimal strings (DECIMAL(18,8)); candle quote_volume has 16 places.\n\n" +
+          "**Bounded responses.** A list page holds at most `limit` rows and at most the server's byte " +
+          "budget (K2_API_MAX_RESPONSE_BYTES, default 4 MiB): rows stop before the budget and " +
+          "`next_cursor` continues from there, so a page may hold fewer than `limit` rows; page on " +
+          "until `next_cursor` is null. Dead letters in lists carry the first 4,096 characters of " +
+          "`raw` (`raw_truncated`, `raw_bytes`), the whole frame is at `raw_url` " +
+          "(`GET /api/v1/dead-letters/{message_id}`, streamed).\n\n" +
+          "**Authentication.** When the server has API tokens (K2_API_TOKENS), every route here and " +
+          "this document need one: `Authorization: Bearer <token>` or the query parameter `token`, " +
+          "accepted by every route.",
       },
       tags: [{ name: "market data" }, { name: "operations" }],
+      components: {
+        securitySchemes: {
+          bearer: { type: "http", scheme: "bearer" },
+          queryToken: { type: "apiKey", in: "query", name: "token" },
+        },
+      },
+      security: [{ bearer: [] }, { queryToken: [] }],
     },
   });
-  await app.register(swaggerUi, { routePrefix: "/docs" });
+  await app.register(swaggerUi, {
+    routePrefix: "/docs",
+    // the page fetches the document and tries requests with the token of its own URL (/docs?token=...)
+    uiConfig: { requestInterceptor: withPageToken },
+  });
+}
+
+/**
+ * Swagger UI request interceptor, serialized into the page by @fastify/swagger-ui (`toString()`, so it
+ * must be self-contained and run in a browser). With `?token=` on the page's URL it adds that token to
+ * same-origin requests, and repairs the document URL, which Swagger UI builds by appending `/./json`
+ * to the page URL, query string included.
+ */
+export function withPageToken(req: Record<string, unknown>): Record<string, unknown> {
+  const loc = (globalThis as unknown as { location: { href: string } }).location;
+  const page = new URL(loc.href);
+  const token = page.searchParams.get("token");
+  if (!token) return req;
+  let u = new URL(String(req.url), page.href);
+  if (u.origin !== page.origin) return req;
+  if (u.pathname === page.pathname && u.search === `${page.search}/./json`) {
+    u = new URL(`${page.pathname.replace(/\/?$/, "/")}json`, page.origin);
+  }
+  if (!u.searchParams.has("token")) u.searchParams.set("token", token);
+  req.url = u.href;
+  return req;
 }
 
 /**
@@ -68,7 +139,9 @@ export async function registerApi(
   app: FastifyInstance,
   source: MarketDataSource,
   logger?: ApiLogger,
+  opts: ApiOptions = {},
 ): Promise<void> {
+  const maxBytes = Math.max(opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES, 16 * 1024) - ENVELOPE_BYTES;
   await app.register(
     async (api) => {
       // ParamReader validates (400s name the parameter); schemas are documentation only
@@ -100,6 +173,7 @@ export async function registerApi(
           limit: p.int("limit", 1, LIMITS.records.max, LIMITS.records.default),
           order: p.order("desc"),
           cursor: p.cursor(),
+          maxBytes,
         });
       });
 
@@ -112,6 +186,7 @@ export async function registerApi(
           limit: p.int("limit", 1, LIMITS.records.max, LIMITS.records.default),
           order: p.order("desc"),
           cursor: p.cursor(),
+          maxBytes,
         });
       });
 
@@ -126,6 +201,7 @@ export async function registerApi(
           order: p.order("asc"),
           cursor: p.cursor(),
           source: p.oneOf("source", ["trades", "live"] as const, "trades"),
+          maxBytes,
         });
       });
 
@@ -143,6 +219,7 @@ export async function registerApi(
           limit: p.int("limit", 1, LIMITS.records.max, LIMITS.records.default),
           order: p.order("desc"),
           cursor: p.cursor(),
+          maxBytes,
         });
       });
 
@@ -154,11 +231,46 @@ export async function registerApi(
           limit: p.int("limit", 1, LIMITS.records.max, LIMITS.records.default),
           order: p.order("desc"),
           cursor: p.cursor(),
+          maxBytes,
         });
+      });
+
+      api.get("/dead-letters/:message_id", { schema: docs.deadLetter }, async (req, reply) => {
+        new ParamReader(req.query, []);
+        const id = messageIdParam((req.params as { message_id?: string }).message_id);
+        const d = await source.deadLetter(id);
+        if (!d) return reply.code(404).send({ error: "not_found", reason: `no dead letter ${id}` });
+        reply.type("application/json; charset=utf-8").header("cache-control", "no-store");
+        return reply.send(Readable.from(deadLetterJson(d), { objectMode: false }));
       });
     },
     { prefix: "/api/v1" },
   );
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * The `message_id` path parameter: a UUID, lower-cased.
+ * @throws {QueryParamError} naming `message_id`
+ */
+function messageIdParam(v: string | undefined): string {
+  if (!v || !UUID.test(v))
+    throw new QueryParamError("message_id", "expected a dead letter's message_id (a UUID)");
+  return v.toLowerCase();
+}
+
+/**
+ * A dead letter as JSON text, in pieces: the fields, then `raw` one store chunk at a time (each
+ * chunk's JSON string escape without its quotes; chunks end on whole code points, so the escapes join
+ * up), so the response is produced as the client reads it.
+ */
+async function* deadLetterJson(d: DeadLetterFull): AsyncGenerator<string> {
+  const { rawChunks: _, raw_chars: __, ...fields } = d;
+  const head = JSON.stringify({ ...fields, raw_truncated: false });
+  yield `${head.slice(0, -1)},"raw":"`;
+  for await (const part of d.rawChunks()) yield JSON.stringify(part).slice(1, -1);
+  yield `"}`;
 }
 
 const MARKET_PARAMS = ["exchange", "symbol", "from", "to", "limit", "cursor", "order"] as const;
@@ -193,7 +305,7 @@ const q = {
     minimum: 1,
     maximum: m,
     default: d,
-    description: "page size",
+    description: "most rows in the page (fewer when the response byte budget is reached first)",
   }),
   cursor: { type: "string", description: "next_cursor of the previous page (same order)" },
   order: (d: string) => ({ type: "string", enum: ["asc", "desc"], default: d }),
@@ -202,7 +314,11 @@ const pageOf = (item: object) => ({
   type: "object",
   properties: {
     data: { type: "array", items: item },
-    next_cursor: { type: "string", nullable: true, description: "null on the last page" },
+    next_cursor: {
+      type: "string",
+      nullable: true,
+      description: "null on the last page; also set when the page stopped at the byte budget",
+    },
   },
 });
 const badRequest = {
@@ -431,11 +547,52 @@ const docs = {
           exchange: { type: "string" },
           source: { type: "string" },
           reason: { type: "string" },
-          raw: { type: "string" },
+          raw: {
+            type: "string",
+            description: `the raw frame, at most its first ${DEAD_LETTER_PREVIEW_CHARS} characters`,
+          },
+          raw_truncated: { type: "boolean", description: "true when `raw` is only the start of the frame" },
+          raw_bytes: { type: "integer", description: "size of the whole raw frame, UTF-8 bytes" },
+          raw_url: {
+            type: "string",
+            description: "path of the whole dead letter: /api/v1/dead-letters/{message_id}",
+          },
           received_at: us("receipt time"),
         },
       }),
       400: badRequest,
+    },
+  },
+  deadLetter: {
+    tags: ["operations"],
+    summary: "One dead letter with its whole raw frame (streamed from the store)",
+    description:
+      "The `raw_url` of a dead-letter list item. The raw text is read from the store in chunks of " +
+      "256 Ki characters and streamed, so its size is not bounded by the list byte budget.",
+    params: {
+      type: "object",
+      required: ["message_id"],
+      properties: { message_id: { type: "string", format: "uuid" } },
+    },
+    response: {
+      200: {
+        type: "object",
+        properties: {
+          message_id: { type: "string", format: "uuid" },
+          exchange: { type: "string" },
+          source: { type: "string" },
+          reason: { type: "string" },
+          received_at: us("receipt time"),
+          raw_bytes: { type: "integer", description: "size of the raw frame, UTF-8 bytes" },
+          raw_truncated: { type: "boolean", enum: [false] },
+          raw: { type: "string", description: "the whole raw frame as received" },
+        },
+      },
+      400: badRequest,
+      404: {
+        type: "object",
+        properties: { error: { type: "string", enum: ["not_found"] }, reason: { type: "string" } },
+      },
     },
   },
 };

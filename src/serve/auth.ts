@@ -1,11 +1,13 @@
 /**
- * API token authentication for `/api/*` and `/ws`, on when `K2_API_TOKENS` lists tokens.
+ * API token authentication, on when `K2_API_TOKENS` lists tokens: every HTTP route except
+ * {@link PUBLIC_ROUTES} (so `/api/*`, `/docs`, `/docs/json`), and `/ws`.
  *
  * A token is read from `Authorization: Bearer <token>` or the query parameter `token=` (browsers cannot
  * set headers on a WebSocket). Tokens are compared as SHA-256 digests in constant time. A request
  * without a valid token gets 401 `{"error":"unauthorized"}` and nothing else (no data, no hint of
  * which tokens exist); a WebSocket upgrade is accepted and closed at once with code 1008 (see
- * `gateway.ts`). `/health`, `/metrics` and the dashboard's static files stay open.
+ * `gateway.ts`). `/health`, `/metrics`, the dashboard's static files and Swagger UI's static assets
+ * stay open. Tokens have at least 8 printable ASCII characters (`gateway-config.ts`).
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage } from "node:http";
@@ -53,16 +55,26 @@ export class TokenAuth {
   }
 }
 
-/** `/api` or below, judged on the decoded, lower-cased path so `/%61pi/..` or `//api` cannot slip by. */
-function isApiPath(url: string): boolean {
-  let path = url.split("?", 1)[0];
-  try {
-    path = decodeURIComponent(path);
-  } catch {
-    // keep the raw path
-  }
-  path = path.toLowerCase().replace(/\/{2,}/g, "/");
-  return path === "/api" || path.startsWith("/api/");
+/**
+ * Routes anyone may read without a token (what the README lists as open): `/health`, `/metrics`, the
+ * dashboard's static files, and Swagger UI's own static assets (its page and the API document need a
+ * token). Matched on the *route* Fastify chose, never on the request text, so no spelling of a path
+ * (`/%61pi`, `//api`, `/dashboard/../api`) reaches a closed route as an open one.
+ */
+export const PUBLIC_ROUTES: readonly string[] = [
+  "/health",
+  "/metrics",
+  "/",
+  "/dashboard/:file",
+  "/vendor/lightweight-charts.mjs",
+];
+/** Route prefixes anyone may read: Swagger UI's bundled JavaScript, CSS and images. */
+export const PUBLIC_ROUTE_PREFIXES: readonly string[] = ["/docs/static/"];
+
+/** Whether the matched route `route` (a route pattern, undefined for a 404) is open. */
+export function isPublicRoute(route: string | undefined): boolean {
+  if (route === undefined) return false;
+  return PUBLIC_ROUTES.includes(route) || PUBLIC_ROUTE_PREFIXES.some((p) => route.startsWith(p));
 }
 
 function digest(token: string): Buffer {
@@ -70,13 +82,17 @@ function digest(token: string): Buffer {
 }
 
 /**
- * Adds a root-level `onRequest` hook answering 401 to any `/api` request without a valid token; it
- * covers every route under `/api`, including routes registered by other modules after this call.
+ * Adds a root-level `onRequest` hook answering 401 to every request without a valid token except the
+ * {@link PUBLIC_ROUTES} (and unknown paths too, so a 404 says nothing either). It covers every route,
+ * including routes registered by other modules before or after this call: `/api/*`, `/docs` and the
+ * OpenAPI document `/docs/json` / `/docs/yaml`. The token is read from the `Authorization: Bearer`
+ * header or the `token` query parameter (which the API's parameter check ignores, see `params.ts`).
+ * Does nothing when no tokens are configured.
  */
 export function registerApiAuth(app: FastifyInstance, auth: TokenAuth, onReject?: () => void): void {
   if (auth.open) return;
   app.addHook("onRequest", async (req, reply) => {
-    if (!isApiPath(req.url) && !isApiPath(req.routeOptions.url ?? "")) return;
+    if (isPublicRoute(req.routeOptions.url)) return;
     if (auth.acceptsRequest(req.raw)) return;
     onReject?.();
     return reply

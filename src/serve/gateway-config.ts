@@ -3,13 +3,19 @@
  *
  * | env | default | meaning |
  * |---|---|---|
- * | `K2_API_TOKENS` | unset | comma-separated tokens; when set, `/api/*` and `/ws` require one |
+ * | `K2_API_TOKENS` | unset | comma-separated tokens; when set, every route but `/health`, `/metrics` and static files, and `/ws`, require one |
  * | `K2_WS_HEARTBEAT_MS` | 30000 | server heartbeat period (JSON `heartbeat` + WebSocket ping) |
  * | `K2_WS_IDLE_TIMEOUT_MS` | 90000 | a client that sent nothing (not even a pong) this long is closed |
  * | `K2_WS_MAX_QUEUE` | 10000 | messages queued for a client that fell behind before it is cut |
  * | `K2_WS_HIGH_WATER_BYTES` | 524288 | socket bytes not yet flushed above which a client counts as behind |
  * | `K2_WS_WORKERS` | 2 | gateway worker processes serving `/ws` (0: in the ingest process; flag `--ws-workers`) |
  * | `K2_WS_WORKER_NICE` | 10 | CPU niceness of the gateway worker processes, 0–19 |
+ * | `K2_WS_MAX_CONN_PER_IP` | 256 | open `/ws` connections per client address (0 = no limit) |
+ * | `K2_WS_MAX_CONN_PER_TOKEN` | 1024 | open `/ws` connections per API token (0 = no limit) |
+ * | `K2_WS_LIMIT_LOOPBACK` | false | also apply the per-address limit to loopback clients (127.0.0.0/8, ::1) |
+ * | `K2_API_MAX_RESPONSE_BYTES` | 4194304 | byte budget of one REST list response (16384 to 1 GiB) |
+ *
+ * API tokens: at least {@link MIN_TOKEN_LENGTH} printable ASCII characters each, no spaces or commas.
  */
 import { z } from "zod";
 
@@ -29,7 +35,18 @@ export interface GatewayConfig {
   workers: number;
   /** CPU niceness of the worker processes (0–19; higher yields the CPU to ingest and the store). */
   workerNice: number;
+  /** Most open `/ws` connections from one client address; 0 = no limit (`conn-limit.ts`). */
+  maxConnPerIp: number;
+  /** Most open `/ws` connections presenting one API token; 0 = no limit. */
+  maxConnPerToken: number;
+  /** Whether loopback clients count against {@link maxConnPerIp} (default false: they are exempt). */
+  limitLoopback: boolean;
+  /** Byte budget of one REST list response, bytes (pages stop early and return a cursor). */
+  apiMaxResponseBytes: number;
 }
+
+/** Shortest API token accepted, characters. */
+export const MIN_TOKEN_LENGTH = 8;
 
 /** Defaults of {@link GatewayConfig}. */
 export const GATEWAY_DEFAULTS: GatewayConfig = {
@@ -40,6 +57,10 @@ export const GATEWAY_DEFAULTS: GatewayConfig = {
   highWaterBytes: 512 * 1024,
   workers: 2,
   workerNice: 10,
+  maxConnPerIp: 256,
+  maxConnPerToken: 1024,
+  limitLoopback: false,
+  apiMaxResponseBytes: 4 * 1024 * 1024,
 };
 
 const int = (name: string, min: number, max: number) =>
@@ -82,8 +103,10 @@ export function resolveGatewayConfig(
     .map((t) => t.trim())
     .filter(Boolean);
   for (const t of apiTokens) {
-    if (t.length < 8 || !/^[\x21-\x7e]+$/.test(t)) {
-      throw new Error("K2_API_TOKENS: each token needs at least 8 printable ASCII characters without spaces");
+    if (t.length < MIN_TOKEN_LENGTH || !/^[\x21-\x7e]+$/.test(t)) {
+      throw new Error(
+        `K2_API_TOKENS: each token needs at least ${MIN_TOKEN_LENGTH} printable ASCII characters without spaces (one has ${t.length})`,
+      );
     }
   }
   const heartbeatMs = read("K2_WS_HEARTBEAT_MS", 100, 3_600_000, GATEWAY_DEFAULTS.heartbeatMs);
@@ -99,5 +122,26 @@ export function resolveGatewayConfig(
     highWaterBytes: read("K2_WS_HIGH_WATER_BYTES", 1024, 1 << 30, GATEWAY_DEFAULTS.highWaterBytes),
     workers: read("K2_WS_WORKERS", 0, 64, GATEWAY_DEFAULTS.workers, ["--ws-workers", flags.wsWorkers]),
     workerNice: read("K2_WS_WORKER_NICE", 0, 19, GATEWAY_DEFAULTS.workerNice),
+    maxConnPerIp: read("K2_WS_MAX_CONN_PER_IP", 0, 10_000_000, GATEWAY_DEFAULTS.maxConnPerIp),
+    maxConnPerToken: read("K2_WS_MAX_CONN_PER_TOKEN", 0, 10_000_000, GATEWAY_DEFAULTS.maxConnPerToken),
+    limitLoopback: bool("K2_WS_LIMIT_LOOPBACK", env.K2_WS_LIMIT_LOOPBACK, GATEWAY_DEFAULTS.limitLoopback),
+    apiMaxResponseBytes: read(
+      "K2_API_MAX_RESPONSE_BYTES",
+      16 * 1024,
+      1 << 30,
+      GATEWAY_DEFAULTS.apiMaxResponseBytes,
+    ),
   };
+}
+
+/**
+ * A boolean setting: `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off` (any case); `fallback` when unset.
+ * @throws {Error} naming `name` on anything else
+ */
+function bool(name: string, v: string | undefined, fallback: boolean): boolean {
+  if (v === undefined || v.trim() === "") return fallback;
+  const t = v.trim().toLowerCase();
+  if (["1", "true", "yes", "on"].includes(t)) return true;
+  if (["0", "false", "no", "off"].includes(t)) return false;
+  throw new Error(`${name}: expected true or false, got "${v}"`);
 }

@@ -15,6 +15,10 @@
  * worker that stops reading stdin (more than {@link MAX_PIPE_BACKLOG} bytes queued) is killed.
  *
  * Counters (`/api/v1/status`, `/metrics`) are the sums over the workers, asked at read time.
+ *
+ * Connection limits (`conn-limit.ts`) are counted and enforced here, before a socket is handed over:
+ * each handed-over connection has an id, and the worker reports `gone` with it when the socket
+ * closes (a worker that exits releases all of its connections).
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -25,6 +29,8 @@ import type { FastifyInstance } from "fastify";
 import type { Logger } from "../ops/logger.js";
 import type { Metrics } from "../ops/metrics.js";
 import { packageRoot } from "../paths.js";
+import { TokenAuth } from "./auth.js";
+import { UpgradeGuard } from "./conn-limit.js";
 import {
   emptyGatewayStats,
   type GatewayStats,
@@ -82,6 +88,11 @@ export class GatewayPool {
   private statsId = 0;
   private readonly statsWaiters = new Map<number, (s: GatewayStats) => void>();
   private closing = false;
+  /** Connection limits, counted in this process. */
+  readonly guard: UpgradeGuard;
+  /** Connections handed over (or being handed over), by id: their worker and their count's release. */
+  private readonly conns = new Map<number, { slot: Slot | null; release: () => void }>();
+  private nextConn = 0;
   readonly path: string;
 
   /** @throws {Error} when the worker script is missing (build with `npm run build`) or `workers` < 1 */
@@ -93,6 +104,12 @@ export class GatewayPool {
     if (opts.workers < 1) throw new Error("GatewayPool: workers must be at least 1");
     this.slots = Array.from({ length: opts.workers }, () => null);
     this.path = opts.path ?? "/ws";
+    const c = opts.config;
+    this.guard = new UpgradeGuard(
+      { perIp: c.maxConnPerIp, perToken: c.maxConnPerToken, limitLoopback: c.limitLoopback },
+      new TokenAuth(c.apiTokens),
+      opts.metrics,
+    );
   }
 
   /** Takes `/ws` upgrades of `app`'s server, forwards the live feed, registers metrics and shutdown. */
@@ -102,7 +119,12 @@ export class GatewayPool {
         refuseUpgrade(socket);
         return;
       }
-      this.handOver(req, socket, head);
+      if (this.closing) {
+        socket.destroy();
+        return;
+      }
+      const release = this.guard.admit(req, socket, head);
+      if (release) this.handOver(req, socket, head, release);
     });
     const f = this.opts.feed;
     this.unlisten = [
@@ -122,7 +144,13 @@ export class GatewayPool {
     });
     app.addHook("onClose", async () => {
       await this.close();
+      this.guard.close();
     });
+  }
+
+  /** Open `/ws` connections counted against the limits (handed over and not yet reported gone). */
+  get openConnections(): number {
+    return this.conns.size;
   }
 
   /** Sums of the workers' counters (asked now; a worker that does not answer within 1 s counts as last seen). */
@@ -184,22 +212,26 @@ export class GatewayPool {
     );
   }
 
-  private handOver(req: IncomingMessage, socket: Socket, head: Buffer): void {
-    if (this.closing) {
-      socket.destroy();
-      return;
-    }
+  /** Hands `socket` to the next worker; `release` frees its connection count once it is gone. */
+  private handOver(req: IncomingMessage, socket: Socket, head: Buffer, release: () => void): void {
     const i = this.next;
     this.next = (this.next + 1) % this.slots.length;
     const slot = this.slots[i]?.alive ? (this.slots[i] as Slot) : this.spawn(i);
+    const cid = ++this.nextConn;
+    this.conns.set(cid, { slot, release });
     const message: ToWorker = {
       t: "conn",
+      cid,
       req: { method: req.method, url: req.url, headers: req.headers },
       head: head.toString("base64"),
     };
+    const fail = () => {
+      socket.destroy();
+      this.gone(cid);
+    };
     slot.ready.then((ready) => {
       if (!ready || this.closing || !slot.child.connected) {
-        socket.destroy();
+        fail();
         return;
       }
       slot.child.send(message, socket, (err) => {
@@ -208,10 +240,18 @@ export class GatewayPool {
             { err: err.message, worker: i },
             "ws client could not be handed to its worker",
           );
-          socket.destroy();
+          fail();
         }
       });
     });
+  }
+
+  /** Releases connection `cid`'s count (idempotent). */
+  private gone(cid: number): void {
+    const c = this.conns.get(cid);
+    if (!c) return;
+    this.conns.delete(cid);
+    c.release();
   }
 
   private spawn(index: number): Slot {
@@ -243,9 +283,12 @@ export class GatewayPool {
     child.stdin?.on("error", () => undefined); // EPIPE when it died: handled on exit
     child.on("message", (m: FromWorker) => {
       if (m.t === "stats") this.statsWaiters.get(m.id)?.(m.stats);
+      else if (m.t === "gone") this.gone(m.cid);
     });
     child.once("exit", (code, signal) => {
       slot.alive = false;
+      // its clients are gone with it
+      for (const [cid, c] of this.conns) if (c.slot === slot) this.gone(cid);
       for (const k of [
         "messages_sent",
         "conflated",

@@ -49,6 +49,8 @@ export type Channel = (typeof CHANNELS)[number];
 export const CLOSE_CODES = {
   goingAway: 1001,
   unauthorized: 1008,
+  /** Refused by a connection limit (`conn-limit.ts`); the reason gives the count and the limit. */
+  tryAgainLater: 1013,
   slowConsumer: 4000,
   idle: 4001,
 } as const;

@@ -8,7 +8,7 @@
  *     `C` + candle JSON, `K` + Tick JSON (the parent's tick book, sent first). Trades and quotes go
  *     through a {@link LiveFeed} of this process, which derives the ticks as the parent's does;
  *   - IPC messages ({@link ToWorker}): `init` (settings), `conn` with a client's socket handle (its
- *     upgrade request not yet answered), `stats` (answered with {@link FromWorker} `stats`) and
+ *     upgrade request not yet answered; answered with `gone` when that socket closes), `stats` (answered with {@link FromWorker} `stats`) and
  *     `close` (closes every client with 1001 and answers `closed`).
  * The process exits when the IPC channel closes (the parent died or let it go).
  */
@@ -25,12 +25,17 @@ import { LiveFeed, type Tick } from "./live.js";
 /** Messages from the pool to a worker. */
 export type ToWorker =
   | { t: "init"; worker: number; path: string; config: GatewayConfig; logLevel: string }
-  | { t: "conn"; req: UpgradeRequest; head: string }
+  | { t: "conn"; cid: number; req: UpgradeRequest; head: string }
   | { t: "stats"; id: number }
   | { t: "close" };
 
 /** Messages from a worker to the pool. */
-export type FromWorker = { t: "hello" } | { t: "stats"; id: number; stats: GatewayStats } | { t: "closed" };
+export type FromWorker =
+  | { t: "hello" }
+  | { t: "stats"; id: number; stats: GatewayStats }
+  | { t: "closed" }
+  /** The socket of connection `cid` closed (the pool releases its connection-limit count). */
+  | { t: "gone"; cid: number };
 
 /** Splits stdin into lines and hands each record to the live feed. */
 function readRecords(live: LiveFeed, onBadLine: (line: string, err: unknown) => void): void {
@@ -70,7 +75,9 @@ function readRecords(live: LiveFeed, onBadLine: (line: string, err: unknown) => 
 }
 
 function main(): void {
-  const send = (m: FromWorker) => process.send?.(m);
+  const send = (m: FromWorker) => {
+    if (process.connected) process.send?.(m);
+  };
   const live = new LiveFeed();
   let gateway: Gateway | null = null;
   let logger = createLogger();
@@ -102,7 +109,16 @@ function main(): void {
       });
       gateway.start();
     } else if (m.t === "conn") {
-      if (!handle) return;
+      if (!handle) {
+        send({ t: "gone", cid: m.cid });
+        return;
+      }
+      // every way a client ends (closed, terminated, handshake failed, refused) closes its socket
+      handle.once("close", () => send({ t: "gone", cid: m.cid }));
+      if (handle.destroyed) {
+        send({ t: "gone", cid: m.cid });
+        return;
+      }
       if (!gateway) {
         handle.destroy();
         return;

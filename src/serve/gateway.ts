@@ -37,6 +37,7 @@ import type { Logger } from "../ops/logger.js";
 import type { Metrics } from "../ops/metrics.js";
 import type { QuoteV2, TradeV2 } from "../schema/records.js";
 import type { TokenAuth } from "./auth.js";
+import { type ConnLimits, UpgradeGuard } from "./conn-limit.js";
 import {
   type Channel,
   CLOSE_CODES,
@@ -68,6 +69,11 @@ export interface GatewayOptions {
   path?: string;
   /** Most symbols a client may hold per channel (default 1000). */
   maxSymbolsPerChannel?: number;
+  /**
+   * Connection limits enforced by {@link Gateway.attach} (`conn-limit.ts`); omitted in a worker
+   * process, where the pool that hands over the sockets enforces them.
+   */
+  connLimits?: ConnLimits;
 }
 
 /** Counters of the gateway (also exported to `/metrics`). */
@@ -256,19 +262,28 @@ export class Gateway {
 
   /**
    * Serves the gateway on `app`'s HTTP server at {@link path}, starts listening to the feed and the
-   * heartbeat, and closes every client when the app closes. Upgrade requests for other paths get 404.
+   * heartbeat, and closes every client when the app closes. Upgrade requests for other paths get 404;
+   * with `connLimits`, connections over a limit are closed with 1013 (`conn-limit.ts`).
    */
   attach(app: FastifyInstance): void {
     this.start();
+    const limits = this.opts.connLimits;
+    const guard = limits ? new UpgradeGuard(limits, this.opts.auth, this.opts.metrics) : null;
     app.server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
       if (!isUpgradePath(req, this.path)) {
         refuseUpgrade(socket);
         return;
       }
+      if (guard) {
+        const release = guard.admit(req, socket, head);
+        if (!release) return;
+        socket.once("close", release);
+      }
       this.handleUpgrade(req, socket, head);
     });
     app.addHook("preClose", async () => {
       await this.close();
+      guard?.close();
     });
   }
 

@@ -59,6 +59,11 @@ export function registerLiveServing(app: FastifyInstance, opts: LiveServingOptio
         idleTimeoutMs: opts.config.idleTimeoutMs,
         maxQueue: opts.config.maxQueue,
         highWaterBytes: opts.config.highWaterBytes,
+        connLimits: {
+          perIp: opts.config.maxConnPerIp,
+          perToken: opts.config.maxConnPerToken,
+          limitLoopback: opts.config.limitLoopback,
+        },
       });
   gateway.attach(app);
   registerStatus(app, { ...opts.status, gateway: () => gateway.stats() });

@@ -75,9 +75,13 @@ export function parseTime(parameter: string, raw: string): number {
   return micros;
 }
 
+/** The API token's query parameter (`?token=`, `auth.ts`): accepted by every route and ignored here. */
+export const AUTH_PARAM = "token";
+
 /**
  * Reads the query string of one request against the parameters a route allows. Unknown parameters and
- * parameters given more than once are rejected. An empty value (`symbol=`) counts as absent.
+ * parameters given more than once are rejected, except {@link AUTH_PARAM} (the API token), which every
+ * route accepts. An empty value (`symbol=`) counts as absent.
  */
 export class ParamReader {
   private readonly values = new Map<string, string>();
@@ -90,6 +94,7 @@ export class ParamReader {
   constructor(query: unknown, allowed: readonly string[]) {
     const q = (query ?? {}) as Record<string, unknown>;
     for (const [name, value] of Object.entries(q)) {
+      if (name === AUTH_PARAM) continue; // checked by the auth hook (auth.ts), not a query parameter
       if (!allowed.includes(name)) {
         throw new QueryParamError(
           safeName(name),

@@ -10,8 +10,9 @@ import type { Logger } from "../ops/logger.js";
 import type { Metrics } from "../ops/metrics.js";
 import type { CandleInterval } from "../schema/candles.js";
 import type { Store } from "../store/store.js";
-import { registerApi, registerDocs } from "./api.js";
+import { DEFAULT_MAX_RESPONSE_BYTES, registerApi, registerDocs } from "./api.js";
 import { type CandleFeed, startCandleFeed } from "./candle-feed.js";
+import { resolveGatewayConfig } from "./gateway-config.js";
 import { LiveFeed, startLiveConsumer } from "./live.js";
 import { serveMetrics } from "./serve-metrics.js";
 import type { MarketDataSource } from "./source.js";
@@ -27,6 +28,11 @@ export interface ServingOptions {
   candleGraceMs?: number;
   /** Candle intervals built live (default all). */
   candleIntervals?: readonly CandleInterval[];
+  /**
+   * Byte budget of one REST list response, bytes (default: `K2_API_MAX_RESPONSE_BYTES` of the
+   * environment, validated by `resolveRunConfig` at start, else 4 MiB).
+   */
+  maxResponseBytes?: number;
 }
 
 /** A running serving layer. */
@@ -72,7 +78,9 @@ export function startServing(opts: ServingOptions): Serving {
     candles,
     async register(app) {
       await registerDocs(app);
-      await registerApi(app, source, opts.logger);
+      await registerApi(app, source, opts.logger, {
+        maxResponseBytes: opts.maxResponseBytes ?? envMaxResponseBytes(),
+      });
     },
     async endOfStream() {
       while (consumer.lag() > 0) await new Promise((r) => setTimeout(r, 5));
@@ -86,4 +94,13 @@ export function startServing(opts: ServingOptions): Serving {
       return stopped;
     },
   };
+}
+
+/** `K2_API_MAX_RESPONSE_BYTES` (the CLI has validated it at start), else the default. */
+function envMaxResponseBytes(): number {
+  try {
+    return resolveGatewayConfig(process.env).apiMaxResponseBytes;
+  } catch {
+    return DEFAULT_MAX_RESPONSE_BYTES;
+  }
 }

@@ -39,6 +39,12 @@ export interface PageQuery {
   order: SortOrder;
   /** Opaque cursor from a previous page's `next_cursor` (same order). */
   cursor?: string;
+  /**
+   * Byte budget of the page's rows (UTF-8 bytes of their JSON, commas included): rows stop before the
+   * one that would pass it and `next_cursor` continues from there, so a page may hold fewer than
+   * `limit` rows. The first row is always included. Unbounded when omitted.
+   */
+  maxBytes?: number;
 }
 
 /** Filters of trades, quotes and gaps. Exchange and symbol as stored (upper case). */
@@ -51,6 +57,39 @@ export interface MarketQuery extends PageQuery {
 export interface Page<T> {
   data: T[];
   next_cursor: string | null;
+}
+
+/** Characters of `raw` a dead-letter list item carries (the rest via {@link DeadLetterItem.raw_url}). */
+export const DEAD_LETTER_PREVIEW_CHARS = 4096;
+
+/**
+ * A dead letter as listed: `raw` holds at most {@link DEAD_LETTER_PREVIEW_CHARS} characters (cut in
+ * SQL, so a large frame never enters the serving process whole); the full text is at `raw_url`.
+ */
+export interface DeadLetterItem extends DeadLetter {
+  /** True when `raw` is only the first {@link DEAD_LETTER_PREVIEW_CHARS} characters of the frame. */
+  raw_truncated: boolean;
+  /** Size of the whole raw frame, UTF-8 bytes. */
+  raw_bytes: number;
+  /** Path of the whole dead letter: `/api/v1/dead-letters/{message_id}`. */
+  raw_url: string;
+}
+
+/**
+ * One dead letter in full, read in pieces: the fields except `raw`, its size, and its text as a
+ * sequence of chunks of at most `chunkChars` characters each (each chunk is one store query), so
+ * reading it holds one chunk at a time.
+ */
+export interface DeadLetterFull extends Omit<DeadLetter, "raw"> {
+  /** Size of the raw frame, UTF-8 bytes. */
+  raw_bytes: number;
+  /** Length of the raw frame, characters (Unicode code points). */
+  raw_chars: number;
+  /**
+   * The raw frame's text, chunk by chunk, in order.
+   * @throws {Error} when the dead letter disappears from the store while it is being read
+   */
+  rawChunks(): AsyncIterable<string>;
 }
 
 /** Where candles come from. */
@@ -105,6 +144,11 @@ export interface MarketDataSource {
   symbols(): Promise<SymbolInfo[]>;
   /** Detected sequence gaps in (detected_at, exchange, symbol, data_type, from_sequence) order. */
   gaps(q: MarketQuery): Promise<Page<SequenceGap>>;
-  /** Dead letters in (received_at, message_id) order (newest first by default). */
-  deadLetters(q: PageQuery & { exchange?: string }): Promise<Page<DeadLetter>>;
+  /**
+   * Dead letters in (received_at, message_id) order (newest first by default), `raw` cut to
+   * {@link DEAD_LETTER_PREVIEW_CHARS} characters.
+   */
+  deadLetters(q: PageQuery & { exchange?: string }): Promise<Page<DeadLetterItem>>;
+  /** One dead letter in full by its message id (a lower-case UUID), or null when there is none. */
+  deadLetter(messageId: string): Promise<DeadLetterFull | null>;
 }

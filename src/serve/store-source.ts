@@ -27,27 +27,22 @@ import {
   isCandleInterval,
 } from "../schema/candles.js";
 import { decimalToScaledUnits, unitsToString, vwapFromSums } from "../schema/decimal.js";
-import type {
-  AssetClass,
-  DataType,
-  DeadLetter,
-  QuoteV2,
-  SequenceGap,
-  Side,
-  TradeV2,
-} from "../schema/records.js";
+import type { AssetClass, DataType, QuoteV2, SequenceGap, Side, TradeV2 } from "../schema/records.js";
 import type { Row, Store } from "../store/store.js";
 import type { CandleAggregator } from "./candles.js";
 import { type CursorValueType, decodeCursor, encodeCursor } from "./cursor.js";
 import type { LiveFeed, Tick } from "./live.js";
-import type {
-  CandlePage,
-  CandleQuery,
-  MarketDataSource,
-  MarketQuery,
-  Page,
-  PageQuery,
-  SymbolInfo,
+import {
+  type CandlePage,
+  type CandleQuery,
+  DEAD_LETTER_PREVIEW_CHARS,
+  type DeadLetterFull,
+  type DeadLetterItem,
+  type MarketDataSource,
+  type MarketQuery,
+  type Page,
+  type PageQuery,
+  type SymbolInfo,
 } from "./source.js";
 
 type Param = string | number | boolean | null;
@@ -69,6 +64,8 @@ interface DialectSql {
   last(expr: string, by: string): string;
   /** Some value of `expr`, which is constant within each group (an aggregate). */
   anyValue(expr: string): string;
+  /** Size of the text `expr` in UTF-8 bytes. */
+  byteLength(expr: string): string;
 }
 
 const DIALECTS: Record<SqlDialect, DialectSql> = {
@@ -79,6 +76,7 @@ const DIALECTS: Record<SqlDialect, DialectSql> = {
     first: (expr, by) => `first(${expr} ${by})`,
     last: (expr, by) => `last(${expr} ${by})`,
     anyValue: (expr) => `any_value(${expr})`,
+    byteLength: (expr) => `strlen(${expr})`,
   },
   postgres: {
     // floor to a multiple of len (as intervalStart); `/` and `%` truncate toward zero
@@ -89,6 +87,7 @@ const DIALECTS: Record<SqlDialect, DialectSql> = {
     first: (expr, by) => `(array_agg(${expr} ${by}))[1]`,
     last: (expr, by) => `(array_agg(${expr} ${by}))[count(*)::int]`,
     anyValue: (expr) => `min(${expr})`,
+    byteLength: (expr) => `octet_length(${expr})`,
   },
 };
 
@@ -175,16 +174,25 @@ const GAP_SPEC: KeysetSpec = {
   ],
 };
 
-const DEAD_LETTER_SPEC: KeysetSpec = {
+/**
+ * Dead letters: `raw` cut to {@link DEAD_LETTER_PREVIEW_CHARS} characters by the store (a large frame
+ * never enters this process whole), with its full length in characters and UTF-8 bytes.
+ */
+const deadLetterSpec = (d: DialectSql): KeysetSpec => ({
   kind: "dead-letters",
   table: "dead_letters",
-  select: "message_id::VARCHAR AS message_id, exchange, source, reason, raw, received_at",
+  select: `message_id::VARCHAR AS message_id, exchange, source, reason,
+    substr(raw, 1, ${DEAD_LETTER_PREVIEW_CHARS}) AS raw, length(raw) AS raw_chars,
+    ${d.byteLength("raw")} AS raw_bytes, received_at`,
   timeColumn: "received_at",
   key: [
     { expr: "received_at", type: "int" },
     { expr: "message_id::VARCHAR", type: "str" },
   ],
-};
+});
+
+/** Characters of a dead letter's raw text read per query by {@link StoreMarketDataSource.deadLetter}. */
+export const DEAD_LETTER_CHUNK_CHARS = 256 * 1024;
 
 /** Largest number of instruments `symbols()` returns. */
 const MAX_SYMBOLS = 10_000;
@@ -204,12 +212,14 @@ export class StoreMarketDataSource implements MarketDataSource {
   private readonly store: Store;
   private readonly aggregator: CandleAggregator | undefined;
   private readonly sql: DialectSql;
+  private readonly deadLetterSpec: KeysetSpec;
 
   constructor(opts: StoreSourceOptions) {
     this.store = opts.store;
     this.live = opts.live;
     this.aggregator = opts.candles;
     this.sql = DIALECTS[opts.dialect ?? dialectOf(opts.store)];
+    this.deadLetterSpec = deadLetterSpec(this.sql);
   }
 
   ticks(): Tick[] {
@@ -228,8 +238,50 @@ export class StoreMarketDataSource implements MarketDataSource {
     return this.keysetPage(GAP_SPEC, q, filters(q), toGap);
   }
 
-  async deadLetters(q: PageQuery & { exchange?: string }): Promise<Page<DeadLetter>> {
-    return this.keysetPage(DEAD_LETTER_SPEC, q, filters(q), toDeadLetter);
+  async deadLetters(q: PageQuery & { exchange?: string }): Promise<Page<DeadLetterItem>> {
+    return this.keysetPage(this.deadLetterSpec, q, filters(q), toDeadLetter);
+  }
+
+  /**
+   * One dead letter in full: its fields and sizes by one query, then its raw text in chunks of
+   * {@link DEAD_LETTER_CHUNK_CHARS} characters, one query each (`substr` in the store), so at most one
+   * chunk is held here at a time.
+   * @param messageId a lower-case UUID (the API checks it)
+   */
+  async deadLetter(messageId: string): Promise<DeadLetterFull | null> {
+    const p = new Params();
+    const rows = await this.store.query(
+      `SELECT message_id::VARCHAR AS message_id, exchange, source, reason, received_at,
+         length(raw) AS raw_chars, ${this.sql.byteLength("raw")} AS raw_bytes
+       FROM dead_letters WHERE message_id = ${p.s(messageId)}::UUID`,
+      p.values,
+    );
+    const r = rows[0];
+    if (!r) return null;
+    const chars = Number(r.raw_chars);
+    const store = this.store;
+    return {
+      message_id: String(r.message_id),
+      exchange: String(r.exchange),
+      source: String(r.source),
+      reason: String(r.reason),
+      received_at: num(r.received_at),
+      raw_bytes: Number(r.raw_bytes),
+      raw_chars: chars,
+      async *rawChunks() {
+        for (let start = 1; start <= chars; start += DEAD_LETTER_CHUNK_CHARS) {
+          const c = new Params();
+          // INTEGER: PostgreSQL has substr(text, int, int) only
+          const part = await store.query(
+            `SELECT substr(raw, ${c.s(String(start))}::INTEGER, ${c.s(String(DEAD_LETTER_CHUNK_CHARS))}::INTEGER)
+               AS part FROM dead_letters WHERE message_id = ${c.s(messageId)}::UUID`,
+            c.values,
+          );
+          if (!part[0]) throw new Error(`dead letter ${messageId} was removed while being read`);
+          yield String(part[0].part);
+        }
+      },
+    };
   }
 
   /**
@@ -268,11 +320,18 @@ export class StoreMarketDataSource implements MarketDataSource {
       ORDER BY ${spec.key.map((k) => `${k.expr} ${dir}`).join(", ")}
       LIMIT ${p.big(q.limit + 1)}`;
     const rows = await this.store.query(sql, p.values);
-    const more = rows.length > q.limit;
+    let more = rows.length > q.limit;
     if (more) rows.length = q.limit;
+    const data = rows.map(map);
+    const kept = withinBudget(data, q.maxBytes);
+    if (kept < data.length) {
+      more = true;
+      data.length = kept;
+      rows.length = kept;
+    }
     const last = rows[rows.length - 1];
     return {
-      data: rows.map(map),
+      data,
       next_cursor:
         more && last
           ? encodeCursor(
@@ -395,9 +454,14 @@ export class StoreMarketDataSource implements MarketDataSource {
   }
 
   private candlePage(rows: Row[], q: CandleQuery, map: (r: Row) => CandleV2): CandlePage {
-    const more = rows.length > q.limit;
+    let more = rows.length > q.limit;
     if (more) rows.length = q.limit;
     const data = rows.map(map);
+    const kept = withinBudget(data, q.maxBytes);
+    if (kept < data.length) {
+      more = true;
+      data.length = kept;
+    }
     const last = data[data.length - 1];
     return {
       data,
@@ -465,6 +529,20 @@ export class StoreMarketDataSource implements MarketDataSource {
 }
 
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * How many of `items`, from the first, fit in `maxBytes` UTF-8 bytes of JSON (one comma each); at
+ * least one. All of them when `maxBytes` is undefined.
+ */
+function withinBudget(items: readonly unknown[], maxBytes: number | undefined): number {
+  if (maxBytes === undefined) return items.length;
+  let bytes = 0;
+  for (let i = 0; i < items.length; i++) {
+    bytes += Buffer.byteLength(JSON.stringify(items[i])) + 1;
+    if (i > 0 && bytes > maxBytes) return i;
+  }
+  return items.length;
+}
 
 /** Equality filters on fixed column names. */
 function filters(q: { exchange?: string; symbol?: string }): [string, string][] {
@@ -592,13 +670,17 @@ function toGap(r: Row): SequenceGap {
   };
 }
 
-function toDeadLetter(r: Row): DeadLetter {
+function toDeadLetter(r: Row): DeadLetterItem {
+  const id = String(r.message_id);
   return {
-    message_id: String(r.message_id),
+    message_id: id,
     exchange: String(r.exchange),
     source: String(r.source),
     reason: String(r.reason),
     raw: String(r.raw),
+    raw_truncated: Number(r.raw_chars) > DEAD_LETTER_PREVIEW_CHARS,
+    raw_bytes: Number(r.raw_bytes),
+    raw_url: `/api/v1/dead-letters/${id}`,
     received_at: num(r.received_at),
   };
 }
