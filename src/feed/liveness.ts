@@ -161,7 +161,8 @@ export interface LivenessSource {
 
 /**
  * `/health` problems of feeds judged silent or dead: one sentence per feed, naming the exchange and
- * the silence, e.g. `feed BINANCE silent for 20.3 s: no frames and no pong (reconnecting)`.
+ * the silence, e.g. `feed BINANCE silent for 23.4 s, reconnecting (last connection: silent for 20.0 s:
+ * no frames and no pong)`.
  */
 export function feedLivenessProblems(feeds: readonly LivenessSource[]): string[] {
   const problems: string[] = [];

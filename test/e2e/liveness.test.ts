@@ -60,7 +60,7 @@ describe("a stalled venue", () => {
       "/health 503",
     );
     expect(body).toMatch(
-      /feed BINANCE silent for \d+\.\d s \(silent for \d+\.\d s: no frames and no pong\); reconnecting/,
+      /feed BINANCE silent for \d+\.\d s, reconnecting \(last connection: silent for \d+\.\d s: no frames and no pong\)/,
     );
     const metrics = await (await fetch(`${base}/metrics`)).text();
     expect(metrics).toMatch(/k2_feed_silent\{exchange="BINANCE"\} 1/);

@@ -92,7 +92,9 @@ describe("liveness watchdog", () => {
     // detected after the ping interval plus the pong timeout, not before
     expect(detectedMs).toBeGreaterThanOrEqual(FAST.pingIntervalMs + FAST.pongTimeoutMs - 20);
     expect(conn.deadConnections).toBeGreaterThanOrEqual(1);
-    expect(problems[0]).toMatch(/^feed BINANCE silent for \d+\.\d s \(silent for .*no pong\); reconnecting$/);
+    expect(problems[0]).toMatch(
+      /^feed BINANCE silent for \d+\.\d s, reconnecting \(last connection: silent for .*no pong\)$/,
+    );
     await waitFor(() => s.connections() >= 2, 10_000, "a reconnect");
   });
 
@@ -102,7 +104,7 @@ describe("liveness watchdog", () => {
     conn.start();
     await waitFor(() => errors.length > 0, 10_000, "the first-frame deadline");
     expect(errors[0]).toMatch(/^no first frame within \d+\.\d s after subscribing/);
-    expect(conn.liveness()).toMatch(/^silent for \d+\.\d s \(no first frame/);
+    expect(conn.liveness()).toMatch(/^silent for \d+\.\d s, reconnecting \(last connection: no first frame/);
     await waitFor(() => s.connections() >= 2, 10_000, "a reconnect");
   });
 
