@@ -295,7 +295,8 @@ export async function startProcess(
       ended.then(
         (info) =>
           new Promise<void>((resolve) => {
-            if (info.dataFrames === 0) {
+            // (with faults, the last connection may start at the end of the capture: frames came before)
+            if (info.dataFrames === 0 && f.counts.frames === 0) {
               logger.warn(
                 {
                   exchange: f.venue.exchange,
@@ -308,15 +309,19 @@ export async function startProcess(
             // the server has written everything; wait until the client has read it all. Frames
             // written on a connection the client then dropped (judged dead) never arrive: when nothing
             // more arrives for END_IDLE_MS, the replay is over with what was received.
+            // (idle over many turns of the event loop, so that one long blocking turn is not mistaken
+            // for the end)
             let seen = f.connection.framesReceived;
             let idleSince = performance.now();
+            let idleChecks = 0;
             const check = () => {
               const received = f.connection.framesReceived;
               if (received >= server.totalSent) return resolve();
               if (received !== seen) {
                 seen = received;
                 idleSince = performance.now();
-              } else if (performance.now() - idleSince > END_IDLE_MS) {
+                idleChecks = 0;
+              } else if (++idleChecks >= 100 && performance.now() - idleSince > END_IDLE_MS) {
                 logger.warn(
                   { exchange: f.venue.exchange, sent: server.totalSent, received },
                   "replay ended: frames written on a dropped connection never arrived",

@@ -11,6 +11,9 @@
  *
  * With `resume: true` the server keeps a cursor of frames whose write completed, and a new connection
  * continues from it: a test can kill connections mid-stream and check nothing the server sent is lost.
+ *
+ * With `faults` (see `faults.ts`) the send loop injects drops (and skips the lost frames), stalls,
+ * garbage frames and closes; the cursor is shared as in `resume` mode, as a live venue's stream is.
  */
 import { stat } from "node:fs/promises";
 import type { Socket } from "node:net";
