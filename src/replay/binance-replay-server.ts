@@ -285,7 +285,8 @@ export class BinanceReplayServer extends LoopbackReplayServer {
           }
           const garbage = faults.garbage();
           if (garbage !== null) {
-            if (speed === "max" && rawSocket) {
+            if (speed === "max" && typeof f.data !== "string" && rawSocket) {
+              // in the same batched writes as the data frames, so the order holds
               const g = Buffer.from(garbage);
               pending.push(frameHeader(g.length), g);
               pendingFrames++;
