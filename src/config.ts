@@ -5,6 +5,8 @@
 import { z } from "zod";
 import { parseBusUrl } from "./bus/index.js";
 import { type FeedConfig, resolveFeeds } from "./config-feeds.js";
+import type { LivenessOptions } from "./feed/liveness.js";
+import { type FaultSpec, parseFaults, parseFaultsSeed } from "./replay/faults.js";
 import { type GatewayConfig, resolveGatewayConfig } from "./serve/gateway-config.js";
 import { parseStoreSpec } from "./store/index.js";
 
@@ -46,6 +48,18 @@ export interface RunFlags {
   wsWorkers?: string;
   bus?: string;
   group?: string;
+  /** Feed liveness: ping after this long without frames, ms (env `K2_PING_INTERVAL_MS`). */
+  pingIntervalMs?: string;
+  /** Feed liveness: judged dead this long after an unanswered ping, ms (env `K2_PONG_TIMEOUT_MS`). */
+  pongTimeoutMs?: string;
+  /** Feed liveness: first frame due this long after open, ms (env `K2_FIRST_FRAME_TIMEOUT_MS`). */
+  firstFrameTimeoutMs?: string;
+  /** Reconnect backoff ceiling, ms (env `K2_BACKOFF_MAX_MS`). */
+  backoffMaxMs?: string;
+  /** Fault injection SPEC for the replay server (`--faults`, with `--replay`). */
+  faults?: string;
+  /** Seed of the fault injection PRNG (`--faults-seed`). */
+  faultsSeed?: string;
 }
 
 /** Validated configuration of `k2 run`. */
@@ -79,6 +93,12 @@ export interface RunConfig {
   feeds: FeedConfig[];
   /** API tokens and WebSocket gateway limits (`K2_API_TOKENS`, `K2_WS_*`). */
   gateway: GatewayConfig;
+  /** Feed liveness deadlines, ms (`--ping-interval-ms`, `--pong-timeout-ms`, `--first-frame-timeout-ms`). */
+  liveness: LivenessOptions;
+  /** Ceiling of the full-jitter reconnect backoff, ms (`--backoff-max-ms`, default 60000). */
+  backoffMaxMs: number;
+  /** Faults the replay servers inject (`--faults`, `--faults-seed`), or null. */
+  faults: FaultSpec | null;
 }
 
 /**
@@ -135,6 +155,34 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
   } catch (e) {
     throw new ConfigError((e as Error).message);
   }
+  const liveness: LivenessOptions = {
+    pingIntervalMs: parse(
+      intIn("--ping-interval-ms", 50, 3_600_000),
+      flags.pingIntervalMs ?? env.K2_PING_INTERVAL_MS ?? 10_000,
+    ),
+    pongTimeoutMs: parse(
+      intIn("--pong-timeout-ms", 50, 3_600_000),
+      flags.pongTimeoutMs ?? env.K2_PONG_TIMEOUT_MS ?? 10_000,
+    ),
+    firstFrameTimeoutMs: parse(
+      intIn("--first-frame-timeout-ms", 50, 3_600_000),
+      flags.firstFrameTimeoutMs ?? env.K2_FIRST_FRAME_TIMEOUT_MS ?? 10_000,
+    ),
+  };
+  let faults: FaultSpec | null = null;
+  if (flags.faultsSeed !== undefined && flags.faults === undefined)
+    throw new ConfigError("--faults-seed: only meaningful with --faults SPEC");
+  if (flags.faults !== undefined) {
+    if (!flags.replay) throw new ConfigError("--faults: only meaningful with --replay FILE");
+    try {
+      faults = parseFaults(
+        flags.faults,
+        flags.faultsSeed === undefined ? 1 : parseFaultsSeed(flags.faultsSeed),
+      );
+    } catch (e) {
+      throw new ConfigError((e as Error).message);
+    }
+  }
   return {
     exchange,
     symbols,
@@ -160,5 +208,11 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
     ),
     feeds,
     gateway,
+    liveness,
+    backoffMaxMs: parse(
+      intIn("--backoff-max-ms", 100, 3_600_000),
+      flags.backoffMaxMs ?? env.K2_BACKOFF_MAX_MS ?? 60_000,
+    ),
+    faults,
   };
 }

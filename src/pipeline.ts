@@ -15,7 +15,12 @@
  */
 import type { Bus, BusMessage, Consumer } from "./bus/bus.js";
 import { topicKind } from "./bus/bus.js";
-import { type ConnectionState, STATE_CODE, VenueConnection } from "./feed/connection.js";
+import {
+  type ConnectionState,
+  type LivenessOverrides,
+  STATE_CODE,
+  VenueConnection,
+} from "./feed/connection.js";
 import type { Logger } from "./ops/logger.js";
 import type { Metrics } from "./ops/metrics.js";
 import type { CandleV2 } from "./schema/candles.js";
@@ -29,6 +34,7 @@ import {
   topicFor,
 } from "./schema/records.js";
 import { emptyBatch, type Store, type WriteBatch } from "./store/store.js";
+import { deadLetterOf } from "./venues/mapping.js";
 import type { NormalizedSink, Subscription, Venue } from "./venues/venue.js";
 
 /** Counters reported by `--exit-at-end` and at shutdown. */
@@ -71,6 +77,8 @@ export interface IngestOptions {
   onRawFrame?: (raw: string, receivedAtUs: number) => void;
   /** Test hook: reconnect backoff start, ms (default 1000). */
   backoffInitialMs?: number;
+  /** Liveness deadlines and backoff overrides (`--ping-interval-ms`, ..., tests). */
+  liveness?: LivenessOverrides;
 }
 
 /**
@@ -288,6 +296,7 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
   const conn = new VenueConnection({
     ...venue.connection(opts.wsUrl, opts.subscription),
     ...(opts.backoffInitialMs !== undefined ? { backoffInitialMs: opts.backoffInitialMs } : {}),
+    ...opts.liveness,
   });
   handle.connection = conn;
   const onRaw = opts.onRawFrame;
@@ -295,6 +304,14 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
     counts.frames++;
     if (onRaw) onRaw(raw, receivedAtUs);
     normalizer.normalize(raw, receivedAtUs);
+  });
+  conn.on("invalidUtf8", (bytes, receivedAtUs, binary) => {
+    counts.frames++;
+    const kind = binary ? "binary" : "text";
+    const reason = `invalid UTF-8 in ${kind} frame; raw is base64 of the exact bytes`;
+    sink.deadLetter(
+      deadLetterOf(exchange, exchange.toLowerCase(), reason, bytes.toString("base64"), receivedAtUs),
+    );
   });
   conn.on("state", (state: ConnectionState, reason?: string) => {
     if (state === "CONNECTED") normalizer.connectionOpened?.();
@@ -307,6 +324,10 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
   });
   conn.on("error", (err) => logger.warn({ exchange, err: err.message }, "feed connection error"));
   metrics.connectionState.labels(exchange).set(0);
+  metrics.collectHooks.push(() => {
+    metrics.feedSilent.labels(exchange).set(conn.liveness() === null ? 0 : 1);
+    metrics.feedLastFrameAge.labels(exchange).set(Math.round(conn.silentForMs()) / 1000);
+  });
   conn.start();
   return handle;
 }

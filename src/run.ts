@@ -8,6 +8,8 @@ import { createBus } from "./bus/index.js";
 import { MemoryBus } from "./bus/memory.js";
 import type { RunConfig } from "./config.js";
 import type { FeedConfig } from "./config-feeds.js";
+import type { LivenessOverrides } from "./feed/connection.js";
+import { feedLivenessProblems } from "./feed/liveness.js";
 import type { Logger } from "./ops/logger.js";
 import { Metrics } from "./ops/metrics.js";
 import {
@@ -19,6 +21,7 @@ import {
   startPersist,
 } from "./pipeline.js";
 import { indexRecording, symbolsOfKeys } from "./replay/cryptofeed.js";
+import { type FaultCounts, snapshotCounts } from "./replay/faults.js";
 import { detectCaptureFormat, REPLAY_SERVERS } from "./replay/index.js";
 import type { ReplayServer } from "./replay/replay-server.js";
 import { WorkerReplayServer } from "./replay/replay-worker.js";
@@ -41,6 +44,8 @@ export interface RunSummary {
   stored: number;
   gaps: number;
   reconnects: number;
+  /** What the replay servers injected (`--faults`), added up over feeds; null without faults. */
+  faults: FaultCounts | null;
   /** Messages the bus delivered again to the persist consumer (after a failed or unacked batch). */
   redeliveries: number;
   /** From the first market data frame to the end of the final flush, ms. */
@@ -95,6 +100,8 @@ export interface RunHooks {
   resumeReplay?: boolean;
   /** Keep the replay server on the main thread (tests that drop its connections). */
   replayInProcess?: boolean;
+  /** Liveness and backoff overrides of every feed connection (tests: seeded jitter, stableAfterMs). */
+  liveness?: LivenessOverrides;
 }
 
 /** Starts the all-in-one pipeline (`k2 run`) for a validated configuration. */
@@ -168,7 +175,12 @@ export async function startProcess(
       if (format === "cryptofeed" && f.symbolsDefaulted) {
         sub.symbols = await recordedSymbols(f.replay, venues[i], sub.streams, logger);
       }
-      const replayOpts = { file: f.replay, speed: config.speed, resume: hooks.resumeReplay };
+      const replayOpts = {
+        file: f.replay,
+        speed: config.speed,
+        resume: hooks.resumeReplay,
+        ...(config.faults ? { faults: config.faults } : {}),
+      };
       server =
         hooks.replayInProcess || !WorkerReplayServer.available()
           ? new REPLAY_SERVERS[format](replayOpts)
@@ -226,6 +238,7 @@ export async function startProcess(
           if (firstFrameAt === 0) firstFrameAt = lastFrameAt;
         },
         backoffInitialMs: hooks.backoffInitialMs,
+        liveness: { ...config.liveness, backoffMaxMs: config.backoffMaxMs, ...hooks.liveness },
       },
       publisher,
     ),
@@ -242,6 +255,7 @@ export async function startProcess(
           problems.push(`feed ${f.venue.exchange} ${f.connection.state.toLowerCase()}`);
         }
       }
+      problems.push(...feedLivenessProblems(feeds));
       const s = store ? await store.check() : null;
       if (s) problems.push(s);
       const b = bus.check ? await bus.check() : null;
@@ -281,7 +295,8 @@ export async function startProcess(
       ended.then(
         (info) =>
           new Promise<void>((resolve) => {
-            if (info.dataFrames === 0) {
+            // (with faults, the last connection may start at the end of the capture: frames came before)
+            if (info.dataFrames === 0 && f.counts.frames === 0) {
               logger.warn(
                 {
                   exchange: f.venue.exchange,
@@ -291,10 +306,29 @@ export async function startProcess(
                 "replay sent no recorded frames: the subscription matches nothing in the recording",
               );
             }
-            // the server has written everything; wait until the client has read it all
+            // the server has written everything; wait until the client has read it all. Frames
+            // written on a connection the client then dropped (judged dead) never arrive: when nothing
+            // more arrives for END_IDLE_MS, the replay is over with what was received.
+            // (idle over many turns of the event loop, so that one long blocking turn is not mistaken
+            // for the end)
+            let seen = f.connection.framesReceived;
+            let idleSince = performance.now();
+            let idleChecks = 0;
             const check = () => {
-              if (f.connection.framesReceived >= server.totalSent) resolve();
-              else setTimeout(check, 5);
+              const received = f.connection.framesReceived;
+              if (received >= server.totalSent) return resolve();
+              if (received !== seen) {
+                seen = received;
+                idleSince = performance.now();
+                idleChecks = 0;
+              } else if (++idleChecks >= 100 && performance.now() - idleSince > END_IDLE_MS) {
+                logger.warn(
+                  { exchange: f.venue.exchange, sent: server.totalSent, received },
+                  "replay ended: frames written on a dropped connection never arrived",
+                );
+                return resolve();
+              }
+              setTimeout(check, 5);
             };
             check();
           }),
@@ -336,6 +370,7 @@ export async function startProcess(
         feeds.reduce((n, f) => n + f.connection.reconnects, 0),
       );
       summary.redeliveries = persist?.consumer.redeliveries() ?? 0;
+      summary.faults = sumFaults(replayServers);
       summary.elapsed_ms = firstFrameAt ? Math.round(end - firstFrameAt) : 0;
       summary.receive_ms = firstFrameAt ? Math.round(lastFrameAt - firstFrameAt) : 0;
       summary.frames_per_s =
@@ -367,6 +402,31 @@ export async function startProcess(
     stop,
     replayDone,
   };
+}
+
+/** Quiet time after the end of a replay before frames still missing are given up, ms. */
+const END_IDLE_MS = 3000;
+
+/** Fault counts of several replay servers, added up (null when none injects faults). */
+function sumFaults(servers: (ReplayServer | null)[]): FaultCounts | null {
+  let total: FaultCounts | null = null;
+  for (const s of servers) {
+    const c = s?.faultCounts();
+    if (!c) continue;
+    if (!total) {
+      total = snapshotCounts(c);
+      continue;
+    }
+    total.drops += c.drops;
+    total.frames_lost += c.frames_lost;
+    total.stalls += c.stalls;
+    total.garbage_frames += c.garbage_frames;
+    total.closes += c.closes;
+    total.pings_unanswered += c.pings_unanswered;
+    for (const [k, n] of Object.entries(c.lost_by_stream))
+      total.lost_by_stream[k] = (total.lost_by_stream[k] ?? 0) + n;
+  }
+  return total;
 }
 
 /** Ingest counts of several feeds, added up. */
@@ -431,6 +491,7 @@ function summarize(
     stored: persist.stored,
     gaps: ingest.gaps,
     reconnects,
+    faults: null,
     redeliveries: 0,
     elapsed_ms: 0,
     receive_ms: 0,

@@ -1,7 +1,27 @@
 import type { Command } from "commander";
 import { createLogger } from "../ops/logger.js";
+import { type FaultSpec, parseFaults, parseFaultsSeed } from "../replay/faults.js";
 import { detectCaptureFormat, REPLAY_SERVERS } from "../replay/index.js";
 import { fail, onSignal } from "./common.js";
+
+/** Flags of `k2 replay-server` as commander hands them over. */
+type Flags = { port: string; speed: string; faults?: string; faultsSeed?: string };
+
+/**
+ * `--faults SPEC` and `--faults-seed N` (see `replay/faults.ts`), or undefined without faults.
+ * Exits 2 naming the flag when invalid.
+ */
+function faultsOf(opts: Flags): FaultSpec | undefined {
+  if (opts.faults === undefined) {
+    if (opts.faultsSeed !== undefined) fail("--faults-seed: only meaningful with --faults SPEC");
+    return undefined;
+  }
+  try {
+    return parseFaults(opts.faults, opts.faultsSeed === undefined ? 1 : parseFaultsSeed(opts.faultsSeed));
+  } catch (e) {
+    fail((e as Error).message);
+  }
+}
 
 /** Registers `k2 replay-server`. */
 export function registerReplayServer(program: Command): void {
@@ -11,20 +31,27 @@ export function registerReplayServer(program: Command): void {
     .argument("<file>", "capture file (`<ns> <frame>` Binance lines, or a cryptofeed recording), gzip")
     .option("--port <n>", "port, 0 = any free port", "9443")
     .option("--speed <x>", "pace: 1, 10, ... or max", "1")
-    .action(async (file: string, opts: { port: string; speed: string }) => {
+    .option(
+      "--faults <spec>",
+      "inject faults: drop-every=N[:lost=M], stall=DUR@FRAME, garbage=RATE, close=CODE@FRAME, no-pong (comma list)",
+    )
+    .option("--faults-seed <n>", "seed of the --faults PRNG (default 1)")
+    .action(async (file: string, opts: Flags) => {
       const port = Number(opts.port);
       if (!/^\d+$/.test(opts.port) || port > 65535) fail(`--port: expected 0..65535, got "${opts.port}"`);
       const speed = opts.speed === "max" ? "max" : Number(opts.speed);
       if (speed !== "max" && (!Number.isFinite(speed) || speed <= 0)) {
         fail(`--speed: expected a positive number or "max", got "${opts.speed}"`);
       }
+      const faults = faultsOf(opts);
       const { access } = await import("node:fs/promises");
       await access(file).catch(() => fail(`<file>: cannot read ${file}`));
       const logger = createLogger();
-      const server = new REPLAY_SERVERS[detectCaptureFormat(file)]({ file, port, speed });
+      const server = new REPLAY_SERVERS[detectCaptureFormat(file)]({ file, port, speed, faults });
       const bound = await server.start();
       server.on("connection", (path) => logger.info({ path }, "replay connection"));
       server.on("end", (info) => logger.info(info, "replay finished for a connection"));
+      server.onFault?.(() => logger.info({ faults: server.faultCounts() }, "fault injected"));
       logger.info({ url: `ws://127.0.0.1:${bound}`, file, speed }, "replay server listening");
       process.stdout.write(`${JSON.stringify({ url: `ws://127.0.0.1:${bound}`, port: bound })}\n`);
       await onSignal();

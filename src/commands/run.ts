@@ -78,6 +78,27 @@ function registerProcess(
       .option(
         "--exit-at-end",
         "with --replay: flush, print a JSON summary line on stdout and exit when the replay ends",
+      )
+      .option(
+        "--faults <spec>",
+        "with --replay: inject faults, e.g. drop-every=5000:lost=300,garbage=0.001,stall=90s@20000,close=1001@100,no-pong",
+      )
+      .option("--faults-seed <n>", "seed of the --faults PRNG (default 1)")
+      .option(
+        "--ping-interval-ms <ms>",
+        "ping the venue after this long without frames (env K2_PING_INTERVAL_MS; default 10000)",
+      )
+      .option(
+        "--pong-timeout-ms <ms>",
+        "reconnect when neither a frame nor the pong arrives this long after a ping (env K2_PONG_TIMEOUT_MS; default 10000)",
+      )
+      .option(
+        "--backoff-max-ms <ms>",
+        "ceiling of the jittered reconnect backoff (env K2_BACKOFF_MAX_MS; default 60000)",
+      )
+      .option(
+        "--first-frame-timeout-ms <ms>",
+        "reconnect when the venue sends nothing this long after subscribing (env K2_FIRST_FRAME_TIMEOUT_MS; default 10000)",
       );
   }
   if (groups.includes("store")) {
@@ -142,7 +163,7 @@ function registerProcess(
         ? Promise.race([running.replayDone.then(() => "replay finished"), signal])
         : signal);
       const summary = await running.stop(reason);
-      const line: Record<string, number> = roles.ingest
+      const line: Record<string, unknown> = roles.ingest
         ? {
             frames: summary.frames,
             trades: summary.trades,
@@ -162,6 +183,8 @@ function registerProcess(
         line.elapsed_ms = summary.elapsed_ms;
         line.receive_ms = summary.receive_ms;
         line.frames_per_s = summary.frames_per_s;
+        line.reconnects = summary.reconnects;
+        if (summary.faults) line.faults = summary.faults;
       }
       line.max_rss_mb = summary.max_rss_mb;
       process.stdout.write(`${JSON.stringify(line)}\n`);

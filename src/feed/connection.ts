@@ -2,12 +2,26 @@
  * One venue WebSocket connection with a state machine, exponential backoff, an outbound rate limit
  * and make-before-break rollover before the venue's maximum connection age.
  *
- * States: DISCONNECTED → CONNECTING → CONNECTED, and ERROR after a failed attempt or a drop, from
- * which the backoff timer leads back to CONNECTING. Backoff starts at `backoffInitialMs` (1 s), doubles
- * per consecutive failure up to `backoffMaxMs` (60 s) and resets once a connection has delivered a frame.
+ * States: DISCONNECTED → CONNECTING → CONNECTED, and ERROR after a failed attempt, a drop or a
+ * connection judged dead by its liveness watchdog, from which the backoff timer leads back to
+ * CONNECTING. Backoff is "full jitter": a delay drawn in [0, min(`backoffMaxMs`, `backoffInitialMs` ·
+ * 2^(n−1))] for the n-th consecutive failure (1 s base, 60 s cap); the count resets only once a
+ * connection has delivered frames and stayed up for `stableAfterMs` (30 s).
+ *
+ * Liveness (see `liveness.ts`): any frame or pong proves the connection alive; after `pingIntervalMs`
+ * without either a ping is sent, and without a frame or the pong `pongTimeoutMs` later the socket is
+ * terminated (state ERROR, reason `silent for 20.0 s: no frames and no pong`) and reconnected. The first
+ * frame must arrive within `firstFrameTimeoutMs` of open.
+ *
+ * Raw bytes: the client does not let `ws` validate UTF-8 (it would close with 1007 and lose the frame);
+ * a text or binary frame that is not valid UTF-8 is emitted as `invalidUtf8` with its exact bytes (the
+ * pipeline dead-letters it) and the connection is kept. A binary frame that is valid UTF-8 is emitted
+ * as a `frame` like a text frame.
  */
+import { isUtf8 } from "node:buffer";
 import { EventEmitter } from "node:events";
 import WebSocket from "ws";
+import { backoffCeiling, DEFAULT_LIVENESS, fullJitterDelay, SocketWatchdog, seconds } from "./liveness.js";
 
 /**
  * The outbound limit is "N messages per second"; the window is a little longer than a second so that
@@ -45,11 +59,37 @@ export interface ConnectionOptions {
   rolloverLeadMs?: number;
   /** Connection attempt timeout, ms (default 10000). */
   connectTimeoutMs?: number;
+  /** Ping the venue after this long without a frame or pong, ms (default 10000). */
+  pingIntervalMs?: number;
+  /** Judge the connection dead this long after an unanswered ping, ms (default 10000). */
+  pongTimeoutMs?: number;
+  /** The first frame must arrive this long after open, ms (default 10000). */
+  firstFrameTimeoutMs?: number;
+  /** The backoff count resets once a connection has delivered frames for this long, ms (default 30000). */
+  stableAfterMs?: number;
+  /** Random source in [0, 1) for the backoff jitter (default Math.random; tests pass a seeded one). */
+  random?: () => number;
 }
 
+/** The liveness and backoff settings a process may override for every venue connection. */
+export type LivenessOverrides = Partial<
+  Pick<
+    ConnectionOptions,
+    | "pingIntervalMs"
+    | "pongTimeoutMs"
+    | "firstFrameTimeoutMs"
+    | "stableAfterMs"
+    | "backoffInitialMs"
+    | "backoffMaxMs"
+    | "random"
+  >
+>;
+
 export interface ConnectionEvents {
-  /** A text frame; `receivedAtUs` is stamped on receipt, µs since epoch. */
+  /** A text frame (or a binary frame that is valid UTF-8); `receivedAtUs` is stamped on receipt, µs since epoch. */
   frame: [raw: string, receivedAtUs: number];
+  /** A text or binary frame that is not valid UTF-8: its exact bytes (the connection is kept). */
+  invalidUtf8: [bytes: Buffer, receivedAtUs: number, binary: boolean];
   state: [state: ConnectionState, reason?: string];
   reconnect: [attempt: number, delayMs: number];
   error: [err: Error];
@@ -71,6 +111,16 @@ export class VenueConnection extends EventEmitter<ConnectionEvents> {
   framesReceived = 0;
   /** Number of reconnects scheduled after a drop or failed attempt. */
   reconnects = 0;
+  /** Connections terminated by the liveness watchdog (silent past the deadline). */
+  deadConnections = 0;
+  /** Wall-clock time of the last frame received, ms since epoch (0: none yet). */
+  lastFrameAtMs = 0;
+  /** `performance.now()` of the last frame, or of `start()` before any frame. */
+  private lastFramePerf = 0;
+  /** Why the last connection was judged dead; cleared by the next frame. */
+  private deadReason: string | null = null;
+  private readonly watchdogs = new Map<WebSocket, SocketWatchdog>();
+  private readonly random: () => number;
   private ws: WebSocket | null = null;
   private retiring: WebSocket | null = null;
   private attempt = 0;
@@ -80,24 +130,47 @@ export class VenueConnection extends EventEmitter<ConnectionEvents> {
   private sendQueue: string[] = [];
   private sendTimes: number[] = [];
   private sendTimer: NodeJS.Timeout | null = null;
-  private readonly opts: Required<ConnectionOptions>;
+  private readonly opts: Required<Omit<ConnectionOptions, "random">>;
 
   constructor(opts: ConnectionOptions) {
     super();
+    const { random, ...rest } = opts;
     this.opts = {
       backoffInitialMs: 1000,
       backoffMaxMs: 60_000,
       maxConnectionAgeMs: 0,
       rolloverLeadMs: 10 * 60_000,
       connectTimeoutMs: 10_000,
-      ...opts,
+      ...DEFAULT_LIVENESS,
+      stableAfterMs: 30_000,
+      ...stripUndefined(rest),
     };
+    this.random = random ?? Math.random;
+  }
+
+  /** Ms since the last frame (or since `start()` when none arrived yet); 0 when stopped. */
+  silentForMs(): number {
+    if (this.stopped) return 0;
+    return performance.now() - this.lastFramePerf;
+  }
+
+  /**
+   * The feed's liveness problem as a sentence, or null when healthy: set from the moment a connection
+   * is judged dead until the next frame, e.g.
+   * `silent for 23.4 s, reconnecting (last connection: silent for 20.0 s: no frames and no pong)`.
+   * A quiet connection that answers pings is healthy (the watchdog judges it, not the frame age).
+   */
+  liveness(): string | null {
+    if (this.stopped || !this.deadReason) return null;
+    return `silent for ${seconds(this.silentForMs())}, reconnecting (last connection: ${this.deadReason})`;
   }
 
   /** Starts connecting; resolves immediately (progress is reported through `state` events). */
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
+    this.lastFramePerf = performance.now();
+    this.deadReason = null;
     this.open(false);
   }
 
@@ -109,6 +182,8 @@ export class VenueConnection extends EventEmitter<ConnectionEvents> {
     this.sendQueue = [];
     const sockets = [this.ws, this.retiring].filter((s): s is WebSocket => s !== null);
     this.ws = this.retiring = null;
+    for (const w of this.watchdogs.values()) w.stop();
+    this.watchdogs.clear();
     await Promise.all(
       sockets.map(
         (s) =>
@@ -127,9 +202,19 @@ export class VenueConnection extends EventEmitter<ConnectionEvents> {
     this.setState("DISCONNECTED", "stopped");
   }
 
-  /** Delay before reconnect attempt `n` (1-based): initial × 2^(n−1), capped. */
+  /** Upper bound of the delay before reconnect attempt `n` (1-based): initial × 2^(n−1), capped, ms. */
+  backoffCeiling(n: number): number {
+    return backoffCeiling(n, this.opts.backoffInitialMs, this.opts.backoffMaxMs);
+  }
+
+  /** Delay before reconnect attempt `n` (1-based), ms: full jitter, uniform in [0, backoffCeiling(n)]. */
   backoffDelay(n: number): number {
-    return Math.min(this.opts.backoffMaxMs, this.opts.backoffInitialMs * 2 ** Math.max(0, n - 1));
+    return fullJitterDelay(n, this.opts.backoffInitialMs, this.opts.backoffMaxMs, this.random);
+  }
+
+  /** Consecutive failed attempts counted for the backoff (reset after a stable connection). */
+  get backoffAttempt(): number {
+    return this.attempt;
   }
 
   /** Queues a text message to the server, sent within the venue's outbound message rate. */
@@ -150,10 +235,28 @@ export class VenueConnection extends EventEmitter<ConnectionEvents> {
     const ws = new WebSocket(this.opts.url, {
       handshakeTimeout: this.opts.connectTimeoutMs,
       perMessageDeflate: false,
+      // validated below, so that invalid bytes become a dead letter instead of a 1007 close
+      skipUTF8Validation: true,
     });
     let delivered = false;
+    let killReason: string | null = null;
+    let stableTimer: NodeJS.Timeout | null = null;
+    let watchdog: SocketWatchdog | null = null;
     ws.on("open", () => {
       if (ws !== this.ws && !rollover) return;
+      watchdog = new SocketWatchdog(ws, this.opts, (reason) => {
+        killReason = reason;
+        this.deadConnections++;
+        // a replacement that never answered leaves the old connection in service: not a feed problem
+        if (ws === this.ws && !(rollover && !delivered && this.retiring)) this.deadReason = reason;
+        ws.terminate();
+      });
+      this.watchdogs.set(ws, watchdog);
+      stableTimer = setTimeout(() => {
+        // delivered and never judged dead for stableAfterMs: the venue is back, reset the backoff
+        if (delivered && killReason === null && ws.readyState === WebSocket.OPEN) this.attempt = 0;
+      }, this.opts.stableAfterMs);
+      stableTimer.unref();
       for (const m of this.opts.onOpenMessages()) this.sendOn(ws, m);
       if (!rollover) this.setState("CONNECTED");
       if (this.opts.maxConnectionAgeMs > 0) {
@@ -164,23 +267,35 @@ export class VenueConnection extends EventEmitter<ConnectionEvents> {
       }
     });
     ws.on("message", (data, isBinary) => {
-      const receivedAtUs = nowMicros();
+      const perf = performance.now();
+      const receivedAtUs = Math.round((performance.timeOrigin + perf) * 1000);
+      watchdog?.activity(perf);
       if (!delivered) {
         delivered = true;
-        this.attempt = 0; // a connection that delivers data resets the backoff
         if (rollover && ws === this.ws) this.retireOld();
       }
+      this.lastFramePerf = perf;
+      this.lastFrameAtMs = Math.round(receivedAtUs / 1000);
+      this.deadReason = null;
       this.framesReceived++;
-      this.emit(
-        "frame",
-        isBinary ? Buffer.from(data as Buffer).toString("utf8") : data.toString(),
-        receivedAtUs,
-      );
+      const bytes = Buffer.isBuffer(data)
+        ? data
+        : Array.isArray(data)
+          ? Buffer.concat(data)
+          : Buffer.from(data as ArrayBuffer);
+      if (!isUtf8(bytes)) {
+        this.emit("invalidUtf8", bytes, receivedAtUs, isBinary);
+        return;
+      }
+      this.emit("frame", bytes.toString("utf8"), receivedAtUs);
     });
     ws.on("error", (err) => {
       this.emit("error", err);
     });
     ws.on("close", (code, reasonBuf) => {
+      if (stableTimer) clearTimeout(stableTimer);
+      watchdog?.stop();
+      this.watchdogs.delete(ws);
       if (ws === this.retiring) {
         this.retiring = null;
         return;
@@ -199,7 +314,7 @@ export class VenueConnection extends EventEmitter<ConnectionEvents> {
       this.ws = null;
       this.sendQueue = []; // subscriptions are sent again by onOpenMessages on reconnect
       if (this.stopped) return;
-      const reason = `closed ${code}${reasonBuf.length ? ` ${reasonBuf.toString()}` : ""}`;
+      const reason = killReason ?? `closed ${code}${reasonBuf.length ? ` ${reasonBuf.toString()}` : ""}`;
       this.setState("ERROR", reason);
       this.scheduleReconnect();
     });
@@ -255,4 +370,9 @@ export class VenueConnection extends EventEmitter<ConnectionEvents> {
       this.sendTimes.push(now);
     }
   }
+}
+
+/** `o` without its undefined fields (so that `{ x: undefined }` does not override a default). */
+function stripUndefined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }

@@ -110,6 +110,21 @@ export class Metrics {
     help: "Failed batch writes (retried)",
     registers: [this.registry],
   });
+  // feed liveness (read-idle watchdog): set at scrape time by the ingest's collect hook
+  readonly feedSilent = new Gauge({
+    name: "k2_feed_silent",
+    help: "1 while the feed connection is judged dead or silent past its liveness deadline, else 0",
+    labelNames: ["exchange"],
+    registers: [this.registry],
+    collect: () => this.runHooks(),
+  });
+  readonly feedLastFrameAge = new Gauge({
+    name: "k2_feed_last_frame_age_seconds",
+    help: "Seconds since the feed's last frame (since its start when none arrived yet)",
+    labelNames: ["exchange"],
+    registers: [this.registry],
+    collect: () => this.runHooks(),
+  });
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics ?? true)

@@ -11,6 +11,9 @@
  *
  * With `resume: true` the server keeps a cursor of frames whose write completed, and a new connection
  * continues from it: a test can kill connections mid-stream and check nothing the server sent is lost.
+ *
+ * With `faults` (see `faults.ts`) the send loop injects drops (and skips the lost frames), stalls,
+ * garbage frames and closes; the cursor is shared as in `resume` mode, as a live venue's stream is.
  */
 import { stat } from "node:fs/promises";
 import type { Socket } from "node:net";
@@ -60,6 +63,7 @@ export class BinanceReplayServer extends LoopbackReplayServer {
 
   protected serve(ws: WebSocket, url: string): void {
     this.sockets.add(ws);
+    this.answerPings(ws);
     this.emit("connection", url);
     const u = new URL(url, "ws://127.0.0.1");
     const subscribed = new Set<string>();
@@ -142,7 +146,7 @@ export class BinanceReplayServer extends LoopbackReplayServer {
   private async *frames(
     subscribed: Set<string>,
     combined: boolean,
-  ): AsyncGenerator<{ ms: number; data: string | Buffer }> {
+  ): AsyncGenerator<{ ms: number; data: string | Buffer; stream: string }> {
     const cap = await this.capture();
     if (cap) {
       const wanted = cap.streams.map((s) => subscribed.has(s));
@@ -159,7 +163,7 @@ export class BinanceReplayServer extends LoopbackReplayServer {
             b -= 1;
           }
         }
-        yield { ms: cap.ms[i], data: cap.buf.subarray(a, b) };
+        yield { ms: cap.ms[i], data: cap.buf.subarray(a, b), stream: cap.streams[sid] };
         // subscriptions may change while replaying (UNSUBSCRIBE)
         if ((i & 1023) === 0)
           for (let k = 0; k < wanted.length; k++) wanted[k] = subscribed.has(cap.streams[k]);
@@ -169,7 +173,7 @@ export class BinanceReplayServer extends LoopbackReplayServer {
     for await (const f of readCapture(this.opts.file)) {
       const stream = streamOf(f.raw);
       if (stream === null || !subscribed.has(stream)) continue;
-      yield { ms: f.ms, data: combined ? f.raw : payloadOf(f.raw) };
+      yield { ms: f.ms, data: combined ? f.raw : payloadOf(f.raw), stream };
     }
   }
 
@@ -181,7 +185,9 @@ export class BinanceReplayServer extends LoopbackReplayServer {
     send: (text: string | Buffer, cb?: (err?: Error) => void) => void,
   ): Promise<void> {
     const speed = this.opts.speed ?? 1;
-    const resume = this.opts.resume ?? false;
+    const faults = this.faults;
+    // with faults the server is a live venue: one position shared by successive connections
+    const resume = (this.opts.resume ?? false) || faults !== null;
     const skip = resume ? this.cursor : 0;
     let index = 0; // position among frames of subscribed streams
     let inFlight = 0;
@@ -219,11 +225,31 @@ export class BinanceReplayServer extends LoopbackReplayServer {
         ? Promise.resolve()
         : new Promise<void>((r) => rawSocket!.once("drain", () => r()));
     };
+    /** Everything written so far has completed, so the cursor is exact (before a fault). */
+    const settle = async (lastIndex: number) => {
+      if (pendingFrames > 0) await flushPending(lastIndex);
+      while (inFlight > 0 && !isClosed()) await new Promise<void>((r) => (waiter = r));
+    };
+    /** Frames still to lose after a `drop-every=N:lost=M` cut. */
+    let losing = 0;
+    /** Loses frame `myIndex`; after the last one, the connection is cut. True when cut. */
+    const lose = (myIndex: number, stream: string): boolean => {
+      faults!.lost(stream);
+      if (myIndex + 1 > this.cursor) this.cursor = myIndex + 1;
+      if (--losing > 0) return false;
+      faults!.lostDone();
+      this.cut(ws);
+      return true;
+    };
     try {
       for await (const f of this.frames(subscribed, combined)) {
         if (isClosed()) return;
         const myIndex = index++;
         if (myIndex < skip) continue;
+        if (losing > 0) {
+          if (lose(myIndex, f.stream)) return;
+          continue;
+        }
         if (speed !== "max" && f.ms > 0) {
           if (t0Rec < 0) {
             t0Rec = f.ms;
@@ -233,6 +259,40 @@ export class BinanceReplayServer extends LoopbackReplayServer {
           const wait = due - Date.now();
           if (wait >= 1) await new Promise((r) => setTimeout(r, wait));
           if (isClosed()) return;
+        }
+        if (faults) {
+          const fault = faults.next(myIndex);
+          if (fault) {
+            await settle(myIndex - 1);
+            if (isClosed()) return;
+            if (fault.kind === "close") {
+              ws.close(fault.code, "fault injection");
+              return;
+            }
+            if (fault.kind === "drop") {
+              if (fault.lost === 0) {
+                this.cut(ws);
+                return;
+              }
+              losing = fault.lost;
+              if (lose(myIndex, f.stream)) return;
+              continue;
+            }
+            const stallMs = fault.durationMs;
+            await this.stall(ws, stallMs);
+            if (isClosed()) return;
+            t0Wall += stallMs;
+          }
+          const garbage = faults.garbage();
+          if (garbage !== null) {
+            if (speed === "max" && typeof f.data !== "string" && rawSocket) {
+              // in the same batched writes as the data frames, so the order holds
+              const g = Buffer.from(garbage);
+              pending.push(frameHeader(g.length), g);
+              pendingFrames++;
+            } else send(garbage);
+          }
+          faults.sent();
         }
         dataFrames++;
         if (speed === "max" && typeof f.data !== "string" && rawSocket) {
@@ -257,8 +317,13 @@ export class BinanceReplayServer extends LoopbackReplayServer {
         });
         if (inFlight >= MAX_IN_FLIGHT) await new Promise<void>((r) => (waiter = r));
       }
-      if (pendingFrames > 0) await flushPending(index - 1);
-      while (inFlight > 0 && !isClosed()) await new Promise<void>((r) => (waiter = r));
+      if (losing > 0) {
+        // the capture ended while frames were being lost: cut as the fault says
+        faults!.lostDone();
+        this.cut(ws);
+        return;
+      }
+      await settle(index - 1);
       if (isClosed()) return;
       sentOnConnection = this.totalSent - sendBefore;
       this.emit("end", { sent: sentOnConnection, dataFrames });

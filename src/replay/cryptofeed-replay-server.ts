@@ -76,6 +76,7 @@ export class CryptofeedReplayServer extends LoopbackReplayServer {
     const index = this.index!;
     const dialect = index.dialect;
     this.sockets.add(ws);
+    this.answerPings(ws);
     this.emit("connection", url);
     const sub: ClientSubscription = { requested: new Set(dialect.urlKeys(url)), version: 0 };
     const requested = sub.requested;
@@ -149,7 +150,9 @@ export class CryptofeedReplayServer extends LoopbackReplayServer {
     send: (text: string, cb?: (err?: Error) => void) => void,
   ): Promise<void> {
     const speed = this.opts.speed ?? 1;
-    const resume = this.opts.resume ?? false;
+    const faults = this.faults;
+    // with faults the server is a live venue: one position shared by successive connections
+    const resume = (this.opts.resume ?? false) || faults !== null;
     const skip = resume ? this.cursor : 0;
     const requested = sub.requested;
     let matched = this.matchedConnections(requested);
@@ -161,6 +164,19 @@ export class CryptofeedReplayServer extends LoopbackReplayServer {
     let t0Wall = 0;
     let t0Rec = -1;
     const sendBefore = this.totalSent;
+    const settle = async () => {
+      while (inFlight > 0 && !isClosed()) await new Promise<void>((r) => (waiter = r));
+    };
+    /** Frames still to lose after a `drop-every=N:lost=M` cut. */
+    let losing = 0;
+    const lose = (myIndex: number, stream: string): boolean => {
+      faults!.lost(stream);
+      if (myIndex + 1 > this.cursor) this.cursor = myIndex + 1;
+      if (--losing > 0) return false;
+      faults!.lostDone();
+      this.cut(ws);
+      return true;
+    };
     try {
       // lines of recorded connections this client does not match are skipped unparsed
       const accept = (raw: string) => {
@@ -180,6 +196,10 @@ export class CryptofeedReplayServer extends LoopbackReplayServer {
         if (key !== null && !keyRequested(requested, key)) continue;
         const myIndex = index++;
         if (myIndex < skip) continue;
+        if (losing > 0) {
+          if (lose(myIndex, key ?? line.conn)) return;
+          continue;
+        }
         const ms = typeof line.ts === "number" ? line.ts * 1000 : 0;
         if (speed !== "max" && ms > 0) {
           if (t0Rec < 0) {
@@ -189,6 +209,32 @@ export class CryptofeedReplayServer extends LoopbackReplayServer {
           const wait = t0Wall + (ms - t0Rec) / speed - Date.now();
           if (wait >= 1) await new Promise((r) => setTimeout(r, wait));
           if (isClosed()) return;
+        }
+        if (faults) {
+          const fault = faults.next(myIndex);
+          if (fault) {
+            await settle();
+            if (isClosed()) return;
+            if (fault.kind === "close") {
+              ws.close(fault.code, "fault injection");
+              return;
+            }
+            if (fault.kind === "drop") {
+              if (fault.lost === 0) {
+                this.cut(ws);
+                return;
+              }
+              losing = fault.lost;
+              if (lose(myIndex, key ?? line.conn)) return;
+              continue;
+            }
+            await this.stall(ws, fault.durationMs);
+            if (isClosed()) return;
+            t0Wall += fault.durationMs;
+          }
+          const garbage = faults.garbage();
+          if (garbage !== null) send(garbage);
+          faults.sent();
         }
         inFlight++;
         dataFrames++;
@@ -203,7 +249,12 @@ export class CryptofeedReplayServer extends LoopbackReplayServer {
         });
         if (inFlight >= MAX_IN_FLIGHT) await new Promise<void>((r) => (waiter = r));
       }
-      while (inFlight > 0 && !isClosed()) await new Promise<void>((r) => (waiter = r));
+      if (losing > 0) {
+        faults!.lostDone();
+        this.cut(ws);
+        return;
+      }
+      await settle();
       if (isClosed()) return;
       this.emit("end", { sent: this.totalSent - sendBefore, dataFrames });
     } catch (err) {

@@ -5,6 +5,7 @@
 import { EventEmitter } from "node:events";
 import type { AddressInfo } from "node:net";
 import { type WebSocket, WebSocketServer } from "ws";
+import { type FaultCounts, type FaultSpec, FaultState } from "./faults.js";
 
 export type ReplaySpeed = number | "max";
 
@@ -21,6 +22,8 @@ export interface ReplayServerOptions {
   startAt?: number;
   /** Incoming message limit per second before the connection is closed (Binance: 5). */
   maxIncomingPerSecond?: number;
+  /** Faults to inject (`--faults`, see `faults.ts`); implies `resume` (one position shared by connections). */
+  faults?: FaultSpec;
 }
 
 export interface ReplayServerEvents {
@@ -37,6 +40,10 @@ export interface ReplayServer extends EventEmitter<ReplayServerEvents> {
   readonly url: string;
   /** Messages written to sockets over all connections (data frames and replies). */
   readonly totalSent: number;
+  /** What was injected with `faults`, or null without faults. */
+  faultCounts(): FaultCounts | null;
+  /** Sets the callback run after each injected fault. */
+  onFault?(fn: () => void): void;
   stop(): Promise<void>;
 }
 
@@ -51,9 +58,68 @@ export abstract class LoopbackReplayServer extends EventEmitter<ReplayServerEven
   protected readonly sockets = new Set<WebSocket>();
   /** Messages written to sockets over all connections (data frames and replies). */
   totalSent = 0;
+  /** Fault injection state shared by the connections (null without `faults`). */
+  protected readonly faults: FaultState | null;
+  /** Connections in a `stall` fault: they answer no ping. */
+  protected readonly stalled = new WeakSet<WebSocket>();
 
   constructor(protected readonly opts: ReplayServerOptions) {
     super();
+    this.faults = opts.faults ? new FaultState(opts.faults) : null;
+  }
+
+  /** What was injected, or null without faults. */
+  faultCounts(): FaultCounts | null {
+    return this.faults?.counts ?? null;
+  }
+
+  /** Sets the callback run after each injected fault (the worker thread forwards the counts). */
+  onFault(fn: () => void): void {
+    if (this.faults) this.faults.onChange = fn;
+  }
+
+  /**
+   * With faults the server answers pings itself (`autoPong: false`): never with `no-pong`, not while
+   * the connection is stalled.
+   */
+  protected answerPings(ws: WebSocket): void {
+    const faults = this.faults;
+    if (!faults) return;
+    ws.on("ping", (data) => {
+      if (faults.answersPings && !this.stalled.has(ws)) ws.pong(data);
+      else faults.unansweredPing();
+    });
+  }
+
+  /**
+   * Cuts the TCP connection under `ws` without a WebSocket close (a `drop-every` fault): the client
+   * sees close 1006. A FIN after the data already written rather than a reset, so that every frame the
+   * server counted as sent arrives (a reset would also discard the client's unread bytes, which the
+   * fault counts could not account for).
+   */
+  protected cut(ws: WebSocket): void {
+    const socket = (ws as unknown as { _socket?: { end(): void } })._socket;
+    if (!socket) {
+      ws.terminate();
+      return;
+    }
+    socket.end();
+    setTimeout(() => ws.terminate(), 5000).unref();
+  }
+
+  /** Keeps `ws` silent for `ms` (a `stall` fault); resolves early when it closes. */
+  protected async stall(ws: WebSocket, ms: number): Promise<void> {
+    this.stalled.add(ws);
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        ws.off("close", done);
+        resolve();
+      }
+      ws.once("close", done);
+    });
+    this.stalled.delete(ws);
   }
 
   /** Loads or indexes the capture before listening. */
@@ -69,6 +135,7 @@ export abstract class LoopbackReplayServer extends EventEmitter<ReplayServerEven
       host: "127.0.0.1",
       port: this.opts.port ?? 0,
       perMessageDeflate: false,
+      autoPong: !this.faults, // with faults, see answerPings
     });
     await new Promise<void>((resolve, reject) => {
       wss.once("listening", resolve);

@@ -1,10 +1,12 @@
 /**
- * The replay server is killed mid-stream: the feed goes to ERROR, reconnects with exponential backoff
- * (1 s, 2 s, ... reset after a successful connection), resubscribes, and the store ends with every
- * frame the server sent (the test server resumes where the connection broke).
+ * The replay server is killed mid-stream: the feed goes to ERROR, reconnects with full-jitter
+ * exponential backoff (a delay in [0, base·2^(n−1)], the count reset once a connection stayed up for
+ * stableAfterMs), resubscribes, and the store ends with every frame the server sent (the test server
+ * resumes where the connection broke).
  */
 import { describe, expect, it } from "vitest";
 import type { ConnectionState } from "../../src/feed/connection.js";
+import { seededRandom } from "../../src/feed/liveness.js";
 import { BinanceReplayServer } from "../../src/replay/binance-replay-server.js";
 import { startRun } from "../../src/run.js";
 import { sharedData } from "../helpers/capture.js";
@@ -24,11 +26,14 @@ describe("reconnect with backoff after the venue dies", () => {
     let server = new BinanceReplayServer({ file: FILE, speed: 40, resume: true });
     const port = await server.start();
     const config = testConfig({ wsUrl: server.url, batchMaxWaitMs: 200 });
-    const run = await startRun(config, silentLogger());
+    const BASE = 200;
+    const run = await startRun(config, silentLogger(), {
+      liveness: { backoffInitialMs: BASE, stableAfterMs: 300, random: seededRandom(11) },
+    });
     const states: ConnectionState[] = [run.feed.connection.state];
-    const delays: number[] = [];
+    const attempts: { n: number; delay: number }[] = [];
     run.feed.connection.on("state", (s) => states.push(s));
-    run.feed.connection.on("reconnect", (_n, d) => delays.push(d));
+    run.feed.connection.on("reconnect", (n, delay) => attempts.push({ n, delay }));
     try {
       let ended: Promise<void> = Promise.resolve();
       for (let kill = 1; kill <= 2; kill++) {
@@ -37,12 +42,9 @@ describe("reconnect with backoff after the venue dies", () => {
         await waitFor(() => server.cursor > from + 2000, 30_000, "frames before the kill");
         await server.stop();
         const cursor = server.cursor;
-        await waitFor(
-          () => run.feed.connection.state === "ERROR" || run.feed.connection.state === "CONNECTING",
-          5000,
-        );
-        // down long enough for one refused attempt (1 s), then back on the same port
-        await new Promise((r) => setTimeout(r, 1500));
+        // down until at least one attempt was refused (a second reconnect scheduled), then back
+        const before = attempts.length;
+        await waitFor(() => attempts.length >= before + 2, 15_000, "a refused attempt");
         server = new BinanceReplayServer({
           file: FILE,
           port,
@@ -55,6 +57,8 @@ describe("reconnect with backoff after the venue dies", () => {
         ended = new Promise<void>((r) => s.once("end", () => r()));
         await server.start();
         await waitFor(() => run.feed.connection.state === "CONNECTED", 10_000, "reconnect");
+        // stays up past stableAfterMs: the backoff count resets before the next kill
+        await waitFor(() => run.feed.connection.backoffAttempt === 0, 10_000, "backoff reset");
       }
       await ended;
       const total = server.cursor;
@@ -76,9 +80,19 @@ describe("reconnect with backoff after the venue dies", () => {
       expect(Number(g.gaps)).toBe(0);
       expect(Number(g.dead)).toBe(0);
       expect(summary.reconnects).toBeGreaterThanOrEqual(4);
-      // backoff: 1 s then 2 s while the server is down; reset to 1 s after the connection recovered
-      expect(delays.slice(0, 2)).toEqual([1000, 2000]);
-      expect(delays[2]).toBe(1000);
+      // backoff: attempts 1, 2, ... while the server is down, each delay jittered in
+      // [0, BASE·2^(n−1)] (the seeded source gives exactly these); back to 1 after the recovery
+      const expected = seededRandom(11);
+      for (const a of attempts) {
+        const ceiling = BASE * 2 ** (a.n - 1);
+        expect(a.delay).toBe(Math.floor(expected() * (ceiling + 1)));
+        expect(a.delay).toBeLessThanOrEqual(ceiling);
+      }
+      const ns = attempts.map((a) => a.n);
+      expect(ns.slice(0, 2)).toEqual([1, 2]);
+      const second = ns.indexOf(1, 1); // the second outage starts again at attempt 1
+      expect(second).toBeGreaterThanOrEqual(2);
+      expect(ns.slice(second, second + 2)).toEqual([1, 2]);
       // state machine: CONNECTED → ERROR → CONNECTING → ... → CONNECTED
       const i = states.indexOf("ERROR");
       expect(i).toBeGreaterThan(0);

@@ -13,15 +13,21 @@ import { waitFor } from "../helpers/run.js";
 const FILE = sharedData("binance-spot/btcusdt_20240808.gz");
 
 describe("backoff", () => {
-  it("starts at 1 s, doubles, and caps at 60 s", () => {
+  it("ceiling starts at 1 s, doubles, and caps at 60 s; each delay is drawn in [0, ceiling]", () => {
+    const draws = [0, 0.999999, 0.5];
+    let i = 0;
     const c = new VenueConnection({
       url: "ws://127.0.0.1:1",
       onOpenMessages: () => [],
       maxMessagesPerSecond: 5,
+      random: () => draws[i++ % draws.length],
     });
-    expect([1, 2, 3, 4, 5, 6, 7, 8, 20].map((n) => c.backoffDelay(n))).toEqual([
+    expect([1, 2, 3, 4, 5, 6, 7, 8, 20].map((n) => c.backoffCeiling(n))).toEqual([
       1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000,
     ]);
+    // full jitter: the lowest draw gives 0, the highest the ceiling itself, a middle one half of it
+    expect([3, 3, 3].map((n) => c.backoffDelay(n))).toEqual([0, 4000, 2000]);
+    expect([20, 20, 20].map((n) => c.backoffDelay(n))).toEqual([0, 60000, 30000]);
   });
 });
 
