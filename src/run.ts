@@ -8,11 +8,13 @@ import { createBus } from "./bus/index.js";
 import { MemoryBus } from "./bus/memory.js";
 import type { RunConfig } from "./config.js";
 import type { FeedConfig } from "./config-feeds.js";
+import { backfillProblems } from "./feed/backfill.js";
 import type { Logger } from "./ops/logger.js";
 import { Metrics } from "./ops/metrics.js";
 import {
   type FeedHandle,
   type IngestCounts,
+  type IngestOptions,
   type PersistCounts,
   Publisher,
   startIngest,
@@ -50,6 +52,10 @@ export interface RunSummary {
   receive_ms: number;
   /** Peak resident set size, MiB. */
   max_rss_mb: number;
+  /** Sequence gaps detected (as `gaps`), those fully backfilled, and ids neither received nor backfilled. */
+  gaps_detected: number;
+  gaps_filled: number;
+  missing: number;
 }
 
 export interface RunningPipeline {
@@ -95,6 +101,10 @@ export interface RunHooks {
   resumeReplay?: boolean;
   /** Keep the replay server on the main thread (tests that drop its connections). */
   replayInProcess?: boolean;
+  /** Longest wait at shutdown for backfills in progress, ms (default 30000). */
+  backfillWaitMs?: number;
+  /** Backfill tuning (tests shrink its waits). */
+  backfillOptions?: IngestOptions["backfillOptions"];
 }
 
 /** Starts the all-in-one pipeline (`k2 run`) for a validated configuration. */
@@ -204,6 +214,8 @@ export async function startProcess(
     roles.serve && store
       ? startServing({ bus, store, metrics, logger, candleGraceMs: config.candleGraceMs })
       : null;
+  // gap detection resumes from the store: what was missed while this process was down is a gap too
+  const stored = roles.ingest && store ? await store.lastSequences() : [];
   const publisher = new Publisher(bus, logger);
   let firstFrameAt = 0;
   let lastFrameAt = 0;
@@ -226,6 +238,12 @@ export async function startProcess(
           if (firstFrameAt === 0) firstFrameAt = lastFrameAt;
         },
         backoffInitialMs: hooks.backoffInitialMs,
+        resumeFrom: stored.filter((l) => l.exchange === venue.exchange),
+        backfill: config.backfill,
+        // --rest-url, else the replay server's own REST emulation, else the venue's
+        restUrl:
+          config.restUrls?.[i] ?? (replayServers[i] ? replayServers[i]!.url.replace(/^ws:/, "http:") : null),
+        backfillOptions: hooks.backfillOptions,
       },
       publisher,
     ),
@@ -236,7 +254,7 @@ export async function startProcess(
   const app = await createHttpServer({
     metrics,
     health: async () => {
-      const problems: string[] = [];
+      const problems: string[] = [...backfillProblems(feeds.map((f) => f.backfill))];
       for (const f of feeds) {
         if (f.connection.state !== "CONNECTED") {
           problems.push(`feed ${f.venue.exchange} ${f.connection.state.toLowerCase()}`);
@@ -317,6 +335,16 @@ export async function startProcess(
     stopping = (async () => {
       logger.info({ reason }, "shutting down: stopping feed, draining bus, flushing store");
       await Promise.all(feeds.map((f) => f.connection.stop()));
+      // backfills in progress finish first (bounded), so their records are in the final flush
+      const backfillWaitMs = hooks.backfillWaitMs ?? 30_000;
+      const idle = await Promise.all(feeds.map((f) => f.backfill.waitIdle(backfillWaitMs)));
+      if (idle.includes(false)) {
+        logger.warn(
+          { backfillWaitMs },
+          "shutdown: backfills still running are stopped; their gaps stay open",
+        );
+      }
+      await Promise.all(feeds.map((f) => f.backfill.stop()));
       await publisher.flushWithin(60_000);
       await serving?.stop();
       // persist alone (k2 persist) finishes and acks its batch in flight; with ingest in the same
@@ -336,6 +364,9 @@ export async function startProcess(
         feeds.reduce((n, f) => n + f.connection.reconnects, 0),
       );
       summary.redeliveries = persist?.consumer.redeliveries() ?? 0;
+      summary.gaps_detected = summary.gaps;
+      summary.gaps_filled = feeds.reduce((n, f) => n + f.backfill.counts.filled, 0);
+      summary.missing = feeds.reduce((n, f) => n + f.backfill.missing, 0);
       summary.elapsed_ms = firstFrameAt ? Math.round(end - firstFrameAt) : 0;
       summary.receive_ms = firstFrameAt ? Math.round(lastFrameAt - firstFrameAt) : 0;
       summary.frames_per_s =
@@ -436,5 +467,8 @@ function summarize(
     receive_ms: 0,
     frames_per_s: 0,
     max_rss_mb: 0,
+    gaps_detected: 0,
+    gaps_filled: 0,
+    missing: 0,
   };
 }

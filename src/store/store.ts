@@ -45,7 +45,7 @@ export interface WriteResult {
 
 /**
  * The highest venue sequence stored for one (exchange, symbol, data type): what a restarted feed resumes
- * its gap detection from (`SequenceTracker.seed`).
+ * its gap detection from (`SequenceTracker.resume`).
  */
 export interface LastSequence {
   exchange: string;
