@@ -10,6 +10,8 @@ import { BackfillWorker, retryAfterMs } from "../../src/feed/backfill.js";
 import { createLogger } from "../../src/ops/logger.js";
 import { Metrics } from "../../src/ops/metrics.js";
 import { BinanceReplayServer } from "../../src/replay/binance-replay-server.js";
+import { readCryptofeed } from "../../src/replay/cryptofeed.js";
+import { CryptofeedReplayServer } from "../../src/replay/cryptofeed-replay-server.js";
 import { toUnits, unitsToString } from "../../src/schema/decimal.js";
 import type { SequenceGap, TradeV2 } from "../../src/schema/records.js";
 import { BinanceNormalizer, binance } from "../../src/venues/binance.js";
@@ -183,6 +185,46 @@ describe("gap backfill from the Binance REST emulation", () => {
       await banned.stop();
     }
   }, 30_000);
+
+  it("fills an aggTrade gap from aggTrades of a cryptofeed Binance recording, as the stream maps it", async () => {
+    const rec = sharedData("cryptofeed/BINANCE.jsonl.gz");
+    const cf = new CryptofeedReplayServer({ file: rec });
+    await cf.start();
+    try {
+      const streamedAgg: TradeV2[] = [];
+      const n = new BinanceNormalizer(
+        {
+          trade: (r) => streamedAgg.push(r),
+          quote: () => undefined,
+          deadLetter: () => undefined,
+          gap: () => undefined,
+          control: () => undefined,
+        },
+        { symbols: ["NKNUSDT"], streams: ["aggTrade"] },
+      );
+      for await (const l of readCryptofeed(rec, (x) => x.includes('nknusdt@aggTrade\\",\\"data'))) {
+        if (l.data) n.normalize(l.data, 1);
+      }
+      expect(streamedAgg).toHaveLength(1);
+      const id = streamedAgg[0].source_sequence!;
+      const { w, records, reports } = worker(binance, cf.restUrl);
+      const g = { ...gap(id, id, "aggtrades"), symbol: "NKNUSDT" };
+      w.enqueue(g);
+      expect(await w.waitIdle(10_000)).toBe(true);
+      expect(reports).toEqual([{ ...g, status: "filled", backfilled: 1 }]);
+      const { ingestion_timestamp: _a, platform_sequence: _b, vendor_data: v, ...rest } = records[0];
+      const { ingestion_timestamp: _c, platform_sequence: _d, vendor_data: sv, ...srest } = streamedAgg[0];
+      expect(rest).toEqual(srest);
+      expect(v).toEqual({
+        first_trade_id: sv.first_trade_id,
+        last_trade_id: sv.last_trade_id,
+        is_best_match: sv.is_best_match,
+        source: "rest_backfill",
+      });
+    } finally {
+      await cf.stop();
+    }
+  });
 
   it("reads Retry-After as seconds or an HTTP date", () => {
     expect(retryAfterMs("3", 1000)).toBe(3000);
