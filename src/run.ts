@@ -24,6 +24,7 @@ import { indexRecording, symbolsOfKeys } from "./replay/cryptofeed.js";
 import { detectCaptureFormat, REPLAY_SERVERS } from "./replay/index.js";
 import type { ReplayServer } from "./replay/replay-server.js";
 import { WorkerReplayServer } from "./replay/replay-worker.js";
+import type { SequenceGap } from "./schema/records.js";
 import { createHttpServer, listen } from "./serve/http.js";
 import { type GatewayService, registerLiveServing } from "./serve/live-serving.js";
 import { type Serving, startServing } from "./serve/serving.js";
@@ -52,7 +53,10 @@ export interface RunSummary {
   receive_ms: number;
   /** Peak resident set size, MiB. */
   max_rss_mb: number;
-  /** Sequence gaps detected (as `gaps`), those fully backfilled, and ids neither received nor backfilled. */
+  /**
+   * Sequence gaps detected (as `gaps`, plus open gaps of an earlier run taken over), those fully
+   * backfilled, and venue ids neither received nor backfilled.
+   */
   gaps_detected: number;
   gaps_filled: number;
   missing: number;
@@ -249,6 +253,7 @@ export async function startProcess(
     ),
   );
   const feed = feeds[0] ?? null;
+  if (roles.ingest && store && config.backfill) await resumeOpenGaps(store, feeds, logger);
 
   let gateway: GatewayService | undefined;
   const app = await createHttpServer({
@@ -364,7 +369,8 @@ export async function startProcess(
         feeds.reduce((n, f) => n + f.connection.reconnects, 0),
       );
       summary.redeliveries = persist?.consumer.redeliveries() ?? 0;
-      summary.gaps_detected = summary.gaps;
+      // detected by this run, plus gaps an earlier run left open and this one took over
+      summary.gaps_detected = summary.gaps + feeds.reduce((n, f) => n + f.backfill.counts.resumed, 0);
       summary.gaps_filled = feeds.reduce((n, f) => n + f.backfill.counts.filled, 0);
       summary.missing = feeds.reduce((n, f) => n + f.backfill.missing, 0);
       summary.elapsed_ms = firstFrameAt ? Math.round(end - firstFrameAt) : 0;
@@ -398,6 +404,32 @@ export async function startProcess(
     stop,
     replayDone,
   };
+}
+
+/**
+ * Gaps an earlier run left `open` (it stopped or died mid-backfill) are handed to the backfill of
+ * their exchange's feed again, oldest first (the 1000 most recent at most).
+ */
+async function resumeOpenGaps(store: Store, feeds: FeedHandle[], logger: Logger): Promise<void> {
+  const rows = await store.query(
+    `SELECT exchange, symbol, data_type, from_sequence, to_sequence, detected_at FROM sequence_gaps
+     WHERE status = 'open' ORDER BY detected_at DESC LIMIT 1000`,
+  );
+  let n = 0;
+  for (const r of rows.reverse()) {
+    const f = feeds.find((x) => x.venue.exchange === r.exchange);
+    if (!f) continue;
+    f.backfill.resume({
+      exchange: String(r.exchange),
+      symbol: String(r.symbol),
+      data_type: r.data_type as SequenceGap["data_type"],
+      from_sequence: Number(r.from_sequence),
+      to_sequence: Number(r.to_sequence),
+      detected_at: Number(r.detected_at),
+    });
+    n++;
+  }
+  if (n > 0) logger.info({ gaps: n }, "open sequence gaps of an earlier run handed to the backfill");
 }
 
 /** Ingest counts of several feeds, added up. */

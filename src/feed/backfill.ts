@@ -26,6 +26,8 @@ import type { RestBackfill, Venue } from "../venues/venue.js";
 export interface BackfillCounts {
   /** Gaps handed to the worker. */
   gaps: number;
+  /** Of those, gaps an earlier run left `open` (stopped mid-backfill), handed over again at start. */
+  resumed: number;
   filled: number;
   partial: number;
   unfillable: number;
@@ -98,6 +100,7 @@ const sizeOf = (g: SequenceGap) => g.to_sequence - g.from_sequence + 1;
 export class BackfillWorker {
   readonly counts: BackfillCounts = {
     gaps: 0,
+    resumed: 0,
     filled: 0,
     partial: 0,
     unfillable: 0,
@@ -141,6 +144,12 @@ export class BackfillWorker {
   /** Gaps waiting or being filled. */
   get pending(): number {
     return this.pendingGaps;
+  }
+
+  /** Queues a gap an earlier run left `open` (read from the store at start). */
+  resume(gap: SequenceGap): void {
+    this.counts.resumed++;
+    this.enqueue(gap);
   }
 
   /** Queues a detected gap; one that cannot be backfilled is reported `unfillable` at once. */

@@ -9,6 +9,7 @@ import { describe, expect, it } from "vitest";
 import { BinanceReplayServer } from "../../src/replay/binance-replay-server.js";
 import { startRun } from "../../src/run.js";
 import { DuckDBStore } from "../../src/store/duckdb.js";
+import { emptyBatch } from "../../src/store/store.js";
 import { framesWhere, sharedData } from "../helpers/capture.js";
 import { silentLogger, testConfig, waitFor } from "../helpers/run.js";
 
@@ -135,4 +136,61 @@ describe("restart: sequence state survives, the gap is backfilled", () => {
       await s.close();
     }
   }, 120_000);
+
+  it("takes over a gap an earlier run left open (stopped mid-backfill) and fills it", async () => {
+    const first = 3_735_683_259;
+    const config = testConfig({ batchMaxWaitMs: 200 });
+    const seed = new DuckDBStore({ path: config.db });
+    await seed.init();
+    await seed.write({
+      ...emptyBatch(),
+      gaps: [
+        {
+          exchange: "BINANCE",
+          symbol: "BTCUSDT",
+          data_type: "trades",
+          from_sequence: first + 100,
+          to_sequence: first + 199,
+          detected_at: 1,
+        },
+      ],
+    });
+    await seed.close();
+    // the stream delivers only the capture's last frames (none of the gap's trades)
+    const server = new BinanceReplayServer({ file: FILE, speed: "max", resume: true, startAt: 37_000 });
+    await server.start();
+    const run = await startRun(
+      testConfig({ db: config.db, wsUrl: server.url, batchMaxWaitMs: 200, restUrls: [server.restUrl] }),
+      silentLogger(),
+    );
+    let summary: Awaited<ReturnType<typeof run.stop>>;
+    try {
+      await waitFor(
+        async () => {
+          const [g] = await run.store.query("SELECT status FROM sequence_gaps");
+          return g.status === "filled";
+        },
+        30_000,
+        "the open gap filled",
+      );
+    } finally {
+      summary = await run.stop("test done");
+      await server.stop();
+    }
+    expect(summary).toMatchObject({ gaps: 0, gaps_detected: 1, gaps_filled: 1, missing: 0 });
+    const s = new DuckDBStore({ path: config.db, readOnly: true });
+    await s.init();
+    try {
+      const [t] = await s.query(
+        `SELECT count(*) AS n, min(source_sequence) AS lo, max(source_sequence) AS hi FROM trades_v2
+         WHERE vendor_data->>'source' = 'rest_backfill'`,
+      );
+      expect(t).toEqual({ n: "100", lo: String(first + 100), hi: String(first + 199) });
+      expect(await s.query("SELECT status, backfilled FROM sequence_gaps")).toEqual([
+        { status: "filled", backfilled: "100" },
+      ]);
+    } finally {
+      await s.close();
+    }
+  }, 60_000);
 });
