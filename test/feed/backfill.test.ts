@@ -6,7 +6,7 @@
  * backfillable without a request.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BackfillWorker, retryAfterMs } from "../../src/feed/backfill.js";
+import { BackfillWorker, backfillProblems, retryAfterMs } from "../../src/feed/backfill.js";
 import { createLogger } from "../../src/ops/logger.js";
 import { Metrics } from "../../src/ops/metrics.js";
 import { BinanceReplayServer } from "../../src/replay/binance-replay-server.js";
@@ -224,6 +224,15 @@ describe("gap backfill from the Binance REST emulation", () => {
     } finally {
       await cf.stop();
     }
+  });
+
+  it("names a ban in /health with the time left and the gaps waiting", () => {
+    const { w } = worker(binance, server.restUrl);
+    expect(backfillProblems([w])).toEqual([]);
+    w.bannedUntil = 1_000_000 + 90_500;
+    expect(backfillProblems([w], 1_000_000)).toEqual([
+      "backfill of BINANCE banned by the venue (HTTP 418) for 91 s more; 0 gaps waiting",
+    ]);
   });
 
   it("reads Retry-After as seconds or an HTTP date", () => {
