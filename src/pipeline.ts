@@ -305,6 +305,7 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
       );
       publisher.push(gapMessage(gap));
       if (opts.backfill ?? true) handle.backfill.enqueue(gap);
+      else handle.backfill.skip(gap);
     },
     control(kind: string) {
       handle.control++;

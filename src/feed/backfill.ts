@@ -152,6 +152,12 @@ export class BackfillWorker {
     this.enqueue(gap);
   }
 
+  /** Counts a gap that is not to be filled (`--no-backfill`): its ids stay missing, its row `open`. */
+  skip(gap: SequenceGap): void {
+    this.counts.gaps++;
+    this.counts.missing += sizeOf(gap);
+  }
+
   /** Queues a detected gap; one that cannot be backfilled is reported `unfillable` at once. */
   enqueue(gap: SequenceGap): void {
     this.counts.gaps++;

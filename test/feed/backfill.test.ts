@@ -226,6 +226,14 @@ describe("gap backfill from the Binance REST emulation", () => {
     }
   });
 
+  it("counts a gap it is told not to fill (--no-backfill) as missing, without a request or an outcome", () => {
+    const before = server.rest.stats.requests;
+    const { w, reports } = worker(binance, server.restUrl);
+    w.skip(gap(FIRST_ID, FIRST_ID + 9));
+    expect([w.missing, w.counts.gaps, w.pending, reports.length]).toEqual([10, 1, 0, 0]);
+    expect(server.rest.stats.requests).toBe(before);
+  });
+
   it("names a ban in /health with the time left and the gaps waiting", () => {
     const { w } = worker(binance, server.restUrl);
     expect(backfillProblems([w])).toEqual([]);
