@@ -60,6 +60,10 @@ export interface RunFlags {
   faults?: string;
   /** Seed of the fault injection PRNG (`--faults-seed`). */
   faultsSeed?: string;
+  /** REST base URL(s) of the gap backfill, one per exchange (commander: `--rest-url`). */
+  restUrl?: string;
+  /** False with `--no-backfill`. */
+  backfill?: boolean;
 }
 
 /** Validated configuration of `k2 run`. */
@@ -99,12 +103,39 @@ export interface RunConfig {
   backoffMaxMs: number;
   /** Faults the replay servers inject (`--faults`, `--faults-seed`), or null. */
   faults: FaultSpec | null;
+  /**
+   * REST base URL of each feed's gap backfill, in `feeds` order; null: the replay server's own
+   * (`http://127.0.0.1:PORT`) when replaying, else the venue's (`https://api.binance.com`).
+   */
+  restUrls: (string | null)[];
+  /** Fill trade gaps from the venue's REST API (`--no-backfill`: report them only). */
+  backfill: boolean;
+}
+
+/**
+ * `--rest-url` (env `K2_REST_URL`): one http(s) URL, or with several exchanges one per exchange in
+ * `--exchange` order.
+ * @throws {ConfigError} naming `--rest-url`
+ */
+function resolveRestUrls(raw: string | undefined, feeds: number): (string | null)[] {
+  if (raw === undefined || raw.trim() === "") return Array.from({ length: feeds }, () => null);
+  const urls = feeds > 1 ? raw.split(",").map((u) => u.trim()) : [raw.trim()];
+  if (urls.length !== feeds) {
+    throw new ConfigError(
+      `--rest-url: ${feeds} exchanges need ${feeds} URLs (one per exchange, in --exchange order), got ${urls.length}`,
+    );
+  }
+  for (const u of urls) {
+    if (!/^https?:\/\/[^\s/]+/.test(u))
+      throw new ConfigError(`--rest-url: expected an http:// or https:// URL, got "${u}"`);
+  }
+  return urls;
 }
 
 /**
  * Builds the run configuration from flags and `env` (`K2_EXCHANGE`, `K2_SYMBOLS`, `K2_STREAMS`, `K2_DB`,
  * `K2_HTTP_PORT`, `K2_HTTP_HOST`, `K2_WS_URL`, `K2_BATCH_SIZE`, `K2_BATCH_MAX_WAIT_MS`,
- * `K2_MAX_BATCH_SIZE`, `K2_CANDLE_GRACE_MS`).
+ * `K2_MAX_BATCH_SIZE`, `K2_CANDLE_GRACE_MS`, `K2_REST_URL`).
  * @throws {ConfigError} naming the flag at fault
  */
 export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = process.env): RunConfig {
@@ -214,5 +245,7 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
       flags.backoffMaxMs ?? env.K2_BACKOFF_MAX_MS ?? 60_000,
     ),
     faults,
+    restUrls: resolveRestUrls(flags.restUrl ?? env.K2_REST_URL, feeds.length),
+    backfill: flags.backfill ?? true,
   };
 }

@@ -15,6 +15,7 @@
  */
 import type { Bus, BusMessage, Consumer } from "./bus/bus.js";
 import { topicKind } from "./bus/bus.js";
+import { type BackfillOptions, BackfillWorker } from "./feed/backfill.js";
 import {
   type ConnectionState,
   type LivenessOverrides,
@@ -35,7 +36,13 @@ import {
 } from "./schema/records.js";
 import { emptyBatch, type Store, type WriteBatch } from "./store/store.js";
 import { deadLetterOf } from "./venues/mapping.js";
-import type { NormalizedSink, Subscription, Venue } from "./venues/venue.js";
+import {
+  type NormalizedSink,
+  SequenceTracker,
+  type StoredSequence,
+  type Subscription,
+  type Venue,
+} from "./venues/venue.js";
 
 /** Counters reported by `--exit-at-end` and at shutdown. */
 export interface IngestCounts {
@@ -63,6 +70,8 @@ export interface FeedHandle {
   counts: IngestCounts;
   /** Control frames (acks, heartbeats). */
   control: number;
+  /** Fills this feed's sequence gaps from the venue's REST API (reports every gap's outcome). */
+  backfill: BackfillWorker;
 }
 
 export interface IngestOptions {
@@ -79,6 +88,17 @@ export interface IngestOptions {
   backoffInitialMs?: number;
   /** Liveness deadlines and backoff overrides (`--ping-interval-ms`, ..., tests). */
   liveness?: LivenessOverrides;
+  /**
+   * The last venue sequences already stored for this venue (a restarted `k2 run`): gap detection
+   * resumes from them, so what was missed while down is a gap too.
+   */
+  resumeFrom?: readonly StoredSequence[];
+  /** Fill trade gaps from the venue's REST API (default true). */
+  backfill?: boolean;
+  /** REST base URL of the backfill (default: the venue's own, `https://api.binance.com`). */
+  restUrl?: string | null;
+  /** Backfill tuning (tests shrink the waits). */
+  backfillOptions?: Pick<BackfillOptions, "maxAttempts" | "retryDelayMs" | "maxWaitMs" | "requestTimeoutMs">;
 }
 
 /**
@@ -235,7 +255,20 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
     reported.rejected = counts.rejected;
   });
   const venueLatency = metrics.venueLatencySeconds.labels(exchange);
-  const handle: FeedHandle = { venue, connection: null as unknown as VenueConnection, counts, control: 0 };
+  const handle: FeedHandle = {
+    venue,
+    connection: null as unknown as VenueConnection,
+    counts,
+    control: 0,
+    backfill: null as unknown as BackfillWorker,
+  };
+  const gapMessage = (gap: SequenceGap): BusMessage => ({
+    topic: gapTopic,
+    key: gap.symbol,
+    // the outcome is a message of its own (the bus deduplicates by id)
+    id: `${gap.exchange}/${gap.symbol}/${gap.data_type}/${gap.from_sequence}${gap.status && gap.status !== "open" ? `/${gap.status}` : ""}`,
+    value: gap,
+  });
 
   const sink: NormalizedSink = {
     trade(record: TradeV2, dataType: "trades" | "aggtrades") {
@@ -278,12 +311,9 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
         },
         `sequence gap: ${gap.to_sequence - gap.from_sequence + 1} missing`,
       );
-      publisher.push({
-        topic: gapTopic,
-        key: gap.symbol,
-        id: `${gap.exchange}/${gap.symbol}/${gap.data_type}/${gap.from_sequence}`,
-        value: gap,
-      });
+      publisher.push(gapMessage(gap));
+      if (opts.backfill ?? true) handle.backfill.enqueue(gap);
+      else handle.backfill.skip(gap);
     },
     control(kind: string) {
       handle.control++;
@@ -293,6 +323,31 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
   };
 
   const normalizer = venue.createNormalizer(sink, opts.subscription);
+  if (opts.resumeFrom?.length && normalizer.resumeSequences) {
+    normalizer.resumeSequences(opts.resumeFrom);
+    logger.info(
+      { exchange, sequences: opts.resumeFrom.map((l) => `${l.data_type}/${l.symbol}@${l.sequence}`) },
+      "gap detection resumes from the last stored venue sequences",
+    );
+  }
+  const ownSequences = new SequenceTracker();
+  const sequences = normalizer.sequences ?? ownSequences;
+  handle.backfill = new BackfillWorker({
+    venue,
+    baseUrl: opts.restUrl ?? venue.backfill?.defaultRestUrl ?? "",
+    publish: (record, dataType) =>
+      publisher.push({
+        topic: dataType === "trades" ? tradeTopic : aggTopic,
+        key: record.symbol,
+        id: record.message_id,
+        value: record,
+      }),
+    report: (gap) => publisher.push(gapMessage(gap)),
+    platformSequence: (symbol) => sequences.nextPlatformSequence(symbol),
+    metrics,
+    logger,
+    ...opts.backfillOptions,
+  });
   const conn = new VenueConnection({
     ...venue.connection(opts.wsUrl, opts.subscription),
     ...(opts.backoffInitialMs !== undefined ? { backoffInitialMs: opts.backoffInitialMs } : {}),

@@ -8,6 +8,7 @@ import { createBus } from "./bus/index.js";
 import { MemoryBus } from "./bus/memory.js";
 import type { RunConfig } from "./config.js";
 import type { FeedConfig } from "./config-feeds.js";
+import { backfillProblems } from "./feed/backfill.js";
 import type { LivenessOverrides } from "./feed/connection.js";
 import { feedLivenessProblems } from "./feed/liveness.js";
 import type { Logger } from "./ops/logger.js";
@@ -15,6 +16,7 @@ import { Metrics } from "./ops/metrics.js";
 import {
   type FeedHandle,
   type IngestCounts,
+  type IngestOptions,
   type PersistCounts,
   Publisher,
   startIngest,
@@ -25,6 +27,7 @@ import { type FaultCounts, snapshotCounts } from "./replay/faults.js";
 import { detectCaptureFormat, REPLAY_SERVERS } from "./replay/index.js";
 import type { ReplayServer } from "./replay/replay-server.js";
 import { WorkerReplayServer } from "./replay/replay-worker.js";
+import type { SequenceGap } from "./schema/records.js";
 import { createHttpServer, listen } from "./serve/http.js";
 import { type GatewayService, registerLiveServing } from "./serve/live-serving.js";
 import { type Serving, startServing } from "./serve/serving.js";
@@ -55,6 +58,13 @@ export interface RunSummary {
   receive_ms: number;
   /** Peak resident set size, MiB. */
   max_rss_mb: number;
+  /**
+   * Sequence gaps detected (as `gaps`, plus open gaps of an earlier run taken over), those fully
+   * backfilled, and venue ids neither received nor backfilled.
+   */
+  gaps_detected: number;
+  gaps_filled: number;
+  missing: number;
 }
 
 export interface RunningPipeline {
@@ -102,6 +112,10 @@ export interface RunHooks {
   replayInProcess?: boolean;
   /** Liveness and backoff overrides of every feed connection (tests: seeded jitter, stableAfterMs). */
   liveness?: LivenessOverrides;
+  /** Longest wait at shutdown for backfills in progress, ms (default 30000). */
+  backfillWaitMs?: number;
+  /** Backfill tuning (tests shrink its waits). */
+  backfillOptions?: IngestOptions["backfillOptions"];
 }
 
 /** Starts the all-in-one pipeline (`k2 run`) for a validated configuration. */
@@ -216,6 +230,8 @@ export async function startProcess(
     roles.serve && store
       ? startServing({ bus, store, metrics, logger, candleGraceMs: config.candleGraceMs })
       : null;
+  // gap detection resumes from the store: what was missed while this process was down is a gap too
+  const stored = roles.ingest && store ? await store.lastSequences() : [];
   const publisher = new Publisher(bus, logger);
   let firstFrameAt = 0;
   let lastFrameAt = 0;
@@ -239,17 +255,24 @@ export async function startProcess(
         },
         backoffInitialMs: hooks.backoffInitialMs,
         liveness: { ...config.liveness, backoffMaxMs: config.backoffMaxMs, ...hooks.liveness },
+        resumeFrom: stored.filter((l) => l.exchange === venue.exchange),
+        backfill: config.backfill,
+        // --rest-url, else the replay server's own REST emulation, else the venue's
+        restUrl:
+          config.restUrls?.[i] ?? (replayServers[i] ? replayServers[i]!.url.replace(/^ws:/, "http:") : null),
+        backfillOptions: hooks.backfillOptions,
       },
       publisher,
     ),
   );
   const feed = feeds[0] ?? null;
+  if (roles.ingest && store && config.backfill) await resumeOpenGaps(store, feeds, logger);
 
   let gateway: GatewayService | undefined;
   const app = await createHttpServer({
     metrics,
     health: async () => {
-      const problems: string[] = [];
+      const problems: string[] = [...backfillProblems(feeds.map((f) => f.backfill))];
       for (const f of feeds) {
         if (f.connection.state !== "CONNECTED") {
           problems.push(`feed ${f.venue.exchange} ${f.connection.state.toLowerCase()}`);
@@ -351,6 +374,16 @@ export async function startProcess(
     stopping = (async () => {
       logger.info({ reason }, "shutting down: stopping feed, draining bus, flushing store");
       await Promise.all(feeds.map((f) => f.connection.stop()));
+      // backfills in progress finish first (bounded), so their records are in the final flush
+      const backfillWaitMs = hooks.backfillWaitMs ?? 30_000;
+      const idle = await Promise.all(feeds.map((f) => f.backfill.waitIdle(backfillWaitMs)));
+      if (idle.includes(false)) {
+        logger.warn(
+          { backfillWaitMs },
+          "shutdown: backfills still running are stopped; their gaps stay open",
+        );
+      }
+      await Promise.all(feeds.map((f) => f.backfill.stop()));
       await publisher.flushWithin(60_000);
       await serving?.stop();
       // persist alone (k2 persist) finishes and acks its batch in flight; with ingest in the same
@@ -371,6 +404,10 @@ export async function startProcess(
       );
       summary.redeliveries = persist?.consumer.redeliveries() ?? 0;
       summary.faults = sumFaults(replayServers);
+      // detected by this run, plus gaps an earlier run left open and this one took over
+      summary.gaps_detected = summary.gaps + feeds.reduce((n, f) => n + f.backfill.counts.resumed, 0);
+      summary.gaps_filled = feeds.reduce((n, f) => n + f.backfill.counts.filled, 0);
+      summary.missing = feeds.reduce((n, f) => n + f.backfill.missing, 0);
       summary.elapsed_ms = firstFrameAt ? Math.round(end - firstFrameAt) : 0;
       summary.receive_ms = firstFrameAt ? Math.round(lastFrameAt - firstFrameAt) : 0;
       summary.frames_per_s =
@@ -427,6 +464,32 @@ function sumFaults(servers: (ReplayServer | null)[]): FaultCounts | null {
       total.lost_by_stream[k] = (total.lost_by_stream[k] ?? 0) + n;
   }
   return total;
+}
+
+/**
+ * Gaps an earlier run left `open` (it stopped or died mid-backfill) are handed to the backfill of
+ * their exchange's feed again, oldest first (the 1000 most recent at most).
+ */
+async function resumeOpenGaps(store: Store, feeds: FeedHandle[], logger: Logger): Promise<void> {
+  const rows = await store.query(
+    `SELECT exchange, symbol, data_type, from_sequence, to_sequence, detected_at FROM sequence_gaps
+     WHERE status = 'open' ORDER BY detected_at DESC LIMIT 1000`,
+  );
+  let n = 0;
+  for (const r of rows.reverse()) {
+    const f = feeds.find((x) => x.venue.exchange === r.exchange);
+    if (!f) continue;
+    f.backfill.resume({
+      exchange: String(r.exchange),
+      symbol: String(r.symbol),
+      data_type: r.data_type as SequenceGap["data_type"],
+      from_sequence: Number(r.from_sequence),
+      to_sequence: Number(r.to_sequence),
+      detected_at: Number(r.detected_at),
+    });
+    n++;
+  }
+  if (n > 0) logger.info({ gaps: n }, "open sequence gaps of an earlier run handed to the backfill");
 }
 
 /** Ingest counts of several feeds, added up. */
@@ -497,5 +560,8 @@ function summarize(
     receive_ms: 0,
     frames_per_s: 0,
     max_rss_mb: 0,
+    gaps_detected: 0,
+    gaps_filled: 0,
+    missing: 0,
   };
 }

@@ -52,7 +52,10 @@ export function registerReplayServer(program: Command): void {
       server.on("connection", (path) => logger.info({ path }, "replay connection"));
       server.on("end", (info) => logger.info(info, "replay finished for a connection"));
       server.onFault?.(() => logger.info({ faults: server.faultCounts() }, "fault injected"));
-      logger.info({ url: `ws://127.0.0.1:${bound}`, file, speed }, "replay server listening");
+      logger.info(
+        { url: `ws://127.0.0.1:${bound}`, rest_url: `http://127.0.0.1:${bound}`, file, speed },
+        "replay server listening",
+      );
       process.stdout.write(`${JSON.stringify({ url: `ws://127.0.0.1:${bound}`, port: bound })}\n`);
       await onSignal();
       await server.stop();

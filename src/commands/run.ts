@@ -74,6 +74,11 @@ function registerProcess(
         "--replay <file>",
         "replay a capture through an in-process replay server instead of the live venue (one file per exchange, in order)",
       )
+      .option(
+        "--rest-url <url>",
+        "venue REST base URL of the gap backfill, one per exchange (env K2_REST_URL; default per venue, with --replay the replay server's)",
+      )
+      .option("--no-backfill", "report sequence gaps without filling them from the venue's REST API")
       .option("--speed <x>", "replay pace: 1, 10, ... or max", "max")
       .option(
         "--exit-at-end",
@@ -180,6 +185,9 @@ function registerProcess(
       }
       if (roles.ingest) {
         line.gaps = summary.gaps;
+        line.gaps_detected = summary.gaps_detected;
+        line.gaps_filled = summary.gaps_filled;
+        line.missing = summary.missing;
         line.elapsed_ms = summary.elapsed_ms;
         line.receive_ms = summary.receive_ms;
         line.frames_per_s = summary.frames_per_s;

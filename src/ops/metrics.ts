@@ -126,6 +126,26 @@ export class Metrics {
     collect: () => this.runHooks(),
   });
 
+  // --- gap backfill (engineer C: src/feed/backfill.ts) ---
+  readonly backfillRecords = new Counter({
+    name: "k2_backfill_records_total",
+    help: "Records recovered from the venue's REST API to fill sequence gaps",
+    labelNames: ["exchange"],
+    registers: [this.registry],
+  });
+  readonly backfillRequests = new Counter({
+    name: "k2_backfill_requests_total",
+    help: "Backfill REST requests, by result: ok, rate_limited (429), banned (418), error",
+    labelNames: ["exchange", "result"],
+    registers: [this.registry],
+  });
+  readonly gapsUnfilled = new Gauge({
+    name: "k2_gaps_unfilled",
+    help: "Sequence gaps detected by this process whose records are not (or not yet) all recovered",
+    labelNames: ["exchange"],
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: "k2_process_" });

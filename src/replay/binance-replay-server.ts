@@ -9,6 +9,9 @@
  * `speed` (`max`: as fast as the client reads). Like Binance, a connection sending more than 5
  * messages per second is closed.
  *
+ * Plain HTTP GETs on the same port get Binance's REST API for the capture's trades (`binance-rest.ts`),
+ * so a gap backfill can run against the replay.
+ *
  * With `resume: true` the server keeps a cursor of frames whose write completed, and a new connection
  * continues from it: a test can kill connections mid-stream and check nothing the server sent is lost.
  *
@@ -16,8 +19,10 @@
  * garbage frames and closes; the cursor is shared as in `resume` mode, as a live venue's stream is.
  */
 import { stat } from "node:fs/promises";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { WebSocket } from "ws";
+import { BinanceRestEmulator } from "./binance-rest.js";
 import { type LoadedCapture, loadCapture, PRELOAD_MAX_BYTES, readCapture } from "./capture.js";
 import { LoopbackReplayServer, type ReplayServerOptions } from "./replay-server.js";
 
@@ -54,6 +59,19 @@ export class BinanceReplayServer extends LoopbackReplayServer {
   constructor(opts: ReplayServerOptions) {
     super(opts);
     this.cursor = opts.startAt ?? 0;
+  }
+
+  /** Binance REST emulation over the same capture (`/api/v3/historicalTrades`, `/api/v3/aggTrades`). */
+  readonly rest = new BinanceRestEmulator(
+    () =>
+      (async function* (file: string) {
+        for await (const f of readCapture(file)) yield f.raw;
+      })(this.opts.file),
+    this.opts.rest,
+  );
+
+  protected override handleHttp(req: IncomingMessage, res: ServerResponse): void {
+    this.rest.handle(req, res);
   }
 
   /** Loads the capture into memory when small enough (see {@link PRELOAD_MAX_BYTES}). */

@@ -18,9 +18,11 @@
  * `end` is emitted once a connection has been sent everything it matched, with the count of messages
  * sent on it; `totalSent` counts every message whose write completed, over all connections.
  */
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { WebSocket } from "ws";
 import { getVenue } from "../venues/registry.js";
 import type { ReplayDialect } from "../venues/venue.js";
+import { BinanceRestEmulator } from "./binance-rest.js";
 import {
   connOfLine,
   indexRecording,
@@ -65,6 +67,22 @@ export class CryptofeedReplayServer extends LoopbackReplayServer {
    */
   protected async prepare(): Promise<void> {
     this.index = await indexRecording(this.opts.file, (exchange) => getVenue(exchange.toLowerCase())?.replay);
+  }
+
+  /** Binance REST emulation over the recording's `aggTrade` / `trade` frames (Binance recordings only). */
+  private rest: BinanceRestEmulator | null = null;
+
+  /** Binance recordings also answer `/api/v3/aggTrades` and `/api/v3/historicalTrades` (`binance-rest.ts`). */
+  protected override handleHttp(req: IncomingMessage, res: ServerResponse): void {
+    if (this.exchange !== "BINANCE") {
+      super.handleHttp(req, res);
+      return;
+    }
+    const file = this.opts.file;
+    this.rest ??= new BinanceRestEmulator(async function* () {
+      for await (const l of readCryptofeed(file, isRecvLine)) if (l.data) yield l.data;
+    }, this.opts.rest);
+    this.rest.handle(req, res);
   }
 
   /** Exchange recorded (`COINBASE`), after `start()`. */

@@ -3,6 +3,7 @@
  * speak the venue's WebSocket protocol, report when a connection has been sent the whole capture.
  */
 import { EventEmitter } from "node:events";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { type WebSocket, WebSocketServer } from "ws";
 import { type FaultCounts, type FaultSpec, FaultState } from "./faults.js";
@@ -24,6 +25,20 @@ export interface ReplayServerOptions {
   maxIncomingPerSecond?: number;
   /** Faults to inject (`--faults`, see `faults.ts`); implies `resume` (one position shared by connections). */
   faults?: FaultSpec;
+  /** REST emulation limits (request weight per window, bans), for servers that answer REST GETs. */
+  rest?: RestLimits;
+}
+
+/** Request-weight limits of a replay server's REST emulation (defaults: Binance spot's). */
+export interface RestLimits {
+  /** Request weight allowed per window (Binance spot: 6000 per minute). */
+  weightPerWindow?: number;
+  /** Window length, ms (default 60000; tests shrink it). */
+  windowMs?: number;
+  /** Requests made while already rate-limited (after a 429 in the window) before a 418 ban (default 3). */
+  banAfter?: number;
+  /** Length of a 418 ban, ms (default 120000, Binance's first ban). */
+  banMs?: number;
 }
 
 export interface ReplayServerEvents {
@@ -128,22 +143,44 @@ export abstract class LoopbackReplayServer extends EventEmitter<ReplayServerEven
   /** Serves one client connection opened at `url` (path and query). */
   protected abstract serve(ws: WebSocket, url: string): void;
 
-  /** Prepares the capture, then listens on 127.0.0.1; resolves with the port. */
+  /**
+   * Answers a plain HTTP request (not a WebSocket upgrade) on the same port: a subclass emulating the
+   * venue's REST API overrides it. Default: 404.
+   */
+  protected handleHttp(_req: IncomingMessage, res: ServerResponse): void {
+    res.writeHead(404, { "content-type": "application/json" }).end('{"error":"not found"}');
+  }
+
+  private http: Server | null = null;
+
+  /**
+   * Prepares the capture, then listens on 127.0.0.1 (an HTTP server: WebSocket upgrades go to the `ws`
+   * server, plain requests to {@link handleHttp}); resolves with the port.
+   */
   async start(): Promise<number> {
     await this.prepare();
+    const http = createServer((req, res) => this.handleHttp(req, res));
     const wss = new WebSocketServer({
-      host: "127.0.0.1",
-      port: this.opts.port ?? 0,
+      server: http,
       perMessageDeflate: false,
       autoPong: !this.faults, // with faults, see answerPings
     });
     await new Promise<void>((resolve, reject) => {
-      wss.once("listening", resolve);
-      wss.once("error", reject);
+      http.once("error", reject);
+      http.listen(this.opts.port ?? 0, "127.0.0.1", () => {
+        http.off("error", reject);
+        resolve();
+      });
     });
     wss.on("connection", (ws, req) => this.serve(ws, req.url ?? "/"));
     this.wss = wss;
-    return (wss.address() as AddressInfo).port;
+    this.http = http;
+    return (http.address() as AddressInfo).port;
+  }
+
+  /** http:// base URL of this server's REST emulation (same port as {@link url}). */
+  get restUrl(): string {
+    return this.url.replace(/^ws:/, "http:");
   }
 
   /** ws:// base URL of this server. */
@@ -168,5 +205,11 @@ export abstract class LoopbackReplayServer extends EventEmitter<ReplayServerEven
     const wss = this.wss;
     this.wss = null;
     if (wss) await new Promise<void>((resolve) => wss.close(() => resolve()));
+    const http = this.http;
+    this.http = null;
+    if (http) {
+      http.closeAllConnections(); // REST clients keep connections alive
+      await new Promise<void>((resolve) => http.close(() => resolve()));
+    }
   }
 }

@@ -101,7 +101,19 @@ export interface SequenceGap {
   to_sequence: number;
   /** µs since epoch UTC. */
   detected_at: number;
+  /**
+   * Outcome of the backfill (absent = `open`): `open` detected, backfill pending or running; `filled`
+   * every missing record was recovered from the venue's REST API; `partial` some were; `unfillable`
+   * none could be (quotes and per-connection frame sequences have no REST history, or the venue
+   * returned nothing).
+   */
+  status?: GapStatus;
+  /** Records recovered by the backfill (absent = 0). */
+  backfilled?: number;
 }
+
+/** Backfill outcome of a sequence gap (see {@link SequenceGap.status}). */
+export type GapStatus = "open" | "filled" | "partial" | "unfillable";
 
 const decimalString = z.string().regex(/^-?(0|[1-9]\d{0,9})\.\d{8}$/, "DECIMAL(18,8) canonical string");
 const micros = z.number().int().nonnegative();

@@ -17,7 +17,15 @@ import { basename } from "node:path";
 import { type DuckDBAppender, type DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
 import type { CandleV2 } from "../schema/candles.js";
 import type { QuoteV2, TradeV2 } from "../schema/records.js";
-import type { Row, Store, WriteBatch, WriteResult } from "./store.js";
+import {
+  LAST_SEQUENCES_SQL,
+  type LastSequence,
+  type Row,
+  type Store,
+  toLastSequence,
+  type WriteBatch,
+  type WriteResult,
+} from "./store.js";
 
 const TRADE_COLUMNS = `
   message_id UUID NOT NULL,
@@ -90,7 +98,21 @@ const MIGRATIONS: string[] = [
     first_trade_id VARCHAR NOT NULL,
     last_trade_id VARCHAR NOT NULL,
     PRIMARY KEY (exchange, symbol, "interval", interval_start))`,
+  // backfill outcome of each gap (rows of older files read as `open`, nothing backfilled)
+  `ALTER TABLE sequence_gaps ADD COLUMN IF NOT EXISTS status VARCHAR DEFAULT 'open'`,
+  `ALTER TABLE sequence_gaps ADD COLUMN IF NOT EXISTS backfilled BIGINT DEFAULT 0`,
 ];
+
+/**
+ * Upsert of one gap: an outcome (`status` other than `open`) replaces the stored one when it differs;
+ * an `open` report of a gap already held changes nothing.
+ */
+const UPSERT_GAP = `INSERT INTO sequence_gaps
+    (exchange, symbol, data_type, from_sequence, to_sequence, detected_at, status, backfilled)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+  ON CONFLICT DO UPDATE SET status = excluded.status, backfilled = excluded.backfilled
+  WHERE excluded.status <> 'open'
+    AND (excluded.status <> sequence_gaps.status OR excluded.backfilled <> sequence_gaps.backfilled)`;
 
 const STAGE_CANDLES = `CREATE TEMP TABLE IF NOT EXISTS stage_candles (
   exchange VARCHAR, symbol VARCHAR, asset_class VARCHAR, "interval" VARCHAR, interval_start BIGINT,
@@ -298,17 +320,16 @@ export class DuckDBStore implements Store {
           await c.run("BEGIN TRANSACTION");
           begun = true;
         }
-        const r = await c.run(
-          "INSERT INTO sequence_gaps VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-          [
-            g.exchange,
-            g.symbol,
-            g.data_type,
-            BigInt(g.from_sequence),
-            BigInt(g.to_sequence),
-            BigInt(g.detected_at),
-          ],
-        );
+        const r = await c.run(UPSERT_GAP, [
+          g.exchange,
+          g.symbol,
+          g.data_type,
+          BigInt(g.from_sequence),
+          BigInt(g.to_sequence),
+          BigInt(g.detected_at),
+          g.status ?? "open",
+          BigInt(g.backfilled ?? 0),
+        ]);
         result.gaps += Number(r.rowsChanged);
         total++;
       }
@@ -339,6 +360,11 @@ export class DuckDBStore implements Store {
       const reader = await this.readConn.runAndReadAll(sql, params.length ? params : undefined);
       return reader.getRowObjectsJson() as Row[];
     });
+  }
+
+  async lastSequences(): Promise<LastSequence[]> {
+    const rows = await this.query(LAST_SEQUENCES_SQL);
+    return rows.map(toLastSequence);
   }
 
   async check(): Promise<string | null> {

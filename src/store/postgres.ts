@@ -28,7 +28,8 @@
  *   keys `ON CONFLICT DO NOTHING RETURNING` and only the quotes whose key was new go into quotes_v2.
  *   Dropping old quote partitions should be paired with `DELETE FROM quote_keys WHERE "timestamp" < X`.
  * - dead_letters (message_id) and sequence_gaps (exchange, symbol, data_type, from_sequence) are small
- *   and not partitioned.
+ *   and not partitioned; a gap's `status` and `backfilled` count (migration 4) are upserted when its
+ *   backfill finishes.
  * - candles_v2 (closed OHLCV candles of the live aggregator, migration 3): PRIMARY KEY (exchange, symbol,
  *   "interval", interval_start), not partitioned (one row per symbol and interval, not per trade).
  *   NUMERIC(18,8) open/high/low/close/vwap, NUMERIC(38,8) volume, NUMERIC(38,16) quote_volume (exact
@@ -56,7 +57,15 @@ import { pipeline } from "node:stream/promises";
 import postgres from "postgres";
 import type { CandleV2 } from "../schema/candles.js";
 import type { DeadLetter, QuoteV2, SequenceGap, TradeV2 } from "../schema/records.js";
-import type { Row, Store, WriteBatch, WriteResult } from "./store.js";
+import {
+  LAST_SEQUENCES_SQL,
+  type LastSequence,
+  type Row,
+  type Store,
+  toLastSequence,
+  type WriteBatch,
+  type WriteResult,
+} from "./store.js";
 
 /** How market tables are partitioned by time. */
 export type Partitioning = "timescaledb" | "native";
@@ -211,6 +220,15 @@ const MIGRATIONS: Migration[] = [
         PRIMARY KEY (exchange, symbol, "interval", interval_start))`);
     },
   },
+  {
+    version: 4,
+    name: "sequence_gaps: backfill status and records backfilled",
+    async up(tx) {
+      await tx.unsafe(`ALTER TABLE sequence_gaps
+        ADD COLUMN IF NOT EXISTS status TEXT NOT NULL DEFAULT 'open',
+        ADD COLUMN IF NOT EXISTS backfilled BIGINT NOT NULL DEFAULT 0`);
+    },
+  },
 ];
 
 /** The latest migration version this code knows. */
@@ -257,10 +275,22 @@ const UNNEST_QUOTES = QUOTES_FROM(`unnest($1::uuid[], $2::text[], $3::text[], $4
 const UNNEST_DEAD_LETTERS = `INSERT INTO dead_letters (message_id, exchange, source, reason, raw, received_at)
   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[])
   ON CONFLICT DO NOTHING`;
+/**
+ * Gaps are upserted: an outcome (`status` other than `open`) replaces the stored status and count when
+ * they differ; an `open` report of a gap already held changes nothing. `DISTINCT ON` keeps one report
+ * per gap of the batch (an outcome before an `open` one, then the most records backfilled), as an
+ * `ON CONFLICT DO UPDATE` may not touch one row twice.
+ */
 const UNNEST_GAPS = `INSERT INTO sequence_gaps
-  (exchange, symbol, data_type, from_sequence, to_sequence, detected_at)
-  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[])
-  ON CONFLICT DO NOTHING`;
+  (exchange, symbol, data_type, from_sequence, to_sequence, detected_at, status, backfilled)
+  SELECT DISTINCT ON (exchange, symbol, data_type, from_sequence) *
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::text[], $8::int8[])
+    AS s(exchange, symbol, data_type, from_sequence, to_sequence, detected_at, status, backfilled)
+  ORDER BY exchange, symbol, data_type, from_sequence, (status = 'open'), backfilled DESC
+  ON CONFLICT (exchange, symbol, data_type, from_sequence) DO UPDATE SET
+    status = excluded.status, backfilled = excluded.backfilled
+  WHERE excluded.status <> 'open'
+    AND (excluded.status <> sequence_gaps.status OR excluded.backfilled <> sequence_gaps.backfilled)`;
 
 /**
  * Upsert of closed candles from 16 parallel arrays. `DISTINCT ON` keeps, per key, the candle with the
@@ -534,6 +564,11 @@ export class PostgresStore implements Store {
     });
   }
 
+  async lastSequences(): Promise<LastSequence[]> {
+    const rows = await this.query(LAST_SEQUENCES_SQL);
+    return rows.map(toLastSequence);
+  }
+
   /**
    * Null when the server answers within 2 s and accepts writes (not a hot standby), else the reason.
    */
@@ -668,6 +703,8 @@ async function insertGaps(tx: Tx, gaps: SequenceGap[]): Promise<number> {
     gaps.map((g) => g.from_sequence),
     gaps.map((g) => g.to_sequence),
     gaps.map((g) => g.detected_at),
+    gaps.map((g) => g.status ?? "open"),
+    gaps.map((g) => g.backfilled ?? 0),
   ];
   const r = await tx.unsafe(UNNEST_GAPS, cols as never[], { prepare: true });
   return r.count;

@@ -17,6 +17,11 @@ export interface WriteBatch {
   aggTrades: TradeV2[];
   quotes: QuoteV2[];
   deadLetters: DeadLetter[];
+  /**
+   * Sequence gaps, upserted by (exchange, symbol, data_type, from_sequence): a gap reported with an
+   * outcome (`status` other than `open`) replaces the stored status and `backfilled` count; an `open`
+   * report of a gap already held changes nothing (a duplicate).
+   */
   gaps: SequenceGap[];
   /**
    * Closed OHLCV candles for `candles_v2` (optional: absent in batches without candles). A store
@@ -38,6 +43,36 @@ export interface WriteResult {
   duplicates: number;
 }
 
+/**
+ * The highest venue sequence stored for one (exchange, symbol, data type): what a restarted feed resumes
+ * its gap detection from (`SequenceTracker.resume`).
+ */
+export interface LastSequence {
+  exchange: string;
+  symbol: string;
+  /** `trades` (from trades_v2) or `aggtrades` (from agg_trades_v2). */
+  data_type: "trades" | "aggtrades";
+  /** max(source_sequence): Binance trade id `t` / aggregate id `a`, Kraken v2 trade id. */
+  sequence: number;
+}
+
+/** Highest source_sequence per (exchange, symbol) of both trade tables (SQL both stores run). */
+export const LAST_SEQUENCES_SQL = `SELECT exchange, symbol, 'trades' AS data_type, max(source_sequence) AS sequence
+    FROM trades_v2 WHERE source_sequence IS NOT NULL GROUP BY exchange, symbol
+  UNION ALL
+  SELECT exchange, symbol, 'aggtrades' AS data_type, max(source_sequence) AS sequence
+    FROM agg_trades_v2 WHERE source_sequence IS NOT NULL GROUP BY exchange, symbol`;
+
+/** A row of the last-sequences query (BIGINT as string or number) as a {@link LastSequence}. */
+export function toLastSequence(r: Record<string, unknown>): LastSequence {
+  return {
+    exchange: String(r.exchange),
+    symbol: String(r.symbol),
+    data_type: r.data_type === "aggtrades" ? "aggtrades" : "trades",
+    sequence: Number(r.sequence),
+  };
+}
+
 /** A row as JSON-safe values: DECIMAL and BIGINT columns come back as strings. */
 export type Row = Record<string, unknown>;
 
@@ -56,6 +91,11 @@ export interface Store {
    * JSON-safe rows. Never interpolate values into `sql`.
    */
   query(sql: string, params?: (string | number | boolean | null)[]): Promise<Row[]>;
+  /**
+   * The highest `source_sequence` per (exchange, symbol) in trades_v2 and agg_trades_v2 (rows without a
+   * sequence are ignored), in one query. Order unspecified.
+   */
+  lastSequences(): Promise<LastSequence[]>;
   /** Null when the store is writable, else the reason it is not. */
   check(): Promise<string | null>;
   close(): Promise<void>;

@@ -15,13 +15,16 @@ import type { ConnectionOptions } from "../feed/connection.js";
 import { deterministicMessageId } from "../schema/message-id.js";
 import type { DataType, QuoteV2, TradeV2 } from "../schema/records.js";
 import { quoteCurrency } from "../schema/records.js";
-import { currencyOf, decimalOf, fail, Reject, vendorString } from "./mapping.js";
+import { asObject, currencyOf, decimalOf, fail, Reject, vendorString } from "./mapping.js";
 import {
+  type BackfillContext,
   type FrameNormalizer,
   type NormalizedSink,
   type ReplayDialect,
+  type RestBackfill,
   replayKey,
   SequenceTracker,
+  type StoredSequence,
   type Subscription,
   type Venue,
 } from "./venue.js";
@@ -102,6 +105,10 @@ export class BinanceNormalizer implements FrameNormalizer {
     sub: Subscription,
   ) {
     this.subscribed = new Set(binanceStreamNames(sub));
+  }
+
+  resumeSequences(last: readonly StoredSequence[]): void {
+    for (const l of last) this.sequences.resume(`${l.data_type}/${l.symbol}`, l.sequence);
   }
 
   normalize(raw: string, receivedAtUs: number): void {
@@ -290,6 +297,79 @@ export const binanceReplayDialect: ReplayDialect = {
   },
 };
 
+/** Binance REST request weights (spot rest-api.md, "Market Data endpoints"). */
+export const BINANCE_REST_WEIGHT = { historicalTrades: 25, aggTrades: 4 } as const;
+/** Binance spot REQUEST_WEIGHT limit per minute and IP (exchangeInfo `rateLimits`). */
+export const BINANCE_WEIGHT_PER_MINUTE = 6000;
+
+/** historicalTrades fields that are mapped to columns; the rest land in vendor_data. */
+const REST_TRADE_MAPPED = new Set(["id", "price", "qty", "time", "isBuyerMaker"]);
+const REST_TRADE_NAMES: Record<string, string> = { quoteQty: "quote_quantity", isBestMatch: "is_best_match" };
+
+/**
+ * One REST trade as a TradeV2 with the streamed trade's message id, trade id and columns.
+ * historicalTrades `{id,price,qty,quoteQty,time,isBuyerMaker,isBestMatch}`; aggTrades
+ * `{a,p,q,f,l,T,m,M}` (the stream's aggTrade fields without `e`, `E`, `s`).
+ * @throws {Reject} on a missing or malformed field
+ */
+function restTrade(item: unknown, ctx: BackfillContext): TradeV2 {
+  const data = asObject(item) ?? fail("REST trade is not an object");
+  const trades = ctx.dataType === "trades";
+  const id = trades ? intField(data, "id", "trade id") : intField(data, "a", "aggregate trade id");
+  const price = decimalField(data, trades ? "price" : "p", "price");
+  const quantity = decimalField(data, trades ? "qty" : "q", "quantity");
+  const timeMs = intField(data, trades ? "time" : "T", "trade time");
+  const m = data[trades ? "isBuyerMaker" : "m"];
+  if (typeof m !== "boolean") fail(`missing buyer-is-maker flag (${trades ? "isBuyerMaker" : "m"})`);
+  const symbol = ctx.symbol;
+  return {
+    message_id: deterministicMessageId(`${EXCHANGE}/${ctx.dataType}/${symbol}/${id}`),
+    trade_id: `${EXCHANGE}-${id}`,
+    symbol,
+    exchange: EXCHANGE,
+    asset_class: "crypto",
+    timestamp: timeMs * 1000,
+    price,
+    quantity,
+    currency: currencyOf(symbol),
+    side: m ? "SELL" : "BUY",
+    trade_conditions: [],
+    source_sequence: id,
+    ingestion_timestamp: ctx.receivedAtUs,
+    platform_sequence: ctx.platformSequence(symbol),
+    vendor_data: {
+      ...(trades ? vendorData(data, REST_TRADE_MAPPED, REST_TRADE_NAMES) : vendorData(data, AGG_MAPPED)),
+      source: "rest_backfill",
+    },
+  };
+}
+
+/**
+ * Binance REST backfill (spot rest-api.md): `GET /api/v3/historicalTrades?symbol=&fromId=&limit=`
+ * (weight 25) for `trade` gaps and `GET /api/v3/aggTrades?symbol=&fromId=&limit=` (weight 4) for
+ * `aggTrade` gaps, at most 1000 records a page from `fromId` inclusive, in id order. Used weight comes
+ * back in `X-MBX-USED-WEIGHT-1M`; 429 (and 418 after repeated violations) carry `Retry-After` seconds.
+ */
+export const binanceRestBackfill: RestBackfill = {
+  defaultRestUrl: "https://api.binance.com",
+  dataTypes: ["trades", "aggtrades"],
+  pageLimit: 1000,
+  weightPerMinute: BINANCE_WEIGHT_PER_MINUTE,
+  usedWeightHeader: "x-mbx-used-weight-1m",
+  request(baseUrl, symbol, dataType, fromId, limit) {
+    const path = dataType === "trades" ? "historicalTrades" : "aggTrades";
+    const q = new URLSearchParams({ symbol, fromId: String(fromId), limit: String(limit) });
+    return {
+      url: `${baseUrl.replace(/\/+$/, "")}/api/v3/${path}?${q}`,
+      weight: BINANCE_REST_WEIGHT[path],
+    };
+  },
+  records(body, ctx) {
+    if (!Array.isArray(body)) fail("REST response is not an array");
+    return body.map((item) => restTrade(item, ctx));
+  },
+};
+
 /** The Binance Spot venue. */
 export const binance: Venue = {
   exchange: EXCHANGE,
@@ -352,4 +432,5 @@ export const binance: Venue = {
     return new BinanceNormalizer(sink, sub);
   },
   replay: binanceReplayDialect,
+  backfill: binanceRestBackfill,
 };

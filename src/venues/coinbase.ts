@@ -11,7 +11,11 @@
  *   always subscribed (one frame per second) to keep the connection open;
  * - every frame is an envelope `{"channel","client_id","timestamp","sequence_num","events":[..]}` and
  *   `sequence_num` numbers all frames of one connection, whatever their channel, from 0: a skipped
- *   number is a lost frame (reported as a sequence gap of data type `frames`);
+ *   number is a lost frame (reported as a sequence gap of data type `frames`). Such gaps are not
+ *   backfillable (the venue has no `backfill`): the number says neither which channel nor which product
+ *   the lost frame carried, and Coinbase's REST market trades (`GET /api/v3/brokerage/market/products/
+ *   {product_id}/ticker`) page by time (`start`/`end`, most recent `limit`), not by sequence or trade id,
+ *   so a range of missing frames cannot be asked for; they are stored `unfillable`;
  * - `market_trades` events `{"type":"snapshot"|"update","trades":[{"product_id","trade_id","price",
  *   "size","time","side"}]}`; `ticker` events `{"type","tickers":[{"product_id","price",..,"best_bid",
  *   "best_bid_quantity","best_ask","best_ask_quantity"}]}`; errors `{"type":"error","message":..}`.

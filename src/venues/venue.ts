@@ -32,6 +32,69 @@ export interface FrameNormalizer {
    * `sequence_num`, Kraken v1 channel ids) starts over. Optional.
    */
   connectionOpened?(): void;
+  /**
+   * Seeds gap detection with the last venue sequences already stored (a restarted `k2 run`): the first
+   * new id above `sequence + 1` is then a gap from `sequence + 1`, and ids at or below it are not.
+   * Entries are this venue's (the caller filters by exchange). Optional: venues whose sequences restart
+   * per connection (Coinbase `sequence_num`) have nothing to resume.
+   */
+  resumeSequences?(last: readonly StoredSequence[]): void;
+  /** The normalizer's sequence tracker (platform sequences of backfilled records come from it too). */
+  readonly sequences?: SequenceTracker;
+}
+
+/** The highest venue sequence stored for a symbol and data type (from the store, at start). */
+export interface StoredSequence {
+  symbol: string;
+  data_type: "trades" | "aggtrades";
+  sequence: number;
+}
+
+/** One REST request of a backfill: the URL to GET and its request weight (Binance weights). */
+export interface BackfillRequest {
+  url: string;
+  weight: number;
+}
+
+/** What a backfill mapper needs besides the response body. */
+export interface BackfillContext {
+  symbol: string;
+  dataType: "trades" | "aggtrades";
+  /** Receipt time of the response, µs since epoch (the records' ingestion_timestamp). */
+  receivedAtUs: number;
+  /** Next platform_sequence of a symbol (the feed's own counter). */
+  platformSequence(symbol: string): number;
+}
+
+/**
+ * How a venue's REST API fills a sequence gap of trades: a URL builder and a response mapper, paged
+ * by venue id (`fromId`). Used by the backfill worker (`src/feed/backfill.ts`).
+ */
+export interface RestBackfill {
+  /** Live REST base URL (`https://api.binance.com`). */
+  defaultRestUrl: string;
+  /** Data types whose gaps it can fill. */
+  dataTypes: readonly ("trades" | "aggtrades")[];
+  /** Most records one page returns (Binance: 1000). */
+  pageLimit: number;
+  /** The venue's request-weight budget per minute (Binance spot: 6000 per IP). */
+  weightPerMinute: number;
+  /** Response header carrying the weight used in the current minute (`x-mbx-used-weight-1m`). */
+  usedWeightHeader?: string;
+  /** The page of up to `limit` records from venue id `fromId` (inclusive). */
+  request(
+    baseUrl: string,
+    symbol: string,
+    dataType: "trades" | "aggtrades",
+    fromId: number,
+    limit: number,
+  ): BackfillRequest;
+  /**
+   * Maps a response body (parsed JSON) to records with `source_sequence` set and
+   * `vendor_data.source = "rest_backfill"`, with the same message ids the stream gives.
+   * @throws {import("./mapping.js").Reject} when the body or a record does not have the documented shape
+   */
+  records(body: unknown, ctx: BackfillContext): TradeV2[];
 }
 
 /**
@@ -96,6 +159,8 @@ export interface Venue {
   createNormalizer(sink: NormalizedSink, sub: Subscription): FrameNormalizer;
   /** How a replay server speaks this venue's protocol (recordings of it can then be replayed). */
   replay?: ReplayDialect;
+  /** REST backfill of trade gaps; absent when the venue's REST API cannot fill its gaps. */
+  backfill?: RestBackfill;
 }
 
 /**
@@ -139,6 +204,15 @@ export class SequenceTracker {
     }
     this.last.set(key, seq);
     return [prev + 1, seq - 1];
+  }
+
+  /**
+   * Seeds the last sequence of `key` (from the store, at start) unless a higher one was already seen:
+   * the next `observe` reports a gap from `seq + 1`.
+   */
+  resume(key: string, seq: number): void {
+    const prev = this.last.get(key);
+    if (prev === undefined || seq > prev) this.last.set(key, seq);
   }
 
   /** Forgets the last sequence of `key` (a new connection numbers its frames from the start again). */

@@ -450,6 +450,65 @@ export function storeContract(name: string, harness: StoreHarness): void {
       });
     });
 
+    it("reads the highest stored venue sequence per exchange, symbol and trade table", async () => {
+      expect(await store.lastSequences()).toEqual([]);
+      await store.write(
+        batch({
+          // out of order, a second symbol, an aggregate stream, a trade without a venue sequence
+          trades: [
+            trade(5),
+            trade(9),
+            trade(2),
+            trade(3, { symbol: "ETHUSDT", source_sequence: 1_520_538_925 }),
+            trade(4, { exchange: "KRAKEN", symbol: "XBT/USD", trade_id: "KRAKEN-x", source_sequence: null }),
+          ],
+          aggTrades: [trade(1, {}, "aggtrades"), trade(7, {}, "aggtrades")],
+          quotes: [quote(1)],
+        }),
+      );
+      const got = await store.lastSequences();
+      const order = (a: { data_type: string; symbol: string }, b: { data_type: string; symbol: string }) =>
+        `${a.data_type}/${a.symbol}`.localeCompare(`${b.data_type}/${b.symbol}`);
+      expect(got.sort(order)).toEqual([
+        { exchange: "BINANCE", symbol: "BTCUSDT", data_type: "aggtrades", sequence: 3_735_683_259 + 7 },
+        { exchange: "BINANCE", symbol: "BTCUSDT", data_type: "trades", sequence: 3_735_683_259 + 9 },
+        { exchange: "BINANCE", symbol: "ETHUSDT", data_type: "trades", sequence: 1_520_538_925 },
+      ]);
+    });
+
+    it("upserts a gap's backfill outcome: open first, then filled; an open report never undoes it", async () => {
+      const statusOf = async () =>
+        (
+          await store.query(
+            "SELECT from_sequence, status, backfilled FROM sequence_gaps ORDER BY from_sequence",
+          )
+        ).map((r) => ({ from: Number(r.from_sequence), status: r.status, backfilled: Number(r.backfilled) }));
+      const g = gap(1);
+      const n = g.to_sequence - g.from_sequence + 1;
+      expect((await store.write(batch({ gaps: [g] }))).gaps).toBe(1);
+      expect(await statusOf()).toEqual([{ from: g.from_sequence, status: "open", backfilled: 0 }]);
+      // the outcome replaces the open row
+      const filled = { ...g, status: "filled" as const, backfilled: n };
+      expect(core(await store.write(batch({ gaps: [filled] })))).toMatchObject({ gaps: 1, duplicates: 0 });
+      expect(await statusOf()).toEqual([{ from: g.from_sequence, status: "filled", backfilled: n }]);
+      // the same outcome again, or a late open report, is a duplicate
+      expect(core(await store.write(batch({ gaps: [filled, g] })))).toMatchObject({ gaps: 0, duplicates: 2 });
+      expect(await statusOf()).toEqual([{ from: g.from_sequence, status: "filled", backfilled: n }]);
+      // a gap detected and settled within one batch (either order) keeps its outcome
+      const h = gap(2);
+      const k = gap(3);
+      await store.write(
+        batch({
+          gaps: [h, { ...h, status: "partial", backfilled: 2 }, { ...k, status: "unfillable" }, k],
+        }),
+      );
+      expect(await statusOf()).toEqual([
+        { from: g.from_sequence, status: "filled", backfilled: n },
+        { from: h.from_sequence, status: "partial", backfilled: 2 },
+        { from: k.from_sequence, status: "unfillable", backfilled: 0 },
+      ]);
+    });
+
     it("initialises an existing database again without changing it (idempotent migrations)", async () => {
       const b = batch({ trades: [trade(1)], quotes: [quote(1)], gaps: [gap(1)] });
       await store.write(b);

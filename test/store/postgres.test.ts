@@ -38,14 +38,20 @@ describe("postgres store", () => {
       { version: 1, n: "1" },
       { version: 2, n: "1" },
       { version: 3, n: "1" },
+      { version: 4, n: "1" },
     ]);
   });
 
   it("applies only the missing migrations to a database at an older version", async () => {
-    // back to version 1: without migration 2's indexes and migration 3's candles_v2
+    // back to version 1: without migration 2's indexes, migration 3's candles_v2 and migration 4's gap
+    // status columns, with a gap row written by that version
     await store.query("DROP INDEX trades_v2_symbol_time, agg_trades_v2_symbol_time, quotes_v2_symbol_time");
     await store.query("DROP TABLE candles_v2");
-    await store.query("DELETE FROM k2_migrations WHERE version IN (2, 3)");
+    await store.query("ALTER TABLE sequence_gaps DROP COLUMN status, DROP COLUMN backfilled");
+    await store.query(
+      "INSERT INTO sequence_gaps VALUES ('BINANCE', 'BTCUSDT', 'trades', 10, 14, 1723075200000000)",
+    );
+    await store.query("DELETE FROM k2_migrations WHERE version IN (2, 3, 4)");
     const upgrade = new PostgresStore({ url: db.url, max: 1 });
     await upgrade.init();
     await upgrade.close();
@@ -60,14 +66,19 @@ describe("postgres store", () => {
     const [candles] = await store.query("SELECT to_regclass('candles_v2') IS NOT NULL AS e");
     expect(candles.e).toBe(true);
     const versions = await store.query("SELECT version FROM k2_migrations ORDER BY version");
-    expect(versions.map((r) => r.version)).toEqual([1, 2, 3]);
+    expect(versions.map((r) => r.version)).toEqual([1, 2, 3, 4]);
+    // the old gap row reads as open, nothing backfilled
+    expect(await store.query("SELECT from_sequence, status, backfilled FROM sequence_gaps")).toEqual([
+      { from_sequence: "10", status: "open", backfilled: "0" },
+    ]);
+    await store.query("DELETE FROM sequence_gaps");
   });
 
   it("refuses a database migrated by a newer k2", async () => {
     await store.query("INSERT INTO k2_migrations (version, name) VALUES (99, 'from the future')");
     const old = new PostgresStore({ url: db.url, max: 1 });
     try {
-      await expect(old.init()).rejects.toThrow(/schema version 99 is newer than this k2 knows \(3\)/);
+      await expect(old.init()).rejects.toThrow(/schema version 99 is newer than this k2 knows \(4\)/);
     } finally {
       await old.close();
       await store.query("DELETE FROM k2_migrations WHERE version = 99");
@@ -149,7 +160,7 @@ describe("postgres store", () => {
     await ro.init();
     try {
       const [r] = await ro.query("SELECT count(*) AS n FROM k2_migrations");
-      expect(r.n).toBe("3");
+      expect(r.n).toBe("4");
       await expect(ro.query("DELETE FROM trades_v2")).rejects.toThrow(/read-only transaction/);
       await expect(ro.write(emptyBatch())).rejects.toThrow(/read-only/);
       expect(await ro.check()).toBeNull();

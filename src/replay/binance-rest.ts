@@ -1,0 +1,269 @@
+/**
+ * Binance REST emulation from a capture, so the gap backfill runs against a replay server exactly as
+ * against `https://api.binance.com`:
+ *
+ * - `GET /api/v3/historicalTrades?symbol=&fromId=&limit=` (weight 25): the recorded `@trade` frames as
+ *   `[{id,price,qty,quoteQty,time,isBuyerMaker,isBestMatch}]` (`quoteQty` = price × qty, exact);
+ * - `GET /api/v3/aggTrades?symbol=&fromId=&limit=` (weight 4): the recorded `@aggTrade` frames as
+ *   `[{a,p,q,f,l,T,m,M}]`;
+ * `limit` 1..1000 (default 500); `fromId` inclusive, else the most recent `limit` records; in id order.
+ * Prices and quantities are the recorded strings, unchanged. The capture is indexed on the first
+ * request (whatever the replay's `startAt`: the venue's history holds what the stream skipped).
+ *
+ * Request weight, as Binance (rest-api.md, "LIMITS"): every answer carries `X-MBX-USED-WEIGHT-1M`, the
+ * weight used in the current window; a request that would exceed the window's budget gets HTTP 429
+ * with `Retry-After` (seconds to the window's end); after `banAfter` requests made while rate-limited,
+ * HTTP 418 with `Retry-After` for the ban. Errors are Binance's `{"code":-1121,"msg":"Invalid symbol."}`
+ * shapes with HTTP 400.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { RestLimits } from "./replay-server.js";
+
+/** Request weights of the emulated endpoints (Binance spot). */
+export const REST_WEIGHTS = { historicalTrades: 25, aggTrades: 4 } as const;
+
+/** One recorded record in its REST shape, by venue id. */
+interface Entry {
+  id: number;
+  json: string;
+}
+
+/** Recorded trades and aggregate trades per symbol, sorted by id, duplicates removed. */
+export interface RestIndex {
+  trades: Map<string, Entry[]>;
+  aggTrades: Map<string, Entry[]>;
+}
+
+/** Exact product of two non-negative decimal strings, without trailing zeros (`"0.00100000"` × 2 → `"0.002"`). */
+export function decimalProduct(a: string, b: string): string {
+  const parse = (x: string): [bigint, number] => {
+    const [i, f = ""] = x.split(".");
+    return [BigInt(i + f), f.length];
+  };
+  const [ua, sa] = parse(a);
+  const [ub, sb] = parse(b);
+  const scale = sa + sb;
+  const digits = (ua * ub).toString().padStart(scale + 1, "0");
+  let int = digits.slice(0, digits.length - scale);
+  let frac = digits.slice(digits.length - scale).replace(/0+$/, "");
+  int = int.replace(/^0+(?=\d)/, "");
+  if (frac === "") frac = "0";
+  return `${int}.${frac}`;
+}
+
+/**
+ * Builds the index from raw frames (combined-stream envelopes `{"stream","data"}` or bare payloads);
+ * frames other than `trade` / `aggTrade` events are skipped.
+ */
+export async function indexRestRecords(frames: AsyncIterable<string>): Promise<RestIndex> {
+  const trades = new Map<string, Map<number, string>>();
+  const aggs = new Map<string, Map<number, string>>();
+  const put = (m: Map<string, Map<number, string>>, symbol: string, id: number, json: string) => {
+    let s = m.get(symbol);
+    if (!s) {
+      s = new Map();
+      m.set(symbol, s);
+    }
+    if (!s.has(id)) s.set(id, json);
+  };
+  for await (const raw of frames) {
+    if (!raw.includes('"e":"trade"') && !raw.includes('"e":"aggTrade"')) continue;
+    let msg: Record<string, unknown>;
+    try {
+      msg = JSON.parse(raw);
+    } catch {
+      continue;
+    }
+    const d = (msg && typeof msg.data === "object" && msg.data !== null ? msg.data : msg) as Record<
+      string,
+      unknown
+    >;
+    const symbol = typeof d.s === "string" ? d.s.toUpperCase() : null;
+    if (!symbol) continue;
+    if (d.e === "trade" && typeof d.t === "number" && typeof d.p === "string" && typeof d.q === "string") {
+      put(
+        trades,
+        symbol,
+        d.t,
+        JSON.stringify({
+          id: d.t,
+          price: d.p,
+          qty: d.q,
+          quoteQty: decimalProduct(d.p, d.q),
+          time: d.T,
+          isBuyerMaker: d.m,
+          isBestMatch: d.M ?? true,
+        }),
+      );
+    } else if (d.e === "aggTrade" && typeof d.a === "number") {
+      put(
+        aggs,
+        symbol,
+        d.a,
+        JSON.stringify({ a: d.a, p: d.p, q: d.q, f: d.f, l: d.l, T: d.T, m: d.m, M: d.M }),
+      );
+    }
+  }
+  const sorted = (m: Map<string, Map<number, string>>) =>
+    new Map(
+      [...m].map(([symbol, ids]) => [
+        symbol,
+        [...ids].map(([id, json]) => ({ id, json })).sort((x, y) => x.id - y.id),
+      ]),
+    );
+  return { trades: sorted(trades), aggTrades: sorted(aggs) };
+}
+
+/** First index in `entries` (sorted by id) whose id is ≥ `id`. */
+function lowerBound(entries: Entry[], id: number): number {
+  let lo = 0;
+  let hi = entries.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (entries[mid].id < id) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Counters of the emulation (tests read them). */
+export interface RestStats {
+  requests: number;
+  /** Answers 429. */
+  rateLimited: number;
+  /** Answers 418. */
+  banned: number;
+}
+
+/** Answers the emulated Binance REST endpoints (see the file header). */
+export class BinanceRestEmulator {
+  readonly stats: RestStats = { requests: 0, rateLimited: 0, banned: 0 };
+  private index: Promise<RestIndex> | null = null;
+  private window = -1;
+  private used = 0;
+  /** Requests made in this window after a 429 in it. */
+  private violations = 0;
+  private limitedInWindow = false;
+  private bannedUntil = 0;
+
+  /**
+   * @param frames every raw frame of the capture (read once, on the first request)
+   * @param limits request-weight budget (defaults: Binance spot's 6000 per minute)
+   */
+  constructor(
+    private readonly frames: () => AsyncIterable<string>,
+    private readonly limits: RestLimits = {},
+  ) {}
+
+  /** Handles one HTTP request; never throws (errors become HTTP 500). */
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    this.answer(req, res).catch((err) => {
+      if (!res.headersSent) res.writeHead(500, { "content-type": "application/json" });
+      res.end(JSON.stringify({ code: -1000, msg: (err as Error).message }));
+    });
+  }
+
+  private async answer(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.stats.requests++;
+    const u = new URL(req.url ?? "/", "http://127.0.0.1");
+    const endpoint =
+      u.pathname === "/api/v3/historicalTrades"
+        ? "historicalTrades"
+        : u.pathname === "/api/v3/aggTrades"
+          ? "aggTrades"
+          : null;
+    const json = (status: number, body: string, headers: Record<string, string> = {}) => {
+      res.writeHead(status, { "content-type": "application/json;charset=UTF-8", ...headers }).end(body);
+    };
+    if (req.method !== "GET" || endpoint === null) {
+      json(404, JSON.stringify({ code: -1, msg: `not emulated: ${req.method} ${u.pathname}` }));
+      return;
+    }
+    // request weight, per window
+    const now = Date.now();
+    const windowMs = this.limits.windowMs ?? 60_000;
+    const budget = this.limits.weightPerWindow ?? 6000;
+    const w = Math.floor(now / windowMs);
+    if (w !== this.window) {
+      this.window = w;
+      this.used = 0;
+      this.violations = 0;
+      this.limitedInWindow = false;
+    }
+    if (now < this.bannedUntil) {
+      this.stats.banned++;
+      json(
+        418,
+        JSON.stringify({
+          code: -1003,
+          msg: `Way too much request weight used; IP banned until ${this.bannedUntil}.`,
+        }),
+        { "retry-after": String(Math.ceil((this.bannedUntil - now) / 1000)) },
+      );
+      return;
+    }
+    const weight = REST_WEIGHTS[endpoint];
+    if (this.used + weight > budget) {
+      if (this.limitedInWindow) this.violations++;
+      this.limitedInWindow = true;
+      if (this.violations >= (this.limits.banAfter ?? 3)) {
+        const banMs = this.limits.banMs ?? 120_000;
+        this.bannedUntil = now + banMs;
+        this.stats.banned++;
+        json(
+          418,
+          JSON.stringify({
+            code: -1003,
+            msg: `Way too much request weight used; IP banned until ${this.bannedUntil}.`,
+          }),
+          { "retry-after": String(Math.ceil(banMs / 1000)), "x-mbx-used-weight-1m": String(this.used) },
+        );
+        return;
+      }
+      this.stats.rateLimited++;
+      const retry = Math.max(1, Math.ceil(((w + 1) * windowMs - now) / 1000));
+      json(
+        429,
+        JSON.stringify({
+          code: -1003,
+          msg: `Too much request weight used; current limit is ${budget} request weight per window.`,
+        }),
+        { "retry-after": String(retry), "x-mbx-used-weight-1m": String(this.used) },
+      );
+      return;
+    }
+    this.used += weight;
+    const headers = { "x-mbx-used-weight-1m": String(this.used) };
+    const symbol = (u.searchParams.get("symbol") ?? "").toUpperCase();
+    if (!symbol) {
+      json(400, JSON.stringify({ code: -1102, msg: "Mandatory parameter 'symbol' was not sent." }), headers);
+      return;
+    }
+    const limitRaw = u.searchParams.get("limit");
+    const limit = limitRaw === null ? 500 : /^\d+$/.test(limitRaw) ? Number(limitRaw) : Number.NaN;
+    if (!(limit >= 1 && limit <= 1000)) {
+      json(400, JSON.stringify({ code: -1130, msg: "Invalid data sent for a parameter: limit" }), headers);
+      return;
+    }
+    const fromRaw = u.searchParams.get("fromId");
+    if (fromRaw !== null && !/^\d{1,16}$/.test(fromRaw)) {
+      json(
+        400,
+        JSON.stringify({ code: -1100, msg: "Illegal characters found in parameter 'fromId'." }),
+        headers,
+      );
+      return;
+    }
+    this.index ??= indexRestRecords(this.frames());
+    const index = await this.index;
+    if (!index.trades.has(symbol) && !index.aggTrades.has(symbol)) {
+      json(400, JSON.stringify({ code: -1121, msg: "Invalid symbol." }), headers);
+      return;
+    }
+    const entries = (endpoint === "historicalTrades" ? index.trades : index.aggTrades).get(symbol) ?? [];
+    const start =
+      fromRaw === null ? Math.max(0, entries.length - limit) : lowerBound(entries, Number(fromRaw));
+    const page = entries.slice(start, start + limit);
+    json(200, `[${page.map((e) => e.json).join(",")}]`, headers);
+  }
+}
