@@ -1,8 +1,9 @@
 /**
  * Fault injection drills through the CLI, as a user runs them: `k2 run --replay FILE --faults SPEC
  * --exit-at-end` (replay server in its worker thread) ends, and its summary reports what was injected.
- * Drops with lost frames: trades stored + trades in the lost frames == 9,757, one sequence gap per drop
- * covering exactly the lost trades. Faults without loss (stall, no-pong, garbage, close): all 9,757
+ * Drops with lost frames, backfill off: trades stored + trades in the lost frames == 9,757, one sequence
+ * gap per drop covering exactly the lost trades. The same with backfill (the default): every gap filled
+ * from the replay server's REST emulation, all 9,757 trades stored. Faults without loss (stall, no-pong, garbage, close): all 9,757
  * trades stored, the garbage in dead_letters.
  */
 import { describe, expect, it } from "vitest";
@@ -58,8 +59,8 @@ async function replayWithFaults(faults: string, extra: string[] = []) {
 }
 
 describe("k2 run --replay --faults", () => {
-  it("drop-every=N:lost=M: every trade is stored or counted lost, one gap per drop", async () => {
-    const { db, summary } = await replayWithFaults("drop-every=5000:lost=300");
+  it("drop-every=N:lost=M with --no-backfill: every trade is stored or counted lost, one gap per drop", async () => {
+    const { db, summary } = await replayWithFaults("drop-every=5000:lost=300", ["--no-backfill"]);
     const f = summary.faults;
     expect(f.drops).toBe(7); // 37,797 frames: a cut after every 5,000 sent, 300 lost each time
     expect(f.frames_lost).toBe(7 * 300);
@@ -74,6 +75,45 @@ describe("k2 run --replay --faults", () => {
     expect(summary.trades + lostTrades).toBe(TRADES);
     expect(Number(r.gaps)).toBe(7);
     expect(Number(r.missing)).toBe(lostTrades);
+  });
+
+  it("the drill of the issue: drops with loss, garbage and a 90 s stall — every trade stored, the gaps backfilled", async () => {
+    // deadlines shrunk (the stall is detected in about 0.4 s instead of 20 s); the fault SPEC as given
+    const { db, summary } = await replayWithFaults("drop-every=5000:lost=300,garbage=0.001,stall=90s@20000", [
+      "--ping-interval-ms",
+      "200",
+      "--pong-timeout-ms",
+      "200",
+    ]);
+    const s = summary as typeof summary & { gaps_detected: number; gaps_filled: number; missing: number };
+    const f = summary.faults;
+    expect(f.drops).toBeGreaterThanOrEqual(3);
+    expect(f.frames_lost).toBe(f.drops * 300);
+    expect(f.stalls).toBe(1);
+    expect(f.lost_by_stream["btcusdt@trade"]).toBeGreaterThan(0);
+    expect(s.reconnects).toBeGreaterThanOrEqual(3);
+    expect(s.gaps_filled).toBeGreaterThanOrEqual(2);
+    expect(s.gaps_filled).toBe(s.gaps_detected);
+    expect(s.missing).toBe(0);
+    const [t] = await query(
+      db,
+      `SELECT count(*) AS n, count(DISTINCT trade_id) AS ids, sum(quantity) AS qty,
+         min(source_sequence) AS first, max(source_sequence) AS last,
+         (SELECT count(*) FROM trades_v2 WHERE vendor_data->>'source' = 'rest_backfill') AS backfilled,
+         (SELECT count(*) FROM dead_letters WHERE reason = 'malformed JSON') AS garbage,
+         (SELECT count(*) FROM sequence_gaps WHERE data_type = 'trades' AND status = 'filled') AS filled,
+         (SELECT count(*) FROM sequence_gaps WHERE data_type = 'trades' AND status <> 'filled') AS unfilled
+       FROM trades_v2`,
+    );
+    expect(Number(t.n)).toBe(TRADES);
+    expect(Number(t.ids)).toBe(TRADES);
+    expect(t.qty).toBe("212.03315000");
+    expect(t.first).toBe("3735683259");
+    expect(t.last).toBe("3735693015");
+    expect(Number(t.backfilled)).toBe(f.lost_by_stream["btcusdt@trade"]);
+    expect(Number(t.garbage)).toBe(f.garbage_frames);
+    expect(Number(t.filled)).toBe(s.gaps_filled);
+    expect(Number(t.unfilled)).toBe(0);
   });
 
   it("stall, no-pong, garbage and close lose nothing: every trade stored, the garbage dead-lettered", async () => {
