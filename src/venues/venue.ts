@@ -16,6 +16,24 @@ export interface NormalizedSink {
   gap(gap: SequenceGap): void;
   /** A frame that carries no market data (subscription ack, heartbeat, status), by kind. */
   control(kind: string, raw: string): void;
+  /**
+   * A venue anomaly that is not a record (optional; the pipeline counts and logs it):
+   * `conflicting_duplicate` — a trade id seen before with different content (the frame is also
+   * dead-lettered, with both versions); `sequence_regression` — a trade id below the last seen and not
+   * a known duplicate (the record is still stored).
+   */
+  anomaly?(anomaly: VenueAnomaly): void;
+}
+
+/** What {@link NormalizedSink.anomaly} reports. */
+export interface VenueAnomaly {
+  kind: "conflicting_duplicate" | "sequence_regression";
+  symbol: string;
+  dataType: "trades" | "aggtrades";
+  /** The venue trade id. */
+  id: number | string;
+  /** Highest id seen before on this symbol (sequence_regression), or null. */
+  last: number | null;
 }
 
 /** Per-connection state of a normalizer: sequence tracking for gap detection and platform sequences. */
@@ -144,5 +162,52 @@ export class SequenceTracker {
   /** Forgets the last sequence of `key` (a new connection numbers its frames from the start again). */
   forget(key: string): void {
     this.last.delete(key);
+  }
+}
+
+/** {@link TradeIdMemory.check} verdicts other than a conflict (which returns the first version). */
+export const ID_NEW = 0;
+export const ID_DUPLICATE = 1;
+export const ID_REGRESSION = 2;
+
+/**
+ * Bounded memory of recent trade ids per key (`trades/BTCUSDT`) with a fingerprint of each trade's
+ * content (`price|quantity|time µs|side`), and the highest numeric id seen. Tells an exact duplicate
+ * (a reconnect overlap: stored once by the bus and store dedupe) from a conflicting duplicate (same id,
+ * different content: a dead letter) and from an id going backwards (a sequence regression: stored,
+ * counted). Keeps the last `perKey` ids of each key (oldest forgotten first); the keys are the
+ * subscribed symbols, so memory is bounded by subscription × `perKey`.
+ */
+export class TradeIdMemory {
+  private readonly byKey = new Map<string, { ids: Map<number | string, string>; last: number | null }>();
+
+  /** @param perKey ids remembered per key (default 4096) */
+  constructor(private readonly perKey = 4096) {}
+
+  /**
+   * Checks and remembers one trade. Returns {@link ID_NEW}, {@link ID_DUPLICATE} (same id, same
+   * content), {@link ID_REGRESSION} (numeric id below the highest seen and not remembered), or, for a
+   * conflicting duplicate, the remembered fingerprint of the first version (which stays remembered).
+   * @param order the id as a number when ids are ordered (Binance `t`/`a`, Kraken v2 `trade_id`), else null
+   */
+  check(key: string, id: number | string, fingerprint: string, order: number | null): number | string {
+    let k = this.byKey.get(key);
+    if (!k) {
+      k = { ids: new Map(), last: null };
+      this.byKey.set(key, k);
+    }
+    const prev = k.ids.get(id);
+    if (prev !== undefined) return prev === fingerprint ? ID_DUPLICATE : prev;
+    k.ids.set(id, fingerprint);
+    if (k.ids.size > this.perKey) k.ids.delete(k.ids.keys().next().value as number | string);
+    if (order === null) return ID_NEW;
+    if (k.last !== null && order < k.last) return ID_REGRESSION;
+    k.last = order;
+    return ID_NEW;
+  }
+
+  /** Highest ordered id seen on `key`, or null. */
+  last(key: string): number | null {
+    return this.byKey.get(key)?.last ?? null;
   }
 }
