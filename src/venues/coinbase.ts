@@ -45,6 +45,7 @@ import {
   currencyOf,
   deadLetterOf,
   decimalOf,
+  FrameRejects,
   fail,
   intOf,
   isoMicrosOf,
@@ -220,6 +221,7 @@ export class CoinbaseNormalizer implements FrameNormalizer {
   ): void {
     const channelTimestamp = obj["timestamp"];
     const out: { record: TradeV2; at: number }[] = [];
+    const rejects = new FrameRejects(this.sink, EXCHANGE, source, raw, receivedAtUs);
     this.events(obj).forEach((event, e) => {
       const eventType = vendorString(event["type"] ?? "", "type");
       const trades = event["trades"];
@@ -231,19 +233,20 @@ export class CoinbaseNormalizer implements FrameNormalizer {
           mapped.push(this.trade(trade, eventType, channelTimestamp, seq, receivedAtUs));
         } catch (err) {
           if (!(err instanceof Reject)) throw err;
-          this.sink.deadLetter(
-            deadLetterOf(EXCHANGE, source, `trade ${e}.${i}: ${err.message}`, raw, receivedAtUs, `${e}.${i}`),
-          );
+          rejects.add(`${e}.${i}`, `trade ${e}.${i}: ${err.message}`);
         }
       });
       // snapshots list the newest trade first: emit oldest first (stable for equal times)
       if (eventType === "snapshot") mapped.sort((a, b) => a.at - b.at);
       out.push(...mapped);
     });
+    rejects.finish();
     for (const { record } of out) {
       record.platform_sequence = this.sequences.nextPlatformSequence(record.symbol);
       this.sink.trade(record, "trades");
     }
+    // a frame always has an outcome: one with no trades at all is a control frame
+    if (out.length === 0 && rejects.count === 0) this.sink.control("empty:market_trades", raw);
   }
 
   private trade(
@@ -317,6 +320,8 @@ export class CoinbaseNormalizer implements FrameNormalizer {
     const channelTimestamp = obj["timestamp"];
     const timestamp = isoMicrosOf(channelTimestamp, "ticker time", "timestamp");
     const seen = new Map<string, number>();
+    const rejects = new FrameRejects(this.sink, EXCHANGE, source, raw, receivedAtUs);
+    let quotes = 0;
     this.events(obj).forEach((event, e) => {
       const eventType = vendorString(event["type"] ?? "", "type");
       const tickers = event["tickers"];
@@ -348,21 +353,15 @@ export class CoinbaseNormalizer implements FrameNormalizer {
             vendor_data: vendor,
           };
           this.sink.quote(record);
+          quotes++;
         } catch (err) {
           if (!(err instanceof Reject)) throw err;
-          this.sink.deadLetter(
-            deadLetterOf(
-              EXCHANGE,
-              source,
-              `ticker ${e}.${i}: ${err.message}`,
-              raw,
-              receivedAtUs,
-              `${e}.${i}`,
-            ),
-          );
+          rejects.add(`${e}.${i}`, `ticker ${e}.${i}: ${err.message}`);
         }
       });
     });
+    rejects.finish();
+    if (quotes === 0 && rejects.count === 0) this.sink.control("empty:ticker", raw);
   }
 }
 

@@ -62,6 +62,7 @@ import {
   deadLetterOf,
   decimalOf,
   epochSecondsMicrosOf,
+  FrameRejects,
   fail,
   intOf,
   isoMicrosOf,
@@ -293,16 +294,18 @@ export class KrakenNormalizer implements FrameNormalizer {
       const trades = msg[1];
       if (!Array.isArray(trades)) fail("trade payload is not an array");
       const seen = new Map<string, number>();
+      const rejects = new FrameRejects(this.sink, EXCHANGE, source, raw, receivedAtUs);
       trades.forEach((t, i) => {
         try {
           this.v1Trade(t, pair, channelId, seen, receivedAtUs);
         } catch (err) {
           if (!(err instanceof Reject)) throw err;
-          this.sink.deadLetter(
-            deadLetterOf(EXCHANGE, source, `trade ${i}: ${err.message}`, raw, receivedAtUs, `${i}`),
-          );
+          rejects.add(`${i}`, `trade ${i}: ${err.message}`);
         }
       });
+      rejects.finish();
+      // a frame always has an outcome: one with no trades at all is a control frame
+      if (trades.length === 0) this.sink.control("empty:trade", raw);
     } else if (name === "ticker") {
       this.v1Ticker(msg[1], pair, channelId, receivedAtUs);
     } else if (V1_UNMAPPED.test(name)) {
@@ -412,6 +415,12 @@ export class KrakenNormalizer implements FrameNormalizer {
     const data = obj["data"];
     if (!Array.isArray(data)) fail("missing data array");
     const type = vendorString(obj["type"] ?? "", "type");
+    // a frame always has an outcome: one with no records at all is a control frame
+    if (data.length === 0) {
+      this.sink.control(`empty:${channel}`, raw);
+      return;
+    }
+    const rejects = new FrameRejects(this.sink, EXCHANGE, source, raw, receivedAtUs);
     if (channel === "trade") {
       const records: TradeV2[] = [];
       data.forEach((d, i) => {
@@ -419,9 +428,7 @@ export class KrakenNormalizer implements FrameNormalizer {
           records.push(this.v2Trade(asObject(d) ?? fail("not an object"), type, receivedAtUs));
         } catch (err) {
           if (!(err instanceof Reject)) throw err;
-          this.sink.deadLetter(
-            deadLetterOf(EXCHANGE, source, `trade ${i}: ${err.message}`, raw, receivedAtUs, `${i}`),
-          );
+          rejects.add(`${i}`, `trade ${i}: ${err.message}`);
         }
       });
       // gap detection and platform sequence in trade id order (a snapshot may list newest first)
@@ -439,15 +446,9 @@ export class KrakenNormalizer implements FrameNormalizer {
             id,
             last: null,
           });
-          this.sink.deadLetter(
-            deadLetterOf(
-              EXCHANGE,
-              source,
-              `conflicting duplicate of trade id ${id}: first seen with ${verdict}; this frame has ${content}`,
-              raw,
-              receivedAtUs,
-              `${id}`,
-            ),
+          rejects.add(
+            `duplicate ${id}`,
+            `conflicting duplicate of trade id ${id}: first seen with ${verdict}; this frame has ${content}`,
           );
           continue;
         }
@@ -474,6 +475,7 @@ export class KrakenNormalizer implements FrameNormalizer {
         r.platform_sequence = this.sequences.nextPlatformSequence(r.symbol);
         this.sink.trade(r, "trades");
       }
+      rejects.finish();
       return;
     }
     data.forEach((d, i) => {
@@ -481,11 +483,10 @@ export class KrakenNormalizer implements FrameNormalizer {
         this.v2Ticker(asObject(d) ?? fail("not an object"), type, receivedAtUs);
       } catch (err) {
         if (!(err instanceof Reject)) throw err;
-        this.sink.deadLetter(
-          deadLetterOf(EXCHANGE, source, `ticker ${i}: ${err.message}`, raw, receivedAtUs, `${i}`),
-        );
+        rejects.add(`${i}`, `ticker ${i}: ${err.message}`);
       }
     });
+    rejects.finish();
   }
 
   private v2Trade(t: Record<string, unknown>, type: string, receivedAtUs: number): TradeV2 {

@@ -151,6 +151,7 @@ const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
 
 interface WellFormed {
   isWellFormed(): boolean;
+  toWellFormed(): string;
 }
 const wellFormed = (s: string) => (s as unknown as WellFormed).isWellFormed();
 
@@ -183,7 +184,7 @@ export function checkWellFormed(raw: string, msg: unknown): void {
 
 /**
  * Parses a frame with the checks every venue applies before reading it: at most `maxChars`
- * characters, valid JSON, well-formed strings ({@link checkWellFormed}).
+ * characters, well-formed text, valid JSON, well-formed strings ({@link checkWellFormed}).
  * @param parse `JSON.parse`, or `parseJsonExact` for venues sending numbers as JSON numbers
  * @throws {Reject} `frame of <n> characters is larger than the <max>-character bound`, `malformed JSON`,
  *   or the lone-surrogate reason
@@ -195,6 +196,8 @@ export function parseFrame(
 ): unknown {
   if (raw.length > maxChars)
     fail(`frame of ${raw.length} characters is larger than the ${maxChars}-character bound`);
+  // the connection decodes UTF-8 into well-formed text; a lone surrogate in the text itself is refused
+  if (!wellFormed(raw)) fail("frame text is not well-formed UTF-16 (lone surrogate)");
   let msg: unknown;
   try {
     msg = parse(raw);
@@ -304,10 +307,15 @@ export function intOf(v: unknown, name: string, key: string): number {
 
 /**
  * Bounds a dead letter's raw text (a hostile frame may be megabytes): raw longer than
- * {@link MAX_DEAD_LETTER_RAW_CHARS} keeps its first 65,536 characters and the reason says so. The
+ * {@link MAX_DEAD_LETTER_RAW_CHARS} keeps its first 65,536 characters and the reason says so; raw text
+ * holding lone surrogates (which no store accepts) has them replaced by U+FFFD, and the reason says so. The
  * message_id, computed before, still names the whole frame. Mutates and returns `letter`.
  */
 export function boundDeadLetter(letter: DeadLetter): DeadLetter {
+  if (!wellFormed(letter.raw)) {
+    letter.raw = (letter.raw as unknown as WellFormed).toWellFormed();
+    letter.reason += " (lone surrogates of the raw text replaced by U+FFFD)";
+  }
   const n = letter.raw.length;
   if (n > MAX_DEAD_LETTER_RAW_CHARS) {
     letter.raw = wellFormedPrefix(letter.raw, MAX_DEAD_LETTER_RAW_CHARS);
@@ -337,4 +345,53 @@ export function deadLetterOf(
     received_at: receivedAtUs,
   };
   return boundDeadLetter(letter);
+}
+
+/** Most dead letters one frame makes for its rejected records; the rest are counted in one more. */
+export const MAX_DEAD_LETTERS_PER_FRAME = 16;
+
+/**
+ * Dead letters for the rejected records of one multi-record frame (Coinbase events, Kraken trade
+ * arrays), bounded: the first {@link MAX_DEAD_LETTERS_PER_FRAME} each get their own (part `<i>`), the
+ * rest one more dead letter counting them, with the first one's reason (a hostile frame of thousands
+ * of bad records does not make thousands of copies of itself).
+ */
+export class FrameRejects {
+  /** Records rejected so far. */
+  count = 0;
+  private more = 0;
+  private firstMore = "";
+
+  constructor(
+    private readonly sink: { deadLetter(letter: DeadLetter): void },
+    private readonly exchange: string,
+    private readonly source: string,
+    private readonly raw: string,
+    private readonly receivedAtUs: number,
+  ) {}
+
+  /** One rejected record: `part` names it in the frame (`0.3`), `reason` is the dead-letter reason. */
+  add(part: string, reason: string): void {
+    this.count++;
+    if (this.count <= MAX_DEAD_LETTERS_PER_FRAME) {
+      this.sink.deadLetter(
+        deadLetterOf(this.exchange, this.source, reason, this.raw, this.receivedAtUs, part),
+      );
+    } else if (this.more++ === 0) this.firstMore = reason;
+  }
+
+  /** Emits the dead letter counting the records past the bound, if any. */
+  finish(): void {
+    if (this.more === 0) return;
+    this.sink.deadLetter(
+      deadLetterOf(
+        this.exchange,
+        this.source,
+        `${this.more} more records of this frame rejected; the first of them: ${this.firstMore}`,
+        this.raw,
+        this.receivedAtUs,
+        "more",
+      ),
+    );
+  }
 }
