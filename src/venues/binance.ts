@@ -227,22 +227,6 @@ export class BinanceNormalizer implements FrameNormalizer {
     const m = data["m"];
     if (typeof m !== "boolean") fail("missing buyer-is-maker flag (m)");
     const currency = currencyOf(symbol);
-    const key = `${dataType}/${symbol}`;
-    const content = `price ${price}, quantity ${quantity}, time ${tradeTimeMs} ms, buyer maker ${m}`;
-    const verdict = this.tradeIds.check(key, id, content, id);
-    if (typeof verdict === "string") {
-      this.sink.anomaly?.({ kind: "conflicting_duplicate", symbol, dataType, id, last: null });
-      fail(`conflicting duplicate of ${idName} ${id}: first seen with ${verdict}; this frame has ${content}`);
-    }
-    if (verdict === ID_REGRESSION) {
-      this.sink.anomaly?.({
-        kind: "sequence_regression",
-        symbol,
-        dataType,
-        id,
-        last: this.tradeIds.last(key),
-      });
-    }
     const record: TradeV2 = {
       message_id: deterministicMessageId(`${EXCHANGE}/${dataType}/${symbol}/${id}`),
       trade_id: `${EXCHANGE}-${id}`,
@@ -260,6 +244,23 @@ export class BinanceNormalizer implements FrameNormalizer {
       platform_sequence: this.sequences.nextPlatformSequence(symbol),
       vendor_data: vendorData(data, dataType === "trades" ? TRADE_MAPPED : AGG_MAPPED),
     };
+    // the id is remembered only once the record is complete (a rejected record leaves no trace)
+    const key = `${dataType}/${symbol}`;
+    const content = `price ${price}, quantity ${quantity}, time ${tradeTimeMs} ms, buyer maker ${m}`;
+    const verdict = this.tradeIds.check(key, id, content, id);
+    if (typeof verdict === "string") {
+      this.sink.anomaly?.({ kind: "conflicting_duplicate", symbol, dataType, id, last: null });
+      fail(`conflicting duplicate of ${idName} ${id}: first seen with ${verdict}; this frame has ${content}`);
+    }
+    if (verdict === ID_REGRESSION) {
+      this.sink.anomaly?.({
+        kind: "sequence_regression",
+        symbol,
+        dataType,
+        id,
+        last: this.tradeIds.last(key),
+      });
+    }
     const gap = this.sequences.observe(`${dataType}/${symbol}`, id);
     if (gap) {
       this.sink.gap({

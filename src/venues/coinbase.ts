@@ -276,20 +276,6 @@ export class CoinbaseNormalizer implements FrameNormalizer {
       vendor["channel_timestamp"] = vendorString(channelTimestamp, "channel_timestamp");
     }
     addVendorFields(vendor, t, TRADE_MAPPED);
-    const content = `price ${price}, size ${quantity}, time ${timestamp} µs, side ${vendor["maker_side"]}`;
-    const verdict = this.tradeIds.check(symbol, tradeId, content, null);
-    if (typeof verdict === "string") {
-      this.sink.anomaly?.({
-        kind: "conflicting_duplicate",
-        symbol,
-        dataType: "trades",
-        id: tradeId,
-        last: null,
-      });
-      fail(
-        `conflicting duplicate of trade id ${tradeId}: first seen with ${verdict}; this frame has ${content}`,
-      );
-    }
     const record: TradeV2 = {
       message_id: deterministicMessageId(`${EXCHANGE}/trades/${symbol}/${tradeId}`),
       trade_id: `${EXCHANGE}-${tradeId}`,
@@ -307,6 +293,21 @@ export class CoinbaseNormalizer implements FrameNormalizer {
       platform_sequence: 0,
       vendor_data: vendor,
     };
+    // the id is remembered only once the record is complete (a rejected record leaves no trace)
+    const content = `price ${price}, size ${quantity}, time ${timestamp} µs, side ${vendor["maker_side"]}`;
+    const verdict = this.tradeIds.check(symbol, tradeId, content, null);
+    if (typeof verdict === "string") {
+      this.sink.anomaly?.({
+        kind: "conflicting_duplicate",
+        symbol,
+        dataType: "trades",
+        id: tradeId,
+        last: null,
+      });
+      fail(
+        `conflicting duplicate of trade id ${tradeId}: first seen with ${verdict}; this frame has ${content}`,
+      );
+    }
     return { record, at: timestamp };
   }
 
