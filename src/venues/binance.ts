@@ -92,21 +92,23 @@ const TRADE_MAPPED = new Set(["s", "t", "p", "q", "T", "m"]);
 const AGG_MAPPED = new Set(["s", "a", "p", "q", "T", "m"]);
 const QUOTE_MAPPED = new Set(["s", "u", "b", "B", "a", "A", "T"]);
 /** Readable names for the Binance fields that land in vendor_data. */
-const VENDOR_NAMES: Record<string, string> = {
-  e: "event_type",
-  E: "event_time",
-  M: "is_best_match",
-  f: "first_trade_id",
-  l: "last_trade_id",
-  b: "buyer_order_id",
-  a: "seller_order_id",
-};
+const VENDOR_NAMES = new Map(
+  Object.entries({
+    e: "event_type",
+    E: "event_time",
+    M: "is_best_match",
+    f: "first_trade_id",
+    l: "last_trade_id",
+    b: "buyer_order_id",
+    a: "seller_order_id",
+  }),
+);
 
 function vendorData(data: Record<string, unknown>, mapped: Set<string>, names = VENDOR_NAMES) {
   return addVendorFields({}, data, mapped, names);
 }
 
-const QUOTE_NAMES: Record<string, string> = { e: "event_type", E: "event_time" };
+const QUOTE_NAMES = new Map(Object.entries({ e: "event_type", E: "event_time" }));
 
 /** A subscribed Binance stream: its symbol (upper case) and event type. */
 interface StreamOf {

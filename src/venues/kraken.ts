@@ -168,15 +168,17 @@ const V2_TICKER_MAPPED = new Set(["symbol", "bid", "bid_qty", "ask", "ask_qty", 
 const TICKER_ID_MAX_CHARS = 65_536;
 const V1_TICKER_MAPPED = new Set(["a", "b"]);
 /** Readable names of the v1 ticker fields kept in vendor_data. */
-const V1_TICKER_NAMES: Record<string, string> = {
-  c: "close",
-  v: "volume",
-  p: "vwap",
-  t: "trades",
-  l: "low",
-  h: "high",
-  o: "open",
-};
+const V1_TICKER_NAMES = new Map(
+  Object.entries({
+    c: "close",
+    v: "volume",
+    p: "vwap",
+    t: "trades",
+    l: "low",
+    h: "high",
+    o: "open",
+  }),
+);
 
 /**
  * Kraken normalizer (v1 and v2 frames) for one feed.

@@ -100,16 +100,17 @@ export function addVendorFields(
   vendor: Record<string, string>,
   obj: Record<string, unknown>,
   mapped: ReadonlySet<string>,
-  names?: Readonly<Record<string, string>>,
+  names?: ReadonlyMap<string, string>,
 ): Record<string, string> {
-  let n = Object.keys(vendor).length;
+  let n = 0;
+  // counts the entries already there without allocating
+  for (const _ in vendor) n++;
   for (const k in obj) {
     if (mapped.has(k)) continue;
     if (++n > MAX_VENDOR_FIELDS) fail(`more than ${MAX_VENDOR_FIELDS} vendor fields`);
     if (k.length > MAX_VENDOR_KEY_CHARS)
       fail(`vendor field name longer than ${MAX_VENDOR_KEY_CHARS} characters`);
-    const name = (names && Object.hasOwn(names, k) ? names[k] : undefined) ?? k;
-    vendor[name] = vendorString(obj[k], k);
+    vendor[names?.get(k) ?? k] = vendorString(obj[k], k);
   }
   return vendor;
 }
@@ -163,7 +164,8 @@ const wellFormed = (s: string) => (s as unknown as WellFormed).isWellFormed();
  * @throws {Reject} `field <path> is not well-formed UTF-16 (lone surrogate)`
  */
 export function checkWellFormed(raw: string, msg: unknown): void {
-  if (raw.indexOf("\\u") < 0 || !SURROGATE_ESCAPE.test(raw)) return;
+  // a backslash is rare in venue frames, and looking for one character is the cheapest scan
+  if (raw.indexOf("\\") < 0 || !SURROGATE_ESCAPE.test(raw)) return;
   const stack: { v: unknown; path: string }[] = [{ v: msg, path: "" }];
   while (stack.length > 0) {
     const { v, path } = stack.pop() as { v: unknown; path: string };

@@ -165,6 +165,14 @@ export class SequenceTracker {
   }
 }
 
+/** The remembered ids of one key: fingerprints by id, the ids in arrival order (a ring), the highest. */
+interface IdWindow {
+  ids: Map<number | string, string>;
+  ring: (number | string | undefined)[];
+  next: number;
+  last: number | null;
+}
+
 /** {@link TradeIdMemory.check} verdicts other than a conflict (which returns the first version). */
 export const ID_NEW = 0;
 export const ID_DUPLICATE = 1;
@@ -179,7 +187,7 @@ export const ID_REGRESSION = 2;
  * subscribed symbols, so memory is bounded by subscription × `perKey`.
  */
 export class TradeIdMemory {
-  private readonly byKey = new Map<string, { ids: Map<number | string, string>; last: number | null }>();
+  private readonly byKey = new Map<string, IdWindow>();
 
   /** @param perKey ids remembered per key (default 4096) */
   constructor(private readonly perKey = 4096) {}
@@ -193,13 +201,17 @@ export class TradeIdMemory {
   check(key: string, id: number | string, fingerprint: string, order: number | null): number | string {
     let k = this.byKey.get(key);
     if (!k) {
-      k = { ids: new Map(), last: null };
+      k = { ids: new Map(), ring: new Array(this.perKey), next: 0, last: null };
       this.byKey.set(key, k);
     }
     const prev = k.ids.get(id);
     if (prev !== undefined) return prev === fingerprint ? ID_DUPLICATE : prev;
+    // forget the oldest remembered id once the window is full (a ring: no allocation per trade)
+    const oldest = k.ring[k.next];
+    if (oldest !== undefined) k.ids.delete(oldest);
+    k.ring[k.next] = id;
+    k.next = (k.next + 1) % this.perKey;
     k.ids.set(id, fingerprint);
-    if (k.ids.size > this.perKey) k.ids.delete(k.ids.keys().next().value as number | string);
     if (order === null) return ID_NEW;
     if (k.last !== null && order < k.last) return ID_REGRESSION;
     k.last = order;
