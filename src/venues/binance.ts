@@ -37,6 +37,7 @@ import {
   SequenceTracker,
   type Subscription,
   TradeIdMemory,
+  tradeContent,
   type Venue,
 } from "./venue.js";
 
@@ -183,7 +184,8 @@ export class BinanceNormalizer implements FrameNormalizer {
         }
         type = "bookTicker";
       } else fail(`unknown event type ${shown(e)}`);
-      const symbol = symbolField(data);
+      // fast path: the payload names its stream's (subscribed, validated) symbol exactly
+      const symbol = streamOf && data["s"] === streamOf.symbol ? streamOf.symbol : symbolField(data);
       if (streamOf) {
         if (streamOf.type !== type) fail(`${type} payload in stream ${stream}`);
         if (streamOf.symbol !== symbol) fail(`symbol (s) ${symbol} does not match stream ${stream}`);
@@ -248,11 +250,12 @@ export class BinanceNormalizer implements FrameNormalizer {
     };
     // the id is remembered only once the record is complete (a rejected record leaves no trace)
     const key = `${dataType}/${symbol}`;
-    const content = `price ${price}, quantity ${quantity}, time ${tradeTimeMs} ms, buyer maker ${m}`;
-    const verdict = this.tradeIds.check(key, id, content, id);
+    const verdict = this.tradeIds.check(key, id, record, id);
     if (typeof verdict === "string") {
       this.sink.anomaly?.({ kind: "conflicting_duplicate", symbol, dataType, id, last: null });
-      fail(`conflicting duplicate of ${idName} ${id}: first seen with ${verdict}; this frame has ${content}`);
+      fail(
+        `conflicting duplicate of ${idName} ${id}: first seen with ${verdict}; this frame has ${tradeContent(record)}`,
+      );
     }
     if (verdict === ID_REGRESSION) {
       this.sink.anomaly?.({

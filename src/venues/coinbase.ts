@@ -66,6 +66,7 @@ import {
   SequenceTracker,
   type Subscription,
   TradeIdMemory,
+  tradeContent,
   type Venue,
 } from "./venue.js";
 
@@ -294,8 +295,7 @@ export class CoinbaseNormalizer implements FrameNormalizer {
       vendor_data: vendor,
     };
     // the id is remembered only once the record is complete (a rejected record leaves no trace)
-    const content = `price ${price}, size ${quantity}, time ${timestamp} µs, side ${vendor["maker_side"]}`;
-    const verdict = this.tradeIds.check(symbol, tradeId, content, null);
+    const verdict = this.tradeIds.check(symbol, tradeId, record, null);
     if (typeof verdict === "string") {
       this.sink.anomaly?.({
         kind: "conflicting_duplicate",
@@ -305,7 +305,7 @@ export class CoinbaseNormalizer implements FrameNormalizer {
         last: null,
       });
       fail(
-        `conflicting duplicate of trade id ${tradeId}: first seen with ${verdict}; this frame has ${content}`,
+        `conflicting duplicate of trade id ${tradeId}: first seen with ${verdict}; this frame has ${tradeContent(record)}`,
       );
     }
     return { record, at: timestamp };

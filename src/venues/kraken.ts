@@ -85,6 +85,7 @@ import {
   SequenceTracker,
   type Subscription,
   TradeIdMemory,
+  tradeContent,
   type Venue,
 } from "./venue.js";
 
@@ -438,8 +439,7 @@ export class KrakenNormalizer implements FrameNormalizer {
       for (const r of records) {
         const id = r.source_sequence!;
         const key = `trades/${r.symbol}`;
-        const content = `price ${r.price}, qty ${r.quantity}, time ${r.timestamp} µs, side ${r.side}`;
-        const verdict = this.tradeIds.check(key, id, content, id);
+        const verdict = this.tradeIds.check(key, id, r, id);
         if (typeof verdict === "string") {
           this.sink.anomaly?.({
             kind: "conflicting_duplicate",
@@ -450,7 +450,7 @@ export class KrakenNormalizer implements FrameNormalizer {
           });
           rejects.add(
             `duplicate ${id}`,
-            `conflicting duplicate of trade id ${id}: first seen with ${verdict}; this frame has ${content}`,
+            `conflicting duplicate of trade id ${id}: first seen with ${verdict}; this frame has ${tradeContent(r)}`,
           );
           continue;
         }

@@ -122,8 +122,8 @@ describe("Binance: hostile frames", () => {
     h.feed(trade({ t: 10, m: false }));
     expect(h.out.trades.map((t) => t.trade_id)).toEqual(["BINANCE-10", "BINANCE-10"]);
     expect(h.out.deadLetters.map((d) => d.reason)).toEqual([
-      "conflicting duplicate of trade id 10: first seen with price 61837.63000000, quantity 0.02000000, time 1723161255342 ms, buyer maker true; this frame has price 61900.00000000, quantity 0.02000000, time 1723161255342 ms, buyer maker true",
-      "conflicting duplicate of trade id 10: first seen with price 61837.63000000, quantity 0.02000000, time 1723161255342 ms, buyer maker true; this frame has price 61837.63000000, quantity 0.02000000, time 1723161255342 ms, buyer maker false",
+      "conflicting duplicate of trade id 10: first seen with price 61837.63000000, quantity 0.02000000, time 1723161255342000 µs, side SELL; this frame has price 61900.00000000, quantity 0.02000000, time 1723161255342000 µs, side SELL",
+      "conflicting duplicate of trade id 10: first seen with price 61837.63000000, quantity 0.02000000, time 1723161255342000 µs, side SELL; this frame has price 61837.63000000, quantity 0.02000000, time 1723161255342000 µs, side BUY",
     ]);
     expect(h.anomalies.map((a) => a.kind)).toEqual(["conflicting_duplicate", "conflicting_duplicate"]);
   });
@@ -199,7 +199,7 @@ describe("Coinbase: hostile frames", () => {
     h.feed(trades([t({ size: "0.2" })]));
     expect(h.out.trades).toHaveLength(2);
     expect(h.out.deadLetters.map((d) => d.reason)).toEqual([
-      "trade 0.0: conflicting duplicate of trade id 500: first seen with price 60000.50000000, size 0.10000000, time 1786269600050000 µs, side BUY; this frame has price 60000.50000000, size 0.20000000, time 1786269600050000 µs, side BUY",
+      "trade 0.0: conflicting duplicate of trade id 500: first seen with price 60000.50000000, quantity 0.10000000, time 1786269600050000 µs, side SELL; this frame has price 60000.50000000, quantity 0.20000000, time 1786269600050000 µs, side SELL",
     ]);
     expect(h.anomalies.map((a) => a.kind)).toEqual(["conflicting_duplicate"]);
   });
@@ -262,7 +262,7 @@ describe("Kraken: hostile frames", () => {
     expect(h.out.trades.map((r) => r.source_sequence)).toEqual([100, 101, 101, 90]);
     expect(h.out.trades.every((r) => TradeV2Schema.safeParse(r).success)).toBe(true);
     expect(h.out.deadLetters.map((d) => d.reason)).toEqual([
-      "conflicting duplicate of trade id 101: first seen with price 65000.50000000, qty 0.25000000, time 1767225600123456 µs, side BUY; this frame has price 65001.00000000, qty 0.25000000, time 1767225600123456 µs, side BUY",
+      "conflicting duplicate of trade id 101: first seen with price 65000.50000000, quantity 0.25000000, time 1767225600123456 µs, side BUY; this frame has price 65001.00000000, quantity 0.25000000, time 1767225600123456 µs, side BUY",
       "trade 0: pair ETH/USD is not subscribed",
       "trade 0: price (price) is zero",
     ]);
