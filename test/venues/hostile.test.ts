@@ -5,12 +5,21 @@
  * for a regression, a stored record plus a reported anomaly), never a throw.
  */
 import { describe, expect, it } from "vitest";
-import { TradeV2Schema } from "../../src/schema/records.js";
+import { type TradeV2, TradeV2Schema } from "../../src/schema/records.js";
 import { BinanceNormalizer } from "../../src/venues/binance.js";
 import { CoinbaseNormalizer } from "../../src/venues/coinbase.js";
 import { KrakenNormalizer } from "../../src/venues/kraken.js";
 import { MAX_DEAD_LETTER_RAW_CHARS, MAX_DEAD_LETTERS_PER_FRAME } from "../../src/venues/mapping.js";
-import type { FrameNormalizer, NormalizedSink, VenueAnomaly } from "../../src/venues/venue.js";
+import {
+  type FrameNormalizer,
+  ID_DUPLICATE,
+  ID_NEW,
+  ID_REGRESSION,
+  type NormalizedSink,
+  TradeIdMemory,
+  tradeContent,
+  type VenueAnomaly,
+} from "../../src/venues/venue.js";
 import { collectingSink } from "./recording.js";
 
 const AT = 1_795_000_000_000_000;
@@ -283,5 +292,27 @@ describe("Kraken: hostile frames", () => {
       'unknown channel "weird-42"',
       'unknown method "evil"',
     ]);
+  });
+});
+
+describe("TradeIdMemory", () => {
+  const t = (price: string) => ({ price, quantity: "1.00000000", timestamp: 5, side: "BUY" }) as TradeV2;
+
+  it("remembers the last `perKey` ordered ids: older ones going backwards are regressions, not conflicts", () => {
+    const m = new TradeIdMemory(8);
+    for (let id = 100; id < 120; id++) expect(m.check("k", id, t("1.00000000"), id)).toBe(ID_NEW);
+    expect(m.check("k", 119, t("1.00000000"), 119)).toBe(ID_DUPLICATE);
+    expect(m.check("k", 113, t("2.00000000"), 113)).toBe(tradeContent(t("1.00000000")));
+    expect(m.check("k", 105, t("2.00000000"), 105)).toBe(ID_REGRESSION); // forgotten: below the last, stored
+    expect(m.last("k")).toBe(119);
+    expect(m.check("other", 105, t("2.00000000"), 105)).toBe(ID_NEW); // keys are independent
+  });
+
+  it("keeps unordered ids (Coinbase) in a ring of `perKey` slots", () => {
+    const m = new TradeIdMemory(4);
+    for (const id of ["a", "b", "c", "d", "e"]) expect(m.check("k", id, t("1.00000000"), null)).toBe(ID_NEW);
+    expect(m.check("k", "e", t("1.00000000"), null)).toBe(ID_DUPLICATE);
+    expect(m.check("k", "b", t("3.00000000"), null)).toBe(tradeContent(t("1.00000000")));
+    expect(m.check("k", "a", t("3.00000000"), null)).toBe(ID_NEW); // "a" was forgotten first
   });
 });
