@@ -29,7 +29,7 @@ import {
   topicFor,
 } from "./schema/records.js";
 import { emptyBatch, type Store, type WriteBatch } from "./store/store.js";
-import { deadLetterOf } from "./venues/mapping.js";
+import { deadLetterOf, reasonText } from "./venues/mapping.js";
 import type { NormalizedSink, Subscription, Venue, VenueAnomaly } from "./venues/venue.js";
 
 /** Counters reported by `--exit-at-end` and at shutdown. */
@@ -346,7 +346,12 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
     } catch (err) {
       // normalizers never throw by contract; if one does (a bug), the frame becomes a dead letter and
       // the feed goes on instead of the exception leaving the WebSocket handler and ending the process
-      const message = err instanceof Error ? err.message : String(err);
+      let message: string;
+      try {
+        message = reasonText(err instanceof Error ? err.message : String(err));
+      } catch {
+        message = "unprintable exception";
+      }
       metrics.normalizerErrors.labels(exchange).inc();
       logger.error(
         { exchange, err: message, frameChars: raw.length },
@@ -357,7 +362,7 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
           deadLetterOf(
             exchange,
             `${exchange.toLowerCase()}:normalizer`,
-            `normalizer error: ${message.slice(0, 200)}`,
+            `normalizer error: ${message}`,
             raw,
             receivedAtUs,
             "normalizer",

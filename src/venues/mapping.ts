@@ -166,19 +166,37 @@ const wellFormed = (s: string) => (s as unknown as WellFormed).isWellFormed();
 export function checkWellFormed(raw: string, msg: unknown): void {
   // a backslash is rare in venue frames, and looking for one character is the cheapest scan
   if (raw.indexOf("\\") < 0 || !SURROGATE_ESCAPE.test(raw)) return;
-  const stack: { v: unknown; path: string }[] = [{ v: msg, path: "" }];
+  // nodes by index with their parent and key; the path is spelled out only for the reason (memory
+  // stays linear in the frame's size however deep it nests)
+  const vals: unknown[] = [msg];
+  const parents: number[] = [-1];
+  const keys: (string | number)[] = [""];
+  const pathOf = (n: number): string => {
+    const parts: string[] = [];
+    for (let x = n; x > 0 && parts.length < 40; x = parents[x]) {
+      const k = keys[x];
+      parts.push(typeof k === "number" ? `[${k}]` : `.${wellFormed(k) ? k : JSON.stringify(k)}`);
+    }
+    const cut = parts.length === 40 ? "…" : "";
+    const path = parts.reverse().join("").replace(/^\./, "");
+    return path.length > 200 ? `…${path.slice(-200)}` : `${cut}${path}` || "(frame)";
+  };
+  const stack: number[] = [0];
   while (stack.length > 0) {
-    const { v, path } = stack.pop() as { v: unknown; path: string };
+    const n = stack.pop() as number;
+    const v = vals[n];
     if (typeof v === "string") {
-      if (!wellFormed(v)) fail(`field ${path || "(frame)"} is not well-formed UTF-16 (lone surrogate)`);
-    } else if (Array.isArray(v)) {
-      for (let i = 0; i < v.length; i++) stack.push({ v: v[i], path: `${path}[${i}]` });
+      if (!wellFormed(v)) fail(`field ${pathOf(n)} is not well-formed UTF-16 (lone surrogate)`);
     } else if (v !== null && typeof v === "object") {
+      const isArray = Array.isArray(v);
       for (const k in v) {
-        const name = wellFormed(k) ? k : JSON.stringify(k);
-        const p = path ? `${path}.${name}` : name;
-        if (!wellFormed(k)) fail(`field name ${shown(p)} is not well-formed UTF-16 (lone surrogate)`);
-        stack.push({ v: (v as Record<string, unknown>)[k], path: p });
+        const c = vals.length;
+        vals.push((v as Record<string, unknown>)[k]);
+        parents.push(n);
+        keys.push(isArray ? Number(k) : k);
+        if (!isArray && !wellFormed(k))
+          fail(`field name ${pathOf(c)} is not well-formed UTF-16 (lone surrogate)`);
+        stack.push(c);
       }
     }
   }

@@ -159,6 +159,11 @@ describe("Binance: hostile frames", () => {
       "frame text is not well-formed UTF-16 (lone surrogate) (lone surrogates of the raw text replaced by U+FFFD)",
     ]);
     expect(h.out.trades.map((t) => t.vendor_data.x)).toEqual(["😀"]);
+    // deep nesting around a lone surrogate: linear work, the path shows its innermost levels
+    h.feed(withRaw(trade({ t: 5 }), "x", `${"[".repeat(30_000)}"\\ud800"${"]".repeat(30_000)}`));
+    expect(h.out.deadLetters.at(-1)!.reason).toBe(
+      `field …${"[0]".repeat(40)} is not well-formed UTF-16 (lone surrogate)`,
+    );
     expect(h.out.deadLetters[2].raw).toContain('"x":"\ufffd"');
   });
 });
