@@ -35,13 +35,14 @@ import {
   topicFor,
 } from "./schema/records.js";
 import { emptyBatch, type Store, type WriteBatch } from "./store/store.js";
-import { deadLetterOf } from "./venues/mapping.js";
+import { deadLetterOf, reasonText } from "./venues/mapping.js";
 import {
   type NormalizedSink,
   SequenceTracker,
   type StoredSequence,
   type Subscription,
   type Venue,
+  type VenueAnomaly,
 } from "./venues/venue.js";
 
 /** Counters reported by `--exit-at-end` and at shutdown. */
@@ -100,6 +101,16 @@ export interface IngestOptions {
   /** Backfill tuning (tests shrink the waits). */
   backfillOptions?: Pick<BackfillOptions, "maxAttempts" | "retryDelayMs" | "maxWaitMs" | "requestTimeoutMs">;
 }
+
+/**
+ * Most per-symbol series of `k2_frames_received_total` per feed: only subscribed symbols get their own
+ * series, at most this many; anything else is counted under `other.<data type>`.
+ */
+export const MAX_SYMBOL_SERIES = 1024;
+/** Most distinct `kind` labels of `k2_control_frames_total` per feed; further kinds count as `other`. */
+export const MAX_CONTROL_KINDS = 64;
+/** Least interval between two sequence-regression log lines of one feed, ms. */
+const REGRESSION_LOG_INTERVAL_MS = 10_000;
 
 /**
  * Buffers bus messages within one event-loop turn and publishes them as one call, waiting for the ack.
@@ -221,9 +232,15 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
     }
     return c;
   };
+  // per-symbol series only for subscribed symbols (normalizers reject others; this bounds the label
+  // set whatever a normalizer lets through)
+  const subscribedSymbols = new Set(opts.subscription.symbols.map((s) => s.toUpperCase()));
   const frameCounter = (symbol: string, dataType: DataType) => {
     let c = perSymbol.get(symbol);
     if (!c) {
+      if (!subscribedSymbols.has(symbol.toUpperCase()) || perSymbol.size >= MAX_SYMBOL_SERIES) {
+        return counter(`other.${dataType}`);
+      }
       c = {
         trades: counter(`${symbol}.trades`),
         aggtrades: counter(`${symbol}.aggtrades`),
@@ -269,6 +286,8 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
     id: `${gap.exchange}/${gap.symbol}/${gap.data_type}/${gap.from_sequence}${gap.status && gap.status !== "open" ? `/${gap.status}` : ""}`,
     value: gap,
   });
+  const controlKinds = new Set<string>();
+  const regressions = { n: 0, loggedAt: 0 };
 
   const sink: NormalizedSink = {
     trade(record: TradeV2, dataType: "trades" | "aggtrades") {
@@ -318,7 +337,35 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
     control(kind: string) {
       handle.control++;
       counts.frames--; // counted on receipt; control frames carry no market data
+      if (!controlKinds.has(kind)) {
+        if (controlKinds.size >= MAX_CONTROL_KINDS) kind = "other";
+        else controlKinds.add(kind);
+      }
       metrics.controlFrames.labels(exchange, kind).inc();
+    },
+    anomaly(a: VenueAnomaly) {
+      if (a.kind === "conflicting_duplicate") {
+        metrics.conflictingDuplicates.labels(exchange).inc();
+        return;
+      }
+      metrics.sequenceRegressions.labels(exchange).inc();
+      regressions.n++;
+      const now = Date.now();
+      if (now - regressions.loggedAt >= REGRESSION_LOG_INTERVAL_MS) {
+        logger.warn(
+          {
+            exchange,
+            symbol: a.symbol,
+            data_type: a.dataType,
+            id: a.id,
+            last: a.last,
+            since_last_log: regressions.n,
+          },
+          "sequence regression: trade id below the last seen (stored)",
+        );
+        regressions.loggedAt = now;
+        regressions.n = 0;
+      }
     },
   };
 
@@ -358,7 +405,37 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
   conn.on("frame", (raw, receivedAtUs) => {
     counts.frames++;
     if (onRaw) onRaw(raw, receivedAtUs);
-    normalizer.normalize(raw, receivedAtUs);
+    try {
+      normalizer.normalize(raw, receivedAtUs);
+    } catch (err) {
+      // normalizers never throw by contract; if one does (a bug), the frame becomes a dead letter and
+      // the feed goes on instead of the exception leaving the WebSocket handler and ending the process
+      let message: string;
+      try {
+        message = reasonText(err instanceof Error ? err.message : String(err));
+      } catch {
+        message = "unprintable exception";
+      }
+      metrics.normalizerErrors.labels(exchange).inc();
+      logger.error(
+        { exchange, err: message, frameChars: raw.length },
+        "normalizer threw; frame dead-lettered",
+      );
+      try {
+        sink.deadLetter(
+          deadLetterOf(
+            exchange,
+            `${exchange.toLowerCase()}:normalizer`,
+            `normalizer error: ${message}`,
+            raw,
+            receivedAtUs,
+            "normalizer",
+          ),
+        );
+      } catch (e) {
+        logger.error({ exchange, err: (e as Error).message }, "dead letter of a failed frame not published");
+      }
+    }
   });
   conn.on("invalidUtf8", (bytes, receivedAtUs, binary) => {
     counts.frames++;

@@ -146,6 +146,26 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  // Hostile venue input (engineer D): normalizer anomalies and normalizer failures
+  readonly conflictingDuplicates = new Counter({
+    name: "k2_conflicting_duplicates_total",
+    help: "Trades whose venue id was seen before with different content (dead-lettered with both versions)",
+    labelNames: ["exchange"],
+    registers: [this.registry],
+  });
+  readonly sequenceRegressions = new Counter({
+    name: "k2_sequence_regressions_total",
+    help: "Trades whose venue id is below the last seen and not a known duplicate (stored)",
+    labelNames: ["exchange"],
+    registers: [this.registry],
+  });
+  readonly normalizerErrors = new Counter({
+    name: "k2_normalizer_errors_total",
+    help: "Frames whose normalizer threw (a bug; the frame is dead-lettered and the feed goes on)",
+    labelNames: ["exchange"],
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: "k2_process_" });

@@ -14,13 +14,24 @@ export const DECIMAL_INT_DIGITS = 10;
 const ZEROS = "00000000";
 const SCALE_FACTOR = 100_000_000n;
 
+/**
+ * A venue value as quoted in an error message, bounded and never throwing: strings as JSON (cut to
+ * 200 characters), objects and arrays by kind only (a deeply nested one would overflow
+ * `JSON.stringify`'s stack), anything else as `String`.
+ */
+export function previewValue(v: unknown): string {
+  if (typeof v === "string") return JSON.stringify(v.length > 200 ? `${v.slice(0, 200)}…` : v);
+  if (v !== null && typeof v === "object") return Array.isArray(v) ? "<array>" : "<object>";
+  return String(v);
+}
+
 /** Thrown when a venue string is not an exact DECIMAL(18,8). `reason` is the dead-letter reason. */
 export class DecimalError extends Error {
   constructor(
     readonly reason: string,
     readonly input: unknown,
   ) {
-    super(`${reason}: ${JSON.stringify(input)}`);
+    super(`${reason}: ${previewValue(input)}`);
     this.name = "DecimalError";
   }
 }

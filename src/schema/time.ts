@@ -3,6 +3,8 @@
  * binary float (`Date.parse` keeps only ms; `Number("1618678142.557535") * 1e6` can be off by one µs).
  */
 
+import { previewValue } from "./decimal.js";
+
 const ISO = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})$/;
 
 /** Thrown when a venue time string cannot be read exactly. `reason` is the dead-letter reason. */
@@ -11,7 +13,7 @@ export class TimeError extends Error {
     readonly reason: string,
     readonly input: unknown,
   ) {
-    super(`${reason}: ${JSON.stringify(input)}`);
+    super(`${reason}: ${previewValue(input)}`);
     this.name = "TimeError";
   }
 }

@@ -15,10 +15,24 @@ import type { ConnectionOptions } from "../feed/connection.js";
 import { deterministicMessageId } from "../schema/message-id.js";
 import type { DataType, QuoteV2, TradeV2 } from "../schema/records.js";
 import { quoteCurrency } from "../schema/records.js";
-import { asObject, currencyOf, decimalOf, fail, Reject, vendorString } from "./mapping.js";
+import {
+  addVendorFields,
+  asObject,
+  boundDeadLetter,
+  currencyOf,
+  decimalOf,
+  fail,
+  parseFrame,
+  Reject,
+  reasonText,
+  shown,
+  sourceOf,
+  tradeDecimalOf,
+} from "./mapping.js";
 import {
   type BackfillContext,
   type FrameNormalizer,
+  ID_REGRESSION,
   type NormalizedSink,
   type ReplayDialect,
   type RestBackfill,
@@ -26,10 +40,21 @@ import {
   SequenceTracker,
   type StoredSequence,
   type Subscription,
+  TradeIdMemory,
+  tradeContent,
   type Venue,
 } from "./venue.js";
 
 const EXCHANGE = "BINANCE";
+/**
+ * Largest Binance frame K2 reads, in characters: the subscribed streams' payloads (trade, aggTrade,
+ * bookTicker) are under 600 characters; a larger frame is a dead letter.
+ */
+export const BINANCE_MAX_FRAME_CHARS = 65_536;
+/** Latest venue time (ms) whose µs still fits a safe integer (year ~2255): later ones are rejected. */
+const MAX_TIME_MS = Math.floor(Number.MAX_SAFE_INTEGER / 1000);
+/** Binance symbols: `BTCUSDT` (upper case letters and digits, 2 to 20). */
+const SYMBOL = /^[A-Z0-9]{2,20}$/;
 /** Binance: at most 5 messages per second sent by the client on one connection. */
 export const BINANCE_MAX_MESSAGES_PER_SECOND = 5;
 /** Binance: at most 1024 streams on one connection. */
@@ -55,7 +80,7 @@ function intField(data: Record<string, unknown>, key: string, name: string): num
   const v = data[key];
   if (v === undefined || v === null) fail(`missing ${name} (${key})`);
   if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
-    fail(`${name} (${key}) is not a non-negative integer: ${JSON.stringify(v)}`);
+    fail(`${name} (${key}) is not a non-negative integer: ${shown(v)}`);
   }
   return v;
 }
@@ -63,48 +88,68 @@ function intField(data: Record<string, unknown>, key: string, name: string): num
 function symbolField(data: Record<string, unknown>): string {
   const s = data["s"];
   if (typeof s !== "string" || s.length === 0) fail("missing symbol (s)");
-  return s.toUpperCase();
+  const u = s.toUpperCase();
+  if (!SYMBOL.test(u)) fail(`symbol (s) is not a Binance symbol like BTCUSDT: ${shown(s)}`);
+  return u;
 }
 
 const TRADE_MAPPED = new Set(["s", "t", "p", "q", "T", "m"]);
 const AGG_MAPPED = new Set(["s", "a", "p", "q", "T", "m"]);
 const QUOTE_MAPPED = new Set(["s", "u", "b", "B", "a", "A", "T"]);
 /** Readable names for the Binance fields that land in vendor_data. */
-const VENDOR_NAMES: Record<string, string> = {
-  e: "event_type",
-  E: "event_time",
-  M: "is_best_match",
-  f: "first_trade_id",
-  l: "last_trade_id",
-  b: "buyer_order_id",
-  a: "seller_order_id",
-};
+const VENDOR_NAMES = new Map(
+  Object.entries({
+    e: "event_type",
+    E: "event_time",
+    M: "is_best_match",
+    f: "first_trade_id",
+    l: "last_trade_id",
+    b: "buyer_order_id",
+    a: "seller_order_id",
+  }),
+);
 
 function vendorData(data: Record<string, unknown>, mapped: Set<string>, names = VENDOR_NAMES) {
-  const out: Record<string, string> = {};
-  for (const k in data) {
-    if (mapped.has(k)) continue;
-    out[names[k] ?? k] = vendorString(data[k]);
-  }
-  return out;
+  return addVendorFields({}, data, mapped, names);
 }
 
-const QUOTE_NAMES: Record<string, string> = { e: "event_type", E: "event_time" };
+const QUOTE_NAMES = new Map(Object.entries({ e: "event_type", E: "event_time" }));
+
+/** A subscribed Binance stream: its symbol (upper case) and event type. */
+interface StreamOf {
+  symbol: string;
+  type: BinanceStream;
+}
 
 /**
  * Binance normalizer for one connection. Handles combined (`{"stream","data"}`) and raw payloads,
  * subscription acks (`{"result":null,"id":N}`) and venue errors (`{"error":{..}}`, dead-lettered with
  * the venue's message).
+ *
+ * Every record belongs to a subscribed stream: an envelope's `stream` must be subscribed and its
+ * payload's symbol `s` and event type `e` must be the stream's; a payload without envelope must name a
+ * subscribed stream by `s` and `e`. Trades with a zero price or quantity, and a trade id seen before with
+ * different content (a conflicting duplicate, reported with both versions), are dead letters; a trade
+ * id below the last seen is reported as a sequence regression and stored.
  */
 export class BinanceNormalizer implements FrameNormalizer {
   readonly sequences = new SequenceTracker();
-  private readonly subscribed: Set<string>;
+  /** Recent trade ids per `<data type>/<symbol>` with their content (duplicates, regressions). */
+  readonly tradeIds = new TradeIdMemory();
+  private readonly subscribed = new Map<string, StreamOf>();
 
   constructor(
     private readonly sink: NormalizedSink,
     sub: Subscription,
   ) {
-    this.subscribed = new Set(binanceStreamNames(sub));
+    for (const s of sub.symbols) {
+      for (const st of sub.streams) {
+        this.subscribed.set(`${s.toLowerCase()}@${st}`, {
+          symbol: s.toUpperCase(),
+          type: st as BinanceStream,
+        });
+      }
+    }
   }
 
   resumeSequences(last: readonly StoredSequence[]): void {
@@ -114,20 +159,17 @@ export class BinanceNormalizer implements FrameNormalizer {
   normalize(raw: string, receivedAtUs: number): void {
     let source = "binance";
     try {
-      let msg: unknown;
-      try {
-        msg = JSON.parse(raw);
-      } catch {
-        fail("malformed JSON");
-      }
+      const msg = parseFrame(raw, BINANCE_MAX_FRAME_CHARS);
       if (msg === null || typeof msg !== "object" || Array.isArray(msg)) fail("frame is not a JSON object");
       const obj = msg as Record<string, unknown>;
       let data = obj;
       let stream: string | undefined;
+      let streamOf: StreamOf | undefined;
       if (typeof obj["stream"] === "string") {
         stream = obj["stream"];
+        streamOf = this.subscribed.get(stream);
+        if (!streamOf) fail(`frame for unsubscribed stream ${reasonText(stream)}`);
         source = `binance:${stream}`;
-        if (!this.subscribed.has(stream)) fail(`frame for unsubscribed stream ${stream}`);
         const d = obj["data"];
         if (d === null || typeof d !== "object" || Array.isArray(d)) fail("missing data object");
         data = d as Record<string, unknown>;
@@ -136,50 +178,64 @@ export class BinanceNormalizer implements FrameNormalizer {
         return;
       } else if ("error" in obj) {
         const err = obj["error"] as { code?: unknown; msg?: unknown } | null;
-        fail(`venue error ${vendorString(err?.code)}: ${vendorString(err?.msg)}`);
+        fail(`venue error ${reasonText(err?.code)}: ${reasonText(err?.msg)}`);
       } else if ("lastUpdateId" in obj) {
         // REST depth snapshot some recorders interleave; not a stream frame this feed subscribes to
         fail("depth snapshot is not a subscribed stream");
       }
       const e = data["e"];
-      if (e === "trade") this.trade(data, raw, receivedAtUs, "trades");
-      else if (e === "aggTrade") this.trade(data, raw, receivedAtUs, "aggtrades");
+      let type: BinanceStream;
+      if (e === "trade" || e === "aggTrade") type = e;
       else if (e === undefined || e === "bookTicker") {
         if (e === undefined && (stream === undefined || !stream.endsWith("@bookTicker")) && !("u" in data)) {
           fail("missing event type (e)");
         }
-        this.quote(data, receivedAtUs);
-      } else fail(`unknown event type ${JSON.stringify(e)}`);
+        type = "bookTicker";
+      } else fail(`unknown event type ${shown(e)}`);
+      // fast path: the payload names its stream's (subscribed, validated) symbol exactly
+      const symbol = streamOf && data["s"] === streamOf.symbol ? streamOf.symbol : symbolField(data);
+      if (streamOf) {
+        if (streamOf.type !== type) fail(`${type} payload in stream ${stream}`);
+        if (streamOf.symbol !== symbol) fail(`symbol (s) ${symbol} does not match stream ${stream}`);
+      } else if (!this.subscribed.has(`${symbol.toLowerCase()}@${type}`)) {
+        fail(`frame for unsubscribed stream ${symbol.toLowerCase()}@${type} (payload without envelope)`);
+      }
+      if (type === "trade") this.trade(data, symbol, receivedAtUs, "trades");
+      else if (type === "aggTrade") this.trade(data, symbol, receivedAtUs, "aggtrades");
+      else this.quote(data, symbol, receivedAtUs);
     } catch (err) {
       if (!(err instanceof Reject)) throw err;
       if (source === "binance") {
         // frames that did not parse still name their stream in the envelope's first bytes
-        const m = /^\{"stream":"([^"]{1,100})"/.exec(raw);
-        if (m) source = `binance:${m[1]}`;
+        const m = /^\{"stream":"([^"\\]{1,64})"/.exec(raw);
+        if (m) source = sourceOf("binance", m[1]);
       }
-      this.sink.deadLetter({
-        message_id: deterministicMessageId(`${EXCHANGE}/dlq/${raw}`),
-        exchange: EXCHANGE,
-        source,
-        reason: err.message,
-        raw,
-        received_at: receivedAtUs,
-      });
+      this.sink.deadLetter(
+        boundDeadLetter({
+          message_id: deterministicMessageId(`${EXCHANGE}/dlq/${raw}`),
+          exchange: EXCHANGE,
+          source,
+          reason: err.message,
+          raw,
+          received_at: receivedAtUs,
+        }),
+      );
     }
   }
 
   private trade(
     data: Record<string, unknown>,
-    _raw: string,
+    symbol: string,
     receivedAtUs: number,
     dataType: "trades" | "aggtrades",
   ): void {
-    const symbol = symbolField(data);
     const idKey = dataType === "trades" ? "t" : "a";
-    const id = intField(data, idKey, dataType === "trades" ? "trade id" : "aggregate trade id");
-    const price = decimalField(data, "p", "price");
-    const quantity = decimalField(data, "q", "quantity");
+    const idName = dataType === "trades" ? "trade id" : "aggregate trade id";
+    const id = intField(data, idKey, idName);
+    const price = tradeDecimalOf(data["p"], "price", "p");
+    const quantity = tradeDecimalOf(data["q"], "quantity", "q");
     const tradeTimeMs = intField(data, "T", "trade time");
+    if (tradeTimeMs > MAX_TIME_MS) fail(`trade time (T) is out of range: ${tradeTimeMs}`);
     const m = data["m"];
     if (typeof m !== "boolean") fail("missing buyer-is-maker flag (m)");
     const currency = currencyOf(symbol);
@@ -200,6 +256,24 @@ export class BinanceNormalizer implements FrameNormalizer {
       platform_sequence: this.sequences.nextPlatformSequence(symbol),
       vendor_data: vendorData(data, dataType === "trades" ? TRADE_MAPPED : AGG_MAPPED),
     };
+    // the id is remembered only once the record is complete (a rejected record leaves no trace)
+    const key = `${dataType}/${symbol}`;
+    const verdict = this.tradeIds.check(key, id, record, id);
+    if (typeof verdict === "string") {
+      this.sink.anomaly?.({ kind: "conflicting_duplicate", symbol, dataType, id, last: null });
+      fail(
+        `conflicting duplicate of ${idName} ${id}: first seen with ${verdict}; this frame has ${tradeContent(record)}`,
+      );
+    }
+    if (verdict === ID_REGRESSION) {
+      this.sink.anomaly?.({
+        kind: "sequence_regression",
+        symbol,
+        dataType,
+        id,
+        last: this.tradeIds.last(key),
+      });
+    }
     const gap = this.sequences.observe(`${dataType}/${symbol}`, id);
     if (gap) {
       this.sink.gap({
@@ -214,8 +288,7 @@ export class BinanceNormalizer implements FrameNormalizer {
     this.sink.trade(record, dataType);
   }
 
-  private quote(data: Record<string, unknown>, receivedAtUs: number): void {
-    const symbol = symbolField(data);
+  private quote(data: Record<string, unknown>, symbol: string, receivedAtUs: number): void {
     const u = intField(data, "u", "update id");
     const bid_price = decimalField(data, "b", "bid price");
     const bid_quantity = decimalField(data, "B", "bid quantity");
@@ -223,7 +296,12 @@ export class BinanceNormalizer implements FrameNormalizer {
     const ask_quantity = decimalField(data, "A", "ask quantity");
     const venueTime = data["T"] ?? data["E"];
     const timestamp =
-      typeof venueTime === "number" && Number.isSafeInteger(venueTime) ? venueTime * 1000 : receivedAtUs;
+      typeof venueTime === "number" &&
+      Number.isSafeInteger(venueTime) &&
+      venueTime >= 0 &&
+      venueTime <= MAX_TIME_MS
+        ? venueTime * 1000
+        : receivedAtUs;
     const record: QuoteV2 = {
       message_id: deterministicMessageId(`${EXCHANGE}/quotes/${symbol}/${u}`),
       symbol,
@@ -304,7 +382,9 @@ export const BINANCE_WEIGHT_PER_MINUTE = 6000;
 
 /** historicalTrades fields that are mapped to columns; the rest land in vendor_data. */
 const REST_TRADE_MAPPED = new Set(["id", "price", "qty", "time", "isBuyerMaker"]);
-const REST_TRADE_NAMES: Record<string, string> = { quoteQty: "quote_quantity", isBestMatch: "is_best_match" };
+const REST_TRADE_NAMES = new Map(
+  Object.entries({ quoteQty: "quote_quantity", isBestMatch: "is_best_match" }),
+);
 
 /**
  * One REST trade as a TradeV2 with the streamed trade's message id, trade id and columns.
@@ -316,9 +396,10 @@ function restTrade(item: unknown, ctx: BackfillContext): TradeV2 {
   const data = asObject(item) ?? fail("REST trade is not an object");
   const trades = ctx.dataType === "trades";
   const id = trades ? intField(data, "id", "trade id") : intField(data, "a", "aggregate trade id");
-  const price = decimalField(data, trades ? "price" : "p", "price");
-  const quantity = decimalField(data, trades ? "qty" : "q", "quantity");
+  const price = tradeDecimalOf(data[trades ? "price" : "p"], "price", trades ? "price" : "p");
+  const quantity = tradeDecimalOf(data[trades ? "qty" : "q"], "quantity", trades ? "qty" : "q");
   const timeMs = intField(data, trades ? "time" : "T", "trade time");
+  if (timeMs > MAX_TIME_MS) fail(`trade time (${trades ? "time" : "T"}) is out of range: ${timeMs}`);
   const m = data[trades ? "isBuyerMaker" : "m"];
   if (typeof m !== "boolean") fail(`missing buyer-is-maker flag (${trades ? "isBuyerMaker" : "m"})`);
   const symbol = ctx.symbol;

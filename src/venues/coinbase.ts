@@ -44,15 +44,22 @@ import type { ConnectionOptions } from "../feed/connection.js";
 import { deterministicMessageId } from "../schema/message-id.js";
 import type { DataType, QuoteV2, Side, TradeV2 } from "../schema/records.js";
 import {
+  addVendorFields,
   asObject,
   currencyOf,
   deadLetterOf,
   decimalOf,
+  FrameRejects,
   fail,
   intOf,
   isoMicrosOf,
+  parseFrame,
   Reject,
+  reasonText,
+  shown,
+  sourceOf,
   symbolOf,
+  tradeDecimalOf,
   vendorString,
 } from "./mapping.js";
 import {
@@ -62,6 +69,8 @@ import {
   replayKey,
   SequenceTracker,
   type Subscription,
+  TradeIdMemory,
+  tradeContent,
   type Venue,
 } from "./venue.js";
 
@@ -70,6 +79,21 @@ const EXCHANGE = "COINBASE";
 export const COINBASE_MAX_MESSAGES_PER_SECOND = 8;
 /** Channels K2 subscribes to on Coinbase (`--streams`). */
 export const COINBASE_STREAMS = ["market_trades", "ticker", "heartbeats"] as const;
+/**
+ * Largest Coinbase frame K2 reads, in characters. `level2` snapshots are large (the recording holds one
+ * of 5,079,379 characters), so the bound is wide; a larger frame is a dead letter.
+ */
+export const COINBASE_MAX_FRAME_CHARS = 32 * 1024 * 1024;
+/** Channels Coinbase sends that K2 has no mapper for: control frames (`unmapped:<channel>`); any other channel name is a dead letter. */
+const UNMAPPED_CHANNELS = new Set([
+  "l2_data",
+  "level2",
+  "candles",
+  "status",
+  "ticker_batch",
+  "user",
+  "futures_balance_summary",
+]);
 /** Coinbase product ids: `BTC-USD`. */
 const PRODUCT = /^[A-Z0-9]{1,20}-[A-Z0-9]{1,20}$/;
 const PRODUCT_WHAT = "a Coinbase product id like BTC-USD";
@@ -95,17 +119,28 @@ const TICKER_MAPPED = new Set([
 /**
  * Coinbase normalizer for one feed. Per connection it tracks `sequence_num` (reset when a connection
  * opens, and when a frame numbered 0 arrives: Coinbase numbers each connection from 0).
+ *
+ * Records come only from subscribed channels (`market_trades`, `ticker`) and subscribed products: a
+ * trade or ticker of another product is a dead letter, as is a frame of an unsubscribed mapped channel
+ * or of a channel Coinbase does not have. Trades with a zero price or size, and a `trade_id` seen
+ * before with different content (conflicting duplicate, both versions in the reason), are dead letters.
  */
 export class CoinbaseNormalizer implements FrameNormalizer {
   readonly sequences = new SequenceTracker();
+  /** Recent trade ids per product with their content (conflicting duplicates). */
+  readonly tradeIds = new TradeIdMemory();
   /** The connection's products, `BTC-USD,ETH-USD`: the `symbol` of a per-connection sequence gap. */
   private readonly connectionSymbols: string;
+  private readonly products: Set<string>;
+  private readonly channels: Set<string>;
 
   constructor(
     private readonly sink: NormalizedSink,
     sub: Subscription,
   ) {
     this.connectionSymbols = [...sub.symbols].sort().join(",");
+    this.products = new Set(sub.symbols.map((s) => s.toUpperCase()));
+    this.channels = new Set([...sub.streams, "heartbeats", "subscriptions"]);
   }
 
   connectionOpened(): void {
@@ -115,22 +150,24 @@ export class CoinbaseNormalizer implements FrameNormalizer {
   normalize(raw: string, receivedAtUs: number): void {
     let source = "coinbase";
     try {
-      let msg: unknown;
-      try {
-        msg = JSON.parse(raw);
-      } catch {
-        fail("malformed JSON");
-      }
+      const msg = parseFrame(raw, COINBASE_MAX_FRAME_CHARS);
       const obj = asObject(msg);
       if (!obj) fail("frame is not a JSON object");
       if (obj["type"] === "error") {
         fail(
-          `venue error: ${vendorString(obj["message"])}${obj["reason"] ? ` (${vendorString(obj["reason"])})` : ""}`,
+          `venue error: ${reasonText(obj["message"])}${obj["reason"] ? ` (${reasonText(obj["reason"])})` : ""}`,
         );
       }
       const channel = obj["channel"];
       if (typeof channel !== "string" || channel.length === 0) fail("missing channel");
-      source = `coinbase:${channel}`;
+      source = sourceOf("coinbase", channel);
+      if (!this.channels.has(channel) && !UNMAPPED_CHANNELS.has(channel)) {
+        fail(
+          channel === "market_trades" || channel === "ticker"
+            ? `channel ${channel} is not subscribed`
+            : `unknown channel ${shown(channel)}`,
+        );
+      }
       const seq = this.observeSequence(obj["sequence_num"], receivedAtUs);
       switch (channel) {
         case "market_trades":
@@ -189,8 +226,9 @@ export class CoinbaseNormalizer implements FrameNormalizer {
   ): void {
     const channelTimestamp = obj["timestamp"];
     const out: { record: TradeV2; at: number }[] = [];
+    const rejects = new FrameRejects(this.sink, EXCHANGE, source, raw, receivedAtUs);
     this.events(obj).forEach((event, e) => {
-      const eventType = vendorString(event["type"] ?? "");
+      const eventType = vendorString(event["type"] ?? "", "type");
       const trades = event["trades"];
       if (!Array.isArray(trades)) fail(`event ${e}: missing trades array`);
       const mapped: { record: TradeV2; at: number }[] = [];
@@ -200,19 +238,20 @@ export class CoinbaseNormalizer implements FrameNormalizer {
           mapped.push(this.trade(trade, eventType, channelTimestamp, seq, receivedAtUs));
         } catch (err) {
           if (!(err instanceof Reject)) throw err;
-          this.sink.deadLetter(
-            deadLetterOf(EXCHANGE, source, `trade ${e}.${i}: ${err.message}`, raw, receivedAtUs, `${e}.${i}`),
-          );
+          rejects.add(`${e}.${i}`, `trade ${e}.${i}: ${err.message}`);
         }
       });
       // snapshots list the newest trade first: emit oldest first (stable for equal times)
       if (eventType === "snapshot") mapped.sort((a, b) => a.at - b.at);
       out.push(...mapped);
     });
+    rejects.finish();
     for (const { record } of out) {
       record.platform_sequence = this.sequences.nextPlatformSequence(record.symbol);
       this.sink.trade(record, "trades");
     }
+    // a frame always has an outcome: one with no trades at all is a control frame
+    if (out.length === 0 && rejects.count === 0) this.sink.control("empty:market_trades", raw);
   }
 
   private trade(
@@ -226,20 +265,22 @@ export class CoinbaseNormalizer implements FrameNormalizer {
     const id = t["trade_id"];
     if (typeof id !== "string" && typeof id !== "number") fail("missing trade id (trade_id)");
     const tradeId = String(id);
-    if (!/^[A-Za-z0-9-]{1,64}$/.test(tradeId))
-      fail(`trade id (trade_id) is not an id: ${JSON.stringify(id)}`);
-    const price = decimalOf(t["price"], "price", "price");
-    const quantity = decimalOf(t["size"], "quantity", "size");
+    if (!/^[A-Za-z0-9-]{1,64}$/.test(tradeId)) fail(`trade id (trade_id) is not an id: ${shown(id)}`);
+    if (!this.products.has(symbol)) fail(`product ${symbol} is not subscribed`);
+    const price = tradeDecimalOf(t["price"], "price", "price");
+    const quantity = tradeDecimalOf(t["size"], "quantity", "size");
     const timestamp = isoMicrosOf(t["time"], "trade time", "time");
     const makerSide = t["side"];
     // Coinbase `side` is the maker's side (see the file comment): the aggressor is the other side.
     const side: Side = makerSide === "SELL" ? "BUY" : makerSide === "BUY" ? "SELL" : "UNKNOWN";
     const vendor: Record<string, string> = {
       event_type: eventType,
-      maker_side: vendorString(makerSide ?? ""),
+      maker_side: vendorString(makerSide ?? "", "side"),
     };
-    if (typeof channelTimestamp === "string") vendor["channel_timestamp"] = channelTimestamp;
-    for (const k in t) if (!TRADE_MAPPED.has(k)) vendor[k] = vendorString(t[k]);
+    if (typeof channelTimestamp === "string") {
+      vendor["channel_timestamp"] = vendorString(channelTimestamp, "channel_timestamp");
+    }
+    addVendorFields(vendor, t, TRADE_MAPPED);
     const record: TradeV2 = {
       message_id: deterministicMessageId(`${EXCHANGE}/trades/${symbol}/${tradeId}`),
       trade_id: `${EXCHANGE}-${tradeId}`,
@@ -257,6 +298,20 @@ export class CoinbaseNormalizer implements FrameNormalizer {
       platform_sequence: 0,
       vendor_data: vendor,
     };
+    // the id is remembered only once the record is complete (a rejected record leaves no trace)
+    const verdict = this.tradeIds.check(symbol, tradeId, record, null);
+    if (typeof verdict === "string") {
+      this.sink.anomaly?.({
+        kind: "conflicting_duplicate",
+        symbol,
+        dataType: "trades",
+        id: tradeId,
+        last: null,
+      });
+      fail(
+        `conflicting duplicate of trade id ${tradeId}: first seen with ${verdict}; this frame has ${tradeContent(record)}`,
+      );
+    }
     return { record, at: timestamp };
   }
 
@@ -270,18 +325,20 @@ export class CoinbaseNormalizer implements FrameNormalizer {
     const channelTimestamp = obj["timestamp"];
     const timestamp = isoMicrosOf(channelTimestamp, "ticker time", "timestamp");
     const seen = new Map<string, number>();
+    const rejects = new FrameRejects(this.sink, EXCHANGE, source, raw, receivedAtUs);
+    let quotes = 0;
     this.events(obj).forEach((event, e) => {
-      const eventType = vendorString(event["type"] ?? "");
+      const eventType = vendorString(event["type"] ?? "", "type");
       const tickers = event["tickers"];
       if (!Array.isArray(tickers)) fail(`event ${e}: missing tickers array`);
       tickers.forEach((t, i) => {
         try {
           const ticker = asObject(t) ?? fail("not an object");
           const symbol = symbolOf(ticker["product_id"], "product_id", PRODUCT, PRODUCT_WHAT);
+          if (!this.products.has(symbol)) fail(`product ${symbol} is not subscribed`);
           const n = seen.get(symbol) ?? 0;
           seen.set(symbol, n + 1);
-          const vendor: Record<string, string> = { event_type: eventType };
-          for (const k in ticker) if (!TICKER_MAPPED.has(k)) vendor[k] = vendorString(ticker[k]);
+          const vendor = addVendorFields({ event_type: eventType }, ticker, TICKER_MAPPED);
           const record: QuoteV2 = {
             message_id: deterministicMessageId(
               `${EXCHANGE}/quotes/${symbol}/${channelTimestamp}${n > 0 ? `/${n}` : ""}`,
@@ -301,21 +358,15 @@ export class CoinbaseNormalizer implements FrameNormalizer {
             vendor_data: vendor,
           };
           this.sink.quote(record);
+          quotes++;
         } catch (err) {
           if (!(err instanceof Reject)) throw err;
-          this.sink.deadLetter(
-            deadLetterOf(
-              EXCHANGE,
-              source,
-              `ticker ${e}.${i}: ${err.message}`,
-              raw,
-              receivedAtUs,
-              `${e}.${i}`,
-            ),
-          );
+          rejects.add(`${e}.${i}`, `ticker ${e}.${i}: ${err.message}`);
         }
       });
     });
+    rejects.finish();
+    if (quotes === 0 && rejects.count === 0) this.sink.control("empty:ticker", raw);
   }
 }
 

@@ -55,25 +55,37 @@ import { parseJsonExact } from "../schema/exact-json.js";
 import { deterministicMessageId, murmur3x86_128 } from "../schema/message-id.js";
 import type { DataType, QuoteV2, Side, TradeV2 } from "../schema/records.js";
 import {
+  addVendorFields,
   asObject,
+  boundedJson,
   currencyOf,
   deadLetterOf,
   decimalOf,
   epochSecondsMicrosOf,
+  FrameRejects,
   fail,
   intOf,
   isoMicrosOf,
+  MAX_VENDOR_FIELDS,
+  parseFrame,
   Reject,
+  reasonText,
+  shown,
+  sourceOf,
   symbolOf,
+  tradeDecimalOf,
   vendorString,
 } from "./mapping.js";
 import {
   type FrameNormalizer,
+  ID_REGRESSION,
   type NormalizedSink,
   type ReplayDialect,
   replayKey,
   SequenceTracker,
   type Subscription,
+  TradeIdMemory,
+  tradeContent,
   type Venue,
 } from "./venue.js";
 
@@ -82,6 +94,17 @@ const EXCHANGE = "KRAKEN";
 export const KRAKEN_MAX_MESSAGES_PER_SECOND = 5;
 /** Channels K2 subscribes to on Kraken (`--streams`). */
 export const KRAKEN_STREAMS = ["trade", "ticker"] as const;
+/**
+ * Largest Kraken frame K2 reads, in characters (`book-1000` snapshots are the largest recorded frames,
+ * 79,307 characters); a larger frame is a dead letter.
+ */
+export const KRAKEN_MAX_FRAME_CHARS = 4 * 1024 * 1024;
+/** v1 channel names K2 has no mapper for (control frames `unmapped:<name>`); others are dead letters. */
+const V1_UNMAPPED = /^(?:book-\d{1,5}|spread|ohlc-\d{1,5})$/;
+/** v2 channels K2 has no mapper for (control frames); any other channel name is a dead letter. */
+const V2_UNMAPPED = new Set(["book", "level3", "ohlc", "instrument", "executions", "balances"]);
+/** Kraken system statuses (`systemStatus` / `status`); another value is counted as `system_status_unknown`. */
+const SYSTEM_STATUSES = new Set(["online", "maintenance", "cancel_only", "limit_only", "post_only"]);
 /** Kraken pairs: `XBT/USD`, `BTC/USD`. */
 const PAIR = /^[A-Z0-9.]{1,20}\/[A-Z0-9.]{1,20}$/;
 const PAIR_WHAT = "a Kraken pair like XBT/USD";
@@ -142,54 +165,82 @@ function sideOf(v: unknown): Side {
 
 const V2_TRADE_MAPPED = new Set(["symbol", "side", "price", "qty", "trade_id", "timestamp"]);
 const V2_TICKER_MAPPED = new Set(["symbol", "bid", "bid_qty", "ask", "ask_qty", "timestamp"]);
+/** Longest ticker JSON hashed into a quote's message_id, in characters. */
+const TICKER_ID_MAX_CHARS = 65_536;
+const V1_TICKER_MAPPED = new Set(["a", "b"]);
 /** Readable names of the v1 ticker fields kept in vendor_data. */
-const V1_TICKER_NAMES: Record<string, string> = {
-  c: "close",
-  v: "volume",
-  p: "vwap",
-  t: "trades",
-  l: "low",
-  h: "high",
-  o: "open",
-};
+const V1_TICKER_NAMES = new Map(
+  Object.entries({
+    c: "close",
+    v: "volume",
+    p: "vwap",
+    t: "trades",
+    l: "low",
+    h: "high",
+    o: "open",
+  }),
+);
 
-/** Kraken normalizer (v1 and v2 frames) for one feed. */
+/**
+ * Kraken normalizer (v1 and v2 frames) for one feed.
+ *
+ * With a subscription, records come only from subscribed channels (`trade`, `ticker`) and pairs: a
+ * data frame of another pair or of an unsubscribed mapped channel is a dead letter, as is a channel
+ * name Kraken does not have. Trades with a zero price or volume are dead letters; a v2 `trade_id` seen
+ * before with different content is a conflicting duplicate (dead letter with both versions), one below
+ * the last seen a sequence regression (stored, reported). Without a subscription (tests reading a
+ * whole recording) every pair and channel is accepted.
+ */
 export class KrakenNormalizer implements FrameNormalizer {
   readonly sequences = new SequenceTracker();
+  /** Recent v2 trade ids per pair with their content (duplicates, regressions). */
+  readonly tradeIds = new TradeIdMemory();
+  private readonly pairs: Set<string> | null;
+  private readonly channels: Set<string> | null;
 
-  constructor(private readonly sink: NormalizedSink) {}
+  constructor(
+    private readonly sink: NormalizedSink,
+    sub?: Subscription,
+  ) {
+    this.pairs = sub ? new Set(sub.symbols) : null;
+    this.channels = sub ? new Set(sub.streams) : null;
+  }
+
+  /** Rejects a record of a pair or channel not subscribed (when the normalizer has a subscription). */
+  private subscribed(channel: string, pair: string): void {
+    if (this.channels && !this.channels.has(channel)) fail(`channel ${channel} is not subscribed`);
+    if (this.pairs && !this.pairs.has(pair)) fail(`pair ${pair} is not subscribed`);
+  }
 
   normalize(raw: string, receivedAtUs: number): void {
     let source = "kraken";
     try {
-      let msg: unknown;
-      try {
-        msg = parseJsonExact(raw);
-      } catch {
-        fail("malformed JSON");
-      }
+      const msg = parseFrame(raw, KRAKEN_MAX_FRAME_CHARS, parseJsonExact);
       if (Array.isArray(msg)) {
         const name = msg[msg.length - 2];
-        source = `kraken:${typeof name === "string" ? name : "?"}`;
+        source = sourceOf("kraken", typeof name === "string" ? name : "?");
         this.v1Data(msg, raw, source, receivedAtUs);
         return;
       }
       const obj = asObject(msg);
       if (!obj) fail("frame is not a JSON object or array");
       if (typeof obj["event"] === "string") {
-        source = `kraken:${obj["event"]}`;
+        source = sourceOf("kraken", obj["event"]);
         this.v1Event(obj, raw);
       } else if (typeof obj["channel"] === "string") {
-        source = `kraken:${obj["channel"]}`;
+        source = sourceOf("kraken", obj["channel"]);
         this.v2Channel(obj, raw, source, receivedAtUs);
       } else if (typeof obj["method"] === "string") {
-        source = `kraken:${obj["method"]}`;
+        source = sourceOf("kraken", obj["method"]);
         if (obj["success"] === false || obj["error"] !== undefined) {
-          fail(`venue error: ${vendorString(obj["error"] ?? "request failed")}`);
+          fail(`venue error: ${reasonText(obj["error"] ?? "request failed")}`);
+        }
+        if (obj["method"] !== "pong" && obj["method"] !== "subscribe" && obj["method"] !== "unsubscribe") {
+          fail(`unknown method ${shown(obj["method"])}`);
         }
         this.sink.control(obj["method"] === "pong" ? "pong" : "subscription_ack", raw);
       } else if (obj["error"] !== undefined) {
-        fail(`venue error: ${vendorString(obj["error"])}`);
+        fail(`venue error: ${reasonText(obj["error"])}`);
       } else fail("frame has no event, channel or method");
     } catch (err) {
       if (!(err instanceof Reject)) throw err;
@@ -209,24 +260,28 @@ export class KrakenNormalizer implements FrameNormalizer {
         return;
       case "systemStatus":
         this.sink.control(
-          obj["status"] === "online" ? "system_status" : `system_status_${vendorString(obj["status"])}`,
+          obj["status"] === "online"
+            ? "system_status"
+            : typeof obj["status"] === "string" && SYSTEM_STATUSES.has(obj["status"])
+              ? `system_status_${obj["status"]}`
+              : "system_status_unknown",
           raw,
         );
         return;
       case "subscriptionStatus":
         if (obj["status"] === "error") {
           fail(
-            `venue error: ${vendorString(obj["errorMessage"] ?? "subscription failed")}` +
-              (typeof obj["pair"] === "string" ? ` (pair ${obj["pair"]})` : ""),
+            `venue error: ${reasonText(obj["errorMessage"] ?? "subscription failed")}` +
+              (typeof obj["pair"] === "string" ? ` (pair ${reasonText(obj["pair"])})` : ""),
           );
         }
         this.sink.control("subscription_ack", raw);
         return;
       case "error":
-        fail(`venue error: ${vendorString(obj["errorMessage"] ?? "error")}`);
+        fail(`venue error: ${reasonText(obj["errorMessage"] ?? "error")}`);
         break;
       default:
-        fail(`unknown event ${vendorString(event)}`);
+        fail(`unknown event ${reasonText(event)}`);
     }
   }
 
@@ -236,27 +291,30 @@ export class KrakenNormalizer implements FrameNormalizer {
     const name = msg[msg.length - 2];
     if (typeof name !== "string") fail("missing channel name");
     const pair = symbolOf(msg[msg.length - 1], "pair", PAIR, PAIR_WHAT);
-    const channelId = vendorString(msg[0]);
+    const channelId = vendorString(msg[0], "channel_id");
+    if (name === "trade" || name === "ticker") this.subscribed(name, pair);
     if (name === "trade") {
       const trades = msg[1];
       if (!Array.isArray(trades)) fail("trade payload is not an array");
       const seen = new Map<string, number>();
+      const rejects = new FrameRejects(this.sink, EXCHANGE, source, raw, receivedAtUs);
       trades.forEach((t, i) => {
         try {
           this.v1Trade(t, pair, channelId, seen, receivedAtUs);
         } catch (err) {
           if (!(err instanceof Reject)) throw err;
-          this.sink.deadLetter(
-            deadLetterOf(EXCHANGE, source, `trade ${i}: ${err.message}`, raw, receivedAtUs, `${i}`),
-          );
+          rejects.add(`${i}`, `trade ${i}: ${err.message}`);
         }
       });
+      rejects.finish();
+      // a frame always has an outcome: one with no trades at all is a control frame
+      if (trades.length === 0) this.sink.control("empty:trade", raw);
     } else if (name === "ticker") {
       this.v1Ticker(msg[1], pair, channelId, receivedAtUs);
-    } else {
+    } else if (V1_UNMAPPED.test(name)) {
       // book-*, spread, ohlc-*: valid venue frames K2 has no mapper for
       this.sink.control(`unmapped:${name.replace(/-\d+$/, "")}`, raw);
-    }
+    } else fail(`unknown channel ${shown(name)}`);
   }
 
   private v1Trade(
@@ -267,11 +325,12 @@ export class KrakenNormalizer implements FrameNormalizer {
     receivedAtUs: number,
   ): void {
     if (!Array.isArray(t)) fail("not an array");
-    const price = decimalOf(t[0], "price", "0");
-    const quantity = decimalOf(t[1], "quantity", "1");
+    if (t.length > MAX_VENDOR_FIELDS) fail(`trade array has more than ${MAX_VENDOR_FIELDS} elements`);
+    const price = tradeDecimalOf(t[0], "price", "0");
+    const quantity = tradeDecimalOf(t[1], "quantity", "1");
     const timestamp = epochSecondsMicrosOf(t[2], "trade time", "2");
-    const side = vendorString(t[3] ?? "");
-    const orderType = vendorString(t[4] ?? "");
+    const side = vendorString(t[3] ?? "", "side");
+    const orderType = vendorString(t[4] ?? "", "order_type");
     const content = `${timestamp}/${price}/${quantity}/${side}/${orderType}`;
     const occurrence = seen.get(content) ?? 0;
     seen.set(content, occurrence + 1);
@@ -279,9 +338,9 @@ export class KrakenNormalizer implements FrameNormalizer {
     const vendor: Record<string, string> = {
       channel_id: channelId,
       order_type: orderType,
-      misc: vendorString(t[5] ?? ""),
+      misc: vendorString(t[5] ?? "", "misc"),
     };
-    for (let k = 6; k < t.length; k++) vendor[`field_${k}`] = vendorString(t[k]);
+    for (let k = 6; k < t.length; k++) vendor[`field_${k}`] = vendorString(t[k], `field_${k}`);
     const record: TradeV2 = {
       message_id: deterministicMessageId(`${EXCHANGE}/trades/${pair}/${id}`),
       trade_id: `${EXCHANGE}-${id}`,
@@ -308,14 +367,20 @@ export class KrakenNormalizer implements FrameNormalizer {
     const b = p["b"];
     if (!Array.isArray(a)) fail("missing best ask (a)");
     if (!Array.isArray(b)) fail("missing best bid (b)");
-    const vendor: Record<string, string> = {
-      channel_id: channelId,
-      ask_whole_lot_volume: vendorString(a[1] ?? ""),
-      bid_whole_lot_volume: vendorString(b[1] ?? ""),
-    };
-    for (const k in p) if (k !== "a" && k !== "b") vendor[V1_TICKER_NAMES[k] ?? k] = vendorString(p[k]);
+    const vendor = addVendorFields(
+      {
+        channel_id: channelId,
+        ask_whole_lot_volume: vendorString(a[1] ?? "", "a[1]"),
+        bid_whole_lot_volume: vendorString(b[1] ?? "", "b[1]"),
+      },
+      p,
+      V1_TICKER_MAPPED,
+      V1_TICKER_NAMES,
+    );
     const record: QuoteV2 = {
-      message_id: deterministicMessageId(`${EXCHANGE}/quotes/${pair}/${JSON.stringify(p)}`),
+      message_id: deterministicMessageId(
+        `${EXCHANGE}/quotes/${pair}/${boundedJson(p, "ticker payload", TICKER_ID_MAX_CHARS)}`,
+      ),
       symbol: pair,
       exchange: EXCHANGE,
       asset_class: "crypto",
@@ -345,12 +410,20 @@ export class KrakenNormalizer implements FrameNormalizer {
       return;
     }
     if (channel !== "trade" && channel !== "ticker") {
+      if (!V2_UNMAPPED.has(channel)) fail(`unknown channel ${shown(channel)}`);
       this.sink.control(`unmapped:${channel}`, raw);
       return;
     }
+    if (this.channels && !this.channels.has(channel)) fail(`channel ${channel} is not subscribed`);
     const data = obj["data"];
     if (!Array.isArray(data)) fail("missing data array");
-    const type = vendorString(obj["type"] ?? "");
+    const type = vendorString(obj["type"] ?? "", "type");
+    // a frame always has an outcome: one with no records at all is a control frame
+    if (data.length === 0) {
+      this.sink.control(`empty:${channel}`, raw);
+      return;
+    }
+    const rejects = new FrameRejects(this.sink, EXCHANGE, source, raw, receivedAtUs);
     if (channel === "trade") {
       const records: TradeV2[] = [];
       data.forEach((d, i) => {
@@ -358,14 +431,38 @@ export class KrakenNormalizer implements FrameNormalizer {
           records.push(this.v2Trade(asObject(d) ?? fail("not an object"), type, receivedAtUs));
         } catch (err) {
           if (!(err instanceof Reject)) throw err;
-          this.sink.deadLetter(
-            deadLetterOf(EXCHANGE, source, `trade ${i}: ${err.message}`, raw, receivedAtUs, `${i}`),
-          );
+          rejects.add(`${i}`, `trade ${i}: ${err.message}`);
         }
       });
       // gap detection and platform sequence in trade id order (a snapshot may list newest first)
       records.sort((x, y) => (x.source_sequence ?? 0) - (y.source_sequence ?? 0));
       for (const r of records) {
+        const id = r.source_sequence!;
+        const key = `trades/${r.symbol}`;
+        const verdict = this.tradeIds.check(key, id, r, id);
+        if (typeof verdict === "string") {
+          this.sink.anomaly?.({
+            kind: "conflicting_duplicate",
+            symbol: r.symbol,
+            dataType: "trades",
+            id,
+            last: null,
+          });
+          rejects.add(
+            `duplicate ${id}`,
+            `conflicting duplicate of trade id ${id}: first seen with ${verdict}; this frame has ${tradeContent(r)}`,
+          );
+          continue;
+        }
+        if (verdict === ID_REGRESSION) {
+          this.sink.anomaly?.({
+            kind: "sequence_regression",
+            symbol: r.symbol,
+            dataType: "trades",
+            id,
+            last: this.tradeIds.last(key),
+          });
+        }
         const gap = this.sequences.observe(`trades/${r.symbol}`, r.source_sequence!);
         if (gap) {
           this.sink.gap({
@@ -380,6 +477,7 @@ export class KrakenNormalizer implements FrameNormalizer {
         r.platform_sequence = this.sequences.nextPlatformSequence(r.symbol);
         this.sink.trade(r, "trades");
       }
+      rejects.finish();
       return;
     }
     data.forEach((d, i) => {
@@ -387,18 +485,17 @@ export class KrakenNormalizer implements FrameNormalizer {
         this.v2Ticker(asObject(d) ?? fail("not an object"), type, receivedAtUs);
       } catch (err) {
         if (!(err instanceof Reject)) throw err;
-        this.sink.deadLetter(
-          deadLetterOf(EXCHANGE, source, `ticker ${i}: ${err.message}`, raw, receivedAtUs, `${i}`),
-        );
+        rejects.add(`${i}`, `ticker ${i}: ${err.message}`);
       }
     });
+    rejects.finish();
   }
 
   private v2Trade(t: Record<string, unknown>, type: string, receivedAtUs: number): TradeV2 {
     const symbol = symbolOf(t["symbol"], "symbol", PAIR, PAIR_WHAT);
+    if (this.pairs && !this.pairs.has(symbol)) fail(`pair ${symbol} is not subscribed`);
     const id = intOf(t["trade_id"], "trade id", "trade_id");
-    const vendor: Record<string, string> = { event_type: type };
-    for (const k in t) if (!V2_TRADE_MAPPED.has(k)) vendor[k] = vendorString(t[k]);
+    const vendor = addVendorFields({ event_type: type }, t, V2_TRADE_MAPPED);
     return {
       message_id: deterministicMessageId(`${EXCHANGE}/trades/${symbol}/${id}`),
       trade_id: `${EXCHANGE}-${id}`,
@@ -406,8 +503,8 @@ export class KrakenNormalizer implements FrameNormalizer {
       exchange: EXCHANGE,
       asset_class: "crypto",
       timestamp: isoMicrosOf(t["timestamp"], "trade time", "timestamp"),
-      price: decimalOf(t["price"], "price", "price"),
-      quantity: decimalOf(t["qty"], "quantity", "qty"),
+      price: tradeDecimalOf(t["price"], "price", "price"),
+      quantity: tradeDecimalOf(t["qty"], "quantity", "qty"),
       currency: currencyOf(symbol),
       side: sideOf(t["side"]),
       trade_conditions: [],
@@ -420,13 +517,13 @@ export class KrakenNormalizer implements FrameNormalizer {
 
   private v2Ticker(t: Record<string, unknown>, type: string, receivedAtUs: number): void {
     const symbol = symbolOf(t["symbol"], "symbol", PAIR, PAIR_WHAT);
+    if (this.pairs && !this.pairs.has(symbol)) fail(`pair ${symbol} is not subscribed`);
     const ts = t["timestamp"];
     const timestamp = ts === undefined ? receivedAtUs : isoMicrosOf(ts, "ticker time", "timestamp");
-    const vendor: Record<string, string> = { event_type: type };
-    for (const k in t) if (!V2_TICKER_MAPPED.has(k)) vendor[k] = vendorString(t[k]);
+    const vendor = addVendorFields({ event_type: type }, t, V2_TICKER_MAPPED);
     const record: QuoteV2 = {
       message_id: deterministicMessageId(
-        `${EXCHANGE}/quotes/${symbol}/${typeof ts === "string" ? ts : JSON.stringify(t)}`,
+        `${EXCHANGE}/quotes/${symbol}/${typeof ts === "string" ? ts : boundedJson(t, "ticker", TICKER_ID_MAX_CHARS)}`,
       ),
       symbol,
       exchange: EXCHANGE,
@@ -450,8 +547,8 @@ export class KrakenNormalizer implements FrameNormalizer {
 function v1ChannelName(subscription: Record<string, unknown>): string | null {
   const name = subscription["name"];
   if (typeof name !== "string") return null;
-  if (name === "book") return `book-${vendorString(subscription["depth"] ?? 10)}`;
-  if (name === "ohlc") return `ohlc-${vendorString(subscription["interval"] ?? 1)}`;
+  if (name === "book") return `book-${reasonText(subscription["depth"] ?? 10)}`;
+  if (name === "ohlc") return `ohlc-${reasonText(subscription["interval"] ?? 1)}`;
   return name;
 }
 
@@ -563,8 +660,8 @@ export const kraken: Venue = {
       maxMessagesPerSecond: KRAKEN_MAX_MESSAGES_PER_SECOND,
     };
   },
-  createNormalizer(sink: NormalizedSink): FrameNormalizer {
-    return new KrakenNormalizer(sink);
+  createNormalizer(sink: NormalizedSink, sub: Subscription): FrameNormalizer {
+    return new KrakenNormalizer(sink, sub);
   },
   replay: krakenReplayDialect,
 };

@@ -16,6 +16,24 @@ export interface NormalizedSink {
   gap(gap: SequenceGap): void;
   /** A frame that carries no market data (subscription ack, heartbeat, status), by kind. */
   control(kind: string, raw: string): void;
+  /**
+   * A venue anomaly that is not a record (optional; the pipeline counts and logs it):
+   * `conflicting_duplicate` — a trade id seen before with different content (the frame is also
+   * dead-lettered, with both versions); `sequence_regression` — a trade id below the last seen and not
+   * a known duplicate (the record is still stored).
+   */
+  anomaly?(anomaly: VenueAnomaly): void;
+}
+
+/** What {@link NormalizedSink.anomaly} reports. */
+export interface VenueAnomaly {
+  kind: "conflicting_duplicate" | "sequence_regression";
+  symbol: string;
+  dataType: "trades" | "aggtrades";
+  /** The venue trade id. */
+  id: number | string;
+  /** Highest id seen before on this symbol (sequence_regression), or null. */
+  last: number | null;
 }
 
 /** Per-connection state of a normalizer: sequence tracking for gap detection and platform sequences. */
@@ -218,5 +236,114 @@ export class SequenceTracker {
   /** Forgets the last sequence of `key` (a new connection numbers its frames from the start again). */
   forget(key: string): void {
     this.last.delete(key);
+  }
+}
+
+/** {@link TradeIdMemory.check} verdicts other than a conflict (which returns the first version). */
+export const ID_NEW = 0;
+export const ID_DUPLICATE = 1;
+export const ID_REGRESSION = 2;
+
+/** A trade's content as compared for duplicates and quoted in reasons: `price .., quantity .., time .. µs, side ..`. */
+export function tradeContent(t: Pick<TradeV2, "price" | "quantity" | "timestamp" | "side">): string {
+  return `price ${t.price}, quantity ${t.quantity}, time ${t.timestamp} µs, side ${t.side}`;
+}
+
+/**
+ * The remembered trades of one key, in fixed-size slots (no allocation per trade): ordered numeric
+ * ids go to slot `id % size` (ids are dense, so the slots hold the last `size` ids); other ids get the
+ * next slot of a ring and a Map from id to slot. Each slot keeps the id and the trade's content
+ * (references to the record's price and quantity strings, its time and side).
+ */
+interface IdWindow {
+  ids: (number | string | undefined)[];
+  prices: string[];
+  quantities: string[];
+  times: Float64Array;
+  sides: string[];
+  /** Unordered ids only: id → slot. */
+  slots: Map<number | string, number> | null;
+  next: number;
+  last: number | null;
+}
+
+/**
+ * Bounded memory of recent trade ids per key (`trades/BTCUSDT`) with each trade's content (price,
+ * quantity, time, side). Tells an exact duplicate (a reconnect overlap: stored once by the bus and store
+ * dedupe) from a conflicting duplicate (same id, different content: a dead letter) and from an id going
+ * backwards (a sequence regression: stored, counted). Keeps about the last `perKey` ids of each key;
+ * the keys are the subscribed symbols, so memory is bounded by subscription × `perKey`.
+ */
+export class TradeIdMemory {
+  private readonly byKey = new Map<string, IdWindow>();
+
+  /** @param perKey ids remembered per key (default 4096) */
+  constructor(private readonly perKey = 4096) {}
+
+  /**
+   * Checks and remembers one complete trade. Returns {@link ID_NEW}, {@link ID_DUPLICATE} (same id,
+   * same content), {@link ID_REGRESSION} (ordered id below the highest seen and not remembered), or,
+   * for a conflicting duplicate, the {@link tradeContent} of the first version (which stays remembered).
+   * @param id the venue trade id
+   * @param order the id as a number when ids are ordered and dense (Binance `t`/`a`, Kraken v2
+   *   `trade_id`), else null
+   */
+  check(key: string, id: number | string, t: TradeV2, order: number | null): number | string {
+    let w = this.byKey.get(key);
+    if (!w) {
+      const n = this.perKey;
+      w = {
+        ids: new Array(n),
+        prices: new Array(n),
+        quantities: new Array(n),
+        times: new Float64Array(n),
+        sides: new Array(n),
+        slots: order === null ? new Map() : null,
+        next: 0,
+        last: null,
+      };
+      this.byKey.set(key, w);
+    }
+    let slot: number | undefined;
+    if (w.slots === null && order !== null) {
+      slot = order % this.perKey;
+      if (w.ids[slot] !== id) slot = undefined;
+    } else slot = w.slots?.get(id);
+    if (slot !== undefined) {
+      const same =
+        w.prices[slot] === t.price &&
+        w.quantities[slot] === t.quantity &&
+        w.times[slot] === t.timestamp &&
+        w.sides[slot] === t.side;
+      if (same) return ID_DUPLICATE;
+      return tradeContent({
+        price: w.prices[slot],
+        quantity: w.quantities[slot],
+        timestamp: w.times[slot],
+        side: w.sides[slot] as TradeV2["side"],
+      });
+    }
+    if (w.slots === null && order !== null) slot = order % this.perKey;
+    else {
+      slot = w.next;
+      w.next = (w.next + 1) % this.perKey;
+      const old = w.ids[slot];
+      if (old !== undefined) w.slots?.delete(old);
+      w.slots?.set(id, slot);
+    }
+    w.ids[slot] = id;
+    w.prices[slot] = t.price;
+    w.quantities[slot] = t.quantity;
+    w.times[slot] = t.timestamp;
+    w.sides[slot] = t.side;
+    if (order === null) return ID_NEW;
+    if (w.last !== null && order < w.last) return ID_REGRESSION;
+    w.last = order;
+    return ID_NEW;
+  }
+
+  /** Highest ordered id seen on `key`, or null. */
+  last(key: string): number | null {
+    return this.byKey.get(key)?.last ?? null;
   }
 }
