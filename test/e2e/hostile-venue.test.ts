@@ -70,7 +70,7 @@ describe("hostile venue input end to end", () => {
       { raw: trade(5006).slice(0, 70), reason: /^malformed JSON$/ },
       {
         raw: trade(5007, { x: "y".repeat(5 * 1024 * 1024) }),
-        reason: /^frame of \d+ characters is larger than the 65536-character bound \(raw text cut/,
+        reason: /^frame of \d+ characters is larger than the 65536-character bound$/,
       },
       {
         raw: trade(5008).replace(/\}\}$/, ',"x":"\\ud800"}}'),
@@ -170,9 +170,8 @@ describe("hostile venue input end to end", () => {
     const rows = await query(db, "SELECT reason, raw, source FROM dead_letters");
     expect(rows).toHaveLength(bad.length);
     for (const b of bad) {
-      const row = rows.find(
-        (r) => r.raw === b.raw || (b.raw.length > 65_536 && r.raw === b.raw.slice(0, 65_536)),
-      );
+      // every bad frame is kept whole, the 5 MB one included
+      const row = rows.find((r) => r.raw === b.raw);
       expect(row, `dead letter for ${b.raw.slice(0, 80)}`).toBeDefined();
       expect(row!.reason).toMatch(b.reason);
     }
