@@ -228,7 +228,14 @@ export async function startProcess(
       });
   const serving =
     roles.serve && store
-      ? startServing({ bus, store, metrics, logger, candleGraceMs: config.candleGraceMs })
+      ? startServing({
+          bus,
+          store,
+          metrics,
+          logger,
+          candleGraceMs: config.candleGraceMs,
+          maxResponseBytes: config.gateway.apiMaxResponseBytes,
+        })
       : null;
   // gap detection resumes from the store: what was missed while this process was down is a gap too
   const stored = roles.ingest && store ? await store.lastSequences() : [];

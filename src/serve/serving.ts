@@ -12,7 +12,6 @@ import type { CandleInterval } from "../schema/candles.js";
 import type { Store } from "../store/store.js";
 import { DEFAULT_MAX_RESPONSE_BYTES, registerApi, registerDocs } from "./api.js";
 import { type CandleFeed, startCandleFeed } from "./candle-feed.js";
-import { resolveGatewayConfig } from "./gateway-config.js";
 import { LiveFeed, startLiveConsumer } from "./live.js";
 import { serveMetrics } from "./serve-metrics.js";
 import type { MarketDataSource } from "./source.js";
@@ -28,10 +27,7 @@ export interface ServingOptions {
   candleGraceMs?: number;
   /** Candle intervals built live (default all). */
   candleIntervals?: readonly CandleInterval[];
-  /**
-   * Byte budget of one REST list response, bytes (default: `K2_API_MAX_RESPONSE_BYTES` of the
-   * environment, validated by `resolveRunConfig` at start, else 4 MiB).
-   */
+  /** Byte budget of one REST list response, bytes (`K2_API_MAX_RESPONSE_BYTES`; default 4 MiB). */
   maxResponseBytes?: number;
 }
 
@@ -79,7 +75,7 @@ export function startServing(opts: ServingOptions): Serving {
     async register(app) {
       await registerDocs(app);
       await registerApi(app, source, opts.logger, {
-        maxResponseBytes: opts.maxResponseBytes ?? envMaxResponseBytes(),
+        maxResponseBytes: opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
       });
     },
     async endOfStream() {
@@ -94,13 +90,4 @@ export function startServing(opts: ServingOptions): Serving {
       return stopped;
     },
   };
-}
-
-/** `K2_API_MAX_RESPONSE_BYTES` (the CLI has validated it at start), else the default. */
-function envMaxResponseBytes(): number {
-  try {
-    return resolveGatewayConfig(process.env).apiMaxResponseBytes;
-  } catch {
-    return DEFAULT_MAX_RESPONSE_BYTES;
-  }
 }
