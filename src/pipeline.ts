@@ -28,7 +28,9 @@ import {
   type TradeV2,
   topicFor,
 } from "./schema/records.js";
+import { writeIsolatingPoison } from "./store/poison.js";
 import { emptyBatch, type Store, type WriteBatch } from "./store/store.js";
+import { StoreWriteHealth } from "./store/write-health.js";
 import type { NormalizedSink, Subscription, Venue } from "./venues/venue.js";
 
 /** Counters reported by `--exit-at-end` and at shutdown. */
@@ -48,6 +50,8 @@ export interface PersistCounts {
   stored: number;
   duplicates: number;
   batches: number;
+  /** Records the store rejected on their own, stored as dead letters instead. */
+  poison: number;
 }
 
 /** One venue feed in the ingest half. */
@@ -324,12 +328,56 @@ export interface PersistOptions {
   batchMaxWaitMs?: number;
   /** Largest batch when a backlog builds up (default 50000). */
   maxBatchSize?: number;
+  /** Called with each batch once the store has committed it (before the bus ack). */
+  onStored?: (messages: BusMessage[]) => void;
 }
 
-/** The store half: consumes every market topic and writes batches; acks after the write commits. */
-export function startPersist(opts: PersistOptions): { consumer: Consumer; counts: PersistCounts } {
+/** Store table of a bus message (for poison dead letters). */
+function tableOf(m: BusMessage): string {
+  switch (topicKind(m.topic)) {
+    case "trades":
+      return "trades_v2";
+    case "aggtrades":
+      return "agg_trades_v2";
+    case "quotes":
+      return "quotes_v2";
+    case "dlq":
+      return "dead_letters";
+    case "gaps":
+      return "sequence_gaps";
+    case "candles":
+      return "candles_v2";
+    default:
+      return m.topic;
+  }
+}
+
+/** How {@link writeIsolatingPoison} sees bus messages. */
+const POISON_OPTIONS = {
+  toBatch: (items: BusMessage[]) => toWriteBatch(items),
+  describe: (m: BusMessage) => ({
+    table: tableOf(m),
+    exchange: String(
+      (m.value as { exchange?: unknown }).exchange ?? m.topic.split(".").pop() ?? "",
+    ).toUpperCase(),
+    record: m.value,
+  }),
+};
+
+/**
+ * The store half: consumes every market topic and writes batches; acks after the write commits.
+ * A record the store rejects on its own (poison) is isolated by bisecting the batch and stored as a
+ * dead letter (`store/poison.ts`), so it never blocks the batch or later ones; a transient failure
+ * (store not writable) is retried with the bus's backoff and recorded in `health`.
+ */
+export function startPersist(opts: PersistOptions): {
+  consumer: Consumer;
+  counts: PersistCounts;
+  health: StoreWriteHealth;
+} {
   const { store, metrics, logger } = opts;
-  const counts: PersistCounts = { stored: 0, duplicates: 0, batches: 0 };
+  const counts: PersistCounts = { stored: 0, duplicates: 0, batches: 0, poison: 0 };
+  const health = new StoreWriteHealth(metrics);
   const consumer = opts.bus.consume(
     {
       group: opts.group ?? "k2-persist",
@@ -339,16 +387,24 @@ export function startPersist(opts: PersistOptions): { consumer: Consumer; counts
       maxBatchSize: opts.maxBatchSize ?? 50_000,
     },
     async (messages) => {
-      const batch = toWriteBatch(messages);
       const end = metrics.batchWriteSeconds.startTimer();
       try {
         const t0 = performance.now();
-        const r = await store.write(batch);
+        const { result: r, poison, writes } = await writeIsolatingPoison(store, messages, POISON_OPTIONS);
         end();
+        health.succeeded();
         logger.debug(
           { records: messages.length, ms: Math.round(performance.now() - t0), lag: consumer.lag() },
           "batch written",
         );
+        for (const p of poison) {
+          metrics.poisonRecords.labels(p.item.table).inc();
+          logger.error(
+            { table: p.item.table, exchange: p.item.exchange, err: p.error, writes },
+            "poison record: the store rejects it on its own; stored as a dead letter",
+          );
+        }
+        counts.poison += poison.length;
         counts.batches++;
         counts.stored += r.trades + r.aggTrades + r.quotes + r.deadLetters + r.gaps; // source records; candles are derived
         counts.duplicates += r.duplicates;
@@ -360,8 +416,10 @@ export function startPersist(opts: PersistOptions): { consumer: Consumer; counts
         if (r.gaps) metrics.stored.labels("sequence_gaps").inc(r.gaps);
         if (r.candles) metrics.stored.labels("candles_v2").inc(r.candles);
         if (r.duplicates) metrics.duplicates.inc(r.duplicates);
+        opts.onStored?.(messages);
       } catch (err) {
         metrics.storeErrors.inc();
+        health.failed(err);
         logger.error(
           { err: (err as Error).message, records: messages.length },
           "batch write failed; will retry",
@@ -373,7 +431,7 @@ export function startPersist(opts: PersistOptions): { consumer: Consumer; counts
       }
     },
   );
-  return { consumer, counts };
+  return { consumer, counts, health };
 }
 
 /** Groups bus messages into a store batch by topic kind. */

@@ -331,7 +331,7 @@ export async function startProcess(
       maxRss = Math.max(maxRss, process.memoryUsage.rss());
       const summary = summarize(
         sumCounts(feeds.map((f) => f.counts)),
-        persist?.counts ?? { stored: 0, duplicates: 0, batches: 0 },
+        persist?.counts ?? { stored: 0, duplicates: 0, batches: 0, poison: 0 },
         bus instanceof MemoryBus ? bus.deduplicated : 0,
         feeds.reduce((n, f) => n + f.connection.reconnects, 0),
       );

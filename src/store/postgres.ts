@@ -556,6 +556,16 @@ export class PostgresStore implements Store {
     }
   }
 
+  /** Upserts the one row of `k2_health` (created on first use); fails when the server cannot write. */
+  async probeWrite(): Promise<void> {
+    const sql = this.db();
+    await sql.unsafe(
+      "CREATE TABLE IF NOT EXISTS k2_health (name TEXT PRIMARY KEY, written_at BIGINT NOT NULL)",
+    );
+    await sql`INSERT INTO k2_health VALUES ('probe', ${Date.now() * 1000})
+      ON CONFLICT (name) DO UPDATE SET written_at = excluded.written_at`;
+  }
+
   async close(): Promise<void> {
     const sql = this.sql;
     this.sql = null;
