@@ -3,10 +3,22 @@
  * Precedence: flag > environment variable > default.
  */
 import { z } from "zod";
+import type { BacklogPolicy } from "./bus/backlog.js";
 import { parseBusUrl } from "./bus/index.js";
 import { type FeedConfig, resolveFeeds } from "./config-feeds.js";
 import { type GatewayConfig, resolveGatewayConfig } from "./serve/gateway-config.js";
 import { parseStoreSpec } from "./store/index.js";
+
+/** `<file>.journal` next to a DuckDB file; `./k2-journal` for PostgreSQL and `:memory:`. */
+export function defaultJournalDir(db: string): string {
+  try {
+    const spec = parseStoreSpec(db);
+    if (spec.kind === "duckdb" && spec.path !== ":memory:") return `${spec.path}.journal`;
+  } catch {
+    // reported by the --db check
+  }
+  return "k2-journal";
+}
 
 /** Thrown for invalid configuration; the CLI prints the message and exits 2. */
 export class ConfigError extends Error {
@@ -46,6 +58,10 @@ export interface RunFlags {
   wsWorkers?: string;
   bus?: string;
   group?: string;
+  maxBacklog?: string;
+  backlogPolicy?: string;
+  journalDir?: string;
+  shutdownTimeout?: string;
 }
 
 /** Validated configuration of `k2 run`. */
@@ -79,12 +95,24 @@ export interface RunConfig {
   feeds: FeedConfig[];
   /** API tokens and WebSocket gateway limits (`K2_API_TOKENS`, `K2_WS_*`). */
   gateway: GatewayConfig;
+  /** Most records received and not yet stored held in memory (`--max-backlog`, default 200,000). */
+  maxBacklog: number;
+  /** Past the budget: pause the venue sockets (`block`) or spill to the journal (`spill`, default). */
+  backlogPolicy: BacklogPolicy;
+  /**
+   * Spill journal directory (`--journal-dir`): default `<duckdb file>.journal` next to a DuckDB file,
+   * else `./k2-journal`.
+   */
+  journalDir: string;
+  /** Longest a SIGTERM/SIGINT flush may take before the rest is journaled, ms (default 30 s). */
+  shutdownTimeoutMs: number;
 }
 
 /**
  * Builds the run configuration from flags and `env` (`K2_EXCHANGE`, `K2_SYMBOLS`, `K2_STREAMS`, `K2_DB`,
  * `K2_HTTP_PORT`, `K2_HTTP_HOST`, `K2_WS_URL`, `K2_BATCH_SIZE`, `K2_BATCH_MAX_WAIT_MS`,
- * `K2_MAX_BATCH_SIZE`, `K2_CANDLE_GRACE_MS`).
+ * `K2_MAX_BATCH_SIZE`, `K2_CANDLE_GRACE_MS`, `K2_MAX_BACKLOG`, `K2_BACKLOG_POLICY`, `K2_JOURNAL_DIR`,
+ * `K2_SHUTDOWN_TIMEOUT` in seconds).
  * @throws {ConfigError} naming the flag at fault
  */
 export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = process.env): RunConfig {
@@ -135,7 +163,28 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
   } catch (e) {
     throw new ConfigError((e as Error).message);
   }
+  const maxBacklog = parse(
+    intIn("--max-backlog", 1000, 100_000_000),
+    flags.maxBacklog ?? env.K2_MAX_BACKLOG ?? 200_000,
+  );
+  const policy = (flags.backlogPolicy ?? env.K2_BACKLOG_POLICY ?? "spill").trim();
+  if (policy !== "block" && policy !== "spill") {
+    throw new ConfigError(`--backlog-policy: expected block or spill, got "${policy}"`);
+  }
+  const journalDir = (flags.journalDir ?? env.K2_JOURNAL_DIR ?? defaultJournalDir(db)).trim();
+  if (journalDir === "") throw new ConfigError("--journal-dir: empty value");
+  const timeoutRaw = String(flags.shutdownTimeout ?? env.K2_SHUTDOWN_TIMEOUT ?? "30").trim();
+  const timeoutS = /^\d+(\.\d+)?$/.test(timeoutRaw) ? Number(timeoutRaw) : Number.NaN;
+  if (!(timeoutS >= 0.1 && timeoutS <= 3600)) {
+    throw new ConfigError(
+      `--shutdown-timeout: expected seconds from 0.1 to 3600 (e.g. 30 or 2.5), got "${timeoutRaw}"`,
+    );
+  }
   return {
+    maxBacklog,
+    backlogPolicy: policy,
+    journalDir,
+    shutdownTimeoutMs: Math.round(timeoutS * 1000),
     exchange,
     symbols,
     streams,

@@ -97,10 +97,48 @@ export class Publisher {
     private readonly logger: Logger,
   ) {}
 
-  /** Messages pushed. */
+  /** Messages pushed into the buffer (not counting those the gate took). */
   pushed = 0;
+  /** Messages the gate took instead of the buffer (journaled by the backlog policy `spill`). */
+  gated = 0;
+  /**
+   * Admission hook (the backlog gate, `bus/backlog.ts`): returns true when it took the message itself
+   * (spilled it to the journal); false lets it into the buffer.
+   */
+  gate: ((m: BusMessage) => boolean) | null = null;
+  /** Called with each batch the bus acknowledged. */
+  onAcked: ((batch: BusMessage[]) => void) | null = null;
+  private inFlightBatch: BusMessage[] | null = null;
+  private abandoned = false;
 
+  /** Publishes a message (after the gate, when one is set). */
   push(m: BusMessage): void {
+    if (this.gate?.(m)) {
+      this.gated++;
+      return;
+    }
+    this.pushDirect(m);
+  }
+
+  /** Messages pushed and not yet acknowledged by the bus (buffered or in flight). */
+  pending(): number {
+    return this.pushed - this.acked;
+  }
+
+  /**
+   * Stops publishing and returns every message not acknowledged by the bus (the batch in flight,
+   * then the buffer), for the shutdown journal.
+   */
+  takeUnacked(): BusMessage[] {
+    this.abandoned = true;
+    const out = (this.inFlightBatch ?? []).concat(this.buffer);
+    this.inFlightBatch = null;
+    this.buffer = [];
+    return out;
+  }
+
+  /** Publishes a message, bypassing the gate (the journal's read-back). */
+  pushDirect(m: BusMessage): void {
     this.pushed++;
     this.buffer.push(m);
     if (!this.scheduled) {
@@ -116,22 +154,26 @@ export class Publisher {
    */
   private drain(): void {
     this.scheduled = false;
-    if (this.inFlight || this.buffer.length === 0) return;
+    if (this.inFlight || this.buffer.length === 0 || this.abandoned) return;
     const batch =
       this.buffer.length > MAX_PUBLISH_BATCH ? this.buffer.splice(0, MAX_PUBLISH_BATCH) : this.buffer;
     if (batch === this.buffer) this.buffer = [];
     this.inFlight = true;
+    this.inFlightBatch = batch;
     this.chain = this.publishWithRetry(batch).then(() => {
       this.inFlight = false;
+      this.inFlightBatch = null;
       this.drain();
     });
   }
 
   private async publishWithRetry(batch: BusMessage[]): Promise<void> {
     for (let attempt = 1; ; attempt++) {
+      if (this.abandoned) return;
       try {
         await this.bus.publish(batch);
         this.acked += batch.length;
+        this.onAcked?.(batch);
         return;
       } catch (err) {
         const delay = Math.min(30_000, 100 * 2 ** Math.min(attempt, 9));
@@ -147,7 +189,7 @@ export class Publisher {
   /** Resolves when every pushed message has been acknowledged by the bus. */
   async flush(): Promise<void> {
     this.drain();
-    while (this.inFlight || this.buffer.length > 0) {
+    while (!this.abandoned && (this.inFlight || this.buffer.length > 0)) {
       await this.chain;
       this.drain();
     }

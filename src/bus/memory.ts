@@ -51,6 +51,8 @@ export class MemoryBus implements Bus {
   private readonly windowMs: number;
   /** Messages dropped by the dedupe window. */
   deduplicated = 0;
+  /** Called with each message dropped by the dedupe window (it is never delivered). */
+  onDuplicate: ((m: BusMessage) => void) | null = null;
 
   constructor(opts: MemoryBusOptions = {}) {
     this.windowMs = opts.dedupeWindowMs ?? 120_000;
@@ -74,6 +76,7 @@ export class MemoryBus implements Bus {
       if (dedupe) {
         if (this.seen.has(m.id) || this.seenOld.has(m.id)) {
           this.deduplicated++;
+          this.onDuplicate?.(m);
           continue;
         }
         this.seen.add(m.id);
@@ -216,6 +219,39 @@ export class MemoryBus implements Bus {
     }
     this.members.clear();
     for (const g of this.groups.values()) wakeAll(g);
+  }
+
+  /**
+   * Takes every unacknowledged message of `group` out of the bus, for the shutdown journal: the
+   * batches its consumers hold (each such consumer stops at once, as in {@link abandonConsumers}: its
+   * handler is not awaited nor called again), then the messages waiting, in order. The group's queue
+   * is left empty. Returns [] for an unknown group.
+   */
+  takeUnacked(group: string): BusMessage[] {
+    const g = this.groups.get(group);
+    if (!g) return [];
+    const out: BusMessage[] = [];
+    for (const m of this.members) {
+      if (m.group !== g) continue;
+      m.dead = true;
+      if (m.inFlight) {
+        for (const msg of m.inFlight) out.push(msg);
+        g.inFlight -= m.inFlight.length;
+        m.inFlight = null;
+      }
+      this.members.delete(m);
+    }
+    for (let i = g.head; i < g.queue.length; i++) out.push(g.queue[i]);
+    g.queue = [];
+    g.head = 0;
+    wakeAll(g);
+    return out;
+  }
+
+  /** Messages waiting or in flight in `group` (0 for an unknown group). */
+  backlog(group: string): number {
+    const g = this.groups.get(group);
+    return g ? g.queue.length - g.head + g.inFlight : 0;
   }
 
   async close(): Promise<void> {

@@ -255,4 +255,20 @@ export class VenueConnection extends EventEmitter<ConnectionEvents> {
       this.sendTimes.push(now);
     }
   }
+
+  /**
+   * Stops reading the venue socket (ws `pause()`): frames wait in the kernel and TCP flow control
+   * pushes back on the venue. Used by the backlog policy `block`; a socket opened later (reconnect)
+   * starts unpaused.
+   */
+  pause(): void {
+    this.ws?.pause();
+    this.retiring?.pause();
+  }
+
+  /** Reads the venue socket again after {@link pause}. */
+  resume(): void {
+    this.ws?.resume();
+    this.retiring?.resume();
+  }
 }
