@@ -1,0 +1,158 @@
+/**
+ * Bounded memory when the store falls behind: a fake Binance-like venue on loopback floods combined
+ * stream trade frames (unique, consecutive ids) as fast as it can into `k2 run` whose store is slowed
+ * honestly (DuckDB batches of at most 500 records, one committed transaction each: a few thousand
+ * records a second here, against a flood of tens of thousands). Under each policy the in-memory
+ * backlog stays within the budget plus a stated overhead, peak RSS is reported, every trade is stored
+ * at the end and the journal directory is empty.
+ */
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { WebSocketServer } from "ws";
+import { lastJsonLine, query, startCli, tempDir } from "../helpers/cli.js";
+import { waitFor } from "../helpers/run.js";
+
+/** Frames the fake venue sends. */
+const FRAMES = 40_000;
+const BUDGET = 8_000;
+/**
+ * Overhead over the budget: both policies count the serving layer's candle snapshots, published on the
+ * bus directly (not through the gate) while the store is behind (a few dozen a second); `block` also
+ * the frames already read from the socket when it pauses (a socket read is at most 64 KiB).
+ */
+const OVERHEAD = { spill: 1_000, block: 2_000 };
+const T0 = 1_723_075_200_000;
+
+/** Fake Binance: on each connection, sends `FRAMES` trade frames, pacing only on the socket buffer. */
+async function floodServer(): Promise<{ url: string; sent: () => number; close(): Promise<void> }> {
+  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await new Promise<void>((r) => wss.once("listening", () => r()));
+  let sent = 0;
+  wss.on("connection", (ws) => {
+    let id = 1_000_000;
+    const pump = () => {
+      if (ws.readyState !== ws.OPEN) return;
+      // keep a few MiB queued in our socket; the kernel and TCP push back when k2 stops reading
+      while (sent < FRAMES && ws.bufferedAmount < 4 * 1024 * 1024) {
+        const t = T0 + Math.floor(sent / 50);
+        ws.send(
+          `{"stream":"btcusdt@trade","data":{"e":"trade","E":${t},"s":"BTCUSDT","t":${id},"p":"61000.${String(id % 100).padStart(2, "0")}000000","q":"0.00100000","T":${t},"m":true,"M":true}}`,
+        );
+        id++;
+        sent++;
+      }
+      if (sent < FRAMES) setTimeout(pump, 1);
+    };
+    pump();
+  });
+  const addr = wss.address() as { port: number };
+  return {
+    url: `ws://127.0.0.1:${addr.port}`,
+    sent: () => sent,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const c of wss.clients) c.terminate();
+        wss.close(() => r());
+      }),
+  };
+}
+
+function metric(text: string, name: string, labels = ""): number {
+  const re = new RegExp(`^${name}${labels ? `\\{${labels}\\}` : ""} (\\S+)$`, "m");
+  const m = re.exec(text);
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
+
+describe.each(["spill", "block"] as const)("flood with --backlog-policy %s", (policy) => {
+  it(`keeps the backlog within ${BUDGET.toLocaleString("en-US")} records and stores every trade`, async () => {
+    const venue = await floodServer();
+    cleanups.push(() => venue.close());
+    const dir = tempDir();
+    const db = join(dir, "k2.duckdb");
+    const journalDir = join(dir, "journal");
+    const k2 = startCli([
+      "run",
+      "--ws-url",
+      venue.url,
+      "--symbols",
+      "BTCUSDT",
+      "--streams",
+      "trade",
+      "--db",
+      db,
+      "--http-port",
+      "0",
+      "--batch-size",
+      "500",
+      "--max-batch-size",
+      "500",
+      "--batch-max-wait-ms",
+      "5",
+      "--max-backlog",
+      String(BUDGET),
+      "--backlog-policy",
+      policy,
+      "--journal-dir",
+      journalDir,
+      "--ws-workers",
+      "0",
+    ]);
+    cleanups.push(async () => {
+      if (k2.child.exitCode === null) k2.child.kill("SIGKILL");
+    });
+    const base = `http://127.0.0.1:${await k2.httpPort}`;
+    let maxBacklogSeen = 0;
+    let maxJournalSeen = 0;
+    let stored = 0;
+    const t0 = performance.now();
+    await waitFor(
+      async () => {
+        const m = await (await fetch(`${base}/metrics`)).text();
+        maxBacklogSeen = Math.max(maxBacklogSeen, metric(m, "k2_backlog_records"));
+        maxJournalSeen = Math.max(maxJournalSeen, metric(m, "k2_journal_records"));
+        stored = metric(m, "k2_records_stored_total", 'table="trades_v2"');
+        return stored === FRAMES;
+      },
+      120_000,
+      `all ${FRAMES} trades stored (stored so far: ${stored})`,
+    );
+    const seconds = (performance.now() - t0) / 1000;
+    const m = await (await fetch(`${base}/metrics`)).text();
+    expect(metric(m, "k2_backlog_budget_records")).toBe(BUDGET);
+    expect(metric(m, "k2_journal_records")).toBe(0);
+    k2.child.kill("SIGTERM");
+    const exit = await k2.exited;
+    expect(exit.code, exit.stderr.slice(-2000)).toBe(0);
+    const summary = lastJsonLine(exit.stdout);
+    expect(summary.frames).toBe(FRAMES);
+    expect(summary.trades).toBe(FRAMES);
+    expect(summary.journaled).toBe(0);
+    const peak = Number(summary.max_backlog);
+    expect(peak).toBeGreaterThan(BUDGET / 2); // the store did fall behind
+    expect(peak).toBeLessThanOrEqual(BUDGET + OVERHEAD[policy]);
+    expect(maxBacklogSeen).toBeLessThanOrEqual(peak);
+    if (policy === "spill") {
+      expect(Number(summary.journal_read_back)).toBeGreaterThan(0);
+      expect(Number(summary.journal_read_back)).toBeLessThanOrEqual(FRAMES);
+    } else {
+      expect(Number(summary.journal_read_back)).toBe(0);
+      expect(exit.stderr).toMatch(/venue sockets paused/);
+      // TCP push-back: receiving the flood took longer than the venue needed to send it unpaced
+      expect(Number(summary.receive_ms)).toBeGreaterThan(1000);
+    }
+    // every segment was deleted once its records were stored
+    expect(existsSync(journalDir) ? readdirSync(journalDir) : []).toEqual([]);
+    const [c] = await query(db, "SELECT count(*) AS n, count(DISTINCT trade_id) AS d FROM trades_v2");
+    expect(Number(c.n)).toBe(FRAMES);
+    expect(Number(c.d)).toBe(FRAMES);
+    console.log(
+      `flood --backlog-policy ${policy}: ${FRAMES} frames stored in ${seconds.toFixed(1)} s; peak backlog ${peak} (budget ${BUDGET}), journal peak ${maxJournalSeen}, read back ${summary.journal_read_back}, peak RSS ${summary.max_rss_mb} MiB`,
+    );
+  }, 180_000);
+});
