@@ -55,12 +55,14 @@ export interface RunSummary {
   max_rss_mb: number;
   /** Records poison to the store, stored as dead letters instead. */
   poison: number;
-  /** Records left in the spill journal at exit (the next start replays them). */
+  /** Records left in the spill journal unacknowledged at exit (the next start replays them). */
   journaled: number;
   /** Records written to the journal at shutdown because they were not stored in time. */
   journaled_at_shutdown: number;
   /** Highest in-memory backlog seen (records received and not yet stored). */
   max_backlog: number;
+  /** Peak V8 heap used (sampled every 250 ms), MiB: the JS objects held, unlike RSS (DuckDB, GC slack). */
+  max_heap_mb: number;
   /** Records read back from the journal (spilled ones, or a previous run's). */
   journal_read_back: number;
   /** Shutdown ran out of `--shutdown-timeout` before everything was stored. */
@@ -240,8 +242,10 @@ export async function startProcess(
   let firstFrameAt = 0;
   let lastFrameAt = 0;
   let maxRss = process.memoryUsage.rss();
+  let maxHeap = process.memoryUsage().heapUsed;
   const rssTimer = setInterval(() => {
     maxRss = Math.max(maxRss, process.memoryUsage.rss());
+    maxHeap = Math.max(maxHeap, process.memoryUsage().heapUsed);
   }, 250);
   rssTimer.unref();
   const feeds = (roles.ingest ? venues : []).map((venue, i) =>
@@ -448,9 +452,10 @@ export async function startProcess(
       summary.frames_per_s =
         summary.elapsed_ms > 0 ? Math.round((summary.frames * 1000) / summary.elapsed_ms) : 0;
       summary.max_rss_mb = Math.round(maxRss / 1048576);
-      summary.journaled = journal?.records ?? 0;
+      summary.journaled = journal?.unacknowledged ?? 0;
       summary.journaled_at_shutdown = journaledNow;
       summary.max_backlog = gate?.peak ?? 0;
+      summary.max_heap_mb = Math.round(maxHeap / 1048576);
       summary.journal_read_back = gate?.readBack ?? 0;
       summary.shutdown_timed_out = !complete;
       logger.info(
@@ -552,6 +557,7 @@ function summarize(
     journaled: 0,
     journaled_at_shutdown: 0,
     max_backlog: 0,
+    max_heap_mb: 0,
     journal_read_back: 0,
     shutdown_timed_out: false,
   };

@@ -171,6 +171,16 @@ export class Journal {
     }
   }
 
+  /**
+   * Records in the journal not yet acknowledged: waiting, plus read back and not yet made safe (a
+   * process ending now leaves these for the next start).
+   */
+  get unacknowledged(): number {
+    let n = this.records;
+    for (const seg of this.segments) n += seg.outstanding;
+    return n;
+  }
+
   /** Segment files on disk. */
   get segmentCount(): number {
     return this.segments.length;

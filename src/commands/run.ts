@@ -173,6 +173,7 @@ function registerProcess(
       line.max_rss_mb = summary.max_rss_mb;
       if (roles.ingest) {
         line.max_backlog = summary.max_backlog;
+        line.max_heap_mb = summary.max_heap_mb;
         line.journaled = summary.journaled;
         line.journal_read_back = summary.journal_read_back;
       }

@@ -24,7 +24,9 @@ describe("spill journal", () => {
     expect(first.map((m) => m.id)).toEqual(Array.from({ length: 120 }, (_, i) => `id-${i}`));
     expect(j.records).toBe(130);
     expect(j.owns(first[0])).toBe(true);
+    expect(j.unacknowledged).toBe(250);
     j.ack(first.slice(0, 99));
+    expect(j.unacknowledged).toBe(151);
     expect(readdirSync(dir)).toHaveLength(3); // one record of the first segment unacknowledged
     j.ack(first.slice(99));
     expect(readdirSync(dir)).toHaveLength(2);
