@@ -418,7 +418,14 @@ export async function startProcess(
           for (const m of memoryBus.takeUnacked(group ?? "k2-persist")) unacked.push(m);
         // records read back from the journal are still in their segment on disk
         const fresh = journal ? unacked.filter((m) => !journal.owns(m)) : unacked;
-        if (journal) journaledNow = journal.append(fresh);
+        try {
+          if (journal) journaledNow = journal.append(fresh);
+        } catch (err) {
+          logger.error(
+            { err: (err as Error).message, records: fresh.length },
+            "shutdown: journal not writable",
+          );
+        }
         logger.error(
           {
             timeoutMs: config.shutdownTimeoutMs,
@@ -431,7 +438,11 @@ export async function startProcess(
             : "shutdown timeout: the batch in flight was not acknowledged; the bus delivers it again",
         );
       }
-      journal?.close();
+      try {
+        journal?.close();
+      } catch (err) {
+        logger.error({ err: (err as Error).message }, "shutdown: closing the journal failed");
+      }
       const end = performance.now();
       // a store stuck on a write does not hold the exit past the timeout (plus a little for closing)
       await within(store?.close() ?? Promise.resolve(), Math.max(left(), 2000));

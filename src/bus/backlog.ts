@@ -78,7 +78,19 @@ export class BacklogGate {
     if (backlog > this.peak) this.peak = backlog;
     if (o.policy === "spill") {
       if (o.journal.records > 0 || backlog >= o.budget) {
-        o.journal.append([m]);
+        try {
+          o.journal.append([m]);
+        } catch (err) {
+          // the journal's disk refuses (full, read-only): keep the record in memory rather than lose it
+          if (Date.now() - this.spillWarned.at > 10_000) {
+            this.spillWarned.at = Date.now();
+            o.logger.error(
+              { err: (err as Error).message, dir: o.journal.dir },
+              "spill journal not writable: keeping records in memory over the budget",
+            );
+          }
+          return false;
+        }
         this.spilled++;
         if (Date.now() - this.spillWarned.at > 10_000) {
           this.spillWarned.at = Date.now();
@@ -107,7 +119,11 @@ export class BacklogGate {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    this.opts.journal.flush();
+    try {
+      this.opts.journal.flush();
+    } catch (err) {
+      this.opts.logger.error({ err: (err as Error).message }, "spill journal flush failed");
+    }
     this.opts.metrics.journalRecords.set(this.opts.journal.records);
   }
 
@@ -121,7 +137,11 @@ export class BacklogGate {
       this.readBack += batch.length;
       backlog += batch.length;
     } else if (o.policy === "spill" && o.journal.records > 0) {
-      o.journal.flush(); // journaled records reach the disk within a tick
+      try {
+        o.journal.flush(); // journaled records reach the disk within a tick
+      } catch (err) {
+        o.logger.error({ err: (err as Error).message, dir: o.journal.dir }, "spill journal flush failed");
+      }
     }
     if (o.policy === "block") {
       if (!this.paused && backlog >= o.budget) this.pauseFeeds();
