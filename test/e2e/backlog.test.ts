@@ -111,6 +111,7 @@ describe.each(["spill", "block"] as const)("flood with --backlog-policy %s", (po
     let maxBacklogSeen = 0;
     let maxJournalSeen = 0;
     let stored = 0;
+    const healthSeen = new Set<string>();
     const t0 = performance.now();
     await waitFor(
       async () => {
@@ -118,6 +119,9 @@ describe.each(["spill", "block"] as const)("flood with --backlog-policy %s", (po
         maxBacklogSeen = Math.max(maxBacklogSeen, metric(m, "k2_backlog_records"));
         maxJournalSeen = Math.max(maxJournalSeen, metric(m, "k2_journal_records"));
         stored = metric(m, "k2_records_stored_total", 'table="trades_v2"');
+        for (const line of (await (await fetch(`${base}/health`)).text()).split("\n")) {
+          if (line.startsWith("backlog: ")) healthSeen.add(line);
+        }
         return stored === FRAMES;
       },
       120_000,
@@ -143,6 +147,13 @@ describe.each(["spill", "block"] as const)("flood with --backlog-policy %s", (po
     expect(peak).toBeLessThanOrEqual(BUDGET + OVERHEAD[policy] + openCandleUpdates);
     expect(maxBacklogSeen).toBeLessThanOrEqual(peak);
     if (policy === "spill") {
+      // /health said so while records waited in the journal
+      expect(healthSeen.size).toBeGreaterThan(0);
+      for (const line of healthSeen) {
+        expect(line).toMatch(
+          /^backlog: [\d,]+ records waiting \([\d,]+ in memory, [\d,]+ in the spill journal\), over the budget of 8,000$/,
+        );
+      }
       expect(Number(summary.journal_read_back)).toBeGreaterThan(0);
       expect(Number(summary.journal_read_back)).toBeLessThanOrEqual(FRAMES);
     } else {
