@@ -30,6 +30,11 @@ interface Group {
 export interface MemoryBusOptions {
   /** Dedupe window, ms (default 120000): an id seen within it is not enqueued again. 0 disables. */
   dedupeWindowMs?: number;
+  /**
+   * Most ids remembered per window (default 500,000): a flood rotates the window early, so the dedupe
+   * sets stay within about 2 × this many ids (~90 bytes each) instead of growing with the rate.
+   */
+  dedupeMaxIds?: number;
 }
 
 interface Member {
@@ -48,6 +53,7 @@ export class MemoryBus implements Bus {
   private seen = new Set<string>();
   private seenOld = new Set<string>();
   private rotateAt: number;
+  private readonly maxIds: number;
   private readonly windowMs: number;
   /** Messages dropped by the dedupe window. */
   deduplicated = 0;
@@ -56,6 +62,7 @@ export class MemoryBus implements Bus {
 
   constructor(opts: MemoryBusOptions = {}) {
     this.windowMs = opts.dedupeWindowMs ?? 120_000;
+    this.maxIds = opts.dedupeMaxIds ?? 500_000;
     this.rotateAt = Date.now() + this.windowMs;
   }
 
@@ -66,7 +73,7 @@ export class MemoryBus implements Bus {
   /** Synchronous publish (the in-process ack is immediate). */
   publishSync(messages: BusMessage[]): void {
     const now = Date.now();
-    if (now >= this.rotateAt) {
+    if (now >= this.rotateAt || this.seen.size >= this.maxIds) {
       this.seenOld = this.seen;
       this.seen = new Set();
       this.rotateAt = now + this.windowMs;
@@ -157,7 +164,9 @@ export class MemoryBus implements Bus {
         if (group.head === group.queue.length) {
           group.queue = [];
           group.head = 0;
-        } else if (group.head > 65536 && group.head * 2 > group.queue.length) {
+        } else if (group.head > 8192 && group.head * 2 > group.queue.length) {
+          // consumed messages are released soon, so a queue that never empties (a store behind, its
+          // backlog held at the budget) does not also hold tens of thousands of stored messages
           group.queue = group.queue.slice(group.head);
           group.head = 0;
         }
