@@ -106,6 +106,8 @@ export interface RunConfig {
   journalDir: string;
   /** Longest a SIGTERM/SIGINT flush may take before the rest is journaled, ms (default 30 s). */
   shutdownTimeoutMs: number;
+  /** A store batch write running longer is reported stalled on `/health`, ms (`K2_STORE_STALL_MS`, 30000). */
+  storeStallMs: number;
 }
 
 /**
@@ -185,6 +187,7 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
     backlogPolicy: policy,
     journalDir,
     shutdownTimeoutMs: Math.round(timeoutS * 1000),
+    storeStallMs: parse(intIn("K2_STORE_STALL_MS", 100, 86_400_000), env.K2_STORE_STALL_MS ?? 30_000),
     exchange,
     symbols,
     streams,

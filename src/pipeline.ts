@@ -372,6 +372,8 @@ export interface PersistOptions {
   maxBatchSize?: number;
   /** Called with each batch once the store has committed it (before the bus ack). */
   onStored?: (messages: BusMessage[]) => void;
+  /** A batch write running longer than this is reported stalled on `/health`, ms (default 30000). */
+  storeStallMs?: number;
 }
 
 /** Store table of a bus message (for poison dead letters). */
@@ -419,7 +421,7 @@ export function startPersist(opts: PersistOptions): {
 } {
   const { store, metrics, logger } = opts;
   const counts: PersistCounts = { stored: 0, duplicates: 0, batches: 0, poison: 0 };
-  const health = new StoreWriteHealth(metrics);
+  const health = new StoreWriteHealth(metrics, opts.storeStallMs);
   const consumer = opts.bus.consume(
     {
       group: opts.group ?? "k2-persist",
@@ -430,6 +432,7 @@ export function startPersist(opts: PersistOptions): {
     },
     async (messages) => {
       const end = metrics.batchWriteSeconds.startTimer();
+      health.started();
       try {
         const t0 = performance.now();
         const { result: r, poison, writes } = await writeIsolatingPoison(store, messages, POISON_OPTIONS);

@@ -230,6 +230,7 @@ export async function startProcess(
         batchMaxWaitMs: config.batchMaxWaitMs,
         maxBatchSize: config.maxBatchSize,
         onStored: ackJournalOnStore && journal ? (messages) => journal.ack(messages) : undefined,
+        storeStallMs: config.storeStallMs,
       });
   const serving =
     roles.serve && store

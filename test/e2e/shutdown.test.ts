@@ -5,7 +5,8 @@
  * - writes failing (a trigger raising SQLSTATE 53100 disk_full): `/health` answers 503 with
  *   `store: writes failing for N s: ...; N records waiting` and the finished replay, `/api/v1/status`
  *   lists the same reasons, `k2_store_write_failing` is 1, nothing is dead-lettered (transient);
- * - writes blocked (trades_v2 locked by another session).
+ * - writes blocked (trades_v2 locked by another session): `/health` says `store: a batch write has not
+ *   finished for N s; ...` (K2_STORE_STALL_MS shrunk to 500 ms).
  *
  * Either way SIGTERM ends the process within `--shutdown-timeout` plus a few seconds, exit 1, with the
  * count of records journaled; a restart on a writable database stores every one of them and empties
@@ -93,18 +94,21 @@ describe.each([
     });
     const journalDir = join(tempDir(), "journal");
     const args = ["--db", db.url, "--http-port", "0", "--journal-dir", journalDir, "--ws-workers", "0"];
-    const k2 = startCli([
-      "run",
-      "--replay",
-      FILE,
-      "--symbols",
-      "BTCUSDT",
-      "--streams",
-      "trade",
-      "--shutdown-timeout",
-      String(TIMEOUT_S),
-      ...args,
-    ]);
+    const k2 = startCli(
+      [
+        "run",
+        "--replay",
+        FILE,
+        "--symbols",
+        "BTCUSDT",
+        "--streams",
+        "trade",
+        "--shutdown-timeout",
+        String(TIMEOUT_S),
+        ...args,
+      ],
+      { env: { K2_STORE_STALL_MS: "500" } },
+    );
     cleanups.push(async () => {
       if (k2.child.exitCode === null) k2.child.kill("SIGKILL");
     });
@@ -117,7 +121,7 @@ describe.each([
         return (
           r.status === 503 &&
           health.includes(`replay of ${FILE} finished at`) &&
-          (!failing || /store: writes failing/.test(health))
+          (failing ? /store: writes failing/ : /store: a batch write has not finished/).test(health)
         );
       },
       30_000,
@@ -126,6 +130,9 @@ describe.each([
     expect(health).toMatch(
       /^replay of .+ finished at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z; no live data$/m,
     );
+    if (!failing) {
+      expect(health).toMatch(/^store: a batch write has not finished for \d+ s; [\d,]+ records waiting$/m);
+    }
     if (failing) {
       expect(health).toMatch(
         /^store: writes failing for \d+ s: could not extend file: No space left on device \(test\); [\d,]+ records waiting$/m,
