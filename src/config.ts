@@ -3,12 +3,24 @@
  * Precedence: flag > environment variable > default.
  */
 import { z } from "zod";
+import type { BacklogPolicy } from "./bus/backlog.js";
 import { parseBusUrl } from "./bus/index.js";
 import { type FeedConfig, resolveFeeds } from "./config-feeds.js";
 import type { LivenessOptions } from "./feed/liveness.js";
 import { type FaultSpec, parseFaults, parseFaultsSeed } from "./replay/faults.js";
 import { type GatewayConfig, resolveGatewayConfig } from "./serve/gateway-config.js";
 import { parseStoreSpec } from "./store/index.js";
+
+/** `<file>.journal` next to a DuckDB file; `./k2-journal` for PostgreSQL and `:memory:`. */
+export function defaultJournalDir(db: string): string {
+  try {
+    const spec = parseStoreSpec(db);
+    if (spec.kind === "duckdb" && spec.path !== ":memory:") return `${spec.path}.journal`;
+  } catch {
+    // reported by the --db check
+  }
+  return "k2-journal";
+}
 
 /** Thrown for invalid configuration; the CLI prints the message and exits 2. */
 export class ConfigError extends Error {
@@ -64,6 +76,10 @@ export interface RunFlags {
   restUrl?: string;
   /** False with `--no-backfill`. */
   backfill?: boolean;
+  maxBacklog?: string;
+  backlogPolicy?: string;
+  journalDir?: string;
+  shutdownTimeout?: string;
 }
 
 /** Validated configuration of `k2 run`. */
@@ -97,6 +113,19 @@ export interface RunConfig {
   feeds: FeedConfig[];
   /** API tokens and WebSocket gateway limits (`K2_API_TOKENS`, `K2_WS_*`). */
   gateway: GatewayConfig;
+  /** Most records received and not yet stored held in memory (`--max-backlog`, default 200,000). */
+  maxBacklog: number;
+  /** Past the budget: pause the venue sockets (`block`) or spill to the journal (`spill`, default). */
+  backlogPolicy: BacklogPolicy;
+  /**
+   * Spill journal directory (`--journal-dir`): default `<duckdb file>.journal` next to a DuckDB file,
+   * else `./k2-journal`.
+   */
+  journalDir: string;
+  /** Longest a SIGTERM/SIGINT flush may take before the rest is journaled, ms (default 30 s). */
+  shutdownTimeoutMs: number;
+  /** A store batch write running longer is reported stalled on `/health`, ms (`K2_STORE_STALL_MS`, 30000). */
+  storeStallMs: number;
   /** Feed liveness deadlines, ms (`--ping-interval-ms`, `--pong-timeout-ms`, `--first-frame-timeout-ms`). */
   liveness: LivenessOptions;
   /** Ceiling of the full-jitter reconnect backoff, ms (`--backoff-max-ms`, default 60000). */
@@ -135,7 +164,9 @@ function resolveRestUrls(raw: string | undefined, feeds: number): (string | null
 /**
  * Builds the run configuration from flags and `env` (`K2_EXCHANGE`, `K2_SYMBOLS`, `K2_STREAMS`, `K2_DB`,
  * `K2_HTTP_PORT`, `K2_HTTP_HOST`, `K2_WS_URL`, `K2_BATCH_SIZE`, `K2_BATCH_MAX_WAIT_MS`,
- * `K2_MAX_BATCH_SIZE`, `K2_CANDLE_GRACE_MS`, `K2_REST_URL`).
+ * `K2_MAX_BATCH_SIZE`, `K2_CANDLE_GRACE_MS`, `K2_REST_URL`,
+ * `K2_MAX_BACKLOG`, `K2_BACKLOG_POLICY`, `K2_JOURNAL_DIR`,
+ * `K2_SHUTDOWN_TIMEOUT` in seconds).
  * @throws {ConfigError} naming the flag at fault
  */
 export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = process.env): RunConfig {
@@ -214,7 +245,29 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
       throw new ConfigError((e as Error).message);
     }
   }
+  const maxBacklog = parse(
+    intIn("--max-backlog", 1000, 100_000_000),
+    flags.maxBacklog ?? env.K2_MAX_BACKLOG ?? 200_000,
+  );
+  const policy = (flags.backlogPolicy ?? env.K2_BACKLOG_POLICY ?? "spill").trim();
+  if (policy !== "block" && policy !== "spill") {
+    throw new ConfigError(`--backlog-policy: expected block or spill, got "${policy}"`);
+  }
+  const journalDir = (flags.journalDir ?? env.K2_JOURNAL_DIR ?? defaultJournalDir(db)).trim();
+  if (journalDir === "") throw new ConfigError("--journal-dir: empty value");
+  const timeoutRaw = String(flags.shutdownTimeout ?? env.K2_SHUTDOWN_TIMEOUT ?? "30").trim();
+  const timeoutS = /^\d+(\.\d+)?$/.test(timeoutRaw) ? Number(timeoutRaw) : Number.NaN;
+  if (!(timeoutS >= 0.1 && timeoutS <= 3600)) {
+    throw new ConfigError(
+      `--shutdown-timeout: expected seconds from 0.1 to 3600 (e.g. 30 or 2.5), got "${timeoutRaw}"`,
+    );
+  }
   return {
+    maxBacklog,
+    backlogPolicy: policy,
+    journalDir,
+    shutdownTimeoutMs: Math.round(timeoutS * 1000),
+    storeStallMs: parse(intIn("K2_STORE_STALL_MS", 100, 86_400_000), env.K2_STORE_STALL_MS ?? 30_000),
     exchange,
     symbols,
     streams,

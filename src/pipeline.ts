@@ -34,7 +34,9 @@ import {
   type TradeV2,
   topicFor,
 } from "./schema/records.js";
+import { writeIsolatingPoison } from "./store/poison.js";
 import { emptyBatch, type Store, type WriteBatch } from "./store/store.js";
+import { StoreWriteHealth } from "./store/write-health.js";
 import { deadLetterOf, reasonText } from "./venues/mapping.js";
 import {
   type NormalizedSink,
@@ -62,6 +64,8 @@ export interface PersistCounts {
   stored: number;
   duplicates: number;
   batches: number;
+  /** Records the store rejected on their own, stored as dead letters instead. */
+  poison: number;
 }
 
 /** One venue feed in the ingest half. */
@@ -132,10 +136,48 @@ export class Publisher {
     private readonly logger: Logger,
   ) {}
 
-  /** Messages pushed. */
+  /** Messages pushed into the buffer (not counting those the gate took). */
   pushed = 0;
+  /** Messages the gate took instead of the buffer (journaled by the backlog policy `spill`). */
+  gated = 0;
+  /**
+   * Admission hook (the backlog gate, `bus/backlog.ts`): returns true when it took the message itself
+   * (spilled it to the journal); false lets it into the buffer.
+   */
+  gate: ((m: BusMessage) => boolean) | null = null;
+  /** Called with each batch the bus acknowledged. */
+  onAcked: ((batch: BusMessage[]) => void) | null = null;
+  private inFlightBatch: BusMessage[] | null = null;
+  private abandoned = false;
 
+  /** Publishes a message (after the gate, when one is set). */
   push(m: BusMessage): void {
+    if (this.gate?.(m)) {
+      this.gated++;
+      return;
+    }
+    this.pushDirect(m);
+  }
+
+  /** Messages pushed and not yet acknowledged by the bus (buffered or in flight). */
+  pending(): number {
+    return this.pushed - this.acked;
+  }
+
+  /**
+   * Stops publishing and returns every message not acknowledged by the bus (the batch in flight,
+   * then the buffer), for the shutdown journal.
+   */
+  takeUnacked(): BusMessage[] {
+    this.abandoned = true;
+    const out = (this.inFlightBatch ?? []).concat(this.buffer);
+    this.inFlightBatch = null;
+    this.buffer = [];
+    return out;
+  }
+
+  /** Publishes a message, bypassing the gate (the journal's read-back). */
+  pushDirect(m: BusMessage): void {
     this.pushed++;
     this.buffer.push(m);
     if (!this.scheduled) {
@@ -151,22 +193,26 @@ export class Publisher {
    */
   private drain(): void {
     this.scheduled = false;
-    if (this.inFlight || this.buffer.length === 0) return;
+    if (this.inFlight || this.buffer.length === 0 || this.abandoned) return;
     const batch =
       this.buffer.length > MAX_PUBLISH_BATCH ? this.buffer.splice(0, MAX_PUBLISH_BATCH) : this.buffer;
     if (batch === this.buffer) this.buffer = [];
     this.inFlight = true;
+    this.inFlightBatch = batch;
     this.chain = this.publishWithRetry(batch).then(() => {
       this.inFlight = false;
+      this.inFlightBatch = null;
       this.drain();
     });
   }
 
   private async publishWithRetry(batch: BusMessage[]): Promise<void> {
     for (let attempt = 1; ; attempt++) {
+      if (this.abandoned) return;
       try {
         await this.bus.publish(batch);
         this.acked += batch.length;
+        this.onAcked?.(batch);
         return;
       } catch (err) {
         const delay = Math.min(30_000, 100 * 2 ** Math.min(attempt, 9));
@@ -182,7 +228,7 @@ export class Publisher {
   /** Resolves when every pushed message has been acknowledged by the bus. */
   async flush(): Promise<void> {
     this.drain();
-    while (this.inFlight || this.buffer.length > 0) {
+    while (!this.abandoned && (this.inFlight || this.buffer.length > 0)) {
       await this.chain;
       this.drain();
     }
@@ -477,12 +523,58 @@ export interface PersistOptions {
   batchMaxWaitMs?: number;
   /** Largest batch when a backlog builds up (default 50000). */
   maxBatchSize?: number;
+  /** Called with each batch once the store has committed it (before the bus ack). */
+  onStored?: (messages: BusMessage[]) => void;
+  /** A batch write running longer than this is reported stalled on `/health`, ms (default 30000). */
+  storeStallMs?: number;
 }
 
-/** The store half: consumes every market topic and writes batches; acks after the write commits. */
-export function startPersist(opts: PersistOptions): { consumer: Consumer; counts: PersistCounts } {
+/** Store table of a bus message (for poison dead letters). */
+function tableOf(m: BusMessage): string {
+  switch (topicKind(m.topic)) {
+    case "trades":
+      return "trades_v2";
+    case "aggtrades":
+      return "agg_trades_v2";
+    case "quotes":
+      return "quotes_v2";
+    case "dlq":
+      return "dead_letters";
+    case "gaps":
+      return "sequence_gaps";
+    case "candles":
+      return "candles_v2";
+    default:
+      return m.topic;
+  }
+}
+
+/** How {@link writeIsolatingPoison} sees bus messages. */
+const POISON_OPTIONS = {
+  toBatch: (items: BusMessage[]) => toWriteBatch(items),
+  describe: (m: BusMessage) => ({
+    table: tableOf(m),
+    exchange: String(
+      (m.value as { exchange?: unknown }).exchange ?? m.topic.split(".").pop() ?? "",
+    ).toUpperCase(),
+    record: m.value,
+  }),
+};
+
+/**
+ * The store half: consumes every market topic and writes batches; acks after the write commits.
+ * A record the store rejects on its own (poison) is isolated by bisecting the batch and stored as a
+ * dead letter (`store/poison.ts`), so it never blocks the batch or later ones; a transient failure
+ * (store not writable) is retried with the bus's backoff and recorded in `health`.
+ */
+export function startPersist(opts: PersistOptions): {
+  consumer: Consumer;
+  counts: PersistCounts;
+  health: StoreWriteHealth;
+} {
   const { store, metrics, logger } = opts;
-  const counts: PersistCounts = { stored: 0, duplicates: 0, batches: 0 };
+  const counts: PersistCounts = { stored: 0, duplicates: 0, batches: 0, poison: 0 };
+  const health = new StoreWriteHealth(metrics, opts.storeStallMs);
   const consumer = opts.bus.consume(
     {
       group: opts.group ?? "k2-persist",
@@ -492,16 +584,25 @@ export function startPersist(opts: PersistOptions): { consumer: Consumer; counts
       maxBatchSize: opts.maxBatchSize ?? 50_000,
     },
     async (messages) => {
-      const batch = toWriteBatch(messages);
       const end = metrics.batchWriteSeconds.startTimer();
+      health.started();
       try {
         const t0 = performance.now();
-        const r = await store.write(batch);
+        const { result: r, poison, writes } = await writeIsolatingPoison(store, messages, POISON_OPTIONS);
         end();
+        health.succeeded();
         logger.debug(
           { records: messages.length, ms: Math.round(performance.now() - t0), lag: consumer.lag() },
           "batch written",
         );
+        for (const p of poison) {
+          metrics.poisonRecords.labels(p.item.table).inc();
+          logger.error(
+            { table: p.item.table, exchange: p.item.exchange, err: p.error, writes },
+            "poison record: the store rejects it on its own; stored as a dead letter",
+          );
+        }
+        counts.poison += poison.length;
         counts.batches++;
         counts.stored += r.trades + r.aggTrades + r.quotes + r.deadLetters + r.gaps; // source records; candles are derived
         counts.duplicates += r.duplicates;
@@ -513,8 +614,10 @@ export function startPersist(opts: PersistOptions): { consumer: Consumer; counts
         if (r.gaps) metrics.stored.labels("sequence_gaps").inc(r.gaps);
         if (r.candles) metrics.stored.labels("candles_v2").inc(r.candles);
         if (r.duplicates) metrics.duplicates.inc(r.duplicates);
+        opts.onStored?.(messages);
       } catch (err) {
         metrics.storeErrors.inc();
+        health.failed(err);
         logger.error(
           { err: (err as Error).message, records: messages.length },
           "batch write failed; will retry",
@@ -526,7 +629,7 @@ export function startPersist(opts: PersistOptions): { consumer: Consumer; counts
       }
     },
   );
-  return { consumer, counts };
+  return { consumer, counts, health };
 }
 
 /** Groups bus messages into a store batch by topic kind. */

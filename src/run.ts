@@ -3,14 +3,17 @@
  * server), in-process bus, store (DuckDB file, or PostgreSQL with `--db postgres://…`), HTTP `/health`
  * and `/metrics` — with graceful shutdown that flushes every buffer.
  */
-import type { Bus, Consumer } from "./bus/bus.js";
+import { BacklogGate } from "./bus/backlog.js";
+import type { Bus, BusMessage, Consumer } from "./bus/bus.js";
 import { createBus } from "./bus/index.js";
+import { Journal } from "./bus/journal.js";
 import { MemoryBus } from "./bus/memory.js";
 import type { RunConfig } from "./config.js";
 import type { FeedConfig } from "./config-feeds.js";
 import { backfillProblems } from "./feed/backfill.js";
 import type { LivenessOverrides } from "./feed/connection.js";
 import { feedLivenessProblems } from "./feed/liveness.js";
+import { backlogProblem, replayFinishedProblem } from "./ops/health-checks.js";
 import type { Logger } from "./ops/logger.js";
 import { Metrics } from "./ops/metrics.js";
 import {
@@ -65,6 +68,20 @@ export interface RunSummary {
   gaps_detected: number;
   gaps_filled: number;
   missing: number;
+  /** Records poison to the store, stored as dead letters instead. */
+  poison: number;
+  /** Records left in the spill journal unacknowledged at exit (the next start replays them). */
+  journaled: number;
+  /** Records written to the journal at shutdown because they were not stored in time. */
+  journaled_at_shutdown: number;
+  /** Highest in-memory backlog seen (records received and not yet stored). */
+  max_backlog: number;
+  /** Peak V8 heap used (sampled every 250 ms), MiB: the JS objects held, unlike RSS (DuckDB, GC slack). */
+  max_heap_mb: number;
+  /** Records read back from the journal (spilled ones, or a previous run's). */
+  journal_read_back: number;
+  /** Shutdown ran out of `--shutdown-timeout` before everything was stored. */
+  shutdown_timed_out: boolean;
 }
 
 export interface RunningPipeline {
@@ -213,6 +230,19 @@ export async function startProcess(
   }
   const replayServer = replayServers[0] ?? null;
 
+  // spill journal (ingest side): records beyond the backlog budget, and what shutdown could not store
+  const group = config.group;
+  const memoryBus = bus instanceof MemoryBus ? bus : null;
+  const journal = roles.ingest ? new Journal(config.journalDir) : null;
+  if (journal && journal.records > 0) {
+    logger.warn(
+      { records: journal.records, dir: journal.dir },
+      "the spill journal holds records from an earlier run: replaying them first",
+    );
+  }
+  // with the memory bus a journaled record is safe once stored; with a networked bus, once published
+  const ackJournalOnStore = memoryBus !== null && roles.persist;
+
   // store side first, so nothing published waits for a consumer
   const persist = !(roles.persist && store)
     ? null
@@ -225,6 +255,8 @@ export async function startProcess(
         batchSize: config.batchSize,
         batchMaxWaitMs: config.batchMaxWaitMs,
         maxBatchSize: config.maxBatchSize,
+        onStored: ackJournalOnStore && journal ? (messages) => journal.ack(messages) : undefined,
+        storeStallMs: config.storeStallMs,
       });
   const serving =
     roles.serve && store
@@ -240,11 +272,16 @@ export async function startProcess(
   // gap detection resumes from the store: what was missed while this process was down is a gap too
   const stored = roles.ingest && store ? await store.lastSequences() : [];
   const publisher = new Publisher(bus, logger);
+  /** Records received and not yet stored, held in memory. */
+  const memoryBacklog = () =>
+    publisher.pending() + (memoryBus && persist ? memoryBus.backlog(group ?? "k2-persist") : 0);
   let firstFrameAt = 0;
   let lastFrameAt = 0;
   let maxRss = process.memoryUsage.rss();
+  let maxHeap = process.memoryUsage().heapUsed;
   const rssTimer = setInterval(() => {
     maxRss = Math.max(maxRss, process.memoryUsage.rss());
+    maxHeap = Math.max(maxHeap, process.memoryUsage().heapUsed);
   }, 250);
   rssTimer.unref();
   const feeds = (roles.ingest ? venues : []).map((venue, i) =>
@@ -274,24 +311,60 @@ export async function startProcess(
   );
   const feed = feeds[0] ?? null;
   if (roles.ingest && store && config.backfill) await resumeOpenGaps(store, feeds, logger);
+  let gate: BacklogGate | null = null;
+  if (journal) {
+    if (ackJournalOnStore) {
+      if (memoryBus) memoryBus.onDuplicate = (m) => journal.ack([m]);
+    } else publisher.onAcked = (batch) => journal.ack(batch);
+    const g = new BacklogGate({
+      budget: config.maxBacklog,
+      policy: config.backlogPolicy,
+      backlog: memoryBacklog,
+      journal,
+      publish: (m) => publisher.pushDirect(m),
+      pause: () => {
+        for (const f of feeds) f.connection.pause();
+      },
+      resume: () => {
+        for (const f of feeds) f.connection.resume();
+      },
+      metrics,
+      logger,
+    });
+    publisher.gate = (m) => g.admit(m);
+    g.start();
+    gate = g;
+  }
+  /** When each feed's replay was fully received, ms since epoch (0: not yet, or live). */
+  const replayFinishedAt: number[] = feeds.map(() => 0);
 
+  /** Why the process is unhealthy (one sentence each), for `/health` and `/api/v1/status`. */
+  const health = async (): Promise<string[]> => {
+    const problems: string[] = [...backfillProblems(feeds.map((f) => f.backfill))];
+    for (const f of feeds) {
+      if (f.connection.state !== "CONNECTED") {
+        problems.push(`feed ${f.venue.exchange} ${f.connection.state.toLowerCase()}`);
+      }
+    }
+    problems.push(...feedLivenessProblems(feeds));
+    const s = store ? await store.check() : null;
+    if (s) problems.push(s);
+    const b = bus.check ? await bus.check() : null;
+    if (b) problems.push(b);
+    const w = persist?.health.problem(memoryBacklog() + (journal?.records ?? 0));
+    if (w) problems.push(w);
+    const o = journal ? backlogProblem(memoryBacklog(), journal.records, config.maxBacklog) : null;
+    if (o) problems.push(o);
+    for (const [i, at] of replayFinishedAt.entries()) {
+      const file = feedConfigs[i]?.replay;
+      if (at > 0 && file) problems.push(replayFinishedProblem(file, at));
+    }
+    return problems;
+  };
   let gateway: GatewayService | undefined;
   const app = await createHttpServer({
     metrics,
-    health: async () => {
-      const problems: string[] = [...backfillProblems(feeds.map((f) => f.backfill))];
-      for (const f of feeds) {
-        if (f.connection.state !== "CONNECTED") {
-          problems.push(`feed ${f.venue.exchange} ${f.connection.state.toLowerCase()}`);
-        }
-      }
-      problems.push(...feedLivenessProblems(feeds));
-      const s = store ? await store.check() : null;
-      if (s) problems.push(s);
-      const b = bus.check ? await bus.check() : null;
-      if (b) problems.push(b);
-      return problems;
-    },
+    health,
     register: async (app) => {
       if (!serving) return;
       // auth first (it guards /api and /ws), then the REST API, then gateway, status and dashboard
@@ -304,6 +377,7 @@ export async function startProcess(
           feeds,
           symbols: feedConfigs.flatMap((f) => f.symbols),
           storeLag: () => persist?.consumer.lag() ?? 0,
+          problems: health,
         },
       });
       await serving.register(app);
@@ -346,7 +420,10 @@ export async function startProcess(
             let idleChecks = 0;
             const check = () => {
               const received = f.connection.framesReceived;
-              if (received >= server.totalSent) return resolve();
+              if (received >= server.totalSent) {
+                replayFinishedAt[i] = Date.now();
+                return resolve();
+              }
               if (received !== seen) {
                 seen = received;
                 idleSince = performance.now();
@@ -356,6 +433,7 @@ export async function startProcess(
                   { exchange: f.venue.exchange, sent: server.totalSent, received },
                   "replay ended: frames written on a dropped connection never arrived",
                 );
+                replayFinishedAt[i] = Date.now();
                 return resolve();
               }
               setTimeout(check, 5);
@@ -376,13 +454,29 @@ export async function startProcess(
   }
 
   let stopping: Promise<RunSummary> | null = null;
+  /**
+   * Bounded shutdown (`--shutdown-timeout`): stop the feeds, read the spill journal back, flush the
+   * publisher and the store consumer; what is not stored when the time is up (publisher buffer, bus
+   * queue and batch in flight) is written to the journal, for the next start to replay.
+   */
   const stop = (reason: string): Promise<RunSummary> => {
     if (stopping) return stopping;
     stopping = (async () => {
-      logger.info({ reason }, "shutting down: stopping feed, draining bus, flushing store");
-      await Promise.all(feeds.map((f) => f.connection.stop()));
-      // backfills in progress finish first (bounded), so their records are in the final flush
-      const backfillWaitMs = hooks.backfillWaitMs ?? 30_000;
+      const deadline = performance.now() + config.shutdownTimeoutMs;
+      const left = () => Math.max(0, deadline - performance.now());
+      logger.info(
+        { reason, timeoutMs: config.shutdownTimeoutMs },
+        "shutting down: stopping feed, draining bus, flushing store",
+      );
+      await within(Promise.all(feeds.map((f) => f.connection.stop())), left());
+      // records spilled earlier go to the store too while there is time (the gate reads them back)
+      while (journal && journal.records > 0 && left() > 0) await sleep(Math.min(20, left()));
+      gate?.stop();
+      let complete = await publisher.flushWithin(Math.max(1, left()));
+      await within(serving?.stop() ?? Promise.resolve(), left());
+      // backfills in progress finish first (bounded by what is left of the timeout), so their
+      // records are in the final flush
+      const backfillWaitMs = Math.min(hooks.backfillWaitMs ?? 30_000, left());
       const idle = await Promise.all(feeds.map((f) => f.backfill.waitIdle(backfillWaitMs)));
       if (idle.includes(false)) {
         logger.warn(
@@ -391,21 +485,53 @@ export async function startProcess(
         );
       }
       await Promise.all(feeds.map((f) => f.backfill.stop()));
-      await publisher.flushWithin(60_000);
-      await serving?.stop();
       // persist alone (k2 persist) finishes and acks its batch in flight; with ingest in the same
       // process it drains everything that was published
-      await persist?.consumer.stop({ drain: roles.ingest });
+      if (persist)
+        complete = (await within(persist.consumer.stop({ drain: roles.ingest }), left())) && complete;
+      let journaledNow = 0;
+      if (!complete) {
+        const unacked: BusMessage[] = publisher.takeUnacked();
+        if (memoryBus && persist)
+          for (const m of memoryBus.takeUnacked(group ?? "k2-persist")) unacked.push(m);
+        // records read back from the journal are still in their segment on disk
+        const fresh = journal ? unacked.filter((m) => !journal.owns(m)) : unacked;
+        try {
+          if (journal) journaledNow = journal.append(fresh);
+        } catch (err) {
+          logger.error(
+            { err: (err as Error).message, records: fresh.length },
+            "shutdown: journal not writable",
+          );
+        }
+        logger.error(
+          {
+            timeoutMs: config.shutdownTimeoutMs,
+            notStored: unacked.length,
+            journaled: journaledNow,
+            journal: journal?.dir,
+          },
+          journal
+            ? "shutdown timeout: records not stored in time were written to the journal; the next start replays them"
+            : "shutdown timeout: the batch in flight was not acknowledged; the bus delivers it again",
+        );
+      }
+      try {
+        journal?.close();
+      } catch (err) {
+        logger.error({ err: (err as Error).message }, "shutdown: closing the journal failed");
+      }
       const end = performance.now();
-      await store?.close();
-      await app.close();
+      // a store stuck on a write does not hold the exit past the timeout (plus a little for closing)
+      await within(store?.close() ?? Promise.resolve(), Math.max(left(), 2000));
+      await within(app.close(), Math.max(left(), 2000));
       for (const server of replayServers) if (server) await server.stop();
-      await bus.close();
+      await within(bus.close(), Math.max(left(), 2000));
       clearInterval(rssTimer);
       maxRss = Math.max(maxRss, process.memoryUsage.rss());
       const summary = summarize(
         sumCounts(feeds.map((f) => f.counts)),
-        persist?.counts ?? { stored: 0, duplicates: 0, batches: 0 },
+        persist?.counts ?? { stored: 0, duplicates: 0, batches: 0, poison: 0 },
         bus instanceof MemoryBus ? bus.deduplicated : 0,
         feeds.reduce((n, f) => n + f.connection.reconnects, 0),
       );
@@ -420,6 +546,12 @@ export async function startProcess(
       summary.frames_per_s =
         summary.elapsed_ms > 0 ? Math.round((summary.frames * 1000) / summary.elapsed_ms) : 0;
       summary.max_rss_mb = Math.round(maxRss / 1048576);
+      summary.journaled = journal?.unacknowledged ?? 0;
+      summary.journaled_at_shutdown = journaledNow;
+      summary.max_backlog = gate?.peak ?? 0;
+      summary.max_heap_mb = Math.round(maxHeap / 1048576);
+      summary.journal_read_back = gate?.readBack ?? 0;
+      summary.shutdown_timed_out = !complete;
       logger.info(
         feeds.length > 1
           ? { ...summary, by_exchange: Object.fromEntries(feeds.map((f) => [f.venue.exchange, f.counts])) }
@@ -570,5 +702,31 @@ function summarize(
     gaps_detected: 0,
     gaps_filled: 0,
     missing: 0,
+    poison: persist.poison,
+    journaled: 0,
+    journaled_at_shutdown: 0,
+    max_backlog: 0,
+    max_heap_mb: 0,
+    journal_read_back: 0,
+    shutdown_timed_out: false,
   };
+}
+
+/** Resolves true when `p` settles within `ms`, false when the time is up first (`p` keeps running). */
+async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  const settled = p.then(
+    () => true as const,
+    () => true as const,
+  );
+  const ok = await Promise.race([settled, timedOut]);
+  clearTimeout(timer);
+  return ok;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }

@@ -30,6 +30,11 @@ interface Group {
 export interface MemoryBusOptions {
   /** Dedupe window, ms (default 120000): an id seen within it is not enqueued again. 0 disables. */
   dedupeWindowMs?: number;
+  /**
+   * Most ids remembered per window (default 500,000): a flood rotates the window early, so the dedupe
+   * sets stay within about 2 × this many ids (~90 bytes each) instead of growing with the rate.
+   */
+  dedupeMaxIds?: number;
 }
 
 interface Member {
@@ -48,12 +53,16 @@ export class MemoryBus implements Bus {
   private seen = new Set<string>();
   private seenOld = new Set<string>();
   private rotateAt: number;
+  private readonly maxIds: number;
   private readonly windowMs: number;
   /** Messages dropped by the dedupe window. */
   deduplicated = 0;
+  /** Called with each message dropped by the dedupe window (it is never delivered). */
+  onDuplicate: ((m: BusMessage) => void) | null = null;
 
   constructor(opts: MemoryBusOptions = {}) {
     this.windowMs = opts.dedupeWindowMs ?? 120_000;
+    this.maxIds = opts.dedupeMaxIds ?? 500_000;
     this.rotateAt = Date.now() + this.windowMs;
   }
 
@@ -64,7 +73,7 @@ export class MemoryBus implements Bus {
   /** Synchronous publish (the in-process ack is immediate). */
   publishSync(messages: BusMessage[]): void {
     const now = Date.now();
-    if (now >= this.rotateAt) {
+    if (now >= this.rotateAt || this.seen.size >= this.maxIds) {
       this.seenOld = this.seen;
       this.seen = new Set();
       this.rotateAt = now + this.windowMs;
@@ -74,6 +83,7 @@ export class MemoryBus implements Bus {
       if (dedupe) {
         if (this.seen.has(m.id) || this.seenOld.has(m.id)) {
           this.deduplicated++;
+          this.onDuplicate?.(m);
           continue;
         }
         this.seen.add(m.id);
@@ -154,7 +164,9 @@ export class MemoryBus implements Bus {
         if (group.head === group.queue.length) {
           group.queue = [];
           group.head = 0;
-        } else if (group.head > 65536 && group.head * 2 > group.queue.length) {
+        } else if (group.head > 8192 && group.head * 2 > group.queue.length) {
+          // consumed messages are released soon, so a queue that never empties (a store behind, its
+          // backlog held at the budget) does not also hold tens of thousands of stored messages
           group.queue = group.queue.slice(group.head);
           group.head = 0;
         }
@@ -216,6 +228,39 @@ export class MemoryBus implements Bus {
     }
     this.members.clear();
     for (const g of this.groups.values()) wakeAll(g);
+  }
+
+  /**
+   * Takes every unacknowledged message of `group` out of the bus, for the shutdown journal: the
+   * batches its consumers hold (each such consumer stops at once, as in {@link abandonConsumers}: its
+   * handler is not awaited nor called again), then the messages waiting, in order. The group's queue
+   * is left empty. Returns [] for an unknown group.
+   */
+  takeUnacked(group: string): BusMessage[] {
+    const g = this.groups.get(group);
+    if (!g) return [];
+    const out: BusMessage[] = [];
+    for (const m of this.members) {
+      if (m.group !== g) continue;
+      m.dead = true;
+      if (m.inFlight) {
+        for (const msg of m.inFlight) out.push(msg);
+        g.inFlight -= m.inFlight.length;
+        m.inFlight = null;
+      }
+      this.members.delete(m);
+    }
+    for (let i = g.head; i < g.queue.length; i++) out.push(g.queue[i]);
+    g.queue = [];
+    g.head = 0;
+    wakeAll(g);
+    return out;
+  }
+
+  /** Messages waiting or in flight in `group` (0 for an unknown group). */
+  backlog(group: string): number {
+    const g = this.groups.get(group);
+    return g ? g.queue.length - g.head + g.inFlight : 0;
   }
 
   async close(): Promise<void> {

@@ -104,6 +104,18 @@ function registerProcess(
       .option(
         "--first-frame-timeout-ms <ms>",
         "reconnect when the venue sends nothing this long after subscribing (env K2_FIRST_FRAME_TIMEOUT_MS; default 10000)",
+      )
+      .option(
+        "--max-backlog <n>",
+        "records received and not yet stored held in memory (env K2_MAX_BACKLOG; default 200000)",
+      )
+      .option(
+        "--backlog-policy <p>",
+        "past --max-backlog: block (pause the venue sockets) or spill (to the journal) (env K2_BACKLOG_POLICY; default spill)",
+      )
+      .option(
+        "--journal-dir <dir>",
+        "spill journal directory (env K2_JOURNAL_DIR; default <duckdb file>.journal, else ./k2-journal)",
       );
   }
   if (groups.includes("store")) {
@@ -141,6 +153,10 @@ function registerProcess(
       "HTTP port for /health and /metrics (and the API), 0 = any free port (env K2_HTTP_PORT; default 8080)",
     )
     .option("--http-host <host>", "HTTP bind address (env K2_HTTP_HOST; default 127.0.0.1)")
+    .option(
+      "--shutdown-timeout <s>",
+      "longest SIGTERM/SIGINT flush, seconds; what is not stored by then is journaled (env K2_SHUTDOWN_TIMEOUT; default 30)",
+    )
     .action(async (flags: RunFlags) => {
       let config: ReturnType<typeof resolveRunConfig>;
       try {
@@ -195,7 +211,22 @@ function registerProcess(
         if (summary.faults) line.faults = summary.faults;
       }
       line.max_rss_mb = summary.max_rss_mb;
+      if (roles.ingest) {
+        line.max_backlog = summary.max_backlog;
+        line.max_heap_mb = summary.max_heap_mb;
+        line.journaled = summary.journaled;
+        line.journal_read_back = summary.journal_read_back;
+      }
+      if (roles.persist) line.poison = summary.poison;
       process.stdout.write(`${JSON.stringify(line)}\n`);
+      if (summary.shutdown_timed_out || summary.journaled > 0) {
+        process.stderr.write(
+          summary.journaled > 0
+            ? `k2: shutdown: ${summary.journaled.toLocaleString("en-US")} records not stored are in the journal ${config.journalDir} (${summary.journaled_at_shutdown.toLocaleString("en-US")} written at shutdown after the ${config.shutdownTimeoutMs / 1000} s timeout); the next start replays them\n`
+            : `k2: shutdown: not everything was stored within the ${config.shutdownTimeoutMs / 1000} s timeout; the bus delivers the unacknowledged records again\n`,
+        );
+        process.exit(1);
+      }
       // everything is flushed and closed; do not wait for client libraries' idle timers
       process.exit(0);
     });

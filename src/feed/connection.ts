@@ -252,6 +252,10 @@ export class VenueConnection extends EventEmitter<ConnectionEvents> {
         ws.terminate();
       });
       this.watchdogs.set(ws, watchdog);
+      if (this.paused) {
+        ws.pause();
+        watchdog.suspend();
+      }
       stableTimer = setTimeout(() => {
         // delivered and never judged dead for stableAfterMs: the venue is back, reset the backoff
         if (delivered && killReason === null && ws.readyState === WebSocket.OPEN) this.attempt = 0;
@@ -370,6 +374,32 @@ export class VenueConnection extends EventEmitter<ConnectionEvents> {
       this.sendTimes.push(now);
     }
   }
+
+  /**
+   * Stops reading the venue socket (ws `pause()`): frames wait in the kernel and TCP flow control
+   * pushes back on the venue. Used by the backlog policy `block`. While paused the liveness watchdogs
+   * are suspended (a paused socket reads neither frames nor pongs: its silence is ours, not the
+   * venue's), and a socket opened meanwhile (reconnect, rollover) is paused as soon as it opens.
+   */
+  pause(): void {
+    if (this.paused) return;
+    this.paused = true;
+    this.ws?.pause();
+    this.retiring?.pause();
+    for (const w of this.watchdogs.values()) w.suspend();
+  }
+
+  /** Reads the venue socket again after {@link pause}; the watchdogs start their deadlines afresh. */
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.ws?.resume();
+    this.retiring?.resume();
+    for (const w of this.watchdogs.values()) w.resume();
+  }
+
+  /** True between {@link pause} and {@link resume}. */
+  private paused = false;
 }
 
 /** `o` without its undefined fields (so that `{ x: undefined }` does not override a default). */

@@ -69,6 +69,27 @@ export class SocketWatchdog {
     } else this.lastFrameAt = nowMs;
   }
 
+  /**
+   * Stops judging while the owner does not read the socket (backlog push-back): nothing read is not
+   * the venue's silence. {@link resume} restarts the deadlines from then.
+   */
+  suspend(): void {
+    this.suspended = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** Judges again after {@link suspend}, counting silence from now. */
+  resume(): void {
+    if (!this.suspended || this.dead) return;
+    this.suspended = false;
+    this.lastActivity = performance.now();
+    if (this.lastFrameAt === 0) this.arm(this.opts.firstFrameTimeoutMs, () => this.checkFirstFrame());
+    else this.arm(this.opts.pingIntervalMs, () => this.checkIdle());
+  }
+
+  private suspended = false;
+
   /** Cancels the timer; no further `onDead`. */
   stop(): void {
     this.dead = true;
@@ -78,7 +99,7 @@ export class SocketWatchdog {
 
   private arm(ms: number, fn: () => void): void {
     if (this.timer) clearTimeout(this.timer);
-    if (this.dead) return;
+    if (this.dead || this.suspended) return;
     this.timer = setTimeout(fn, Math.max(1, ms));
     this.timer.unref();
   }

@@ -166,6 +166,39 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  // --- nothing lost (engineer B): store write health, poison records, backlog budget, spill journal ---
+  readonly storeLastWriteSuccess = new Gauge({
+    name: "k2_store_last_write_success_timestamp_seconds",
+    help: "Unix time of the last batch write the store committed, seconds",
+    registers: [this.registry],
+  });
+  readonly storeWriteFailing = new Gauge({
+    name: "k2_store_write_failing",
+    help: "1 while the last store batch write failed (retrying), else 0",
+    registers: [this.registry],
+  });
+  readonly poisonRecords = new Counter({
+    name: "k2_poison_records_total",
+    help: "Records the store rejected on their own (isolated by bisecting the batch), sent to dead letters",
+    labelNames: ["table"],
+    registers: [this.registry],
+  });
+  readonly journalRecords = new Gauge({
+    name: "k2_journal_records",
+    help: "Records waiting in the local spill journal (not yet read back into the pipeline)",
+    registers: [this.registry],
+  });
+  readonly backlogRecords = new Gauge({
+    name: "k2_backlog_records",
+    help: "Records received and not yet stored, held in memory (publisher buffer and bus queue)",
+    registers: [this.registry],
+  });
+  readonly backlogBudget = new Gauge({
+    name: "k2_backlog_budget_records",
+    help: "Most records held in memory before the backlog policy (block or spill) applies (--max-backlog)",
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: "k2_process_" });

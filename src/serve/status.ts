@@ -2,7 +2,7 @@
  * `GET /api/v1/status`: feed health as JSON for the dashboard and scripts (the same figures as
  * `/metrics`, in one small document):
  *
- *   {"status":"ok"|"degraded","uptime_s":12,
+ *   {"status":"ok"|"degraded","problems":["store: writes failing for 12 s: ..."],"uptime_s":12,
  *    "feeds":[{"exchange":"BINANCE","state":"CONNECTED","reconnects":0,"frames":1234,"frames_per_s":98.5,
  *              "trades":300,"quotes":900,"dead_letters":0,"gaps":0}],
  *    "store":{"lag":0},"gateway":{"clients":1,"behind":0,"messages_sent":..,"conflated":..,...},
@@ -23,6 +23,8 @@ export interface StatusSources {
   /** Store consumer lag (messages published, not yet stored). */
   storeLag: () => number;
   gateway: () => GatewayStats | Promise<GatewayStats>;
+  /** The process's health problems (the sentences of `/health`); any makes the status `degraded`. */
+  problems?: () => Promise<string[]>;
 }
 
 /** Feed health of one venue connection. */
@@ -72,8 +74,10 @@ export function registerStatus(app: FastifyInstance, src: StatusSources): void {
       gaps: f.counts.gaps,
     }));
     reply.header("cache-control", "no-store");
+    const problems = (await src.problems?.()) ?? [];
     return {
-      status: feeds.every((f) => f.state === "CONNECTED") ? "ok" : "degraded",
+      status: feeds.every((f) => f.state === "CONNECTED") && problems.length === 0 ? "ok" : "degraded",
+      problems,
       uptime_s: Math.round((Date.now() - started) / 1000),
       feeds,
       store: { lag: src.storeLag() },

@@ -377,6 +377,17 @@ export class DuckDBStore implements Store {
     }
   }
 
+  /** Upserts the one row of `k2_health` (created on first use) in its own transaction. */
+  probeWrite(): Promise<void> {
+    return this.serial(async () => {
+      await this.conn.run(
+        `CREATE TABLE IF NOT EXISTS k2_health (name VARCHAR PRIMARY KEY, written_at BIGINT NOT NULL);
+         INSERT INTO k2_health VALUES ('probe', ${Date.now() * 1000})
+           ON CONFLICT DO UPDATE SET written_at = excluded.written_at`,
+      );
+    });
+  }
+
   /** Exports a table (or query) to a Parquet file. */
   async exportParquet(sqlOrTable: string, file: string): Promise<void> {
     const src = /^\w+$/.test(sqlOrTable) ? sqlOrTable : `(${sqlOrTable})`;

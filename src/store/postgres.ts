@@ -314,18 +314,25 @@ const UNNEST_CANDLES = `INSERT INTO candles_v2 (exchange, symbol, asset_class, "
     last_trade_id = excluded.last_trade_id
   WHERE excluded.trade_count > candles_v2.trade_count`;
 
-/** COPY staging tables: per session, emptied at commit (and discarded on rollback). */
-const STAGE_TRADES = (table: string) => `CREATE TEMP TABLE IF NOT EXISTS k2_stage_${table} (
+/**
+ * COPY staging tables: per session, emptied at commit (and discarded on rollback). vendor_data is
+ * staged as TEXT and cast to JSONB by the INSERT that moves the rows: a value JSONB rejects then fails
+ * that INSERT with the server's error (a COPY that fails is never answered by the postgres client,
+ * whose write would wait forever).
+ */
+const STAGE_TRADES = (table: string) => `CREATE TEMP TABLE IF NOT EXISTS k2_stage_${table}_t (
   message_id UUID, trade_id TEXT, symbol TEXT, exchange TEXT, asset_class TEXT, ts BIGINT, price NUMERIC,
   quantity NUMERIC, currency TEXT, side TEXT, trade_conditions TEXT[], source_sequence BIGINT,
-  ingestion_timestamp BIGINT, platform_sequence BIGINT, vendor_data JSONB) ON COMMIT DELETE ROWS`;
-const STAGE_QUOTES = `CREATE TEMP TABLE IF NOT EXISTS k2_stage_quotes_v2 (
+  ingestion_timestamp BIGINT, platform_sequence BIGINT, vendor_data TEXT) ON COMMIT DELETE ROWS`;
+const STAGE_QUOTES = `CREATE TEMP TABLE IF NOT EXISTS k2_stage_quotes_v2_t (
   message_id UUID, symbol TEXT, exchange TEXT, asset_class TEXT, ts BIGINT, bid_price NUMERIC,
   bid_quantity NUMERIC, ask_price NUMERIC, ask_quantity NUMERIC, currency TEXT, source_sequence BIGINT,
-  ingestion_timestamp BIGINT, platform_sequence BIGINT, vendor_data JSONB) ON COMMIT DELETE ROWS`;
+  ingestion_timestamp BIGINT, platform_sequence BIGINT, vendor_data TEXT) ON COMMIT DELETE ROWS`;
 const MOVE_TRADES = (table: string) => `INSERT INTO ${table} (${INSERT_TRADE_COLUMNS})
-  SELECT * FROM k2_stage_${table} ON CONFLICT DO NOTHING`;
-const MOVE_QUOTES = QUOTES_FROM("k2_stage_quotes_v2");
+  SELECT message_id, trade_id, symbol, exchange, asset_class, ts, price, quantity, currency, side,
+    trade_conditions, source_sequence, ingestion_timestamp, platform_sequence, vendor_data::jsonb
+  FROM k2_stage_${table}_t ON CONFLICT DO NOTHING`;
+const MOVE_QUOTES = QUOTES_FROM("k2_stage_quotes_v2_t");
 
 /**
  * Type parsers of the postgres package, pinned: NUMERIC (oid 1700) and BIGINT (oid 20) stay exact
@@ -591,6 +598,16 @@ export class PostgresStore implements Store {
     }
   }
 
+  /** Upserts the one row of `k2_health` (created on first use); fails when the server cannot write. */
+  async probeWrite(): Promise<void> {
+    const sql = this.db();
+    await sql.unsafe(
+      "CREATE TABLE IF NOT EXISTS k2_health (name TEXT PRIMARY KEY, written_at BIGINT NOT NULL)",
+    );
+    await sql`INSERT INTO k2_health VALUES ('probe', ${Date.now() * 1000})
+      ON CONFLICT (name) DO UPDATE SET written_at = excluded.written_at`;
+  }
+
   async close(): Promise<void> {
     const sql = this.sql;
     this.sql = null;
@@ -762,7 +779,7 @@ async function copyTrades(tx: Tx, table: string, records: TradeV2[]): Promise<nu
   await tx.unsafe(STAGE_TRADES(table));
   await copyRows(
     tx,
-    `k2_stage_${table}`,
+    `k2_stage_${table}_t`,
     records,
     (t) =>
       `${copyField(t.message_id)}\t${copyField(t.trade_id)}\t${copyField(t.symbol)}\t${copyField(t.exchange)}\t${copyField(t.asset_class)}\t${t.timestamp}\t${copyField(t.price)}\t${copyField(t.quantity)}\t${copyField(t.currency)}\t${copyField(t.side)}\t${copyField(textArrayLiteral(t.trade_conditions))}\t${copyField(t.source_sequence)}\t${t.ingestion_timestamp}\t${t.platform_sequence}\t${copyField(vendorJson(t.vendor_data))}\n`,
@@ -775,7 +792,7 @@ async function copyQuotes(tx: Tx, records: QuoteV2[]): Promise<number> {
   await tx.unsafe(STAGE_QUOTES);
   await copyRows(
     tx,
-    "k2_stage_quotes_v2",
+    "k2_stage_quotes_v2_t",
     records,
     (q) =>
       `${copyField(q.message_id)}\t${copyField(q.symbol)}\t${copyField(q.exchange)}\t${copyField(q.asset_class)}\t${q.timestamp}\t${copyField(q.bid_price)}\t${copyField(q.bid_quantity)}\t${copyField(q.ask_price)}\t${copyField(q.ask_quantity)}\t${copyField(q.currency)}\t${copyField(q.source_sequence)}\t${q.ingestion_timestamp}\t${q.platform_sequence}\t${copyField(vendorJson(q.vendor_data))}\n`,

@@ -98,6 +98,12 @@ export interface Store {
   lastSequences(): Promise<LastSequence[]>;
   /** Null when the store is writable, else the reason it is not. */
   check(): Promise<string | null>;
+  /**
+   * A write that really reaches the storage: upserts one row of the tiny `k2_health` table (created
+   * on first use). Used to tell a record the store rejects (poison) from a store that cannot write.
+   * @throws the store's error when it cannot write (disk full, read-only, connection lost)
+   */
+  probeWrite?(): Promise<void>;
   close(): Promise<void>;
 }
 

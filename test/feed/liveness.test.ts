@@ -73,6 +73,23 @@ function connect(url: string, extra: Partial<ConstructorParameters<typeof VenueC
 }
 
 describe("liveness watchdog", () => {
+  it("does not judge a paused connection (backlog push-back), and judges again after resume", async () => {
+    // one ack, then silence; pings are not answered
+    const s = await server((ws) => ws.send('{"result":null,"id":1}'), { autoPong: false });
+    const { conn, errors } = connect(s.url);
+    conn.start();
+    await waitFor(() => conn.framesReceived === 1, 5000, "the ack");
+    conn.pause();
+    // far past ping + pong (300 ms): a paused socket reads nothing, not even pongs
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(conn.state).toBe("CONNECTED");
+    expect(conn.deadConnections).toBe(0);
+    expect(s.connections()).toBe(1);
+    conn.resume();
+    await waitFor(() => conn.deadConnections === 1, 5000, "judged dead after resume");
+    expect(errors[0]).toMatch(/silent for .* no frames and no pong/);
+  });
+
   it("terminates a connection that goes silent (no frames, no pong) and reconnects", async () => {
     // one ack, then silence; pings are not answered
     const s = await server((ws) => ws.send('{"result":null,"id":1}'), { autoPong: false });

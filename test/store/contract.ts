@@ -7,6 +7,11 @@
  * against the table.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { BusMessage } from "../../src/bus/bus.js";
+import { MemoryBus } from "../../src/bus/memory.js";
+import { createLogger } from "../../src/ops/logger.js";
+import { Metrics } from "../../src/ops/metrics.js";
+import { startPersist } from "../../src/pipeline.js";
 import type { CandleV2 } from "../../src/schema/candles.js";
 import { decimalToScaledUnits, vwapFromSums } from "../../src/schema/decimal.js";
 import { deterministicMessageId } from "../../src/schema/message-id.js";
@@ -419,6 +424,46 @@ export function storeContract(name: string, harness: StoreHarness): void {
         gaps: 1,
         duplicates: 0,
       });
+    });
+
+    it("isolates a poison record (lone surrogate in vendor_data) among 1,000 good trades: 1,000 stored, 1 dead letter, later batches written", async () => {
+      const bus = new MemoryBus();
+      const persist = startPersist({
+        bus,
+        store,
+        metrics: new Metrics({ defaultMetrics: false }),
+        logger: createLogger("silent"),
+        batchSize: 1001,
+        batchMaxWaitMs: 50,
+      });
+      const msg = (t: TradeV2): BusMessage => ({
+        topic: "market.crypto.trades.binance",
+        key: t.symbol,
+        id: t.message_id,
+        value: t,
+      });
+      const bad = trade(500, { vendor_data: { event_type: "trade", note: "a\udc00b" } });
+      const first = Array.from({ length: 1001 }, (_, i) => (i === 500 ? bad : trade(i)));
+      // the record alone is refused by the store
+      await expect(store.write(batch({ trades: [bad] }))).rejects.toThrow();
+      await bus.publish(first.map(msg));
+      for (let i = 0; i < 400 && persist.counts.batches < 1; i++) await new Promise((r) => setTimeout(r, 25));
+      expect(persist.counts.batches).toBe(1);
+      expect(persist.counts.poison).toBe(1);
+      // a later batch goes through
+      await bus.publish(Array.from({ length: 10 }, (_, i) => msg(trade(2000 + i))));
+      await persist.consumer.stop({ drain: true });
+      await bus.close();
+      expect(await tableCounts(store)).toMatchObject({ trades: 1010, dead_letters: 1 });
+      const [dl] = await store.query("SELECT exchange, source, reason, raw FROM dead_letters");
+      expect(dl.exchange).toBe("BINANCE");
+      expect(dl.source).toBe("store:trades_v2");
+      expect(String(dl.reason)).toMatch(/^store rejected trades_v2 record: \S/);
+      expect(JSON.parse(String(dl.raw))).toEqual(bad);
+      const stored = await store.query(
+        `SELECT count(*) AS n FROM trades_v2 WHERE trade_id = '${bad.trade_id}'`,
+      );
+      expect(Number(stored[0].n)).toBe(0);
     });
 
     it("stores dead letters and sequence gaps with every field", async () => {
