@@ -23,9 +23,23 @@ import { registerRun } from "./commands/run.js";
 import { LOG_FORMATS, logFormat } from "./ops/logger.js";
 import { GATEWAY_DEFAULTS, MIN_TOKEN_LENGTH } from "./serve/gateway-config.js";
 
-const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
-  version: string;
-};
+/** k2's version from package.json (one level up from src/, two from dist/src/). */
+function packageVersion(): string {
+  for (const rel of ["../package.json", "../../package.json"]) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), "utf8")) as {
+        name?: string;
+        version?: string;
+      };
+      if (pkg.name === "k2" && pkg.version) return pkg.version;
+    } catch {
+      // not at this level
+    }
+  }
+  return "unknown";
+}
+
+const version = packageVersion();
 
 const program = new Command()
   .name("k2")
