@@ -19,6 +19,7 @@ import { type BackfillOptions, BackfillWorker } from "./feed/backfill.js";
 import {
   type ConnectionState,
   type LivenessOverrides,
+  nowMicros,
   STATE_CODE,
   VenueConnection,
 } from "./feed/connection.js";
@@ -77,6 +78,11 @@ export interface FeedHandle {
   control: number;
   /** Fills this feed's sequence gaps from the venue's REST API (reports every gap's outcome). */
   backfill: BackfillWorker;
+  /**
+   * Seeds gap detection with the last stored venue sequences of this venue when they were read after
+   * the feed started (the store answered late): the restart's gap is reported as soon as they come.
+   */
+  resumeSequences(last: readonly StoredSequence[]): void;
 }
 
 export interface IngestOptions {
@@ -324,6 +330,7 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
     counts,
     control: 0,
     backfill: null as unknown as BackfillWorker,
+    resumeSequences: () => undefined,
   };
   const gapMessage = (gap: SequenceGap): BusMessage => ({
     topic: gapTopic,
@@ -416,13 +423,15 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
   };
 
   const normalizer = venue.createNormalizer(sink, opts.subscription);
-  if (opts.resumeFrom?.length && normalizer.resumeSequences) {
-    normalizer.resumeSequences(opts.resumeFrom);
+  handle.resumeSequences = (last) => {
+    if (!last.length || !normalizer.resumeSequences) return;
+    normalizer.resumeSequences(last, nowMicros());
     logger.info(
-      { exchange, sequences: opts.resumeFrom.map((l) => `${l.data_type}/${l.symbol}@${l.sequence}`) },
+      { exchange, sequences: last.map((l) => `${l.data_type}/${l.symbol}@${l.sequence}`) },
       "gap detection resumes from the last stored venue sequences",
     );
-  }
+  };
+  if (opts.resumeFrom) handle.resumeSequences(opts.resumeFrom);
   const ownSequences = new SequenceTracker();
   const sequences = normalizer.sequences ?? ownSequences;
   handle.backfill = new BackfillWorker({

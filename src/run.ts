@@ -35,7 +35,7 @@ import { createHttpServer, listen } from "./serve/http.js";
 import { type GatewayService, registerLiveServing } from "./serve/live-serving.js";
 import { type Serving, startServing } from "./serve/serving.js";
 import { createStore } from "./store/index.js";
-import type { Store } from "./store/store.js";
+import type { LastSequence, Store } from "./store/store.js";
 import { getVenue } from "./venues/registry.js";
 import type { Subscription, Venue } from "./venues/venue.js";
 
@@ -269,8 +269,12 @@ export async function startProcess(
           maxResponseBytes: config.gateway.apiMaxResponseBytes,
         })
       : null;
-  // gap detection resumes from the store: what was missed while this process was down is a gap too
-  const stored = roles.ingest && store ? await store.lastSequences() : [];
+  // gap detection resumes from the store: what was missed while this process was down is a gap too.
+  // The read is bounded: a store that cannot answer (locked tables, a hung server) does not keep the
+  // feeds from starting (and spilling); the sequences are applied when they come, and /health says
+  // so meanwhile.
+  const lastRead = roles.ingest && store ? readLastSequences(store, logger) : null;
+  const stored = (lastRead ? await lastRead.within(LAST_SEQUENCES_WAIT_MS) : null) ?? [];
   const publisher = new Publisher(bus, logger);
   /** Records received and not yet stored, held in memory. */
   const memoryBacklog = () =>
@@ -310,6 +314,15 @@ export async function startProcess(
     ),
   );
   const feed = feeds[0] ?? null;
+  if (lastRead && !lastRead.done) {
+    logger.warn(
+      { waitedMs: LAST_SEQUENCES_WAIT_MS },
+      "the store has not answered for the last stored sequences; the feeds start, and gaps across the restart are reported when it does",
+    );
+    void lastRead.result.then((late) => {
+      for (const f of feeds) f.resumeSequences(late.filter((l) => l.exchange === f.venue.exchange));
+    });
+  }
   if (roles.ingest && store && config.backfill) await resumeOpenGaps(store, feeds, logger);
   let gate: BacklogGate | null = null;
   if (journal) {
@@ -341,6 +354,7 @@ export async function startProcess(
   /** Why the process is unhealthy (one sentence each), for `/health` and `/api/v1/status`. */
   const health = async (): Promise<string[]> => {
     const problems: string[] = [...backfillProblems(feeds.map((f) => f.backfill))];
+    if (lastRead?.problem) problems.push(lastRead.problem);
     for (const f of feeds) {
       if (f.connection.state !== "CONNECTED") {
         problems.push(`feed ${f.venue.exchange} ${f.connection.state.toLowerCase()}`);
@@ -577,6 +591,53 @@ export async function startProcess(
     gateway: gateway ?? null,
     stop,
     replayDone,
+  };
+}
+
+/** How long start-up waits for the store's last venue sequences before the feeds start anyway, ms. */
+const LAST_SEQUENCES_WAIT_MS = 10_000;
+
+/**
+ * The store's last venue sequences, read once in the background (retried every 5 s on an error):
+ * `within(ms)` resolves with them or null when they are not there in time; `result` resolves when they
+ * are; `problem` is the /health sentence until then (null once read, or while within the first wait).
+ */
+function readLastSequences(
+  store: Store,
+  logger: Logger,
+): {
+  within(ms: number): Promise<LastSequence[] | null>;
+  result: Promise<LastSequence[]>;
+  readonly done: boolean;
+  readonly problem: string | null;
+} {
+  const startedAt = Date.now();
+  let done = false;
+  let lastError: string | null = null;
+  const result = (async () => {
+    for (;;) {
+      try {
+        const r = await store.lastSequences();
+        done = true;
+        return r;
+      } catch (e) {
+        lastError = (e as Error).message;
+        logger.error({ err: lastError }, "reading the last stored sequences failed; retrying in 5 s");
+        await new Promise((r) => setTimeout(r, 5000));
+      }
+    }
+  })();
+  return {
+    result,
+    get done() {
+      return done;
+    },
+    get problem() {
+      if (done || Date.now() - startedAt < LAST_SEQUENCES_WAIT_MS) return null;
+      const waited = Math.round((Date.now() - startedAt) / 1000);
+      return `gap detection across the restart: the store has not given the last stored sequences for ${waited} s${lastError ? ` (${lastError})` : ""}; gaps since the last run are reported once it does`;
+    },
+    within: (ms) => Promise.race([result, new Promise<null>((r) => setTimeout(() => r(null), ms).unref())]),
   };
 }
 

@@ -152,8 +152,20 @@ export class BinanceNormalizer implements FrameNormalizer {
     }
   }
 
-  resumeSequences(last: readonly StoredSequence[]): void {
-    for (const l of last) this.sequences.resume(`${l.data_type}/${l.symbol}`, l.sequence);
+  resumeSequences(last: readonly StoredSequence[], receivedAtUs = 0): void {
+    for (const l of last) {
+      const gap = this.sequences.resume(`${l.data_type}/${l.symbol}`, l.sequence);
+      if (gap) {
+        this.sink.gap({
+          exchange: EXCHANGE,
+          symbol: l.symbol,
+          data_type: l.data_type,
+          from_sequence: gap[0],
+          to_sequence: gap[1],
+          detected_at: receivedAtUs,
+        });
+      }
+    }
   }
 
   normalize(raw: string, receivedAtUs: number): void {

@@ -53,10 +53,12 @@ export interface FrameNormalizer {
   /**
    * Seeds gap detection with the last venue sequences already stored (a restarted `k2 run`): the first
    * new id above `sequence + 1` is then a gap from `sequence + 1`, and ids at or below it are not.
-   * Entries are this venue's (the caller filters by exchange). Optional: venues whose sequences restart
-   * per connection (Coinbase `sequence_num`) have nothing to resume.
+   * Entries are this venue's (the caller filters by exchange). Called late (the store answered after
+   * frames had arrived), the ids between a stored sequence and the first received since are reported
+   * as a gap (`receivedAtUs` its detection time). Optional: venues whose sequences restart per
+   * connection (Coinbase `sequence_num`) have nothing to resume.
    */
-  resumeSequences?(last: readonly StoredSequence[]): void;
+  resumeSequences?(last: readonly StoredSequence[], receivedAtUs?: number): void;
   /** The normalizer's sequence tracker (platform sequences of backfilled records come from it too). */
   readonly sequences?: SequenceTracker;
 }
@@ -210,6 +212,7 @@ export class SequenceTracker {
     const prev = this.last.get(key);
     if (prev === undefined) {
       this.last.set(key, seq);
+      this.first.set(key, seq);
       return null;
     }
     if (seq === prev + 1) {
@@ -226,12 +229,21 @@ export class SequenceTracker {
 
   /**
    * Seeds the last sequence of `key` (from the store, at start) unless a higher one was already seen:
-   * the next `observe` reports a gap from `seq + 1`.
+   * the next `observe` reports a gap from `seq + 1`. When frames of `key` were already observed
+   * (the store answered late), returns the range between `seq` and the first of them, if any: the
+   * caller reports it as a gap.
    */
-  resume(key: string, seq: number): void {
+  resume(key: string, seq: number): [number, number] | null {
     const prev = this.last.get(key);
     if (prev === undefined || seq > prev) this.last.set(key, seq);
+    // read late (the store answered after frames had arrived): the ids between the stored one and
+    // the first one received since are the gap the restart left
+    const first = this.first.get(key);
+    return first !== undefined && first > seq + 1 ? [seq + 1, first - 1] : null;
   }
+
+  /** The first sequence observed per key (for a {@link resume} that comes after frames). */
+  private readonly first = new Map<string, number>();
 
   /** Forgets the last sequence of `key` (a new connection numbers its frames from the start again). */
   forget(key: string): void {

@@ -81,18 +81,19 @@ describe("backpressure (queue limit 300, high water 64 KiB)", () => {
       .filter((x) => x.type === "trade")
       .map((x) => (x.data as { source_sequence: number }).source_sequence);
     for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBe(seqs[i - 1] + 1);
-    // the reader, which kept up, goes on past the point where the stalled client was cut (compared
-    // by quote update id, not at an instant: the reader may still be a few messages behind then),
-    // and every quote the stalled client got is one the reader got too
+    // the reader, which kept up, is not cut and goes on receiving past the point where the stalled
+    // client was cut (by quote update id, not at an instant: the reader may be behind then, and on a
+    // loaded machine it may have quotes conflated too)
     const lastU = Math.max(...stalledQuotes);
-    const waitUntil = performance.now() + 20_000;
-    while (!readerQuotes.some((u) => u > lastU)) {
-      if (performance.now() > waitUntil) throw new Error(`reader never passed quote ${lastU}`);
+    const waitUntil = performance.now() + 30_000;
+    while (!readerQuotes.some((u) => u > lastU) || readerQuotes.length <= stalledQuotes.length) {
+      if (performance.now() > waitUntil) {
+        throw new Error(
+          `reader got ${readerQuotes.length} quotes (last ${readerQuotes.at(-1)}), the stalled client ${stalledQuotes.length} (last ${lastU})`,
+        );
+      }
       await sleep(50);
     }
-    const seen = new Set(readerQuotes);
-    expect(stalledQuotes.filter((u) => !seen.has(u))).toEqual([]);
-    expect(stalledQuotes.length).toBeLessThan(readerQuotes.length);
     expect(reader.closeCode).toBeNull();
     reader.close();
   });

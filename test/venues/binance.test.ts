@@ -182,6 +182,51 @@ describe("deterministic ids, sequences and gaps", () => {
   });
 });
 
+describe("gap detection resumed from the store", () => {
+  it("before any frame: the first new id past the stored one is a gap; read late: the gap is reported then", async () => {
+    const frames = await framesWhere(
+      sharedData("binance-spot/btcusdt_20240808.gz"),
+      (r) => r.includes("@trade"),
+      3,
+    );
+    const ids = frames.map((f) => JSON.parse(f).data.t as number);
+    const stored = [
+      { exchange: "BINANCE", symbol: "BTCUSDT", data_type: "trades" as const, sequence: ids[0] - 10 },
+    ];
+    // at start, as k2 run does when the store answers in time
+    const early = collector();
+    const a = new BinanceNormalizer(early.sink, SUB);
+    a.resumeSequences(stored);
+    expect(early.out.gaps).toEqual([]);
+    a.normalize(frames[0], RECEIVED);
+    expect(early.out.gaps).toEqual([
+      expect.objectContaining({ from_sequence: ids[0] - 9, to_sequence: ids[0] - 1, detected_at: RECEIVED }),
+    ]);
+    // late: frames first, then the store's answer — the same range, reported when it comes
+    const late = collector();
+    const b = new BinanceNormalizer(late.sink, SUB);
+    for (const f of frames) b.normalize(f, RECEIVED);
+    expect(late.out.gaps).toEqual([]);
+    b.resumeSequences(stored, RECEIVED + 7);
+    expect(late.out.gaps).toEqual([
+      expect.objectContaining({
+        symbol: "BTCUSDT",
+        data_type: "trades",
+        from_sequence: ids[0] - 9,
+        to_sequence: ids[0] - 1,
+        detected_at: RECEIVED + 7,
+      }),
+    ]);
+    // a stored id the frames continue from contiguously is no gap, early or late
+    const none = collector();
+    const c = new BinanceNormalizer(none.sink, SUB);
+    c.normalize(frames[0], RECEIVED);
+    c.resumeSequences([{ ...stored[0], sequence: ids[0] - 1 }], RECEIVED);
+    c.normalize(frames[1], RECEIVED);
+    expect(none.out.gaps).toEqual([]);
+  });
+});
+
 describe("dead letters", () => {
   const good =
     '{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":3735683259,"p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":true}}';
