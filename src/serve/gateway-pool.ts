@@ -77,6 +77,9 @@ export function gatewayWorkerScript(): string | null {
 }
 
 /** Serves `/ws` from worker processes; see the module comment. */
+/** How long a worker has to take a handed-over socket before it is closed, ms. */
+const HAND_OFF_TIMEOUT_MS = 10_000;
+
 export class GatewayPool {
   private readonly slots: (Slot | null)[];
   private next = 0;
@@ -91,7 +94,10 @@ export class GatewayPool {
   /** Connection limits, counted in this process. */
   readonly guard: UpgradeGuard;
   /** Connections handed over (or being handed over), by id: their worker and their count's release. */
-  private readonly conns = new Map<number, { slot: Slot | null; release: () => void }>();
+  private readonly conns = new Map<
+    number,
+    { slot: Slot | null; release: () => void; handOff: NodeJS.Timeout | null }
+  >();
   private nextConn = 0;
   readonly path: string;
 
@@ -218,7 +224,16 @@ export class GatewayPool {
     this.next = (this.next + 1) % this.slots.length;
     const slot = this.slots[i]?.alive ? (this.slots[i] as Slot) : this.spawn(i);
     const cid = ++this.nextConn;
-    this.conns.set(cid, { slot, release });
+    // a socket handed to a worker that died before taking it (killed, not yet reaped) would never
+    // be answered: past the deadline it is closed and its place released
+    const handOff = setTimeout(() => {
+      if (!this.conns.has(cid)) return;
+      this.opts.logger.warn({ worker: i }, "ws client not taken by its worker within 10 s; closed");
+      socket.destroy();
+      this.gone(cid);
+    }, HAND_OFF_TIMEOUT_MS);
+    handOff.unref();
+    this.conns.set(cid, { slot, release, handOff });
     const message: ToWorker = {
       t: "conn",
       cid,
@@ -250,8 +265,18 @@ export class GatewayPool {
   private gone(cid: number): void {
     const c = this.conns.get(cid);
     if (!c) return;
+    if (c.handOff) clearTimeout(c.handOff);
     this.conns.delete(cid);
     c.release();
+  }
+
+  /** Connection `cid` reached its worker: its hand-over deadline no longer applies. */
+  private taken(cid: number): void {
+    const c = this.conns.get(cid);
+    if (c?.handOff) {
+      clearTimeout(c.handOff);
+      c.handOff = null;
+    }
   }
 
   private spawn(index: number): Slot {
@@ -284,6 +309,7 @@ export class GatewayPool {
     child.on("message", (m: FromWorker) => {
       if (m.t === "stats") this.statsWaiters.get(m.id)?.(m.stats);
       else if (m.t === "gone") this.gone(m.cid);
+      else if (m.t === "taken") this.taken(m.cid);
     });
     child.once("exit", (code, signal) => {
       slot.alive = false;

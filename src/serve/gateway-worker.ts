@@ -34,6 +34,8 @@ export type FromWorker =
   | { t: "hello" }
   | { t: "stats"; id: number; stats: GatewayStats }
   | { t: "closed" }
+  /** Connection `cid` and its socket arrived (the pool stops its hand-over deadline). */
+  | { t: "taken"; cid: number }
   /** The socket of connection `cid` closed (the pool releases its connection-limit count). */
   | { t: "gone"; cid: number };
 
@@ -109,6 +111,7 @@ function main(): void {
       });
       gateway.start();
     } else if (m.t === "conn") {
+      send({ t: "taken", cid: m.cid });
       if (!handle) {
         send({ t: "gone", cid: m.cid });
         return;
