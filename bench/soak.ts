@@ -216,10 +216,15 @@ class Fleet {
           new Promise<ClientReport>((res, rej) => {
             const on = (m: ClientReport) => {
               w.off("message", on);
+              w.off("error", fail);
               res(m);
             };
+            const fail = (err: Error) => {
+              w.off("message", on);
+              rej(err);
+            };
             w.on("message", on);
-            w.once("error", rej);
+            w.once("error", fail);
             w.postMessage({ type: stop ? "stop" : "report" } satisfies ToClients);
           }),
       ),
