@@ -17,7 +17,8 @@
  *      a gap is filled, so behind the stream).
  *   4. Every `--sample-s` (5) seconds: k2's RSS (VmRSS of /proc/PID/status) and open fds (/proc/PID/fd),
  *      the same of its gateway worker processes (children), and from `/metrics`: frames received,
- *      records stored, dead letters, backfilled records, reconnects, consumer lag; one progress line.
+ *      records stored, dead letters, backfilled records, reconnects, consumer lag, the main thread's JS
+ *      heap used (RSS growth beside it is native memory: DuckDB); one progress line.
  *   5. At `--minutes` (or the replay's end), SIGTERM k2, wait for its exit and its summary line, query
  *      the DuckDB file (`k2 query`) and report: trades received on the stream, dead-lettered,
  *      backfilled (`vendor_data->>'source' = 'rest_backfill'`) and stored, the identity
@@ -30,7 +31,8 @@
  * (`drop-every=20000:lost=200,garbage=0.0005`), `--out FILE` (JSON report), `--client-threads N` (1),
  * `--sample-s N` (5), `--ws-workers N` (k2's gateway processes; default k2's).
  * Prints one JSON line on stdout and a table on stderr; exits 1 when the identity fails, trade ids
- * are not contiguous or a client saw trades out of order, 2 on a bad option.
+ * are not contiguous, a client saw trades out of order or a client received no trade at all (its first
+ * messages are reported), 2 on a bad option.
  *
  * Definitions: "received" = records k2 normalized from the stream (its summary's `trades` / `quotes`)
  * plus the stream's frames it dead-lettered (dead letters whose raw frame is a trade / bookTicker);
@@ -38,7 +40,7 @@
  * k2's RSS includes the looped capture held in memory (constant: it does not change the slope).
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -89,6 +91,16 @@ interface ClientReport {
   violations: number;
   examples: Violation[];
   closeCodes: Record<string, number>;
+  /** Clients that received no trade at all, and the first few of them. */
+  clientsWithoutTrades: number;
+  withoutTrades: {
+    client: number;
+    messages: number;
+    /** Seconds after the thread started: connection open, `subscribed` reply (null: none). */
+    openedAtS: number | null;
+    subscribedAtS: number | null;
+    first: string[];
+  }[];
 }
 
 /** One thread's clients: subscribe to BTCUSDT trades, count, check order, reconnect when closed. */
@@ -110,6 +122,12 @@ function clientThread(init: ClientInit): void {
   const examples: Violation[] = [];
   const closeCodes: Record<string, number> = {};
   const perClient = new Float64Array(init.clients);
+  const tradesOf = new Float64Array(init.clients);
+  const subscribedAt = new Float64Array(init.clients).fill(-1);
+  const openedAt = new Float64Array(init.clients).fill(-1);
+  /** The first messages of each client (200 characters each), for the report of a client left without trades. */
+  const firstMessages: string[][] = Array.from({ length: init.clients }, () => []);
+  const t0 = performance.now();
   const sockets: (WebSocket | null)[] = new Array(init.clients).fill(null);
   const lastStream = new Float64Array(init.clients).fill(-1);
   const lastBackfill = new Float64Array(init.clients).fill(-1);
@@ -122,13 +140,16 @@ function clientThread(init: ClientInit): void {
     ws.on("open", () => {
       isOpen = true;
       connected++;
+      openedAt[i] = (performance.now() - t0) / 1000;
       ws.send(JSON.stringify({ op: "subscribe", channel: "trades", symbols: ["BTCUSDT"], id: 1 }));
     });
     ws.on("message", (data: Buffer) => {
       messages++;
       perClient[i]++;
+      if (firstMessages[i].length < 3) firstMessages[i].push(data.toString("utf8", 0, 200));
       if (data.compare(TRADE, 0, TRADE.length, 0, TRADE.length) === 0) {
         trades++;
+        tradesOf[i]++;
         const k = data.indexOf(SEQ);
         if (k < 0) return;
         let seq = 0;
@@ -153,6 +174,7 @@ function clientThread(init: ClientInit): void {
         chain[i] = seq;
       } else if (data.compare(SUBSCRIBED, 0, SUBSCRIBED.length, 0, SUBSCRIBED.length) === 0) {
         subscribed++;
+        subscribedAt[i] = (performance.now() - t0) / 1000;
       }
     });
     ws.on("error", () => {});
@@ -175,8 +197,22 @@ function clientThread(init: ClientInit): void {
       if (n < min) min = n;
       if (n > max) max = n;
     }
+    const withoutTrades: ClientReport["withoutTrades"] = [];
+    for (let i = 0; i < init.clients; i++)
+      if (tradesOf[i] === 0 && withoutTrades.length < 5)
+        withoutTrades.push({
+          client: init.first + i,
+          messages: perClient[i],
+          openedAtS: round(openedAt[i], 2),
+          subscribedAtS: round(subscribedAt[i], 2),
+          first: firstMessages[i],
+        });
+    let noTrades = 0;
+    for (const n of tradesOf) if (n === 0) noTrades++;
     port.postMessage({
       type: "report",
+      clientsWithoutTrades: noTrades,
+      withoutTrades,
       connected,
       subscribed,
       messages,
@@ -242,6 +278,8 @@ class Fleet {
       violations: 0,
       examples: reports.flatMap((r) => r.examples).slice(0, 10),
       closeCodes: {},
+      clientsWithoutTrades: 0,
+      withoutTrades: reports.flatMap((r) => r.withoutTrades).slice(0, 5),
     };
     for (const r of reports) {
       for (const k of [
@@ -252,6 +290,7 @@ class Fleet {
         "backfilledTrades",
         "reconnects",
         "violations",
+        "clientsWithoutTrades",
       ] as const)
         total[k] += r[k];
       for (const [c, n] of Object.entries(r.closeCodes)) total.closeCodes[c] = (total.closeCodes[c] ?? 0) + n;
@@ -317,6 +356,9 @@ interface Sample {
   lag: number;
   clientsConnected: number;
   clientMessages: number;
+  /** k2's main thread JS heap used and external memory (`/metrics`), MiB: RSS growth outside them is native (DuckDB). */
+  heapMb: number;
+  externalMb: number;
   /** CPU of k2's main process and of this process (the clients) since the previous sample, % of one core. */
   k2CpuPct: number;
   soakCpuPct: number;
@@ -332,6 +374,15 @@ function cpuMs(pid: number): number {
     const f = readFileSync(`/proc/${pid}/stat`, "utf8");
     const fields = f.slice(f.lastIndexOf(")") + 2).split(" ");
     return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime, 1/100 s
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** Size of a file in MiB (NaN when missing). */
+function fileMb(path: string): number {
+  try {
+    return statSync(path).size / 1048576;
   } catch {
     return Number.NaN;
   }
@@ -597,6 +648,8 @@ async function main(): Promise<void> {
       lag: metricSum(metrics, "k2_consumer_lag"),
       clientsConnected: clients?.connected ?? 0,
       clientMessages: clients?.messages ?? 0,
+      heapMb: round(metricSum(metrics, "k2_process_nodejs_heap_size_used_bytes") / 1048576, 1) as number,
+      externalMb: round(metricSum(metrics, "k2_process_nodejs_external_memory_bytes") / 1048576, 1) as number,
       k2CpuPct,
       soakCpuPct,
       gwSent: gateway.messages_sent ?? 0,
@@ -606,7 +659,7 @@ async function main(): Promise<void> {
     samples.push(s);
     process.stderr.write(
       `soak ${String(Math.round(s.t)).padStart(4)}s  frames ${s.frames}  stored ${s.stored}  dead ${s.deadLetters}  ` +
-        `backfilled ${s.backfilled}  reconnects ${s.reconnects}  lag ${s.lag}  rss ${s.rssMb} MiB ` +
+        `backfilled ${s.backfilled}  reconnects ${s.reconnects}  lag ${s.lag}  rss ${s.rssMb} MiB (heap ${s.heapMb}) ` +
         `(+gw ${s.workersRssMb})  fds ${s.fds} (+gw ${s.workersFds})  clients ${s.clientsConnected}  msgs ${s.clientMessages}  ` +
         `cpu k2 ${s.k2CpuPct}% soak ${s.soakCpuPct}%\n`,
     );
@@ -718,6 +771,20 @@ async function main(): Promise<void> {
         3,
       ),
     },
+    heap_used_mb: {
+      first: samples[0]?.heapMb ?? null,
+      peak: samples.length ? Math.max(...samples.map((s) => s.heapMb)) : null,
+      last: samples.at(-1)?.heapMb ?? null,
+      slope_mb_per_min_second_half: round(
+        slope(
+          minutesOf(second),
+          second.map((s) => s.heapMb),
+        ),
+        3,
+      ),
+      external_last: samples.at(-1)?.externalMb ?? null,
+    },
+    db_file_mb: round(fileMb(db), 1),
     gateway_workers_rss_mb: {
       first: wrss[0] ?? null,
       peak: wrss.length ? Math.max(...wrss) : null,
@@ -758,6 +825,9 @@ async function main(): Promise<void> {
       per_client_min: clients.minMessages,
       per_client_max: clients.maxMessages,
       reconnects: clients.reconnects,
+      subscribed: clients.subscribed,
+      without_trades: clients.clientsWithoutTrades,
+      without_trades_examples: clients.withoutTrades,
       ordering_violations: clients.violations,
       violation_examples: clients.examples,
       close_codes: clients.closeCodes,
@@ -768,7 +838,11 @@ async function main(): Promise<void> {
     ok: false,
   };
   report.ok =
-    trades.identity_ok && quotes.identity_ok && trades.ids_contiguous && (clients?.violations ?? 0) === 0;
+    trades.identity_ok &&
+    quotes.identity_ok &&
+    trades.ids_contiguous &&
+    (clients?.violations ?? 0) === 0 &&
+    (clients === null || trades.stored === 0 || clients.clientsWithoutTrades === 0);
   if (opt.out) writeFileSync(opt.out, `${JSON.stringify({ ...report, series: samples }, null, 2)}\n`);
   process.stdout.write(`${JSON.stringify(report)}\n`);
   const row = (k: string, v: unknown) => process.stderr.write(`  ${k.padEnd(40)} ${v}\n`);
@@ -800,6 +874,11 @@ async function main(): Promise<void> {
     `${report.rss_mb.first} / ${report.rss_mb.peak} / ${report.rss_mb.last}  slope ${report.rss_mb.slope_mb_per_min_second_half} MiB/min (2nd half)`,
   );
   row(
+    "k2 JS heap used MiB first / peak / last",
+    `${report.heap_used_mb.first} / ${report.heap_used_mb.peak} / ${report.heap_used_mb.last}  slope ${report.heap_used_mb.slope_mb_per_min_second_half} MiB/min (2nd half)`,
+  );
+  row("DuckDB file MiB", report.db_file_mb);
+  row(
     "gateway workers RSS MiB first/peak/last",
     `${report.gateway_workers_rss_mb.first} / ${report.gateway_workers_rss_mb.peak} / ${report.gateway_workers_rss_mb.last}  slope ${report.gateway_workers_rss_mb.slope_mb_per_min_second_half} MiB/min`,
   );
@@ -817,8 +896,10 @@ async function main(): Promise<void> {
   if (report.clients)
     row(
       "clients msgs (min..max per client)",
-      `${report.clients.messages} (${report.clients.per_client_min}..${report.clients.per_client_max}), reconnects ${report.clients.reconnects}, ordering violations ${report.clients.ordering_violations}`,
+      `${report.clients.messages} (${report.clients.per_client_min}..${report.clients.per_client_max}), reconnects ${report.clients.reconnects}, ordering violations ${report.clients.ordering_violations}, without trades ${report.clients.without_trades}`,
     );
+  if (report.clients?.without_trades)
+    row("clients without any trade", JSON.stringify(report.clients.without_trades_examples));
   row("k2 exit / stop time", `${exitCode} / ${stopMs} ms`);
   row("result", report.ok ? "OK" : "FAILED");
   process.exitCode = report.ok ? 0 : 1;
