@@ -53,9 +53,6 @@ function payloadOf(raw: string): string {
 }
 
 export class BinanceReplayServer extends LoopbackReplayServer {
-  /** Index (in the capture's subscribed-frame sequence) of the next frame to send in resume mode. */
-  cursor = 0;
-
   constructor(opts: ReplayServerOptions) {
     super(opts);
     this.cursor = opts.startAt ?? 0;
@@ -249,22 +246,14 @@ export class BinanceReplayServer extends LoopbackReplayServer {
       while (inFlight > 0 && !isClosed()) await new Promise<void>((r) => (waiter = r));
     };
     /** Frames still to lose after a `drop-every=N:lost=M` cut. */
-    let losing = 0;
-    /** Loses frame `myIndex`; after the last one, the connection is cut. True when cut. */
-    const lose = (myIndex: number, stream: string): boolean => {
-      faults!.lost(stream);
-      if (myIndex + 1 > this.cursor) this.cursor = myIndex + 1;
-      if (--losing > 0) return false;
-      faults!.lostDone();
-      this.cut(ws);
-      return true;
-    };
+    const loss = { frames: 0 };
+    const lose = (myIndex: number, stream: string) => this.loseFrame(ws, loss, myIndex, stream);
     try {
       for await (const f of this.frames(subscribed, combined)) {
         if (isClosed()) return;
         const myIndex = index++;
         if (myIndex < skip) continue;
-        if (losing > 0) {
+        if (loss.frames > 0) {
           if (lose(myIndex, f.stream)) return;
           continue;
         }
@@ -292,7 +281,7 @@ export class BinanceReplayServer extends LoopbackReplayServer {
                 this.cut(ws);
                 return;
               }
-              losing = fault.lost;
+              loss.frames = fault.lost;
               if (lose(myIndex, f.stream)) return;
               continue;
             }
@@ -335,7 +324,7 @@ export class BinanceReplayServer extends LoopbackReplayServer {
         });
         if (inFlight >= MAX_IN_FLIGHT) await new Promise<void>((r) => (waiter = r));
       }
-      if (losing > 0) {
+      if (loss.frames > 0) {
         // the capture ended while frames were being lost: cut as the fault says
         faults!.lostDone();
         this.cut(ws);

@@ -54,9 +54,6 @@ export interface CryptofeedReplayOptions extends ReplayServerOptions {
 export class CryptofeedReplayServer extends LoopbackReplayServer {
   declare protected readonly opts: CryptofeedReplayOptions;
   private index: (RecordingIndex & { dialect: ReplayDialect }) | null = null;
-  /** Resume mode: position (among the frames a connection matched) of the next frame to send. */
-  cursor = 0;
-
   constructor(opts: CryptofeedReplayOptions) {
     super(opts);
   }
@@ -186,15 +183,8 @@ export class CryptofeedReplayServer extends LoopbackReplayServer {
       while (inFlight > 0 && !isClosed()) await new Promise<void>((r) => (waiter = r));
     };
     /** Frames still to lose after a `drop-every=N:lost=M` cut. */
-    let losing = 0;
-    const lose = (myIndex: number, stream: string): boolean => {
-      faults!.lost(stream);
-      if (myIndex + 1 > this.cursor) this.cursor = myIndex + 1;
-      if (--losing > 0) return false;
-      faults!.lostDone();
-      this.cut(ws);
-      return true;
-    };
+    const loss = { frames: 0 };
+    const lose = (myIndex: number, stream: string) => this.loseFrame(ws, loss, myIndex, stream);
     try {
       // lines of recorded connections this client does not match are skipped unparsed
       const accept = (raw: string) => {
@@ -214,7 +204,7 @@ export class CryptofeedReplayServer extends LoopbackReplayServer {
         if (key !== null && !keyRequested(requested, key)) continue;
         const myIndex = index++;
         if (myIndex < skip) continue;
-        if (losing > 0) {
+        if (loss.frames > 0) {
           if (lose(myIndex, key ?? line.conn)) return;
           continue;
         }
@@ -242,7 +232,7 @@ export class CryptofeedReplayServer extends LoopbackReplayServer {
                 this.cut(ws);
                 return;
               }
-              losing = fault.lost;
+              loss.frames = fault.lost;
               if (lose(myIndex, key ?? line.conn)) return;
               continue;
             }
@@ -267,7 +257,7 @@ export class CryptofeedReplayServer extends LoopbackReplayServer {
         });
         if (inFlight >= MAX_IN_FLIGHT) await new Promise<void>((r) => (waiter = r));
       }
-      if (losing > 0) {
+      if (loss.frames > 0) {
         faults!.lostDone();
         this.cut(ws);
         return;

@@ -122,6 +122,27 @@ export abstract class LoopbackReplayServer extends EventEmitter<ReplayServerEven
     setTimeout(() => ws.terminate(), 5000).unref();
   }
 
+  /**
+   * Position (among the frames a connection is sent) of the next frame to send in resume mode: shared
+   * by successive connections, as a live venue's stream is.
+   */
+  cursor = 0;
+
+  /**
+   * Loses frame `index` of the `drop-every=N:lost=M` cut in progress (`loss.frames` still to lose):
+   * it is never sent, counted as lost, and the shared position moves past it; after the last one
+   * the connection is cut. True when it was cut.
+   */
+  protected loseFrame(ws: WebSocket, loss: { frames: number }, index: number, stream: string): boolean {
+    const faults = this.faults as FaultState;
+    faults.lost(stream);
+    if (index + 1 > this.cursor) this.cursor = index + 1;
+    if (--loss.frames > 0) return false;
+    faults.lostDone();
+    this.cut(ws);
+    return true;
+  }
+
   /** Keeps `ws` silent for `ms` (a `stall` fault); resolves early when it closes. */
   protected async stall(ws: WebSocket, ms: number): Promise<void> {
     this.stalled.add(ws);
