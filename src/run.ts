@@ -288,6 +288,33 @@ export async function startProcess(
     maxHeap = Math.max(maxHeap, process.memoryUsage().heapUsed);
   }, 250);
   rssTimer.unref();
+  // the backlog gate is in place before the first frame can arrive
+  /** The feeds, once started (the gate pauses and resumes them). */
+  const started: FeedHandle[] = [];
+  let gate: BacklogGate | null = null;
+  if (journal) {
+    if (ackJournalOnStore) {
+      if (memoryBus) memoryBus.onDuplicate = (m) => journal.ack([m]);
+    } else publisher.onAcked = (batch) => journal.ack(batch);
+    const g = new BacklogGate({
+      budget: config.maxBacklog,
+      policy: config.backlogPolicy,
+      backlog: memoryBacklog,
+      journal,
+      publish: (m) => publisher.pushDirect(m),
+      pause: () => {
+        for (const f of started) f.connection.pause();
+      },
+      resume: () => {
+        for (const f of started) f.connection.resume();
+      },
+      metrics,
+      logger,
+    });
+    publisher.gate = (m) => g.admit(m);
+    g.start();
+    gate = g;
+  }
   const feeds = (roles.ingest ? venues : []).map((venue, i) =>
     startIngest(
       {
@@ -313,6 +340,7 @@ export async function startProcess(
       publisher,
     ),
   );
+  started.push(...feeds);
   const feed = feeds[0] ?? null;
   if (lastRead && !lastRead.done) {
     logger.warn(
@@ -323,30 +351,11 @@ export async function startProcess(
       for (const f of feeds) f.resumeSequences(late.filter((l) => l.exchange === f.venue.exchange));
     });
   }
-  if (roles.ingest && store && config.backfill) await resumeOpenGaps(store, feeds, logger);
-  let gate: BacklogGate | null = null;
-  if (journal) {
-    if (ackJournalOnStore) {
-      if (memoryBus) memoryBus.onDuplicate = (m) => journal.ack([m]);
-    } else publisher.onAcked = (batch) => journal.ack(batch);
-    const g = new BacklogGate({
-      budget: config.maxBacklog,
-      policy: config.backlogPolicy,
-      backlog: memoryBacklog,
-      journal,
-      publish: (m) => publisher.pushDirect(m),
-      pause: () => {
-        for (const f of feeds) f.connection.pause();
-      },
-      resume: () => {
-        for (const f of feeds) f.connection.resume();
-      },
-      metrics,
-      logger,
-    });
-    publisher.gate = (m) => g.admit(m);
-    g.start();
-    gate = g;
+  // in the background: a store that does not answer (locked tables) must not hold up start-up
+  if (roles.ingest && store && config.backfill) {
+    void resumeOpenGaps(store, feeds, logger).catch((err) =>
+      logger.error({ err: (err as Error).message }, "open sequence gaps of an earlier run not read"),
+    );
   }
   /** When each feed's replay was fully received, ms since epoch (0: not yet, or live). */
   const replayFinishedAt: number[] = feeds.map(() => 0);

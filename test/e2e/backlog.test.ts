@@ -235,14 +235,23 @@ describe("SIGKILL while spilling", () => {
     );
     // spilled beyond the budget (on a loaded machine the gate may still be writing the last of them
     // when the last frame is counted: wait for it, bounded)
+    let last = "";
     await waitFor(
       async () => {
-        journal = metric(await (await fetch(`${base}/metrics`)).text(), "k2_journal_records");
+        last = await (await fetch(`${base}/metrics`)).text();
+        journal = metric(last, "k2_journal_records");
         return journal >= frames - budget - 1000;
       },
       30_000,
-      `the journal to hold the records beyond the budget (${journal} so far)`,
-    );
+      "the journal to hold the records beyond the budget",
+    ).catch((e) => {
+      const lines = last
+        .split("\n")
+        .filter((l) =>
+          /^k2_(backlog|journal|records_stored|poison|store_write|records_normalized|consumer_lag)/.test(l),
+        );
+      throw new Error(`${(e as Error).message}: ${lines.join("; ")}\n${k2.stderr().slice(-3000)}`);
+    });
     await new Promise((r) => setTimeout(r, 200)); // a few gate ticks: the journal is fsync'd
     k2.child.kill("SIGKILL");
     await k2.exited;
