@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import type { BacklogPolicy } from "./bus/backlog.js";
-import { parseBusUrl } from "./bus/index.js";
+import { BusSpecError, parseBusUrl } from "./bus/index.js";
 import { type FeedConfig, resolveFeeds } from "./config-feeds.js";
 import type { LivenessOptions } from "./feed/liveness.js";
 import { type FaultSpec, parseFaults, parseFaultsSeed } from "./replay/faults.js";
@@ -206,7 +206,12 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
   if (flags.exitAtEnd && !flags.replay)
     throw new ConfigError("--exit-at-end: only meaningful with --replay FILE");
   const busSpec = (flags.bus ?? env.K2_BUS ?? "memory").trim();
-  parseBusUrl(busSpec); // throws ConfigError naming --bus
+  try {
+    parseBusUrl(busSpec);
+  } catch (e) {
+    if (e instanceof BusSpecError) throw new ConfigError(e.message); // names --bus
+    throw e;
+  }
   const group = flags.group ?? env.K2_GROUP ?? "k2-persist";
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(group)) {
     throw new ConfigError(`--group: letters, digits, _ or - (at most 64), got "${group}"`);

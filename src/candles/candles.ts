@@ -1,7 +1,7 @@
 /**
  * Live OHLCV aggregator: turns the trade stream into candles per (exchange, symbol, interval) as trades
  * arrive. Pure: no I/O, no timers — the caller feeds trades and wall-clock times and publishes what
- * comes back (`src/serve/candle-feed.ts` wires it to the bus).
+ * comes back (`src/candles/candle-feed.ts` wires it to the bus).
  *
  * Event time, not wall clock: a trade goes into the candle of its `timestamp` (`intervalStart`).
  * A candle closes
