@@ -5,13 +5,15 @@
  *   2. normalize: the venue's normalizer turns each frame into trades_v2 / quotes_v2 records, dead
  *                 letters and sequence gaps, stamped with their receipt time
  *   3. bus:       records are published on `market.{asset_class}.{type}.{exchange}` keyed by symbol;
- *                 the publisher waits for the bus's ack
+ *                 the publisher (`bus/publisher.ts`) waits for the bus's ack
  *   4. store:     a consumer takes batches (500 records or 2 s, growing under backlog), writes them
  *                 idempotently and acks only after the store has them
- *   5. serve:     `/health` and `/metrics` (and the API, in the serving layer)
+ *   5. serve:     `/health` and `/metrics`, the API and the WebSocket gateway (`serve/`), with live
+ *                 candles built from the bus's trades and published back on it (`candles/`)
  *
- * `runPipeline` wires all of it in one process (`k2 run`); `startIngest` and `startPersist` are the
- * halves used by `k2 ingest` / `k2 persist` when a networked bus sits between them.
+ * This file holds stages 1–4: `startIngest` (feed → normalize → bus) and `startPersist` (bus →
+ * store). `startProcess` (`run.ts`) wires them with serving, all in one process (`k2 run`) or one
+ * role per process (`k2 ingest`, `k2 persist`, `k2 serve`) when a networked bus sits between them.
  */
 import type { Bus, BusMessage, Consumer } from "./bus/bus.js";
 import { topicKind } from "./bus/bus.js";
