@@ -1,10 +1,14 @@
 #!/usr/bin/env node
 /**
  * `k2`: one CLI for everything, a thin layer over the pipeline. Each command lives in
- * `src/commands/<name>.ts`.
+ * `src/commands/<name>.ts` (`k2 ingest`, `k2 persist` and `k2 serve` beside `k2 run`, in `run.ts`).
  *
- *   k2 run            feed → bus → store → /health, /metrics (embedded default: DuckDB file)
- *   k2 query          read-only SQL over a DuckDB file (json, csv or table)
+ *   k2 run            feed → bus → store → API, /ws, /health, /metrics in one process (embedded
+ *                     default: in-process bus, DuckDB file)
+ *   k2 ingest         feed → bus: the ingest role alone (a networked bus: NATS JetStream or Kafka)
+ *   k2 persist        bus → store: the store role alone; several share the load with one --group
+ *   k2 serve          API, /ws, live candles, /health, /metrics over the shared store, tailing the bus
+ *   k2 query          read-only SQL over a DuckDB file or PostgreSQL (json, csv or table)
  *   k2 record         write raw frames with receive times (capture format)
  *   k2 replay-server  serve a capture as the recorded venue's WebSocket endpoint on 127.0.0.1
  *   k2 export         a table or query of a DuckDB file to Parquet

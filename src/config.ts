@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import type { BacklogPolicy } from "./bus/backlog.js";
-import { parseBusUrl } from "./bus/index.js";
+import { BusSpecError, parseBusUrl } from "./bus/index.js";
 import { type FeedConfig, resolveFeeds } from "./config-feeds.js";
 import type { LivenessOptions } from "./feed/liveness.js";
 import { type FaultSpec, parseFaults, parseFaultsSeed } from "./replay/faults.js";
@@ -162,12 +162,21 @@ function resolveRestUrls(raw: string | undefined, feeds: number): (string | null
 }
 
 /**
- * Builds the run configuration from flags and `env` (`K2_EXCHANGE`, `K2_SYMBOLS`, `K2_STREAMS`, `K2_DB`,
- * `K2_HTTP_PORT`, `K2_HTTP_HOST`, `K2_WS_URL`, `K2_BATCH_SIZE`, `K2_BATCH_MAX_WAIT_MS`,
- * `K2_MAX_BATCH_SIZE`, `K2_CANDLE_GRACE_MS`, `K2_REST_URL`,
- * `K2_MAX_BACKLOG`, `K2_BACKLOG_POLICY`, `K2_JOURNAL_DIR`,
- * `K2_SHUTDOWN_TIMEOUT` in seconds).
- * @throws {ConfigError} naming the flag at fault
+ * Builds the run configuration from flags and `env`; a flag wins over its variable:
+ *
+ * - feeds: `K2_EXCHANGE`, `K2_SYMBOLS`, `K2_STREAMS`, `K2_WS_URL`, `K2_REST_URL`
+ * - feed liveness: `K2_PING_INTERVAL_MS`, `K2_PONG_TIMEOUT_MS`, `K2_FIRST_FRAME_TIMEOUT_MS`,
+ *   `K2_BACKOFF_MAX_MS` (ms)
+ * - bus: `K2_BUS`, `K2_GROUP` (consumer group of `k2 persist`)
+ * - store: `K2_DB`, `K2_BATCH_SIZE`, `K2_BATCH_MAX_WAIT_MS`, `K2_MAX_BATCH_SIZE`, `K2_STORE_STALL_MS`
+ *   (no flag)
+ * - backlog and shutdown: `K2_MAX_BACKLOG`, `K2_BACKLOG_POLICY`, `K2_JOURNAL_DIR`, `K2_SHUTDOWN_TIMEOUT`
+ *   (seconds)
+ * - serving: `K2_HTTP_PORT`, `K2_HTTP_HOST`, `K2_CANDLE_GRACE_MS`, `K2_WS_WORKERS`; the API tokens and
+ *   gateway limits without flags (`K2_API_TOKENS`, `K2_API_MAX_RESPONSE_BYTES`, `K2_WS_*`: see
+ *   `serve/gateway-config.ts`)
+ *
+ * @throws {ConfigError} naming the flag (or the variable, where there is no flag) at fault
  */
 export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = process.env): RunConfig {
   let feeds: FeedConfig[];
@@ -206,7 +215,12 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
   if (flags.exitAtEnd && !flags.replay)
     throw new ConfigError("--exit-at-end: only meaningful with --replay FILE");
   const busSpec = (flags.bus ?? env.K2_BUS ?? "memory").trim();
-  parseBusUrl(busSpec); // throws ConfigError naming --bus
+  try {
+    parseBusUrl(busSpec);
+  } catch (e) {
+    if (e instanceof BusSpecError) throw new ConfigError(e.message); // names --bus
+    throw e;
+  }
   const group = flags.group ?? env.K2_GROUP ?? "k2-persist";
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(group)) {
     throw new ConfigError(`--group: letters, digits, _ or - (at most 64), got "${group}"`);

@@ -8,6 +8,7 @@ import type { Bus, BusMessage, Consumer } from "./bus/bus.js";
 import { createBus } from "./bus/index.js";
 import { Journal } from "./bus/journal.js";
 import { MemoryBus } from "./bus/memory.js";
+import { Publisher } from "./bus/publisher.js";
 import type { RunConfig } from "./config.js";
 import type { FeedConfig } from "./config-feeds.js";
 import { backfillProblems } from "./feed/backfill.js";
@@ -21,7 +22,6 @@ import {
   type IngestCounts,
   type IngestOptions,
   type PersistCounts,
-  Publisher,
   startIngest,
   startPersist,
 } from "./pipeline.js";

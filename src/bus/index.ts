@@ -9,11 +9,18 @@
  * `parseBusUrl` validates without connecting (for flag checking at start); `createBus` connects and
  * creates the streams / checks the cluster.
  */
-import { ConfigError } from "../config.js";
 import type { Bus } from "./bus.js";
 import { KafkaBus, type KafkaBusOptions } from "./kafka.js";
 import { MemoryBus, type MemoryBusOptions } from "./memory.js";
 import { NatsBus, type NatsBusOptions } from "./nats.js";
+
+/**
+ * Thrown for an unusable `--bus` value; the message starts with `--bus:` (`config.ts` turns it into a
+ * `ConfigError`, so the CLI exits 2).
+ */
+export class BusSpecError extends Error {
+  override name = "BusSpecError";
+}
 
 /** A validated `--bus` value. */
 export type BusSpec =
@@ -27,7 +34,9 @@ const EXPECTED = 'expected "memory", "nats://host:4222" or "kafka://host:9092"';
 function duration(param: string, v: string): number {
   const m = /^(\d+)(ms|s|m|h|d)$/.exec(v.trim());
   if (!m)
-    throw new ConfigError(`--bus: ${param}: expected a duration like 500ms, 30s, 15m, 36h or 7d, got "${v}"`);
+    throw new BusSpecError(
+      `--bus: ${param}: expected a duration like 500ms, 30s, 15m, 36h or 7d, got "${v}"`,
+    );
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as "ms"];
   return Number(m[1]) * unit;
 }
@@ -35,7 +44,7 @@ function duration(param: string, v: string): number {
 function int(param: string, v: string, min: number, max: number): number {
   const n = /^\d+$/.test(v.trim()) ? Number(v.trim()) : Number.NaN;
   if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new ConfigError(`--bus: ${param}: expected an integer from ${min} to ${max}, got "${v}"`);
+    throw new BusSpecError(`--bus: ${param}: expected an integer from ${min} to ${max}, got "${v}"`);
   }
   return n;
 }
@@ -44,9 +53,9 @@ function hosts(url: string, scheme: string, list: string, defaultPort: number): 
   const out: string[] = [];
   for (const h of list.split(",")) {
     const m = /^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(?::(\d{1,5}))?$/.exec(h.trim());
-    if (!m) throw new ConfigError(`--bus: bad host "${h}" in "${url}" (${scheme}://host:port[,host:port])`);
+    if (!m) throw new BusSpecError(`--bus: bad host "${h}" in "${url}" (${scheme}://host:port[,host:port])`);
     const port = m[2] ? Number(m[2]) : defaultPort;
-    if (port < 1 || port > 65535) throw new ConfigError(`--bus: bad port in "${h}"`);
+    if (port < 1 || port > 65535) throw new BusSpecError(`--bus: bad port in "${h}"`);
     out.push(`${m[1]}:${port}`);
   }
   return out;
@@ -57,7 +66,7 @@ function query(url: string, raw: string | undefined, allowed: string[]): Map<str
   if (!raw) return params;
   for (const [k, v] of new URLSearchParams(raw)) {
     if (!allowed.includes(k)) {
-      throw new ConfigError(`--bus: unknown option "${k}" in "${url}" (known: ${allowed.join(", ")})`);
+      throw new BusSpecError(`--bus: unknown option "${k}" in "${url}" (known: ${allowed.join(", ")})`);
     }
     params.set(k, v);
   }
@@ -66,13 +75,13 @@ function query(url: string, raw: string | undefined, allowed: string[]): Map<str
 
 /**
  * Validates a `--bus` value.
- * @throws {ConfigError} naming `--bus` and what is wrong
+ * @throws {BusSpecError} naming `--bus` and what is wrong
  */
 export function parseBusUrl(url: string): BusSpec {
   const value = url.trim();
-  if (value === "") throw new ConfigError(`--bus: empty value (${EXPECTED})`);
+  if (value === "") throw new BusSpecError(`--bus: empty value (${EXPECTED})`);
   const m = /^([a-z]+)(?::\/\/([^?/]*)\/?)?(?:\?(.*))?$/.exec(value);
-  if (!m) throw new ConfigError(`--bus: ${EXPECTED}, got "${url}"`);
+  if (!m) throw new BusSpecError(`--bus: ${EXPECTED}, got "${url}"`);
   const [, scheme, hostList, rawQuery] = m;
   if (scheme === "memory" && hostList === undefined) {
     const q = query(url, rawQuery, ["dedupe_window"]);
@@ -92,13 +101,13 @@ export function parseBusUrl(url: string): BusSpec {
     if (q.has("storage")) {
       const s = q.get("storage")!;
       if (s !== "file" && s !== "memory")
-        throw new ConfigError(`--bus: storage: expected file or memory, got "${s}"`);
+        throw new BusSpecError(`--bus: storage: expected file or memory, got "${s}"`);
       options.storage = s;
     }
     if (q.has("prefix")) {
       const p = q.get("prefix")!;
       if (!/^[a-z0-9_-]+$/.test(p))
-        throw new ConfigError(`--bus: prefix: lower-case letters, digits, _ or -, got "${p}"`);
+        throw new BusSpecError(`--bus: prefix: lower-case letters, digits, _ or -, got "${p}"`);
       options.prefix = p;
     }
     return { kind: "nats", options };
@@ -111,22 +120,24 @@ export function parseBusUrl(url: string): BusSpec {
     if (q.has("format")) {
       const f = q.get("format")!;
       if (f !== "json" && f !== "avro")
-        throw new ConfigError(`--bus: format: expected json or avro, got "${f}"`);
+        throw new BusSpecError(`--bus: format: expected json or avro, got "${f}"`);
       options.format = f;
     }
     if (q.has("registry")) {
       const r = q.get("registry")!;
       if (!/^https?:\/\/[^\s/]+/.test(r))
-        throw new ConfigError(`--bus: registry: expected an http(s):// URL, got "${r}"`);
+        throw new BusSpecError(`--bus: registry: expected an http(s):// URL, got "${r}"`);
       options.schemaRegistryUrl = r;
     }
     if (options.format === "avro" && !options.schemaRegistryUrl) {
-      throw new ConfigError("--bus: format=avro needs registry=http://host:8081 (Confluent Schema Registry)");
+      throw new BusSpecError(
+        "--bus: format=avro needs registry=http://host:8081 (Confluent Schema Registry)",
+      );
     }
     if (q.has("prefix")) options.topicPrefix = q.get("prefix")!;
     return { kind: "kafka", options };
   }
-  throw new ConfigError(`--bus: ${EXPECTED}, got "${url}"`);
+  throw new BusSpecError(`--bus: ${EXPECTED}, got "${url}"`);
 }
 
 /** Hooks for the transports. */
@@ -139,7 +150,7 @@ export interface CreateBusOptions {
 
 /**
  * Connects the transport a `--bus` value names.
- * @throws {ConfigError} for a malformed value; `Error` naming the address when the bus cannot be
+ * @throws {BusSpecError} for a malformed value; `Error` naming the address when the bus cannot be
  *   reached or refuses its streams / topics
  */
 export async function createBus(url: string, hooks: CreateBusOptions = {}): Promise<Bus> {

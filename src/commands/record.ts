@@ -1,9 +1,10 @@
 import type { Command } from "commander";
 import { MemoryBus } from "../bus/memory.js";
+import { Publisher } from "../bus/publisher.js";
 import { ConfigError, type RunFlags, resolveRunConfig } from "../config.js";
 import { createLogger } from "../ops/logger.js";
 import { Metrics } from "../ops/metrics.js";
-import { Publisher, startIngest } from "../pipeline.js";
+import { startIngest } from "../pipeline.js";
 import { CaptureWriter } from "../replay/capture.js";
 import { fail, onSignal } from "./common.js";
 

@@ -5,7 +5,7 @@
  * Exactness: open/high/low/close are DECIMAL(18,8) strings; `volume` = Σ quantity with 8 places;
  * `quote_volume` = Σ price·quantity kept EXACT with 16 places (the product of two DECIMAL(18,8) has 16
  * fractional digits, so nothing is rounded); `vwap` = quote_volume / volume rounded half-to-even to 8
- * places (null when volume is zero). The live aggregator (`src/serve/candles.ts`, bigint units) and
+ * places (null when volume is zero). The live aggregator (`src/candles/candles.ts`, bigint units) and
  * the SQL query over stored trades (`src/serve/queries.ts`) produce identical strings.
  *
  * Ordering of trades inside a candle ("trade order"): by `timestamp`, then by trade id compared as

@@ -6,12 +6,12 @@
  */
 import type { FastifyInstance } from "fastify";
 import type { Bus, Consumer } from "../bus/bus.js";
+import { type CandleFeed, startCandleFeed } from "../candles/candle-feed.js";
 import type { Logger } from "../ops/logger.js";
 import type { Metrics } from "../ops/metrics.js";
 import type { CandleInterval } from "../schema/candles.js";
 import type { Store } from "../store/store.js";
 import { DEFAULT_MAX_RESPONSE_BYTES, registerApi, registerDocs } from "./api.js";
-import { type CandleFeed, startCandleFeed } from "./candle-feed.js";
 import { LiveFeed, startLiveConsumer } from "./live.js";
 import { serveMetrics } from "./serve-metrics.js";
 import type { MarketDataSource } from "./source.js";

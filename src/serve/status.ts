@@ -12,12 +12,29 @@
  * `K2_API_TOKENS` is set.
  */
 import type { FastifyInstance } from "fastify";
-import type { FeedHandle } from "../pipeline.js";
 import type { GatewayStats } from "./gateway.js";
+
+/**
+ * What the status reads of one venue feed. The ingest half's `FeedHandle` (`src/pipeline.ts`)
+ * satisfies it structurally, so serving does not import the ingest half.
+ */
+export interface StatusFeed {
+  readonly venue: { readonly exchange: string };
+  /** Connection state (`DISCONNECTED`, `CONNECTING`, `CONNECTED`, `ERROR`) and reconnects scheduled so far. */
+  readonly connection: { readonly state: string; readonly reconnects: number };
+  /** Counters since start: market data frames, trades, quotes, frames rejected as dead letters, gaps. */
+  readonly counts: {
+    readonly frames: number;
+    readonly trades: number;
+    readonly quotes: number;
+    readonly rejected: number;
+    readonly gaps: number;
+  };
+}
 
 /** Where the status figures come from. */
 export interface StatusSources {
-  feeds: FeedHandle[];
+  feeds: StatusFeed[];
   /** Symbols configured for ingestion. */
   symbols: string[];
   /** Store consumer lag (messages published, not yet stored). */
@@ -43,7 +60,7 @@ export interface FeedStatus {
 /** Registers `GET /api/v1/status`; samples frame rates once a second until the app closes. */
 export function registerStatus(app: FastifyInstance, src: StatusSources): void {
   const started = Date.now();
-  const rates = new Map<FeedHandle, { frames: number; at: number; rate: number }>();
+  const rates = new Map<StatusFeed, { frames: number; at: number; rate: number }>();
   const sample = () => {
     const now = performance.now();
     for (const f of src.feeds) {

@@ -19,6 +19,7 @@
  * no output-column aliases in HAVING; it compares trade ids with `COLLATE "C"` (byte order, as DuckDB
  * and the live aggregator do). NUMERIC sums are exact on both, so the candles are the same strings.
  */
+import type { CandleAggregator } from "../candles/candles.js";
 import {
   type CandleInterval,
   type CandleV2,
@@ -29,7 +30,6 @@ import {
 import { decimalToScaledUnits, unitsToString, vwapFromSums } from "../schema/decimal.js";
 import type { AssetClass, DataType, QuoteV2, SequenceGap, Side, TradeV2 } from "../schema/records.js";
 import type { Row, Store } from "../store/store.js";
-import type { CandleAggregator } from "./candles.js";
 import { type CursorValueType, decodeCursor, encodeCursor } from "./cursor.js";
 import type { LiveFeed, Tick } from "./live.js";
 import {

@@ -1,5 +1,6 @@
 /**
- * Store selection from the `--db` value (`k2 run`, `k2 query`, and later `k2 persist` / `k2 serve`):
+ * Store selection from the `--db` value (`k2 run`, `k2 persist`, `k2 serve`, `k2 query`, `k2 load`;
+ * `k2 export` takes DuckDB only):
  *
  *   PATH, duckdb:PATH                      DuckDB file (embedded default; `:memory:` for a throwaway one)
  *   postgres://user:pw@host:5432/db        PostgreSQL (also `postgresql://`); `?max=N` sets the pool

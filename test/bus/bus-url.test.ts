@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { createBus, parseBusUrl } from "../../src/bus/index.js";
+import { BusSpecError, createBus, parseBusUrl } from "../../src/bus/index.js";
 import { MemoryBus } from "../../src/bus/memory.js";
 import { NatsBus } from "../../src/bus/nats.js";
-import { ConfigError } from "../../src/config.js";
+import { ConfigError, resolveRunConfig } from "../../src/config.js";
 
 describe("--bus URLs", () => {
   it("maps memory, nats:// and kafka:// to transports with their options", () => {
@@ -44,7 +44,7 @@ describe("--bus URLs", () => {
     });
   });
 
-  it("rejects bad values with a ConfigError naming --bus", () => {
+  it("rejects bad values with a BusSpecError naming --bus, which the configuration reports as a ConfigError", () => {
     const bad: [string, RegExp][] = [
       ["", /empty/],
       ["redis://127.0.0.1:6379", /expected "memory", "nats:\/\/host:4222" or "kafka:\/\/host:9092"/],
@@ -64,9 +64,18 @@ describe("--bus URLs", () => {
       } catch (e) {
         err = e;
       }
-      expect(err, url).toBeInstanceOf(ConfigError);
+      expect(err, url).toBeInstanceOf(BusSpecError);
       expect((err as Error).message, url).toMatch(/^--bus: /);
       expect((err as Error).message, url).toMatch(re);
+      // the flag check of `k2 run` / `k2 record`: the same message, as a ConfigError (exit 2)
+      let configErr: unknown;
+      try {
+        resolveRunConfig({ bus: url }, {});
+      } catch (e) {
+        configErr = e;
+      }
+      expect(configErr, url).toBeInstanceOf(ConfigError);
+      expect((configErr as Error).message, url).toBe((err as Error).message);
     }
   });
 

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
+import { CandleAggregator } from "../../src/candles/candles.js";
 import type { CandleV2 } from "../../src/schema/candles.js";
 import { compareTradeOrder, intervalStart } from "../../src/schema/candles.js";
 import type { TradeV2 } from "../../src/schema/records.js";
-import { CandleAggregator } from "../../src/serve/candles.js";
 
 const T0 = Date.UTC(2024, 7, 8, 23, 55, 0) * 1000; // a minute boundary, µs
 

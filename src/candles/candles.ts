@@ -1,7 +1,7 @@
 /**
  * Live OHLCV aggregator: turns the trade stream into candles per (exchange, symbol, interval) as trades
  * arrive. Pure: no I/O, no timers — the caller feeds trades and wall-clock times and publishes what
- * comes back (`src/serve/candle-feed.ts` wires it to the bus).
+ * comes back (`src/candles/candle-feed.ts` wires it to the bus).
  *
  * Event time, not wall clock: a trade goes into the candle of its `timestamp` (`intervalStart`).
  * A candle closes
@@ -20,7 +20,7 @@
  *
  * Exact arithmetic in bigint units (`src/schema/decimal.ts`): prices and volume at scale 1e-8, quote
  * volume (Σ price·quantity) at scale 1e-16 exactly, VWAP = quote volume / volume rounded half-even to
- * 8 places — the same strings as the SQL query over trades_v2 (`src/serve/queries.ts`).
+ * 8 places — the same strings as the SQL query over trades_v2 (`src/serve/store-source.ts`).
  */
 import {
   CANDLE_INTERVALS,

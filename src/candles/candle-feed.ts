@@ -11,17 +11,27 @@
  * aggregators on one networked bus, a replay) is deduplicated by the bus.
  */
 import type { Bus, BusMessage } from "../bus/bus.js";
+import { Publisher } from "../bus/publisher.js";
 import type { Logger } from "../ops/logger.js";
 import type { Metrics } from "../ops/metrics.js";
-import { Publisher } from "../pipeline.js";
 import { type CandleV2, candleTopic } from "../schema/candles.js";
+import type { TradeV2 } from "../schema/records.js";
+import { candleMetrics } from "./candle-metrics.js";
 import { CandleAggregator, type CandleAggregatorOptions } from "./candles.js";
-import type { LiveFeed } from "./live.js";
-import { serveMetrics } from "./serve-metrics.js";
+
+/**
+ * Where the candle feed takes its trades from: every trade relayed off the bus, in bus order. The
+ * serving layer's `LiveFeed` (`src/serve/live.ts`) satisfies it.
+ */
+export interface TradeEvents {
+  /** Adds a trade listener; returns a function that removes it. */
+  on(event: "trade", listener: (trade: TradeV2) => void): () => void;
+}
 
 /** Options of {@link startCandleFeed}. */
 export interface CandleFeedOptions extends CandleAggregatorOptions {
-  live: LiveFeed;
+  /** The trades to aggregate (the serving layer's live feed). */
+  live: TradeEvents;
   bus: Bus;
   logger: Logger;
   metrics: Metrics;
@@ -50,7 +60,7 @@ export function startCandleFeed(opts: CandleFeedOptions): CandleFeed {
   const aggregator = new CandleAggregator(opts);
   const nowUs = opts.nowUs ?? defaultNowUs;
   const publisher = new Publisher(opts.bus, opts.logger);
-  const m = serveMetrics(opts.metrics);
+  const m = candleMetrics(opts.metrics);
   let scheduled = false;
 
   const publish = (candles: CandleV2[]) => {
