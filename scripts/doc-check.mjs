@@ -17,16 +17,19 @@
  *
  * A command line ending in `# doc-check: skip (reason)` is not checked.
  * Exit code 0 when everything holds, 1 with one line per problem otherwise, 2 when dist/ is missing.
- * Usage: `npm run doc-check` (after `npm ci`/`npm run build`); `--no-run` skips the replay.
+ * Usage: `npm run doc-check` (after `npm ci`/`npm run build`); `--no-run` skips the replay;
+ * `DOC_CHECK_ROOT=DIR` checks the README.md and docs/ of DIR with this checkout's CLI.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const cli = join(root, "dist", "src", "cli.js");
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+/** Where README.md and docs/ are read and paths resolved: this checkout, or DOC_CHECK_ROOT (tests). */
+const root = resolve(process.env.DOC_CHECK_ROOT ?? repo);
+const cli = join(repo, "dist", "src", "cli.js");
 const noRun = process.argv.includes("--no-run");
 const problems = [];
 const problem = (file, line, msg) => problems.push(`${relative(root, file)}:${line}: ${msg}`);
@@ -109,13 +112,25 @@ function commandLines(block) {
   return out;
 }
 
+/**
+ * `--help` texts by command path. With DOC_CHECK_HELP_CACHE=FILE they are kept in FILE between runs,
+ * for as long as dist/src/cli.js is the same build (tests run the script twice).
+ */
+const helpCacheFile = process.env.DOC_CHECK_HELP_CACHE;
+const cliBuild = String(statSync(cli).mtimeMs);
 const helpCache = new Map();
+if (helpCacheFile && existsSync(helpCacheFile)) {
+  const saved = JSON.parse(readFileSync(helpCacheFile, "utf8"));
+  if (saved.build === cliBuild) for (const [k, v] of Object.entries(saved.help)) helpCache.set(k, v);
+}
+let helpRuns = 0;
 /** The built CLI's `--help` for a command path (`[]` top level, `["run"]`, `["load","csv"]`), or null. */
 function help(path) {
   const key = path.join(" ");
   if (!helpCache.has(key)) {
     const r = spawnSync(process.execPath, [cli, ...path, "--help"], { encoding: "utf8", timeout: 60_000 });
     helpCache.set(key, r.status === 0 ? r.stdout : null);
+    helpRuns++;
   }
   return helpCache.get(key);
 }
@@ -335,10 +350,11 @@ function runQuickStart() {
   }
 }
 if (!noRun) runQuickStart();
+if (helpCacheFile) writeFileSync(helpCacheFile, JSON.stringify({ build: cliBuild, help: Object.fromEntries(helpCache) }));
 
 if (problems.length > 0) {
   for (const p of problems) console.error(p);
   console.error(`doc-check: ${problems.length} problem(s) in ${docs.length} files`);
   process.exit(1);
 }
-console.log(`doc-check: ${docs.length} files, ${helpCache.size} --help outputs read, all commands, paths and links check out`);
+console.log(`doc-check: ${docs.length} files, ${helpCache.size} --help outputs (${helpRuns} run), all commands, paths and links check out`);
