@@ -9,7 +9,8 @@
  * - Every `../shared/data/...` path in those blocks must exist (`$VAR` set earlier in the block is
  *   expanded; comma-separated lists are split).
  * - Every `src/...`, `test/...`, `bench/...`, `scripts/...`, `deploy/...` path mentioned anywhere in
- *   the docs must exist (paths with `<placeholders>` or `*` globs are skipped).
+ *   the docs must exist (paths with `<placeholders>` or `*` globs are skipped), and so must the bare
+ *   file names of a table row about one folder (`| \`src/serve/\` | … \`api.ts\` … |`).
  * - Every relative Markdown link must resolve to an existing file, and its `#anchor` to a heading.
  * - The README's replay quick start is run for real (`./k2 run --replay … --exit-at-end --db <tmp>`
  *   then the `./k2 query` after it), and the figures the README states for both (the summary line's
@@ -272,6 +273,13 @@ for (const file of docs) {
       const p = m[1];
       if (/[<>*{}]/.test(p)) continue;
       if (!existsSync(join(root, p))) problem(file, i + 1, `no such path: ${p}`);
+    }
+    // a table row about one folder (`| \`src/serve/\` | … \`api.ts\` …`): its bare file names are in it
+    const row = /^\|\s*`((?:src|test|bench)\/[\w/-]+\/)`\s*\|/.exec(line);
+    if (row) {
+      for (const m of line.matchAll(/`([\w.-]+\.(?:ts|mjs|js))`/g)) {
+        if (!existsSync(join(root, row[1], m[1]))) problem(file, i + 1, `no such path: ${row[1]}${m[1]}`);
+      }
     }
     for (const m of line.matchAll(/\[[^\]]*\]\(([^)\s]+)\)/g)) {
       const target = m[1];

@@ -70,6 +70,8 @@ describe("doc-check", () => {
         "See `src/pipeline.ts`, `src/nowhere/gone.ts`, `src/venues/<venue>.ts`, [ok](#good-heading),",
         "[a](docs/A.md#there), [b](docs/A.md#not-there), [c](docs/MISSING.md), [web](https://example.com/x).",
         "",
+        "| `src/serve/` | `api.ts`, `nope.ts` |",
+        "",
       ].join("\n"),
     );
     writeFileSync(
@@ -95,6 +97,7 @@ describe("doc-check", () => {
     has("README.md:20: broken anchor: docs/A.md#not-there");
     has("README.md:20: broken link: docs/MISSING.md");
     has("docs/A.md:5: broken anchor: ../README.md#nope");
+    has("README.md:22: no such path: src/serve/nope.ts");
     // the good lines, the skipped line and the placeholder path raise nothing
     expect(r.out).not.toContain("README.md:6:");
     expect(r.out).not.toContain("README.md:10:");
@@ -102,6 +105,7 @@ describe("doc-check", () => {
     expect(r.out).not.toContain("BINANCE.jsonl.gz");
     expect(r.out).not.toContain("<venue>");
     expect(r.out).not.toContain("src/pipeline.ts");
-    expect(r.out).toContain("doc-check: 11 problem(s) in 2 files");
+    expect(r.out).not.toContain("api.ts");
+    expect(r.out).toContain("doc-check: 12 problem(s) in 2 files");
   });
 });
