@@ -6,6 +6,7 @@
  *   `npm run k2 -- …`, `npm start -- …`, `node dist/src/cli.js …`) must name an existing subcommand,
  *   and every `--flag` it uses must appear in that subcommand's `--help` (or the top-level `--help`,
  *   for global options such as `--log-format`). Help is read once per subcommand from the built CLI.
+ *   Inline code spans `` `k2 <command> …` `` (the command tables) are checked the same way.
  * - Every `../shared/data/...` path in those blocks must exist (`$VAR` set earlier in the block is
  *   expanded; comma-separated lists are split).
  * - Every `src/...`, `test/...`, `bench/...`, `scripts/...`, `deploy/...` path mentioned anywhere in
@@ -21,7 +22,7 @@
  * Usage: `npm run doc-check` (after `npm ci`/`npm run build`); `--no-run` skips the replay;
  * `DOC_CHECK_ROOT=DIR` checks the README.md and docs/ of DIR with this checkout's CLI.
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFile, execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
@@ -136,6 +137,25 @@ function help(path) {
   return helpCache.get(key);
 }
 
+/** Reads the `--help` of every command and subcommand at once (in parallel; the CLI's start-up dominates). */
+async function prefetchHelp() {
+  const run = (path) =>
+    new Promise((done) => {
+      const key = path.join(" ");
+      if (helpCache.has(key)) return done();
+      execFile(process.execPath, [cli, ...path, "--help"], { encoding: "utf8", timeout: 60_000 }, (err, stdout) => {
+        helpCache.set(key, err ? null : stdout);
+        helpRuns++;
+        done();
+      });
+    });
+  const top = help([]);
+  const subs = top ? subcommands(top).filter((c) => c !== "help") : [];
+  await Promise.all(subs.map((c) => run([c])));
+  const nested = subs.flatMap((c) => subcommands(help([c]) ?? "").filter((n) => n !== "help").map((n) => [c, n]));
+  await Promise.all(nested.map((p) => run(p)));
+}
+
 /** Subcommand names listed under "Commands:" in a help text. */
 function subcommands(helpText) {
   const i = helpText.indexOf("\nCommands:");
@@ -182,7 +202,7 @@ function checkCli(file, n, args, implicitRun) {
       rest = args.slice(1);
       const h = help(path);
       const subs = h ? subcommands(h).filter((s) => s !== "help") : [];
-      if (subs.length > 0) {
+      if (subs.length > 0 && rest.length > 0) {
         if (!subs.includes(rest[0])) {
           problem(file, n, `k2 ${sub} has no command "${rest[0]}" (has: ${subs.join(", ")})`);
           return;
@@ -216,6 +236,8 @@ function checkSharedPaths(file, n, words, vars) {
   }
 }
 
+await prefetchHelp();
+
 // 1. commands and data paths in bash/sh blocks
 for (const file of docs) {
   const text = readFileSync(file, "utf8");
@@ -240,6 +262,26 @@ for (const file of docs) {
       }
     }
   }
+}
+
+// 1b. inline commands (`k2 run [--db PATH] …` in tables and prose): subcommand and flags
+for (const file of docs) {
+  let inFence = false;
+  readFileSync(file, "utf8")
+    .split("\n")
+    .forEach((line, i) => {
+      if (/^\s*```/.test(line)) inFence = !inFence;
+      if (inFence || /#\s*doc-check:\s*skip\b/.test(line)) return;
+      for (const m of line.matchAll(/`(?:\.\/)?k2 ([^`]+)`/g)) {
+        const args = m[1]
+          .replace(/\\\|/g, " ")
+          .replace(/[[\]()|]/g, " ")
+          .split(/\s+/)
+          .filter((a) => a !== "");
+        if (args.length === 0 || args[0].startsWith("<")) continue;
+        checkCli(file, i + 1, args, false);
+      }
+    });
 }
 
 // 2. repository paths mentioned anywhere, and relative links

@@ -71,6 +71,7 @@ describe("doc-check", () => {
         "[a](docs/A.md#there), [b](docs/A.md#not-there), [c](docs/MISSING.md), [web](https://example.com/x).",
         "",
         "| `src/serve/` | `api.ts`, `nope.ts` |",
+        "| `k2 run [--db PATH] [--speed 1\\|max] [--nope N]` | `k2 load csv FILE --mapping M.json`, `k2 <command> --help` |",
         "",
       ].join("\n"),
     );
@@ -98,6 +99,7 @@ describe("doc-check", () => {
     has("README.md:20: broken link: docs/MISSING.md");
     has("docs/A.md:5: broken anchor: ../README.md#nope");
     has("README.md:22: no such path: src/serve/nope.ts");
+    has("README.md:23: k2 run: no flag --nope in its --help");
     // the good lines, the skipped line and the placeholder path raise nothing
     expect(r.out).not.toContain("README.md:6:");
     expect(r.out).not.toContain("README.md:10:");
@@ -106,6 +108,6 @@ describe("doc-check", () => {
     expect(r.out).not.toContain("<venue>");
     expect(r.out).not.toContain("src/pipeline.ts");
     expect(r.out).not.toContain("api.ts");
-    expect(r.out).toContain("doc-check: 12 problem(s) in 2 files");
+    expect(r.out).toContain("doc-check: 13 problem(s) in 2 files");
   });
 });
