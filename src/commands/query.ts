@@ -1,7 +1,4 @@
 import { type Command, Option } from "commander";
-import { formatRows } from "../query-format.js";
-import { StoreLockedError } from "../store/duckdb.js";
-import { createStore, parseStoreSpec, StoreSpecError } from "../store/index.js";
 import type { Store } from "../store/store.js";
 import { fail } from "./common.js";
 
@@ -19,6 +16,12 @@ export function registerQuery(program: Command): void {
     )
     .argument("<sql>", "SQL (read-only)")
     .action(async (sql: string, opts: { db: string; format: "json" | "csv" | "table" }) => {
+      const [{ formatRows }, { StoreLockedError }, { createStore, parseStoreSpec, StoreSpecError }] =
+        await Promise.all([
+          import("../query-format.js"),
+          import("../store/duckdb.js"),
+          import("../store/index.js"),
+        ]);
       let store: Store;
       try {
         store = createStore(opts.db, { readOnly: true });
