@@ -19,10 +19,7 @@ export function registerExport(program: Command): void {
         fail(`--table: unknown table "${opts.table}" (expected ${TABLES.join(", ")})`);
       }
       if (extname(opts.out) !== ".parquet") fail(`--out: expected a .parquet file name, got "${opts.out}"`);
-      const [{ DuckDBStore, StoreLockedError }, { parseStoreSpec }] = await Promise.all([
-        import("../store/duckdb.js"),
-        import("../store/index.js"),
-      ]);
+      const { parseStoreSpec } = await import("../store/spec.js");
       let path: string;
       try {
         const spec = parseStoreSpec(opts.db);
@@ -35,6 +32,7 @@ export function registerExport(program: Command): void {
       } catch (e) {
         fail((e as Error).message);
       }
+      const { DuckDBStore, StoreLockedError } = await import("../store/duckdb.js");
       const store = new DuckDBStore({ path, readOnly: true });
       try {
         await store.init();

@@ -19,7 +19,7 @@ function batchSizeOf(v: string): number {
 }
 
 async function dbOf(flags: LoadFlags): Promise<string> {
-  const { parseStoreSpec } = await import("../store/index.js");
+  const { parseStoreSpec } = await import("../store/spec.js");
   const db = flags.db ?? process.env.K2_DB ?? "k2.duckdb";
   try {
     parseStoreSpec(db);
