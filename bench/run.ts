@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-const BENCHES = ["ingest.js", "persist.js", "store.js", "bus.js", "gateway.js"];
+const BENCHES = ["ingest.js", "persist.js", "store.js", "bus.js", "gateway.js", "cli-start.js"];
 for (const b of BENCHES) {
   const path = fileURLToPath(new URL(`./${b}`, import.meta.url));
   if (!existsSync(path)) continue;

@@ -14,6 +14,10 @@
  *   k2 export         a table or query of a DuckDB file to Parquet
  *   k2 load           historical trade files (Binance aggTrades CSV/ZIP, mapped CSV) into the store
  *
+ * Start-up stays light: the registrations import commander and a few constants only; each command
+ * loads its modules (store, pipeline, server, bus clients) with `import()` when it runs, so
+ * `k2 --help` does not load DuckDB, fastify or the bus clients.
+ *
  * Exit codes: 0 success, 1 runtime failure, 2 bad flags or configuration (the message names the flag).
  */
 import { readFileSync } from "node:fs";
@@ -24,8 +28,8 @@ import { registerQuery } from "./commands/query.js";
 import { registerRecord } from "./commands/record.js";
 import { registerReplayServer } from "./commands/replay-server.js";
 import { registerRun } from "./commands/run.js";
-import { LOG_FORMATS, logFormat } from "./ops/logger.js";
-import { GATEWAY_DEFAULTS, MIN_TOKEN_LENGTH } from "./serve/gateway-config.js";
+import { LOG_FORMATS, logFormat } from "./ops/log-format.js";
+import { GATEWAY_DEFAULTS, MIN_TOKEN_LENGTH } from "./serve/gateway-defaults.js";
 
 /** k2's version from package.json (one level up from src/, two from dist/src/). */
 function packageVersion(): string {

@@ -1,7 +1,5 @@
 import { extname } from "node:path";
 import type { Command } from "commander";
-import { DuckDBStore, StoreLockedError } from "../store/duckdb.js";
-import { parseStoreSpec } from "../store/index.js";
 import { fail } from "./common.js";
 
 const TABLES = ["trades_v2", "agg_trades_v2", "quotes_v2", "candles_v2", "dead_letters", "sequence_gaps"];
@@ -21,6 +19,7 @@ export function registerExport(program: Command): void {
         fail(`--table: unknown table "${opts.table}" (expected ${TABLES.join(", ")})`);
       }
       if (extname(opts.out) !== ".parquet") fail(`--out: expected a .parquet file name, got "${opts.out}"`);
+      const { parseStoreSpec } = await import("../store/spec.js");
       let path: string;
       try {
         const spec = parseStoreSpec(opts.db);
@@ -33,6 +32,7 @@ export function registerExport(program: Command): void {
       } catch (e) {
         fail((e as Error).message);
       }
+      const { DuckDBStore, StoreLockedError } = await import("../store/duckdb.js");
       const store = new DuckDBStore({ path, readOnly: true });
       try {
         await store.init();

@@ -1,14 +1,8 @@
 import type { Command } from "commander";
-import {
-  BINANCE_AGGTRADES_EXCHANGE,
-  BinanceAggTradesParser,
-  SymbolError,
-  symbolFromFileName,
-} from "../loaders/binance-aggtrades.js";
-import { MappedCsvParser, MappingError, readMapping } from "../loaders/csv.js";
-import { DEFAULT_LOAD_BATCH, type LoadSummary, loadTrades, type RowParser } from "../loaders/load.js";
-import { openLineSource, SourceError } from "../loaders/source.js";
-import { createStore, parseStoreSpec } from "../store/index.js";
+import type { BinanceAggTradesParser } from "../loaders/binance-aggtrades.js";
+import type { MappedCsvParser } from "../loaders/csv.js";
+import { DEFAULT_LOAD_BATCH } from "../loaders/defaults.js";
+import type { LoadSummary, RowParser } from "../loaders/load.js";
 import { fail } from "./common.js";
 
 interface LoadFlags {
@@ -24,7 +18,8 @@ function batchSizeOf(v: string): number {
   return n;
 }
 
-function dbOf(flags: LoadFlags): string {
+async function dbOf(flags: LoadFlags): Promise<string> {
+  const { parseStoreSpec } = await import("../store/spec.js");
   const db = flags.db ?? process.env.K2_DB ?? "k2.duckdb";
   try {
     parseStoreSpec(db);
@@ -43,6 +38,13 @@ async function runLoad(
   target: "trades" | "aggTrades",
   parser: RowParser,
 ): Promise<void> {
+  const [{ MappingError }, { loadTrades }, { openLineSource, SourceError }, { createStore }] =
+    await Promise.all([
+      import("../loaders/csv.js"),
+      import("../loaders/load.js"),
+      import("../loaders/source.js"),
+      import("../store/index.js"),
+    ]);
   let source: Awaited<ReturnType<typeof openLineSource>>;
   try {
     source = await openLineSource(file);
@@ -112,6 +114,8 @@ export function registerLoad(program: Command): void {
     )
     .option("--batch-size <n>", "records per store write", String(DEFAULT_LOAD_BATCH))
     .action(async (file: string, opts: LoadFlags & { symbol?: string }) => {
+      const { BINANCE_AGGTRADES_EXCHANGE, BinanceAggTradesParser, SymbolError, symbolFromFileName } =
+        await import("../loaders/binance-aggtrades.js");
       const symbol = opts.symbol ?? symbolFromFileName(file);
       if (!symbol) fail("--symbol: required (the file name does not start with SYMBOL-aggTrades-)");
       let parser: BinanceAggTradesParser;
@@ -123,7 +127,7 @@ export function registerLoad(program: Command): void {
       }
       await runLoad(
         file,
-        dbOf(opts),
+        await dbOf(opts),
         batchSizeOf(opts.batchSize),
         BINANCE_AGGTRADES_EXCHANGE,
         "aggTrades",
@@ -142,6 +146,7 @@ export function registerLoad(program: Command): void {
     )
     .option("--batch-size <n>", "records per store write", String(DEFAULT_LOAD_BATCH))
     .action(async (file: string, opts: LoadFlags & { mapping: string }) => {
+      const { MappedCsvParser, MappingError, readMapping } = await import("../loaders/csv.js");
       let parser: MappedCsvParser;
       try {
         parser = new MappedCsvParser(await readMapping(opts.mapping), file);
@@ -149,6 +154,6 @@ export function registerLoad(program: Command): void {
         if (e instanceof MappingError) fail(e.message);
         throw e;
       }
-      await runLoad(file, dbOf(opts), batchSizeOf(opts.batchSize), parser.exchange, "trades", parser);
+      await runLoad(file, await dbOf(opts), batchSizeOf(opts.batchSize), parser.exchange, "trades", parser);
     });
 }

@@ -1,7 +1,5 @@
 import { type Command, Option } from "commander";
-import { formatRows } from "../query-format.js";
-import { StoreLockedError } from "../store/duckdb.js";
-import { createStore, parseStoreSpec, StoreSpecError } from "../store/index.js";
+import type { StoreSpec } from "../store/spec.js";
 import type { Store } from "../store/store.js";
 import { fail } from "./common.js";
 
@@ -19,17 +17,26 @@ export function registerQuery(program: Command): void {
     )
     .argument("<sql>", "SQL (read-only)")
     .action(async (sql: string, opts: { db: string; format: "json" | "csv" | "table" }) => {
-      let store: Store;
+      const { parseStoreSpec, StoreSpecError } = await import("../store/spec.js");
+      let spec: StoreSpec;
       try {
-        store = createStore(opts.db, { readOnly: true });
+        spec = parseStoreSpec(opts.db);
       } catch (e) {
         if (e instanceof StoreSpecError) fail(e.message);
         throw e;
       }
+      // a DuckDB file does not load the PostgreSQL client (start-up time counts)
+      const [{ formatRows }, { DuckDBStore, StoreLockedError }] = await Promise.all([
+        import("../query-format.js"),
+        import("../store/duckdb.js"),
+      ]);
+      const store: Store =
+        spec.kind === "duckdb"
+          ? new DuckDBStore({ path: spec.path, readOnly: true })
+          : (await import("../store/index.js")).createStore(opts.db, { readOnly: true });
       try {
         await store.init();
       } catch (e) {
-        const spec = parseStoreSpec(opts.db);
         const shown = spec.kind === "duckdb" ? spec.path : spec.display;
         await store.close().catch(() => undefined);
         if (e instanceof StoreLockedError) fail(`--db: ${e.message}`);

@@ -1,11 +1,5 @@
 import type { Command } from "commander";
-import { MemoryBus } from "../bus/memory.js";
-import { Publisher } from "../bus/publisher.js";
-import { ConfigError, type RunFlags, resolveRunConfig } from "../config.js";
-import { createLogger } from "../ops/logger.js";
-import { Metrics } from "../ops/metrics.js";
-import { startIngest } from "../pipeline.js";
-import { CaptureWriter } from "../replay/capture.js";
+import type { RunFlags } from "../config.js";
 import { fail, onSignal } from "./common.js";
 
 /** Registers `k2 record`. */
@@ -21,6 +15,23 @@ export function registerRecord(program: Command): void {
     .option("--duration <s>", "stop after this many seconds (default: until SIGINT/SIGTERM)")
     .option("--frames <n>", "stop after this many frames (default: no limit)")
     .action(async (opts: RunFlags & { out: string; duration?: string; frames?: string }) => {
+      const [
+        { MemoryBus },
+        { Publisher },
+        { ConfigError, resolveRunConfig },
+        { createLogger },
+        { Metrics },
+        { startIngest },
+        { CaptureWriter },
+      ] = await Promise.all([
+        import("../bus/memory.js"),
+        import("../bus/publisher.js"),
+        import("../config.js"),
+        import("../ops/logger.js"),
+        import("../ops/metrics.js"),
+        import("../pipeline.js"),
+        import("../replay/capture.js"),
+      ]);
       let config: ReturnType<typeof resolveRunConfig>;
       try {
         config = resolveRunConfig({

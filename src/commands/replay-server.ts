@@ -1,7 +1,5 @@
 import type { Command } from "commander";
-import { createLogger } from "../ops/logger.js";
-import { type FaultSpec, parseFaults, parseFaultsSeed } from "../replay/faults.js";
-import { detectCaptureFormat, REPLAY_SERVERS } from "../replay/index.js";
+import type { FaultSpec } from "../replay/faults.js";
 import { fail, onSignal } from "./common.js";
 
 /** Flags of `k2 replay-server` as commander hands them over. */
@@ -11,11 +9,12 @@ type Flags = { port: string; speed: string; faults?: string; faultsSeed?: string
  * `--faults SPEC` and `--faults-seed N` (see `replay/faults.ts`), or undefined without faults.
  * Exits 2 naming the flag when invalid.
  */
-function faultsOf(opts: Flags): FaultSpec | undefined {
+async function faultsOf(opts: Flags): Promise<FaultSpec | undefined> {
   if (opts.faults === undefined) {
     if (opts.faultsSeed !== undefined) fail("--faults-seed: only meaningful with --faults SPEC");
     return undefined;
   }
+  const { parseFaults, parseFaultsSeed } = await import("../replay/faults.js");
   try {
     return parseFaults(opts.faults, opts.faultsSeed === undefined ? 1 : parseFaultsSeed(opts.faultsSeed));
   } catch (e) {
@@ -43,9 +42,13 @@ export function registerReplayServer(program: Command): void {
       if (speed !== "max" && (!Number.isFinite(speed) || speed <= 0)) {
         fail(`--speed: expected a positive number or "max", got "${opts.speed}"`);
       }
-      const faults = faultsOf(opts);
+      const faults = await faultsOf(opts);
       const { access } = await import("node:fs/promises");
       await access(file).catch(() => fail(`<file>: cannot read ${file}`));
+      const [{ createLogger }, { detectCaptureFormat, REPLAY_SERVERS }] = await Promise.all([
+        import("../ops/logger.js"),
+        import("../replay/index.js"),
+      ]);
       const logger = createLogger();
       const server = new REPLAY_SERVERS[detectCaptureFormat(file)]({ file, port, speed, faults });
       const bound = await server.start();

@@ -1,9 +1,6 @@
 import type { Command } from "commander";
-import { ConfigError, type RunFlags, resolveRunConfig } from "../config.js";
-import { createLogger } from "../ops/logger.js";
-import { type Roles, startProcess } from "../run.js";
-import { ListenError } from "../serve/http.js";
-import { StoreLockedError } from "../store/duckdb.js";
+import type { RunFlags } from "../config.js";
+import type { Roles } from "../run.js";
 import { fail, onSignal } from "./common.js";
 
 type OptionGroup = "source" | "store" | "batch" | "serve" | "bus";
@@ -158,6 +155,19 @@ function registerProcess(
       "longest SIGTERM/SIGINT flush, seconds; what is not stored by then is journaled (env K2_SHUTDOWN_TIMEOUT; default 30)",
     )
     .action(async (flags: RunFlags) => {
+      const [
+        { ConfigError, resolveRunConfig },
+        { createLogger },
+        { startProcess },
+        { ListenError },
+        { StoreLockedError },
+      ] = await Promise.all([
+        import("../config.js"),
+        import("../ops/logger.js"),
+        import("../run.js"),
+        import("../serve/http.js"),
+        import("../store/duckdb.js"),
+      ]);
       let config: ReturnType<typeof resolveRunConfig>;
       try {
         config = resolveRunConfig(flags);

@@ -14,6 +14,7 @@ import cliProgress from "cli-progress";
 import { deterministicMessageId } from "../schema/message-id.js";
 import type { DeadLetter, TradeV2 } from "../schema/records.js";
 import { emptyBatch, type Store, type WriteBatch } from "../store/store.js";
+import { DEFAULT_LOAD_BATCH } from "./defaults.js";
 import type { LineSource } from "./source.js";
 
 /** A row that cannot be normalized; `message` is the dead-letter reason. */
@@ -21,8 +22,8 @@ export class RowRejected extends Error {
   override name = "RowRejected";
 }
 
-/** Default records per store write (the embedded store reaches ~80k rows/s from 5,000 up). */
-export const DEFAULT_LOAD_BATCH = 20_000;
+// in a module of its own, so `k2 load --help` shows it without loading the loader
+export { DEFAULT_LOAD_BATCH } from "./defaults.js";
 
 /** Turns one line into a trade. Implementations keep whatever state the format needs (the header). */
 export interface RowParser {

@@ -6,26 +6,12 @@
  */
 import { createRequire } from "node:module";
 import { pino } from "pino";
+import { type LogFormat, logFormat } from "./log-format.js";
 
 export type Logger = pino.Logger;
 
-/** How log lines are written. */
-export type LogFormat = "json" | "pretty";
-
-export const LOG_FORMATS: readonly LogFormat[] = ["json", "pretty"];
-
-/**
- * The log format in force: `K2_LOG_FORMAT` when set, else `pretty` on a terminal and `json` elsewhere.
- * @throws {Error} naming `K2_LOG_FORMAT` when it is neither `json` nor `pretty`
- */
-export function logFormat(env: NodeJS.ProcessEnv = process.env): LogFormat {
-  const v = env.K2_LOG_FORMAT?.trim();
-  if (v === undefined || v === "") return process.stderr.isTTY ? "pretty" : "json";
-  if (!(LOG_FORMATS as readonly string[]).includes(v)) {
-    throw new Error(`--log-format (K2_LOG_FORMAT): expected json or pretty, got "${v}"`);
-  }
-  return v as LogFormat;
-}
+// the format choice lives apart from pino, so the CLI checks `--log-format` without loading pino
+export { LOG_FORMATS, type LogFormat, logFormat } from "./log-format.js";
 
 /** Creates the process logger (synchronous writes to stderr, so nothing is lost at exit). */
 export function createLogger(

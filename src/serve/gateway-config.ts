@@ -18,6 +18,7 @@
  * API tokens: at least {@link MIN_TOKEN_LENGTH} printable ASCII characters each, no spaces or commas.
  */
 import { z } from "zod";
+import { GATEWAY_DEFAULTS, MIN_TOKEN_LENGTH } from "./gateway-defaults.js";
 
 /** Validated gateway and API settings. */
 export interface GatewayConfig {
@@ -45,23 +46,8 @@ export interface GatewayConfig {
   apiMaxResponseBytes: number;
 }
 
-/** Shortest API token accepted, characters. */
-export const MIN_TOKEN_LENGTH = 8;
-
-/** Defaults of {@link GatewayConfig}. */
-export const GATEWAY_DEFAULTS: GatewayConfig = {
-  apiTokens: [],
-  heartbeatMs: 30_000,
-  idleTimeoutMs: 90_000,
-  maxQueue: 10_000,
-  highWaterBytes: 512 * 1024,
-  workers: 2,
-  workerNice: 10,
-  maxConnPerIp: 256,
-  maxConnPerToken: 1024,
-  limitLoopback: false,
-  apiMaxResponseBytes: 4 * 1024 * 1024,
-};
+// the defaults live in a module without zod, so `k2 --help` shows them without loading the validation
+export { GATEWAY_DEFAULTS, MIN_TOKEN_LENGTH } from "./gateway-defaults.js";
 
 const int = (name: string, min: number, max: number) =>
   z.string().transform((v, ctx) => {
