@@ -18,36 +18,11 @@
  * API tokens: at least {@link MIN_TOKEN_LENGTH} printable ASCII characters each, no spaces or commas.
  */
 import { z } from "zod";
-import { GATEWAY_DEFAULTS, MIN_TOKEN_LENGTH } from "./gateway-defaults.js";
+import { GATEWAY_DEFAULTS, type GatewayConfig, MIN_TOKEN_LENGTH } from "./gateway-defaults.js";
 
-/** Validated gateway and API settings. */
-export interface GatewayConfig {
-  /** Accepted tokens; empty = no authentication. */
-  apiTokens: string[];
-  /** ms */
-  heartbeatMs: number;
-  /** ms */
-  idleTimeoutMs: number;
-  /** Messages. */
-  maxQueue: number;
-  /** Bytes. */
-  highWaterBytes: number;
-  /** Worker processes serving `/ws` (`gateway-pool.ts`); 0 serves it in the main process. */
-  workers: number;
-  /** CPU niceness of the worker processes (0–19; higher yields the CPU to ingest and the store). */
-  workerNice: number;
-  /** Most open `/ws` connections from one client address; 0 = no limit (`conn-limit.ts`). */
-  maxConnPerIp: number;
-  /** Most open `/ws` connections presenting one API token; 0 = no limit. */
-  maxConnPerToken: number;
-  /** Whether loopback clients count against {@link maxConnPerIp} (default false: they are exempt). */
-  limitLoopback: boolean;
-  /** Byte budget of one REST list response, bytes (pages stop early and return a cursor). */
-  apiMaxResponseBytes: number;
-}
-
-// the defaults live in a module without zod, so `k2 --help` shows them without loading the validation
-export { GATEWAY_DEFAULTS, MIN_TOKEN_LENGTH } from "./gateway-defaults.js";
+// the settings' shape and defaults live in a module without zod, so `k2 --help` shows them without
+// loading the validation
+export { GATEWAY_DEFAULTS, type GatewayConfig, MIN_TOKEN_LENGTH } from "./gateway-defaults.js";
 
 const int = (name: string, min: number, max: number) =>
   z.string().transform((v, ctx) => {

@@ -1,8 +1,33 @@
 /**
- * Defaults of the serving layer's settings ({@link GatewayConfig}), apart from their validation
+ * The serving layer's settings ({@link GatewayConfig}) and their defaults, apart from their validation
  * (`gateway-config.ts`, zod) so the CLI's help text can show them without loading zod.
  */
-import type { GatewayConfig } from "./gateway-config.js";
+
+/** Validated gateway and API settings. */
+export interface GatewayConfig {
+  /** Accepted tokens; empty = no authentication. */
+  apiTokens: string[];
+  /** ms */
+  heartbeatMs: number;
+  /** ms */
+  idleTimeoutMs: number;
+  /** Messages. */
+  maxQueue: number;
+  /** Bytes. */
+  highWaterBytes: number;
+  /** Worker processes serving `/ws` (`gateway-pool.ts`); 0 serves it in the main process. */
+  workers: number;
+  /** CPU niceness of the worker processes (0–19; higher yields the CPU to ingest and the store). */
+  workerNice: number;
+  /** Most open `/ws` connections from one client address; 0 = no limit (`conn-limit.ts`). */
+  maxConnPerIp: number;
+  /** Most open `/ws` connections presenting one API token; 0 = no limit. */
+  maxConnPerToken: number;
+  /** Whether loopback clients count against {@link maxConnPerIp} (default false: they are exempt). */
+  limitLoopback: boolean;
+  /** Byte budget of one REST list response, bytes (pages stop early and return a cursor). */
+  apiMaxResponseBytes: number;
+}
 
 /** Shortest API token accepted, characters. */
 export const MIN_TOKEN_LENGTH = 8;
