@@ -272,23 +272,11 @@ export class BinanceReplayServer extends LoopbackReplayServer {
           if (fault) {
             await settle(myIndex - 1);
             if (isClosed()) return;
-            if (fault.kind === "close") {
-              ws.close(fault.code, "fault injection");
-              return;
-            }
-            if (fault.kind === "drop") {
-              if (fault.lost === 0) {
-                this.cut(ws);
-                return;
-              }
-              loss.frames = fault.lost;
-              if (lose(myIndex, f.stream)) return;
-              continue;
-            }
-            const stallMs = fault.durationMs;
-            await this.stall(ws, stallMs);
+            const done = await this.applyFault(ws, fault, loss, myIndex, f.stream);
+            if (done === "end") return;
+            if (done === "lost") continue;
             if (isClosed()) return;
-            t0Wall += stallMs;
+            t0Wall += done;
           }
           const garbage = faults.garbage();
           if (garbage !== null) {

@@ -223,22 +223,11 @@ export class CryptofeedReplayServer extends LoopbackReplayServer {
           if (fault) {
             await settle();
             if (isClosed()) return;
-            if (fault.kind === "close") {
-              ws.close(fault.code, "fault injection");
-              return;
-            }
-            if (fault.kind === "drop") {
-              if (fault.lost === 0) {
-                this.cut(ws);
-                return;
-              }
-              loss.frames = fault.lost;
-              if (lose(myIndex, key ?? line.conn)) return;
-              continue;
-            }
-            await this.stall(ws, fault.durationMs);
+            const done = await this.applyFault(ws, fault, loss, myIndex, key ?? line.conn);
+            if (done === "end") return;
+            if (done === "lost") continue;
             if (isClosed()) return;
-            t0Wall += fault.durationMs;
+            t0Wall += done;
           }
           const garbage = faults.garbage();
           if (garbage !== null) send(garbage);

@@ -6,7 +6,7 @@ import { EventEmitter } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { type WebSocket, WebSocketServer } from "ws";
-import { type FaultCounts, type FaultSpec, FaultState } from "./faults.js";
+import { type FaultAction, type FaultCounts, type FaultSpec, FaultState } from "./faults.js";
 
 export type ReplaySpeed = number | "max";
 
@@ -141,6 +141,35 @@ export abstract class LoopbackReplayServer extends EventEmitter<ReplayServerEven
     faults.lostDone();
     this.cut(ws);
     return true;
+  }
+
+  /**
+   * Carries out the fault due at data frame `index` of a connection (the caller has settled what it
+   * wrote before): a `close` or a cut without loss ends the connection (`"end"`); a drop with loss
+   * starts losing at this frame (`"lost"`: not sent; `"end"` when that loss also cut); a stall keeps
+   * the socket silent and resolves with its length, ms (the caller's pacing clock moves on by as much).
+   */
+  protected async applyFault(
+    ws: WebSocket,
+    fault: NonNullable<FaultAction>,
+    loss: { frames: number },
+    index: number,
+    stream: string,
+  ): Promise<"end" | "lost" | number> {
+    if (fault.kind === "close") {
+      ws.close(fault.code, "fault injection");
+      return "end";
+    }
+    if (fault.kind === "drop") {
+      if (fault.lost === 0) {
+        this.cut(ws);
+        return "end";
+      }
+      loss.frames = fault.lost;
+      return this.loseFrame(ws, loss, index, stream) ? "end" : "lost";
+    }
+    await this.stall(ws, fault.durationMs);
+    return fault.durationMs;
   }
 
   /** Keeps `ws` silent for `ms` (a `stall` fault); resolves early when it closes. */
