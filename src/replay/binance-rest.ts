@@ -190,7 +190,8 @@ export class BinanceRestEmulator {
       this.violations = 0;
       this.limitedInWindow = false;
     }
-    if (now < this.bannedUntil) {
+    /** Binance's 418 answer to a banned IP, `Retry-After` in whole seconds. */
+    const banned = (retryAfterMs: number, headers: Record<string, string> = {}) => {
       this.stats.banned++;
       json(
         418,
@@ -198,8 +199,11 @@ export class BinanceRestEmulator {
           code: -1003,
           msg: `Way too much request weight used; IP banned until ${this.bannedUntil}.`,
         }),
-        { "retry-after": String(Math.ceil((this.bannedUntil - now) / 1000)) },
+        { "retry-after": String(Math.ceil(retryAfterMs / 1000)), ...headers },
       );
+    };
+    if (now < this.bannedUntil) {
+      banned(this.bannedUntil - now);
       return;
     }
     const weight = REST_WEIGHTS[endpoint];
@@ -209,15 +213,7 @@ export class BinanceRestEmulator {
       if (this.violations >= (this.limits.banAfter ?? 3)) {
         const banMs = this.limits.banMs ?? 120_000;
         this.bannedUntil = now + banMs;
-        this.stats.banned++;
-        json(
-          418,
-          JSON.stringify({
-            code: -1003,
-            msg: `Way too much request weight used; IP banned until ${this.bannedUntil}.`,
-          }),
-          { "retry-after": String(Math.ceil(banMs / 1000)), "x-mbx-used-weight-1m": String(this.used) },
-        );
+        banned(banMs, { "x-mbx-used-weight-1m": String(this.used) });
         return;
       }
       this.stats.rateLimited++;
