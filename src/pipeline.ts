@@ -22,7 +22,6 @@ import { type BackfillOptions, BackfillWorker } from "./feed/backfill.js";
 import {
   type ConnectionState,
   type LivenessOverrides,
-  nowMicros,
   STATE_CODE,
   VenueConnection,
 } from "./feed/connection.js";
@@ -38,6 +37,7 @@ import {
   type TradeV2,
   topicFor,
 } from "./schema/records.js";
+import { nowMicros } from "./schema/time.js";
 import { writeIsolatingPoison } from "./store/poison.js";
 import { emptyBatch, type Store, type WriteBatch } from "./store/store.js";
 import { StoreWriteHealth } from "./store/write-health.js";

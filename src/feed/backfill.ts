@@ -19,6 +19,7 @@
 import type { Logger } from "../ops/logger.js";
 import type { Metrics } from "../ops/metrics.js";
 import type { GapStatus, SequenceGap, TradeV2 } from "../schema/records.js";
+import { nowMicros } from "../schema/time.js";
 import { Reject } from "../venues/mapping.js";
 import type { RestBackfill, Venue } from "../venues/venue.js";
 
@@ -278,7 +279,7 @@ export class BackfillWorker {
         records = rest.records(body, {
           symbol: gap.symbol,
           dataType,
-          receivedAtUs: Math.floor((performance.timeOrigin + performance.now()) * 1000),
+          receivedAtUs: nowMicros(),
           platformSequence: this.opts.platformSequence,
         });
       } catch (err) {

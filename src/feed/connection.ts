@@ -95,11 +95,6 @@ export interface ConnectionEvents {
   error: [err: Error];
 }
 
-/** Current wall-clock time in µs since epoch, with sub-ms resolution from the monotonic clock. */
-export function nowMicros(): number {
-  return Math.round((performance.timeOrigin + performance.now()) * 1000);
-}
-
 /**
  * A resilient WebSocket connection to one venue endpoint. Emits `frame` for every text frame,
  * including frames from a rollover connection during the overlap (duplicates are deduplicated

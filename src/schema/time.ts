@@ -61,3 +61,12 @@ export function parseEpochSecondsMicros(input: unknown): number {
   if (!Number.isSafeInteger(us)) throw new TimeError("time out of range", input);
   return us;
 }
+
+/**
+ * Current wall-clock time in µs since the Unix epoch, with sub-ms resolution from the monotonic clock
+ * (`performance.timeOrigin + performance.now()`): the one clock for `received_at`, ingestion and
+ * heartbeat timestamps.
+ */
+export function nowMicros(): number {
+  return Math.round((performance.timeOrigin + performance.now()) * 1000);
+}

@@ -36,6 +36,7 @@ import { type RawData, WebSocket, WebSocketServer } from "ws";
 import type { Logger } from "../ops/logger.js";
 import type { Metrics } from "../ops/metrics.js";
 import type { QuoteV2, TradeV2 } from "../schema/records.js";
+import { nowMicros } from "../schema/time.js";
 import type { TokenAuth } from "./auth.js";
 import { type ConnLimits, UpgradeGuard } from "./conn-limit.js";
 import {
@@ -196,7 +197,6 @@ class Client {
 const CONFLATABLE = new Set<Channel>(["quotes", "ticks"]);
 /** Longest a flush runs before the event loop gets a turn, ms. */
 const FLUSH_SLICE_MS = 2;
-const nowMicros = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
 
 /** The WebSocket gateway; {@link Gateway.attach} puts it on a Fastify server. */
 export class Gateway {
