@@ -9,7 +9,7 @@
  * passes through a binary float, and every DECIMAL(18,8) value (up to 9,999,999,999.99999999) is
  * ordered exactly.
  *
- * Structure: per side, parallel arrays sorted worst → best (bids ascending, asks descending), so the
+ * Structure: per side, one array of levels sorted worst → best (bids ascending, asks descending), so the
  * best level is the last element. A level update is a binary search (O(log n)) plus, for an insert
  * or a removal, a move of the elements between that level and the best one: updates cluster near
  * the top of the book, so the move is short (`bench/books.ts` measures it at 1,000–5,000 levels with
@@ -66,49 +66,34 @@ function keyOf(s: string, field: "price" | "quantity"): number {
   return hi;
 }
 
-/** One side: parallel arrays sorted by (hi, lo) ascending; bids store the price, asks its negation. */
+/** One level: its exact key (price, negated for asks), exact strings and the venue's strings. */
+interface Level {
+  hi: number;
+  lo: number;
+  price: string;
+  qty: string;
+  vPrice: string;
+  vQty: string;
+}
+
+/** One side: levels sorted by (hi, lo) ascending; bids key the price, asks its negation (best last). */
 class SideLevels {
-  hi: number[] = [];
-  lo: number[] = [];
-  price: string[] = [];
-  qty: string[] = [];
-  vPrice: string[] = [];
-  vQty: string[] = [];
+  levels: Level[] = [];
 
   constructor(readonly negate: boolean) {}
 
   /** First index whose key is ≥ (hi, lo). */
   search(hi: number, lo: number): number {
-    const H = this.hi;
-    const L = this.lo;
+    const a = this.levels;
     let l = 0;
-    let r = H.length;
+    let r = a.length;
     while (l < r) {
       const m = (l + r) >>> 1;
-      const h = H[m];
-      if (h < hi || (h === hi && L[m] < lo)) l = m + 1;
+      const x = a[m];
+      if (x.hi < hi || (x.hi === hi && x.lo < lo)) l = m + 1;
       else r = m;
     }
     return l;
-  }
-
-  clear(): void {
-    this.hi = [];
-    this.lo = [];
-    this.price = [];
-    this.qty = [];
-    this.vPrice = [];
-    this.vQty = [];
-  }
-
-  /** Removes the `count` worst levels. */
-  dropWorst(count: number): void {
-    this.hi.splice(0, count);
-    this.lo.splice(0, count);
-    this.price.splice(0, count);
-    this.qty.splice(0, count);
-    this.vPrice.splice(0, count);
-    this.vQty.splice(0, count);
   }
 }
 
@@ -146,39 +131,25 @@ export class L2Book {
       lo = -lo;
     }
     if (quantity !== ZERO_QUANTITY) keyOf(quantity, "quantity");
+    const a = s.levels;
     const i = s.search(hi, lo);
-    const found = i < s.hi.length && s.hi[i] === hi && s.lo[i] === lo;
+    const found = i < a.length && a[i].hi === hi && a[i].lo === lo;
     if (quantity === ZERO_QUANTITY) {
       if (!found) return "absent";
-      s.hi.splice(i, 1);
-      s.lo.splice(i, 1);
-      s.price.splice(i, 1);
-      s.qty.splice(i, 1);
-      s.vPrice.splice(i, 1);
-      s.vQty.splice(i, 1);
+      if (i === a.length - 1) a.pop();
+      else a.splice(i, 1);
       return "remove";
     }
     if (found) {
-      s.qty[i] = quantity;
-      s.vPrice[i] = venuePrice;
-      s.vQty[i] = venueQuantity;
+      const x = a[i];
+      x.qty = quantity;
+      x.vPrice = venuePrice;
+      x.vQty = venueQuantity;
       return "update";
     }
-    if (i === s.hi.length) {
-      s.hi.push(hi);
-      s.lo.push(lo);
-      s.price.push(price);
-      s.qty.push(quantity);
-      s.vPrice.push(venuePrice);
-      s.vQty.push(venueQuantity);
-    } else {
-      s.hi.splice(i, 0, hi);
-      s.lo.splice(i, 0, lo);
-      s.price.splice(i, 0, price);
-      s.qty.splice(i, 0, quantity);
-      s.vPrice.splice(i, 0, venuePrice);
-      s.vQty.splice(i, 0, venueQuantity);
-    }
+    const x: Level = { hi, lo, price, qty: quantity, vPrice: venuePrice, vQty: venueQuantity };
+    if (i === a.length) a.push(x);
+    else a.splice(i, 0, x);
     return "insert";
   }
 
@@ -211,33 +182,29 @@ export class L2Book {
     }
     // stable sort by key: equal prices keep their order, so the last one given wins below
     order.sort((a, b) => his[a] - his[b] || los[a] - los[b]);
-    s.clear();
+    const out: Level[] = [];
     for (let k = 0; k < order.length; k++) {
       const i = order[k];
       const next = order[k + 1];
       if (next !== undefined && his[next] === his[i] && los[next] === los[i]) continue;
       const [p, q] = levels[i];
       if (q === ZERO_QUANTITY) continue;
-      s.hi.push(his[i]);
-      s.lo.push(los[i]);
-      s.price.push(p);
-      s.qty.push(q);
       const v = venueStrings?.[i];
-      s.vPrice.push(v ? v[0] : p);
-      s.vQty.push(v ? v[1] : q);
+      out.push({ hi: his[i], lo: los[i], price: p, qty: q, vPrice: v ? v[0] : p, vQty: v ? v[1] : q });
     }
+    s.levels = out;
   }
 
   /** Empties both sides and forgets the sequence. */
   clear(): void {
-    this.bids.clear();
-    this.asks.clear();
+    this.bids.levels = [];
+    this.asks.levels = [];
     this.sequence = null;
   }
 
   /** Number of levels held on a side. */
   depth(side: BookSide): number {
-    return (side === "bid" ? this.bids : this.asks).hi.length;
+    return (side === "bid" ? this.bids : this.asks).levels.length;
   }
 
   /**
@@ -250,71 +217,70 @@ export class L2Book {
       [this.bids, out.bids],
       [this.asks, out.asks],
     ] as const) {
-      const excess = s.hi.length - maxLevels;
+      const excess = s.levels.length - maxLevels;
       if (excess <= 0) continue;
-      for (let i = 0; i < excess; i++) list.push([s.price[i], ZERO_QUANTITY]);
-      s.dropWorst(excess);
+      for (let i = 0; i < excess; i++) list.push([s.levels[i].price, ZERO_QUANTITY]);
+      s.levels.splice(0, excess);
     }
     return out;
   }
 
+  /** The `i`-th best level of a side (0 = best), or undefined. */
+  private at(side: BookSide, i: number): Level | undefined {
+    const a = (side === "bid" ? this.bids : this.asks).levels;
+    return a[a.length - 1 - i];
+  }
+
   /** Price of the `i`-th best level of a side (0 = best), canonical DECIMAL(18,8), or undefined. */
   priceAt(side: BookSide, i: number): string | undefined {
-    const s = side === "bid" ? this.bids : this.asks;
-    return s.price[s.price.length - 1 - i];
+    return this.at(side, i)?.price;
   }
 
   /** Quantity of the `i`-th best level of a side (0 = best), canonical DECIMAL(18,8), or undefined. */
   quantityAt(side: BookSide, i: number): string | undefined {
-    const s = side === "bid" ? this.bids : this.asks;
-    return s.qty[s.qty.length - 1 - i];
+    return this.at(side, i)?.qty;
   }
 
   /** The venue's own price string of the `i`-th best level (as last sent), or undefined. */
   venuePriceAt(side: BookSide, i: number): string | undefined {
-    const s = side === "bid" ? this.bids : this.asks;
-    return s.vPrice[s.vPrice.length - 1 - i];
+    return this.at(side, i)?.vPrice;
   }
 
   /** The venue's own quantity string of the `i`-th best level (as last sent), or undefined. */
   venueQuantityAt(side: BookSide, i: number): string | undefined {
-    const s = side === "bid" ? this.bids : this.asks;
-    return s.vQty[s.vQty.length - 1 - i];
+    return this.at(side, i)?.vQty;
   }
 
   /** Best bid `[price, quantity]`, or null when the side is empty. */
   bestBid(): BookLevelPair | null {
-    const s = this.bids;
-    const n = s.price.length;
-    return n === 0 ? null : [s.price[n - 1], s.qty[n - 1]];
+    const x = this.at("bid", 0);
+    return x ? [x.price, x.qty] : null;
   }
 
   /** Best ask `[price, quantity]`, or null when the side is empty. */
   bestAsk(): BookLevelPair | null {
-    const s = this.asks;
-    const n = s.price.length;
-    return n === 0 ? null : [s.price[n - 1], s.qty[n - 1]];
+    const x = this.at("ask", 0);
+    return x ? [x.price, x.qty] : null;
   }
 
   /** The best `n` levels of a side, best first (fewer when the side holds fewer). */
   top(side: BookSide, n: number): BookLevelPair[] {
-    const s = side === "bid" ? this.bids : this.asks;
-    const len = s.price.length;
+    const a = (side === "bid" ? this.bids : this.asks).levels;
+    const len = a.length;
     const count = Math.min(n, len);
     const out: BookLevelPair[] = new Array(count);
-    for (let k = 0; k < count; k++) out[k] = [s.price[len - 1 - k], s.qty[len - 1 - k]];
+    for (let k = 0; k < count; k++) {
+      const x = a[len - 1 - k];
+      out[k] = [x.price, x.qty];
+    }
     return out;
   }
 
   /** True when both sides hold levels and best bid ≥ best ask (a crossed book: a defect or a race). */
   isCrossed(): boolean {
-    const b = this.bids;
-    const a = this.asks;
-    const nb = b.hi.length;
-    const na = a.hi.length;
-    if (nb === 0 || na === 0) return false;
-    const bh = b.hi[nb - 1];
-    const ah = -a.hi[na - 1];
-    return bh > ah || (bh === ah && b.lo[nb - 1] >= -a.lo[na - 1]);
+    const b = this.at("bid", 0);
+    const a = this.at("ask", 0);
+    if (!b || !a) return false;
+    return b.hi > -a.hi || (b.hi === -a.hi && b.lo >= -a.lo);
   }
 }
