@@ -20,6 +20,7 @@
  * on a checksum mismatch it discards the book and tells the caller to resubscribe that pair only.
  * {@link KrakenBooks} keeps one per pair.
  */
+import { crc32 } from "node:zlib";
 import { parseNonNegativeDecimal } from "../schema/decimal.js";
 import { BookFrameError, intOf, stringOf } from "./frame.js";
 import { type BookLevelPair, type BookSide, L2Book } from "./l2-book.js";
@@ -119,30 +120,11 @@ export function parseKrakenBookMessage(msg: unknown): KrakenBookMessage | null {
   return out;
 }
 
-const CRC_TABLE = (() => {
-  const t = new Int32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c;
-  }
-  return t;
-})();
-
-/** CRC32 state fed with `s` minus its `.` and its leading zeros (ASCII digits only). */
-function crcField(crc: number, s: string): number {
+/** `s` minus its `.` and its leading zeros, as Kraken's checksum reads a price or volume string. */
+function checksumField(s: string): string {
   let i = 0;
-  const n = s.length;
-  for (; i < n; i++) {
-    const c = s.charCodeAt(i);
-    if (c !== 48 && c !== 46) break; // leading zeros, and the `.` of "0.000123"
-  }
-  for (; i < n; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 46) continue;
-    crc = CRC_TABLE[(crc ^ c) & 0xff] ^ (crc >>> 8);
-  }
-  return crc;
+  while (i < s.length && (s[i] === "0" || s[i] === ".")) i++; // leading zeros, and the `.` of "0.000123"
+  return s.slice(i).replace(".", "");
 }
 
 /**
@@ -151,15 +133,14 @@ function crcField(crc: number, s: string): number {
  * @returns the unsigned CRC32 as a decimal string, comparable with `c`
  */
 export function krakenChecksum(book: L2Book): string {
-  let crc = -1;
+  let text = "";
   for (const side of ["ask", "bid"] as const) {
     const n = Math.min(10, book.depth(side));
     for (let i = 0; i < n; i++) {
-      crc = crcField(crc, book.venuePriceAt(side, i)!);
-      crc = crcField(crc, book.venueQuantityAt(side, i)!);
+      text += checksumField(book.venuePriceAt(side, i)!) + checksumField(book.venueQuantityAt(side, i)!);
     }
   }
-  return String((crc ^ -1) >>> 0);
+  return String(crc32(text));
 }
 
 /** What one message did to a pair's book, and what the caller must do next. */
