@@ -154,7 +154,10 @@ export class GatewayPool {
     return this.conns.size;
   }
 
-  /** Sums of the workers' counters (asked now; a worker that does not answer within 1 s counts as last seen). */
+  /**
+   * Sums of the workers' counters, asked now; a worker that does not answer within 1 s counts with its
+   * latest answer (one that arrived after its own 1 s wait included).
+   */
   async stats(): Promise<GatewayStats> {
     const alive = this.slots.filter((s): s is Slot => s?.alive === true);
     const fresh = await Promise.all(alive.map((s) => this.ask(s)));
@@ -302,8 +305,11 @@ export class GatewayPool {
     this.slots[index] = slot;
     child.stdin?.on("error", () => undefined); // EPIPE when it died: handled on exit
     child.on("message", (m: FromWorker) => {
-      if (m.t === "stats") this.statsWaiters.get(m.id)?.(m.stats);
-      else if (m.t === "gone") this.gone(m.cid);
+      if (m.t === "stats") {
+        // an answer that came after its 1 s wait is still the newest: the next scrape reports it
+        slot.last = m.stats;
+        this.statsWaiters.get(m.id)?.(m.stats);
+      } else if (m.t === "gone") this.gone(m.cid);
       else if (m.t === "taken") this.taken(m.cid);
     });
     child.once("exit", (code, signal) => {
