@@ -15,7 +15,7 @@ import { createServer, type Socket } from "node:net";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
-import { textFrame } from "../src/serve/gateway.js";
+import { textFrame } from "../src/serve/ws/frames.js";
 import { frameAt } from "./ws-frames.js";
 
 const ROOT = resolve(fileURLToPath(import.meta.url), "../../..");

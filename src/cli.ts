@@ -29,7 +29,7 @@ import { registerRecord } from "./commands/record.js";
 import { registerReplayServer } from "./commands/replay-server.js";
 import { registerRun } from "./commands/run.js";
 import { LOG_FORMATS, logFormat } from "./ops/log-format.js";
-import { GATEWAY_DEFAULTS, MIN_TOKEN_LENGTH } from "./serve/gateway-defaults.js";
+import { GATEWAY_DEFAULTS, MIN_TOKEN_LENGTH } from "./serve/ws/defaults.js";
 
 /** k2's version from package.json (one level up from src/, two from dist/src/). */
 function packageVersion(): string {

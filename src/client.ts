@@ -1,6 +1,6 @@
 /**
  * `k2/client`: a small typed client of K2's WebSocket gateway (`/ws`, protocol in
- * `serve/gateway-protocol.ts`) for Node (uses `ws`).
+ * `serve/ws/protocol.ts`) for Node (uses `ws`).
  *
  *   import { K2Client } from "k2/client";
  *   const client = new K2Client({ url: "ws://127.0.0.1:8080/ws", token: process.env.K2_TOKEN });
@@ -17,6 +17,7 @@
 import { EventEmitter } from "node:events";
 import WebSocket from "ws";
 import type { QuoteV2, TradeV2 } from "./schema/records.js";
+import type { LiveCandle, Tick } from "./serve/ws/feed.js";
 import {
   type Channel,
   CLOSE_CODES,
@@ -24,12 +25,11 @@ import {
   MAX_SYMBOLS_PER_REQUEST,
   type RequestId,
   type ServerMessage,
-} from "./serve/gateway-protocol.js";
-import type { LiveCandle, Tick } from "./serve/live-feed.js";
+} from "./serve/ws/protocol.js";
 
 export type { QuoteV2, TradeV2 } from "./schema/records.js";
-export type { Channel, ServerMessage } from "./serve/gateway-protocol.js";
-export type { LiveCandle, Tick } from "./serve/live-feed.js";
+export type { LiveCandle, Tick } from "./serve/ws/feed.js";
+export type { Channel, ServerMessage } from "./serve/ws/protocol.js";
 
 /** Options of {@link K2Client}. */
 export interface K2ClientOptions {

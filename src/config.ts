@@ -8,7 +8,7 @@ import { BusSpecError, parseBusUrl } from "./bus/index.js";
 import { type FeedConfig, resolveFeeds } from "./config-feeds.js";
 import type { LivenessOptions } from "./feed/liveness.js";
 import { type FaultSpec, parseFaults, parseFaultsSeed } from "./replay/faults.js";
-import { type GatewayConfig, resolveGatewayConfig } from "./serve/gateway-config.js";
+import { type GatewayConfig, resolveGatewayConfig } from "./serve/ws/config.js";
 import { parseStoreSpec } from "./store/index.js";
 
 /** `<file>.journal` next to a DuckDB file; `./k2-journal` for PostgreSQL and `:memory:`. */
@@ -174,7 +174,7 @@ function resolveRestUrls(raw: string | undefined, feeds: number): (string | null
  *   (seconds)
  * - serving: `K2_HTTP_PORT`, `K2_HTTP_HOST`, `K2_CANDLE_GRACE_MS`, `K2_WS_WORKERS`; the API tokens and
  *   gateway limits without flags (`K2_API_TOKENS`, `K2_API_MAX_RESPONSE_BYTES`, `K2_WS_*`: see
- *   `serve/gateway-config.ts`)
+ *   `serve/ws/config.ts`)
  *
  * @throws {ConfigError} naming the flag (or the variable, where there is no flag) at fault
  */

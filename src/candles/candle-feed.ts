@@ -21,7 +21,7 @@ import { CandleAggregator, type CandleAggregatorOptions } from "./candles.js";
 
 /**
  * Where the candle feed takes its trades from: every trade relayed off the bus, in bus order. The
- * serving layer's `LiveFeed` (`src/serve/live.ts`) satisfies it.
+ * serving layer's `LiveFeed` (`src/serve/live/feed.ts`) satisfies it.
  */
 export interface TradeEvents {
   /** Adds a trade listener; returns a function that removes it. */

@@ -3,7 +3,7 @@
  * {@link Metrics} instance, created on first use).
  */
 import { Counter } from "prom-client";
-import type { Metrics } from "../ops/metrics.js";
+import { type Metrics, metricSet } from "../ops/metrics.js";
 
 /** The candle feed's metrics. */
 export interface CandleMetrics {
@@ -14,33 +14,24 @@ export interface CandleMetrics {
   lateTrades: Counter<"outcome">;
 }
 
-const cache = new WeakMap<Metrics, CandleMetrics>();
-
 /** The candle metrics of `metrics`' registry (created once per registry). */
-export function candleMetrics(metrics: Metrics): CandleMetrics {
-  let m = cache.get(metrics);
-  if (m) return m;
-  const registers = [metrics.registry];
-  m = {
-    candlesOpen: new Counter({
-      name: "k2_candles_open_updates_total",
-      help: "Open-candle updates published (conflated per event-loop turn), by interval",
-      labelNames: ["interval"],
-      registers,
-    }),
-    candlesClosed: new Counter({
-      name: "k2_candles_closed_total",
-      help: "Candles closed and published (including amendments after late trades), by interval",
-      labelNames: ["interval"],
-      registers,
-    }),
-    lateTrades: new Counter({
-      name: "k2_candle_late_trades_total",
-      help: "Trades arriving after their candle closed: amended (last closed candle) or dropped",
-      labelNames: ["outcome"],
-      registers,
-    }),
-  };
-  cache.set(metrics, m);
-  return m;
-}
+export const candleMetrics: (metrics: Metrics) => CandleMetrics = metricSet((registers) => ({
+  candlesOpen: new Counter({
+    name: "k2_candles_open_updates_total",
+    help: "Open-candle updates published (conflated per event-loop turn), by interval",
+    labelNames: ["interval"],
+    registers,
+  }),
+  candlesClosed: new Counter({
+    name: "k2_candles_closed_total",
+    help: "Candles closed and published (including amendments after late trades), by interval",
+    labelNames: ["interval"],
+    registers,
+  }),
+  lateTrades: new Counter({
+    name: "k2_candle_late_trades_total",
+    help: "Trades arriving after their candle closed: amended (last closed candle) or dropped",
+    labelNames: ["outcome"],
+    registers,
+  }),
+}));

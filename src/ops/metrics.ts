@@ -204,3 +204,22 @@ export class Metrics {
       collectDefaultMetrics({ register: this.registry, prefix: "k2_process_" });
   }
 }
+
+/**
+ * Memoizes a set of metrics per {@link Metrics} instance: the returned function builds the set on
+ * first use for a given instance (`build` gets the registers to pass to prom-client, i.e. that
+ * instance's registry) and returns the same set afterwards, so a stage started twice in a process
+ * does not register its metric names twice on one registry.
+ * @example export const serveMetrics = metricSet((registers) => ({ errors: new Counter({ name, help, registers }) }));
+ */
+export function metricSet<T>(build: (registers: Registry[]) => T): (metrics: Metrics) => T {
+  const cache = new WeakMap<Metrics, T>();
+  return (metrics) => {
+    let set = cache.get(metrics);
+    if (set === undefined) {
+      set = build([metrics.registry]);
+      cache.set(metrics, set);
+    }
+    return set;
+  };
+}

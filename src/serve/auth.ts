@@ -6,8 +6,8 @@
  * set headers on a WebSocket). Tokens are compared as SHA-256 digests in constant time. A request
  * without a valid token gets 401 `{"error":"unauthorized"}` and nothing else (no data, no hint of
  * which tokens exist); a WebSocket upgrade is accepted and closed at once with code 1008 (see
- * `gateway.ts`). `/health`, `/metrics`, the dashboard's static files and Swagger UI's static assets
- * stay open. Tokens have at least 8 printable ASCII characters (`gateway-config.ts`).
+ * `ws/gateway.ts`). `/health`, `/metrics`, the dashboard's static files and Swagger UI's static assets
+ * stay open. Tokens have at least 8 printable ASCII characters (`ws/config.ts`).
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage } from "node:http";

@@ -7,11 +7,12 @@ import type { Logger } from "../ops/logger.js";
 import type { Metrics } from "../ops/metrics.js";
 import { registerApiAuth, TokenAuth } from "./auth.js";
 import { registerDashboard } from "./dashboard.js";
-import { Gateway, type GatewayStats } from "./gateway.js";
-import type { GatewayConfig } from "./gateway-config.js";
-import { GatewayPool, gatewayWorkerScript } from "./gateway-pool.js";
-import type { LiveFeed } from "./live.js";
+import type { LiveFeed } from "./live/feed.js";
 import { registerStatus, type StatusSources } from "./status.js";
+import type { GatewayConfig } from "./ws/config.js";
+import { Gateway } from "./ws/gateway.js";
+import type { GatewayStats } from "./ws/metrics.js";
+import { GatewayPool, gatewayWorkerScript } from "./ws/pool.js";
 
 export interface LiveServingOptions {
   feed: LiveFeed;
@@ -29,7 +30,7 @@ export interface GatewayService {
 
 /**
  * Registers auth, gateway, status and dashboard on `app`; returns the gateway (for its stats). The
- * gateway runs in `config.workers` worker processes (`gateway-pool.ts`), or in this process when that
+ * gateway runs in `config.workers` worker processes (`ws/pool.ts`), or in this process when that
  * is 0 or K2 runs from unbuilt sources (then a warning says so).
  */
 export function registerLiveServing(app: FastifyInstance, opts: LiveServingOptions): GatewayService {

@@ -4,7 +4,7 @@
  * `src/candles/candle-metrics.ts`.
  */
 import { Counter } from "prom-client";
-import type { Metrics } from "../ops/metrics.js";
+import { type Metrics, metricSet } from "../ops/metrics.js";
 
 /** The serving layer's metrics. */
 export interface ServeMetrics {
@@ -12,20 +12,11 @@ export interface ServeMetrics {
   liveListenerErrors: Counter;
 }
 
-const cache = new WeakMap<Metrics, ServeMetrics>();
-
 /** The serving metrics of `metrics`' registry (created once per registry). */
-export function serveMetrics(metrics: Metrics): ServeMetrics {
-  let m = cache.get(metrics);
-  if (m) return m;
-  const registers = [metrics.registry];
-  m = {
-    liveListenerErrors: new Counter({
-      name: "k2_live_listener_errors_total",
-      help: "Live feed listener calls that threw (isolated; the ingest path is not affected)",
-      registers,
-    }),
-  };
-  cache.set(metrics, m);
-  return m;
-}
+export const serveMetrics: (metrics: Metrics) => ServeMetrics = metricSet((registers) => ({
+  liveListenerErrors: new Counter({
+    name: "k2_live_listener_errors_total",
+    help: "Live feed listener calls that threw (isolated; the ingest path is not affected)",
+    registers,
+  }),
+}));

@@ -12,7 +12,7 @@
  * `K2_API_TOKENS` is set.
  */
 import type { FastifyInstance } from "fastify";
-import type { GatewayStats } from "./gateway.js";
+import type { GatewayStats } from "./ws/metrics.js";
 
 /**
  * What the status reads of one venue feed. The ingest half's `FeedHandle` (`src/pipeline.ts`)

@@ -32,8 +32,7 @@ const HEAVY = [
 ];
 
 /** k2 modules the registrations may load: commander options, descriptions and help text only. */
-const LIGHT =
-  /^(cli|commands\/[a-z-]+|ops\/log-format|serve\/gateway-defaults|loaders\/defaults|store\/spec)$/;
+const LIGHT = /^(cli|commands\/[a-z-]+|ops\/log-format|serve\/ws\/defaults|loaders\/defaults|store\/spec)$/;
 
 /** k2's own modules among the loaded URLs, as `commands/query` (relative to dist/src, no .js). */
 function ownModules(urls: string[]): string[] {
@@ -85,7 +84,7 @@ describe("k2 start-up loads only what the command needs", () => {
       expect(ownModules(r.urls).filter((m) => !LIGHT.test(m))).toEqual([]);
     }
     const top = await traced(["--help"]);
-    // the help text's defaults still come from the code (gateway-defaults.ts)
+    // the help text's defaults still come from the code (serve/ws/defaults.ts)
     expect(top.stdout).toContain("at least 8 printable ASCII");
     expect(top.stdout).toContain("(default 256,");
   });

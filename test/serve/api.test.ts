@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CANDLE_INTERVALS, type CandleV2, INTERVAL_US } from "../../src/schema/candles.js";
 import { divRoundHalfEven, toUnits, unitsToString, vwapFromSums } from "../../src/schema/decimal.js";
 import type { QuoteV2, TradeV2 } from "../../src/schema/records.js";
-import type { Tick } from "../../src/serve/live.js";
+import type { Tick } from "../../src/serve/live/feed.js";
 import { DATA, getJson, type K2Process, startK2Run, waitFor } from "./k2-process.js";
 
 const CAPTURE = join(DATA, "binance-spot/btcusdt_20240808.gz");

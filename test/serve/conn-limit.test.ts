@@ -1,5 +1,5 @@
 /**
- * `/ws` connection limits per client address and per API token (`conn-limit.ts`): the limiter's rules,
+ * `/ws` connection limits per client address and per API token (`serve/ws/conn-limit.ts`): the limiter's rules,
  * then a real `k2 run` (built CLI, gateway in worker processes, the limits counted in the main process
  * where sockets are handed over) and an in-process gateway (`K2_WS_WORKERS=0`). The N+1th connection
  * from one address, or with one token, is closed with 1013 and a reason naming the count and the limit
@@ -11,7 +11,7 @@
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningPipeline } from "../../src/run.js";
-import { ConnectionLimiter, isLoopback, normalizeAddress } from "../../src/serve/conn-limit.js";
+import { ConnectionLimiter, isLoopback, normalizeAddress } from "../../src/serve/ws/conn-limit.js";
 import { skipping } from "../helpers/cli.js";
 import {
   CAPTURE,

@@ -7,7 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DeadLetter } from "../../src/schema/records.js";
-import { LiveFeed } from "../../src/serve/live.js";
+import { LiveFeed } from "../../src/serve/live/feed.js";
 import { DEAD_LETTER_CHUNK_CHARS, StoreMarketDataSource } from "../../src/serve/store-source.js";
 import { DuckDBStore } from "../../src/store/duckdb.js";
 import { PostgresStore } from "../../src/store/postgres.js";

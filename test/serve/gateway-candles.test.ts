@@ -9,9 +9,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../src/ops/logger.js";
 import { Metrics } from "../../src/ops/metrics.js";
 import { TokenAuth } from "../../src/serve/auth.js";
-import { Gateway } from "../../src/serve/gateway.js";
 import { createHttpServer, listen } from "../../src/serve/http.js";
-import type { LiveCandle, LiveFeed, LiveFeedEvents } from "../../src/serve/live-feed.js";
+import type { GatewayFeed, GatewayFeedEvents, LiveCandle } from "../../src/serve/ws/feed.js";
+import { Gateway } from "../../src/serve/ws/gateway.js";
 import { sleep, TestClient } from "./helpers.js";
 
 const closers: (() => Promise<void>)[] = [];
@@ -19,7 +19,7 @@ afterEach(async () => {
   for (const c of closers.splice(0)) await c();
 });
 
-async function serve(feed: LiveFeed): Promise<string> {
+async function serve(feed: GatewayFeed): Promise<string> {
   const app = await createHttpServer({
     metrics: new Metrics({ defaultMetrics: false }),
     health: async () => [],
@@ -54,7 +54,7 @@ function candle(symbol: string, interval: string, close: string): LiveCandle & R
 
 describe("candles.{interval} channels", () => {
   it("routes candles by interval and symbol", async () => {
-    const feed = new EventEmitter<LiveFeedEvents>();
+    const feed = new EventEmitter<GatewayFeedEvents>();
     const c = await TestClient.open(await serve(feed));
     await c.request({ op: "subscribe", channel: "candles.1m", symbols: ["BTCUSDT"], id: 1 });
     feed.emit("candle", candle("BTCUSDT", "5m", "61801.00000000"));
@@ -80,7 +80,7 @@ describe("candles.{interval} channels", () => {
         set.add(l);
         return () => set.delete(l);
       },
-    } as unknown as LiveFeed;
+    } as unknown as GatewayFeed;
     const c = await TestClient.open(await serve(feed));
     await c.request({ op: "subscribe", channel: "candles.1m", symbols: ["*"], id: 1 });
     for (const l of listeners.get("candle") ?? []) l(candle("BTCUSDT", "1m", "61820.50000000"));

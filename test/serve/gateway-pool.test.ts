@@ -1,5 +1,5 @@
 /**
- * The gateway in worker processes (`gateway-pool.ts`, the default `K2_WS_WORKERS=2`) against a real
+ * The gateway in worker processes (`serve/ws/pool.ts`, the default `K2_WS_WORKERS=2`) against a real
  * `k2 run --replay btcusdt_20240808.gz --speed 5` in this process: clients are spread over two worker
  * processes and each gets the trades in venue order; a worker killed with SIGKILL takes only its own
  * clients with it (they see 1006), ingest goes on, counters never go back, and the next client starts a
@@ -22,7 +22,9 @@ afterAll(async () => {
 /** Pids of this process's gateway worker processes. */
 function workerPids(): number[] {
   try {
-    return execFileSync("pgrep", ["-P", String(process.pid), "-f", "gateway-worker.js"], { encoding: "utf8" })
+    return execFileSync("pgrep", ["-P", String(process.pid), "-f", "serve/ws/worker.js"], {
+      encoding: "utf8",
+    })
       .trim()
       .split("\n")
       .filter(Boolean)

@@ -17,9 +17,9 @@ import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import { Counter } from "prom-client";
 import { WebSocketServer } from "ws";
-import type { Metrics } from "../ops/metrics.js";
-import { TokenAuth } from "./auth.js";
-import { CLOSE_CODES } from "./gateway-protocol.js";
+import type { Metrics } from "../../ops/metrics.js";
+import { TokenAuth } from "../auth.js";
+import { CLOSE_CODES } from "./protocol.js";
 
 /** Close code of a connection refused for a connection limit ("try again later"). */
 export const CLOSE_TRY_AGAIN_LATER = CLOSE_CODES.tryAgainLater;

@@ -7,7 +7,7 @@
  * handed over with its socket (`child.send(message, socket)`: the descriptor moves to the worker, as
  * Node's cluster module moves connections) to one of `workers` processes, round-robin; the worker
  * completes the handshake and serves the client with the same {@link Gateway} as in-process
- * (`gateway-worker.ts`). Workers start with the first client, so a process nobody subscribes to pays
+ * (`worker.ts`). Workers start with the first client, so a process nobody subscribes to pays
  * nothing. Every trade, quote and candle of the live feed is serialized once and the same bytes are
  * written to each worker's stdin (one pipe write per worker per event-loop pass); each worker derives
  * the ticks itself, from the parent's tick book sent first. A worker that dies is logged and its
@@ -26,21 +26,16 @@ import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
-import type { Logger } from "../ops/logger.js";
-import type { Metrics } from "../ops/metrics.js";
-import { packageRoot } from "../paths.js";
-import { TokenAuth } from "./auth.js";
+import type { Logger } from "../../ops/logger.js";
+import type { Metrics } from "../../ops/metrics.js";
+import { packageRoot } from "../../paths.js";
+import { TokenAuth } from "../auth.js";
+import type { LiveFeed } from "../live/feed.js";
+import type { GatewayConfig } from "./config.js";
 import { UpgradeGuard } from "./conn-limit.js";
-import {
-  emptyGatewayStats,
-  type GatewayStats,
-  isUpgradePath,
-  refuseUpgrade,
-  registerGatewayMetrics,
-} from "./gateway.js";
-import type { GatewayConfig } from "./gateway-config.js";
-import type { FromWorker, ToWorker } from "./gateway-worker.js";
-import type { LiveFeed } from "./live.js";
+import { isUpgradePath, refuseUpgrade } from "./gateway.js";
+import { emptyGatewayStats, type GatewayStats, registerGatewayMetrics } from "./metrics.js";
+import type { FromWorker, ToWorker } from "./worker.js";
 
 /** Bytes of records queued for a worker's stdin beyond which the worker counts as stuck. */
 const MAX_PIPE_BACKLOG = 256 * 1024 * 1024;
@@ -72,7 +67,7 @@ interface Slot {
 
 /** The compiled worker script, or null when K2 runs from sources that were never built. */
 export function gatewayWorkerScript(): string | null {
-  const script = join(packageRoot(), "dist", "src", "serve", "gateway-worker.js");
+  const script = join(packageRoot(), "dist", "src", "serve", "ws", "worker.js");
   return existsSync(script) ? script : null;
 }
 
@@ -159,7 +154,10 @@ export class GatewayPool {
     return this.conns.size;
   }
 
-  /** Sums of the workers' counters (asked now; a worker that does not answer within 1 s counts as last seen). */
+  /**
+   * Sums of the workers' counters, asked now; a worker that does not answer within 1 s counts with its
+   * latest answer (one that arrived after its own 1 s wait included).
+   */
   async stats(): Promise<GatewayStats> {
     const alive = this.slots.filter((s): s is Slot => s?.alive === true);
     const fresh = await Promise.all(alive.map((s) => this.ask(s)));
@@ -307,8 +305,11 @@ export class GatewayPool {
     this.slots[index] = slot;
     child.stdin?.on("error", () => undefined); // EPIPE when it died: handled on exit
     child.on("message", (m: FromWorker) => {
-      if (m.t === "stats") this.statsWaiters.get(m.id)?.(m.stats);
-      else if (m.t === "gone") this.gone(m.cid);
+      if (m.t === "stats") {
+        // an answer that came after its 1 s wait is still the newest: the next scrape reports it
+        slot.last = m.stats;
+        this.statsWaiters.get(m.id)?.(m.stats);
+      } else if (m.t === "gone") this.gone(m.cid);
       else if (m.t === "taken") this.taken(m.cid);
     });
     child.once("exit", (code, signal) => {

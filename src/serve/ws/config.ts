@@ -18,11 +18,11 @@
  * API tokens: at least {@link MIN_TOKEN_LENGTH} printable ASCII characters each, no spaces or commas.
  */
 import { z } from "zod";
-import { GATEWAY_DEFAULTS, type GatewayConfig, MIN_TOKEN_LENGTH } from "./gateway-defaults.js";
+import { GATEWAY_DEFAULTS, type GatewayConfig, MIN_TOKEN_LENGTH } from "./defaults.js";
 
 // the settings' shape and defaults live in a module without zod, so `k2 --help` shows them without
 // loading the validation
-export { GATEWAY_DEFAULTS, type GatewayConfig, MIN_TOKEN_LENGTH } from "./gateway-defaults.js";
+export { GATEWAY_DEFAULTS, type GatewayConfig, MIN_TOKEN_LENGTH } from "./defaults.js";
 
 const int = (name: string, min: number, max: number) =>
   z.string().transform((v, ctx) => {

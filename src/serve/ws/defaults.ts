@@ -1,6 +1,6 @@
 /**
  * The serving layer's settings ({@link GatewayConfig}) and their defaults, apart from their validation
- * (`gateway-config.ts`, zod) so the CLI's help text can show them without loading zod.
+ * (`config.ts`, zod) so the CLI's help text can show them without loading zod.
  */
 
 /** Validated gateway and API settings. */
@@ -15,7 +15,7 @@ export interface GatewayConfig {
   maxQueue: number;
   /** Bytes. */
   highWaterBytes: number;
-  /** Worker processes serving `/ws` (`gateway-pool.ts`); 0 serves it in the main process. */
+  /** Worker processes serving `/ws` (`pool.ts`); 0 serves it in the main process. */
   workers: number;
   /** CPU niceness of the worker processes (0–19; higher yields the CPU to ingest and the store). */
   workerNice: number;

@@ -1,6 +1,6 @@
 /**
  * Entry point of a gateway worker process: a {@link Gateway} with its own event loop (and core), fed
- * by the parent `k2` process through `gateway-pool.ts`. Started with `child_process.fork`; not a CLI
+ * by the parent `k2` process through `pool.ts`. Started with `child_process.fork`; not a CLI
  * command.
  *
  * First the worker says `hello` (its IPC listener is in place); then, from the parent:
@@ -14,13 +14,14 @@
  */
 import type { Socket } from "node:net";
 import { setPriority } from "node:os";
-import { createLogger } from "../ops/logger.js";
-import type { CandleV2 } from "../schema/candles.js";
-import type { QuoteV2, TradeV2 } from "../schema/records.js";
-import { TokenAuth } from "./auth.js";
-import { emptyGatewayStats, Gateway, type GatewayStats, type UpgradeRequest } from "./gateway.js";
-import type { GatewayConfig } from "./gateway-config.js";
-import { LiveFeed, type Tick } from "./live.js";
+import { createLogger } from "../../ops/logger.js";
+import type { CandleV2 } from "../../schema/candles.js";
+import type { QuoteV2, TradeV2 } from "../../schema/records.js";
+import { TokenAuth } from "../auth.js";
+import { LiveFeed, type Tick } from "../live/feed.js";
+import type { GatewayConfig } from "./config.js";
+import { Gateway, type UpgradeRequest } from "./gateway.js";
+import { emptyGatewayStats, type GatewayStats } from "./metrics.js";
 
 /** Messages from the pool to a worker. */
 export type ToWorker =

@@ -1,5 +1,5 @@
 /**
- * The WebSocket gateway protocol (`/ws`), shared by the server ({@link ./gateway.ts}) and the typed
+ * The WebSocket gateway protocol (`/ws`), shared by the server (`gateway.ts`) and the typed
  * client (`k2/client`). Every message is one JSON text frame.
  *
  * Client → server:
@@ -26,8 +26,8 @@
  * server shutting down. The close reason says why in words.
  */
 import { z } from "zod";
-import type { QuoteV2, TradeV2 } from "../schema/records.js";
-import type { LiveCandle, Tick } from "./live-feed.js";
+import type { QuoteV2, TradeV2 } from "../../schema/records.js";
+import type { LiveCandle, Tick } from "./feed.js";
 
 /** Candle intervals a `candles.{interval}` channel can name. */
 export const CANDLE_INTERVALS = ["1s", "1m", "5m", "15m", "1h", "1d"] as const;

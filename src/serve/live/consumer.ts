@@ -1,0 +1,71 @@
+/**
+ * Bus → live feed: a consumer group of the serving layer's own (`k2-live`) on every `market.` topic
+ * relays each record to the in-process {@link LiveFeed} (`feed.ts`) as the bus delivers it, so data
+ * keeps flowing one way (venue → normalize → bus → store | serve) whether the bus is in-process or
+ * networked.
+ */
+import type { Bus, Consumer } from "../../bus/bus.js";
+import { topicKind } from "../../bus/bus.js";
+import type { CandleV2 } from "../../schema/candles.js";
+import type { DeadLetter, QuoteV2, SequenceGap, TradeV2 } from "../../schema/records.js";
+import type { LiveFeed } from "./feed.js";
+
+/** Options of {@link startLiveConsumer}. */
+export interface LiveConsumerOptions {
+  bus: Bus;
+  live: LiveFeed;
+  /** Consumer group (default `k2-live`): its own queue, independent of the store's `k2-persist`. */
+  group?: string;
+  /**
+   * Which data types to relay (default all: trades, quotes, candles, gaps, dlq). `aggtrades` are
+   * never relayed as trades (they are the same executions grouped per taker order).
+   */
+  kinds?: string[];
+}
+
+/**
+ * Subscribes the live feed to the bus: every message on a `market.` topic is relayed to `live` as it
+ * is acknowledged by the bus (batch size 1: delivered as soon as it is published, in order).
+ * Stop the returned consumer (`stop({ drain: true })`) before closing the bus.
+ */
+export function startLiveConsumer(opts: LiveConsumerOptions): Consumer {
+  const { live } = opts;
+  const kinds = new Set(opts.kinds ?? ["trades", "quotes", "candles", "gaps", "dlq"]);
+  const kindOf = new Map<string, string>(); // topic → data type, parsed once per topic
+  return opts.bus.consume(
+    {
+      group: opts.group ?? "k2-live",
+      topicPrefixes: ["market."],
+      batchSize: 1,
+      maxWaitMs: 50,
+      maxBatchSize: 10_000,
+    },
+    async (batch) => {
+      for (const m of batch) {
+        let kind = kindOf.get(m.topic);
+        if (kind === undefined) {
+          kind = topicKind(m.topic);
+          kindOf.set(m.topic, kind);
+        }
+        if (!kinds.has(kind)) continue;
+        switch (kind) {
+          case "trades":
+            live.publishTrade(m.value as TradeV2);
+            break;
+          case "quotes":
+            live.publishQuote(m.value as QuoteV2);
+            break;
+          case "candles":
+            live.emit("candle", m.value as CandleV2);
+            break;
+          case "gaps":
+            live.emit("gap", m.value as SequenceGap);
+            break;
+          case "dlq":
+            live.emit("deadLetter", m.value as DeadLetter);
+            break;
+        }
+      }
+    },
+  );
+}

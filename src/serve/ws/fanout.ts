@@ -1,0 +1,102 @@
+/**
+ * Fan-out of one record to its subscribers: serialized once (`JSON.stringify`) and framed once (server
+ * frames are unmasked, so every client gets the same bytes), then appended to each subscribed group's
+ * log (`flush.ts`), sent to each client served on its own (`backpressure.ts`), or added to the batch of
+ * a client that asked for `batch_ms`. Synchronous: nothing awaits a client.
+ */
+import type { SendQueues } from "./backpressure.js";
+import type { Flusher } from "./flush.js";
+import { textFrame } from "./frames.js";
+import type { Member, SubscriptionIndex } from "./groups.js";
+import { type Client, CONFLATABLE, conflationKey, Group } from "./members.js";
+import type { GatewayCounts } from "./metrics.js";
+import type { Channel } from "./protocol.js";
+
+/** Routes records to the members subscribed to them. */
+export class Fanout {
+  constructor(
+    private readonly index: SubscriptionIndex,
+    private readonly flusher: Flusher,
+    private readonly queues: SendQueues,
+    private readonly counts: GatewayCounts,
+  ) {}
+
+  /** Fan-out of one record to the channel's subscribers; synchronous, serializes the record once. */
+  publish(channel: Channel, type: string, exchange: string, symbol: string, record: object): void {
+    const idx = this.index.channel(channel);
+    if (!idx) return;
+    const bySymbol = idx.bySymbol.get(symbol);
+    if (idx.all.size === 0 && !bySymbol) return;
+    const json = JSON.stringify(record);
+    let frame: Buffer | null = null;
+    const key = conflationKey(channel, exchange, symbol);
+    const one = (m: Member) => {
+      if (m instanceof Group) {
+        frame ??= textFrame(`{"type":"${type}","channel":"${channel}","data":${json}}`);
+        this.flusher.groupPush(m, frame, key);
+        return;
+      }
+      const sub = m.subs.get(channel);
+      if (!sub || m.closed) return;
+      if (sub.batchMs > 0) {
+        this.addToBatch(m, channel, symbol, json, sub.batchMs);
+        return;
+      }
+      frame ??= textFrame(`{"type":"${type}","channel":"${channel}","data":${json}}`);
+      this.queues.send(m, frame, key);
+    };
+    for (const m of idx.all) one(m);
+    if (bySymbol) for (const m of bySymbol) if (!idx.all.has(m)) one(m);
+  }
+
+  /** One record (its JSON) to one client (used for the tick snapshot on subscribe). */
+  deliver(c: Client, channel: Channel, type: string, exchange: string, symbol: string, json: string): void {
+    const sub = c.subs.get(channel);
+    if (!sub) return;
+    if (sub.batchMs > 0) this.addToBatch(c, channel, symbol, json, sub.batchMs);
+    else
+      this.queues.send(
+        c,
+        textFrame(`{"type":"${type}","channel":"${channel}","data":${json}}`),
+        conflationKey(channel, exchange, symbol),
+      );
+  }
+
+  /** Sends the client's batch of `channel` now (as one `batch` message), if it has one. */
+  flushBatch(c: Client, channel: Channel): void {
+    const b = c.batches.get(channel);
+    if (!b) return;
+    clearTimeout(b.timer);
+    c.batches.delete(channel);
+    if (c.closed || b.items.length === 0) return;
+    this.queues.send(
+      c,
+      textFrame(`{"type":"batch","channel":"${channel}","data":[${b.items.join(",")}]}`),
+      null,
+    );
+  }
+
+  private addToBatch(c: Client, channel: Channel, symbol: string, json: string, batchMs: number): void {
+    let b = c.batches.get(channel);
+    if (!b) {
+      b = {
+        items: [],
+        bySymbol: CONFLATABLE.has(channel) ? new Map() : null,
+        timer: setTimeout(() => this.flushBatch(c, channel), batchMs),
+      };
+      c.batches.set(channel, b);
+    }
+    if (b.bySymbol) {
+      const at = b.bySymbol.get(symbol);
+      if (at !== undefined && c.queued > 0) {
+        // behind: the batch keeps only the latest quote/tick per symbol
+        b.items[at] = json;
+        c.conflated++;
+        this.counts.conflated++;
+        return;
+      }
+      b.bySymbol.set(symbol, b.items.length);
+    }
+    b.items.push(json);
+  }
+}

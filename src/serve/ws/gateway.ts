@@ -1,0 +1,423 @@
+/**
+ * The live WebSocket gateway at `/ws` on the Fastify server (protocol: `protocol.ts`). Built on `ws`
+ * (github.com/websockets/ws): {@link Gateway.attach} puts it on a Fastify server's `upgrade` event;
+ * {@link Gateway.handleUpgrade} takes a socket handed over by another process (`pool.ts` runs gateways
+ * in worker processes so fan-out has cores of its own).
+ *
+ * This file holds the clients' lifecycle (handshake, token check, messages, subscribe/unsubscribe,
+ * liveness, close); the hot path is in its parts:
+ *   - `groups.ts`: subscription groups (clients with identical subscriptions share one log of frames)
+ *     and the subscription index (channel → symbol → groups and clients served on their own);
+ *   - `fanout.ts`: one record to its subscribers, serialized and framed once;
+ *   - `flush.ts`: the write path, one socket write per client per round, rounds in 2 ms slices;
+ *   - `backpressure.ts`: per-client send queues, conflation of quotes/ticks, slow clients cut (4000);
+ *   - `metrics.ts`: the counters and `k2_ws_*` metrics.
+ * A client that does not read its socket cannot read a close frame either: it is terminated
+ * `closeGraceMs` after one.
+ *
+ * Liveness: every `heartbeatMs` each client gets `{"type":"heartbeat","ts":µs}` and a WebSocket ping;
+ * a client from which nothing (message, ping or pong) arrived for `idleTimeoutMs` is closed with 4001.
+ */
+import type { IncomingMessage } from "node:http";
+import type { Socket } from "node:net";
+import type { FastifyInstance } from "fastify";
+import { type RawData, WebSocket, WebSocketServer } from "ws";
+import type { Logger } from "../../ops/logger.js";
+import type { Metrics } from "../../ops/metrics.js";
+import type { QuoteV2, TradeV2 } from "../../schema/records.js";
+import { nowMicros } from "../../schema/time.js";
+import type { TokenAuth } from "../auth.js";
+import { SendQueues } from "./backpressure.js";
+import { type ConnLimits, UpgradeGuard } from "./conn-limit.js";
+import { Fanout } from "./fanout.js";
+import type { FeedListener, GatewayFeed, GatewayFeedEvents, LiveCandle, Tick } from "./feed.js";
+import { Flusher } from "./flush.js";
+import { rawText, textFrame, truncateReason } from "./frames.js";
+import { SubscriptionIndex } from "./groups.js";
+import { Client, type ClientSubscription } from "./members.js";
+import { type GatewayStats, newGatewayCounts, registerGatewayMetrics } from "./metrics.js";
+import {
+  type Channel,
+  CLOSE_CODES,
+  type ClientMessage,
+  parseClientMessage,
+  type RequestId,
+  type SubscribeRequest,
+} from "./protocol.js";
+
+/** Options of {@link Gateway}. */
+export interface GatewayOptions {
+  feed: GatewayFeed;
+  /** Where to register the gateway's metrics (omitted in a worker process: the pool reports them). */
+  metrics?: Metrics;
+  logger: Logger;
+  auth: TokenAuth;
+  /** Heartbeat period, ms (default 30000). */
+  heartbeatMs?: number;
+  /** Close a client silent this long, ms (default 90000). */
+  idleTimeoutMs?: number;
+  /** Most messages waiting for a client that fell behind before it is cut (default 10000). */
+  maxQueue?: number;
+  /** `bufferedAmount` (bytes) above which a client counts as behind (default 512 KiB). */
+  highWaterBytes?: number;
+  /** After a close frame, terminate a client that has not completed the close within this, ms (default 5000). */
+  closeGraceMs?: number;
+  /** Path of the endpoint (default `/ws`). */
+  path?: string;
+  /** Most symbols a client may hold per channel (default 1000). */
+  maxSymbolsPerChannel?: number;
+  /**
+   * Connection limits enforced by {@link Gateway.attach} (`conn-limit.ts`); omitted in a worker
+   * process, where the pool that hands over the sockets enforces them.
+   */
+  connLimits?: ConnLimits;
+}
+
+/** Counters of the gateway (also exported to `/metrics`). */
+/** The WebSocket gateway; {@link Gateway.attach} puts it on a Fastify server. */
+export class Gateway {
+  private readonly clients = new Set<Client>();
+  private readonly counts = newGatewayCounts();
+  private readonly index: SubscriptionIndex;
+  private readonly flusher: Flusher;
+  private readonly queues: SendQueues;
+  private readonly fanout: Fanout;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private lastHeartbeatMs = Date.now();
+  private wss: WebSocketServer | null = null;
+  private unlisten: (() => void)[] = [];
+  private nextId = 1;
+  private readonly heartbeatMs: number;
+  private readonly idleTimeoutMs: number;
+  private readonly closeGraceMs: number;
+  private readonly maxSymbols: number;
+  readonly path: string;
+  private readonly listeners: {
+    trade: (t: TradeV2) => void;
+    quote: (q: QuoteV2) => void;
+    tick: (t: Tick) => void;
+    candle: (c: LiveCandle) => void;
+  };
+
+  constructor(private readonly opts: GatewayOptions) {
+    this.heartbeatMs = opts.heartbeatMs ?? 30_000;
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? 90_000;
+    this.closeGraceMs = opts.closeGraceMs ?? 5000;
+    this.maxSymbols = opts.maxSymbolsPerChannel ?? 1000;
+    this.path = opts.path ?? "/ws";
+    const highWaterBytes = opts.highWaterBytes ?? 512 * 1024;
+    // a client leaving its group takes the group's frames it has not had into its own sends
+    this.index = new SubscriptionIndex((c, frame, key) => this.queues.send(c, frame, key));
+    this.flusher = new Flusher(this.index, this.counts, highWaterBytes);
+    this.queues = new SendQueues({
+      index: this.index,
+      flusher: this.flusher,
+      counts: this.counts,
+      logger: opts.logger,
+      highWaterBytes,
+      maxQueue: opts.maxQueue ?? 10_000,
+      close: (c, code, reason) => this.closeClient(c, code, reason),
+    });
+    const fan = new Fanout(this.index, this.flusher, this.queues, this.counts);
+    this.fanout = fan;
+    this.listeners = {
+      trade: (t) => fan.publish("trades", "trade", t.exchange, t.symbol, t),
+      quote: (q) => fan.publish("quotes", "quote", q.exchange, q.symbol, q),
+      tick: (t) => fan.publish("ticks", "tick", t.exchange, t.symbol, t),
+      candle: (c) => fan.publish(`candles.${c.interval}` as Channel, "candle", c.exchange, c.symbol, c),
+    };
+    if (opts.metrics) registerGatewayMetrics(opts.metrics, () => this.stats());
+  }
+
+  /** Counters so far. */
+  stats(): GatewayStats {
+    return {
+      workers: 0,
+      clients: this.clients.size,
+      groups: this.index.groups.size,
+      behind: this.queues.size,
+      messages_sent: this.counts.sent,
+      conflated: this.counts.conflated,
+      disconnected_slow: this.counts.slow,
+      disconnected_idle: this.counts.idle,
+      rejected_unauthorized: this.counts.unauthorized,
+    };
+  }
+
+  /**
+   * Serves the gateway on `app`'s HTTP server at {@link path}, starts listening to the feed and the
+   * heartbeat, and closes every client when the app closes. Upgrade requests for other paths get 404;
+   * with `connLimits`, connections over a limit are closed with 1013 (`conn-limit.ts`).
+   */
+  attach(app: FastifyInstance): void {
+    this.start();
+    const limits = this.opts.connLimits;
+    const guard = limits ? new UpgradeGuard(limits, this.opts.auth, this.opts.metrics) : null;
+    app.server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      if (!isUpgradePath(req, this.path)) {
+        refuseUpgrade(socket);
+        return;
+      }
+      if (guard) {
+        const release = guard.admit(req, socket, head);
+        if (!release) return;
+        socket.once("close", release);
+      }
+      this.handleUpgrade(req, socket, head);
+    });
+    app.addHook("preClose", async () => {
+      await this.close();
+      guard?.close();
+    });
+  }
+
+  /** Starts listening to the feed and the heartbeat/idle sweep (idempotent; `attach` calls it). */
+  start(): void {
+    if (this.wss) return;
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: 64 * 1024,
+      perMessageDeflate: false,
+      clientTracking: false,
+    });
+    const f = this.opts.feed;
+    const l = this.listeners;
+    this.unlisten = [
+      listen(f, "trade", l.trade),
+      listen(f, "quote", l.quote),
+      listen(f, "tick", l.tick),
+      listen(f, "candle", l.candle),
+    ];
+    const period = Math.max(20, Math.min(this.heartbeatMs, this.idleTimeoutMs / 4));
+    this.sweepTimer = setInterval(() => this.sweep(), period);
+    this.sweepTimer.unref();
+  }
+
+  /**
+   * Completes the WebSocket handshake of an upgrade request for {@link path} on `socket` (with `head`,
+   * the bytes read after the request) and serves the client. `req` may be a copy of the request's
+   * method, url and headers when the socket was handed over from another process.
+   * @throws {Error} when called before {@link start}
+   */
+  handleUpgrade(req: UpgradeRequest, socket: Socket, head: Buffer): void {
+    const wss = this.wss;
+    if (!wss) throw new Error("Gateway.handleUpgrade: call start() first");
+    wss.handleUpgrade(req as IncomingMessage, socket, head, (ws) => this.accept(ws, req, socket));
+  }
+
+  /** Stops listening to the feed, closes every client (1001) and waits briefly for them to go. */
+  async close(): Promise<void> {
+    for (const off of this.unlisten) off();
+    this.unlisten = [];
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
+    this.queues.stop();
+    const all = [...this.clients];
+    const gone = all.map((c) => new Promise<void>((resolve) => c.ws.once("close", () => resolve())));
+    for (const c of all) this.closeClient(c, CLOSE_CODES.goingAway, "server shutting down");
+    await Promise.race([Promise.all(gone), new Promise((r) => setTimeout(r, 1000))]);
+    for (const c of all) c.ws.terminate();
+    this.wss?.close();
+  }
+
+  private accept(ws: WebSocket, req: UpgradeRequest, socket: Socket): void {
+    // the gateway writes pre-built frames to the upgraded socket, next to `ws` (see `flush.ts`)
+    const remote = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`;
+    if (!this.opts.auth.acceptsRequest(req)) {
+      this.counts.unauthorized++;
+      this.opts.logger.warn({ remote }, "ws client rejected: missing or invalid API token");
+      ws.on("error", () => {});
+      ws.close(CLOSE_CODES.unauthorized, "unauthorized: missing or invalid API token");
+      setTimeout(() => ws.terminate(), this.closeGraceMs).unref();
+      return;
+    }
+    const c = new Client(this.nextId++, ws, socket, remote);
+    this.clients.add(c);
+    socket.on("drain", () => {
+      this.queues.drained(c);
+    });
+    ws.on("message", (data: RawData, isBinary: boolean) => {
+      c.lastSeenMs = Date.now();
+      if (c.closed) return;
+      if (isBinary) {
+        this.reply(c, { type: "error", id: null, field: null, error: "expected a JSON text frame" });
+        return;
+      }
+      this.onMessage(c, rawText(data));
+    });
+    ws.on("pong", () => {
+      c.lastSeenMs = Date.now();
+    });
+    ws.on("ping", () => {
+      c.lastSeenMs = Date.now();
+    });
+    ws.on("error", (err) => this.opts.logger.debug({ client: c.id, err: err.message }, "ws client error"));
+    ws.on("close", () => this.forget(c));
+    this.opts.logger.debug({ client: c.id, remote }, "ws client connected");
+  }
+
+  private onMessage(c: Client, text: string): void {
+    const r = parseClientMessage(text);
+    if (!r.ok) {
+      this.reply(c, { type: "error", id: r.id, field: r.field, error: r.error });
+      return;
+    }
+    const m: ClientMessage = r.message;
+    const id: RequestId = m.id ?? null;
+    if (m.op === "ping") this.reply(c, { type: "pong", id, ts: nowMicros() });
+    else if (m.op === "subscribe") this.subscribe(c, m, id);
+    else this.unsubscribe(c, m.channel, m.symbols, id);
+  }
+
+  private subscribe(c: Client, m: SubscribeRequest, id: RequestId): void {
+    const channel: Channel = m.channel;
+    const current = c.subs.get(channel);
+    const adding = m.symbols.filter((s) => s !== "*" && !current?.symbols.has(s)).length;
+    if ((current?.symbols.size ?? 0) + adding > this.maxSymbols) {
+      this.reply(c, {
+        type: "error",
+        id,
+        field: "symbols",
+        error: `symbols: at most ${this.maxSymbols} symbols per channel (use "*" for all)`,
+      });
+      return;
+    }
+    this.index.displace(c);
+    let sub = current;
+    if (!sub) {
+      sub = { all: false, symbols: new Set(), batchMs: 0 };
+      c.subs.set(channel, sub);
+    }
+    for (const s of m.symbols) {
+      if (s === "*") sub.all = true;
+      else sub.symbols.add(s);
+    }
+    if (m.batch_ms !== undefined && m.batch_ms !== sub.batchMs) {
+      this.fanout.flushBatch(c, channel);
+      sub.batchMs = m.batch_ms;
+    }
+    this.index.place(c);
+    this.reply(c, { type: "subscribed", id, channel, symbols: symbolsOf(sub), batch_ms: sub.batchMs });
+    if (channel === "ticks" && this.opts.feed.ticks) {
+      const wanted = new Set(m.symbols);
+      for (const t of this.opts.feed.ticks()) {
+        if (wanted.has("*") || wanted.has(t.symbol))
+          this.fanout.deliver(c, "ticks", "tick", t.exchange, t.symbol, JSON.stringify(t));
+      }
+    }
+  }
+
+  private unsubscribe(c: Client, channel: Channel, symbols: string[], id: RequestId): void {
+    const sub = c.subs.get(channel);
+    if (sub) {
+      this.index.displace(c);
+      for (const s of symbols) {
+        if (s === "*") {
+          sub.all = false;
+          sub.symbols.clear();
+        } else sub.symbols.delete(s);
+      }
+      if (!sub.all && sub.symbols.size === 0) {
+        c.subs.delete(channel);
+        this.fanout.flushBatch(c, channel);
+      }
+      this.index.place(c);
+    }
+    this.reply(c, { type: "unsubscribed", id, channel, symbols: sub ? symbolsOf(sub) : [] });
+  }
+
+  private reply(c: Client, message: object): void {
+    this.queues.send(c, textFrame(JSON.stringify(message)), null);
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const c of this.clients) {
+      if (!c.closed && now - c.lastSeenMs >= this.idleTimeoutMs) {
+        this.counts.idle++;
+        this.opts.logger.info({ client: c.id, remote: c.remote }, "ws client closed: idle");
+        this.closeClient(c, CLOSE_CODES.idle, `idle: nothing received for ${this.idleTimeoutMs} ms`);
+      }
+    }
+    if (now - this.lastHeartbeatMs >= this.heartbeatMs) {
+      this.lastHeartbeatMs = now;
+      const frame = textFrame(`{"type":"heartbeat","ts":${nowMicros()}}`);
+      for (const g of this.index.groups.values()) this.flusher.groupPush(g, frame, "heartbeat");
+      for (const c of this.clients) {
+        if (c.closed) continue;
+        if (!c.group) this.queues.send(c, frame, "heartbeat");
+        if (!c.closed && c.queued === 0) c.ws.ping();
+      }
+    }
+  }
+
+  /** Stops delivering to a client, frees its queue and sends a close frame; terminates it after the grace. */
+  private closeClient(c: Client, code: number, reason: string): void {
+    if (c.closed) return;
+    c.closed = true;
+    this.unindex(c);
+    this.queues.drop(c);
+    // what this pass already wrote goes out before the close frame, except to a client cut as slow
+    if (code !== CLOSE_CODES.slowConsumer && c.pending.length > 0 && c.ws.readyState === WebSocket.OPEN) {
+      c.socket?.write(Buffer.concat(c.pending));
+    }
+    c.pending = [];
+    c.pendingBytes = 0;
+    try {
+      c.ws.close(code, truncateReason(reason));
+    } catch {
+      c.ws.terminate();
+    }
+    setTimeout(() => c.ws.terminate(), this.closeGraceMs).unref();
+  }
+
+  private unindex(c: Client): void {
+    this.index.displace(c);
+    c.subs.clear();
+    for (const b of c.batches.values()) clearTimeout(b.timer);
+    c.batches.clear();
+  }
+
+  private forget(c: Client): void {
+    if (!c.closed) {
+      c.closed = true;
+      this.unindex(c);
+    }
+    this.queues.drop(c);
+    this.clients.delete(c);
+    this.opts.logger.debug({ client: c.id }, "ws client gone");
+  }
+}
+
+/** The part of an HTTP upgrade request the gateway reads. */
+export type UpgradeRequest = Pick<IncomingMessage, "method" | "url" | "headers">;
+
+/** Whether an upgrade request is for `path` (query string ignored). */
+export function isUpgradePath(req: Pick<IncomingMessage, "url">, path: string): boolean {
+  return (req.url ?? "/").split("?", 1)[0] === path;
+}
+
+/** Answers an upgrade request for an unknown path with 404 and closes the socket. */
+export function refuseUpgrade(socket: Socket): void {
+  socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+}
+
+/** Adds a feed listener; returns its removal (from `on`'s return value, else through `off`). */
+function listen<E extends keyof GatewayFeedEvents>(
+  feed: GatewayFeed,
+  event: E,
+  listener: (...args: GatewayFeedEvents[E]) => void,
+): () => void {
+  const l = listener as FeedListener;
+  const r = feed.on(event, l);
+  if (typeof r === "function") return r as () => void;
+  return () => {
+    feed.off?.(event, l);
+  };
+}
+
+/** The symbols of a subscription as replies list them: `"*"` first when subscribed to all. */
+function symbolsOf(sub: ClientSubscription): string[] {
+  const list = [...sub.symbols].sort();
+  return sub.all ? ["*", ...list] : list;
+}
