@@ -91,7 +91,13 @@ export class GatewayPool {
   /** Connections handed over (or being handed over), by id: their worker and their count's release. */
   private readonly conns = new Map<
     number,
-    { slot: Slot | null; release: () => void; handOff: NodeJS.Timeout | null }
+    {
+      slot: Slot | null;
+      release: () => void;
+      handOff: NodeJS.Timeout | null;
+      /** This process's copy of the socket until the worker says it took it. */
+      socket: Socket | null;
+    }
   >();
   private nextConn = 0;
   readonly path: string;
@@ -231,7 +237,7 @@ export class GatewayPool {
       this.gone(cid);
     }, HAND_OFF_TIMEOUT_MS);
     handOff.unref();
-    this.conns.set(cid, { slot, release, handOff });
+    this.conns.set(cid, { slot, release, handOff, socket });
     const message: ToWorker = {
       t: "conn",
       cid,
@@ -271,10 +277,10 @@ export class GatewayPool {
   /** Connection `cid` reached its worker: its hand-over deadline no longer applies. */
   private taken(cid: number): void {
     const c = this.conns.get(cid);
-    if (c?.handOff) {
-      clearTimeout(c.handOff);
-      c.handOff = null;
-    }
+    if (!c) return;
+    if (c.handOff) clearTimeout(c.handOff);
+    c.handOff = null;
+    c.socket = null;
   }
 
   private spawn(index: number): Slot {
@@ -315,7 +321,14 @@ export class GatewayPool {
     child.once("exit", (code, signal) => {
       slot.alive = false;
       // its clients are gone with it
-      for (const [cid, c] of this.conns) if (c.slot === slot) this.gone(cid);
+      // a socket sent but not yet taken is still open here: Node keeps the sender's copy until the
+      // receiver acknowledges it, which a killed worker never does; closed, its client sees the close
+      // (and retries) instead of waiting forever for a handshake
+      for (const [cid, c] of this.conns) {
+        if (c.slot !== slot) continue;
+        c.socket?.destroy();
+        this.gone(cid);
+      }
       for (const k of [
         "messages_sent",
         "conflated",
