@@ -11,7 +11,6 @@
  * Payloads: trade `{e,E,s,t,p,q,T,m,M}`, aggTrade `{e,E,s,a,p,q,f,l,T,m,M}`, bookTicker `{u,s,b,B,a,A}`.
  * Aggressor side: `m` (buyer is the maker) true → the seller was the taker → `SELL`; false → `BUY`.
  */
-import type { ConnectionOptions } from "../feed/connection.js";
 import { deterministicMessageId } from "../schema/message-id.js";
 import type { DataType, QuoteV2, TradeV2 } from "../schema/records.js";
 import { quoteCurrency } from "../schema/records.js";
@@ -43,6 +42,7 @@ import {
   TradeIdMemory,
   tradeContent,
   type Venue,
+  type VenueConnectionSpec,
 } from "./venue.js";
 
 const EXCHANGE = "BINANCE";
@@ -501,7 +501,7 @@ export const binance: Venue = {
       );
     }
   },
-  connection(baseUrl: string, sub: Subscription): ConnectionOptions {
+  connection(baseUrl: string, sub: Subscription): VenueConnectionSpec {
     const names = binanceStreamNames(sub);
     const base = baseUrl.replace(/\/+$/, "");
     // Streams are named in the URL; a SUBSCRIBE after open also names them, so a server that keeps

@@ -40,7 +40,6 @@
  * Quotes. `ticker` has no update id: a quote's message_id is `COINBASE/quotes/<product>/<envelope
  * timestamp>` (ns text, stable across replays) and its timestamp the envelope's, in µs.
  */
-import type { ConnectionOptions } from "../feed/connection.js";
 import { deterministicMessageId } from "../schema/message-id.js";
 import type { DataType, QuoteV2, Side, TradeV2 } from "../schema/records.js";
 import {
@@ -72,6 +71,7 @@ import {
   TradeIdMemory,
   tradeContent,
   type Venue,
+  type VenueConnectionSpec,
 } from "./venue.js";
 
 const EXCHANGE = "COINBASE";
@@ -428,7 +428,7 @@ export const coinbase: Venue = {
       throw new Error("--symbols/--streams: nothing to subscribe to");
     }
   },
-  connection(baseUrl: string, sub: Subscription): ConnectionOptions {
+  connection(baseUrl: string, sub: Subscription): VenueConnectionSpec {
     return {
       url: baseUrl,
       onOpenMessages: () => coinbaseSubscribeMessages(sub),

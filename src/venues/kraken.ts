@@ -50,7 +50,6 @@
  * `success: false`) are dead-lettered with Kraken's `errorMessage` / `error` as the reason (and logged by
  * the pipeline as every dead letter is).
  */
-import type { ConnectionOptions } from "../feed/connection.js";
 import { parseJsonExact } from "../schema/exact-json.js";
 import { deterministicMessageId, murmur3x86_128 } from "../schema/message-id.js";
 import type { DataType, QuoteV2, Side, TradeV2 } from "../schema/records.js";
@@ -87,6 +86,7 @@ import {
   TradeIdMemory,
   tradeContent,
   type Venue,
+  type VenueConnectionSpec,
 } from "./venue.js";
 
 const EXCHANGE = "KRAKEN";
@@ -653,7 +653,7 @@ export const kraken: Venue = {
       throw new Error("--symbols/--streams: nothing to subscribe to");
     }
   },
-  connection(baseUrl: string, sub: Subscription): ConnectionOptions {
+  connection(baseUrl: string, sub: Subscription): VenueConnectionSpec {
     return {
       url: baseUrl,
       onOpenMessages: () => krakenSubscribeMessages(baseUrl, sub),
