@@ -17,15 +17,17 @@ import { quoteCurrency } from "../schema/records.js";
 import {
   addVendorFields,
   asObject,
-  boundDeadLetter,
   currencyOf,
+  deadLetterOf,
   decimalOf,
   fail,
+  intOf,
   parseFrame,
   Reject,
   reasonText,
   shown,
   sourceOf,
+  symbolOf,
   tradeDecimalOf,
 } from "./mapping.js";
 import {
@@ -72,26 +74,7 @@ export function binanceStreamNames(sub: Subscription): string[] {
   return out;
 }
 
-function decimalField(data: Record<string, unknown>, key: string, name: string): string {
-  return decimalOf(data[key], name, key);
-}
-
-function intField(data: Record<string, unknown>, key: string, name: string): number {
-  const v = data[key];
-  if (v === undefined || v === null) fail(`missing ${name} (${key})`);
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
-    fail(`${name} (${key}) is not a non-negative integer: ${shown(v)}`);
-  }
-  return v;
-}
-
-function symbolField(data: Record<string, unknown>): string {
-  const s = data["s"];
-  if (typeof s !== "string" || s.length === 0) fail("missing symbol (s)");
-  const u = s.toUpperCase();
-  if (!SYMBOL.test(u)) fail(`symbol (s) is not a Binance symbol like BTCUSDT: ${shown(s)}`);
-  return u;
-}
+const SYMBOL_WHAT = "a Binance symbol like BTCUSDT";
 
 const TRADE_MAPPED = new Set(["s", "t", "p", "q", "T", "m"]);
 const AGG_MAPPED = new Set(["s", "a", "p", "q", "T", "m"]);
@@ -205,7 +188,10 @@ export class BinanceNormalizer implements FrameNormalizer {
         type = "bookTicker";
       } else fail(`unknown event type ${shown(e)}`);
       // fast path: the payload names its stream's (subscribed, validated) symbol exactly
-      const symbol = streamOf && data["s"] === streamOf.symbol ? streamOf.symbol : symbolField(data);
+      const symbol =
+        streamOf && data["s"] === streamOf.symbol
+          ? streamOf.symbol
+          : symbolOf(data["s"], "s", SYMBOL, SYMBOL_WHAT);
       if (streamOf) {
         if (streamOf.type !== type) fail(`${type} payload in stream ${stream}`);
         if (streamOf.symbol !== symbol) fail(`symbol (s) ${symbol} does not match stream ${stream}`);
@@ -222,16 +208,8 @@ export class BinanceNormalizer implements FrameNormalizer {
         const m = /^\{"stream":"([^"\\]{1,64})"/.exec(raw);
         if (m) source = sourceOf("binance", m[1]);
       }
-      this.sink.deadLetter(
-        boundDeadLetter({
-          message_id: deterministicMessageId(`${EXCHANGE}/dlq/${raw}`),
-          exchange: EXCHANGE,
-          source,
-          reason: err.message,
-          raw,
-          received_at: receivedAtUs,
-        }),
-      );
+      // part null: the id is `BINANCE/dlq/<raw>`, as Binance dead letters have always been stored
+      this.sink.deadLetter(deadLetterOf(EXCHANGE, source, err.message, raw, receivedAtUs, null));
     }
   }
 
@@ -243,10 +221,10 @@ export class BinanceNormalizer implements FrameNormalizer {
   ): void {
     const idKey = dataType === "trades" ? "t" : "a";
     const idName = dataType === "trades" ? "trade id" : "aggregate trade id";
-    const id = intField(data, idKey, idName);
+    const id = intOf(data[idKey], idName, idKey, false);
     const price = tradeDecimalOf(data["p"], "price", "p");
     const quantity = tradeDecimalOf(data["q"], "quantity", "q");
-    const tradeTimeMs = intField(data, "T", "trade time");
+    const tradeTimeMs = intOf(data["T"], "trade time", "T", false);
     if (tradeTimeMs > MAX_TIME_MS) fail(`trade time (T) is out of range: ${tradeTimeMs}`);
     const m = data["m"];
     if (typeof m !== "boolean") fail("missing buyer-is-maker flag (m)");
@@ -301,11 +279,11 @@ export class BinanceNormalizer implements FrameNormalizer {
   }
 
   private quote(data: Record<string, unknown>, symbol: string, receivedAtUs: number): void {
-    const u = intField(data, "u", "update id");
-    const bid_price = decimalField(data, "b", "bid price");
-    const bid_quantity = decimalField(data, "B", "bid quantity");
-    const ask_price = decimalField(data, "a", "ask price");
-    const ask_quantity = decimalField(data, "A", "ask quantity");
+    const u = intOf(data["u"], "update id", "u", false);
+    const bid_price = decimalOf(data["b"], "bid price", "b");
+    const bid_quantity = decimalOf(data["B"], "bid quantity", "B");
+    const ask_price = decimalOf(data["a"], "ask price", "a");
+    const ask_quantity = decimalOf(data["A"], "ask quantity", "A");
     const venueTime = data["T"] ?? data["E"];
     const timestamp =
       typeof venueTime === "number" &&
@@ -407,10 +385,12 @@ const REST_TRADE_NAMES = new Map(
 function restTrade(item: unknown, ctx: BackfillContext): TradeV2 {
   const data = asObject(item) ?? fail("REST trade is not an object");
   const trades = ctx.dataType === "trades";
-  const id = trades ? intField(data, "id", "trade id") : intField(data, "a", "aggregate trade id");
+  const id = trades
+    ? intOf(data["id"], "trade id", "id", false)
+    : intOf(data["a"], "aggregate trade id", "a", false);
   const price = tradeDecimalOf(data[trades ? "price" : "p"], "price", trades ? "price" : "p");
   const quantity = tradeDecimalOf(data[trades ? "qty" : "q"], "quantity", trades ? "qty" : "q");
-  const timeMs = intField(data, trades ? "time" : "T", "trade time");
+  const timeMs = intOf(data[trades ? "time" : "T"], "trade time", trades ? "time" : "T", false);
   if (timeMs > MAX_TIME_MS) fail(`trade time (${trades ? "time" : "T"}) is out of range: ${timeMs}`);
   const m = data[trades ? "isBuyerMaker" : "m"];
   if (typeof m !== "boolean") fail(`missing buyer-is-maker flag (${trades ? "isBuyerMaker" : "m"})`);
@@ -485,8 +465,7 @@ export const binance: Venue = {
       }
     }
     for (const s of sub.symbols) {
-      if (!/^[A-Z0-9]{2,20}$/.test(s))
-        throw new Error(`--symbols: "${s}" is not a Binance symbol like BTCUSDT`);
+      if (!SYMBOL.test(s)) throw new Error(`--symbols: "${s}" is not ${SYMBOL_WHAT}`);
       try {
         quoteCurrency(s);
       } catch {

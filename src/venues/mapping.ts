@@ -316,13 +316,18 @@ export function currencyOf(symbol: string): string {
 }
 
 /**
- * A non-negative integer sequence or id given as a JSON number or a digit string (`"1068572090"`).
+ * A non-negative integer sequence or id given as a JSON number or, unless `digitStrings` is false, a
+ * digit string (`"1068572090"`; Binance sends its ids and times as JSON numbers only).
  * @throws {Reject} `missing <name> (<key>)` or `<name> (<key>) is not a non-negative integer: <value>`
  */
-export function intOf(v: unknown, name: string, key: string): number {
+export function intOf(v: unknown, name: string, key: string, digitStrings = true): number {
   if (v === undefined || v === null) fail(`missing ${name} (${key})`);
   const n =
-    typeof v === "number" ? v : typeof v === "string" && /^\d{1,16}$/.test(v) ? Number(v) : Number.NaN;
+    typeof v === "number"
+      ? v
+      : digitStrings && typeof v === "string" && /^\d{1,16}$/.test(v)
+        ? Number(v)
+        : Number.NaN;
   if (!Number.isSafeInteger(n) || n < 0) {
     fail(`${name} (${key}) is not a non-negative integer: ${shown(v)}`);
   }
@@ -349,8 +354,11 @@ export function boundDeadLetter(letter: DeadLetter): DeadLetter {
 }
 
 /**
- * A dead letter for `raw` (raw bounded by {@link boundDeadLetter}). `part` distinguishes several rejected records of one frame (so each keeps
- * its own deterministic message_id: a replayed frame's dead letters are stored once).
+ * A dead letter for `raw` (raw bounded by {@link boundDeadLetter}) with a deterministic message_id, so
+ * a replayed frame's dead letters are stored once: the id names `<exchange>/dlq/<part>/<raw>`. `part`
+ * distinguishes several rejected records of one frame (each keeps its own id); `null` names the whole
+ * frame as `<exchange>/dlq/<raw>`, the form Binance's dead letters have always been stored under (kept
+ * so their stored ids stay the same).
  */
 export function deadLetterOf(
   exchange: string,
@@ -358,10 +366,12 @@ export function deadLetterOf(
   reason: string,
   raw: string,
   receivedAtUs: number,
-  part = "",
+  part: string | null = "",
 ): DeadLetter {
   const letter: DeadLetter = {
-    message_id: deterministicMessageId(`${exchange}/dlq/${part}/${raw}`),
+    message_id: deterministicMessageId(
+      part === null ? `${exchange}/dlq/${raw}` : `${exchange}/dlq/${part}/${raw}`,
+    ),
     exchange,
     source,
     reason,
