@@ -52,6 +52,7 @@ import {
   fail,
   intOf,
   isoMicrosOf,
+  jsonObjectOrNull,
   parseFrame,
   Reject,
   reasonText,
@@ -380,12 +381,7 @@ export class CoinbaseNormalizer implements FrameNormalizer {
 export const coinbaseReplayDialect: ReplayDialect = {
   urlKeys: () => [],
   subscription(message: string) {
-    let o: Record<string, unknown> | null;
-    try {
-      o = asObject(JSON.parse(message));
-    } catch {
-      return null;
-    }
+    const o = jsonObjectOrNull(message);
     if (!o || (o["type"] !== "subscribe" && o["type"] !== "unsubscribe")) return null;
     const channel = o["channel"];
     if (typeof channel !== "string") return null;

@@ -15,6 +15,14 @@ export function fail(reason: string): never {
   throw new Reject(reason);
 }
 
+/**
+ * A venue message as it arrives, before its fields are read: the documented fields of `T` (the venue's
+ * message interface, which gives each field's meaning and units from the venue doc), each still
+ * `unknown` until a reader of this file checks it. A field `T` does not document is a compile error.
+ * A type only: it costs nothing at run time (no copy, no validation pass).
+ */
+export type Unchecked<T> = { readonly [K in keyof T]?: unknown };
+
 /** A JSON object (not null, not an array), or null. */
 export function asObject(v: unknown): Record<string, unknown> | null {
   return v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
@@ -62,6 +70,15 @@ export function jsonShapeProblem(v: unknown, maxValues: number, maxDepth = MAX_V
     }
   }
   return null;
+}
+
+/** The JSON object a client message holds, or null when it is not JSON or not an object (replay dialects). */
+export function jsonObjectOrNull(text: string): Record<string, unknown> | null {
+  try {
+    return asObject(JSON.parse(text));
+  } catch {
+    return null;
+  }
 }
 
 /**
