@@ -56,7 +56,7 @@
  */
 import { parseJsonExact } from "../schema/exact-json.js";
 import { deterministicMessageId, murmur3x86_128 } from "../schema/message-id.js";
-import type { DataType, QuoteV2, Side, TradeV2 } from "../schema/records.js";
+import type { QuoteV2, Side, TradeV2 } from "../schema/records.js";
 import {
   addVendorFields,
   asObject,
@@ -82,6 +82,8 @@ import {
   vendorString,
 } from "./mapping.js";
 import {
+  checkSubscription,
+  dataTypesByStream,
   type FrameNormalizer,
   ID_REGRESSION,
   type NormalizedSink,
@@ -902,22 +904,11 @@ export const kraken: Venue = {
   streams: KRAKEN_STREAMS,
   defaultStreams: KRAKEN_STREAMS,
   defaultSymbols: ["XBT/USD", "ETH/USD"],
-  dataTypesOf(streams: string[]): DataType[] {
-    const out: DataType[] = [];
-    if (streams.includes("trade")) out.push("trades");
-    if (streams.includes("ticker")) out.push("quotes");
-    return out;
-  },
+  dataTypesOf: dataTypesByStream({ trade: "trades", ticker: "quotes" }),
   validate(sub: Subscription): void {
-    for (const st of sub.streams) {
-      if (!(KRAKEN_STREAMS as readonly string[]).includes(st)) {
-        throw new Error(`--streams: unknown Kraken channel "${st}" (expected ${KRAKEN_STREAMS.join(", ")})`);
-      }
-    }
-    for (const s of sub.symbols) if (!PAIR.test(s)) throw new Error(`--symbols: "${s}" is not ${PAIR_WHAT}`);
-    if (sub.symbols.length === 0 || sub.streams.length === 0) {
-      throw new Error("--symbols/--streams: nothing to subscribe to");
-    }
+    checkSubscription(sub, KRAKEN_STREAMS, "Kraken channel", (s) => {
+      if (!PAIR.test(s)) throw new Error(`--symbols: "${s}" is not ${PAIR_WHAT}`);
+    });
   },
   connection(baseUrl: string, sub: Subscription): VenueConnectionSpec {
     return {

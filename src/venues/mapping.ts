@@ -265,11 +265,25 @@ export function tradeDecimalOf(v: unknown, name: string, key: string): string {
  * @throws {Reject} `missing <name> (<key>)` or `<name> (<key>): <decimal reason>: <value>`
  */
 export function decimalOf(v: unknown, name: string, key: string): string {
+  return requiredOf(v, name, key, parseNonNegativeDecimal, DecimalError);
+}
+
+/**
+ * A required venue value read by a schema/ parser: `missing <name> (<key>)` when absent, and the
+ * parser's error (`DecimalError`, `TimeError`: a `reason`) turned into a {@link Reject}.
+ */
+function requiredOf<T>(
+  v: unknown,
+  name: string,
+  key: string,
+  parse: (input: unknown) => T,
+  error: typeof DecimalError | typeof TimeError,
+): T {
   if (v === undefined || v === null) fail(`missing ${name} (${key})`);
   try {
-    return parseNonNegativeDecimal(v);
+    return parse(v);
   } catch (e) {
-    if (e instanceof DecimalError) fail(`${name} (${key}): ${e.reason}: ${shown(v)}`);
+    if (e instanceof error) fail(`${name} (${key}): ${e.reason}: ${shown(v)}`);
     throw e;
   }
 }
@@ -279,13 +293,7 @@ export function decimalOf(v: unknown, name: string, key: string): string {
  * @throws {Reject} `missing <name> (<key>)` or `<name> (<key>): not an RFC 3339 time: <value>`
  */
 export function isoMicrosOf(v: unknown, name: string, key: string): number {
-  if (v === undefined || v === null) fail(`missing ${name} (${key})`);
-  try {
-    return parseIsoMicros(v);
-  } catch (e) {
-    if (e instanceof TimeError) fail(`${name} (${key}): ${e.reason}: ${shown(v)}`);
-    throw e;
-  }
+  return requiredOf(v, name, key, parseIsoMicros, TimeError);
 }
 
 /**
@@ -293,13 +301,7 @@ export function isoMicrosOf(v: unknown, name: string, key: string): number {
  * @throws {Reject} as {@link isoMicrosOf}
  */
 export function epochSecondsMicrosOf(v: unknown, name: string, key: string): number {
-  if (v === undefined || v === null) fail(`missing ${name} (${key})`);
-  try {
-    return parseEpochSecondsMicros(v);
-  } catch (e) {
-    if (e instanceof TimeError) fail(`${name} (${key}): ${e.reason}: ${shown(v)}`);
-    throw e;
-  }
+  return requiredOf(v, name, key, parseEpochSecondsMicros, TimeError);
 }
 
 /**

@@ -202,6 +202,40 @@ export interface Venue {
 }
 
 /**
+ * A venue's `dataTypesOf` when each stream produces one data type: the data types of the given
+ * streams, in the order of `byStream` (`{ trade: "trades", bookTicker: "quotes" }`).
+ */
+export function dataTypesByStream(
+  byStream: Readonly<Record<string, DataType>>,
+): (streams: string[]) => DataType[] {
+  const known = Object.keys(byStream);
+  return (streams) => known.filter((st) => streams.includes(st)).map((st) => byStream[st]);
+}
+
+/**
+ * A venue's `validate` rules shared by every venue: each stream is one of the venue's, each symbol
+ * passes `checkSymbol`, and there is at least one of each.
+ * @param what the venue's word for a stream, named in the error (`Binance stream`, `Kraken channel`)
+ * @throws {Error} `--streams: unknown <what> "<stream>" (expected a, b)`, what `checkSymbol` throws, or
+ *   `--symbols/--streams: nothing to subscribe to`
+ */
+export function checkSubscription(
+  sub: Subscription,
+  streams: readonly string[],
+  what: string,
+  checkSymbol: (symbol: string) => void,
+): void {
+  for (const st of sub.streams) {
+    if (!streams.includes(st))
+      throw new Error(`--streams: unknown ${what} "${st}" (expected ${streams.join(", ")})`);
+  }
+  for (const s of sub.symbols) checkSymbol(s);
+  if (sub.symbols.length === 0 || sub.streams.length === 0) {
+    throw new Error("--symbols/--streams: nothing to subscribe to");
+  }
+}
+
+/**
  * Sequence gap detector and platform sequence counter, shared by venues.
  *
  * platform_sequence starts at the process start time in µs and increases by one per record per
