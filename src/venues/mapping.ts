@@ -265,27 +265,22 @@ export function tradeDecimalOf(v: unknown, name: string, key: string): string {
  * @throws {Reject} `missing <name> (<key>)` or `<name> (<key>): <decimal reason>: <value>`
  */
 export function decimalOf(v: unknown, name: string, key: string): string {
-  return requiredOf(v, name, key, parseNonNegativeDecimal, DecimalError);
+  try {
+    return parseNonNegativeDecimal(v);
+  } catch (e) {
+    return rejectValue(e, v, name, key);
+  }
 }
 
 /**
- * A required venue value read by a schema/ parser: `missing <name> (<key>)` when absent, and the
- * parser's error (`DecimalError`, `TimeError`: a `reason`) turned into a {@link Reject}.
+ * Why a required venue value could not be read, as a {@link Reject}: `missing <name> (<key>)` when it
+ * is absent, else the schema/ parser's reason (`DecimalError`, `TimeError`) with the value; any other
+ * error is rethrown. Called only on the error path, so the readers' hot path is the parser alone.
  */
-function requiredOf<T>(
-  v: unknown,
-  name: string,
-  key: string,
-  parse: (input: unknown) => T,
-  error: typeof DecimalError | typeof TimeError,
-): T {
+function rejectValue(e: unknown, v: unknown, name: string, key: string): never {
   if (v === undefined || v === null) fail(`missing ${name} (${key})`);
-  try {
-    return parse(v);
-  } catch (e) {
-    if (e instanceof error) fail(`${name} (${key}): ${e.reason}: ${shown(v)}`);
-    throw e;
-  }
+  if (e instanceof DecimalError || e instanceof TimeError) fail(`${name} (${key}): ${e.reason}: ${shown(v)}`);
+  throw e;
 }
 
 /**
@@ -293,7 +288,11 @@ function requiredOf<T>(
  * @throws {Reject} `missing <name> (<key>)` or `<name> (<key>): not an RFC 3339 time: <value>`
  */
 export function isoMicrosOf(v: unknown, name: string, key: string): number {
-  return requiredOf(v, name, key, parseIsoMicros, TimeError);
+  try {
+    return parseIsoMicros(v);
+  } catch (e) {
+    return rejectValue(e, v, name, key);
+  }
 }
 
 /**
@@ -301,7 +300,11 @@ export function isoMicrosOf(v: unknown, name: string, key: string): number {
  * @throws {Reject} as {@link isoMicrosOf}
  */
 export function epochSecondsMicrosOf(v: unknown, name: string, key: string): number {
-  return requiredOf(v, name, key, parseEpochSecondsMicros, TimeError);
+  try {
+    return parseEpochSecondsMicros(v);
+  } catch (e) {
+    return rejectValue(e, v, name, key);
+  }
 }
 
 /**
