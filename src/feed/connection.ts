@@ -21,6 +21,7 @@
 import { isUtf8 } from "node:buffer";
 import { EventEmitter } from "node:events";
 import WebSocket from "ws";
+import type { VenueConnectionSpec } from "../venues/venue.js";
 import { backoffCeiling, DEFAULT_LIVENESS, fullJitterDelay, SocketWatchdog, seconds } from "./liveness.js";
 
 /**
@@ -39,22 +40,12 @@ export const STATE_CODE: Record<ConnectionState, number> = {
   ERROR: 3,
 };
 
-export interface ConnectionOptions {
-  /** Full URL to connect to (the venue builds it, e.g. Binance `/stream?streams=...`). */
-  url: string;
-  /** Text messages sent after each (re)connect, in order, through the rate limiter (subscriptions). */
-  onOpenMessages: () => string[];
-  /** At most this many messages per second sent to the server (Binance: 5). */
-  maxMessagesPerSecond: number;
+/** A venue's connection spec plus the backoff, rollover and liveness settings (defaults below). */
+export interface ConnectionOptions extends VenueConnectionSpec {
   /** First reconnect delay, ms (default 1000). */
   backoffInitialMs?: number;
   /** Reconnect delay ceiling, ms (default 60000). */
   backoffMaxMs?: number;
-  /**
-   * Venue's maximum connection age, ms (Binance: 24 h). A new connection is opened this long minus
-   * `rolloverLeadMs` after connecting; the old one closes once the new one delivers its first frame.
-   */
-  maxConnectionAgeMs?: number;
   /** How long before `maxConnectionAgeMs` the replacement is opened (default 10 min). */
   rolloverLeadMs?: number;
   /** Connection attempt timeout, ms (default 10000). */

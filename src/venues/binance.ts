@@ -8,29 +8,34 @@
  * - limits: 5 incoming messages per second per connection (subscribe, unsubscribe, pong), at most
  *   1024 streams per connection, a connection lives at most 24 hours; the server pings every 20 s and
  *   the `ws` client answers with a pong automatically.
- * Payloads: trade `{e,E,s,t,p,q,T,m,M}`, aggTrade `{e,E,s,a,p,q,f,l,T,m,M}`, bookTicker `{u,s,b,B,a,A}`.
+ * Payloads: trade `{e,E,s,t,p,q,T,m,M}`, aggTrade `{e,E,s,a,p,q,f,l,T,m,M}`, bookTicker `{u,s,b,B,a,A}`
+ * (typed below, each field with the doc's meaning and unit).
  * Aggressor side: `m` (buyer is the maker) true → the seller was the taker → `SELL`; false → `BUY`.
  */
-import type { ConnectionOptions } from "../feed/connection.js";
 import { deterministicMessageId } from "../schema/message-id.js";
-import type { DataType, QuoteV2, TradeV2 } from "../schema/records.js";
+import type { QuoteV2, TradeV2 } from "../schema/records.js";
 import { quoteCurrency } from "../schema/records.js";
 import {
   addVendorFields,
   asObject,
-  boundDeadLetter,
   currencyOf,
+  deadLetterOf,
   decimalOf,
   fail,
+  intOf,
   parseFrame,
   Reject,
   reasonText,
   shown,
   sourceOf,
+  symbolOf,
   tradeDecimalOf,
+  type Unchecked,
 } from "./mapping.js";
 import {
   type BackfillContext,
+  checkSubscription,
+  dataTypesByStream,
   type FrameNormalizer,
   ID_REGRESSION,
   type NormalizedSink,
@@ -43,6 +48,7 @@ import {
   TradeIdMemory,
   tradeContent,
   type Venue,
+  type VenueConnectionSpec,
 } from "./venue.js";
 
 const EXCHANGE = "BINANCE";
@@ -65,6 +71,114 @@ export const BINANCE_MAX_CONNECTION_AGE_MS = 24 * 60 * 60 * 1000;
 export const BINANCE_STREAMS = ["trade", "aggTrade", "bookTicker"] as const;
 export type BinanceStream = (typeof BINANCE_STREAMS)[number];
 
+// ---------------------------------------------------------------------------------------------------
+// Binance messages, as the spot docs describe them (web-socket-streams.md, rest-api.md). Times are ms
+// since epoch (K2 does not ask for `timeUnit=MICROSECOND`); prices and quantities are decimal strings.
+// The normalizer reads them through `Unchecked<..>`: every field stays `unknown` until a reader of
+// mapping.ts has checked it.
+
+/** Combined-stream envelope (`/stream?streams=..`): `{"stream":"btcusdt@trade","data":{..}}`. */
+export interface BinanceEnvelope {
+  /** Stream name, `<symbol lower case>@<stream>`. */
+  stream: string;
+  /** The payload a raw stream (`/ws/<stream>`) would send alone. */
+  data: BinanceTrade | BinanceAggTrade | BinanceBookTicker;
+}
+
+/** Answer to a request: `{"result":null,"id":1}`, or `{"error":{"code":2,"msg":".."},"id":1}`. */
+export interface BinanceResponse {
+  /** `null` for SUBSCRIBE / UNSUBSCRIBE. */
+  result?: unknown;
+  /** The request's id. */
+  id: number | string | null;
+  error?: { code: number; msg: string };
+}
+
+/** `<symbol>@trade`: one trade. */
+export interface BinanceTrade {
+  /** Event type, `trade`. */
+  e: "trade";
+  /** Event time, ms since epoch (vendor_data `event_time`). */
+  E: number;
+  /** Symbol, upper case: `BTCUSDT`. */
+  s: string;
+  /** Trade id, per symbol, without gaps. */
+  t: number;
+  /** Price, decimal string, in the quote currency. */
+  p: string;
+  /** Quantity, decimal string, in the base currency. */
+  q: string;
+  /** Trade time, ms since epoch. */
+  T: number;
+  /** Is the buyer the market maker? true: the seller was the taker (aggressor `SELL`). */
+  m: boolean;
+  /** "Ignore" (vendor_data `is_best_match`). */
+  M: boolean;
+  /** Buyer and seller order ids: sent by earlier versions of the stream (vendor_data). */
+  b?: number;
+  a?: number;
+}
+
+/** `<symbol>@aggTrade`: trades of one taker order at one price, aggregated. */
+export interface BinanceAggTrade {
+  /** Event type, `aggTrade`. */
+  e: "aggTrade";
+  /** Event time, ms since epoch. */
+  E: number;
+  s: string;
+  /** Aggregate trade id, per symbol, without gaps. */
+  a: number;
+  /** Price and quantity, decimal strings. */
+  p: string;
+  q: string;
+  /** First and last trade id aggregated (vendor_data `first_trade_id`, `last_trade_id`). */
+  f: number;
+  l: number;
+  /** Trade time, ms since epoch. */
+  T: number;
+  /** Is the buyer the market maker? */
+  m: boolean;
+  /** "Ignore". */
+  M: boolean;
+}
+
+/** `<symbol>@bookTicker`: best bid/ask, pushed on every change (spot sends no event type or time). */
+export interface BinanceBookTicker {
+  /** Order book update id (source_sequence; not contiguous across bookTicker frames). */
+  u: number;
+  s: string;
+  /** Best bid price and quantity, decimal strings. */
+  b: string;
+  B: string;
+  /** Best ask price and quantity, decimal strings. */
+  a: string;
+  A: string;
+  /** Event type, time and transaction time (ms): not sent by spot, sent by futures; used when present. */
+  e?: "bookTicker";
+  E?: number;
+  T?: number;
+}
+
+/** REST `GET /api/v3/historicalTrades`: one trade. */
+export interface BinanceRestTrade {
+  /** Trade id (the stream's `t`). */
+  id: number;
+  /** Price, quantity and quote quantity, decimal strings. */
+  price: string;
+  qty: string;
+  quoteQty: string;
+  /** Trade time, ms since epoch. */
+  time: number;
+  isBuyerMaker: boolean;
+  isBestMatch: boolean;
+}
+
+/** REST `GET /api/v3/aggTrades`: one aggregate trade (the stream's fields without `e`, `E`, `s`). */
+export type BinanceRestAggTrade = Omit<BinanceAggTrade, "e" | "E" | "s">;
+
+/** Any stream payload, fields unchecked. */
+type Payload = Unchecked<BinanceTrade> & Unchecked<BinanceAggTrade> & Unchecked<BinanceBookTicker>;
+
 /** Stream names for a subscription: `btcusdt@trade`, ... (symbols lower case, as Binance names them). */
 export function binanceStreamNames(sub: Subscription): string[] {
   const out: string[] = [];
@@ -72,30 +186,11 @@ export function binanceStreamNames(sub: Subscription): string[] {
   return out;
 }
 
-function decimalField(data: Record<string, unknown>, key: string, name: string): string {
-  return decimalOf(data[key], name, key);
-}
+const SYMBOL_WHAT = "a Binance symbol like BTCUSDT";
 
-function intField(data: Record<string, unknown>, key: string, name: string): number {
-  const v = data[key];
-  if (v === undefined || v === null) fail(`missing ${name} (${key})`);
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
-    fail(`${name} (${key}) is not a non-negative integer: ${shown(v)}`);
-  }
-  return v;
-}
-
-function symbolField(data: Record<string, unknown>): string {
-  const s = data["s"];
-  if (typeof s !== "string" || s.length === 0) fail("missing symbol (s)");
-  const u = s.toUpperCase();
-  if (!SYMBOL.test(u)) fail(`symbol (s) is not a Binance symbol like BTCUSDT: ${shown(s)}`);
-  return u;
-}
-
-const TRADE_MAPPED = new Set(["s", "t", "p", "q", "T", "m"]);
-const AGG_MAPPED = new Set(["s", "a", "p", "q", "T", "m"]);
-const QUOTE_MAPPED = new Set(["s", "u", "b", "B", "a", "A", "T"]);
+const TRADE_MAPPED = new Set<keyof BinanceTrade>(["s", "t", "p", "q", "T", "m"]);
+const AGG_MAPPED = new Set<keyof BinanceAggTrade>(["s", "a", "p", "q", "T", "m"]);
+const QUOTE_MAPPED = new Set<keyof BinanceBookTicker>(["s", "u", "b", "B", "a", "A", "T"]);
 /** Readable names for the Binance fields that land in vendor_data. */
 const VENDOR_NAMES = new Map(
   Object.entries({
@@ -109,7 +204,7 @@ const VENDOR_NAMES = new Map(
   }),
 );
 
-function vendorData(data: Record<string, unknown>, mapped: Set<string>, names = VENDOR_NAMES) {
+function vendorData(data: Record<string, unknown>, mapped: ReadonlySet<string>, names = VENDOR_NAMES) {
   return addVendorFields({}, data, mapped, names);
 }
 
@@ -173,29 +268,29 @@ export class BinanceNormalizer implements FrameNormalizer {
     try {
       const msg = parseFrame(raw, BINANCE_MAX_FRAME_CHARS);
       if (msg === null || typeof msg !== "object" || Array.isArray(msg)) fail("frame is not a JSON object");
-      const obj = msg as Record<string, unknown>;
-      let data = obj;
+      const obj = msg as Unchecked<BinanceEnvelope> & Unchecked<BinanceResponse> & Payload;
+      let data: Payload = obj;
       let stream: string | undefined;
       let streamOf: StreamOf | undefined;
-      if (typeof obj["stream"] === "string") {
-        stream = obj["stream"];
+      if (typeof obj.stream === "string") {
+        stream = obj.stream;
         streamOf = this.subscribed.get(stream);
         if (!streamOf) fail(`frame for unsubscribed stream ${reasonText(stream)}`);
         source = `binance:${stream}`;
-        const d = obj["data"];
+        const d = obj.data;
         if (d === null || typeof d !== "object" || Array.isArray(d)) fail("missing data object");
-        data = d as Record<string, unknown>;
+        data = d as Payload;
       } else if ("result" in obj && "id" in obj) {
         this.sink.control("subscription_ack", raw);
         return;
       } else if ("error" in obj) {
-        const err = obj["error"] as { code?: unknown; msg?: unknown } | null;
+        const err = obj.error as Unchecked<BinanceResponse["error"]> | null;
         fail(`venue error ${reasonText(err?.code)}: ${reasonText(err?.msg)}`);
       } else if ("lastUpdateId" in obj) {
         // REST depth snapshot some recorders interleave; not a stream frame this feed subscribes to
         fail("depth snapshot is not a subscribed stream");
       }
-      const e = data["e"];
+      const e = data.e;
       let type: BinanceStream;
       if (e === "trade" || e === "aggTrade") type = e;
       else if (e === undefined || e === "bookTicker") {
@@ -205,7 +300,8 @@ export class BinanceNormalizer implements FrameNormalizer {
         type = "bookTicker";
       } else fail(`unknown event type ${shown(e)}`);
       // fast path: the payload names its stream's (subscribed, validated) symbol exactly
-      const symbol = streamOf && data["s"] === streamOf.symbol ? streamOf.symbol : symbolField(data);
+      const symbol =
+        streamOf && data.s === streamOf.symbol ? streamOf.symbol : symbolOf(data.s, "s", SYMBOL, SYMBOL_WHAT);
       if (streamOf) {
         if (streamOf.type !== type) fail(`${type} payload in stream ${stream}`);
         if (streamOf.symbol !== symbol) fail(`symbol (s) ${symbol} does not match stream ${stream}`);
@@ -222,33 +318,25 @@ export class BinanceNormalizer implements FrameNormalizer {
         const m = /^\{"stream":"([^"\\]{1,64})"/.exec(raw);
         if (m) source = sourceOf("binance", m[1]);
       }
-      this.sink.deadLetter(
-        boundDeadLetter({
-          message_id: deterministicMessageId(`${EXCHANGE}/dlq/${raw}`),
-          exchange: EXCHANGE,
-          source,
-          reason: err.message,
-          raw,
-          received_at: receivedAtUs,
-        }),
-      );
+      // part null: the id is `BINANCE/dlq/<raw>`, as Binance dead letters have always been stored
+      this.sink.deadLetter(deadLetterOf(EXCHANGE, source, err.message, raw, receivedAtUs, null));
     }
   }
 
   private trade(
-    data: Record<string, unknown>,
+    data: Unchecked<BinanceTrade> & Unchecked<BinanceAggTrade>,
     symbol: string,
     receivedAtUs: number,
     dataType: "trades" | "aggtrades",
   ): void {
     const idKey = dataType === "trades" ? "t" : "a";
     const idName = dataType === "trades" ? "trade id" : "aggregate trade id";
-    const id = intField(data, idKey, idName);
-    const price = tradeDecimalOf(data["p"], "price", "p");
-    const quantity = tradeDecimalOf(data["q"], "quantity", "q");
-    const tradeTimeMs = intField(data, "T", "trade time");
+    const id = intOf(data[idKey], idName, idKey, false);
+    const price = tradeDecimalOf(data.p, "price", "p");
+    const quantity = tradeDecimalOf(data.q, "quantity", "q");
+    const tradeTimeMs = intOf(data.T, "trade time", "T", false);
     if (tradeTimeMs > MAX_TIME_MS) fail(`trade time (T) is out of range: ${tradeTimeMs}`);
-    const m = data["m"];
+    const m = data.m;
     if (typeof m !== "boolean") fail("missing buyer-is-maker flag (m)");
     const currency = currencyOf(symbol);
     const record: TradeV2 = {
@@ -300,13 +388,13 @@ export class BinanceNormalizer implements FrameNormalizer {
     this.sink.trade(record, dataType);
   }
 
-  private quote(data: Record<string, unknown>, symbol: string, receivedAtUs: number): void {
-    const u = intField(data, "u", "update id");
-    const bid_price = decimalField(data, "b", "bid price");
-    const bid_quantity = decimalField(data, "B", "bid quantity");
-    const ask_price = decimalField(data, "a", "ask price");
-    const ask_quantity = decimalField(data, "A", "ask quantity");
-    const venueTime = data["T"] ?? data["E"];
+  private quote(data: Unchecked<BinanceBookTicker>, symbol: string, receivedAtUs: number): void {
+    const u = intOf(data.u, "update id", "u", false);
+    const bid_price = decimalOf(data.b, "bid price", "b");
+    const bid_quantity = decimalOf(data.B, "bid quantity", "B");
+    const ask_price = decimalOf(data.a, "ask price", "a");
+    const ask_quantity = decimalOf(data.A, "ask quantity", "A");
+    const venueTime = data.T ?? data.E;
     const timestamp =
       typeof venueTime === "number" &&
       Number.isSafeInteger(venueTime) &&
@@ -393,7 +481,7 @@ export const BINANCE_REST_WEIGHT = { historicalTrades: 25, aggTrades: 4 } as con
 export const BINANCE_WEIGHT_PER_MINUTE = 6000;
 
 /** historicalTrades fields that are mapped to columns; the rest land in vendor_data. */
-const REST_TRADE_MAPPED = new Set(["id", "price", "qty", "time", "isBuyerMaker"]);
+const REST_TRADE_MAPPED = new Set<keyof BinanceRestTrade>(["id", "price", "qty", "time", "isBuyerMaker"]);
 const REST_TRADE_NAMES = new Map(
   Object.entries({ quoteQty: "quote_quantity", isBestMatch: "is_best_match" }),
 );
@@ -405,12 +493,15 @@ const REST_TRADE_NAMES = new Map(
  * @throws {Reject} on a missing or malformed field
  */
 function restTrade(item: unknown, ctx: BackfillContext): TradeV2 {
-  const data = asObject(item) ?? fail("REST trade is not an object");
+  const data: Unchecked<BinanceRestTrade> & Unchecked<BinanceRestAggTrade> =
+    asObject(item) ?? fail("REST trade is not an object");
   const trades = ctx.dataType === "trades";
-  const id = trades ? intField(data, "id", "trade id") : intField(data, "a", "aggregate trade id");
+  const id = trades
+    ? intOf(data["id"], "trade id", "id", false)
+    : intOf(data["a"], "aggregate trade id", "a", false);
   const price = tradeDecimalOf(data[trades ? "price" : "p"], "price", trades ? "price" : "p");
   const quantity = tradeDecimalOf(data[trades ? "qty" : "q"], "quantity", trades ? "qty" : "q");
-  const timeMs = intField(data, trades ? "time" : "T", "trade time");
+  const timeMs = intOf(data[trades ? "time" : "T"], "trade time", trades ? "time" : "T", false);
   if (timeMs > MAX_TIME_MS) fail(`trade time (${trades ? "time" : "T"}) is out of range: ${timeMs}`);
   const m = data[trades ? "isBuyerMaker" : "m"];
   if (typeof m !== "boolean") fail(`missing buyer-is-maker flag (${trades ? "isBuyerMaker" : "m"})`);
@@ -471,37 +562,24 @@ export const binance: Venue = {
   streams: BINANCE_STREAMS,
   defaultStreams: BINANCE_STREAMS,
   defaultSymbols: ["BTCUSDT", "ETHUSDT", "BNBUSDT"],
-  dataTypesOf(streams: string[]): DataType[] {
-    const out: DataType[] = [];
-    if (streams.includes("trade")) out.push("trades");
-    if (streams.includes("aggTrade")) out.push("aggtrades");
-    if (streams.includes("bookTicker")) out.push("quotes");
-    return out;
-  },
+  dataTypesOf: dataTypesByStream({ trade: "trades", aggTrade: "aggtrades", bookTicker: "quotes" }),
   validate(sub: Subscription): void {
-    for (const st of sub.streams) {
-      if (!(BINANCE_STREAMS as readonly string[]).includes(st)) {
-        throw new Error(`--streams: unknown Binance stream "${st}" (expected ${BINANCE_STREAMS.join(", ")})`);
-      }
-    }
-    for (const s of sub.symbols) {
-      if (!/^[A-Z0-9]{2,20}$/.test(s))
-        throw new Error(`--symbols: "${s}" is not a Binance symbol like BTCUSDT`);
+    checkSubscription(sub, BINANCE_STREAMS, "Binance stream", (s) => {
+      if (!SYMBOL.test(s)) throw new Error(`--symbols: "${s}" is not ${SYMBOL_WHAT}`);
       try {
         quoteCurrency(s);
       } catch {
         throw new Error(`--symbols: cannot derive the quote currency of "${s}"`);
       }
-    }
+    });
     const n = sub.symbols.length * sub.streams.length;
-    if (n === 0) throw new Error("--symbols/--streams: nothing to subscribe to");
     if (n > BINANCE_MAX_STREAMS) {
       throw new Error(
         `--symbols/--streams: ${n} streams exceed Binance's ${BINANCE_MAX_STREAMS} per connection`,
       );
     }
   },
-  connection(baseUrl: string, sub: Subscription): ConnectionOptions {
+  connection(baseUrl: string, sub: Subscription): VenueConnectionSpec {
     const names = binanceStreamNames(sub);
     const base = baseUrl.replace(/\/+$/, "");
     // Streams are named in the URL; a SUBSCRIBE after open also names them, so a server that keeps

@@ -40,9 +40,8 @@
  * Quotes. `ticker` has no update id: a quote's message_id is `COINBASE/quotes/<product>/<envelope
  * timestamp>` (ns text, stable across replays) and its timestamp the envelope's, in µs.
  */
-import type { ConnectionOptions } from "../feed/connection.js";
 import { deterministicMessageId } from "../schema/message-id.js";
-import type { DataType, QuoteV2, Side, TradeV2 } from "../schema/records.js";
+import type { QuoteV2, Side, TradeV2 } from "../schema/records.js";
 import {
   addVendorFields,
   asObject,
@@ -53,6 +52,7 @@ import {
   fail,
   intOf,
   isoMicrosOf,
+  jsonObjectOrNull,
   parseFrame,
   Reject,
   reasonText,
@@ -60,9 +60,12 @@ import {
   sourceOf,
   symbolOf,
   tradeDecimalOf,
+  type Unchecked,
   vendorString,
 } from "./mapping.js";
 import {
+  checkSubscription,
+  dataTypesByStream,
   type FrameNormalizer,
   type NormalizedSink,
   type ReplayDialect,
@@ -72,6 +75,7 @@ import {
   TradeIdMemory,
   tradeContent,
   type Venue,
+  type VenueConnectionSpec,
 } from "./venue.js";
 
 const EXCHANGE = "COINBASE";
@@ -98,6 +102,90 @@ const UNMAPPED_CHANNELS = new Set([
 const PRODUCT = /^[A-Z0-9]{1,20}-[A-Z0-9]{1,20}$/;
 const PRODUCT_WHAT = "a Coinbase product id like BTC-USD";
 
+// ---------------------------------------------------------------------------------------------------
+// Coinbase Advanced Trade messages, as the docs describe them (AsyncAPI pages of `market_trades`,
+// `ticker`, `heartbeats`, `subscriptions`). Prices and sizes are decimal strings; times RFC 3339 (the
+// envelope's with up to 9 fractional digits, ns). The normalizer reads them through `Unchecked<..>`:
+// every field stays `unknown` until a reader of mapping.ts has checked it.
+
+/** Every frame's envelope. */
+export interface CoinbaseFrame<Event> {
+  /** `market_trades`, `ticker`, `heartbeats`, `subscriptions`, `level2` (as `l2_data`), ... */
+  channel: string;
+  /** Empty for public channels. */
+  client_id: string;
+  /** When Coinbase sent the frame, RFC 3339 with ns (`"2023-02-09T20:19:35.39625135Z"`). */
+  timestamp: string;
+  /** Numbers every frame of a connection, whatever its channel, from 0. */
+  sequence_num: number;
+  events: Event[];
+}
+
+/** A frame as received, its fields unchecked. */
+type Envelope = Unchecked<CoinbaseFrame<unknown>>;
+
+/** A `market_trades` event: `snapshot` (the product's latest trades, newest first) or `update`. */
+export interface CoinbaseMarketTradesEvent {
+  type: "snapshot" | "update";
+  trades: CoinbaseMarketTrade[];
+}
+
+/** One market trade. */
+export interface CoinbaseMarketTrade {
+  /** Trade id, a digit string, per product. */
+  trade_id: string;
+  /** Product id: `BTC-USD`. */
+  product_id: string;
+  /** Price (quote currency) and size (base currency), decimal strings. */
+  price: string;
+  size: string;
+  /** The MAKER's side, `BUY` / `SELL` (see the file comment): the aggressor is the other side. */
+  side: "BUY" | "SELL";
+  /** Trade time, RFC 3339 with µs or less (`"2019-08-14T20:42:27.265Z"`). */
+  time: string;
+}
+
+/** A `ticker` event. */
+export interface CoinbaseTickerEvent {
+  type: "snapshot" | "update";
+  tickers: CoinbaseTicker[];
+}
+
+/** One ticker: best bid/ask and the product's 24-hour and 52-week statistics (no time of its own). */
+export interface CoinbaseTicker {
+  /** `ticker`. */
+  type: string;
+  product_id: string;
+  /** Last trade price; 24-hour volume, low, high and change %; 52-week low and high (vendor_data). */
+  price: string;
+  volume_24_h: string;
+  low_24_h: string;
+  high_24_h: string;
+  low_52_w: string;
+  high_52_w: string;
+  price_percent_chg_24_h: string;
+  /** Best bid and ask with their quantities, decimal strings. */
+  best_bid: string;
+  best_bid_quantity: string;
+  best_ask: string;
+  best_ask_quantity: string;
+}
+
+/** A `heartbeats` event, one a second (control frame). */
+export interface CoinbaseHeartbeatEvent {
+  /** Coinbase's clock, Go time text (`"2023-06-23 20:31:56.121961769 +0000 UTC m=+91717.525857105"`). */
+  current_time: string;
+  /** Counts heartbeats since subscribing, a digit string. */
+  heartbeat_counter: string;
+}
+
+/** An error frame (no envelope): `{"type":"error","message":..}`. */
+export interface CoinbaseError {
+  type: "error";
+  message: string;
+  reason?: string;
+}
+
 /**
  * Subscribe messages for a subscription: one per channel, `heartbeats` always included.
  * `{"type":"subscribe","product_ids":["BTC-USD"],"channel":"market_trades"}`
@@ -107,8 +195,15 @@ export function coinbaseSubscribeMessages(sub: Subscription): string[] {
   return channels.map((channel) => JSON.stringify({ type: "subscribe", product_ids: sub.symbols, channel }));
 }
 
-const TRADE_MAPPED = new Set(["product_id", "trade_id", "price", "size", "time", "side"]);
-const TICKER_MAPPED = new Set([
+const TRADE_MAPPED = new Set<keyof CoinbaseMarketTrade>([
+  "product_id",
+  "trade_id",
+  "price",
+  "size",
+  "time",
+  "side",
+]);
+const TICKER_MAPPED = new Set<keyof CoinbaseTicker>([
   "product_id",
   "best_bid",
   "best_bid_quantity",
@@ -151,14 +246,12 @@ export class CoinbaseNormalizer implements FrameNormalizer {
     let source = "coinbase";
     try {
       const msg = parseFrame(raw, COINBASE_MAX_FRAME_CHARS);
-      const obj = asObject(msg);
-      if (!obj) fail("frame is not a JSON object");
-      if (obj["type"] === "error") {
-        fail(
-          `venue error: ${reasonText(obj["message"])}${obj["reason"] ? ` (${reasonText(obj["reason"])})` : ""}`,
-        );
+      const obj: Unchecked<CoinbaseFrame<unknown>> & Unchecked<CoinbaseError> =
+        asObject(msg) ?? fail("frame is not a JSON object");
+      if (obj.type === "error") {
+        fail(`venue error: ${reasonText(obj.message)}${obj.reason ? ` (${reasonText(obj.reason)})` : ""}`);
       }
-      const channel = obj["channel"];
+      const channel = obj.channel;
       if (typeof channel !== "string" || channel.length === 0) fail("missing channel");
       source = sourceOf("coinbase", channel);
       if (!this.channels.has(channel) && !UNMAPPED_CHANNELS.has(channel)) {
@@ -168,14 +261,19 @@ export class CoinbaseNormalizer implements FrameNormalizer {
             : `unknown channel ${shown(channel)}`,
         );
       }
-      const seq = this.observeSequence(obj["sequence_num"], receivedAtUs);
+      const seq = this.observeSequence(obj.sequence_num, receivedAtUs);
       switch (channel) {
         case "market_trades":
-          this.trades(obj, seq, raw, source, receivedAtUs);
+        case "ticker": {
+          const rejects = new FrameRejects(this.sink, EXCHANGE, source, raw, receivedAtUs);
+          const records =
+            channel === "ticker"
+              ? this.tickers(obj, seq, rejects, receivedAtUs)
+              : this.trades(obj, seq, rejects, receivedAtUs);
+          // a frame always has an outcome: one with no records at all is a control frame
+          if (records === 0 && rejects.count === 0) this.sink.control(`empty:${channel}`, raw);
           break;
-        case "ticker":
-          this.tickers(obj, seq, raw, source, receivedAtUs);
-          break;
+        }
         case "heartbeats":
           this.sink.control("heartbeat", raw);
           break;
@@ -211,25 +309,24 @@ export class CoinbaseNormalizer implements FrameNormalizer {
     return seq;
   }
 
-  private events(obj: Record<string, unknown>): Record<string, unknown>[] {
-    const events = obj["events"];
+  /** The frame's events, each an object. */
+  private events(frame: Envelope): Record<string, unknown>[] {
+    const events = frame.events;
     if (!Array.isArray(events)) fail("missing events array");
     return events.map((e, i) => asObject(e) ?? fail(`event ${i} is not an object`));
   }
 
-  private trades(
-    obj: Record<string, unknown>,
-    seq: number | null,
-    raw: string,
-    source: string,
-    receivedAtUs: number,
-  ): void {
-    const channelTimestamp = obj["timestamp"];
+  /**
+   * A `market_trades` frame: its trades, oldest first within a snapshot, each a record or a dead letter
+   * of its own. Returns the number of records.
+   */
+  private trades(frame: Envelope, seq: number | null, rejects: FrameRejects, receivedAtUs: number): number {
+    const channelTimestamp = frame.timestamp;
     const out: { record: TradeV2; at: number }[] = [];
-    const rejects = new FrameRejects(this.sink, EXCHANGE, source, raw, receivedAtUs);
-    this.events(obj).forEach((event, e) => {
-      const eventType = vendorString(event["type"] ?? "", "type");
-      const trades = event["trades"];
+    this.events(frame).forEach((ev, e) => {
+      const event: Unchecked<CoinbaseMarketTradesEvent> = ev;
+      const eventType = vendorString(event.type ?? "", "type");
+      const trades = event.trades;
       if (!Array.isArray(trades)) fail(`event ${e}: missing trades array`);
       const mapped: { record: TradeV2; at: number }[] = [];
       trades.forEach((t, i) => {
@@ -250,27 +347,27 @@ export class CoinbaseNormalizer implements FrameNormalizer {
       record.platform_sequence = this.sequences.nextPlatformSequence(record.symbol);
       this.sink.trade(record, "trades");
     }
-    // a frame always has an outcome: one with no trades at all is a control frame
-    if (out.length === 0 && rejects.count === 0) this.sink.control("empty:market_trades", raw);
+    return out.length;
   }
 
+  /** One trade (its platform_sequence is set when it is emitted), with its time for ordering. */
   private trade(
-    t: Record<string, unknown>,
+    t: Unchecked<CoinbaseMarketTrade>,
     eventType: string,
     channelTimestamp: unknown,
     seq: number | null,
     receivedAtUs: number,
   ): { record: TradeV2; at: number } {
-    const symbol = symbolOf(t["product_id"], "product_id", PRODUCT, PRODUCT_WHAT);
-    const id = t["trade_id"];
+    const symbol = symbolOf(t.product_id, "product_id", PRODUCT, PRODUCT_WHAT);
+    const id = t.trade_id;
     if (typeof id !== "string" && typeof id !== "number") fail("missing trade id (trade_id)");
     const tradeId = String(id);
     if (!/^[A-Za-z0-9-]{1,64}$/.test(tradeId)) fail(`trade id (trade_id) is not an id: ${shown(id)}`);
     if (!this.products.has(symbol)) fail(`product ${symbol} is not subscribed`);
-    const price = tradeDecimalOf(t["price"], "price", "price");
-    const quantity = tradeDecimalOf(t["size"], "quantity", "size");
-    const timestamp = isoMicrosOf(t["time"], "trade time", "time");
-    const makerSide = t["side"];
+    const price = tradeDecimalOf(t.price, "price", "price");
+    const quantity = tradeDecimalOf(t.size, "quantity", "size");
+    const timestamp = isoMicrosOf(t.time, "trade time", "time");
+    const makerSide = t.side;
     // Coinbase `side` is the maker's side (see the file comment): the aggressor is the other side.
     const side: Side = makerSide === "SELL" ? "BUY" : makerSide === "BUY" ? "SELL" : "UNKNOWN";
     const vendor: Record<string, string> = {
@@ -315,26 +412,24 @@ export class CoinbaseNormalizer implements FrameNormalizer {
     return { record, at: timestamp };
   }
 
-  private tickers(
-    obj: Record<string, unknown>,
-    seq: number | null,
-    raw: string,
-    source: string,
-    receivedAtUs: number,
-  ): void {
-    const channelTimestamp = obj["timestamp"];
+  /**
+   * A `ticker` frame: each ticker a quote at the envelope's time, or a dead letter of its own. Returns
+   * the number of records.
+   */
+  private tickers(frame: Envelope, seq: number | null, rejects: FrameRejects, receivedAtUs: number): number {
+    const channelTimestamp = frame.timestamp;
     const timestamp = isoMicrosOf(channelTimestamp, "ticker time", "timestamp");
     const seen = new Map<string, number>();
-    const rejects = new FrameRejects(this.sink, EXCHANGE, source, raw, receivedAtUs);
     let quotes = 0;
-    this.events(obj).forEach((event, e) => {
-      const eventType = vendorString(event["type"] ?? "", "type");
-      const tickers = event["tickers"];
+    this.events(frame).forEach((ev, e) => {
+      const event: Unchecked<CoinbaseTickerEvent> = ev;
+      const eventType = vendorString(event.type ?? "", "type");
+      const tickers = event.tickers;
       if (!Array.isArray(tickers)) fail(`event ${e}: missing tickers array`);
       tickers.forEach((t, i) => {
         try {
-          const ticker = asObject(t) ?? fail("not an object");
-          const symbol = symbolOf(ticker["product_id"], "product_id", PRODUCT, PRODUCT_WHAT);
+          const ticker: Unchecked<CoinbaseTicker> = asObject(t) ?? fail("not an object");
+          const symbol = symbolOf(ticker.product_id, "product_id", PRODUCT, PRODUCT_WHAT);
           if (!this.products.has(symbol)) fail(`product ${symbol} is not subscribed`);
           const n = seen.get(symbol) ?? 0;
           seen.set(symbol, n + 1);
@@ -347,10 +442,10 @@ export class CoinbaseNormalizer implements FrameNormalizer {
             exchange: EXCHANGE,
             asset_class: "crypto",
             timestamp,
-            bid_price: decimalOf(ticker["best_bid"], "bid price", "best_bid"),
-            bid_quantity: decimalOf(ticker["best_bid_quantity"], "bid quantity", "best_bid_quantity"),
-            ask_price: decimalOf(ticker["best_ask"], "ask price", "best_ask"),
-            ask_quantity: decimalOf(ticker["best_ask_quantity"], "ask quantity", "best_ask_quantity"),
+            bid_price: decimalOf(ticker.best_bid, "bid price", "best_bid"),
+            bid_quantity: decimalOf(ticker.best_bid_quantity, "bid quantity", "best_bid_quantity"),
+            ask_price: decimalOf(ticker.best_ask, "ask price", "best_ask"),
+            ask_quantity: decimalOf(ticker.best_ask_quantity, "ask quantity", "best_ask_quantity"),
             currency: currencyOf(symbol),
             source_sequence: seq,
             ingestion_timestamp: receivedAtUs,
@@ -366,7 +461,7 @@ export class CoinbaseNormalizer implements FrameNormalizer {
       });
     });
     rejects.finish();
-    if (quotes === 0 && rejects.count === 0) this.sink.control("empty:ticker", raw);
+    return quotes;
   }
 }
 
@@ -380,12 +475,7 @@ export class CoinbaseNormalizer implements FrameNormalizer {
 export const coinbaseReplayDialect: ReplayDialect = {
   urlKeys: () => [],
   subscription(message: string) {
-    let o: Record<string, unknown> | null;
-    try {
-      o = asObject(JSON.parse(message));
-    } catch {
-      return null;
-    }
+    const o = jsonObjectOrNull(message);
     if (!o || (o["type"] !== "subscribe" && o["type"] !== "unsubscribe")) return null;
     const channel = o["channel"];
     if (typeof channel !== "string") return null;
@@ -407,28 +497,13 @@ export const coinbase: Venue = {
   streams: COINBASE_STREAMS,
   defaultStreams: COINBASE_STREAMS,
   defaultSymbols: ["BTC-USD", "ETH-USD"],
-  dataTypesOf(streams: string[]): DataType[] {
-    const out: DataType[] = [];
-    if (streams.includes("market_trades")) out.push("trades");
-    if (streams.includes("ticker")) out.push("quotes");
-    return out;
-  },
+  dataTypesOf: dataTypesByStream({ market_trades: "trades", ticker: "quotes" }),
   validate(sub: Subscription): void {
-    for (const st of sub.streams) {
-      if (!(COINBASE_STREAMS as readonly string[]).includes(st)) {
-        throw new Error(
-          `--streams: unknown Coinbase channel "${st}" (expected ${COINBASE_STREAMS.join(", ")})`,
-        );
-      }
-    }
-    for (const s of sub.symbols) {
+    checkSubscription(sub, COINBASE_STREAMS, "Coinbase channel", (s) => {
       if (!PRODUCT.test(s)) throw new Error(`--symbols: "${s}" is not ${PRODUCT_WHAT}`);
-    }
-    if (sub.symbols.length === 0 || sub.streams.length === 0) {
-      throw new Error("--symbols/--streams: nothing to subscribe to");
-    }
+    });
   },
-  connection(baseUrl: string, sub: Subscription): ConnectionOptions {
+  connection(baseUrl: string, sub: Subscription): VenueConnectionSpec {
     return {
       url: baseUrl,
       onOpenMessages: () => coinbaseSubscribeMessages(sub),

@@ -2,9 +2,13 @@
  * Kraken Spot WebSocket, API v1 (`wss://ws.kraken.com`, the protocol of the recording) and API v2
  * (`wss://ws.kraken.com/v2`): feed description and mappers for `trade` (→ trades_v2) and `ticker`
  * (→ quotes_v2), plus `heartbeat`, `systemStatus` / `status` and `subscriptionStatus` / subscribe acks.
- * The protocol follows the URL: a path ending in `/v2` speaks v2, anything else v1. The normalizer
- * reads both (a v1 frame is an array or an object with `event`; a v2 frame an object with `channel`
- * or `method`).
+ * The protocol follows the URL: a path ending in `/v2` speaks v2, anything else v1. The feed's
+ * normalizer parses each frame once and hands it by its shape to the v1 reader (an array, or an object
+ * with `event`) or the v2 reader (an object with `channel` or `method`); each protocol's messages are
+ * typed below as the docs describe them.
+ *
+ * The file reads top to bottom: the message types, what v1 and v2 share, the v1 normalizer, the v2
+ * normalizer, the feed's normalizer, the replay dialect and the venue.
  *
  * Follows Kraken's "Spot WebSocket API" docs (docs.kraken.com, v1 "trade", "ticker",
  * "subscriptionStatus", "systemStatus", "heartbeat"; v2 "trade", "ticker", "heartbeat", "status"):
@@ -50,10 +54,9 @@
  * `success: false`) are dead-lettered with Kraken's `errorMessage` / `error` as the reason (and logged by
  * the pipeline as every dead letter is).
  */
-import type { ConnectionOptions } from "../feed/connection.js";
 import { parseJsonExact } from "../schema/exact-json.js";
 import { deterministicMessageId, murmur3x86_128 } from "../schema/message-id.js";
-import type { DataType, QuoteV2, Side, TradeV2 } from "../schema/records.js";
+import type { QuoteV2, Side, TradeV2 } from "../schema/records.js";
 import {
   addVendorFields,
   asObject,
@@ -66,6 +69,7 @@ import {
   fail,
   intOf,
   isoMicrosOf,
+  jsonObjectOrNull,
   MAX_VENDOR_FIELDS,
   parseFrame,
   Reject,
@@ -74,9 +78,12 @@ import {
   sourceOf,
   symbolOf,
   tradeDecimalOf,
+  type Unchecked,
   vendorString,
 } from "./mapping.js";
 import {
+  checkSubscription,
+  dataTypesByStream,
   type FrameNormalizer,
   ID_REGRESSION,
   type NormalizedSink,
@@ -87,6 +94,7 @@ import {
   TradeIdMemory,
   tradeContent,
   type Venue,
+  type VenueConnectionSpec,
 } from "./venue.js";
 
 const EXCHANGE = "KRAKEN";
@@ -108,6 +116,167 @@ const SYSTEM_STATUSES = new Set(["online", "maintenance", "cancel_only", "limit_
 /** Kraken pairs: `XBT/USD`, `BTC/USD`. */
 const PAIR = /^[A-Z0-9.]{1,20}\/[A-Z0-9.]{1,20}$/;
 const PAIR_WHAT = "a Kraken pair like XBT/USD";
+
+// ---------------------------------------------------------------------------------------------------
+// Kraken messages, as the docs describe them. Frames are parsed with `parseJsonExact`: a JSON number on
+// the wire arrives as its exact decimal text. The normalizers read these through `Unchecked<..>`: every
+// field stays `unknown` until a reader of mapping.ts has checked it.
+
+/** A JSON number on the wire, read as its exact decimal text (`parseJsonExact`): `0.5147` → `"0.5147"`. */
+type ExactNumber = string;
+
+/**
+ * v1 data frame: `[channelID, payload, channelName, pair]`. Book frames may carry two payloads
+ * (`[channelID, {a}, {b}, "book-10", pair]`), so the name and pair are read from the end.
+ */
+export type KrakenV1Data<Payload> = [
+  /** Channel id Kraken gave the subscription (deprecated by Kraken; kept in vendor_data). */
+  channelId: ExactNumber,
+  payload: Payload,
+  /** `trade`, `ticker`, `spread`, `book-<depth>`, `ohlc-<interval>`. */
+  channelName: string,
+  /** Pair as Kraken writes it in v1: `XBT/USD`. */
+  pair: string,
+];
+
+/** v1 trade, one element of a `trade` payload (several per frame, oldest first). */
+export type KrakenV1Trade = [
+  /** Price, decimal string, in the quote currency. */
+  price: string,
+  /** Volume, decimal string, in the base currency. */
+  volume: string,
+  /** Trade time, seconds since epoch as a decimal string with µs (`"1618678142.557535"`). */
+  time: string,
+  /** `b` buy / `s` sell: the side of the order that triggered the trade (the aggressor). */
+  side: "b" | "s",
+  /** `m` market / `l` limit: the type of the triggering order. */
+  orderType: "m" | "l",
+  /** Miscellaneous information (usually empty). */
+  misc: string,
+  /** Later fields Kraken may add, kept in vendor_data as `field_<index>`. */
+  ...more: unknown[],
+];
+
+/** v1 spread payload `[bid, ask, timestamp, bidVolume, askVolume]` (recognized, not mapped: `unmapped:spread`). */
+export type KrakenV1Spread = [
+  /** Best bid price, decimal string. */
+  bid: string,
+  /** Best ask price, decimal string. */
+  ask: string,
+  /** Time, seconds since epoch as a decimal string with µs. */
+  timestamp: string,
+  /** Best bid volume, decimal string. */
+  bidVolume: string,
+  /** Best ask volume, decimal string. */
+  askVolume: string,
+];
+
+/** v1 ticker payload: best bid/ask and the day's statistics (no time, no id). */
+export interface KrakenV1Ticker {
+  /** Best ask `[price, wholeLotVolume, lotVolume]`, decimal strings (lotVolume: the quantity at the price). */
+  a: [price: string, wholeLotVolume: string, lotVolume: string];
+  /** Best bid `[price, wholeLotVolume, lotVolume]`, decimal strings. */
+  b: [price: string, wholeLotVolume: string, lotVolume: string];
+  /** Last trade closed `[price, lotVolume]`. */
+  c: [price: string, lotVolume: string];
+  /** Volume `[today, last 24 hours]`, base currency. */
+  v: [today: string, last24Hours: string];
+  /** Volume-weighted average price `[today, last 24 hours]`. */
+  p: [today: string, last24Hours: string];
+  /** Number of trades `[today, last 24 hours]` (integers). */
+  t: [today: ExactNumber, last24Hours: ExactNumber];
+  /** Low price `[today, last 24 hours]`. */
+  l: [today: string, last24Hours: string];
+  /** High price `[today, last 24 hours]`. */
+  h: [today: string, last24Hours: string];
+  /** Open price `[today, last 24 hours]`. */
+  o: [today: string, last24Hours: string];
+}
+
+/** v1 event frame: `heartbeat`, `pong`, `systemStatus`, `subscriptionStatus`, `error`. */
+export interface KrakenV1Event {
+  event: "heartbeat" | "pong" | "systemStatus" | "subscriptionStatus" | "error";
+  /**
+   * `systemStatus`: `online`, `maintenance`, `cancel_only`, `limit_only`, `post_only`;
+   * `subscriptionStatus`: `subscribed`, `unsubscribed`, `error`.
+   */
+  status?: string;
+  /** Why a subscription or request failed (`subscriptionStatus` with status `error`, `error`). */
+  errorMessage?: string;
+  /** `subscriptionStatus`: the pair it answers for (`XBT/USD`). */
+  pair?: string;
+  /** `subscriptionStatus`: the channel name data frames will carry (`book-10`). */
+  channelName?: string;
+  channelID?: ExactNumber;
+  subscription?: { name: string; depth?: ExactNumber; interval?: ExactNumber };
+  /** `systemStatus`: connection id and API version. */
+  connectionID?: ExactNumber;
+  version?: string;
+}
+
+/** v2 data frame `{"channel","type","data":[..]}` (also `heartbeat` and `status`, which carry no records). */
+export interface KrakenV2Data<Record> {
+  /** `trade`, `ticker`, `book`, `ohlc`, `instrument`, `heartbeat`, `status`, ... */
+  channel: string;
+  /** `snapshot` (sent on subscribing) or `update`; kept in vendor_data as `event_type`. */
+  type: "snapshot" | "update";
+  data: Record[];
+}
+
+/** v2 trade, one element of a `trade` frame's `data`. */
+export interface KrakenV2Trade {
+  /** Pair as Kraken writes it in v2: `BTC/USD`. */
+  symbol: string;
+  /** `buy` / `sell`: the side of the taker (the aggressor). */
+  side: "buy" | "sell";
+  /** Price, a JSON number, in the quote currency. */
+  price: ExactNumber;
+  /** Quantity, a JSON number, in the base currency. */
+  qty: ExactNumber;
+  /** `market` / `limit`: the taker's order type (vendor_data). */
+  ord_type: "market" | "limit";
+  /** Trade id: a sequence number per book, without gaps. */
+  trade_id: ExactNumber;
+  /** Trade time, RFC 3339 with µs (`"2023-09-25T07:49:37.708706Z"`). */
+  timestamp: string;
+}
+
+/** v2 ticker, one element of a `ticker` frame's `data` (sent on every best bid/offer change with `event_trigger: "bbo"`). */
+export interface KrakenV2Ticker {
+  symbol: string;
+  /** Best bid price and quantity, JSON numbers. */
+  bid: ExactNumber;
+  bid_qty: ExactNumber;
+  /** Best ask price and quantity, JSON numbers. */
+  ask: ExactNumber;
+  ask_qty: ExactNumber;
+  /** Last trade price; 24-hour volume, VWAP, low, high; change since 24 hours (absolute and %): vendor_data. */
+  last: ExactNumber;
+  volume: ExactNumber;
+  vwap: ExactNumber;
+  low: ExactNumber;
+  high: ExactNumber;
+  change: ExactNumber;
+  change_pct: ExactNumber;
+  /** Time of the ticker, RFC 3339 with µs; absent in earlier versions of the channel. */
+  timestamp?: string;
+}
+
+/** v2 answer to a request: `{"method":"subscribe","success":true,"result":{..},"time_in","time_out"}`. */
+export interface KrakenV2Response {
+  method: "subscribe" | "unsubscribe" | "pong";
+  /** False when the request failed; `error` then says why. */
+  success?: boolean;
+  error?: string;
+  result?: { channel: string; symbol: string; snapshot?: boolean };
+  req_id?: ExactNumber;
+  /** When Kraken received the request and sent the answer, RFC 3339. */
+  time_in?: string;
+  time_out?: string;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Shared by v1 and v2.
 
 /** Protocol version spoken at a URL: `v2` when the path ends in `/v2`, else `v1`. */
 export function krakenProtocol(url: string): "v1" | "v2" {
@@ -139,6 +308,41 @@ export function krakenSubscribeMessages(url: string, sub: Subscription): string[
   );
 }
 
+/** Aggressor side of a v1 (`b`/`s`) or v2 (`buy`/`sell`) trade. */
+function sideOf(v: unknown): Side {
+  if (v === "b" || v === "buy") return "BUY";
+  if (v === "s" || v === "sell") return "SELL";
+  return "UNKNOWN";
+}
+
+/** Longest ticker JSON hashed into a quote's message_id, in characters. */
+const TICKER_ID_MAX_CHARS = 65_536;
+
+/**
+ * The feed's subscribed channels and pairs (null: every one, for tests reading a whole recording).
+ * Each check throws {@link Reject} with the dead-letter reason.
+ */
+class KrakenScope {
+  private readonly pairs: Set<string> | null;
+  private readonly channels: Set<string> | null;
+
+  constructor(sub?: Subscription) {
+    this.pairs = sub ? new Set(sub.symbols) : null;
+    this.channels = sub ? new Set(sub.streams) : null;
+  }
+
+  channel(channel: string): void {
+    if (this.channels && !this.channels.has(channel)) fail(`channel ${channel} is not subscribed`);
+  }
+
+  pair(pair: string): void {
+    if (this.pairs && !this.pairs.has(pair)) fail(`pair ${pair} is not subscribed`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// v1.
+
 /**
  * Derived v1 trade id: `<time µs>-<12 hex of MurmurHash3 x86_128 of the trade's content>` (see the
  * file comment).
@@ -157,19 +361,9 @@ export function krakenV1TradeId(
   return `${timeUs}-${h1.toString(16).padStart(8, "0")}${h2.toString(16).padStart(8, "0").slice(0, 4)}`;
 }
 
-function sideOf(v: unknown): Side {
-  if (v === "b" || v === "buy") return "BUY";
-  if (v === "s" || v === "sell") return "SELL";
-  return "UNKNOWN";
-}
-
-const V2_TRADE_MAPPED = new Set(["symbol", "side", "price", "qty", "trade_id", "timestamp"]);
-const V2_TICKER_MAPPED = new Set(["symbol", "bid", "bid_qty", "ask", "ask_qty", "timestamp"]);
-/** Longest ticker JSON hashed into a quote's message_id, in characters. */
-const TICKER_ID_MAX_CHARS = 65_536;
-const V1_TICKER_MAPPED = new Set(["a", "b"]);
+const V1_TICKER_MAPPED = new Set<keyof KrakenV1Ticker>(["a", "b"]);
 /** Readable names of the v1 ticker fields kept in vendor_data. */
-const V1_TICKER_NAMES = new Map(
+const V1_TICKER_NAMES = new Map<keyof KrakenV1Ticker, string>(
   Object.entries({
     c: "close",
     v: "volume",
@@ -178,80 +372,24 @@ const V1_TICKER_NAMES = new Map(
     l: "low",
     h: "high",
     o: "open",
-  }),
+  }) as [keyof KrakenV1Ticker, string][],
 );
 
 /**
- * Kraken normalizer (v1 and v2 frames) for one feed.
- *
- * With a subscription, records come only from subscribed channels (`trade`, `ticker`) and pairs: a
- * data frame of another pair or of an unsubscribed mapped channel is a dead letter, as is a channel
- * name Kraken does not have. Trades with a zero price or volume are dead letters; a v2 `trade_id` seen
- * before with different content is a conflicting duplicate (dead letter with both versions), one below
- * the last seen a sequence regression (stored, reported). Without a subscription (tests reading a
- * whole recording) every pair and channel is accepted.
+ * Reads Kraken v1 frames (already parsed): events (`{"event":..}`) and data arrays
+ * (`[channelID, payload, channelName, pair]`). Each method throws {@link Reject} for a frame that is a
+ * dead letter as a whole; a rejected trade of a multi-trade frame is dead-lettered on its own.
  */
-export class KrakenNormalizer implements FrameNormalizer {
-  readonly sequences = new SequenceTracker();
-  /** Recent v2 trade ids per pair with their content (duplicates, regressions). */
-  readonly tradeIds = new TradeIdMemory();
-  private readonly pairs: Set<string> | null;
-  private readonly channels: Set<string> | null;
-
+class KrakenV1Normalizer {
   constructor(
     private readonly sink: NormalizedSink,
-    sub?: Subscription,
-  ) {
-    this.pairs = sub ? new Set(sub.symbols) : null;
-    this.channels = sub ? new Set(sub.streams) : null;
-  }
+    private readonly sequences: SequenceTracker,
+    private readonly scope: KrakenScope,
+  ) {}
 
-  /** Rejects a record of a pair or channel not subscribed (when the normalizer has a subscription). */
-  private subscribed(channel: string, pair: string): void {
-    if (this.channels && !this.channels.has(channel)) fail(`channel ${channel} is not subscribed`);
-    if (this.pairs && !this.pairs.has(pair)) fail(`pair ${pair} is not subscribed`);
-  }
-
-  normalize(raw: string, receivedAtUs: number): void {
-    let source = "kraken";
-    try {
-      const msg = parseFrame(raw, KRAKEN_MAX_FRAME_CHARS, parseJsonExact);
-      if (Array.isArray(msg)) {
-        const name = msg[msg.length - 2];
-        source = sourceOf("kraken", typeof name === "string" ? name : "?");
-        this.v1Data(msg, raw, source, receivedAtUs);
-        return;
-      }
-      const obj = asObject(msg);
-      if (!obj) fail("frame is not a JSON object or array");
-      if (typeof obj["event"] === "string") {
-        source = sourceOf("kraken", obj["event"]);
-        this.v1Event(obj, raw);
-      } else if (typeof obj["channel"] === "string") {
-        source = sourceOf("kraken", obj["channel"]);
-        this.v2Channel(obj, raw, source, receivedAtUs);
-      } else if (typeof obj["method"] === "string") {
-        source = sourceOf("kraken", obj["method"]);
-        if (obj["success"] === false || obj["error"] !== undefined) {
-          fail(`venue error: ${reasonText(obj["error"] ?? "request failed")}`);
-        }
-        if (obj["method"] !== "pong" && obj["method"] !== "subscribe" && obj["method"] !== "unsubscribe") {
-          fail(`unknown method ${shown(obj["method"])}`);
-        }
-        this.sink.control(obj["method"] === "pong" ? "pong" : "subscription_ack", raw);
-      } else if (obj["error"] !== undefined) {
-        fail(`venue error: ${reasonText(obj["error"])}`);
-      } else fail("frame has no event, channel or method");
-    } catch (err) {
-      if (!(err instanceof Reject)) throw err;
-      this.sink.deadLetter(deadLetterOf(EXCHANGE, source, err.message, raw, receivedAtUs));
-    }
-  }
-
-  /** v1 `{"event":..}` frames. */
-  private v1Event(obj: Record<string, unknown>, raw: string): void {
-    const event = obj["event"];
-    switch (event) {
+  /** `{"event":..}` frames: control frames, or venue errors (rejected with Kraken's `errorMessage`). */
+  event(e: Unchecked<KrakenV1Event>, raw: string): void {
+    switch (e.event) {
       case "heartbeat":
         this.sink.control("heartbeat", raw);
         return;
@@ -260,71 +398,87 @@ export class KrakenNormalizer implements FrameNormalizer {
         return;
       case "systemStatus":
         this.sink.control(
-          obj["status"] === "online"
+          e.status === "online"
             ? "system_status"
-            : typeof obj["status"] === "string" && SYSTEM_STATUSES.has(obj["status"])
-              ? `system_status_${obj["status"]}`
+            : typeof e.status === "string" && SYSTEM_STATUSES.has(e.status)
+              ? `system_status_${e.status}`
               : "system_status_unknown",
           raw,
         );
         return;
       case "subscriptionStatus":
-        if (obj["status"] === "error") {
+        if (e.status === "error") {
           fail(
-            `venue error: ${reasonText(obj["errorMessage"] ?? "subscription failed")}` +
-              (typeof obj["pair"] === "string" ? ` (pair ${reasonText(obj["pair"])})` : ""),
+            `venue error: ${reasonText(e.errorMessage ?? "subscription failed")}` +
+              (typeof e.pair === "string" ? ` (pair ${reasonText(e.pair)})` : ""),
           );
         }
         this.sink.control("subscription_ack", raw);
         return;
       case "error":
-        fail(`venue error: ${reasonText(obj["errorMessage"] ?? "error")}`);
+        fail(`venue error: ${reasonText(e.errorMessage ?? "error")}`);
         break;
       default:
-        fail(`unknown event ${reasonText(event)}`);
+        fail(`unknown event ${reasonText(e.event)}`);
     }
   }
 
-  /** v1 `[channelID, payload.., channelName, pair]` frames. */
-  private v1Data(msg: unknown[], raw: string, source: string, receivedAtUs: number): void {
+  /** `[channelID, payload.., channelName, pair]` frames: trades, tickers, or unmapped channels. */
+  data(msg: unknown[], raw: string, source: string, receivedAtUs: number): void {
     if (msg.length < 4) fail("data frame has fewer than 4 elements");
     const name = msg[msg.length - 2];
     if (typeof name !== "string") fail("missing channel name");
     const pair = symbolOf(msg[msg.length - 1], "pair", PAIR, PAIR_WHAT);
     const channelId = vendorString(msg[0], "channel_id");
-    if (name === "trade" || name === "ticker") this.subscribed(name, pair);
     if (name === "trade") {
-      const trades = msg[1];
-      if (!Array.isArray(trades)) fail("trade payload is not an array");
-      const seen = new Map<string, number>();
-      const rejects = new FrameRejects(this.sink, EXCHANGE, source, raw, receivedAtUs);
-      trades.forEach((t, i) => {
-        try {
-          this.v1Trade(t, pair, channelId, seen, receivedAtUs);
-        } catch (err) {
-          if (!(err instanceof Reject)) throw err;
-          rejects.add(`${i}`, `trade ${i}: ${err.message}`);
-        }
-      });
-      rejects.finish();
-      // a frame always has an outcome: one with no trades at all is a control frame
-      if (trades.length === 0) this.sink.control("empty:trade", raw);
+      this.scope.channel(name);
+      this.scope.pair(pair);
+      this.trades(msg[1], pair, channelId, raw, source, receivedAtUs);
     } else if (name === "ticker") {
-      this.v1Ticker(msg[1], pair, channelId, receivedAtUs);
+      this.scope.channel(name);
+      this.scope.pair(pair);
+      this.ticker(msg[1], pair, channelId, receivedAtUs);
     } else if (V1_UNMAPPED.test(name)) {
       // book-*, spread, ohlc-*: valid venue frames K2 has no mapper for
       this.sink.control(`unmapped:${name.replace(/-\d+$/, "")}`, raw);
     } else fail(`unknown channel ${shown(name)}`);
   }
 
-  private v1Trade(
-    t: unknown,
+  /** A `trade` payload: each trade a record, or a dead letter of its own. */
+  private trades(
+    payload: unknown,
+    pair: string,
+    channelId: string,
+    raw: string,
+    source: string,
+    receivedAtUs: number,
+  ): void {
+    if (!Array.isArray(payload)) fail("trade payload is not an array");
+    const seen = new Map<string, number>();
+    const rejects = new FrameRejects(this.sink, EXCHANGE, source, raw, receivedAtUs);
+    payload.forEach((t, i) => {
+      try {
+        this.trade(t, pair, channelId, seen, receivedAtUs);
+      } catch (err) {
+        if (!(err instanceof Reject)) throw err;
+        rejects.add(`${i}`, `trade ${i}: ${err.message}`);
+      }
+    });
+    rejects.finish();
+    // a frame always has an outcome: one with no trades at all is a control frame
+    if (payload.length === 0) this.sink.control("empty:trade", raw);
+  }
+
+  /** One trade; `seen` counts identical trades earlier in the frame (the id's occurrence number). */
+  private trade(
+    item: unknown,
     pair: string,
     channelId: string,
     seen: Map<string, number>,
     receivedAtUs: number,
   ): void {
-    if (!Array.isArray(t)) fail("not an array");
+    if (!Array.isArray(item)) fail("not an array");
+    const t = item as Unchecked<KrakenV1Trade>;
     if (t.length > MAX_VENDOR_FIELDS) fail(`trade array has more than ${MAX_VENDOR_FIELDS} elements`);
     const price = tradeDecimalOf(t[0], "price", "0");
     const quantity = tradeDecimalOf(t[1], "quantity", "1");
@@ -361,10 +515,11 @@ export class KrakenNormalizer implements FrameNormalizer {
     this.sink.trade(record, "trades");
   }
 
-  private v1Ticker(payload: unknown, pair: string, channelId: string, receivedAtUs: number): void {
-    const p = asObject(payload) ?? fail("ticker payload is not an object");
-    const a = p["a"];
-    const b = p["b"];
+  /** A `ticker` payload: one quote, timestamped at receipt (v1 tickers carry no time). */
+  private ticker(payload: unknown, pair: string, channelId: string, receivedAtUs: number): void {
+    const p: Unchecked<KrakenV1Ticker> = asObject(payload) ?? fail("ticker payload is not an object");
+    const a = p.a;
+    const b = p.b;
     if (!Array.isArray(a)) fail("missing best ask (a)");
     if (!Array.isArray(b)) fail("missing best bid (b)");
     const vendor = addVendorFields(
@@ -397,10 +552,60 @@ export class KrakenNormalizer implements FrameNormalizer {
     };
     this.sink.quote(record);
   }
+}
 
-  /** v2 `{"channel":..}` frames. */
-  private v2Channel(obj: Record<string, unknown>, raw: string, source: string, receivedAtUs: number): void {
-    const channel = obj["channel"] as string;
+// ---------------------------------------------------------------------------------------------------
+// v2.
+
+const V2_TRADE_MAPPED = new Set<keyof KrakenV2Trade>([
+  "symbol",
+  "side",
+  "price",
+  "qty",
+  "trade_id",
+  "timestamp",
+]);
+const V2_TICKER_MAPPED = new Set<keyof KrakenV2Ticker>([
+  "symbol",
+  "bid",
+  "bid_qty",
+  "ask",
+  "ask_qty",
+  "timestamp",
+]);
+
+/**
+ * Reads Kraken v2 frames (already parsed): channel frames (`{"channel":..}`) and request answers
+ * (`{"method":..}`). Each method throws {@link Reject} for a frame that is a dead letter as a whole; a
+ * rejected record of a multi-record frame is dead-lettered on its own.
+ */
+class KrakenV2Normalizer {
+  constructor(
+    private readonly sink: NormalizedSink,
+    private readonly sequences: SequenceTracker,
+    private readonly tradeIds: TradeIdMemory,
+    private readonly scope: KrakenScope,
+  ) {}
+
+  /** `{"method":..}` answers: acks and pongs, or venue errors (rejected with Kraken's `error`). */
+  response(r: Unchecked<KrakenV2Response>, raw: string): void {
+    if (r.success === false || r.error !== undefined) {
+      fail(`venue error: ${reasonText(r.error ?? "request failed")}`);
+    }
+    if (r.method !== "pong" && r.method !== "subscribe" && r.method !== "unsubscribe") {
+      fail(`unknown method ${shown(r.method)}`);
+    }
+    this.sink.control(r.method === "pong" ? "pong" : "subscription_ack", raw);
+  }
+
+  /** `{"channel":..}` frames: trades, tickers, heartbeat and status, or unmapped channels. */
+  channel(
+    frame: Unchecked<KrakenV2Data<unknown>>,
+    channel: string,
+    raw: string,
+    source: string,
+    receivedAtUs: number,
+  ): void {
     if (channel === "heartbeat") {
       this.sink.control("heartbeat", raw);
       return;
@@ -414,87 +619,84 @@ export class KrakenNormalizer implements FrameNormalizer {
       this.sink.control(`unmapped:${channel}`, raw);
       return;
     }
-    if (this.channels && !this.channels.has(channel)) fail(`channel ${channel} is not subscribed`);
-    const data = obj["data"];
+    this.scope.channel(channel);
+    const data = frame.data;
     if (!Array.isArray(data)) fail("missing data array");
-    const type = vendorString(obj["type"] ?? "", "type");
+    const type = vendorString(frame.type ?? "", "type");
     // a frame always has an outcome: one with no records at all is a control frame
     if (data.length === 0) {
       this.sink.control(`empty:${channel}`, raw);
       return;
     }
     const rejects = new FrameRejects(this.sink, EXCHANGE, source, raw, receivedAtUs);
-    if (channel === "trade") {
-      const records: TradeV2[] = [];
-      data.forEach((d, i) => {
-        try {
-          records.push(this.v2Trade(asObject(d) ?? fail("not an object"), type, receivedAtUs));
-        } catch (err) {
-          if (!(err instanceof Reject)) throw err;
-          rejects.add(`${i}`, `trade ${i}: ${err.message}`);
-        }
-      });
-      // gap detection and platform sequence in trade id order (a snapshot may list newest first)
-      records.sort((x, y) => (x.source_sequence ?? 0) - (y.source_sequence ?? 0));
-      for (const r of records) {
-        const id = r.source_sequence!;
-        const key = `trades/${r.symbol}`;
-        const verdict = this.tradeIds.check(key, id, r, id);
-        if (typeof verdict === "string") {
-          this.sink.anomaly?.({
-            kind: "conflicting_duplicate",
-            symbol: r.symbol,
-            dataType: "trades",
-            id,
-            last: null,
-          });
-          rejects.add(
-            `duplicate ${id}`,
-            `conflicting duplicate of trade id ${id}: first seen with ${verdict}; this frame has ${tradeContent(r)}`,
-          );
-          continue;
-        }
-        if (verdict === ID_REGRESSION) {
-          this.sink.anomaly?.({
-            kind: "sequence_regression",
-            symbol: r.symbol,
-            dataType: "trades",
-            id,
-            last: this.tradeIds.last(key),
-          });
-        }
-        const gap = this.sequences.observe(`trades/${r.symbol}`, r.source_sequence!);
-        if (gap) {
-          this.sink.gap({
-            exchange: EXCHANGE,
-            symbol: r.symbol,
-            data_type: "trades",
-            from_sequence: gap[0],
-            to_sequence: gap[1],
-            detected_at: receivedAtUs,
-          });
-        }
-        r.platform_sequence = this.sequences.nextPlatformSequence(r.symbol);
-        this.sink.trade(r, "trades");
-      }
-      rejects.finish();
-      return;
-    }
-    data.forEach((d, i) => {
-      try {
-        this.v2Ticker(asObject(d) ?? fail("not an object"), type, receivedAtUs);
-      } catch (err) {
-        if (!(err instanceof Reject)) throw err;
-        rejects.add(`${i}`, `ticker ${i}: ${err.message}`);
-      }
-    });
+    if (channel === "trade") this.trades(data, type, rejects, receivedAtUs);
+    else this.tickers(data, type, rejects, receivedAtUs);
     rejects.finish();
   }
 
-  private v2Trade(t: Record<string, unknown>, type: string, receivedAtUs: number): TradeV2 {
-    const symbol = symbolOf(t["symbol"], "symbol", PAIR, PAIR_WHAT);
-    if (this.pairs && !this.pairs.has(symbol)) fail(`pair ${symbol} is not subscribed`);
-    const id = intOf(t["trade_id"], "trade id", "trade_id");
+  /**
+   * A `trade` frame's records, emitted in trade id order (a snapshot may list newest first) after
+   * duplicate, regression and gap checks per pair.
+   */
+  private trades(data: unknown[], type: string, rejects: FrameRejects, receivedAtUs: number): void {
+    const records: TradeV2[] = [];
+    data.forEach((d, i) => {
+      try {
+        records.push(this.trade(asObject(d) ?? fail("not an object"), type, receivedAtUs));
+      } catch (err) {
+        if (!(err instanceof Reject)) throw err;
+        rejects.add(`${i}`, `trade ${i}: ${err.message}`);
+      }
+    });
+    records.sort((x, y) => (x.source_sequence ?? 0) - (y.source_sequence ?? 0));
+    for (const r of records) {
+      const id = r.source_sequence!;
+      const key = `trades/${r.symbol}`;
+      const verdict = this.tradeIds.check(key, id, r, id);
+      if (typeof verdict === "string") {
+        this.sink.anomaly?.({
+          kind: "conflicting_duplicate",
+          symbol: r.symbol,
+          dataType: "trades",
+          id,
+          last: null,
+        });
+        rejects.add(
+          `duplicate ${id}`,
+          `conflicting duplicate of trade id ${id}: first seen with ${verdict}; this frame has ${tradeContent(r)}`,
+        );
+        continue;
+      }
+      if (verdict === ID_REGRESSION) {
+        this.sink.anomaly?.({
+          kind: "sequence_regression",
+          symbol: r.symbol,
+          dataType: "trades",
+          id,
+          last: this.tradeIds.last(key),
+        });
+      }
+      const gap = this.sequences.observe(key, id);
+      if (gap) {
+        this.sink.gap({
+          exchange: EXCHANGE,
+          symbol: r.symbol,
+          data_type: "trades",
+          from_sequence: gap[0],
+          to_sequence: gap[1],
+          detected_at: receivedAtUs,
+        });
+      }
+      r.platform_sequence = this.sequences.nextPlatformSequence(r.symbol);
+      this.sink.trade(r, "trades");
+    }
+  }
+
+  /** One trade (its platform_sequence is set when it is emitted). */
+  private trade(t: Unchecked<KrakenV2Trade>, type: string, receivedAtUs: number): TradeV2 {
+    const symbol = symbolOf(t.symbol, "symbol", PAIR, PAIR_WHAT);
+    this.scope.pair(symbol);
+    const id = intOf(t.trade_id, "trade id", "trade_id");
     const vendor = addVendorFields({ event_type: type }, t, V2_TRADE_MAPPED);
     return {
       message_id: deterministicMessageId(`${EXCHANGE}/trades/${symbol}/${id}`),
@@ -502,11 +704,11 @@ export class KrakenNormalizer implements FrameNormalizer {
       symbol,
       exchange: EXCHANGE,
       asset_class: "crypto",
-      timestamp: isoMicrosOf(t["timestamp"], "trade time", "timestamp"),
-      price: tradeDecimalOf(t["price"], "price", "price"),
-      quantity: tradeDecimalOf(t["qty"], "quantity", "qty"),
+      timestamp: isoMicrosOf(t.timestamp, "trade time", "timestamp"),
+      price: tradeDecimalOf(t.price, "price", "price"),
+      quantity: tradeDecimalOf(t.qty, "quantity", "qty"),
       currency: currencyOf(symbol),
-      side: sideOf(t["side"]),
+      side: sideOf(t.side),
       trade_conditions: [],
       source_sequence: id,
       ingestion_timestamp: receivedAtUs,
@@ -515,10 +717,23 @@ export class KrakenNormalizer implements FrameNormalizer {
     };
   }
 
-  private v2Ticker(t: Record<string, unknown>, type: string, receivedAtUs: number): void {
-    const symbol = symbolOf(t["symbol"], "symbol", PAIR, PAIR_WHAT);
-    if (this.pairs && !this.pairs.has(symbol)) fail(`pair ${symbol} is not subscribed`);
-    const ts = t["timestamp"];
+  /** A `ticker` frame's records: each a quote, or a dead letter of its own. */
+  private tickers(data: unknown[], type: string, rejects: FrameRejects, receivedAtUs: number): void {
+    data.forEach((d, i) => {
+      try {
+        this.ticker(asObject(d) ?? fail("not an object"), type, receivedAtUs);
+      } catch (err) {
+        if (!(err instanceof Reject)) throw err;
+        rejects.add(`${i}`, `ticker ${i}: ${err.message}`);
+      }
+    });
+  }
+
+  /** One ticker: a quote at its `timestamp` when present, else at receipt. */
+  private ticker(t: Unchecked<KrakenV2Ticker>, type: string, receivedAtUs: number): void {
+    const symbol = symbolOf(t.symbol, "symbol", PAIR, PAIR_WHAT);
+    this.scope.pair(symbol);
+    const ts = t.timestamp;
     const timestamp = ts === undefined ? receivedAtUs : isoMicrosOf(ts, "ticker time", "timestamp");
     const vendor = addVendorFields({ event_type: type }, t, V2_TICKER_MAPPED);
     const record: QuoteV2 = {
@@ -529,10 +744,10 @@ export class KrakenNormalizer implements FrameNormalizer {
       exchange: EXCHANGE,
       asset_class: "crypto",
       timestamp,
-      bid_price: decimalOf(t["bid"], "bid price", "bid"),
-      bid_quantity: decimalOf(t["bid_qty"], "bid quantity", "bid_qty"),
-      ask_price: decimalOf(t["ask"], "ask price", "ask"),
-      ask_quantity: decimalOf(t["ask_qty"], "ask quantity", "ask_qty"),
+      bid_price: decimalOf(t.bid, "bid price", "bid"),
+      bid_quantity: decimalOf(t.bid_qty, "bid quantity", "bid_qty"),
+      ask_price: decimalOf(t.ask, "ask price", "ask"),
+      ask_quantity: decimalOf(t.ask_qty, "ask quantity", "ask_qty"),
       currency: currencyOf(symbol),
       source_sequence: null,
       ingestion_timestamp: receivedAtUs,
@@ -540,6 +755,69 @@ export class KrakenNormalizer implements FrameNormalizer {
       vendor_data: vendor,
     };
     this.sink.quote(record);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The feed's normalizer: parses each frame once and hands it to the v1 or v2 reader by its shape.
+
+/**
+ * Kraken normalizer (v1 and v2 frames) for one feed. A v1 frame is an array or an object with `event`
+ * ({@link KrakenV1Normalizer}); a v2 frame an object with `channel` or `method`
+ * ({@link KrakenV2Normalizer}); a frame rejected by either is a dead letter with the reason.
+ *
+ * With a subscription, records come only from subscribed channels (`trade`, `ticker`) and pairs: a
+ * data frame of another pair or of an unsubscribed mapped channel is a dead letter, as is a channel
+ * name Kraken does not have. Trades with a zero price or volume are dead letters; a v2 `trade_id` seen
+ * before with different content is a conflicting duplicate (dead letter with both versions), one below
+ * the last seen a sequence regression (stored, reported). Without a subscription (tests reading a
+ * whole recording) every pair and channel is accepted.
+ */
+export class KrakenNormalizer implements FrameNormalizer {
+  readonly sequences = new SequenceTracker();
+  /** Recent v2 trade ids per pair with their content (duplicates, regressions). */
+  readonly tradeIds = new TradeIdMemory();
+  private readonly v1: KrakenV1Normalizer;
+  private readonly v2: KrakenV2Normalizer;
+
+  constructor(
+    private readonly sink: NormalizedSink,
+    sub?: Subscription,
+  ) {
+    const scope = new KrakenScope(sub);
+    this.v1 = new KrakenV1Normalizer(sink, this.sequences, scope);
+    this.v2 = new KrakenV2Normalizer(sink, this.sequences, this.tradeIds, scope);
+  }
+
+  normalize(raw: string, receivedAtUs: number): void {
+    let source = "kraken";
+    try {
+      const msg = parseFrame(raw, KRAKEN_MAX_FRAME_CHARS, parseJsonExact);
+      if (Array.isArray(msg)) {
+        const name = msg[msg.length - 2];
+        source = sourceOf("kraken", typeof name === "string" ? name : "?");
+        this.v1.data(msg, raw, source, receivedAtUs);
+        return;
+      }
+      const obj = asObject(msg);
+      if (!obj) fail("frame is not a JSON object or array");
+      const { event, channel, method } = obj;
+      if (typeof event === "string") {
+        source = sourceOf("kraken", event);
+        this.v1.event(obj, raw);
+      } else if (typeof channel === "string") {
+        source = sourceOf("kraken", channel);
+        this.v2.channel(obj, channel, raw, source, receivedAtUs);
+      } else if (typeof method === "string") {
+        source = sourceOf("kraken", method);
+        this.v2.response(obj, raw);
+      } else if (obj["error"] !== undefined) {
+        fail(`venue error: ${reasonText(obj["error"])}`);
+      } else fail("frame has no event, channel or method");
+    } catch (err) {
+      if (!(err instanceof Reject)) throw err;
+      this.sink.deadLetter(deadLetterOf(EXCHANGE, source, err.message, raw, receivedAtUs));
+    }
   }
 }
 
@@ -560,12 +838,7 @@ function v1ChannelName(subscription: Record<string, unknown>): string | null {
 export const krakenReplayDialect: ReplayDialect = {
   urlKeys: () => [],
   subscription(message: string) {
-    let o: Record<string, unknown> | null;
-    try {
-      o = asObject(JSON.parse(message));
-    } catch {
-      return null;
-    }
+    const o = jsonObjectOrNull(message);
     if (!o) return null;
     if (o["event"] === "subscribe" || o["event"] === "unsubscribe") {
       const s = asObject(o["subscription"]);
@@ -594,12 +867,7 @@ export const krakenReplayDialect: ReplayDialect = {
       const m = /,"([^"\\]+)","([^"\\]+)"\]\s*$/.exec(raw);
       return m ? replayKey(m[1], m[2]) : null;
     }
-    let o: Record<string, unknown> | null;
-    try {
-      o = asObject(JSON.parse(raw));
-    } catch {
-      return null;
-    }
+    const o = jsonObjectOrNull(raw);
     if (!o) return null;
     if (
       o["event"] === "subscriptionStatus" &&
@@ -636,24 +904,13 @@ export const kraken: Venue = {
   streams: KRAKEN_STREAMS,
   defaultStreams: KRAKEN_STREAMS,
   defaultSymbols: ["XBT/USD", "ETH/USD"],
-  dataTypesOf(streams: string[]): DataType[] {
-    const out: DataType[] = [];
-    if (streams.includes("trade")) out.push("trades");
-    if (streams.includes("ticker")) out.push("quotes");
-    return out;
-  },
+  dataTypesOf: dataTypesByStream({ trade: "trades", ticker: "quotes" }),
   validate(sub: Subscription): void {
-    for (const st of sub.streams) {
-      if (!(KRAKEN_STREAMS as readonly string[]).includes(st)) {
-        throw new Error(`--streams: unknown Kraken channel "${st}" (expected ${KRAKEN_STREAMS.join(", ")})`);
-      }
-    }
-    for (const s of sub.symbols) if (!PAIR.test(s)) throw new Error(`--symbols: "${s}" is not ${PAIR_WHAT}`);
-    if (sub.symbols.length === 0 || sub.streams.length === 0) {
-      throw new Error("--symbols/--streams: nothing to subscribe to");
-    }
+    checkSubscription(sub, KRAKEN_STREAMS, "Kraken channel", (s) => {
+      if (!PAIR.test(s)) throw new Error(`--symbols: "${s}" is not ${PAIR_WHAT}`);
+    });
   },
-  connection(baseUrl: string, sub: Subscription): ConnectionOptions {
+  connection(baseUrl: string, sub: Subscription): VenueConnectionSpec {
     return {
       url: baseUrl,
       onOpenMessages: () => krakenSubscribeMessages(baseUrl, sub),

@@ -15,6 +15,14 @@ export function fail(reason: string): never {
   throw new Reject(reason);
 }
 
+/**
+ * A venue message as it arrives, before its fields are read: the documented fields of `T` (the venue's
+ * message interface, which gives each field's meaning and units from the venue doc), each still
+ * `unknown` until a reader of this file checks it. A field `T` does not document is a compile error.
+ * A type only: it costs nothing at run time (no copy, no validation pass).
+ */
+export type Unchecked<T> = { readonly [K in keyof T]?: unknown };
+
 /** A JSON object (not null, not an array), or null. */
 export function asObject(v: unknown): Record<string, unknown> | null {
   return v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
@@ -62,6 +70,15 @@ export function jsonShapeProblem(v: unknown, maxValues: number, maxDepth = MAX_V
     }
   }
   return null;
+}
+
+/** The JSON object a client message holds, or null when it is not JSON or not an object (replay dialects). */
+export function jsonObjectOrNull(text: string): Record<string, unknown> | null {
+  try {
+    return asObject(JSON.parse(text));
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -248,13 +265,22 @@ export function tradeDecimalOf(v: unknown, name: string, key: string): string {
  * @throws {Reject} `missing <name> (<key>)` or `<name> (<key>): <decimal reason>: <value>`
  */
 export function decimalOf(v: unknown, name: string, key: string): string {
-  if (v === undefined || v === null) fail(`missing ${name} (${key})`);
   try {
     return parseNonNegativeDecimal(v);
   } catch (e) {
-    if (e instanceof DecimalError) fail(`${name} (${key}): ${e.reason}: ${shown(v)}`);
-    throw e;
+    return rejectValue(e, v, name, key);
   }
+}
+
+/**
+ * Why a required venue value could not be read, as a {@link Reject}: `missing <name> (<key>)` when it
+ * is absent, else the schema/ parser's reason (`DecimalError`, `TimeError`) with the value; any other
+ * error is rethrown. Called only on the error path, so the readers' hot path is the parser alone.
+ */
+function rejectValue(e: unknown, v: unknown, name: string, key: string): never {
+  if (v === undefined || v === null) fail(`missing ${name} (${key})`);
+  if (e instanceof DecimalError || e instanceof TimeError) fail(`${name} (${key}): ${e.reason}: ${shown(v)}`);
+  throw e;
 }
 
 /**
@@ -262,12 +288,10 @@ export function decimalOf(v: unknown, name: string, key: string): string {
  * @throws {Reject} `missing <name> (<key>)` or `<name> (<key>): not an RFC 3339 time: <value>`
  */
 export function isoMicrosOf(v: unknown, name: string, key: string): number {
-  if (v === undefined || v === null) fail(`missing ${name} (${key})`);
   try {
     return parseIsoMicros(v);
   } catch (e) {
-    if (e instanceof TimeError) fail(`${name} (${key}): ${e.reason}: ${shown(v)}`);
-    throw e;
+    return rejectValue(e, v, name, key);
   }
 }
 
@@ -276,12 +300,10 @@ export function isoMicrosOf(v: unknown, name: string, key: string): number {
  * @throws {Reject} as {@link isoMicrosOf}
  */
 export function epochSecondsMicrosOf(v: unknown, name: string, key: string): number {
-  if (v === undefined || v === null) fail(`missing ${name} (${key})`);
   try {
     return parseEpochSecondsMicros(v);
   } catch (e) {
-    if (e instanceof TimeError) fail(`${name} (${key}): ${e.reason}: ${shown(v)}`);
-    throw e;
+    return rejectValue(e, v, name, key);
   }
 }
 
@@ -316,13 +338,18 @@ export function currencyOf(symbol: string): string {
 }
 
 /**
- * A non-negative integer sequence or id given as a JSON number or a digit string (`"1068572090"`).
+ * A non-negative integer sequence or id given as a JSON number or, unless `digitStrings` is false, a
+ * digit string (`"1068572090"`; Binance sends its ids and times as JSON numbers only).
  * @throws {Reject} `missing <name> (<key>)` or `<name> (<key>) is not a non-negative integer: <value>`
  */
-export function intOf(v: unknown, name: string, key: string): number {
+export function intOf(v: unknown, name: string, key: string, digitStrings = true): number {
   if (v === undefined || v === null) fail(`missing ${name} (${key})`);
   const n =
-    typeof v === "number" ? v : typeof v === "string" && /^\d{1,16}$/.test(v) ? Number(v) : Number.NaN;
+    typeof v === "number"
+      ? v
+      : digitStrings && typeof v === "string" && /^\d{1,16}$/.test(v)
+        ? Number(v)
+        : Number.NaN;
   if (!Number.isSafeInteger(n) || n < 0) {
     fail(`${name} (${key}) is not a non-negative integer: ${shown(v)}`);
   }
@@ -349,8 +376,11 @@ export function boundDeadLetter(letter: DeadLetter): DeadLetter {
 }
 
 /**
- * A dead letter for `raw` (raw bounded by {@link boundDeadLetter}). `part` distinguishes several rejected records of one frame (so each keeps
- * its own deterministic message_id: a replayed frame's dead letters are stored once).
+ * A dead letter for `raw` (raw bounded by {@link boundDeadLetter}) with a deterministic message_id, so
+ * a replayed frame's dead letters are stored once: the id names `<exchange>/dlq/<part>/<raw>`. `part`
+ * distinguishes several rejected records of one frame (each keeps its own id); `null` names the whole
+ * frame as `<exchange>/dlq/<raw>`, the form Binance's dead letters have always been stored under (kept
+ * so their stored ids stay the same).
  */
 export function deadLetterOf(
   exchange: string,
@@ -358,10 +388,12 @@ export function deadLetterOf(
   reason: string,
   raw: string,
   receivedAtUs: number,
-  part = "",
+  part: string | null = "",
 ): DeadLetter {
   const letter: DeadLetter = {
-    message_id: deterministicMessageId(`${exchange}/dlq/${part}/${raw}`),
+    message_id: deterministicMessageId(
+      part === null ? `${exchange}/dlq/${raw}` : `${exchange}/dlq/${part}/${raw}`,
+    ),
     exchange,
     source,
     reason,

@@ -2,7 +2,6 @@
  * What a venue file provides. A venue is one file (`src/venues/<name>.ts`) holding its feed
  * description and its mappers, plus one entry in `src/venues/registry.ts`; nothing else changes.
  */
-import type { ConnectionOptions } from "../feed/connection.js";
 import type { AssetClass, DataType, DeadLetter, QuoteV2, SequenceGap, TradeV2 } from "../schema/records.js";
 
 /** Where a normalizer sends what it makes of each frame. Calls are synchronous and cheap. */
@@ -147,6 +146,25 @@ export function replayKey(stream: string, symbol: string): string {
   return `${stream}|${symbol}`;
 }
 
+/**
+ * What a venue declares about its WebSocket connection: the URL, the messages sent on each open and
+ * the venue's limits. The feed's `ConnectionOptions` (`src/feed/connection.ts`) extends it with the
+ * backoff and liveness settings a process chooses.
+ */
+export interface VenueConnectionSpec {
+  /** Full URL to connect to (the venue builds it, e.g. Binance `/stream?streams=...`). */
+  url: string;
+  /** Text messages sent after each (re)connect, in order, through the rate limiter (subscriptions). */
+  onOpenMessages: () => string[];
+  /** At most this many messages per second sent to the server (Binance: 5). */
+  maxMessagesPerSecond: number;
+  /**
+   * Venue's maximum connection age, ms (Binance: 24 h). A new connection is opened this long minus
+   * `rolloverLeadMs` after connecting; the old one closes once the new one delivers its first frame.
+   */
+  maxConnectionAgeMs?: number;
+}
+
 /** Subscription request for a venue: which symbols and which venue streams / channels. */
 export interface Subscription {
   /** Venue symbols, upper case (`BTCUSDT`). */
@@ -174,13 +192,47 @@ export interface Venue {
    */
   validate(sub: Subscription): void;
   /** Connection options (URL, subscribe messages, venue limits) for a base URL. */
-  connection(baseUrl: string, sub: Subscription): ConnectionOptions;
+  connection(baseUrl: string, sub: Subscription): VenueConnectionSpec;
   /** A fresh normalizer writing into `sink`. */
   createNormalizer(sink: NormalizedSink, sub: Subscription): FrameNormalizer;
   /** How a replay server speaks this venue's protocol (recordings of it can then be replayed). */
   replay?: ReplayDialect;
   /** REST backfill of trade gaps; absent when the venue's REST API cannot fill its gaps. */
   backfill?: RestBackfill;
+}
+
+/**
+ * A venue's `dataTypesOf` when each stream produces one data type: the data types of the given
+ * streams, in the order of `byStream` (`{ trade: "trades", bookTicker: "quotes" }`).
+ */
+export function dataTypesByStream(
+  byStream: Readonly<Record<string, DataType>>,
+): (streams: string[]) => DataType[] {
+  const known = Object.keys(byStream);
+  return (streams) => known.filter((st) => streams.includes(st)).map((st) => byStream[st]);
+}
+
+/**
+ * A venue's `validate` rules shared by every venue: each stream is one of the venue's, each symbol
+ * passes `checkSymbol`, and there is at least one of each.
+ * @param what the venue's word for a stream, named in the error (`Binance stream`, `Kraken channel`)
+ * @throws {Error} `--streams: unknown <what> "<stream>" (expected a, b)`, what `checkSymbol` throws, or
+ *   `--symbols/--streams: nothing to subscribe to`
+ */
+export function checkSubscription(
+  sub: Subscription,
+  streams: readonly string[],
+  what: string,
+  checkSymbol: (symbol: string) => void,
+): void {
+  for (const st of sub.streams) {
+    if (!streams.includes(st))
+      throw new Error(`--streams: unknown ${what} "${st}" (expected ${streams.join(", ")})`);
+  }
+  for (const s of sub.symbols) checkSymbol(s);
+  if (sub.symbols.length === 0 || sub.streams.length === 0) {
+    throw new Error("--symbols/--streams: nothing to subscribe to");
+  }
 }
 
 /**

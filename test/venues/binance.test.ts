@@ -272,6 +272,41 @@ describe("dead letters", () => {
     expect(out.dead[0].received_at).toBe(RECEIVED);
   });
 
+  // Stored dead letters are deduplicated by message_id: the ids of malformed frames must not change
+  // when the normalizer's code does. These were computed by the normalizer before it used the shared
+  // readers of mapping.ts (`BINANCE/dlq/<raw>`, no part segment), and are pinned here.
+  it.each([
+    ["not JSON", "not json", "binance", "malformed JSON", "eff68a08-1541-83a2-9146-e764c5932823"],
+    [
+      "trade id as a digit string",
+      '{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161600123,"s":"BTCUSDT","t":"3735693016","p":"61637.63","q":"0.001","T":1723161600120,"m":true,"M":true}}',
+      "binance:btcusdt@trade",
+      'trade id (t) is not a non-negative integer: "3735693016"',
+      "4bd7aff1-be34-841d-b1c1-08cb22a034c4",
+    ],
+    [
+      "zero price",
+      '{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161600123,"s":"BTCUSDT","t":3735693016,"p":"0","q":"0.001","T":1723161600120,"m":true,"M":true}}',
+      "binance:btcusdt@trade",
+      "price (p) is zero",
+      "a08e037e-5827-85fa-83d1-b871bf8810fa",
+    ],
+    [
+      "bad symbol without envelope",
+      '{"e":"trade","E":1723161600123,"s":"btc-usdt","t":1,"p":"1","q":"1","T":1,"m":true}',
+      "binance",
+      'symbol (s) is not a Binance symbol like BTCUSDT: "btc-usdt"',
+      "b3c292b2-38e9-89fe-8dd6-91353edc9a48",
+    ],
+  ])(
+    "%s: the dead letter's message_id, source and reason are the stored ones",
+    (_n, raw, source, reason, id) => {
+      const { out, sink } = collector();
+      new BinanceNormalizer(sink, SUB).normalize(raw, RECEIVED);
+      expect(out.dead.map((d) => [d.message_id, d.source, d.reason])).toEqual([[id, source, reason]]);
+    },
+  );
+
   it("treats subscription acks as control frames", () => {
     const { out, sink } = collector();
     new BinanceNormalizer(sink, SUB).normalize('{"result":null,"id":1}', RECEIVED);
