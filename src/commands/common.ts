@@ -1,7 +1,10 @@
 /** Shared helpers of the CLI commands. */
 
-/** Prints `k2: message` on stderr and exits (2: bad flags or configuration; 1: runtime failure). */
-export function fail(message: string, code = 2): never {
+/**
+ * Prints `k2: message` on stderr and exits the process with `code` (2: bad flags or configuration;
+ * 1: runtime failure). Never returns (unlike `venues/mapping.ts`' `fail`, which throws).
+ */
+export function exitWithError(message: string, code = 2): never {
   process.stderr.write(`k2: ${message}\n`);
   process.exit(code);
 }

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import type { RunFlags } from "../config.js";
-import { fail, onSignal } from "./common.js";
+import { exitWithError, onSignal } from "./common.js";
 
 /** Registers `k2 record`. */
 export function registerRecord(program: Command): void {
@@ -41,20 +41,20 @@ export function registerRecord(program: Command): void {
           wsUrl: opts.wsUrl,
         });
       } catch (e) {
-        if (e instanceof ConfigError) fail(e.message);
+        if (e instanceof ConfigError) exitWithError(e.message);
         throw e;
       }
       let duration = 0;
       if (opts.duration !== undefined) {
         duration = Number(opts.duration);
         if (!Number.isFinite(duration) || duration <= 0)
-          fail(`--duration: expected seconds > 0, got "${opts.duration}"`);
+          exitWithError(`--duration: expected seconds > 0, got "${opts.duration}"`);
       }
       let maxFrames = 0;
       if (opts.frames !== undefined) {
         maxFrames = /^\d+$/.test(opts.frames) ? Number(opts.frames) : 0;
         if (!Number.isSafeInteger(maxFrames) || maxFrames <= 0)
-          fail(`--frames: expected a whole number of frames > 0, got "${opts.frames}"`);
+          exitWithError(`--frames: expected a whole number of frames > 0, got "${opts.frames}"`);
       }
       const logger = createLogger();
       let enough: (reason: string) => void = () => undefined;

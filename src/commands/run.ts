@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import type { RunFlags } from "../config.js";
 import type { Roles } from "../run.js";
-import { fail, onSignal } from "./common.js";
+import { exitWithError, onSignal } from "./common.js";
 
 type OptionGroup = "source" | "store" | "batch" | "serve" | "bus";
 
@@ -177,7 +177,7 @@ function registerProcess(
           );
         }
       } catch (e) {
-        if (e instanceof ConfigError) fail(e.message);
+        if (e instanceof ConfigError) exitWithError(e.message);
         throw e;
       }
       const logger = createLogger();
@@ -185,8 +185,8 @@ function registerProcess(
       try {
         running = await startProcess(config, logger, roles);
       } catch (e) {
-        if (e instanceof ListenError) fail(e.message);
-        if (e instanceof StoreLockedError) fail(`--db: ${e.message}`);
+        if (e instanceof ListenError) exitWithError(e.message);
+        if (e instanceof StoreLockedError) exitWithError(`--db: ${e.message}`);
         throw e;
       }
       const signal = onSignal();
