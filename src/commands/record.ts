@@ -63,13 +63,14 @@ export function registerRecord(program: Command): void {
       });
       const writer = new CaptureWriter(opts.out);
       const { getVenue } = await import("../venues/registry.js");
-      const venue = getVenue(config.exchange)!;
+      const feedConfig = config.feeds[0];
+      const venue = getVenue(feedConfig.exchange)!;
       const bus = new MemoryBus();
       const feed = startIngest(
         {
           venue,
-          subscription: { symbols: config.symbols, streams: config.streams },
-          wsUrl: config.wsUrl,
+          subscription: { symbols: feedConfig.symbols, streams: feedConfig.streams },
+          wsUrl: feedConfig.wsUrl,
           bus,
           metrics: new Metrics({ defaultMetrics: false }),
           logger,
