@@ -91,7 +91,10 @@ export interface RunConfig {
   /** 0 picks a free port. */
   httpPort: number;
   httpHost: string;
-  /** Pace of every replay server (`--speed`): a multiple of the recorded pace, or `max` (as fast as read). */
+  /**
+   * Pace of every replay server (`--speed`): a multiple of the recorded pace, or `max` (as fast as
+   * read); default 1, `max` with `--exit-at-end`.
+   */
   speed: number | "max";
   exitAtEnd: boolean;
   batchSize: number;
@@ -187,7 +190,9 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
     if (!r.success) throw new ConfigError(r.error.issues[0]?.message ?? "invalid value");
     return r.data;
   };
-  const speedRaw = flags.speed ?? "max";
+  // a replay to watch (the dashboard demo) plays at the recorded pace; a batch run (--exit-at-end) as
+  // fast as it is read
+  const speedRaw = flags.speed ?? (flags.exitAtEnd ? "max" : "1");
   let speed: number | "max";
   if (speedRaw === "max") speed = "max";
   else {

@@ -76,7 +76,7 @@ function registerProcess(
         "venue REST base URL of the gap backfill, one per exchange (env K2_REST_URL; default per venue, with --replay the replay server's)",
       )
       .option("--no-backfill", "report sequence gaps without filling them from the venue's REST API")
-      .option("--speed <x>", "replay pace: 1, 10, ... or max", "max")
+      .option("--speed <x>", "replay pace: 1, 10, ... or max (default 1; with --exit-at-end max)")
       .option(
         "--exit-at-end",
         "with --replay: flush, print a JSON summary line on stdout and exit when the replay ends",

@@ -8,10 +8,7 @@ import { tempDir } from "./cli.js";
  * A validated config for BTCUSDT trade + bookTicker into a fresh DuckDB file; `wsUrl` is the (only)
  * feed's venue endpoint.
  */
-export function testConfig({
-  wsUrl,
-  ...overrides
-}: Partial<RunConfig> & { wsUrl?: string } = {}): RunConfig {
+export function testConfig({ wsUrl, ...overrides }: Partial<RunConfig> & { wsUrl?: string } = {}): RunConfig {
   const base = resolveRunConfig({
     symbols: "BTCUSDT",
     streams: "trade,bookTicker",
