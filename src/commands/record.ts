@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import type { RunFlags } from "../config.js";
-import { exitWithError, onSignal } from "./common.js";
+import { exitWithError, onSignal, runConfigOrExit } from "./common.js";
 
 /** Registers `k2 record`. */
 export function registerRecord(program: Command): void {
@@ -18,7 +18,6 @@ export function registerRecord(program: Command): void {
       const [
         { MemoryBus },
         { Publisher },
-        { ConfigError, resolveRunConfig },
         { createLogger },
         { Metrics },
         { startIngest },
@@ -26,24 +25,17 @@ export function registerRecord(program: Command): void {
       ] = await Promise.all([
         import("../bus/memory.js"),
         import("../bus/publisher.js"),
-        import("../config.js"),
         import("../ops/logger.js"),
         import("../ops/metrics.js"),
         import("../pipeline.js"),
         import("../replay/capture.js"),
       ]);
-      let config: ReturnType<typeof resolveRunConfig>;
-      try {
-        config = resolveRunConfig({
-          exchange: opts.exchange,
-          symbols: opts.symbols,
-          streams: opts.streams,
-          wsUrl: opts.wsUrl,
-        });
-      } catch (e) {
-        if (e instanceof ConfigError) exitWithError(e.message);
-        throw e;
-      }
+      const config = await runConfigOrExit({
+        exchange: opts.exchange,
+        symbols: opts.symbols,
+        streams: opts.streams,
+        wsUrl: opts.wsUrl,
+      });
       let duration = 0;
       if (opts.duration !== undefined) {
         duration = Number(opts.duration);
