@@ -302,6 +302,11 @@ function connect() {
 
 // ---------------------------------------------------------------- feed health
 
+/** A feed's state as shown: `replay ended` once its whole recording is received, else its connection's. */
+function feedLabel(feed) {
+  return feed.replay === "ended" ? "replay ended" : (feed.state ?? "unknown").toLowerCase();
+}
+
 async function pollStatus() {
   try {
     const res = await fetch("/api/v1/status", {
@@ -311,12 +316,10 @@ async function pollStatus() {
     if (!res.ok) throw new Error(`status ${res.status}`);
     const s = await res.json();
     const f = s.feeds[0] ?? {};
-    for (const feed of s.feeds) state.feeds.set(feed.exchange, feed.state);
+    for (const feed of s.feeds) state.feeds.set(feed.exchange, feedLabel(feed));
     const feedEl = $("#feed-state");
-    feedEl.textContent = s.feeds
-      .map((x) => `${x.exchange.toLowerCase()} ${x.state.toLowerCase()}`)
-      .join(", ");
-    feedEl.dataset.state = (f.state ?? "unknown").toLowerCase();
+    feedEl.textContent = s.feeds.map((x) => `${x.exchange.toLowerCase()} ${feedLabel(x)}`).join(", ");
+    feedEl.dataset.state = s.feeds.length ? feedLabel(f) : "unknown";
     const values = {
       frames_per_s: f.frames_per_s,
       frames: f.frames,

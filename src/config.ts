@@ -84,10 +84,6 @@ export interface RunFlags {
 
 /** Validated configuration of `k2 run`. */
 export interface RunConfig {
-  /** The first (with one exchange, the only) feed's exchange; `feeds` lists every feed. */
-  exchange: string;
-  symbols: string[];
-  streams: string[];
   /**
    * Store: a DuckDB file path, `duckdb:PATH`, or `postgres://user@host:5432/db` (see `store/index.ts`).
    */
@@ -95,9 +91,10 @@ export interface RunConfig {
   /** 0 picks a free port. */
   httpPort: number;
   httpHost: string;
-  /** Venue base URL (ignored with `replay`). */
-  wsUrl: string;
-  replay: string | null;
+  /**
+   * Pace of every replay server (`--speed`): a multiple of the recorded pace, or `max` (as fast as
+   * read); default 1, `max` with `--exit-at-end`.
+   */
   speed: number | "max";
   exitAtEnd: boolean;
   batchSize: number;
@@ -109,7 +106,10 @@ export interface RunConfig {
   bus: string;
   /** Consumer group of `k2 persist` (members share the messages). */
   group: string;
-  /** One feed per exchange of `--exchange a,b,c` (see `config-feeds.ts`); `exchange`..`replay` are feeds[0]'s. */
+  /**
+   * One feed per exchange of `--exchange a,b,c`, in order (see `config-feeds.ts`): its exchange,
+   * symbols, streams, endpoint and replay file. Never empty.
+   */
   feeds: FeedConfig[];
   /** API tokens and WebSocket gateway limits (`K2_API_TOKENS`, `K2_WS_*`). */
   gateway: GatewayConfig;
@@ -185,13 +185,14 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
   } catch (e) {
     throw new ConfigError((e as Error).message);
   }
-  const { exchange, symbols, streams, wsUrl } = feeds[0];
   const parse = <T>(schema: z.ZodType<T>, value: unknown): T => {
     const r = schema.safeParse(value);
     if (!r.success) throw new ConfigError(r.error.issues[0]?.message ?? "invalid value");
     return r.data;
   };
-  const speedRaw = flags.speed ?? "max";
+  // a replay to watch (the dashboard demo) plays at the recorded pace; a batch run (--exit-at-end) as
+  // fast as it is read
+  const speedRaw = flags.speed ?? (flags.exitAtEnd ? "max" : "1");
   let speed: number | "max";
   if (speedRaw === "max") speed = "max";
   else {
@@ -282,14 +283,9 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
     journalDir,
     shutdownTimeoutMs: Math.round(timeoutS * 1000),
     storeStallMs: parse(intIn("K2_STORE_STALL_MS", 100, 86_400_000), env.K2_STORE_STALL_MS ?? 30_000),
-    exchange,
-    symbols,
-    streams,
     db,
     httpPort: parse(intIn("--http-port", 0, 65535), flags.httpPort ?? env.K2_HTTP_PORT ?? 8080),
     httpHost: flags.httpHost ?? env.K2_HTTP_HOST ?? "127.0.0.1",
-    wsUrl,
-    replay: feeds[0].replay,
     speed,
     exitAtEnd: flags.exitAtEnd ?? false,
     batchSize,

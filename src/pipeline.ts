@@ -507,31 +507,24 @@ export function startPersist(opts: PersistOptions): {
 /** Groups bus messages into a store batch by topic kind. */
 export function toWriteBatch(messages: BusMessage[]): WriteBatch {
   const b = emptyBatch();
+  /** The batch list of each stored kind but candles. */
+  const lists = new Map<string, unknown[]>([
+    ["trades", b.trades],
+    ["aggtrades", b.aggTrades],
+    ["quotes", b.quotes],
+    ["dlq", b.deadLetters],
+    ["gaps", b.gaps],
+  ]);
   for (const m of messages) {
-    switch (topicKind(m.topic)) {
-      case "trades":
-        b.trades.push(m.value as TradeV2);
-        break;
-      case "aggtrades":
-        b.aggTrades.push(m.value as TradeV2);
-        break;
-      case "quotes":
-        b.quotes.push(m.value as QuoteV2);
-        break;
-      case "dlq":
-        b.deadLetters.push(m.value as DeadLetter);
-        break;
-      case "gaps":
-        b.gaps.push(m.value as SequenceGap);
-        break;
-      case "candles": {
-        // open candles are live snapshots; only closed ones are stored
-        const c = m.value as CandleV2;
-        if (!c.closed) break;
-        if (b.candles) b.candles.push(c);
-        else b.candles = [c];
-        break;
-      }
+    const kind = topicKind(m.topic);
+    const list = lists.get(kind);
+    if (list) list.push(m.value);
+    else if (kind === "candles") {
+      // open candles are live snapshots; only closed ones are stored
+      const c = m.value as CandleV2;
+      if (!c.closed) continue;
+      if (b.candles) b.candles.push(c);
+      else b.candles = [c];
     }
   }
   return b;

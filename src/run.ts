@@ -10,11 +10,10 @@ import { Journal } from "./bus/journal.js";
 import { MemoryBus } from "./bus/memory.js";
 import { Publisher } from "./bus/publisher.js";
 import type { RunConfig } from "./config.js";
-import type { FeedConfig } from "./config-feeds.js";
 import { backfillProblems } from "./feed/backfill.js";
 import type { LivenessOverrides } from "./feed/connection.js";
 import { feedLivenessProblems } from "./feed/liveness.js";
-import { backlogProblem, replayFinishedProblem } from "./ops/health-checks.js";
+import { backlogProblem } from "./ops/health-checks.js";
 import type { Logger } from "./ops/logger.js";
 import { Metrics } from "./ops/metrics.js";
 import {
@@ -25,11 +24,9 @@ import {
   startIngest,
   startPersist,
 } from "./pipeline.js";
-import { indexRecording, symbolsOfKeys } from "./replay/cryptofeed.js";
-import { type FaultCounts, snapshotCounts } from "./replay/faults.js";
-import { detectCaptureFormat, REPLAY_SERVERS } from "./replay/index.js";
+import type { FaultCounts } from "./replay/faults.js";
+import { FeedReplays, replayFinishedMessage } from "./replay/feeds.js";
 import type { ReplayServer } from "./replay/replay-server.js";
-import { WorkerReplayServer } from "./replay/replay-worker.js";
 import type { SequenceGap } from "./schema/records.js";
 import { createHttpServer, listen } from "./serve/http.js";
 import { type GatewayService, registerLiveServing } from "./serve/live-serving.js";
@@ -37,7 +34,7 @@ import { type Serving, startServing } from "./serve/serving.js";
 import { createStore } from "./store/index.js";
 import type { LastSequence, Store } from "./store/store.js";
 import { getVenue } from "./venues/registry.js";
-import type { Subscription, Venue } from "./venues/venue.js";
+import type { Venue } from "./venues/venue.js";
 
 /** The line `--exit-at-end` prints last on stdout (also logged at every shutdown). */
 export interface RunSummary {
@@ -155,7 +152,10 @@ export type RunningProcess = Omit<RunningPipeline, "feed" | "store" | "serving">
 
 /**
  * Starts the roles of one process over the configured bus (`--bus`) and store (`--db`): everything
- * for `k2 run`, one role for `k2 ingest`, `k2 persist` and `k2 serve`.
+ * for `k2 run`, one role for `k2 ingest`, `k2 persist` and `k2 serve`. The pipeline's wiring, in
+ * the order it is built: store and bus, the replay servers, the spill journal, the store consumer
+ * (persist), serving, the publisher behind the backlog gate, the feeds, `/health` and HTTP, the end of
+ * the replays, and the bounded shutdown.
  */
 export async function startProcess(
   config: RunConfig,
@@ -163,76 +163,29 @@ export async function startProcess(
   roles: Roles,
   hooks: RunHooks = {},
 ): Promise<RunningProcess> {
-  const feedConfigs: FeedConfig[] = config.feeds?.length
-    ? config.feeds
-    : [
-        {
-          exchange: config.exchange,
-          symbols: config.symbols,
-          streams: config.streams,
-          wsUrl: config.wsUrl,
-          replay: config.replay,
-          symbolsDefaulted: false,
-        },
-      ];
-  const venues: Venue[] = feedConfigs.map((f) => {
-    const v = getVenue(f.exchange);
-    if (!v) throw new Error(`unknown exchange ${f.exchange}`);
-    return v;
-  });
+  const feedConfigs = roles.ingest ? config.feeds : [];
+  const venues = feedConfigs.map((f) => venueOf(f.exchange));
   const metrics = new Metrics();
   const store = roles.persist || roles.serve ? createStore(config.db) : null;
   await store?.init();
-  const bus: Bus =
-    config.bus === "memory"
-      ? new MemoryBus()
-      : await createBus(config.bus, {
-          name: `k2-${Object.entries(roles)
-            .filter(([, v]) => v)
-            .map(([k]) => k)
-            .join("-")}`,
-          onError: (err, context) => logger.warn({ err: err.message, context }, "bus error"),
-        });
+  const bus = await openBus(config.bus, roles, logger);
+  const memoryBus = bus instanceof MemoryBus ? bus : null;
+  const group = config.group;
 
-  const replayServers: (ReplayServer | null)[] = [];
-  const replayEnded: (Promise<{ sent: number; dataFrames: number }> | null)[] = [];
-  const wsUrls: string[] = [];
-  const subscriptions: Subscription[] = [];
-  for (const [i, f] of (roles.ingest ? feedConfigs : []).entries()) {
-    const sub: Subscription = { symbols: f.symbols, streams: f.streams };
-    let server: ReplayServer | null = null;
-    if (f.replay) {
-      const format = detectCaptureFormat(f.replay);
-      if (format === "cryptofeed" && f.symbolsDefaulted) {
-        sub.symbols = await recordedSymbols(f.replay, venues[i], sub.streams, logger);
-      }
-      const replayOpts = {
-        file: f.replay,
-        speed: config.speed,
-        resume: hooks.resumeReplay,
-        ...(config.faults ? { faults: config.faults } : {}),
-      };
-      server =
-        hooks.replayInProcess || !WorkerReplayServer.available()
-          ? new REPLAY_SERVERS[format](replayOpts)
-          : new WorkerReplayServer(format, replayOpts);
-      await server.start();
-      logger.info(
-        { exchange: venues[i].exchange, file: f.replay, speed: config.speed, url: server.url },
-        "replay server started",
-      );
-    }
-    replayServers.push(server);
-    // listen for the end now: at --speed max a short capture can be sent before the rest starts up
-    replayEnded.push(server ? new Promise((resolve) => server.once("end", (info) => resolve(info))) : null);
-    wsUrls.push(server ? server.url : f.wsUrl);
-    subscriptions.push(sub);
-  }
-  const replayServer = replayServers[0] ?? null;
+  // the venues' endpoints: an in-process replay server for each feed given a recording
+  const replays = await FeedReplays.start(
+    feedConfigs,
+    venues,
+    {
+      speed: config.speed,
+      faults: config.faults,
+      resume: hooks.resumeReplay,
+      inProcess: hooks.replayInProcess,
+    },
+    logger,
+  );
 
   // spill journal (ingest side): records beyond the backlog budget, and what shutdown could not store
-  const group = config.group;
-  const memoryBus = bus instanceof MemoryBus ? bus : null;
   const journal = roles.ingest ? new Journal(config.journalDir) : null;
   if (journal && journal.records > 0) {
     logger.warn(
@@ -248,7 +201,7 @@ export async function startProcess(
     ? null
     : startPersist({
         bus,
-        group: config.group,
+        group,
         store,
         metrics,
         logger,
@@ -275,19 +228,11 @@ export async function startProcess(
   // so meanwhile.
   const lastRead = roles.ingest && store ? readLastSequences(store, logger) : null;
   const stored = (lastRead ? await lastRead.within(LAST_SEQUENCES_WAIT_MS) : null) ?? [];
+
   const publisher = new Publisher(bus, logger);
   /** Records received and not yet stored, held in memory. */
-  const memoryBacklog = () =>
-    publisher.pending() + (memoryBus && persist ? memoryBus.backlog(group ?? "k2-persist") : 0);
-  let firstFrameAt = 0;
-  let lastFrameAt = 0;
-  let maxRss = process.memoryUsage.rss();
-  let maxHeap = process.memoryUsage().heapUsed;
-  const rssTimer = setInterval(() => {
-    maxRss = Math.max(maxRss, process.memoryUsage.rss());
-    maxHeap = Math.max(maxHeap, process.memoryUsage().heapUsed);
-  }, 250);
-  rssTimer.unref();
+  const memoryBacklog = () => publisher.pending() + (memoryBus && persist ? memoryBus.backlog(group) : 0);
+  const probe = new RunProbe();
   // the backlog gate is in place before the first frame can arrive
   /** The feeds, once started (the gate pauses and resumes them). */
   const started: FeedHandle[] = [];
@@ -296,7 +241,7 @@ export async function startProcess(
     if (ackJournalOnStore) {
       if (memoryBus) memoryBus.onDuplicate = (m) => journal.ack([m]);
     } else publisher.onAcked = (batch) => journal.ack(batch);
-    const g = new BacklogGate({
+    gate = new BacklogGate({
       budget: config.maxBacklog,
       policy: config.backlogPolicy,
       backlog: memoryBacklog,
@@ -311,37 +256,33 @@ export async function startProcess(
       metrics,
       logger,
     });
+    const g = gate;
     publisher.gate = (m) => g.admit(m);
     g.start();
-    gate = g;
   }
-  const feeds = (roles.ingest ? venues : []).map((venue, i) =>
+
+  const feeds = venues.map((venue, i) =>
     startIngest(
       {
         venue,
-        subscription: subscriptions[i],
-        wsUrl: wsUrls[i],
+        subscription: replays.subscriptions[i],
+        wsUrl: replays.wsUrl(i, feedConfigs[i].wsUrl),
         bus,
         metrics,
         logger,
-        onRawFrame: () => {
-          lastFrameAt = performance.now();
-          if (firstFrameAt === 0) firstFrameAt = lastFrameAt;
-        },
+        onRawFrame: () => probe.frame(),
         backoffInitialMs: hooks.backoffInitialMs,
         liveness: { ...config.liveness, backoffMaxMs: config.backoffMaxMs, ...hooks.liveness },
         resumeFrom: stored.filter((l) => l.exchange === venue.exchange),
         backfill: config.backfill,
         // --rest-url, else the replay server's own REST emulation, else the venue's
-        restUrl:
-          config.restUrls?.[i] ?? (replayServers[i] ? replayServers[i]!.url.replace(/^ws:/, "http:") : null),
+        restUrl: config.restUrls?.[i] ?? replays.restUrl(i),
         backfillOptions: hooks.backfillOptions,
       },
       publisher,
     ),
   );
   started.push(...feeds);
-  const feed = feeds[0] ?? null;
   if (lastRead && !lastRead.done) {
     logger.warn(
       { waitedMs: LAST_SEQUENCES_WAIT_MS },
@@ -357,8 +298,6 @@ export async function startProcess(
       logger.error({ err: (err as Error).message }, "open sequence gaps of an earlier run not read"),
     );
   }
-  /** When each feed's replay was fully received, ms since epoch (0: not yet, or live). */
-  const replayFinishedAt: number[] = feeds.map(() => 0);
 
   /** Why the process is unhealthy (one sentence each), for `/health` and `/api/v1/status`. */
   const health = async (): Promise<string[]> => {
@@ -378,10 +317,7 @@ export async function startProcess(
     if (w) problems.push(w);
     const o = journal ? backlogProblem(memoryBacklog(), journal.records, config.maxBacklog) : null;
     if (o) problems.push(o);
-    for (const [i, at] of replayFinishedAt.entries()) {
-      const file = feedConfigs[i]?.replay;
-      if (at > 0 && file) problems.push(replayFinishedProblem(file, at));
-    }
+    problems.push(...replays.problems());
     return problems;
   };
   let gateway: GatewayService | undefined;
@@ -398,83 +334,41 @@ export async function startProcess(
         logger,
         status: {
           feeds,
-          symbols: feedConfigs.flatMap((f) => f.symbols),
+          symbols: config.feeds.flatMap((f) => f.symbols),
           storeLag: () => persist?.consumer.lag() ?? 0,
           problems: health,
+          replays: () => replays.states(),
         },
       });
       await serving.register(app);
     },
   });
   const httpPort = await listen(app, config.httpPort, config.httpHost);
-  logger.info(
-    { port: httpPort, host: config.httpHost },
-    `http listening on http://${config.httpHost}:${httpPort}`,
-  );
+  const httpUrl = `http://${config.httpHost}:${httpPort}`;
+  logger.info({ port: httpPort, host: config.httpHost }, `http listening on ${httpUrl}`);
 
-  let replayDone: Promise<void> | null = null;
-  const ends: Promise<void>[] = [];
-  for (const [i, server] of replayServers.entries()) {
-    const ended = replayEnded[i];
-    if (!server || !ended) continue;
-    const f = feeds[i];
-    ends.push(
-      ended.then(
-        (info) =>
-          new Promise<void>((resolve) => {
-            // (with faults, the last connection may start at the end of the capture: frames came before)
-            if (info.dataFrames === 0 && f.counts.frames === 0) {
-              logger.warn(
-                {
-                  exchange: f.venue.exchange,
-                  symbols: subscriptions[i].symbols,
-                  streams: subscriptions[i].streams,
-                },
-                "replay sent no recorded frames: the subscription matches nothing in the recording",
-              );
-            }
-            // the server has written everything; wait until the client has read it all. Frames
-            // written on a connection the client then dropped (judged dead) never arrive: when nothing
-            // more arrives for END_IDLE_MS, the replay is over with what was received.
-            // (idle over many turns of the event loop, so that one long blocking turn is not mistaken
-            // for the end)
-            let seen = f.connection.framesReceived;
-            let idleSince = performance.now();
-            let idleChecks = 0;
-            const check = () => {
-              const received = f.connection.framesReceived;
-              if (received >= server.totalSent) {
-                replayFinishedAt[i] = Date.now();
-                return resolve();
-              }
-              if (received !== seen) {
-                seen = received;
-                idleSince = performance.now();
-                idleChecks = 0;
-              } else if (++idleChecks >= 100 && performance.now() - idleSince > END_IDLE_MS) {
-                logger.warn(
-                  { exchange: f.venue.exchange, sent: server.totalSent, received },
-                  "replay ended: frames written on a dropped connection never arrived",
-                );
-                replayFinishedAt[i] = Date.now();
-                return resolve();
-              }
-              setTimeout(check, 5);
-            };
-            check();
-          }),
-      ),
-    );
-  }
-  if (ends.length > 0) {
-    // the streams are bounded: once everything is relayed, close every open candle
-    replayDone = Promise.all(ends)
+  // the recordings are bounded: once every one is received and relayed, close every open candle
+  const received = replays.whenReceived(feeds, logger);
+  const replayDone =
+    received
+      ?.then(() => {
+        if (stopping) return; // stopped before the end: the summary says what was received
+        const frames = feeds.reduce((n, f) => n + f.counts.frames, 0);
+        const next = config.exitAtEnd
+          ? "flushing and exiting"
+          : serving
+            ? `still serving on ${httpUrl}/ (dashboard; API docs at ${httpUrl}/docs) until Ctrl-C`
+            : `still running (/health and /metrics on ${httpUrl}) until Ctrl-C`;
+        logger.info(
+          { frames, receive_ms: Math.round(probe.receiveMs()) },
+          replayFinishedMessage(frames, probe.sinceFirstFrameMs(), next),
+        );
+      })
       .then(() => publisher.flush())
       .then(() => serving?.endOfStream())
       .catch((err) => {
         logger.error({ err: (err as Error).message }, "closing candles at the end of the replay");
-      });
-  }
+      }) ?? null;
 
   let stopping: Promise<RunSummary> | null = null;
   /**
@@ -512,33 +406,15 @@ export async function startProcess(
       // process it drains everything that was published
       if (persist)
         complete = (await within(persist.consumer.stop({ drain: roles.ingest }), left())) && complete;
-      let journaledNow = 0;
-      if (!complete) {
-        const unacked: BusMessage[] = publisher.takeUnacked();
-        if (memoryBus && persist)
-          for (const m of memoryBus.takeUnacked(group ?? "k2-persist")) unacked.push(m);
-        // records read back from the journal are still in their segment on disk
-        const fresh = journal ? unacked.filter((m) => !journal.owns(m)) : unacked;
-        try {
-          if (journal) journaledNow = journal.append(fresh);
-        } catch (err) {
-          logger.error(
-            { err: (err as Error).message, records: fresh.length },
-            "shutdown: journal not writable",
-          );
-        }
-        logger.error(
-          {
+      const journaledNow = complete
+        ? 0
+        : journalUnstored({
+            publisher,
+            queued: memoryBus && persist ? memoryBus.takeUnacked(group) : [],
+            journal,
             timeoutMs: config.shutdownTimeoutMs,
-            notStored: unacked.length,
-            journaled: journaledNow,
-            journal: journal?.dir,
-          },
-          journal
-            ? "shutdown timeout: records not stored in time were written to the journal; the next start replays them"
-            : "shutdown timeout: the batch in flight was not acknowledged; the bus delivers it again",
-        );
-      }
+            logger,
+          });
       try {
         journal?.close();
       } catch (err) {
@@ -548,33 +424,21 @@ export async function startProcess(
       // a store stuck on a write does not hold the exit past the timeout (plus a little for closing)
       await within(store?.close() ?? Promise.resolve(), Math.max(left(), 2000));
       await within(app.close(), Math.max(left(), 2000));
-      for (const server of replayServers) if (server) await server.stop();
+      await replays.stop();
       await within(bus.close(), Math.max(left(), 2000));
-      clearInterval(rssTimer);
-      maxRss = Math.max(maxRss, process.memoryUsage.rss());
-      const summary = summarize(
-        sumCounts(feeds.map((f) => f.counts)),
-        persist?.counts ?? { stored: 0, duplicates: 0, batches: 0, poison: 0 },
-        bus instanceof MemoryBus ? bus.deduplicated : 0,
-        feeds.reduce((n, f) => n + f.connection.reconnects, 0),
-      );
-      summary.redeliveries = persist?.consumer.redeliveries() ?? 0;
-      summary.faults = sumFaults(replayServers);
-      // detected by this run, plus gaps an earlier run left open and this one took over
-      summary.gaps_detected = summary.gaps + feeds.reduce((n, f) => n + f.backfill.counts.resumed, 0);
-      summary.gaps_filled = feeds.reduce((n, f) => n + f.backfill.counts.filled, 0);
-      summary.missing = feeds.reduce((n, f) => n + f.backfill.missing, 0);
-      summary.elapsed_ms = firstFrameAt ? Math.round(end - firstFrameAt) : 0;
-      summary.receive_ms = firstFrameAt ? Math.round(lastFrameAt - firstFrameAt) : 0;
-      summary.frames_per_s =
-        summary.elapsed_ms > 0 ? Math.round((summary.frames * 1000) / summary.elapsed_ms) : 0;
-      summary.max_rss_mb = Math.round(maxRss / 1048576);
-      summary.journaled = journal?.unacknowledged ?? 0;
-      summary.journaled_at_shutdown = journaledNow;
-      summary.max_backlog = gate?.peak ?? 0;
-      summary.max_heap_mb = Math.round(maxHeap / 1048576);
-      summary.journal_read_back = gate?.readBack ?? 0;
-      summary.shutdown_timed_out = !complete;
+      probe.stop();
+      const summary = summarize({
+        feeds,
+        persist,
+        busDuplicates: memoryBus?.deduplicated ?? 0,
+        faults: replays.faultCounts(),
+        probe,
+        end,
+        journal,
+        journaledNow,
+        gate,
+        complete,
+      });
       logger.info(
         feeds.length > 1
           ? { ...summary, by_exchange: Object.fromEntries(feeds.map((f) => [f.venue.exchange, f.counts])) }
@@ -586,12 +450,13 @@ export async function startProcess(
     return stopping;
   };
 
+  const replayServer = replays.servers[0] ?? null;
   return {
     httpPort,
     replayUrl: replayServer?.url ?? null,
     replayServer,
-    replayServers,
-    feed,
+    replayServers: replays.servers,
+    feed: feeds[0] ?? null,
     feeds,
     store,
     metrics,
@@ -601,6 +466,71 @@ export async function startProcess(
     stop,
     replayDone,
   };
+}
+
+/**
+ * The venue registered as `exchange`.
+ * @throws {Error} for an unknown exchange (the configuration has checked it)
+ */
+function venueOf(exchange: string): Venue {
+  const v = getVenue(exchange);
+  if (!v) throw new Error(`unknown exchange ${exchange}`);
+  return v;
+}
+
+/** The bus `--bus` names: in-process memory, or a client named after the roles it serves (`k2-ingest`). */
+async function openBus(spec: string, roles: Roles, logger: Logger): Promise<Bus> {
+  if (spec === "memory") return new MemoryBus();
+  const name = `k2-${Object.entries(roles)
+    .filter(([, v]) => v)
+    .map(([k]) => k)
+    .join("-")}`;
+  return createBus(spec, {
+    name,
+    onError: (err, context) => logger.warn({ err: err.message, context }, "bus error"),
+  });
+}
+
+/** Frame times and peak memory of a run (sampled every 250 ms), for its log lines and summary. */
+class RunProbe {
+  /** First and last market data frame received, `performance.now()` ms (0: none yet). */
+  firstFrameAt = 0;
+  lastFrameAt = 0;
+  /** Peak resident set size and V8 heap used, bytes. */
+  maxRss = process.memoryUsage.rss();
+  maxHeap = process.memoryUsage().heapUsed;
+  private readonly timer = setInterval(() => this.sample(), 250);
+
+  constructor() {
+    this.timer.unref();
+  }
+
+  /** A raw frame arrived. */
+  frame(): void {
+    this.lastFrameAt = performance.now();
+    if (this.firstFrameAt === 0) this.firstFrameAt = this.lastFrameAt;
+  }
+
+  /** From the first frame to now, ms (0 before any frame). */
+  sinceFirstFrameMs(): number {
+    return this.firstFrameAt ? performance.now() - this.firstFrameAt : 0;
+  }
+
+  /** From the first to the last frame received, ms. */
+  receiveMs(): number {
+    return this.firstFrameAt ? this.lastFrameAt - this.firstFrameAt : 0;
+  }
+
+  /** Stops sampling, after a last sample. */
+  stop(): void {
+    clearInterval(this.timer);
+    this.sample();
+  }
+
+  private sample(): void {
+    this.maxRss = Math.max(this.maxRss, process.memoryUsage.rss());
+    this.maxHeap = Math.max(this.maxHeap, process.memoryUsage().heapUsed);
+  }
 }
 
 /** How long start-up waits for the store's last venue sequences before the feeds start anyway, ms. */
@@ -650,31 +580,6 @@ function readLastSequences(
   };
 }
 
-/** Quiet time after the end of a replay before frames still missing are given up, ms. */
-const END_IDLE_MS = 3000;
-
-/** Fault counts of several replay servers, added up (null when none injects faults). */
-function sumFaults(servers: (ReplayServer | null)[]): FaultCounts | null {
-  let total: FaultCounts | null = null;
-  for (const s of servers) {
-    const c = s?.faultCounts();
-    if (!c) continue;
-    if (!total) {
-      total = snapshotCounts(c);
-      continue;
-    }
-    total.drops += c.drops;
-    total.frames_lost += c.frames_lost;
-    total.stalls += c.stalls;
-    total.garbage_frames += c.garbage_frames;
-    total.closes += c.closes;
-    total.pings_unanswered += c.pings_unanswered;
-    for (const [k, n] of Object.entries(c.lost_by_stream))
-      total.lost_by_stream[k] = (total.lost_by_stream[k] ?? 0) + n;
-  }
-  return total;
-}
-
 /**
  * Gaps an earlier run left `open` (it stopped or died mid-backfill) are handed to the backfill of
  * their exchange's feed again, oldest first (the 1000 most recent at most).
@@ -704,81 +609,92 @@ async function resumeOpenGaps(store: Store, feeds: FeedHandle[], logger: Logger)
 /** Ingest counts of several feeds, added up. */
 function sumCounts(all: IngestCounts[]): IngestCounts {
   const total: IngestCounts = { frames: 0, trades: 0, aggTrades: 0, quotes: 0, rejected: 0, gaps: 0 };
-  for (const c of all) {
-    total.frames += c.frames;
-    total.trades += c.trades;
-    total.aggTrades += c.aggTrades;
-    total.quotes += c.quotes;
-    total.rejected += c.rejected;
-    total.gaps += c.gaps;
-  }
+  for (const c of all) for (const k of Object.keys(total) as (keyof IngestCounts)[]) total[k] += c[k];
   return total;
 }
 
 /**
- * The symbols a cryptofeed recording subscribed to on the venue's streams, keeping those the venue
- * accepts (a replay without `--symbols` for its exchange subscribes to what was recorded).
+ * At a shutdown that ran out of time: writes the records not stored (the publisher's unacknowledged
+ * ones and `queued`, the memory bus's) to the spill journal, and logs what happened to them; returns
+ * how many were written (0 without a journal: a networked bus delivers them again).
  */
-async function recordedSymbols(
-  file: string,
-  venue: Venue,
-  streams: string[],
-  logger: Logger,
-): Promise<string[]> {
-  const index = await indexRecording(file, (exchange) => getVenue(exchange.toLowerCase())?.replay);
-  const keys = [...index.connections.values()].flatMap((c) => [...c.keys]);
-  const accepted: string[] = [];
-  for (const s of symbolsOfKeys(keys, venue.streams)) {
-    try {
-      venue.validate({ symbols: [s], streams });
-      accepted.push(s);
-    } catch (e) {
-      logger.warn(
-        { exchange: venue.exchange, symbol: s, reason: (e as Error).message },
-        "recorded symbol skipped",
-      );
-    }
+function journalUnstored(x: {
+  publisher: Publisher;
+  queued: BusMessage[];
+  journal: Journal | null;
+  timeoutMs: number;
+  logger: Logger;
+}): number {
+  const { journal, logger } = x;
+  const unacked: BusMessage[] = [...x.publisher.takeUnacked(), ...x.queued];
+  // records read back from the journal are still in their segment on disk
+  const fresh = journal ? unacked.filter((m) => !journal.owns(m)) : unacked;
+  let journaled = 0;
+  try {
+    if (journal) journaled = journal.append(fresh);
+  } catch (err) {
+    logger.error({ err: (err as Error).message, records: fresh.length }, "shutdown: journal not writable");
   }
-  logger.info(
-    { exchange: venue.exchange, symbols: accepted },
-    "replay subscribes to the recording's symbols",
+  logger.error(
+    { timeoutMs: x.timeoutMs, notStored: unacked.length, journaled, journal: journal?.dir },
+    journal
+      ? "shutdown timeout: records not stored in time were written to the journal; the next start replays them"
+      : "shutdown timeout: the batch in flight was not acknowledged; the bus delivers it again",
   );
-  if (accepted.length === 0) return [...venue.defaultSymbols];
-  return accepted;
+  return journaled;
 }
 
-function summarize(
-  ingest: IngestCounts,
-  persist: PersistCounts,
-  busDuplicates: number,
-  reconnects: number,
-): RunSummary {
+/** What {@link summarize} adds up at the end of a run. */
+interface SummaryInputs {
+  feeds: FeedHandle[];
+  persist: { counts: PersistCounts; consumer: Consumer } | null;
+  /** Records the memory bus dropped as already seen. */
+  busDuplicates: number;
+  faults: FaultCounts | null;
+  probe: RunProbe;
+  /** When the final flush ended, `performance.now()` ms. */
+  end: number;
+  journal: Journal | null;
+  journaledNow: number;
+  gate: BacklogGate | null;
+  /** Everything was stored within the shutdown timeout. */
+  complete: boolean;
+}
+
+/** The summary of a stopped run (see {@link RunSummary} for each figure). */
+function summarize(x: SummaryInputs): RunSummary {
+  const ingest = sumCounts(x.feeds.map((f) => f.counts));
+  const persist = x.persist?.counts ?? { stored: 0, duplicates: 0, batches: 0, poison: 0 };
+  const { firstFrameAt, lastFrameAt } = x.probe;
+  const elapsed = firstFrameAt ? Math.round(x.end - firstFrameAt) : 0;
+  const sum = (of: (f: FeedHandle) => number) => x.feeds.reduce((n, f) => n + of(f), 0);
   return {
     frames: ingest.frames,
     trades: ingest.trades,
     quotes: ingest.quotes,
     rejected: ingest.rejected,
-    duplicates: persist.duplicates + busDuplicates,
+    duplicates: persist.duplicates + x.busDuplicates,
     aggTrades: ingest.aggTrades,
     stored: persist.stored,
     gaps: ingest.gaps,
-    reconnects,
-    faults: null,
-    redeliveries: 0,
-    elapsed_ms: 0,
-    receive_ms: 0,
-    frames_per_s: 0,
-    max_rss_mb: 0,
-    gaps_detected: 0,
-    gaps_filled: 0,
-    missing: 0,
+    reconnects: sum((f) => f.connection.reconnects),
+    faults: x.faults,
+    redeliveries: x.persist?.consumer.redeliveries() ?? 0,
+    elapsed_ms: elapsed,
+    frames_per_s: elapsed > 0 ? Math.round((ingest.frames * 1000) / elapsed) : 0,
+    receive_ms: firstFrameAt ? Math.round(lastFrameAt - firstFrameAt) : 0,
+    max_rss_mb: Math.round(x.probe.maxRss / 1048576),
+    // detected by this run, plus gaps an earlier run left open and this one took over
+    gaps_detected: ingest.gaps + sum((f) => f.backfill.counts.resumed),
+    gaps_filled: sum((f) => f.backfill.counts.filled),
+    missing: sum((f) => f.backfill.missing),
     poison: persist.poison,
-    journaled: 0,
-    journaled_at_shutdown: 0,
-    max_backlog: 0,
-    max_heap_mb: 0,
-    journal_read_back: 0,
-    shutdown_timed_out: false,
+    journaled: x.journal?.unacknowledged ?? 0,
+    journaled_at_shutdown: x.journaledNow,
+    max_backlog: x.gate?.peak ?? 0,
+    max_heap_mb: Math.round(x.probe.maxHeap / 1048576),
+    journal_read_back: x.gate?.readBack ?? 0,
+    shutdown_timed_out: !x.complete,
   };
 }
 

@@ -1,6 +1,6 @@
 import { extname } from "node:path";
 import type { Command } from "commander";
-import { fail } from "./common.js";
+import { exitWithError } from "./common.js";
 
 const TABLES = ["trades_v2", "agg_trades_v2", "quotes_v2", "candles_v2", "dead_letters", "sequence_gaps"];
 
@@ -14,38 +14,39 @@ export function registerExport(program: Command): void {
     .option("--table <name>", `table to export (${TABLES.join(", ")})`)
     .option("--sql <query>", "read-only query to export instead of a table")
     .action(async (opts: { db: string; out: string; table?: string; sql?: string }) => {
-      if (!!opts.table === !!opts.sql) fail("--table/--sql: give exactly one of them");
+      if (!!opts.table === !!opts.sql) exitWithError("--table/--sql: give exactly one of them");
       if (opts.table && !TABLES.includes(opts.table)) {
-        fail(`--table: unknown table "${opts.table}" (expected ${TABLES.join(", ")})`);
+        exitWithError(`--table: unknown table "${opts.table}" (expected ${TABLES.join(", ")})`);
       }
-      if (extname(opts.out) !== ".parquet") fail(`--out: expected a .parquet file name, got "${opts.out}"`);
+      if (extname(opts.out) !== ".parquet")
+        exitWithError(`--out: expected a .parquet file name, got "${opts.out}"`);
       const { parseStoreSpec } = await import("../store/spec.js");
       let path: string;
       try {
         const spec = parseStoreSpec(opts.db);
         if (spec.kind !== "duckdb") {
-          fail(
+          exitWithError(
             "--db: k2 export reads a DuckDB file, not a PostgreSQL URL; from PostgreSQL, export with psql: \\copy (SELECT …) TO 'file.csv' CSV HEADER",
           );
         }
         path = spec.path;
       } catch (e) {
-        fail((e as Error).message);
+        exitWithError((e as Error).message);
       }
       const { DuckDBStore, StoreLockedError } = await import("../store/duckdb.js");
       const store = new DuckDBStore({ path, readOnly: true });
       try {
         await store.init();
       } catch (e) {
-        if (e instanceof StoreLockedError) fail(`--db: ${e.message}`);
-        fail(`--db: cannot open ${opts.db} read-only: ${(e as Error).message}`);
+        if (e instanceof StoreLockedError) exitWithError(`--db: ${e.message}`);
+        exitWithError(`--db: cannot open ${opts.db} read-only: ${(e as Error).message}`);
       }
       try {
         await store.exportParquet(opts.table ?? opts.sql!, opts.out);
         const [r] = await store.query("SELECT count(*) AS n FROM read_parquet($1)", [opts.out]);
         process.stdout.write(`${JSON.stringify({ out: opts.out, rows: Number(r.n) })}\n`);
       } catch (e) {
-        fail(`export failed: ${(e as Error).message}`, 1);
+        exitWithError(`export failed: ${(e as Error).message}`, 1);
       } finally {
         await store.close();
       }

@@ -3,7 +3,7 @@ import type { BinanceAggTradesParser } from "../loaders/binance-aggtrades.js";
 import type { MappedCsvParser } from "../loaders/csv.js";
 import { DEFAULT_LOAD_BATCH } from "../loaders/defaults.js";
 import type { LoadSummary, RowParser } from "../loaders/load.js";
-import { fail } from "./common.js";
+import { exitWithError } from "./common.js";
 
 interface LoadFlags {
   db?: string;
@@ -13,7 +13,7 @@ interface LoadFlags {
 function batchSizeOf(v: string): number {
   const n = /^\d+$/.test(v) ? Number(v) : Number.NaN;
   if (!Number.isSafeInteger(n) || n < 1 || n > 1_000_000) {
-    fail(`--batch-size: expected an integer from 1 to 1000000, got "${v}"`);
+    exitWithError(`--batch-size: expected an integer from 1 to 1000000, got "${v}"`);
   }
   return n;
 }
@@ -24,7 +24,7 @@ async function dbOf(flags: LoadFlags): Promise<string> {
   try {
     parseStoreSpec(db);
   } catch (e) {
-    fail((e as Error).message);
+    exitWithError((e as Error).message);
   }
   return db;
 }
@@ -49,7 +49,7 @@ async function runLoad(
   try {
     source = await openLineSource(file);
   } catch (e) {
-    if (e instanceof SourceError) fail(`<file>: ${e.message}`);
+    if (e instanceof SourceError) exitWithError(`<file>: ${e.message}`);
     throw e;
   }
   const store = createStore(db);
@@ -57,7 +57,7 @@ async function runLoad(
     await store.init();
   } catch (e) {
     source.close();
-    fail(`--db: cannot open ${db}: ${(e as Error).message}`);
+    exitWithError(`--db: cannot open ${db}: ${(e as Error).message}`);
   }
   let summary: LoadSummary;
   try {
@@ -73,9 +73,9 @@ async function runLoad(
     });
   } catch (e) {
     await store.close().catch(() => undefined);
-    if (e instanceof MappingError) fail(e.message);
-    if (e instanceof SourceError) fail(`<file>: ${file}: ${e.message}`, 1);
-    fail(`load failed: ${(e as Error).message}`, 1);
+    if (e instanceof MappingError) exitWithError(e.message);
+    if (e instanceof SourceError) exitWithError(`<file>: ${file}: ${e.message}`, 1);
+    exitWithError(`load failed: ${(e as Error).message}`, 1);
   }
   await store.close();
   process.stdout.write(
@@ -117,12 +117,12 @@ export function registerLoad(program: Command): void {
       const { BINANCE_AGGTRADES_EXCHANGE, BinanceAggTradesParser, SymbolError, symbolFromFileName } =
         await import("../loaders/binance-aggtrades.js");
       const symbol = opts.symbol ?? symbolFromFileName(file);
-      if (!symbol) fail("--symbol: required (the file name does not start with SYMBOL-aggTrades-)");
+      if (!symbol) exitWithError("--symbol: required (the file name does not start with SYMBOL-aggTrades-)");
       let parser: BinanceAggTradesParser;
       try {
         parser = new BinanceAggTradesParser(symbol);
       } catch (e) {
-        if (e instanceof SymbolError) fail(e.message);
+        if (e instanceof SymbolError) exitWithError(e.message);
         throw e;
       }
       await runLoad(
@@ -151,7 +151,7 @@ export function registerLoad(program: Command): void {
       try {
         parser = new MappedCsvParser(await readMapping(opts.mapping), file);
       } catch (e) {
-        if (e instanceof MappingError) fail(e.message);
+        if (e instanceof MappingError) exitWithError(e.message);
         throw e;
       }
       await runLoad(file, await dbOf(opts), batchSizeOf(opts.batchSize), parser.exchange, "trades", parser);

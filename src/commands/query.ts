@@ -1,7 +1,7 @@
 import { type Command, Option } from "commander";
 import type { StoreSpec } from "../store/spec.js";
 import type { Store } from "../store/store.js";
-import { fail } from "./common.js";
+import { exitWithError } from "./common.js";
 
 /** Registers `k2 query`. */
 export function registerQuery(program: Command): void {
@@ -22,7 +22,7 @@ export function registerQuery(program: Command): void {
       try {
         spec = parseStoreSpec(opts.db);
       } catch (e) {
-        if (e instanceof StoreSpecError) fail(e.message);
+        if (e instanceof StoreSpecError) exitWithError(e.message);
         throw e;
       }
       // a DuckDB file does not load the PostgreSQL client (start-up time counts)
@@ -39,14 +39,14 @@ export function registerQuery(program: Command): void {
       } catch (e) {
         const shown = spec.kind === "duckdb" ? spec.path : spec.display;
         await store.close().catch(() => undefined);
-        if (e instanceof StoreLockedError) fail(`--db: ${e.message}`);
-        fail(`--db: cannot open ${shown} read-only: ${(e as Error).message}`);
+        if (e instanceof StoreLockedError) exitWithError(`--db: ${e.message}`);
+        exitWithError(`--db: cannot open ${shown} read-only: ${(e as Error).message}`);
       }
       try {
         const rows = await store.query(sql);
         process.stdout.write(formatRows(rows, opts.format));
       } catch (e) {
-        fail(`query failed: ${(e as Error).message}`, 1);
+        exitWithError(`query failed: ${(e as Error).message}`, 1);
       } finally {
         await store.close();
       }

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import type { RunFlags } from "../config.js";
-import { fail, onSignal } from "./common.js";
+import { exitWithError, onSignal, runConfigOrExit } from "./common.js";
 
 /** Registers `k2 record`. */
 export function registerRecord(program: Command): void {
@@ -18,7 +18,6 @@ export function registerRecord(program: Command): void {
       const [
         { MemoryBus },
         { Publisher },
-        { ConfigError, resolveRunConfig },
         { createLogger },
         { Metrics },
         { startIngest },
@@ -26,35 +25,28 @@ export function registerRecord(program: Command): void {
       ] = await Promise.all([
         import("../bus/memory.js"),
         import("../bus/publisher.js"),
-        import("../config.js"),
         import("../ops/logger.js"),
         import("../ops/metrics.js"),
         import("../pipeline.js"),
         import("../replay/capture.js"),
       ]);
-      let config: ReturnType<typeof resolveRunConfig>;
-      try {
-        config = resolveRunConfig({
-          exchange: opts.exchange,
-          symbols: opts.symbols,
-          streams: opts.streams,
-          wsUrl: opts.wsUrl,
-        });
-      } catch (e) {
-        if (e instanceof ConfigError) fail(e.message);
-        throw e;
-      }
+      const config = await runConfigOrExit({
+        exchange: opts.exchange,
+        symbols: opts.symbols,
+        streams: opts.streams,
+        wsUrl: opts.wsUrl,
+      });
       let duration = 0;
       if (opts.duration !== undefined) {
         duration = Number(opts.duration);
         if (!Number.isFinite(duration) || duration <= 0)
-          fail(`--duration: expected seconds > 0, got "${opts.duration}"`);
+          exitWithError(`--duration: expected seconds > 0, got "${opts.duration}"`);
       }
       let maxFrames = 0;
       if (opts.frames !== undefined) {
         maxFrames = /^\d+$/.test(opts.frames) ? Number(opts.frames) : 0;
         if (!Number.isSafeInteger(maxFrames) || maxFrames <= 0)
-          fail(`--frames: expected a whole number of frames > 0, got "${opts.frames}"`);
+          exitWithError(`--frames: expected a whole number of frames > 0, got "${opts.frames}"`);
       }
       const logger = createLogger();
       let enough: (reason: string) => void = () => undefined;
@@ -63,13 +55,14 @@ export function registerRecord(program: Command): void {
       });
       const writer = new CaptureWriter(opts.out);
       const { getVenue } = await import("../venues/registry.js");
-      const venue = getVenue(config.exchange)!;
+      const feedConfig = config.feeds[0];
+      const venue = getVenue(feedConfig.exchange)!;
       const bus = new MemoryBus();
       const feed = startIngest(
         {
           venue,
-          subscription: { symbols: config.symbols, streams: config.streams },
-          wsUrl: config.wsUrl,
+          subscription: { symbols: feedConfig.symbols, streams: feedConfig.streams },
+          wsUrl: feedConfig.wsUrl,
           bus,
           metrics: new Metrics({ defaultMetrics: false }),
           logger,

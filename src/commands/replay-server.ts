@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import type { FaultSpec } from "../replay/faults.js";
-import { fail, onSignal } from "./common.js";
+import { exitWithError, onSignal } from "./common.js";
 
 /** Flags of `k2 replay-server` as commander hands them over. */
 type Flags = { port: string; speed: string; faults?: string; faultsSeed?: string };
@@ -11,14 +11,14 @@ type Flags = { port: string; speed: string; faults?: string; faultsSeed?: string
  */
 async function faultsOf(opts: Flags): Promise<FaultSpec | undefined> {
   if (opts.faults === undefined) {
-    if (opts.faultsSeed !== undefined) fail("--faults-seed: only meaningful with --faults SPEC");
+    if (opts.faultsSeed !== undefined) exitWithError("--faults-seed: only meaningful with --faults SPEC");
     return undefined;
   }
   const { parseFaults, parseFaultsSeed } = await import("../replay/faults.js");
   try {
     return parseFaults(opts.faults, opts.faultsSeed === undefined ? 1 : parseFaultsSeed(opts.faultsSeed));
   } catch (e) {
-    fail((e as Error).message);
+    exitWithError((e as Error).message);
   }
 }
 
@@ -37,14 +37,15 @@ export function registerReplayServer(program: Command): void {
     .option("--faults-seed <n>", "seed of the --faults PRNG (default 1)")
     .action(async (file: string, opts: Flags) => {
       const port = Number(opts.port);
-      if (!/^\d+$/.test(opts.port) || port > 65535) fail(`--port: expected 0..65535, got "${opts.port}"`);
+      if (!/^\d+$/.test(opts.port) || port > 65535)
+        exitWithError(`--port: expected 0..65535, got "${opts.port}"`);
       const speed = opts.speed === "max" ? "max" : Number(opts.speed);
       if (speed !== "max" && (!Number.isFinite(speed) || speed <= 0)) {
-        fail(`--speed: expected a positive number or "max", got "${opts.speed}"`);
+        exitWithError(`--speed: expected a positive number or "max", got "${opts.speed}"`);
       }
       const faults = await faultsOf(opts);
       const { access } = await import("node:fs/promises");
-      await access(file).catch(() => fail(`<file>: cannot read ${file}`));
+      await access(file).catch(() => exitWithError(`<file>: cannot read ${file}`));
       const [{ createLogger }, { detectCaptureFormat, REPLAY_SERVERS }] = await Promise.all([
         import("../ops/logger.js"),
         import("../replay/index.js"),

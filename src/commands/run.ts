@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import type { RunFlags } from "../config.js";
-import type { Roles } from "../run.js";
-import { fail, onSignal } from "./common.js";
+import type { Roles, RunSummary } from "../run.js";
+import { exitWithError, onSignal, runConfigOrExit } from "./common.js";
 
 type OptionGroup = "source" | "store" | "batch" | "serve" | "bus";
 
@@ -76,7 +76,7 @@ function registerProcess(
         "venue REST base URL of the gap backfill, one per exchange (env K2_REST_URL; default per venue, with --replay the replay server's)",
       )
       .option("--no-backfill", "report sequence gaps without filling them from the venue's REST API")
-      .option("--speed <x>", "replay pace: 1, 10, ... or max", "max")
+      .option("--speed <x>", "replay pace: 1, 10, ... or max (default 1; with --exit-at-end max)")
       .option(
         "--exit-at-end",
         "with --replay: flush, print a JSON summary line on stdout and exit when the replay ends",
@@ -155,38 +155,28 @@ function registerProcess(
       "longest SIGTERM/SIGINT flush, seconds; what is not stored by then is journaled (env K2_SHUTDOWN_TIMEOUT; default 30)",
     )
     .action(async (flags: RunFlags) => {
-      const [
-        { ConfigError, resolveRunConfig },
-        { createLogger },
-        { startProcess },
-        { ListenError },
-        { StoreLockedError },
-      ] = await Promise.all([
-        import("../config.js"),
-        import("../ops/logger.js"),
-        import("../run.js"),
-        import("../serve/http.js"),
-        import("../store/duckdb.js"),
-      ]);
-      let config: ReturnType<typeof resolveRunConfig>;
-      try {
-        config = resolveRunConfig(flags);
-        if (name !== "run" && config.bus === "memory") {
+      const [{ ConfigError }, { createLogger }, { startProcess }, { ListenError }, { StoreLockedError }] =
+        await Promise.all([
+          import("../config.js"),
+          import("../ops/logger.js"),
+          import("../run.js"),
+          import("../serve/http.js"),
+          import("../store/duckdb.js"),
+        ]);
+      const config = await runConfigOrExit(flags, (c) => {
+        if (name !== "run" && c.bus === "memory") {
           throw new ConfigError(
             `--bus: k2 ${name} shares records with other processes: give nats://HOST:4222 or kafka://HOST:9092`,
           );
         }
-      } catch (e) {
-        if (e instanceof ConfigError) fail(e.message);
-        throw e;
-      }
+      });
       const logger = createLogger();
       let running: Awaited<ReturnType<typeof startProcess>>;
       try {
         running = await startProcess(config, logger, roles);
       } catch (e) {
-        if (e instanceof ListenError) fail(e.message);
-        if (e instanceof StoreLockedError) fail(`--db: ${e.message}`);
+        if (e instanceof ListenError) exitWithError(e.message);
+        if (e instanceof StoreLockedError) exitWithError(`--db: ${e.message}`);
         throw e;
       }
       const signal = onSignal();
@@ -194,40 +184,7 @@ function registerProcess(
         ? Promise.race([running.replayDone.then(() => "replay finished"), signal])
         : signal);
       const summary = await running.stop(reason);
-      const line: Record<string, unknown> = roles.ingest
-        ? {
-            frames: summary.frames,
-            trades: summary.trades,
-            quotes: summary.quotes,
-            rejected: summary.rejected,
-            duplicates: summary.duplicates,
-            aggTrades: summary.aggTrades,
-          }
-        : {};
-      if (roles.persist) {
-        line.stored = summary.stored;
-        line.duplicates = summary.duplicates;
-        line.redeliveries = summary.redeliveries;
-      }
-      if (roles.ingest) {
-        line.gaps = summary.gaps;
-        line.gaps_detected = summary.gaps_detected;
-        line.gaps_filled = summary.gaps_filled;
-        line.missing = summary.missing;
-        line.elapsed_ms = summary.elapsed_ms;
-        line.receive_ms = summary.receive_ms;
-        line.frames_per_s = summary.frames_per_s;
-        line.reconnects = summary.reconnects;
-        if (summary.faults) line.faults = summary.faults;
-      }
-      line.max_rss_mb = summary.max_rss_mb;
-      if (roles.ingest) {
-        line.max_backlog = summary.max_backlog;
-        line.max_heap_mb = summary.max_heap_mb;
-        line.journaled = summary.journaled;
-        line.journal_read_back = summary.journal_read_back;
-      }
-      if (roles.persist) line.poison = summary.poison;
+      const line = summaryLine(summary, roles);
       process.stdout.write(`${JSON.stringify(line)}\n`);
       if (summary.shutdown_timed_out || summary.journaled > 0) {
         process.stderr.write(
@@ -241,3 +198,34 @@ function registerProcess(
       process.exit(0);
     });
 }
+
+/**
+ * The JSON summary line printed on stdout at exit: the figures of the roles the process ran, in this
+ * order (a `duplicates` of both roles is printed once, where ingest puts it).
+ */
+function summaryLine(summary: RunSummary, roles: Roles): Partial<RunSummary> {
+  const fields: (keyof RunSummary)[] = [
+    ...(roles.ingest ? INGEST_COUNTS : []),
+    ...(roles.persist ? PERSIST_COUNTS : []),
+    ...(roles.ingest ? INGEST_TIMES : []),
+    ...(roles.ingest && summary.faults ? (["faults"] as const) : []),
+    "max_rss_mb",
+    ...(roles.ingest ? INGEST_MEMORY : []),
+    ...(roles.persist ? (["poison"] as const) : []),
+  ];
+  return Object.fromEntries(fields.map((k) => [k, summary[k]]));
+}
+
+const INGEST_COUNTS = ["frames", "trades", "quotes", "rejected", "duplicates", "aggTrades"] as const;
+const PERSIST_COUNTS = ["stored", "duplicates", "redeliveries"] as const;
+const INGEST_TIMES = [
+  "gaps",
+  "gaps_detected",
+  "gaps_filled",
+  "missing",
+  "elapsed_ms",
+  "receive_ms",
+  "frames_per_s",
+  "reconnects",
+] as const;
+const INGEST_MEMORY = ["max_backlog", "max_heap_mb", "journaled", "journal_read_back"] as const;

@@ -24,9 +24,7 @@ import type { Socket } from "node:net";
 import type { WebSocket } from "ws";
 import { BinanceRestEmulator } from "./binance-rest.js";
 import { type LoadedCapture, loadCapture, PRELOAD_MAX_BYTES, readCapture } from "./capture.js";
-import { LoopbackReplayServer, type ReplayServerOptions } from "./replay-server.js";
-
-const MAX_IN_FLIGHT = 2048;
+import { LoopbackReplayServer, type ReplayServerOptions, SendWindow } from "./replay-server.js";
 
 /** Header of an unmasked final text frame of `length` payload bytes (RFC 6455 §5.2). */
 function frameHeader(length: number): Buffer {
@@ -205,9 +203,7 @@ export class BinanceReplayServer extends LoopbackReplayServer {
     const resume = (this.opts.resume ?? false) || faults !== null;
     const skip = resume ? this.cursor : 0;
     let index = 0; // position among frames of subscribed streams
-    let inFlight = 0;
-    let waiter: (() => void) | null = null;
-    let sentOnConnection = 0;
+    const window = new SendWindow(isClosed);
     let dataFrames = 0;
     let t0Wall = 0;
     let t0Rec = -1;
@@ -223,18 +219,13 @@ export class BinanceReplayServer extends LoopbackReplayServer {
       pending = [];
       pendingFrames = 0;
       pendingBytes = 0;
-      inFlight++;
+      window.begin();
       const more = rawSocket!.write(chunk, (err) => {
-        inFlight--;
         if (!err) {
           this.totalSent += frames;
           if (resume && lastIndex + 1 > this.cursor) this.cursor = lastIndex + 1;
         }
-        if (waiter) {
-          const w = waiter;
-          waiter = null;
-          w();
-        }
+        window.done(true);
       });
       return more || isClosed()
         ? Promise.resolve()
@@ -243,7 +234,7 @@ export class BinanceReplayServer extends LoopbackReplayServer {
     /** Everything written so far has completed, so the cursor is exact (before a fault). */
     const settle = async (lastIndex: number) => {
       if (pendingFrames > 0) await flushPending(lastIndex);
-      while (inFlight > 0 && !isClosed()) await new Promise<void>((r) => (waiter = r));
+      await window.settle();
     };
     /** Frames still to lose after a `drop-every=N:lost=M` cut. */
     const loss = { frames: 0 };
@@ -300,28 +291,10 @@ export class BinanceReplayServer extends LoopbackReplayServer {
           if (pendingFrames >= 512 || pendingBytes >= 256 * 1024) await flushPending(myIndex);
           continue;
         }
-        inFlight++;
-        send(f.data, (err) => {
-          inFlight--;
-          if (!err && resume && myIndex + 1 > this.cursor) this.cursor = myIndex + 1;
-          if (waiter && inFlight < MAX_IN_FLIGHT / 2) {
-            const w = waiter;
-            waiter = null;
-            w();
-          }
-        });
-        if (inFlight >= MAX_IN_FLIGHT) await new Promise<void>((r) => (waiter = r));
+        const full = this.sendFrame(send, f.data, myIndex, window, resume);
+        if (full) await full;
       }
-      if (loss.frames > 0) {
-        // the capture ended while frames were being lost: cut as the fault says
-        faults!.lostDone();
-        this.cut(ws);
-        return;
-      }
-      await settle(index - 1);
-      if (isClosed()) return;
-      sentOnConnection = this.totalSent - sendBefore;
-      this.emit("end", { sent: sentOnConnection, dataFrames });
+      await this.endOfCapture(ws, loss, () => settle(index - 1), isClosed, sendBefore, dataFrames);
     } catch (err) {
       if (!isClosed()) ws.close(1011, `replay failed: ${(err as Error).message}`.slice(0, 120));
     }

@@ -5,9 +5,16 @@
  */
 
 import { once } from "node:events";
-import { createReadStream, createWriteStream, type WriteStream } from "node:fs";
+import {
+  closeSync,
+  createReadStream,
+  createWriteStream,
+  openSync,
+  readSync,
+  type WriteStream,
+} from "node:fs";
 import { createInterface } from "node:readline";
-import { createGunzip, createGzip, type Gzip } from "node:zlib";
+import { constants, createGunzip, createGzip, type Gzip, gunzipSync } from "node:zlib";
 
 /** One captured frame. */
 export interface CapturedFrame {
@@ -149,4 +156,27 @@ export async function loadCapture(path: string): Promise<LoadedCapture> {
     pos = nl + 1;
   }
   return { buf, start, end, ms, streamId, streams, count };
+}
+
+/**
+ * The first 64 KiB of a capture file, gunzipped when it is gzip (a truncated gzip stream is read as
+ * far as it goes): enough to tell its format or read its header line.
+ * @throws {Error} when the file cannot be read, or `<file>: cannot read gzip data: …`
+ */
+export function readCaptureHead(file: string): Buffer {
+  const fd = openSync(file, "r");
+  const buf = Buffer.alloc(65536);
+  let n: number;
+  try {
+    n = readSync(fd, buf, 0, buf.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  const head = buf.subarray(0, n);
+  if (head[0] !== 0x1f || head[1] !== 0x8b) return head;
+  try {
+    return gunzipSync(head, { finishFlush: constants.Z_SYNC_FLUSH });
+  } catch (e) {
+    throw new Error(`${file}: cannot read gzip data: ${(e as Error).message}`);
+  }
 }

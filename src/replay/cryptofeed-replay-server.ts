@@ -31,9 +31,7 @@ import {
   type RecordingIndex,
   readCryptofeed,
 } from "./cryptofeed.js";
-import { LoopbackReplayServer, type ReplayServerOptions } from "./replay-server.js";
-
-const MAX_IN_FLIGHT = 2048;
+import { LoopbackReplayServer, type ReplayServerOptions, SendWindow } from "./replay-server.js";
 
 /** What one client connection asked for; `version` changes with every (un)subscribe. */
 interface ClientSubscription {
@@ -173,15 +171,11 @@ export class CryptofeedReplayServer extends LoopbackReplayServer {
     let matched = this.matchedConnections(requested);
     let matchedFor = sub.version;
     let index = 0;
-    let inFlight = 0;
-    let waiter: (() => void) | null = null;
+    const window = new SendWindow(isClosed);
     let dataFrames = 0;
     let t0Wall = 0;
     let t0Rec = -1;
     const sendBefore = this.totalSent;
-    const settle = async () => {
-      while (inFlight > 0 && !isClosed()) await new Promise<void>((r) => (waiter = r));
-    };
     /** Frames still to lose after a `drop-every=N:lost=M` cut. */
     const loss = { frames: 0 };
     const lose = (myIndex: number, stream: string) => this.loseFrame(ws, loss, myIndex, stream);
@@ -221,7 +215,7 @@ export class CryptofeedReplayServer extends LoopbackReplayServer {
         if (faults) {
           const fault = faults.next(myIndex);
           if (fault) {
-            await settle();
+            await window.settle();
             if (isClosed()) return;
             const done = await this.applyFault(ws, fault, loss, myIndex, key ?? line.conn);
             if (done === "end") return;
@@ -233,27 +227,11 @@ export class CryptofeedReplayServer extends LoopbackReplayServer {
           if (garbage !== null) send(garbage);
           faults.sent();
         }
-        inFlight++;
         dataFrames++;
-        send(line.data, (err) => {
-          inFlight--;
-          if (!err && resume && myIndex + 1 > this.cursor) this.cursor = myIndex + 1;
-          if (waiter && inFlight < MAX_IN_FLIGHT / 2) {
-            const w = waiter;
-            waiter = null;
-            w();
-          }
-        });
-        if (inFlight >= MAX_IN_FLIGHT) await new Promise<void>((r) => (waiter = r));
+        const full = this.sendFrame(send, line.data, myIndex, window, resume);
+        if (full) await full;
       }
-      if (loss.frames > 0) {
-        faults!.lostDone();
-        this.cut(ws);
-        return;
-      }
-      await settle();
-      if (isClosed()) return;
-      this.emit("end", { sent: this.totalSent - sendBefore, dataFrames });
+      await this.endOfCapture(ws, loss, () => window.settle(), isClosed, sendBefore, dataFrames);
     } catch (err) {
       if (!isClosed()) ws.close(1011, `replay failed: ${(err as Error).message}`.slice(0, 120));
     }

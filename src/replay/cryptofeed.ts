@@ -9,10 +9,11 @@
  * (`addr` is its URL), `send` lines are what the client sent on it (subscriptions), `recv` lines what
  * the venue sent. Read as a stream, so a recording of any size is read in bounded memory.
  */
-import { closeSync, createReadStream, openSync, readSync } from "node:fs";
+import { createReadStream } from "node:fs";
 import { createInterface } from "node:readline";
-import { constants, createGunzip, gunzipSync } from "node:zlib";
+import { createGunzip } from "node:zlib";
 import type { ReplayDialect } from "../venues/venue.js";
+import { readCaptureHead } from "./capture.js";
 
 /** One line of a recording. */
 export interface CryptofeedLine {
@@ -181,16 +182,7 @@ export function symbolsOfKeys(keys: Iterable<string>, streams: readonly string[]
  * @throws {Error} when the file cannot be read or does not start with a cryptofeed header line
  */
 export function recordingExchangeSync(path: string): string {
-  const fd = openSync(path, "r");
-  const buf = Buffer.alloc(65536);
-  let n: number;
-  try {
-    n = readSync(fd, buf, 0, buf.length, 0);
-  } finally {
-    closeSync(fd);
-  }
-  let head = buf.subarray(0, n);
-  if (head[0] === 0x1f && head[1] === 0x8b) head = gunzipSync(head, { finishFlush: constants.Z_SYNC_FLUSH });
+  const head = readCaptureHead(path);
   const text = head.toString("utf8");
   const nl = text.indexOf("\n");
   let header: CryptofeedLine;

@@ -247,3 +247,29 @@ export function emptyFaultCounts(): FaultCounts {
 export function snapshotCounts(counts: FaultCounts): FaultCounts {
   return { ...counts, lost_by_stream: { ...counts.lost_by_stream } };
 }
+
+/** The plain counters of {@link FaultCounts}. */
+const SCALAR_COUNTS = [
+  "drops",
+  "frames_lost",
+  "stalls",
+  "garbage_frames",
+  "closes",
+  "pings_unanswered",
+] as const satisfies readonly Exclude<keyof FaultCounts, "lost_by_stream">[];
+
+/** Fault counts of several replay servers, added up; null when none injects faults (all null). */
+export function sumFaultCounts(all: readonly (FaultCounts | null)[]): FaultCounts | null {
+  let total: FaultCounts | null = null;
+  for (const c of all) {
+    if (!c) continue;
+    if (!total) {
+      total = snapshotCounts(c);
+      continue;
+    }
+    for (const k of SCALAR_COUNTS) total[k] += c[k];
+    for (const [k, n] of Object.entries(c.lost_by_stream))
+      total.lost_by_stream[k] = (total.lost_by_stream[k] ?? 0) + n;
+  }
+  return total;
+}

@@ -5,9 +5,8 @@
  * - cryptofeed raw-data recordings (`*.jsonl[.gz]`, first line `{"t":"header",..}`): served by
  *   {@link CryptofeedReplayServer} as the recorded exchange's endpoint (Binance, Coinbase, Kraken).
  */
-import { closeSync, openSync, readSync } from "node:fs";
-import { gunzipSync } from "node:zlib";
 import { BinanceReplayServer } from "./binance-replay-server.js";
+import { readCaptureHead } from "./capture.js";
 import { CryptofeedReplayServer } from "./cryptofeed-replay-server.js";
 import type { ReplayServer, ReplayServerOptions } from "./replay-server.js";
 
@@ -24,22 +23,7 @@ export const REPLAY_SERVERS: Record<CaptureFormat, new (opts: ReplayServerOption
  * @throws {Error} when the file cannot be read or has no known format
  */
 export function detectCaptureFormat(file: string): CaptureFormat {
-  const fd = openSync(file, "r");
-  const buf = Buffer.alloc(65536);
-  let n: number;
-  try {
-    n = readSync(fd, buf, 0, buf.length, 0);
-  } finally {
-    closeSync(fd);
-  }
-  let head = buf.subarray(0, n);
-  if (head[0] === 0x1f && head[1] === 0x8b) {
-    try {
-      head = gunzipSync(head, { finishFlush: 2 /* Z_SYNC_FLUSH: tolerate a truncated stream */ });
-    } catch (e) {
-      throw new Error(`${file}: cannot read gzip data: ${(e as Error).message}`);
-    }
-  }
+  const head = readCaptureHead(file);
   const text = head.subarray(0, 4096).toString("utf8");
   if (/^\d+ [{[]/.test(text)) return "binance-lines";
   if (text.startsWith('{"t":"header"') || text.startsWith('{"t": "header"')) return "cryptofeed";

@@ -62,6 +62,50 @@ export interface ReplayServer extends EventEmitter<ReplayServerEvents> {
   stop(): Promise<void>;
 }
 
+/** Most writes in flight on one connection before its pump waits (it resumes below half). */
+export const MAX_IN_FLIGHT = 2048;
+
+/**
+ * The writes in flight on one connection: a pump stops reading the capture while
+ * {@link MAX_IN_FLIGHT} are outstanding, and settles (waits for every one) before a fault or the end.
+ */
+export class SendWindow {
+  /** Writes started and not completed. */
+  inFlight = 0;
+  private waiter: (() => void) | null = null;
+
+  constructor(private readonly isClosed: () => boolean) {}
+
+  /** A write started. */
+  begin(): void {
+    this.inFlight++;
+  }
+
+  /** A write completed: wakes the waiting pump, once fewer than half the window are left (`always`: at once). */
+  done(always = false): void {
+    this.inFlight--;
+    if (this.waiter && (always || this.inFlight < MAX_IN_FLIGHT / 2)) {
+      const w = this.waiter;
+      this.waiter = null;
+      w();
+    }
+  }
+
+  /** Null while there is room, else a promise resolving when there is. */
+  room(): Promise<void> | null {
+    return this.inFlight >= MAX_IN_FLIGHT ? this.woken() : null;
+  }
+
+  /** Resolves once every write has completed (or the connection closed). */
+  async settle(): Promise<void> {
+    while (this.inFlight > 0 && !this.isClosed()) await this.woken();
+  }
+
+  private woken(): Promise<void> {
+    return new Promise<void>((r) => (this.waiter = r));
+  }
+}
+
 /**
  * What every in-process replay server shares: a `ws` server on 127.0.0.1, its open connections, the
  * count of messages written. Subclasses load their capture in {@link prepare} and speak their venue's
@@ -141,6 +185,49 @@ export abstract class LoopbackReplayServer extends EventEmitter<ReplayServerEven
     faults.lostDone();
     this.cut(ws);
     return true;
+  }
+
+  /**
+   * Sends data frame `index` of a connection through its `window`; once written (with `resume`) the
+   * shared position moves past it. Null while the window has room, else a promise resolving when it
+   * has (the pump awaits it).
+   */
+  protected sendFrame<T extends string | Buffer>(
+    send: (data: T, cb?: (err?: Error) => void) => void,
+    data: T,
+    index: number,
+    window: SendWindow,
+    resume: boolean,
+  ): Promise<void> | null {
+    window.begin();
+    send(data, (err) => {
+      if (!err && resume && index + 1 > this.cursor) this.cursor = index + 1;
+      window.done();
+    });
+    return window.room();
+  }
+
+  /**
+   * The end of the capture on one connection: cut it when the end came while frames were being lost
+   * (as the fault says), else wait until everything is written (`settle`) and report `end` with the
+   * messages sent on it since `sentBefore` (the server's `totalSent` then) and its data frames.
+   */
+  protected async endOfCapture(
+    ws: WebSocket,
+    loss: { frames: number },
+    settle: () => Promise<void>,
+    isClosed: () => boolean,
+    sentBefore: number,
+    dataFrames: number,
+  ): Promise<void> {
+    if (loss.frames > 0) {
+      (this.faults as FaultState).lostDone();
+      this.cut(ws);
+      return;
+    }
+    await settle();
+    if (isClosed()) return;
+    this.emit("end", { sent: this.totalSent - sentBefore, dataFrames });
   }
 
   /**

@@ -4,11 +4,13 @@
  *
  *   {"status":"ok"|"degraded","problems":["store: writes failing for 12 s: ..."],"uptime_s":12,
  *    "feeds":[{"exchange":"BINANCE","state":"CONNECTED","reconnects":0,"frames":1234,"frames_per_s":98.5,
- *              "trades":300,"quotes":900,"dead_letters":0,"gaps":0}],
+ *              "trades":300,"quotes":900,"dead_letters":0,"gaps":0,"replay":null}],
  *    "store":{"lag":0},"gateway":{"clients":1,"behind":0,"messages_sent":..,"conflated":..,...},
  *    "symbols":["BTCUSDT"]}
  *
- * `frames_per_s` is the rate over the last sampling second. Behind the API token check when
+ * `frames_per_s` is the rate over the last sampling second. `replay` is null for a live feed, else
+ * `playing` or `ended` (the whole recording received: no more data is arriving; the figures stay).
+ * Behind the API token check when
  * `K2_API_TOKENS` is set.
  */
 import type { FastifyInstance } from "fastify";
@@ -42,7 +44,12 @@ export interface StatusSources {
   gateway: () => GatewayStats | Promise<GatewayStats>;
   /** The process's health problems (the sentences of `/health`); any makes the status `degraded`. */
   problems?: () => Promise<string[]>;
+  /** Each feed's replay state, in `feeds` order (null: a live feed); without it every feed is live. */
+  replays?: () => (ReplayStatus | null)[];
 }
+
+/** A replayed feed: `playing`, or `ended` once the whole recording has been received. */
+export type ReplayStatus = "playing" | "ended";
 
 /** Feed health of one venue connection. */
 export interface FeedStatus {
@@ -55,6 +62,8 @@ export interface FeedStatus {
   quotes: number;
   dead_letters: number;
   gaps: number;
+  /** Replay state of a replayed feed, null for a live one. */
+  replay: ReplayStatus | null;
 }
 
 /** Registers `GET /api/v1/status`; samples frame rates once a second until the app closes. */
@@ -79,7 +88,8 @@ export function registerStatus(app: FastifyInstance, src: StatusSources): void {
   app.addHook("onClose", async () => clearInterval(timer));
 
   app.get("/api/v1/status", async (_req, reply) => {
-    const feeds: FeedStatus[] = src.feeds.map((f) => ({
+    const replays = src.replays?.() ?? [];
+    const feeds: FeedStatus[] = src.feeds.map((f, i) => ({
       exchange: f.venue.exchange,
       state: f.connection.state,
       reconnects: f.connection.reconnects,
@@ -89,6 +99,7 @@ export function registerStatus(app: FastifyInstance, src: StatusSources): void {
       quotes: f.counts.quotes,
       dead_letters: f.counts.rejected,
       gaps: f.counts.gaps,
+      replay: replays[i] ?? null,
     }));
     reply.header("cache-control", "no-store");
     const problems = (await src.problems?.()) ?? [];

@@ -99,6 +99,8 @@ describe.each([
         "run",
         "--replay",
         FILE,
+        "--speed",
+        "max",
         "--symbols",
         "BTCUSDT",
         "--streams",

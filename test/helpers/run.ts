@@ -4,14 +4,17 @@ import { type RunConfig, resolveRunConfig } from "../../src/config.js";
 import { createLogger } from "../../src/ops/logger.js";
 import { tempDir } from "./cli.js";
 
-/** A validated config for BTCUSDT trade + bookTicker into a fresh DuckDB file. */
-export function testConfig(overrides: Partial<RunConfig> = {}): RunConfig {
+/**
+ * A validated config for BTCUSDT trade + bookTicker into a fresh DuckDB file; `wsUrl` is the (only)
+ * feed's venue endpoint.
+ */
+export function testConfig({ wsUrl, ...overrides }: Partial<RunConfig> & { wsUrl?: string } = {}): RunConfig {
   const base = resolveRunConfig({
     symbols: "BTCUSDT",
     streams: "trade,bookTicker",
     db: join(tempDir(), "k2.duckdb"),
     httpPort: "0",
-    wsUrl: overrides.wsUrl,
+    wsUrl,
   });
   return { ...base, ...overrides };
 }

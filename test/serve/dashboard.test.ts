@@ -79,6 +79,16 @@ describe.skipIf(!HAVE_CHROMIUM)(title, () => {
     await page.waitForFunction(() => document.querySelector("#ws-state")?.textContent === "open");
 
     await run.replayDone;
+    // the end of the replay is shown (the connection to the replay server stays open)
+    const status = (await (await fetch(`http://127.0.0.1:${run.httpPort}/api/v1/status`)).json()) as {
+      feeds: { state: string; replay: string | null }[];
+    };
+    expect(status.feeds[0]).toMatchObject({ state: "CONNECTED", replay: "ended" });
+    await page.waitForFunction(
+      () => document.querySelector("#feed-state")?.textContent === "binance replay ended",
+      undefined,
+      { timeout: 5000 },
+    );
     // the tape catches up with the last trade of the capture
     await page.waitForSelector(`#tape tbody tr[data-trade-id="BINANCE-${LAST_TRADE_ID}"]`, {
       timeout: 15_000,
@@ -175,7 +185,7 @@ describe.skipIf(!HAVE_CHROMIUM)(title, () => {
       BigInt(String(lastQuote.ask).replace(".", "")) - BigInt(String(lastQuote.bid).replace(".", ""));
     const spread = `${spreadUnits / 100000000n}.${(spreadUnits % 100000000n).toString().padStart(8, "0")}`;
     expect(row[4]?.startsWith(`${display(spread)} (`)).toBe(true);
-    expect(row[5]).toBe("connected");
+    expect(row[5]).toBe("replay ended");
 
     // feed health from /api/v1/status
     await page.waitForFunction(
@@ -190,7 +200,7 @@ describe.skipIf(!HAVE_CHROMIUM)(title, () => {
     expect(health.dead_letters).toBe("0");
     expect(health.reconnects).toBe("0");
     expect(Number(health.frames)).toBe(run.feed.counts.frames);
-    expect(await page.textContent("#feed-state")).toBe("binance connected");
+    expect(await page.textContent("#feed-state")).toBe("binance replay ended");
 
     mkdirSync(join(ROOT, "test-artifacts"), { recursive: true });
     await page.screenshot({ path: join(ROOT, "test-artifacts", "dashboard.png") });

@@ -11,8 +11,8 @@ const run = (flags: Parameters<typeof resolveRunConfig>[0]) => resolveRunConfig(
 describe("multi-venue configuration", () => {
   it("keeps the single-venue configuration as it was", () => {
     const c = run({});
-    expect(c.exchange).toBe("binance");
-    expect(c.symbols).toEqual(["BTCUSDT", "ETHUSDT", "BNBUSDT"]);
+    expect(c.feeds[0].exchange).toBe("binance");
+    expect(c.feeds[0].symbols).toEqual(["BTCUSDT", "ETHUSDT", "BNBUSDT"]);
     expect(c.feeds).toHaveLength(1);
     expect(c.feeds[0]).toMatchObject({
       exchange: "binance",
@@ -20,7 +20,7 @@ describe("multi-venue configuration", () => {
       replay: null,
     });
     const one = run({ exchange: "coinbase", symbols: "btc-usd", replay: C });
-    expect(one).toMatchObject({ exchange: "coinbase", symbols: ["BTC-USD"], replay: C });
+    expect(one.feeds[0]).toMatchObject({ exchange: "coinbase", symbols: ["BTC-USD"], replay: C });
     expect(one.feeds[0].symbolsDefaulted).toBe(false);
   });
 
