@@ -70,6 +70,8 @@ export interface PersistCounts {
   batches: number;
   /** Records the store rejected on their own, stored as dead letters instead. */
   poison: number;
+  /** When the last batch was committed, `performance.now()` ms (0: none yet). */
+  lastWriteAt: number;
 }
 
 /** One venue feed in the ingest half. */
@@ -445,7 +447,7 @@ export function startPersist(opts: PersistOptions): {
   health: StoreWriteHealth;
 } {
   const { store, metrics, logger } = opts;
-  const counts: PersistCounts = { stored: 0, duplicates: 0, batches: 0, poison: 0 };
+  const counts: PersistCounts = { stored: 0, duplicates: 0, batches: 0, poison: 0, lastWriteAt: 0 };
   const health = new StoreWriteHealth(metrics, opts.storeStallMs);
   const consumer = opts.bus.consume(
     {
@@ -476,6 +478,7 @@ export function startPersist(opts: PersistOptions): {
         }
         counts.poison += poison.length;
         counts.batches++;
+        counts.lastWriteAt = performance.now();
         counts.stored += r.trades + r.aggTrades + r.quotes + r.deadLetters + r.gaps; // source records; candles are derived
         counts.duplicates += r.duplicates;
         metrics.batchRecords.observe(messages.length);

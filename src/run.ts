@@ -53,7 +53,13 @@ export interface RunSummary {
   redeliveries: number;
   /** From the first market data frame to the end of the final flush, ms. */
   elapsed_ms: number;
+  /**
+   * Frames per second over the run's active span: from the first frame to the last batch stored (to the
+   * last frame without a store), so time spent idle after a replay ended does not dilute it.
+   */
   frames_per_s: number;
+  /** The active span of `frames_per_s`, ms. */
+  active_ms: number;
   /** From the first to the last market data frame received, ms. */
   receive_ms: number;
   /** Peak resident set size, MiB. */
@@ -664,9 +670,11 @@ interface SummaryInputs {
 /** The summary of a stopped run (see {@link RunSummary} for each figure). */
 function summarize(x: SummaryInputs): RunSummary {
   const ingest = sumCounts(x.feeds.map((f) => f.counts));
-  const persist = x.persist?.counts ?? { stored: 0, duplicates: 0, batches: 0, poison: 0 };
+  const persist = x.persist?.counts ?? { stored: 0, duplicates: 0, batches: 0, poison: 0, lastWriteAt: 0 };
   const { firstFrameAt, lastFrameAt } = x.probe;
   const elapsed = firstFrameAt ? Math.round(x.end - firstFrameAt) : 0;
+  const activeEnd = Math.max(lastFrameAt, x.persist?.counts.lastWriteAt ?? 0);
+  const active = firstFrameAt ? Math.round(Math.min(x.end, activeEnd) - firstFrameAt) : 0;
   const sum = (of: (f: FeedHandle) => number) => x.feeds.reduce((n, f) => n + of(f), 0);
   return {
     frames: ingest.frames,
@@ -681,7 +689,8 @@ function summarize(x: SummaryInputs): RunSummary {
     faults: x.faults,
     redeliveries: x.persist?.consumer.redeliveries() ?? 0,
     elapsed_ms: elapsed,
-    frames_per_s: elapsed > 0 ? Math.round((ingest.frames * 1000) / elapsed) : 0,
+    frames_per_s: active > 0 ? Math.round((ingest.frames * 1000) / active) : 0,
+    active_ms: active,
     receive_ms: firstFrameAt ? Math.round(lastFrameAt - firstFrameAt) : 0,
     max_rss_mb: Math.round(x.probe.maxRss / 1048576),
     // detected by this run, plus gaps an earlier run left open and this one took over

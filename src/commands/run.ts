@@ -226,6 +226,7 @@ const INGEST_TIMES = [
   "elapsed_ms",
   "receive_ms",
   "frames_per_s",
+  "active_ms",
   "reconnects",
 ] as const;
 const INGEST_MEMORY = ["max_backlog", "max_heap_mb", "journaled", "journal_read_back"] as const;

@@ -49,11 +49,18 @@ export interface RunningCli {
   exited: Promise<CliResult>;
 }
 
-/** Starts `k2 ...args` in the background. */
-export function startCli(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): RunningCli {
+/**
+ * Starts `k2 ...args` in the background. `detached`: in a process group of its own, as a shell starts a
+ * foreground job (signal the group with `process.kill(-pid, …)`, as a terminal's Ctrl-C does).
+ */
+export function startCli(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; detached?: boolean } = {},
+): RunningCli {
   const child = spawn(process.execPath, [CLI, ...args], {
     env: { ...process.env, K2_LOG_LEVEL: "info", ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
+    detached: opts.detached ?? false,
   });
   let stdout = "";
   let stderr = "";

@@ -91,6 +91,12 @@ function main(): void {
     ),
   );
   process.on("disconnect", () => process.exit(0));
+  // Ctrl-C (SIGINT) reaches the whole process group of the terminal, and a service manager's stop
+  // (SIGTERM) often the whole control group: the parent shuts down in order (clients closed with
+  // 1001, then the IPC channel), and this worker exits on that disconnect. Dying on the signal itself
+  // would cut its clients first and read as a crash in the parent's log.
+  process.on("SIGINT", () => undefined);
+  process.on("SIGTERM", () => undefined);
   process.on("message", (m: ToWorker, handle?: Socket) => {
     if (m.t === "init") {
       logger = createLogger(m.logLevel).child({ gateway_worker: m.worker });
