@@ -81,6 +81,18 @@ export interface RedisBusOptions {
   onError?: (err: Error, context: string) => void;
 }
 
+/** Defaults of {@link RedisBusOptions}. */
+export const REDIS_BUS_DEFAULTS = {
+  maxLen: 1_000_000,
+  duplicateWindowMs: 120_000,
+  claimIdleMs: 30_000,
+  publishTimeoutMs: 10_000,
+  maxPublishInFlight: 2048,
+  lagRefreshMs: 1000,
+  topicRefreshMs: 1000,
+  name: "k2",
+};
+
 type Client = RedisClientType;
 /** A stream entry as RESP3 returns it: [entry id, [field, value, ...]]. */
 type Entry = [string, string[]];
@@ -129,18 +141,12 @@ export class RedisBus implements Bus {
   ) {
     this.keyPrefix = opts.prefix ? `${opts.prefix}:` : "";
     this.topicsKey = `${this.keyPrefix}k2:bus:topics`;
+    const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined));
     this.opts = {
-      url: opts.url,
-      database: opts.database,
-      maxLen: opts.maxLen ?? 1_000_000,
-      duplicateWindowMs: opts.duplicateWindowMs ?? 120_000,
-      claimIdleMs: opts.claimIdleMs ?? 30_000,
-      publishTimeoutMs: opts.publishTimeoutMs ?? 10_000,
-      maxPublishInFlight: opts.maxPublishInFlight ?? 2048,
-      lagRefreshMs: opts.lagRefreshMs ?? 1000,
-      topicRefreshMs: opts.topicRefreshMs ?? 1000,
-      name: opts.name ?? "k2",
-      onError: opts.onError ?? (() => {}),
+      ...REDIS_BUS_DEFAULTS,
+      database: undefined,
+      onError: () => {},
+      ...(given as RedisBusOptions),
     };
   }
 
