@@ -546,6 +546,8 @@ export class RedisBus implements Bus {
           batchHeld = [];
         } catch (e) {
           if (dead || this.closed) return;
+          // a batch whose ack failed is no longer kept alive: after claimIdleMs it is claimed again
+          batchHeld = [];
           if (/NOGROUP/.test(String(e))) {
             streams.length = 0; // the server lost the group (restart): create it again
             lagByStream.clear();

@@ -107,6 +107,46 @@ describe("redis bus specifics", () => {
     }
   });
 
+  it("keeps a slow handler's batch from being claimed by another member (idle time reset while held)", async () => {
+    const prefix = `t${randomBytes(4).toString("hex")}`;
+    cleanups.push(() => deleteKeysOf(prefix));
+    const claimIdleMs = 600;
+    const a = await RedisBus.connect(fast(prefix, { claimIdleMs }));
+    const b = await RedisBus.connect(fast(prefix, { claimIdleMs }));
+    const o = {
+      group: "persist",
+      topicPrefixes: ["market."],
+      batchSize: 1000,
+      maxWaitMs: 200,
+      maxBatchSize: 1000,
+    };
+    const ofA: BusMessage[] = [];
+    const ofB: BusMessage[] = [];
+    let aDone = false;
+    const ca = a.consume(o, async (batch) => {
+      ofA.push(...batch);
+      await new Promise((r) => setTimeout(r, 4 * claimIdleMs)); // a store write far longer than claimIdleMs
+      aDone = true;
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      await a.publish(Array.from({ length: 30 }, (_, i) => tradeMessage("BTCUSDT", i)));
+      await waitFor(() => ofA.length > 0, 10_000, "A to take the batch");
+      const cb = b.consume(o, async (batch) => {
+        ofB.push(...batch);
+      });
+      await waitFor(() => aDone, 10_000, "A's slow handler");
+      await new Promise((r) => setTimeout(r, claimIdleMs));
+      expect(ofA.length).toBe(30);
+      expect(ofB.length).toBe(0);
+      expect(ca.redeliveries() + cb.redeliveries()).toBe(0);
+      await waitFor(() => ca.lag() === 0, 5000, "lag 0 after A's ack");
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   it("refuses a topic that is not a bus topic, and an unreachable server names the address", async () => {
     const prefix = `t${randomBytes(4).toString("hex")}`;
     cleanups.push(() => deleteKeysOf(prefix));
