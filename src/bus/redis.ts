@@ -112,6 +112,12 @@ const PUBLISH_SCRIPT = `if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) 
 end
 return false`;
 
+/**
+ * Publish commands carry no per-command timer (node-redis 6 arms one per command, 5 s by default,
+ * costing about a fifth of the publish CPU): `publish()` has its own `publishTimeoutMs` watchdog.
+ */
+const UNTIMED = { timeout: 0 };
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const backoff = (failures: number) => Math.min(5000, 50 * 2 ** Math.min(failures, 7));
 
@@ -251,7 +257,7 @@ export class RedisBus implements Bus {
 
   private async send(messages: BusMessage[], fresh: string[]): Promise<void> {
     if (fresh.length > 0) {
-      await this.client.sendCommand(["SADD", this.topicsKey, ...fresh]);
+      await this.client.sendCommand(["SADD", this.topicsKey, ...fresh], UNTIMED);
       for (const t of fresh) this.knownTopics.add(t);
     }
     const window = this.opts.duplicateWindowMs;
@@ -262,10 +268,13 @@ export class RedisBus implements Bus {
       if (window <= 0) {
         await Promise.all(
           chunk.map((m) =>
-            this.client.sendCommand([
-              ...["XADD", this.streamOf(m.topic), "MAXLEN", "~", maxLen, "*"],
-              ...["key", m.key, "id", m.id, "value", JSON.stringify(m.value)],
-            ]),
+            this.client.sendCommand(
+              [
+                ...["XADD", this.streamOf(m.topic), "MAXLEN", "~", maxLen, "*"],
+                ...["key", m.key, "id", m.id, "value", JSON.stringify(m.value)],
+              ],
+              UNTIMED,
+            ),
           ),
         );
         continue;
@@ -274,10 +283,13 @@ export class RedisBus implements Bus {
       const run = (s: string) =>
         Promise.all(
           chunk.map((m) =>
-            this.client.sendCommand([
-              ...["EVALSHA", s, "2", this.streamOf(m.topic), `${this.keyPrefix}k2:bus:id:${m.id}`],
-              ...[String(window), maxLen, m.key, m.id, JSON.stringify(m.value)],
-            ]),
+            this.client.sendCommand(
+              [
+                ...["EVALSHA", s, "2", this.streamOf(m.topic), `${this.keyPrefix}k2:bus:id:${m.id}`],
+                ...[String(window), maxLen, m.key, m.id, JSON.stringify(m.value)],
+              ],
+              UNTIMED,
+            ),
           ),
         );
       let replies: unknown[];
@@ -443,7 +455,11 @@ export class RedisBus implements Bus {
       const args = ["XREADGROUP", "GROUP", group, me, "COUNT", String(count)];
       if (blockMs > 0) args.push("BLOCK", String(Math.ceil(blockMs)));
       args.push("STREAMS", ...streams, ...streams.map(() => ">"));
-      const reply = (await conn.sendCommand(args)) as Record<string, Entry[]> | null;
+      // a large read on a loaded machine may take a while: longer than node-redis's 5 s default
+      const reply = (await conn.sendCommand(args, { timeout: blockMs + 30_000 })) as Record<
+        string,
+        Entry[]
+      > | null;
       if (!reply) return 0;
       let n = 0;
       for (const [stream, entries] of Object.entries(reply)) n += hold(stream, entries);
