@@ -1,8 +1,9 @@
 /**
  * Bus throughput: publish (acked) and consume (acked after the handler) of ~100k trades_v2 records
- * through NATS JetStream on loopback, with the in-process memory bus alongside for scale.
+ * through NATS JetStream and Redis Streams on loopback, with the in-process memory bus alongside for
+ * scale. A server that cannot be reached is skipped with a line saying so.
  *
- *   npm run build && node dist/bench/bus.js [--n 100000] [--nats nats://127.0.0.1:4222]
+ *   npm run build && node dist/bench/bus.js [--n 100000] [--nats nats://127.0.0.1:4222] [--redis redis://127.0.0.1:6379]
  *
  * Records are real: the Binance trades of `../shared/data/binance-spot/*.gz` normalized by the
  * Binance normalizer (~26k), repeated with fresh message ids up to `--n`. Streams get a random
@@ -14,6 +15,7 @@ import { jetstream } from "@nats-io/jetstream";
 import type { Bus, BusMessage } from "../src/bus/bus.js";
 import { MemoryBus } from "../src/bus/memory.js";
 import { NatsBus } from "../src/bus/nats.js";
+import { RedisBus } from "../src/bus/redis.js";
 import { packageRoot } from "../src/paths.js";
 import { readCapture } from "../src/replay/capture.js";
 import { deterministicMessageId } from "../src/schema/message-id.js";
@@ -27,6 +29,7 @@ function arg(name: string, dflt: string): string {
 
 const N = Number(arg("n", "100000"));
 const NATS_URL = arg("nats", process.env.NATS_URL ?? "nats://127.0.0.1:4222");
+const REDIS_URL = arg("redis", process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
 const DATA = join(packageRoot(), "..", "shared", "data", "binance-spot");
 
 async function loadTrades(): Promise<TradeV2[]> {
@@ -195,6 +198,74 @@ async function main(): Promise<void> {
         n: total,
         batches,
         msgs_per_s: Math.round((total * 1000) / ms),
+        ms: Math.round(ms),
+      });
+    }
+  } finally {
+    await bus.deleteStreams();
+    await bus.close();
+  }
+  await redisBench(base);
+}
+
+/** Redis Streams: the same publish and consume measurements, plus the memory one entry takes. */
+async function redisBench(base: TradeV2[]): Promise<void> {
+  const prefix = `bench${Date.now().toString(36)}`;
+  let bus: RedisBus;
+  try {
+    bus = await RedisBus.connect({ url: REDIS_URL, prefix });
+  } catch (e) {
+    report({ bench: "redis", skipped: (e as Error).message });
+    return;
+  }
+  try {
+    for (const batch of [100, 1000, 10_000]) {
+      const m = messages(base, N, `r${batch}`);
+      const ms = await publishAll(bus, m, batch);
+      report({
+        bench: "redis publish, pipelined (acked; dedupe script + XADD)",
+        n: N,
+        publish_call_size: batch,
+        max_in_flight: 2048,
+        msgs_per_s: Math.round((N * 1000) / ms),
+        ms: Math.round(ms),
+      });
+    }
+    // without the dedupe window: a plain XADD per message, for comparison
+    {
+      const plain = await RedisBus.connect({ url: REDIS_URL, prefix, duplicateWindowMs: 0 });
+      const m = messages(base, N, "rplain");
+      const ms = await publishAll(plain, m, 1000);
+      report({
+        bench: "redis publish, plain XADD (dupe_window=0, acked)",
+        n: N,
+        publish_call_size: 1000,
+        msgs_per_s: Math.round((N * 1000) / ms),
+      });
+      await plain.close();
+    }
+    {
+      const m = messages(base, 20_000, "r1000");
+      const before = bus.deduplicated;
+      const ms = await publishAll(bus, m, 1000);
+      report({
+        bench: "redis publish, duplicates (server dedupe)",
+        n: m.length,
+        duplicates: bus.deduplicated - before,
+        msgs_per_s: Math.round((m.length * 1000) / ms),
+      });
+    }
+    const stream = bus.streamOf(topicFor("crypto", "trades", "binance"));
+    const len = Number(await bus.client.sendCommand(["XLEN", stream]));
+    const bytes = Number(await bus.client.sendCommand(["MEMORY", "USAGE", stream, "SAMPLES", "0"]));
+    report({ bench: "redis stream memory", entries: len, bytes, bytes_per_entry: Math.round(bytes / len) });
+    {
+      const { ms, batches } = await consumeAll(bus, len, "bench-consume");
+      report({
+        bench: "redis consume (XREADGROUP, handler, XACK)",
+        n: len,
+        batches,
+        msgs_per_s: Math.round((len * 1000) / ms),
         ms: Math.round(ms),
       });
     }

@@ -1,9 +1,10 @@
 /**
- * Persist throughput through NATS JetStream: the 37,797 trade and bookTicker records of
- * btcusdt_20240808.gz are published to JetStream by `k2 ingest`, then one `k2 persist` drains them
- * into a fresh store (PostgreSQL, then DuckDB for comparison). Reports records/s from the persist
- * process's start to the last record stored, and the ingest's publish rate.
- *   node dist/bench/persist.js [--nats nats://127.0.0.1:4222] [--pg postgres://postgres@127.0.0.1:5432/postgres]
+ * Persist throughput through NATS JetStream and through Redis Streams: the 37,797 trade and
+ * bookTicker records of btcusdt_20240808.gz are published to the bus by `k2 ingest`, then one
+ * `k2 persist` drains them into a fresh store (PostgreSQL, then DuckDB for comparison). Reports
+ * records/s from the persist process's start to the last record stored, and the ingest's publish
+ * rate, one line per transport; a transport whose server cannot be reached is skipped with a line.
+ *   node dist/bench/persist.js [--nats nats://127.0.0.1:4222] [--redis redis://127.0.0.1:6379] [--pg postgres://postgres@127.0.0.1:5432/postgres]
  */
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -12,7 +13,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
+import type { Bus } from "../src/bus/bus.js";
 import { NatsBus } from "../src/bus/nats.js";
+import { RedisBus } from "../src/bus/redis.js";
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {
@@ -20,15 +23,15 @@ const opt = (name: string, def: string) => {
   return i >= 0 ? args[i + 1] : def;
 };
 const nats = opt("--nats", "nats://127.0.0.1:4222");
+const redis = opt("--redis", "redis://127.0.0.1:6379");
 const pgAdmin = opt("--pg", "postgres://postgres@127.0.0.1:5432/postgres");
 const file = fileURLToPath(new URL("../../../shared/data/binance-spot/btcusdt_20240808.gz", import.meta.url));
 const cli = fileURLToPath(new URL("../src/cli.js", import.meta.url));
 const EXPECTED = 37_797;
 const tag = `b${Date.now().toString(36)}`;
-const bus = `${nats}?prefix=${tag}`;
 const env = { ...process.env, K2_LOG_LEVEL: "warn" };
 
-function ingest(): { framesPerS: number; frames: number } {
+function ingest(bus: string): { framesPerS: number; frames: number } {
   const r = spawnSync(
     process.execPath,
     [
@@ -74,7 +77,7 @@ async function storedByMetrics(port: number): Promise<number> {
 }
 
 /** Runs `k2 persist` into `db` until every record is stored; returns ms from start. */
-async function persistInto(db: string, group: string): Promise<number> {
+async function persistInto(bus: string, db: string, group: string): Promise<number> {
   const port = await freePort();
   const t0 = performance.now();
   const child = spawn(
@@ -107,28 +110,48 @@ async function persistInto(db: string, group: string): Promise<number> {
   }
 }
 
-const published = ingest();
-const results: Record<string, number> = {
-  ingest_publish_frames_per_s: published.framesPerS,
-};
+/** Ingest, then persist into PostgreSQL and DuckDB through one transport; one JSON line. */
+async function through(
+  name: string,
+  bus: string,
+  open: () => Promise<Bus & { deleteStreams(): Promise<void> }>,
+) {
+  let cleanup: Bus & { deleteStreams(): Promise<void> };
+  try {
+    cleanup = await open(); // reachable?
+  } catch (e) {
+    process.stdout.write(
+      `${JSON.stringify({ bench: `persist_through_${name}`, skipped: (e as Error).message })}\n`,
+    );
+    return;
+  }
+  const published = ingest(bus);
+  const results: Record<string, number> = {
+    ingest_publish_frames_per_s: published.framesPerS,
+  };
 
-// PostgreSQL
-const dbName = `k2_bench_${tag}`;
-const admin = postgres(pgAdmin, { max: 1, onnotice: () => undefined });
-await admin.unsafe(`CREATE DATABASE ${dbName}`);
-const pgMs = await persistInto(pgAdmin.replace(/\/[^/]*$/, `/${dbName}`), "bench-pg");
-await admin.unsafe(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-await admin.end();
-results.persist_nats_to_postgres_records_per_s = Math.round((EXPECTED * 1000) / pgMs);
+  // PostgreSQL
+  const dbName = `k2_bench_${name}_${tag}`;
+  const admin = postgres(pgAdmin, { max: 1, onnotice: () => undefined });
+  await admin.unsafe(`CREATE DATABASE ${dbName}`);
+  const pgMs = await persistInto(bus, pgAdmin.replace(/\/[^/]*$/, `/${dbName}`), "bench-pg");
+  await admin.unsafe(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+  await admin.end();
+  results[`persist_${name}_to_postgres_records_per_s`] = Math.round((EXPECTED * 1000) / pgMs);
 
-// DuckDB, for comparison (a second consumer group reads the same stream from the start)
-const dir = mkdtempSync(join(tmpdir(), "k2-bench-persist-"));
-const duckMs = await persistInto(join(dir, "bench.duckdb"), "bench-duck");
-rmSync(dir, { recursive: true, force: true });
-results.persist_nats_to_duckdb_records_per_s = Math.round((EXPECTED * 1000) / duckMs);
+  // DuckDB, for comparison (a second consumer group reads the same stream from the start)
+  const dir = mkdtempSync(join(tmpdir(), "k2-bench-persist-"));
+  const duckMs = await persistInto(bus, join(dir, "bench.duckdb"), "bench-duck");
+  rmSync(dir, { recursive: true, force: true });
+  results[`persist_${name}_to_duckdb_records_per_s`] = Math.round((EXPECTED * 1000) / duckMs);
 
-const cleanup = await NatsBus.connect({ servers: [nats], prefix: tag });
-await cleanup.deleteStreams();
-await cleanup.close();
+  await cleanup.deleteStreams();
+  await cleanup.close();
 
-process.stdout.write(`${JSON.stringify({ bench: "persist_through_nats", records: EXPECTED, ...results })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ bench: `persist_through_${name}`, records: EXPECTED, ...results })}\n`,
+  );
+}
+
+await through("nats", `${nats}?prefix=${tag}`, () => NatsBus.connect({ servers: [nats], prefix: tag }));
+await through("redis", `${redis}?prefix=${tag}`, () => RedisBus.connect({ url: redis, prefix: tag }));

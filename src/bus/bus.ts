@@ -1,5 +1,5 @@
 /**
- * The bus contract every transport implements (memory, NATS JetStream, Kafka): small on purpose.
+ * The bus contract every transport implements (memory, NATS JetStream, Kafka, Redis Streams): small on purpose.
  *
  * Topics follow schema-v2: `market.{asset_class}.{trades|aggtrades|quotes}.{exchange}`, dead letters on
  * `market.dlq.{exchange}` and sequence gaps on `market.gaps.{exchange}`. The key is the symbol, so one
@@ -9,6 +9,15 @@
  * networked transports). A consumer's handler gets a batch; the batch is acknowledged only when the
  * handler resolves, and redelivered when it rejects or the consumer dies first.
  */
+import { ASSET_CLASSES } from "../schema/records.js";
+
+/**
+ * A whole bus topic: `market.{asset_class}.{trades|aggtrades|quotes|candles}.{exchange}`,
+ * `market.dlq.{exchange}` or `market.gaps.{exchange}` (exchange: lower-case letters, digits, `_`, `-`).
+ */
+export const BUS_TOPIC_RE = new RegExp(
+  `^market\\.(?:(?:dlq|gaps)\\.[a-z0-9_-]+|(?:${ASSET_CLASSES.join("|")})\\.(?:trades|aggtrades|quotes|candles)\\.[a-z0-9_-]+)$`,
+);
 
 /** One message on the bus. */
 export interface BusMessage<T = unknown> {
@@ -57,7 +66,7 @@ export interface Consumer {
 
 /** A transport. */
 export interface Bus {
-  /** Transport name for logs and metrics (`memory`, `nats`, `kafka`). */
+  /** Transport name for logs and metrics (`memory`, `nats`, `kafka`, `redis`). */
   readonly name: string;
   /**
    * Publishes messages; resolves when the bus has acknowledged all of them.

@@ -5,6 +5,7 @@
  * - `memory` — the in-process bus (`?dedupe_window=2m`)
  * - `nats://host:4222[,host2:4222,...]` — NATS JetStream (`?replicas=3&max_age=7d&dupe_window=2m&ack_wait=30s&storage=file|memory&prefix=name`)
  * - `kafka://host:9092[,host2:9092,...]` — Kafka (`?partitions=3&replication=3&format=json|avro&registry=http://host:8081&prefix=name.`)
+ * - `redis://host:6379` — Redis Streams, one server (`?maxlen=1000000&dupe_window=2m&claim_idle=30s&db=0&prefix=name`)
  *
  * `parseBusUrl` validates without connecting (for flag checking at start); `createBus` connects and
  * creates the streams / checks the cluster.
@@ -13,6 +14,7 @@ import type { Bus } from "./bus.js";
 import { KafkaBus, type KafkaBusOptions } from "./kafka.js";
 import { MemoryBus, type MemoryBusOptions } from "./memory.js";
 import { NatsBus, type NatsBusOptions } from "./nats.js";
+import { RedisBus, type RedisBusOptions } from "./redis.js";
 
 /**
  * Thrown for an unusable `--bus` value; the message starts with `--bus:` (`config.ts` turns it into a
@@ -26,9 +28,10 @@ export class BusSpecError extends Error {
 export type BusSpec =
   | { kind: "memory"; options: MemoryBusOptions }
   | { kind: "nats"; options: NatsBusOptions }
-  | { kind: "kafka"; options: KafkaBusOptions };
+  | { kind: "kafka"; options: KafkaBusOptions }
+  | { kind: "redis"; options: RedisBusOptions };
 
-const EXPECTED = 'expected "memory", "nats://host:4222" or "kafka://host:9092"';
+const EXPECTED = 'expected "memory", "nats://host:4222", "kafka://host:9092" or "redis://host:6379"';
 
 /** `7d` / `36h` / `15m` / `30s` / `500ms` → ms. */
 function duration(param: string, v: string): number {
@@ -137,6 +140,27 @@ export function parseBusUrl(url: string): BusSpec {
     if (q.has("prefix")) options.topicPrefix = q.get("prefix")!;
     return { kind: "kafka", options };
   }
+  if (scheme === "redis" && hostList) {
+    const q = query(url, rawQuery, ["maxlen", "dupe_window", "claim_idle", "db", "prefix"]);
+    const list = hosts(url, "redis", hostList, 6379);
+    if (list.length !== 1) {
+      throw new BusSpecError(
+        `--bus: redis:// takes one host:port (Redis Cluster is not supported), got "${url}"`,
+      );
+    }
+    const options: RedisBusOptions = { url: `redis://${list[0]}` };
+    if (q.has("maxlen")) options.maxLen = int("maxlen", q.get("maxlen")!, 1, 1_000_000_000);
+    if (q.has("dupe_window")) options.duplicateWindowMs = duration("dupe_window", q.get("dupe_window")!);
+    if (q.has("claim_idle")) options.claimIdleMs = duration("claim_idle", q.get("claim_idle")!);
+    if (q.has("db")) options.database = int("db", q.get("db")!, 0, 10_000);
+    if (q.has("prefix")) {
+      const p = q.get("prefix")!;
+      if (!/^[A-Za-z0-9_-]+$/.test(p))
+        throw new BusSpecError(`--bus: prefix: letters, digits, _ or -, got "${p}"`);
+      options.prefix = p;
+    }
+    return { kind: "redis", options };
+  }
   throw new BusSpecError(`--bus: ${EXPECTED}, got "${url}"`);
 }
 
@@ -162,5 +186,7 @@ export async function createBus(url: string, hooks: CreateBusOptions = {}): Prom
       return NatsBus.connect({ ...spec.options, onError: hooks.onError, name: hooks.name });
     case "kafka":
       return KafkaBus.connect({ ...spec.options, onError: hooks.onError, clientId: hooks.name });
+    case "redis":
+      return RedisBus.connect({ ...spec.options, onError: hooks.onError, name: hooks.name });
   }
 }

@@ -61,7 +61,7 @@ import {
 } from "@nats-io/jetstream";
 import { connect, createInbox, headers, type NatsConnection, nanos } from "@nats-io/transport-node";
 import { ASSET_CLASSES } from "../schema/records.js";
-import type { Bus, BusMessage, ConsumeOptions, Consumer } from "./bus.js";
+import { BUS_TOPIC_RE, type Bus, type BusMessage, type ConsumeOptions, type Consumer } from "./bus.js";
 
 /** One JetStream stream of the bus. */
 export interface NatsStreamSpec {
@@ -134,10 +134,6 @@ export function decodeKeyToken(token: string): string {
   return token.replace(/%([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16)));
 }
 
-const TOPIC_RE = new RegExp(
-  `^market\\.(?:(?:dlq|gaps)\\.[a-z0-9_-]+|(?:${ASSET_CLASSES.join("|")})\\.(?:trades|aggtrades|quotes|candles)\\.[a-z0-9_-]+)$`,
-);
-
 /**
  * Intersection of two subject patterns (tokens, `*` and a final `>`), or null when no subject matches
  * both: `market.>` ∩ `market.*.trades.>` = `market.*.trades.>`.
@@ -166,7 +162,7 @@ export function intersectSubjects(a: string, b: string): string | null {
  */
 export function prefixToFilter(prefix: string): string {
   if (prefix.endsWith(".")) return `${prefix}>`;
-  if (TOPIC_RE.test(prefix)) return `${prefix}.>`;
+  if (BUS_TOPIC_RE.test(prefix)) return `${prefix}.>`;
   throw new Error(
     `NATS bus: topic prefix "${prefix}" must end with "." or be a whole topic (market.{asset_class}.{type}.{exchange})`,
   );
@@ -344,7 +340,7 @@ export class NatsBus implements Bus {
     if (n === 0) return;
     for (const m of messages) {
       if (!this.knownTopics.has(m.topic)) {
-        if (!TOPIC_RE.test(m.topic)) throw new Error(`NATS bus: not a bus topic: "${m.topic}"`);
+        if (!BUS_TOPIC_RE.test(m.topic)) throw new Error(`NATS bus: not a bus topic: "${m.topic}"`);
         this.knownTopics.add(m.topic);
       }
     }

@@ -141,7 +141,7 @@ function registerProcess(
   if (groups.includes("bus")) {
     cmd.option(
       "--bus <url>",
-      "bus: memory, nats://HOST:4222[,HOST2][?replicas=3&max_age=7d] or kafka://HOST:9092 (env K2_BUS; default memory)",
+      "bus: memory, nats://HOST:4222[,HOST2][?replicas=3&max_age=7d], kafka://HOST:9092 or redis://HOST:6379[?maxlen=1000000] (env K2_BUS; default memory)",
     );
   }
   cmd
@@ -166,7 +166,7 @@ function registerProcess(
       const config = await runConfigOrExit(flags, (c) => {
         if (name !== "run" && c.bus === "memory") {
           throw new ConfigError(
-            `--bus: k2 ${name} shares records with other processes: give nats://HOST:4222 or kafka://HOST:9092`,
+            `--bus: k2 ${name} shares records with other processes: give nats://HOST:4222, kafka://HOST:9092 or redis://HOST:6379`,
           );
         }
       });

@@ -3,10 +3,11 @@ import { describe, expect, it } from "vitest";
 import { BusSpecError, createBus, parseBusUrl } from "../../src/bus/index.js";
 import { MemoryBus } from "../../src/bus/memory.js";
 import { NatsBus } from "../../src/bus/nats.js";
+import { RedisBus } from "../../src/bus/redis.js";
 import { ConfigError, resolveRunConfig } from "../../src/config.js";
 
 describe("--bus URLs", () => {
-  it("maps memory, nats:// and kafka:// to transports with their options", () => {
+  it("maps memory, nats://, kafka:// and redis:// to transports with their options", () => {
     expect(parseBusUrl("memory")).toEqual({ kind: "memory", options: {} });
     expect(parseBusUrl("memory?dedupe_window=30s")).toEqual({
       kind: "memory",
@@ -42,12 +43,32 @@ describe("--bus URLs", () => {
         schemaRegistryUrl: "http://sr:8081",
       },
     });
+    expect(parseBusUrl("redis://127.0.0.1")).toEqual({
+      kind: "redis",
+      options: { url: "redis://127.0.0.1:6379" },
+    });
+    expect(
+      parseBusUrl("redis://10.0.0.5:6380?maxlen=50000&dupe_window=30s&claim_idle=10s&db=2&prefix=Tenant_1"),
+    ).toEqual({
+      kind: "redis",
+      options: {
+        url: "redis://10.0.0.5:6380",
+        maxLen: 50_000,
+        duplicateWindowMs: 30_000,
+        claimIdleMs: 10_000,
+        database: 2,
+        prefix: "Tenant_1",
+      },
+    });
   });
 
   it("rejects bad values with a BusSpecError naming --bus, which the configuration reports as a ConfigError", () => {
     const bad: [string, RegExp][] = [
       ["", /empty/],
-      ["redis://127.0.0.1:6379", /expected "memory", "nats:\/\/host:4222" or "kafka:\/\/host:9092"/],
+      [
+        "zmq://127.0.0.1:5556",
+        /expected "memory", "nats:\/\/host:4222", "kafka:\/\/host:9092" or "redis:\/\/host:6379"/,
+      ],
       ["nats://", /expected/],
       ["nats://host:99999", /bad port/],
       ["nats://h?replicas=x", /replicas: expected an integer/],
@@ -55,6 +76,10 @@ describe("--bus URLs", () => {
       ["nats://h?colour=blue", /unknown option "colour"/],
       ["kafka://h?format=avro", /format=avro needs registry/],
       ["kafka://h?format=xml", /format: expected json or avro/],
+      ["redis://a:6379,b:6379", /takes one host:port/],
+      ["redis://h?maxlen=0", /maxlen: expected an integer from 1/],
+      ["redis://h?claim_idle=5", /claim_idle: expected a duration/],
+      ["redis://h?prefix=a:b", /prefix: letters, digits/],
       ["memory://x", /expected/],
     ];
     for (const [url, re] of bad) {
@@ -95,5 +120,13 @@ describe("--bus URLs", () => {
       await nats.close();
     }
     await expect(createBus("nats://127.0.0.1:1")).rejects.toThrow(/127\.0\.0\.1:1/);
+    const redis = await createBus(`${process.env.REDIS_URL ?? "redis://127.0.0.1:6379"}?prefix=${prefix}`);
+    try {
+      expect(redis).toBeInstanceOf(RedisBus);
+      expect(redis.name).toBe("redis");
+    } finally {
+      await redis.close();
+    }
+    await expect(createBus("redis://127.0.0.1:1")).rejects.toThrow(/redis:\/\/127\.0\.0\.1:1/);
   });
 });

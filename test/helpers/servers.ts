@@ -1,6 +1,7 @@
 /**
  * Private servers for fault tests, on loopback and free ports, that a test may kill and restart without
- * disturbing the machine's shared services: nats-server (JetStream on disk) and a PostgreSQL cluster.
+ * disturbing the machine's shared services: nats-server (JetStream on disk), redis-server (nothing on
+ * disk) and a PostgreSQL cluster.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
@@ -40,6 +41,33 @@ export function startNatsServer(port: number, dir: string, extraArgs: string[] =
     p.on("exit", (code) => {
       clearTimeout(timer);
       if (!out.includes("Server is ready")) reject(new Error(`nats-server exited ${code}: ${out}`));
+    });
+  });
+}
+
+export const hasRedisServer = spawnSync("redis-server", ["--version"]).status === 0;
+
+/** Starts redis-server on 127.0.0.1:`port` keeping nothing on disk; resolves once it accepts connections. */
+export function startRedisServer(port: number): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(
+      "redis-server",
+      ["--bind", "127.0.0.1", "--port", String(port), "--save", "", "--appendonly", "no", "--dir", tmpdir()],
+      { stdio: ["ignore", "pipe", "ignore"] },
+    );
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 15_000);
+    p.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+      if (out.includes("Ready to accept connections")) {
+        clearTimeout(timer);
+        resolve(p);
+      }
+    });
+    p.on("exit", (code) => {
+      clearTimeout(timer);
+      if (!out.includes("Ready to accept connections"))
+        reject(new Error(`redis-server exited ${code}: ${out}`));
     });
   });
 }
