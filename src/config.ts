@@ -102,7 +102,7 @@ export interface RunConfig {
   maxBatchSize: number;
   /** Grace past a candle's end before a quiet market closes it, ms. */
   candleGraceMs: number;
-  /** Bus: `memory` (in-process), `nats://host:4222[,host2]?...` or `kafka://host:9092?...`. */
+  /** Bus: `memory` (in-process), `nats://host:4222[,host2]?...`, `kafka://host:9092?...` or `redis://host:6379?...` (Redis Streams). */
   bus: string;
   /** Consumer group of `k2 persist` (members share the messages). */
   group: string;
