@@ -42,7 +42,10 @@ export interface Column {
   type: LogicalType;
   /** May hold null (SQL NULL, JSON null, Avro `["null", …]`). Default false. */
   nullable?: boolean;
-  /** What the column holds (documentation; the REST API's OpenAPI schemas carry it). */
+  /**
+   * What the column holds, as the REST API's OpenAPI schema says it (µs columns get ", µs since epoch
+   * UTC" appended there).
+   */
   description?: string;
   /** Example value for the API document. */
   example?: string;
@@ -89,43 +92,21 @@ const decimalString = z.string().regex(/^-?(0|[1-9]\d{0,9})\.\d{8}$/, "DECIMAL(1
 const nonNegativeInt = z.number().int().nonnegative();
 
 const c = {
-  messageId: {
-    name: "message_id",
-    type: "uuid",
-    description: "idempotency key; deterministic UUID v8 where the venue gives an id",
-  },
-  symbol: {
-    name: "symbol",
-    type: "text",
-    description: "venue symbol, upper case (BTCUSDT, BTC-USD)",
-    check: z.string().regex(/^[A-Z0-9][A-Z0-9._/-]*$/),
-  },
-  exchange: {
-    name: "exchange",
-    type: "text",
-    description: "exchange code, upper case (BINANCE)",
-    check: z.string().regex(/^[A-Z0-9_]+$/),
-  },
+  // idempotency key; deterministic UUID v8 where the venue gives an id
+  messageId: { name: "message_id", type: "uuid" },
+  // venue symbol, upper case (BTCUSDT, BTC-USD)
+  symbol: { name: "symbol", type: "text", check: z.string().regex(/^[A-Z0-9][A-Z0-9._/-]*$/) },
+  // exchange code, upper case (BINANCE)
+  exchange: { name: "exchange", type: "text", check: z.string().regex(/^[A-Z0-9_]+$/) },
   assetClass: { name: "asset_class", type: "text", values: ASSET_CLASS_VALUES, apiEnum: false },
-  currency: {
-    name: "currency",
-    type: "text",
-    description: "quote currency (BTCUSDT → USDT)",
-    check: z.string().min(1),
-  },
+  // quote currency (BTCUSDT → USDT)
+  currency: { name: "currency", type: "text", check: z.string().min(1) },
   sourceSequence: { name: "source_sequence", type: "bigint", nullable: true },
   ingestionTimestamp: { name: "ingestion_timestamp", type: "micros", description: "receipt time" },
-  platformSequence: {
-    name: "platform_sequence",
-    type: "bigint",
-    description: "monotonic per (exchange, symbol) within this platform",
-    check: nonNegativeInt,
-  },
-  vendorData: {
-    name: "vendor_data",
-    type: "string map",
-    description: "every venue field not mapped to a column, as strings",
-  },
+  // monotonic per (exchange, symbol) within this platform
+  platformSequence: { name: "platform_sequence", type: "bigint", check: nonNegativeInt },
+  // every venue field not mapped to a column, as strings
+  vendorData: { name: "vendor_data", type: "string map" },
 } as const satisfies Record<string, Column>;
 
 /** Columns of trades_v2 and agg_trades_v2: one executed trade (aggregate trades: per taker order). */
@@ -177,38 +158,25 @@ export const QUOTE_COLUMNS = [
 
 /** Columns of dead_letters: a frame that could not be normalized, kept with its raw text. */
 export const DEAD_LETTER_COLUMNS = [
-  {
-    name: "message_id",
-    type: "uuid",
-    description:
-      "deterministic from source, receipt time and raw text: a replayed dead letter is stored once",
-  },
-  c.exchange,
-  {
-    name: "source",
-    type: "text",
-    description: "where the frame came from, e.g. binance:btcusdt@trade or a file path and line",
-  },
-  { name: "reason", type: "text", description: "why it was rejected" },
-  { name: "raw", type: "text", description: "the raw frame text as received" },
+  // deterministic from source, receipt time and raw text: a replayed dead letter is stored once
+  { name: "message_id", type: "uuid" },
+  { name: "exchange", type: "text" },
+  // where the frame came from, e.g. binance:btcusdt@trade or a file path and line
+  { name: "source", type: "text" },
+  // why it was rejected
+  { name: "reason", type: "text" },
+  // the raw frame text as received
+  { name: "raw", type: "text" },
   { name: "received_at", type: "micros", description: "receipt time" },
 ] as const satisfies readonly Column[];
 
 /** Columns of sequence_gaps: venue sequences `from_sequence..to_sequence` (inclusive) never arrived. */
 export const SEQUENCE_GAP_COLUMNS = [
   c.exchange,
-  {
-    name: "symbol",
-    type: "text",
-    description: "the symbol, or for a per-connection sequence the connection's symbols joined by ,",
-  },
-  {
-    name: "data_type",
-    type: "text",
-    values: GAP_DATA_TYPE_VALUES,
-    apiEnum: false,
-    description: "what the sequence numbers: a data type, or frames of a connection",
-  },
+  // the symbol, or for a per-connection sequence the connection's symbols joined by `,`
+  { name: "symbol", type: "text" },
+  // what the sequence numbers: a data type, or frames of a connection
+  { name: "data_type", type: "text", values: GAP_DATA_TYPE_VALUES, apiEnum: false },
   { name: "from_sequence", type: "bigint" },
   { name: "to_sequence", type: "bigint" },
   { name: "detected_at", type: "micros", description: "detection time" },

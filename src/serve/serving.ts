@@ -11,11 +11,11 @@ import type { Logger } from "../ops/logger.js";
 import type { Metrics } from "../ops/metrics.js";
 import type { CandleInterval } from "../schema/candles.js";
 import type { Store } from "../store/store.js";
-import { DEFAULT_MAX_RESPONSE_BYTES, registerApi, registerDocs } from "./api.js";
 import { LiveFeed, startLiveConsumer } from "./live.js";
+import { DEFAULT_MAX_RESPONSE_BYTES, registerApi, registerDocs } from "./rest/api.js";
+import type { MarketDataSource } from "./rest/source.js";
+import { StoreMarketDataSource } from "./rest/store-source.js";
 import { serveMetrics } from "./serve-metrics.js";
-import type { MarketDataSource } from "./source.js";
-import { StoreMarketDataSource } from "./store-source.js";
 
 /** Options of {@link startServing}. */
 export interface ServingOptions {

@@ -17,6 +17,7 @@ import { createRequire } from "node:module";
 import { basename } from "node:path";
 import type { DuckDBAppender, DuckDBConnection, DuckDBValue } from "@duckdb/node-api";
 import { type LogicalType, TABLES, type Table } from "../schema/tables.js";
+import { type ReadDialect, SqlReads } from "./reads.js";
 import { addedColumnsSql, columnList, compileRowLoop, createTableSql, ident } from "./sql.js";
 import {
   LAST_SEQUENCES_SQL,
@@ -213,7 +214,18 @@ export interface DuckDBStoreOptions {
   separateReadConnection?: boolean;
 }
 
-export class DuckDBStore implements Store {
+/** DuckDB's fragments of the typed reads (`reads.ts`). */
+const DUCKDB_READS: ReadDialect = {
+  bucket: (len) => `("timestamp" // ${len}) * ${len}`,
+  bucketInHaving: () => "interval_start",
+  tradeOrder: `ORDER BY "timestamp", length(trade_id), trade_id`,
+  first: (expr, by) => `first(${expr} ${by})`,
+  last: (expr, by) => `last(${expr} ${by})`,
+  anyValue: (expr) => `any_value(${expr})`,
+  byteLength: (expr) => `strlen(${expr})`,
+};
+
+export class DuckDBStore extends SqlReads implements Store {
   readonly name = "duckdb";
   private instance!: InstanceType<typeof DuckDBInstance>;
   private conn!: DuckDBConnection;
@@ -225,7 +237,9 @@ export class DuckDBStore implements Store {
   private readConn!: DuckDBConnection;
   private readChain: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly opts: DuckDBStoreOptions) {}
+  constructor(private readonly opts: DuckDBStoreOptions) {
+    super(DUCKDB_READS);
+  }
 
   async init(): Promise<void> {
     try {

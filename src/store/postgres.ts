@@ -46,6 +46,7 @@ import type { CandleV2 } from "../schema/candles.js";
 import type { DeadLetter, QuoteV2, SequenceGap, TradeV2 } from "../schema/records.js";
 import { type Column, type LogicalType, TABLES, type Table } from "../schema/tables.js";
 import { type Partitioning, PostgresSchema } from "./postgres-migrations.js";
+import { type ReadDialect, SqlReads } from "./reads.js";
 import { columnList, compileRowLoop, ident } from "./sql.js";
 import {
   LAST_SEQUENCES_SQL,
@@ -97,12 +98,26 @@ const EXACT_TYPES = {
 };
 
 /** PostgreSQL store (see the file header). */
-export class PostgresStore implements Store {
+/** PostgreSQL's fragments of the typed reads (`reads.ts`). */
+const POSTGRES_READS: ReadDialect = {
+  // floor to a multiple of len (as intervalStart); `/` and `%` truncate toward zero
+  bucket: (len) => `("timestamp" - (("timestamp" % ${len}) + ${len}) % ${len})`,
+  bucketInHaving: (bucket) => bucket,
+  tradeOrder: `ORDER BY "timestamp", length(trade_id), trade_id COLLATE "C"`,
+  // identical aggregate calls are computed once, so first and last of a column share one sorted array
+  first: (expr, by) => `(array_agg(${expr} ${by}))[1]`,
+  last: (expr, by) => `(array_agg(${expr} ${by}))[count(*)::int]`,
+  anyValue: (expr) => `min(${expr})`,
+  byteLength: (expr) => `octet_length(${expr})`,
+};
+
+export class PostgresStore extends SqlReads implements Store {
   readonly name = "postgres";
   private sql: Sql | null = null;
   private readonly schema: PostgresSchema;
 
   constructor(private readonly opts: PostgresStoreOptions) {
+    super(POSTGRES_READS);
     this.schema = new PostgresSchema(opts);
   }
 
