@@ -6,7 +6,7 @@
  * `quote_volume` = Σ price·quantity kept EXACT with 16 places (the product of two DECIMAL(18,8) has 16
  * fractional digits, so nothing is rounded); `vwap` = quote_volume / volume rounded half-to-even to 8
  * places (null when volume is zero). The live aggregator (`src/candles/candles.ts`, bigint units) and
- * the SQL query over stored trades (`src/serve/queries.ts`) produce identical strings.
+ * the SQL query over stored trades (`src/store/reads.ts`) produce identical strings.
  *
  * Ordering of trades inside a candle ("trade order"): by `timestamp`, then by trade id compared as
  * (length, text) — numeric order for ids of the form `BINANCE-<digits>` — so `open` is the price of
