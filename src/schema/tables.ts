@@ -88,6 +88,10 @@ export const CANDLE_INTERVAL_VALUES = ["1s", "1m", "5m", "15m", "1h", "1d"] as c
 /** Example of a DECIMAL(18,8) value in the API document. */
 const PRICE_EXAMPLE = "61707.68000000";
 
+/** A DECIMAL(18,8) column (price or quantity) with the API document's example value. */
+const price = <N extends string>(name: N, description: string) =>
+  ({ name, type: "decimal(18,8)", description, example: PRICE_EXAMPLE }) as const;
+
 const decimalString = z.string().regex(/^-?(0|[1-9]\d{0,9})\.\d{8}$/, "DECIMAL(18,8) canonical string");
 const nonNegativeInt = z.number().int().nonnegative();
 
@@ -109,6 +113,9 @@ const c = {
   vendorData: { name: "vendor_data", type: "string map" },
 } as const satisfies Record<string, Column>;
 
+/** The columns ending both trades and quotes: sequences, receipt time, venue fields. */
+const venueTail = [c.sourceSequence, c.ingestionTimestamp, c.platformSequence, c.vendorData] as const;
+
 /** Columns of trades_v2 and agg_trades_v2: one executed trade (aggregate trades: per taker order). */
 export const TRADE_COLUMNS = [
   c.messageId,
@@ -117,15 +124,12 @@ export const TRADE_COLUMNS = [
   c.exchange,
   c.assetClass,
   { name: "timestamp", type: "micros", description: "exchange trade time" },
-  { name: "price", type: "decimal(18,8)", description: "DECIMAL(18,8)", example: PRICE_EXAMPLE },
-  { name: "quantity", type: "decimal(18,8)", description: "DECIMAL(18,8)", example: PRICE_EXAMPLE },
+  price("price", "DECIMAL(18,8)"),
+  price("quantity", "DECIMAL(18,8)"),
   c.currency,
   { name: "side", type: "text", values: SIDE_VALUES, description: "aggressor side" },
   { name: "trade_conditions", type: "text[]" },
-  c.sourceSequence,
-  c.ingestionTimestamp,
-  c.platformSequence,
-  c.vendorData,
+  ...venueTail,
 ] as const satisfies readonly Column[];
 
 /** Columns of quotes_v2: one best bid/ask (Binance `bookTicker`). */
@@ -135,25 +139,12 @@ export const QUOTE_COLUMNS = [
   c.exchange,
   c.assetClass,
   { name: "timestamp", type: "micros", description: "venue time, else receipt time" },
-  {
-    name: "bid_price",
-    type: "decimal(18,8)",
-    description: "best bid, DECIMAL(18,8)",
-    example: PRICE_EXAMPLE,
-  },
-  { name: "bid_quantity", type: "decimal(18,8)", description: "DECIMAL(18,8)", example: PRICE_EXAMPLE },
-  {
-    name: "ask_price",
-    type: "decimal(18,8)",
-    description: "best ask, DECIMAL(18,8)",
-    example: PRICE_EXAMPLE,
-  },
-  { name: "ask_quantity", type: "decimal(18,8)", description: "DECIMAL(18,8)", example: PRICE_EXAMPLE },
+  price("bid_price", "best bid, DECIMAL(18,8)"),
+  price("bid_quantity", "DECIMAL(18,8)"),
+  price("ask_price", "best ask, DECIMAL(18,8)"),
+  price("ask_quantity", "DECIMAL(18,8)"),
   c.currency,
-  c.sourceSequence,
-  c.ingestionTimestamp,
-  c.platformSequence,
-  c.vendorData,
+  ...venueTail,
 ] as const satisfies readonly Column[];
 
 /** Columns of dead_letters: a frame that could not be normalized, kept with its raw text. */
@@ -208,20 +199,10 @@ export const CANDLE_COLUMNS = [
   { name: "interval", type: "text", values: CANDLE_INTERVAL_VALUES },
   { name: "interval_start", type: "micros", description: "inclusive interval start" },
   { name: "interval_end", type: "micros", description: "exclusive interval end" },
-  {
-    name: "open",
-    type: "decimal(18,8)",
-    description: "first trade price (by time, then trade id)",
-    example: PRICE_EXAMPLE,
-  },
-  { name: "high", type: "decimal(18,8)", description: "highest price", example: PRICE_EXAMPLE },
-  { name: "low", type: "decimal(18,8)", description: "lowest price", example: PRICE_EXAMPLE },
-  {
-    name: "close",
-    type: "decimal(18,8)",
-    description: "last trade price (by time, then trade id)",
-    example: PRICE_EXAMPLE,
-  },
+  price("open", "first trade price (by time, then trade id)"),
+  price("high", "highest price"),
+  price("low", "lowest price"),
+  price("close", "last trade price (by time, then trade id)"),
   { name: "volume", type: "decimal(38,8)", description: "Σ quantity, 8 places", example: PRICE_EXAMPLE },
   { name: "quote_volume", type: "decimal(38,16)", description: "Σ price·quantity, exact, 16 places" },
   {

@@ -18,16 +18,16 @@ import { basename } from "node:path";
 import type { DuckDBAppender, DuckDBConnection, DuckDBValue } from "@duckdb/node-api";
 import { type LogicalType, TABLES, type Table } from "../schema/tables.js";
 import { type ReadDialect, SqlReads } from "./reads.js";
-import { addedColumnsSql, columnList, compileRowLoop, createTableSql, ident } from "./sql.js";
 import {
-  LAST_SEQUENCES_SQL,
-  type LastSequence,
-  type Row,
-  type Store,
-  toLastSequence,
-  type WriteBatch,
-  type WriteResult,
-} from "./store.js";
+  addedColumnsSql,
+  columnList,
+  compileRowLoop,
+  createTableSql,
+  ident,
+  keyList,
+  setNonKeyColumns,
+} from "./sql.js";
+import { emptyResult, type Row, type Store, type WriteBatch, type WriteResult } from "./store.js";
 
 // required, not imported: an ESM `import` of this CommonJS package has Node scan every one of its
 // ~120 files for named exports (cjs-module-lexer), ~0.5 s of `k2 query`'s start against ~0.15 s
@@ -148,7 +148,6 @@ const APPEND: Record<LogicalType, string> = {
 
 const STAGE_TRADES = new Staging("stage_trades", trades_v2, "ON CONFLICT DO NOTHING");
 const STAGE_QUOTES = new Staging("stage_quotes", quotes_v2, "ON CONFLICT DO NOTHING");
-const CANDLE_KEY = (candles_v2.key as readonly string[]).map(ident).join(", ");
 /**
  * Moves staged candles into candles_v2. Within a batch the candle with the most trades per key wins
  * (a closed candle and its amendment can share a batch); against the table, a candle replaces the
@@ -157,13 +156,10 @@ const CANDLE_KEY = (candles_v2.key as readonly string[]).map(ident).join(", ");
 const STAGE_CANDLES = new Staging(
   "stage_candles",
   candles_v2,
-  `ON CONFLICT DO UPDATE SET ${candles_v2.columns
-    .filter((c) => !(candles_v2.key as readonly string[]).includes(c.name))
-    .map((c) => `${ident(c.name)} = excluded.${ident(c.name)}`)
-    .join(", ")}
+  `ON CONFLICT DO UPDATE SET ${setNonKeyColumns(candles_v2)}
   WHERE excluded.trade_count > candles_v2.trade_count`,
   (columns, from) => `SELECT ${columns} FROM ${from}
-  QUALIFY row_number() OVER (PARTITION BY ${CANDLE_KEY} ORDER BY trade_count DESC) = 1`,
+  QUALIFY row_number() OVER (PARTITION BY ${keyList(candles_v2)} ORDER BY trade_count DESC) = 1`,
 );
 
 /**
@@ -286,15 +282,7 @@ export class DuckDBStore extends SqlReads implements Store {
 
   private async writeNow(batch: WriteBatch): Promise<WriteResult> {
     const c = this.conn;
-    const result: WriteResult = {
-      trades: 0,
-      aggTrades: 0,
-      quotes: 0,
-      deadLetters: 0,
-      gaps: 0,
-      candles: 0,
-      duplicates: 0,
-    };
+    const result = emptyResult();
     let total = 0;
     // Three round trips at most for the usual batch (trades and quotes): the event loop is busy
     // ingesting while DuckDB works, so every await costs a turn of it.
@@ -368,11 +356,6 @@ export class DuckDBStore extends SqlReads implements Store {
       const reader = await this.readConn.runAndReadAll(sql, params.length ? params : undefined);
       return reader.getRowObjectsJson() as Row[];
     });
-  }
-
-  async lastSequences(): Promise<LastSequence[]> {
-    const rows = await this.query(LAST_SEQUENCES_SQL);
-    return rows.map(toLastSequence);
   }
 
   async check(): Promise<string | null> {

@@ -47,16 +47,8 @@ import type { DeadLetter, QuoteV2, SequenceGap, TradeV2 } from "../schema/record
 import { type Column, type LogicalType, TABLES, type Table } from "../schema/tables.js";
 import { type Partitioning, PostgresSchema } from "./postgres-migrations.js";
 import { type ReadDialect, SqlReads } from "./reads.js";
-import { columnList, compileRowLoop, ident } from "./sql.js";
-import {
-  LAST_SEQUENCES_SQL,
-  type LastSequence,
-  type Row,
-  type Store,
-  toLastSequence,
-  type WriteBatch,
-  type WriteResult,
-} from "./store.js";
+import { columnList, compileRowLoop, ident, keyList, setNonKeyColumns } from "./sql.js";
+import { emptyResult, type Row, type Store, type WriteBatch, type WriteResult } from "./store.js";
 
 export type { Partitioning } from "./postgres-migrations.js";
 
@@ -167,15 +159,7 @@ export class PostgresStore extends SqlReads implements Store {
     const sql = this.db();
     await this.schema.ensurePartitions(sql, batch);
     const copy = this.opts.insertMethod === "copy";
-    const result: WriteResult = {
-      trades: 0,
-      aggTrades: 0,
-      quotes: 0,
-      deadLetters: 0,
-      gaps: 0,
-      candles: 0,
-      duplicates: 0,
-    };
+    const result = emptyResult();
     await sql.begin(async (tx) => {
       for (const [records, table, key] of [
         [batch.trades, "trades_v2", "trades"],
@@ -221,11 +205,6 @@ export class PostgresStore extends SqlReads implements Store {
       for (const k of Object.keys(r)) out[k] = jsonSafe(r[k]);
       return out;
     });
-  }
-
-  async lastSequences(): Promise<LastSequence[]> {
-    const rows = await this.query(LAST_SEQUENCES_SQL);
-    return rows.map(toLastSequence);
   }
 
   /**
@@ -445,7 +424,7 @@ const { trades_v2, quotes_v2, dead_letters, sequence_gaps, candles_v2 } = TABLES
 const insertTrades = (target: string, columns: string, source: string) =>
   `INSERT INTO ${target} (${columns}) SELECT ${castList(trades_v2.columns)} FROM ${source} ON CONFLICT DO NOTHING`;
 
-const QUOTE_KEY = quotes_v2.key.map(ident).join(", ");
+const QUOTE_KEY = keyList(quotes_v2);
 /**
  * Quotes: keys first (schema key across partitions), then the quotes whose key was new. `DISTINCT ON`
  * keeps one of several copies of a quote within the batch.
@@ -474,42 +453,48 @@ const UNNEST_DEAD_LETTERS = new UnnestWrite<DeadLetter>(
   ["exchange", "source", "reason", "raw"],
 );
 
-const GAP_KEY = sequence_gaps.key.map(ident).join(", ");
+/**
+ * An upsert from `source`: `DISTINCT ON` the key keeps one row per key of the batch, the first in
+ * `pick` order (an `ON CONFLICT DO UPDATE` may not touch one row twice); a stored row gets `set` only
+ * `when` the condition holds.
+ */
+function upsert(table: Table, pick: string, set: string, when: string) {
+  const key = keyList(table);
+  return (target: string, columns: string, source: string) => `INSERT INTO ${target} (${columns})
+  SELECT DISTINCT ON (${key}) ${castList(table.columns)}
+  FROM ${source}
+  ORDER BY ${key}, ${pick}
+  ON CONFLICT (${key}) DO UPDATE SET ${set}
+  WHERE ${when}`;
+}
+
 /**
  * Gaps are upserted: an outcome (`status` other than `open`) replaces the stored status and count when
- * they differ; an `open` report of a gap already held changes nothing. `DISTINCT ON` keeps one report
- * per gap of the batch (an outcome before an `open` one, then the most records backfilled), as an
- * `ON CONFLICT DO UPDATE` may not touch one row twice.
+ * they differ; an `open` report of a gap already held changes nothing. Of several reports of one gap in
+ * a batch, an outcome goes before an `open` one, then the most records backfilled.
  */
 const UNNEST_GAPS = new UnnestWrite<SequenceGap>(
   sequence_gaps,
-  (target, columns, source) => `INSERT INTO ${target} (${columns})
-  SELECT DISTINCT ON (${GAP_KEY}) ${castList(sequence_gaps.columns)}
-  FROM ${source}
-  ORDER BY ${GAP_KEY}, (status = 'open'), backfilled DESC
-  ON CONFLICT (${GAP_KEY}) DO UPDATE SET
-    status = excluded.status, backfilled = excluded.backfilled
-  WHERE excluded.status <> 'open'
+  upsert(
+    sequence_gaps,
+    "(status = 'open'), backfilled DESC",
+    "status = excluded.status, backfilled = excluded.backfilled",
+    `excluded.status <> 'open'
     AND (excluded.status <> sequence_gaps.status OR excluded.backfilled <> sequence_gaps.backfilled)`,
+  ),
 );
 
-const CANDLE_KEY = candles_v2.key.map(ident).join(", ");
 /**
- * Upsert of closed candles. `DISTINCT ON` keeps, per key, the candle with the most trades of the batch
- * (an `ON CONFLICT DO UPDATE` may not touch one row twice); a stored candle is replaced only by one with
- * a larger trade_count (an amendment after a late trade).
+ * Upsert of closed candles: per key, the candle with the most trades of the batch; a stored candle is
+ * replaced only by one with a larger trade_count (an amendment after a late trade).
  */
 const UNNEST_CANDLES = new UnnestWrite<CandleV2>(
   candles_v2,
-  (target, columns, source) => `INSERT INTO ${target} (${columns})
-  SELECT DISTINCT ON (${CANDLE_KEY}) ${castList(candles_v2.columns)}
-  FROM ${source}
-  ORDER BY ${CANDLE_KEY}, trade_count DESC
-  ON CONFLICT (${CANDLE_KEY}) DO UPDATE SET
-    ${candles_v2.columns
-      .filter((c) => !(candles_v2.key as readonly string[]).includes(c.name))
-      .map((c) => `${ident(c.name)} = excluded.${ident(c.name)}`)
-      .join(", ")}
-  WHERE excluded.trade_count > candles_v2.trade_count`,
+  upsert(
+    candles_v2,
+    "trade_count DESC",
+    setNonKeyColumns(candles_v2),
+    "excluded.trade_count > candles_v2.trade_count",
+  ),
   ["first_trade_id", "last_trade_id"],
 );

@@ -24,7 +24,7 @@ import {
 } from "../schema/candles.js";
 import { decimalToScaledUnits, unitsToString, vwapFromSums } from "../schema/decimal.js";
 import type { AssetClass, QuoteV2, SequenceGap, TradeV2 } from "../schema/records.js";
-import { TABLES } from "../schema/tables.js";
+import { TABLES, type Table } from "../schema/tables.js";
 import { type CursorValueType, decodeCursor, encodeCursor } from "./cursor.js";
 import {
   type CandleQuery,
@@ -38,7 +38,7 @@ import {
   type SymbolStats,
 } from "./page.js";
 import { rowMapper, selectList } from "./sql.js";
-import type { Row } from "./store.js";
+import { LAST_SEQUENCES_SQL, type LastSequence, type Row, toLastSequence } from "./store.js";
 
 type Param = string | number | boolean | null;
 
@@ -99,35 +99,35 @@ interface KeysetSpec<T> {
   map: (r: Row) => T;
 }
 
-const TRADES: KeysetSpec<TradeV2> = {
-  kind: "trades",
-  table: "trades_v2",
-  select: selectList(TABLES.trades_v2),
-  timeColumn: `"timestamp"`,
-  key: [
-    { expr: `"timestamp"`, type: "int" },
-    { expr: "exchange", type: "str" },
-    { expr: "symbol", type: "str" },
-    { expr: "length(trade_id)", type: "int" },
-    { expr: "trade_id", type: "str" },
-  ],
-  map: rowMapper(TABLES.trades_v2),
-};
+/**
+ * Trades or quotes: newest or oldest first by (timestamp, exchange, symbol, then `tail`, which makes the
+ * key unique).
+ */
+function marketSpec<T>(kind: string, table: Table, tail: KeyPart[]): KeysetSpec<T> {
+  return {
+    kind,
+    table: table.name,
+    select: selectList(table),
+    timeColumn: `"timestamp"`,
+    key: [
+      { expr: `"timestamp"`, type: "int" },
+      { expr: "exchange", type: "str" },
+      { expr: "symbol", type: "str" },
+      ...tail,
+    ],
+    map: rowMapper(table),
+  };
+}
 
-const QUOTES: KeysetSpec<QuoteV2> = {
-  kind: "quotes",
-  table: "quotes_v2",
-  select: selectList(TABLES.quotes_v2),
-  timeColumn: `"timestamp"`,
-  key: [
-    { expr: `"timestamp"`, type: "int" },
-    { expr: "exchange", type: "str" },
-    { expr: "symbol", type: "str" },
-    { expr: "platform_sequence", type: "int" },
-    { expr: "message_id::VARCHAR", type: "str" },
-  ],
-  map: rowMapper(TABLES.quotes_v2),
-};
+const TRADES = marketSpec<TradeV2>("trades", TABLES.trades_v2, [
+  { expr: "length(trade_id)", type: "int" },
+  { expr: "trade_id", type: "str" },
+]);
+
+const QUOTES = marketSpec<QuoteV2>("quotes", TABLES.quotes_v2, [
+  { expr: "platform_sequence", type: "int" },
+  { expr: "message_id::VARCHAR", type: "str" },
+]);
 
 const GAPS: KeysetSpec<SequenceGap> = {
   kind: "gaps",
@@ -191,6 +191,15 @@ export abstract class SqlReads {
 
   /** Runs a parameterized read query (`$1` placeholders) and returns JSON-safe rows. */
   abstract query(sql: string, params?: Param[]): Promise<Row[]>;
+
+  /**
+   * The highest `source_sequence` per (exchange, symbol) in trades_v2 and agg_trades_v2 (rows without a
+   * sequence are ignored), in one query. Order unspecified.
+   */
+  async lastSequences(): Promise<LastSequence[]> {
+    const rows = await this.query(LAST_SEQUENCES_SQL);
+    return rows.map(toLastSequence);
+  }
 
   /** Stored trades (`trades_v2`) in (timestamp, exchange, symbol, trade id) order. */
   trades(q: MarketQuery): Promise<Page<TradeV2>> {

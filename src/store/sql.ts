@@ -99,6 +99,19 @@ export function addedColumnsSql(table: Table, dialect: Dialect, version?: number
     .map((c) => addColumnSql(table, c, dialect));
 }
 
+/** The table's unique key as a SQL column list. */
+export function keyList(table: Table): string {
+  return table.key.map(ident).join(", ");
+}
+
+/** `col = excluded.col, …` for every column outside the table's key (an upsert replacing the row). */
+export function setNonKeyColumns(table: Table): string {
+  return table.columns
+    .filter((c) => !table.key.includes(c.name))
+    .map((c) => `${ident(c.name)} = excluded.${ident(c.name)}`)
+    .join(", ");
+}
+
 /** Comma-separated column names (quoted where needed), optionally prefixed (`s.`). */
 export function columnList(columns: readonly Column[], prefix = ""): string {
   return columns.map((c) => `${prefix}${ident(c.name)}`).join(", ");

@@ -145,6 +145,11 @@ export function emptyBatch(): WriteBatch {
   return { trades: [], aggTrades: [], quotes: [], deadLetters: [], gaps: [] };
 }
 
+/** A write result counting nothing yet (candles included). */
+export function emptyResult(): WriteResult {
+  return { trades: 0, aggTrades: 0, quotes: 0, deadLetters: 0, gaps: 0, candles: 0, duplicates: 0 };
+}
+
 /** Number of records in a batch. */
 export function batchSize(b: WriteBatch): number {
   return (

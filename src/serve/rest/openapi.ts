@@ -111,13 +111,17 @@ const quote = objectOf(TABLES.quotes_v2.columns);
 const candle = objectOf(TABLES.candles_v2.columns, {
   closed: { type: "boolean", description: "false while the interval is still open (source=live)" },
 });
+/** The instrument fields that ticks and symbols share. */
+const instrument = {
+  exchange: { type: "string" },
+  symbol: { type: "string" },
+  asset_class: { type: "string" },
+  currency: { type: "string" },
+};
 const tick = {
   type: "object",
   properties: {
-    exchange: { type: "string" },
-    symbol: { type: "string" },
-    asset_class: { type: "string" },
-    currency: { type: "string" },
+    ...instrument,
     last_price: { ...dec("last trade price"), nullable: true },
     last_quantity: { type: "string", nullable: true },
     last_side: { type: "string", nullable: true },
@@ -209,10 +213,7 @@ export const docs = {
             items: {
               type: "object",
               properties: {
-                exchange: { type: "string" },
-                symbol: { type: "string" },
-                asset_class: { type: "string" },
-                currency: { type: "string" },
+                ...instrument,
                 trades: { type: "integer" },
                 quotes: { type: "integer" },
                 first_timestamp: { type: "integer", nullable: true },

@@ -6,7 +6,7 @@
  */
 import { Readable } from "node:stream";
 import type { FastifyReply, FastifyRequest } from "fastify";
-import type { DeadLetterFull, MarketQuery, Page } from "../../store/page.js";
+import type { DeadLetterFull, MarketQuery, Page, PageQuery, SortOrder } from "../../store/page.js";
 import { QueryParamError } from "../../store/page.js";
 import { docs } from "./openapi.js";
 import { LIMITS, ParamReader } from "./params.js";
@@ -43,84 +43,86 @@ const CANDLE_PARAMS = [
 ] as const;
 const DEAD_LETTER_PARAMS = ["exchange", "from", "to", "limit", "cursor", "order"] as const;
 
+/**
+ * A paged list route taking the parameters `names`: `read` gets the request's `ParamReader` and a
+ * `page()` that reads the page parameters (range, limit, order, cursor) and adds the byte budget; it
+ * reads its own filters before calling it, so parameters are checked in document order.
+ */
+function pagedRoute(
+  path: string,
+  schema: object,
+  names: readonly string[],
+  limits: { default: number; max: number },
+  order: SortOrder,
+  read: (source: MarketDataSource, p: ParamReader, page: () => PageQuery) => Promise<unknown>,
+): RouteSpec {
+  return {
+    path,
+    schema,
+    handle: (source, req, _reply, maxBytes) => {
+      const p = new ParamReader(req.query, names);
+      return read(source, p, () => ({
+        ...p.range(),
+        limit: p.int("limit", 1, limits.max, limits.default),
+        order: p.order(order),
+        cursor: p.cursor(),
+        maxBytes,
+      }));
+    },
+  };
+}
+
 /** A stored-records route: exchange, symbol, from/to, limit, cursor, order (default desc). */
 function marketRoute(
   path: string,
   schema: object,
   read: (source: MarketDataSource, q: MarketQuery) => Promise<Page<unknown>>,
 ): RouteSpec {
+  return pagedRoute(path, schema, MARKET_PARAMS, LIMITS.records, "desc", (source, p, page) =>
+    read(source, { exchange: p.exchange(), symbol: p.symbol(), ...page() }),
+  );
+}
+
+/** A route without parameters answering `{"data": …}`. */
+function dataRoute(
+  path: string,
+  schema: object,
+  read: (source: MarketDataSource) => unknown[] | Promise<unknown[]>,
+): RouteSpec {
   return {
     path,
     schema,
-    handle: (source, req, _reply, maxBytes) => {
-      const p = new ParamReader(req.query, MARKET_PARAMS);
-      return read(source, {
-        exchange: p.exchange(),
-        symbol: p.symbol(),
-        ...p.range(),
-        limit: p.int("limit", 1, LIMITS.records.max, LIMITS.records.default),
-        order: p.order("desc"),
-        cursor: p.cursor(),
-        maxBytes,
-      });
+    handle: async (source, req) => {
+      new ParamReader(req.query, []);
+      return { data: await read(source) };
     },
   };
 }
 
 /** The routes, in the order of the API document. */
 export const ROUTES: readonly RouteSpec[] = [
-  {
-    path: "/ticks",
-    schema: docs.ticks,
-    handle: async (source, req) => {
-      new ParamReader(req.query, []);
-      return { data: source.ticks() };
-    },
-  },
+  dataRoute("/ticks", docs.ticks, (source) => source.ticks()),
   marketRoute("/trades", docs.trades, (source, q) => source.trades(q)),
   marketRoute("/quotes", docs.quotes, (source, q) => source.quotes(q)),
-  {
-    path: "/candles",
-    schema: docs.candles,
-    handle: (source, req, _reply, maxBytes) => {
-      const p = new ParamReader(req.query, CANDLE_PARAMS);
-      return source.candles({
-        exchange: p.exchange(),
-        symbol: p.symbol("symbol", true) as string,
-        interval: p.interval(),
-        ...p.range(),
-        limit: p.int("limit", 1, LIMITS.candles.max, LIMITS.candles.default),
-        order: p.order("asc"),
-        cursor: p.cursor(),
-        source: p.oneOf("source", ["trades", "live"] as const, "trades"),
-        maxBytes,
-      });
-    },
-  },
-  {
-    path: "/symbols",
-    schema: docs.symbols,
-    handle: async (source, req) => {
-      new ParamReader(req.query, []);
-      return { data: await source.symbols() };
-    },
-  },
+  pagedRoute("/candles", docs.candles, CANDLE_PARAMS, LIMITS.candles, "asc", (source, p, page) =>
+    source.candles({
+      exchange: p.exchange(),
+      symbol: p.symbol("symbol", true) as string,
+      interval: p.interval(),
+      ...page(),
+      source: p.oneOf("source", ["trades", "live"] as const, "trades"),
+    }),
+  ),
+  dataRoute("/symbols", docs.symbols, (source) => source.symbols()),
   marketRoute("/gaps", docs.gaps, (source, q) => source.gaps(q)),
-  {
-    path: "/dead-letters",
-    schema: docs.deadLetters,
-    handle: (source, req, _reply, maxBytes) => {
-      const p = new ParamReader(req.query, DEAD_LETTER_PARAMS);
-      return source.deadLetters({
-        exchange: p.exchange(),
-        ...p.range(),
-        limit: p.int("limit", 1, LIMITS.records.max, LIMITS.records.default),
-        order: p.order("desc"),
-        cursor: p.cursor(),
-        maxBytes,
-      });
-    },
-  },
+  pagedRoute(
+    "/dead-letters",
+    docs.deadLetters,
+    DEAD_LETTER_PARAMS,
+    LIMITS.records,
+    "desc",
+    (source, p, page) => source.deadLetters({ exchange: p.exchange(), ...page() }),
+  ),
   {
     path: "/dead-letters/:message_id",
     schema: docs.deadLetter,
