@@ -15,7 +15,7 @@ import { join, resolve } from "node:path";
 import { readCapture } from "../src/replay/capture.js";
 import type { TradeV2 } from "../src/schema/records.js";
 import { LiveFeed } from "../src/serve/live/feed.js";
-import { StoreMarketDataSource } from "../src/serve/store-source.js";
+import { StoreMarketDataSource } from "../src/serve/rest/store-source.js";
 import { DuckDBStore } from "../src/store/duckdb.js";
 import { emptyBatch } from "../src/store/store.js";
 import { binance } from "../src/venues/binance.js";

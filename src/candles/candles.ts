@@ -20,7 +20,7 @@
  *
  * Exact arithmetic in bigint units (`src/schema/decimal.ts`): prices and volume at scale 1e-8, quote
  * volume (Σ price·quantity) at scale 1e-16 exactly, VWAP = quote volume / volume rounded half-even to
- * 8 places — the same strings as the SQL query over trades_v2 (`src/serve/store-source.ts`).
+ * 8 places — the same strings as the SQL query over trades_v2 (`src/store/reads.ts`).
  */
 import {
   CANDLE_INTERVALS,

@@ -6,16 +6,17 @@
  * `quote_volume` = Σ price·quantity kept EXACT with 16 places (the product of two DECIMAL(18,8) has 16
  * fractional digits, so nothing is rounded); `vwap` = quote_volume / volume rounded half-to-even to 8
  * places (null when volume is zero). The live aggregator (`src/candles/candles.ts`, bigint units) and
- * the SQL query over stored trades (`src/serve/queries.ts`) produce identical strings.
+ * the SQL query over stored trades (`src/store/reads.ts`) produce identical strings.
  *
  * Ordering of trades inside a candle ("trade order"): by `timestamp`, then by trade id compared as
  * (length, text) — numeric order for ids of the form `BINANCE-<digits>` — so `open` is the price of
  * the first trade and `close` of the last one even when several trades share a timestamp.
  */
 import type { AssetClass } from "./records.js";
+import { type CANDLE_COLUMNS, CANDLE_INTERVAL_VALUES, type RecordOf } from "./tables.js";
 
 /** Candle intervals, shortest first. */
-export const CANDLE_INTERVALS = ["1s", "1m", "5m", "15m", "1h", "1d"] as const;
+export const CANDLE_INTERVALS = CANDLE_INTERVAL_VALUES;
 /** One of {@link CANDLE_INTERVALS}. */
 export type CandleInterval = (typeof CANDLE_INTERVALS)[number];
 
@@ -40,37 +41,17 @@ export function intervalStart(timestampUs: number, interval: CandleInterval): nu
   return timestampUs - (((timestampUs % len) + len) % len);
 }
 
-/** candles_v2: one OHLCV candle. */
-export interface CandleV2 {
-  /** Upper case (`BINANCE`). */
-  exchange: string;
-  /** Venue symbol, upper case. */
-  symbol: string;
-  asset_class: AssetClass;
-  interval: CandleInterval;
-  /** Inclusive start of the interval, µs since epoch UTC. */
-  interval_start: number;
-  /** Exclusive end of the interval (`interval_start` + length), µs since epoch UTC. */
-  interval_end: number;
-  /** Price of the first trade in trade order, DECIMAL(18,8). */
-  open: string;
-  /** DECIMAL(18,8). */
-  high: string;
-  /** DECIMAL(18,8). */
-  low: string;
-  /** Price of the last trade in trade order, DECIMAL(18,8). */
-  close: string;
-  /** Σ quantity, 8 fractional digits (may exceed DECIMAL(18,8)'s 10 integer digits: DECIMAL(38,8)). */
-  volume: string;
-  /** Σ price·quantity, exact, 16 fractional digits (DECIMAL(38,16)). */
-  quote_volume: string;
-  /** quote_volume / volume rounded half-even to 8 places; null when volume is zero. */
-  vwap: string | null;
-  trade_count: number;
-  /** Trade id of the first / last trade in trade order. */
-  first_trade_id: string;
-  last_trade_id: string;
-  /** False while the interval is still open (a snapshot that later updates replace). */
+/**
+ * candles_v2: one OHLCV candle. Its stored columns are {@link CANDLE_COLUMNS} in `tables.ts`:
+ * exchange and symbol (upper case), asset_class, interval, interval_start (inclusive) and interval_end
+ * (exclusive, start + length) in µs since epoch UTC, open/high/low/close DECIMAL(18,8) (open/close: first
+ * and last trade in trade order), volume Σ quantity with 8 places (may exceed DECIMAL(18,8)'s 10 integer
+ * digits: DECIMAL(38,8)), quote_volume Σ price·quantity exact with 16 places (DECIMAL(38,16)), vwap
+ * quote_volume / volume half-even to 8 places (null when volume is zero), trade_count, first_trade_id and
+ * last_trade_id (in trade order).
+ */
+export interface CandleV2 extends RecordOf<typeof CANDLE_COLUMNS> {
+  /** False while the interval is still open (a snapshot that later updates replace); not stored. */
   closed: boolean;
 }
 

@@ -6,13 +6,23 @@
  * up to 2^53 µs, i.e. until year 2255). Prices and quantities are canonical DECIMAL(18,8) strings
  * (see `decimal.ts`), never binary floats.
  */
-import { z } from "zod";
+import {
+  ASSET_CLASS_VALUES,
+  type DEAD_LETTER_COLUMNS,
+  type GAP_STATUS_VALUES,
+  QUOTE_COLUMNS,
+  type RecordOf,
+  recordSchema,
+  type SEQUENCE_GAP_COLUMNS,
+  type SIDE_VALUES,
+  TRADE_COLUMNS,
+} from "./tables.js";
 
-export type AssetClass = "equities" | "crypto" | "futures" | "options";
-export const ASSET_CLASSES: readonly AssetClass[] = ["equities", "crypto", "futures", "options"];
+export type AssetClass = (typeof ASSET_CLASS_VALUES)[number];
+export const ASSET_CLASSES: readonly AssetClass[] = ASSET_CLASS_VALUES;
 
 /** Aggressor side of a trade. */
-export type Side = "BUY" | "SELL" | "UNKNOWN";
+export type Side = (typeof SIDE_VALUES)[number];
 
 /**
  * Data types carried on the bus and stored. `aggtrades` are Binance aggregate trades: the same
@@ -21,133 +31,50 @@ export type Side = "BUY" | "SELL" | "UNKNOWN";
  */
 export type DataType = "trades" | "aggtrades" | "quotes";
 
-/** trades_v2: one executed trade. */
-export interface TradeV2 {
-  /** UUID; deterministic (v8) from `exchange/data_type/symbol/venue id` where the venue gives an id. */
-  message_id: string;
-  /** `<EXCHANGE>-<venue id>`, e.g. `BINANCE-3735683259`. */
-  trade_id: string;
-  /** Venue symbol, upper case (`BTCUSDT`, `BTC-USD`). */
-  symbol: string;
-  /** Upper case (`BINANCE`). */
-  exchange: string;
-  asset_class: AssetClass;
-  /** Exchange trade time, µs since epoch UTC. */
-  timestamp: number;
-  /** DECIMAL(18,8) string. */
-  price: string;
-  /** DECIMAL(18,8) string. */
-  quantity: string;
-  /** Quote currency (`BTCUSDT` → `USDT`). */
-  currency: string;
-  side: Side;
-  trade_conditions: string[];
-  /** Venue sequence (Binance trade id `t`), or null. */
-  source_sequence: number | null;
-  /** Receipt time in this process, µs since epoch UTC. */
-  ingestion_timestamp: number;
-  /** Monotonic per (exchange, symbol) within this platform. */
-  platform_sequence: number;
-  /** Every venue field not mapped above, as strings. */
-  vendor_data: Record<string, string>;
-}
+/**
+ * trades_v2 (and agg_trades_v2): one executed trade. Its columns, with units and meaning, are
+ * {@link TRADE_COLUMNS} in `tables.ts`: message_id (UUID, deterministic v8 from
+ * `exchange/data_type/symbol/venue id`), trade_id (`<EXCHANGE>-<venue id>`), symbol, exchange, asset_class,
+ * timestamp (exchange trade time, µs), price and quantity (DECIMAL(18,8) strings), currency, side,
+ * trade_conditions, source_sequence (venue sequence or null), ingestion_timestamp (receipt, µs),
+ * platform_sequence, vendor_data (every unmapped venue field, as strings).
+ */
+export interface TradeV2 extends RecordOf<typeof TRADE_COLUMNS> {}
 
-/** quotes_v2: best bid/ask (Binance `bookTicker`). */
-export interface QuoteV2 {
-  message_id: string;
-  symbol: string;
-  exchange: string;
-  asset_class: AssetClass;
-  /** Venue time where sent, else ingestion time; µs since epoch UTC. */
-  timestamp: number;
-  bid_price: string;
-  bid_quantity: string;
-  ask_price: string;
-  ask_quantity: string;
-  currency: string;
-  /** Binance `u` (order book update id), or null. */
-  source_sequence: number | null;
-  ingestion_timestamp: number;
-  platform_sequence: number;
-  vendor_data: Record<string, string>;
-}
+/**
+ * quotes_v2: best bid/ask (Binance `bookTicker`); columns in {@link QUOTE_COLUMNS}: timestamp is the
+ * venue time where sent, else the ingestion time (µs); bid/ask price and quantity DECIMAL(18,8) strings;
+ * source_sequence Binance `u` (order book update id) or null.
+ */
+export interface QuoteV2 extends RecordOf<typeof QUOTE_COLUMNS> {}
 
-/** A frame that could not be normalized, kept with its raw text. */
-export interface DeadLetter {
-  /** Deterministic from source + receipt + raw text, so a replayed dead letter is stored once. */
-  message_id: string;
-  exchange: string;
-  /** Where the frame came from, e.g. `binance:btcusdt@trade` or a file path and line. */
-  source: string;
-  /** Why it was rejected, e.g. `price: more than 8 significant fractional digits for DECIMAL(18,8)`. */
-  reason: string;
-  /** The raw frame text as received. */
-  raw: string;
-  /** Receipt time, µs since epoch UTC. */
-  received_at: number;
-}
+/**
+ * A frame that could not be normalized, kept with its raw text ({@link DEAD_LETTER_COLUMNS}): message_id
+ * deterministic from source + receipt + raw text (a replayed dead letter is stored once), source (e.g.
+ * `binance:btcusdt@trade` or a file path and line), reason (e.g. `price: more than 8 significant
+ * fractional digits for DECIMAL(18,8)`), raw, received_at (µs).
+ */
+export interface DeadLetter extends RecordOf<typeof DEAD_LETTER_COLUMNS> {}
 
-/** A detected sequence gap: venue sequences `from_sequence..to_sequence` (inclusive) never arrived. */
-export interface SequenceGap {
-  exchange: string;
-  /** The symbol, or for a per-connection sequence the connection's symbols joined by `,`. */
-  symbol: string;
-  /**
-   * What the sequence numbers: a data type (Binance trade ids), or `frames` for a sequence that
-   * numbers every frame of a connection whatever its channel (Coinbase `sequence_num`).
-   */
-  data_type: DataType | "frames";
-  from_sequence: number;
-  to_sequence: number;
-  /** µs since epoch UTC. */
-  detected_at: number;
-  /**
-   * Outcome of the backfill (absent = `open`): `open` detected, backfill pending or running; `filled`
-   * every missing record was recovered from the venue's REST API; `partial` some were; `unfillable`
-   * none could be (quotes and per-connection frame sequences have no REST history, or the venue
-   * returned nothing).
-   */
-  status?: GapStatus;
-  /** Records recovered by the backfill (absent = 0). */
-  backfilled?: number;
-}
+/**
+ * A detected sequence gap ({@link SEQUENCE_GAP_COLUMNS}): venue sequences `from_sequence..to_sequence`
+ * (inclusive) never arrived; detected_at µs. `symbol` is the symbol, or for a per-connection sequence
+ * the connection's symbols joined by `,`; `data_type` a data type (Binance trade ids) or `frames` for a
+ * sequence numbering every frame of a connection (Coinbase `sequence_num`). `status` is the backfill
+ * outcome (absent = `open`): `open` detected, backfill pending or running; `filled` every missing record
+ * was recovered from the venue's REST API; `partial` some were; `unfillable` none could be.
+ * `backfilled`: records recovered (absent = 0).
+ */
+export interface SequenceGap extends RecordOf<typeof SEQUENCE_GAP_COLUMNS> {}
 
-/** Backfill outcome of a sequence gap (see {@link SequenceGap.status}). */
-export type GapStatus = "open" | "filled" | "partial" | "unfillable";
-
-const decimalString = z.string().regex(/^-?(0|[1-9]\d{0,9})\.\d{8}$/, "DECIMAL(18,8) canonical string");
-const micros = z.number().int().nonnegative();
-const common = {
-  message_id: z.uuid(),
-  symbol: z.string().regex(/^[A-Z0-9][A-Z0-9._/-]*$/),
-  exchange: z.string().regex(/^[A-Z0-9_]+$/),
-  asset_class: z.enum(["equities", "crypto", "futures", "options"]),
-  timestamp: micros,
-  currency: z.string().min(1),
-  source_sequence: z.number().int().nullable(),
-  ingestion_timestamp: micros,
-  platform_sequence: z.number().int().nonnegative(),
-  vendor_data: z.record(z.string(), z.string()),
-};
+/** Backfill outcome of a sequence gap (see {@link SequenceGap}). */
+export type GapStatus = (typeof GAP_STATUS_VALUES)[number];
 
 /** zod validator for {@link TradeV2} (used at boundaries and in tests, not per record on the hot path). */
-export const TradeV2Schema = z.object({
-  ...common,
-  trade_id: z.string().min(1),
-  price: decimalString,
-  quantity: decimalString,
-  side: z.enum(["BUY", "SELL", "UNKNOWN"]),
-  trade_conditions: z.array(z.string()),
-});
+export const TradeV2Schema = recordSchema(TRADE_COLUMNS);
 
 /** zod validator for {@link QuoteV2}. */
-export const QuoteV2Schema = z.object({
-  ...common,
-  bid_price: decimalString,
-  bid_quantity: decimalString,
-  ask_price: decimalString,
-  ask_quantity: decimalString,
-});
+export const QuoteV2Schema = recordSchema(QUOTE_COLUMNS);
 
 /**
  * Bus topic for a data type: `market.{asset_class}.{data_type}.{exchange}`, lower case

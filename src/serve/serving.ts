@@ -11,12 +11,12 @@ import type { Logger } from "../ops/logger.js";
 import type { Metrics } from "../ops/metrics.js";
 import type { CandleInterval } from "../schema/candles.js";
 import type { Store } from "../store/store.js";
-import { DEFAULT_MAX_RESPONSE_BYTES, registerApi, registerDocs } from "./api.js";
 import { startLiveConsumer } from "./live/consumer.js";
 import { LiveFeed } from "./live/feed.js";
+import { DEFAULT_MAX_RESPONSE_BYTES, registerApi, registerDocs } from "./rest/api.js";
+import type { MarketDataSource } from "./rest/source.js";
+import { StoreMarketDataSource } from "./rest/store-source.js";
 import { serveMetrics } from "./serve-metrics.js";
-import type { MarketDataSource } from "./source.js";
-import { StoreMarketDataSource } from "./store-source.js";
 
 /** Options of {@link startServing}. */
 export interface ServingOptions {

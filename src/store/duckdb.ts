@@ -15,18 +15,19 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { basename } from "node:path";
-import type { DuckDBAppender, DuckDBConnection } from "@duckdb/node-api";
-import type { CandleV2 } from "../schema/candles.js";
-import type { QuoteV2, TradeV2 } from "../schema/records.js";
+import type { DuckDBAppender, DuckDBConnection, DuckDBValue } from "@duckdb/node-api";
+import { type LogicalType, TABLES, type Table } from "../schema/tables.js";
+import { type ReadDialect, SqlReads } from "./reads.js";
 import {
-  LAST_SEQUENCES_SQL,
-  type LastSequence,
-  type Row,
-  type Store,
-  toLastSequence,
-  type WriteBatch,
-  type WriteResult,
-} from "./store.js";
+  addedColumnsSql,
+  columnList,
+  compileRowLoop,
+  createTableSql,
+  ident,
+  keyList,
+  setNonKeyColumns,
+} from "./sql.js";
+import { emptyResult, type Row, type Store, type WriteBatch, type WriteResult } from "./store.js";
 
 // required, not imported: an ESM `import` of this CommonJS package has Node scan every one of its
 // ~120 files for named exports (cjs-module-lexer), ~0.5 s of `k2 query`'s start against ~0.15 s
@@ -34,133 +35,132 @@ const { DuckDBInstance } = createRequire(import.meta.url)(
   "@duckdb/node-api",
 ) as typeof import("@duckdb/node-api");
 
-const TRADE_COLUMNS = `
-  message_id UUID NOT NULL,
-  trade_id VARCHAR NOT NULL,
-  symbol VARCHAR NOT NULL,
-  exchange VARCHAR NOT NULL,
-  asset_class VARCHAR NOT NULL,
-  "timestamp" BIGINT NOT NULL,
-  price DECIMAL(18,8) NOT NULL,
-  quantity DECIMAL(18,8) NOT NULL,
-  currency VARCHAR NOT NULL,
-  side VARCHAR NOT NULL,
-  trade_conditions VARCHAR[] NOT NULL,
-  source_sequence BIGINT,
-  ingestion_timestamp BIGINT NOT NULL,
-  platform_sequence BIGINT NOT NULL,
-  vendor_data JSON NOT NULL,
-  PRIMARY KEY (exchange, symbol, trade_id)`;
+const { trades_v2, agg_trades_v2, quotes_v2, dead_letters, sequence_gaps, candles_v2 } = TABLES;
 
-/** Versioned, idempotent migrations. */
+/**
+ * Idempotent migrations, run at every start: the catalogue's tables, then the columns added to them
+ * since (rows of older files read as the column's default).
+ */
 const MIGRATIONS: string[] = [
-  `CREATE TABLE IF NOT EXISTS trades_v2 (${TRADE_COLUMNS})`,
-  `CREATE TABLE IF NOT EXISTS agg_trades_v2 (${TRADE_COLUMNS})`,
-  `CREATE TABLE IF NOT EXISTS quotes_v2 (
-    message_id UUID NOT NULL,
-    symbol VARCHAR NOT NULL,
-    exchange VARCHAR NOT NULL,
-    asset_class VARCHAR NOT NULL,
-    "timestamp" BIGINT NOT NULL,
-    bid_price DECIMAL(18,8) NOT NULL,
-    bid_quantity DECIMAL(18,8) NOT NULL,
-    ask_price DECIMAL(18,8) NOT NULL,
-    ask_quantity DECIMAL(18,8) NOT NULL,
-    currency VARCHAR NOT NULL,
-    source_sequence BIGINT,
-    ingestion_timestamp BIGINT NOT NULL,
-    platform_sequence BIGINT NOT NULL,
-    vendor_data JSON NOT NULL,
-    PRIMARY KEY (exchange, symbol, message_id))`,
-  `CREATE TABLE IF NOT EXISTS dead_letters (
-    message_id UUID PRIMARY KEY,
-    exchange VARCHAR NOT NULL,
-    source VARCHAR NOT NULL,
-    reason VARCHAR NOT NULL,
-    raw VARCHAR NOT NULL,
-    received_at BIGINT NOT NULL)`,
-  `CREATE TABLE IF NOT EXISTS sequence_gaps (
-    exchange VARCHAR NOT NULL,
-    symbol VARCHAR NOT NULL,
-    data_type VARCHAR NOT NULL,
-    from_sequence BIGINT NOT NULL,
-    to_sequence BIGINT NOT NULL,
-    detected_at BIGINT NOT NULL,
-    PRIMARY KEY (exchange, symbol, data_type, from_sequence))`,
-  `CREATE TABLE IF NOT EXISTS candles_v2 (
-    exchange VARCHAR NOT NULL,
-    symbol VARCHAR NOT NULL,
-    asset_class VARCHAR NOT NULL,
-    "interval" VARCHAR NOT NULL,
-    interval_start BIGINT NOT NULL,
-    interval_end BIGINT NOT NULL,
-    open DECIMAL(18,8) NOT NULL,
-    high DECIMAL(18,8) NOT NULL,
-    low DECIMAL(18,8) NOT NULL,
-    close DECIMAL(18,8) NOT NULL,
-    volume DECIMAL(38,8) NOT NULL,
-    quote_volume DECIMAL(38,16) NOT NULL,
-    vwap DECIMAL(18,8),
-    trade_count BIGINT NOT NULL,
-    first_trade_id VARCHAR NOT NULL,
-    last_trade_id VARCHAR NOT NULL,
-    PRIMARY KEY (exchange, symbol, "interval", interval_start))`,
-  // backfill outcome of each gap (rows of older files read as `open`, nothing backfilled)
-  `ALTER TABLE sequence_gaps ADD COLUMN IF NOT EXISTS status VARCHAR DEFAULT 'open'`,
-  `ALTER TABLE sequence_gaps ADD COLUMN IF NOT EXISTS backfilled BIGINT DEFAULT 0`,
+  ...[trades_v2, agg_trades_v2, quotes_v2, dead_letters, sequence_gaps, candles_v2].map((t) =>
+    createTableSql(t, "duckdb"),
+  ),
+  ...Object.values(TABLES).flatMap((t) => addedColumnsSql(t, "duckdb")),
 ];
 
 /**
  * Upsert of one gap: an outcome (`status` other than `open`) replaces the stored one when it differs;
  * an `open` report of a gap already held changes nothing.
  */
-const UPSERT_GAP = `INSERT INTO sequence_gaps
-    (exchange, symbol, data_type, from_sequence, to_sequence, detected_at, status, backfilled)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+const UPSERT_GAP = `INSERT INTO sequence_gaps (${columnList(sequence_gaps.columns)})
+  VALUES (${sequence_gaps.columns.map((_, i) => `$${i + 1}`).join(", ")})
   ON CONFLICT DO UPDATE SET status = excluded.status, backfilled = excluded.backfilled
   WHERE excluded.status <> 'open'
     AND (excluded.status <> sequence_gaps.status OR excluded.backfilled <> sequence_gaps.backfilled)`;
 
-const STAGE_CANDLES = `CREATE TEMP TABLE IF NOT EXISTS stage_candles (
-  exchange VARCHAR, symbol VARCHAR, asset_class VARCHAR, "interval" VARCHAR, interval_start BIGINT,
-  interval_end BIGINT, open VARCHAR, high VARCHAR, low VARCHAR, close VARCHAR, volume VARCHAR,
-  quote_volume VARCHAR, vwap VARCHAR, trade_count BIGINT, first_trade_id VARCHAR, last_trade_id VARCHAR)`;
+const INSERT_DEAD_LETTER = `INSERT INTO dead_letters (${columnList(dead_letters.columns)})
+  VALUES (${dead_letters.columns.map((c, i) => `$${i + 1}${c.type === "uuid" ? "::UUID" : ""}`).join(", ")})
+  ON CONFLICT DO NOTHING`;
 
+/** A record's values as bound parameters (BIGINT columns as BigInt, a missing added column as its default). */
+function paramsOf(table: Table, r: object): DuckDBValue[] {
+  return table.columns.map((c) => {
+    let v = (r as Record<string, unknown>)[c.name];
+    if (v === undefined) v = c.default ?? null;
+    if (v === null) return null;
+    return c.type === "micros" || c.type === "bigint" ? BigInt(v as number) : (v as DuckDBValue);
+  });
+}
+
+/**
+ * Staging: records are appended to a temporary table of plain columns (decimals as their exact text,
+ * integers as DOUBLE: they are JS numbers, exact below 2^53, cast back to BIGINT exactly with no BigInt
+ * allocated per value), then moved into the table with casts.
+ */
+class Staging {
+  readonly create: string;
+  readonly move: (table: string) => string;
+  readonly append: (a: DuckDBAppender, records: readonly object[]) => void;
+
+  constructor(
+    readonly name: string,
+    table: Table,
+    conflict: string,
+    select: (columns: string, from: string) => string = (columns, from) => `SELECT ${columns} FROM ${from}`,
+  ) {
+    const cols = table.columns;
+    this.create = `CREATE TEMP TABLE IF NOT EXISTS ${name} (${cols.map((c) => `${ident(c.name)} ${STAGE_TYPE[c.type]}`).join(", ")})`;
+    const casts = cols
+      .map((c) => `${ident(c.name)}${CAST[c.type] === "" ? "" : `::${CAST[c.type]}`}`)
+      .join(", ");
+    this.move = (target) => `INSERT INTO ${target} (${columnList(cols)}) ${select(casts, name)} ${conflict}`;
+    this.append = compileRowLoop(cols, {
+      params: ["a", "records"],
+      column(value, c) {
+        const arg = (v: string) =>
+          c.type === "text[]" ? `jsonArray(${v})` : c.type === "string map" ? `jsonObject(${v})` : v;
+        if (!c.nullable) return `a.${APPEND[c.type]}(${arg(value)});`;
+        return `{ const v = ${value}; if (v === null) a.appendNull(); else a.${APPEND[c.type]}(${arg("v")}); }`;
+      },
+      rowEnd: "a.endRow();",
+      tail: "a.flushSync();",
+      helpers: { jsonArray, jsonObject },
+    });
+  }
+}
+
+const STAGE_TYPE: Record<LogicalType, string> = {
+  uuid: "VARCHAR",
+  text: "VARCHAR",
+  "decimal(18,8)": "VARCHAR",
+  "decimal(38,8)": "VARCHAR",
+  "decimal(38,16)": "VARCHAR",
+  micros: "DOUBLE",
+  bigint: "DOUBLE",
+  "text[]": "VARCHAR",
+  "string map": "VARCHAR",
+  boolean: "BOOLEAN",
+};
+const CAST: Record<LogicalType, string> = {
+  uuid: "UUID",
+  text: "",
+  "decimal(18,8)": "DECIMAL(18,8)",
+  "decimal(38,8)": "DECIMAL(38,8)",
+  "decimal(38,16)": "DECIMAL(38,16)",
+  micros: "BIGINT",
+  bigint: "BIGINT",
+  "text[]": "JSON::VARCHAR[]",
+  "string map": "JSON",
+  boolean: "",
+};
+const APPEND: Record<LogicalType, string> = {
+  uuid: "appendVarchar",
+  text: "appendVarchar",
+  "decimal(18,8)": "appendVarchar",
+  "decimal(38,8)": "appendVarchar",
+  "decimal(38,16)": "appendVarchar",
+  micros: "appendDouble",
+  bigint: "appendDouble",
+  "text[]": "appendVarchar",
+  "string map": "appendVarchar",
+  boolean: "appendBoolean",
+};
+
+const STAGE_TRADES = new Staging("stage_trades", trades_v2, "ON CONFLICT DO NOTHING");
+const STAGE_QUOTES = new Staging("stage_quotes", quotes_v2, "ON CONFLICT DO NOTHING");
 /**
  * Moves staged candles into candles_v2. Within a batch the candle with the most trades per key wins
  * (a closed candle and its amendment can share a batch); against the table, a candle replaces the
  * stored one only when it covers more trades.
  */
-const MOVE_CANDLES = `INSERT INTO candles_v2 SELECT exchange, symbol, asset_class, "interval", interval_start,
-    interval_end, open::DECIMAL(18,8), high::DECIMAL(18,8), low::DECIMAL(18,8), close::DECIMAL(18,8),
-    volume::DECIMAL(38,8), quote_volume::DECIMAL(38,16), vwap::DECIMAL(18,8), trade_count, first_trade_id,
-    last_trade_id
-  FROM stage_candles
-  QUALIFY row_number() OVER (PARTITION BY exchange, symbol, "interval", interval_start
-    ORDER BY trade_count DESC) = 1
-  ON CONFLICT DO UPDATE SET open = excluded.open, high = excluded.high, low = excluded.low,
-    close = excluded.close, volume = excluded.volume, quote_volume = excluded.quote_volume,
-    vwap = excluded.vwap, trade_count = excluded.trade_count, first_trade_id = excluded.first_trade_id,
-    last_trade_id = excluded.last_trade_id, interval_end = excluded.interval_end
-  WHERE excluded.trade_count > candles_v2.trade_count`;
-
-const STAGE_TRADES = `CREATE TEMP TABLE IF NOT EXISTS stage_trades (
-  message_id VARCHAR, trade_id VARCHAR, symbol VARCHAR, exchange VARCHAR, asset_class VARCHAR, ts DOUBLE,
-  price VARCHAR, quantity VARCHAR, currency VARCHAR, side VARCHAR, trade_conditions VARCHAR,
-  source_sequence DOUBLE, ingestion_timestamp DOUBLE, platform_sequence DOUBLE, vendor_data VARCHAR)`;
-const STAGE_QUOTES = `CREATE TEMP TABLE IF NOT EXISTS stage_quotes (
-  message_id VARCHAR, symbol VARCHAR, exchange VARCHAR, asset_class VARCHAR, ts DOUBLE,
-  bid_price VARCHAR, bid_quantity VARCHAR, ask_price VARCHAR, ask_quantity VARCHAR, currency VARCHAR,
-  source_sequence DOUBLE, ingestion_timestamp DOUBLE, platform_sequence DOUBLE, vendor_data VARCHAR)`;
-
-const MOVE_TRADES = (table: string) => `INSERT INTO ${table} SELECT
-  message_id::UUID, trade_id, symbol, exchange, asset_class, ts::BIGINT, price::DECIMAL(18,8), quantity::DECIMAL(18,8),
-  currency, side, trade_conditions::JSON::VARCHAR[], source_sequence::BIGINT, ingestion_timestamp::BIGINT,
-  platform_sequence::BIGINT, vendor_data::JSON FROM stage_trades ON CONFLICT DO NOTHING`;
-const MOVE_QUOTES = `INSERT INTO quotes_v2 SELECT
-  message_id::UUID, symbol, exchange, asset_class, ts::BIGINT, bid_price::DECIMAL(18,8), bid_quantity::DECIMAL(18,8),
-  ask_price::DECIMAL(18,8), ask_quantity::DECIMAL(18,8), currency, source_sequence::BIGINT,
-  ingestion_timestamp::BIGINT, platform_sequence::BIGINT, vendor_data::JSON FROM stage_quotes ON CONFLICT DO NOTHING`;
+const STAGE_CANDLES = new Staging(
+  "stage_candles",
+  candles_v2,
+  `ON CONFLICT DO UPDATE SET ${setNonKeyColumns(candles_v2)}
+  WHERE excluded.trade_count > candles_v2.trade_count`,
+  (columns, from) => `SELECT ${columns} FROM ${from}
+  QUALIFY row_number() OVER (PARTITION BY ${keyList(candles_v2)} ORDER BY trade_count DESC) = 1`,
+);
 
 /**
  * The DuckDB file is held by another process: DuckDB allows one writer process per file, and no reader
@@ -210,7 +210,18 @@ export interface DuckDBStoreOptions {
   separateReadConnection?: boolean;
 }
 
-export class DuckDBStore implements Store {
+/** DuckDB's fragments of the typed reads (`reads.ts`). */
+const DUCKDB_READS: ReadDialect = {
+  bucket: (len) => `("timestamp" // ${len}) * ${len}`,
+  bucketInHaving: () => "interval_start",
+  tradeOrder: `ORDER BY "timestamp", length(trade_id), trade_id`,
+  first: (expr, by) => `first(${expr} ${by})`,
+  last: (expr, by) => `last(${expr} ${by})`,
+  anyValue: (expr) => `any_value(${expr})`,
+  byteLength: (expr) => `strlen(${expr})`,
+};
+
+export class DuckDBStore extends SqlReads implements Store {
   readonly name = "duckdb";
   private instance!: InstanceType<typeof DuckDBInstance>;
   private conn!: DuckDBConnection;
@@ -222,7 +233,9 @@ export class DuckDBStore implements Store {
   private readConn!: DuckDBConnection;
   private readChain: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly opts: DuckDBStoreOptions) {}
+  constructor(private readonly opts: DuckDBStoreOptions) {
+    super(DUCKDB_READS);
+  }
 
   async init(): Promise<void> {
     try {
@@ -240,9 +253,9 @@ export class DuckDBStore implements Store {
         : await this.instance.connect();
     if (this.opts.readOnly) return;
     for (const m of MIGRATIONS) await this.conn.run(m);
-    await this.conn.run(STAGE_TRADES);
-    await this.conn.run(STAGE_QUOTES);
-    await this.conn.run(STAGE_CANDLES);
+    await this.conn.run(STAGE_TRADES.create);
+    await this.conn.run(STAGE_QUOTES.create);
+    await this.conn.run(STAGE_CANDLES.create);
     this.stageTrades = await this.conn.createAppender("stage_trades", "main", "temp");
     this.stageQuotes = await this.conn.createAppender("stage_quotes", "main", "temp");
     this.stageCandles = await this.conn.createAppender("stage_candles", "main", "temp");
@@ -269,15 +282,7 @@ export class DuckDBStore implements Store {
 
   private async writeNow(batch: WriteBatch): Promise<WriteResult> {
     const c = this.conn;
-    const result: WriteResult = {
-      trades: 0,
-      aggTrades: 0,
-      quotes: 0,
-      deadLetters: 0,
-      gaps: 0,
-      candles: 0,
-      duplicates: 0,
-    };
+    const result = emptyResult();
     let total = 0;
     // Three round trips at most for the usual batch (trades and quotes): the event loop is busy
     // ingesting while DuckDB works, so every await costs a turn of it.
@@ -299,51 +304,35 @@ export class DuckDBStore implements Store {
           await c.run("DELETE FROM stage_trades");
           cleanup.splice(cleanup.indexOf("DELETE FROM stage_trades"), 1);
         }
-        appendTrades(this.stageTrades, records);
-        result[key] = await run(MOVE_TRADES(table));
+        STAGE_TRADES.append(this.stageTrades, records);
+        result[key] = await run(STAGE_TRADES.move(table));
         total += records.length;
         cleanup.push("DELETE FROM stage_trades");
       }
       if (batch.quotes.length > 0) {
-        appendQuotes(this.stageQuotes, batch.quotes);
-        result.quotes = await run(MOVE_QUOTES);
+        STAGE_QUOTES.append(this.stageQuotes, batch.quotes);
+        result.quotes = await run(STAGE_QUOTES.move("quotes_v2"));
         total += batch.quotes.length;
         cleanup.push("DELETE FROM stage_quotes");
       }
-      for (const d of batch.deadLetters) {
-        if (!begun) {
-          await c.run("BEGIN TRANSACTION");
-          begun = true;
+      // dead letters and gaps: few per batch, one parameterized statement each
+      for (const [records, sql, table, key] of [
+        [batch.deadLetters, INSERT_DEAD_LETTER, dead_letters, "deadLetters"],
+        [batch.gaps, UPSERT_GAP, sequence_gaps, "gaps"],
+      ] as const) {
+        for (const r of records) {
+          if (!begun) {
+            await c.run("BEGIN TRANSACTION");
+            begun = true;
+          }
+          result[key] += Number((await c.run(sql, paramsOf(table, r))).rowsChanged);
+          total++;
         }
-        const r = await c.run(
-          "INSERT INTO dead_letters VALUES ($1::UUID, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-          [d.message_id, d.exchange, d.source, d.reason, d.raw, BigInt(d.received_at)],
-        );
-        result.deadLetters += Number(r.rowsChanged);
-        total++;
-      }
-      for (const g of batch.gaps) {
-        if (!begun) {
-          await c.run("BEGIN TRANSACTION");
-          begun = true;
-        }
-        const r = await c.run(UPSERT_GAP, [
-          g.exchange,
-          g.symbol,
-          g.data_type,
-          BigInt(g.from_sequence),
-          BigInt(g.to_sequence),
-          BigInt(g.detected_at),
-          g.status ?? "open",
-          BigInt(g.backfilled ?? 0),
-        ]);
-        result.gaps += Number(r.rowsChanged);
-        total++;
       }
       if (batch.candles && batch.candles.length > 0) {
-        appendCandles(this.stageCandles, batch.candles);
+        STAGE_CANDLES.append(this.stageCandles, batch.candles);
         // candles are derived, not source records: a candle written again is not a duplicate
-        result.candles = await run(MOVE_CANDLES);
+        result.candles = await run(STAGE_CANDLES.move("candles_v2"));
         cleanup.push("DELETE FROM stage_candles");
       }
       if (begun) await c.run(`${cleanup.map((x) => `${x}; `).join("")}COMMIT`);
@@ -367,11 +356,6 @@ export class DuckDBStore implements Store {
       const reader = await this.readConn.runAndReadAll(sql, params.length ? params : undefined);
       return reader.getRowObjectsJson() as Row[];
     });
-  }
-
-  async lastSequences(): Promise<LastSequence[]> {
-    const rows = await this.query(LAST_SEQUENCES_SQL);
-    return rows.map(toLastSequence);
   }
 
   async check(): Promise<string | null> {
@@ -417,79 +401,13 @@ export class DuckDBStore implements Store {
   }
 }
 
-function appendCandles(a: DuckDBAppender, records: CandleV2[]): void {
-  for (const k of records) {
-    a.appendVarchar(k.exchange);
-    a.appendVarchar(k.symbol);
-    a.appendVarchar(k.asset_class);
-    a.appendVarchar(k.interval);
-    a.appendBigInt(BigInt(k.interval_start));
-    a.appendBigInt(BigInt(k.interval_end));
-    a.appendVarchar(k.open);
-    a.appendVarchar(k.high);
-    a.appendVarchar(k.low);
-    a.appendVarchar(k.close);
-    a.appendVarchar(k.volume);
-    a.appendVarchar(k.quote_volume);
-    if (k.vwap === null) a.appendNull();
-    else a.appendVarchar(k.vwap);
-    a.appendBigInt(BigInt(k.trade_count));
-    a.appendVarchar(k.first_trade_id);
-    a.appendVarchar(k.last_trade_id);
-    a.endRow();
-  }
-  a.flushSync();
-}
-
 /** JSON text of a vendor_data map (`{}` without serializing when empty, as bookTicker's is). */
 function jsonObject(o: Record<string, string>): string {
   for (const _ in o) return JSON.stringify(o);
   return "{}";
 }
 
-// Integer columns (µs times, sequences) are staged as DOUBLE: they are JS numbers, exact below 2^53,
-// and DuckDB casts them back to BIGINT exactly, with no BigInt allocated per value.
-function appendTrades(a: DuckDBAppender, records: TradeV2[]): void {
-  for (const t of records) {
-    a.appendVarchar(t.message_id);
-    a.appendVarchar(t.trade_id);
-    a.appendVarchar(t.symbol);
-    a.appendVarchar(t.exchange);
-    a.appendVarchar(t.asset_class);
-    a.appendDouble(t.timestamp);
-    a.appendVarchar(t.price);
-    a.appendVarchar(t.quantity);
-    a.appendVarchar(t.currency);
-    a.appendVarchar(t.side);
-    a.appendVarchar(t.trade_conditions.length === 0 ? "[]" : JSON.stringify(t.trade_conditions));
-    if (t.source_sequence === null) a.appendNull();
-    else a.appendDouble(t.source_sequence);
-    a.appendDouble(t.ingestion_timestamp);
-    a.appendDouble(t.platform_sequence);
-    a.appendVarchar(jsonObject(t.vendor_data));
-    a.endRow();
-  }
-  a.flushSync();
-}
-
-function appendQuotes(a: DuckDBAppender, records: QuoteV2[]): void {
-  for (const q of records) {
-    a.appendVarchar(q.message_id);
-    a.appendVarchar(q.symbol);
-    a.appendVarchar(q.exchange);
-    a.appendVarchar(q.asset_class);
-    a.appendDouble(q.timestamp);
-    a.appendVarchar(q.bid_price);
-    a.appendVarchar(q.bid_quantity);
-    a.appendVarchar(q.ask_price);
-    a.appendVarchar(q.ask_quantity);
-    a.appendVarchar(q.currency);
-    if (q.source_sequence === null) a.appendNull();
-    else a.appendDouble(q.source_sequence);
-    a.appendDouble(q.ingestion_timestamp);
-    a.appendDouble(q.platform_sequence);
-    a.appendVarchar(jsonObject(q.vendor_data));
-    a.endRow();
-  }
-  a.flushSync();
+/** JSON text of a text array (`[]` without serializing when empty). */
+function jsonArray(a: string[]): string {
+  return a.length === 0 ? "[]" : JSON.stringify(a);
 }

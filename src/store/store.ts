@@ -10,6 +10,15 @@
  */
 import type { CandleV2 } from "../schema/candles.js";
 import type { DeadLetter, QuoteV2, SequenceGap, TradeV2 } from "../schema/records.js";
+import type {
+  CandleQuery,
+  DeadLetterFull,
+  DeadLetterItem,
+  DeadLetterQuery,
+  MarketQuery,
+  Page,
+  SymbolStats,
+} from "./page.js";
 
 /** One batch to write atomically. */
 export interface WriteBatch {
@@ -76,7 +85,31 @@ export function toLastSequence(r: Record<string, unknown>): LastSequence {
 /** A row as JSON-safe values: DECIMAL and BIGINT columns come back as strings. */
 export type Row = Record<string, unknown>;
 
-export interface Store {
+/**
+ * The typed reads of a store, each answered in the backend's own SQL dialect (`reads.ts`). Pages are
+ * keyset pages: pass `next_cursor` back as `cursor` with the same order until it is null.
+ * @throws {QueryParamError} (parameter `cursor`) on a cursor made for another read or order
+ */
+export interface StoreReads {
+  /** Stored trades (`trades_v2`) in (timestamp, exchange, symbol, trade id) order. */
+  trades(q: MarketQuery): Promise<Page<TradeV2>>;
+  /** Stored quotes (`quotes_v2`) in (timestamp, exchange, symbol, platform_sequence, message_id) order. */
+  quotes(q: MarketQuery): Promise<Page<QuoteV2>>;
+  /** Sequence gaps in (detected_at, exchange, symbol, data_type, from_sequence) order. */
+  gaps(q: MarketQuery): Promise<Page<SequenceGap>>;
+  /** Dead letters in (received_at, message_id) order, `raw` cut to 4,096 characters. */
+  deadLetters(q: DeadLetterQuery): Promise<Page<DeadLetterItem>>;
+  /** One dead letter in full (its raw text streamed in chunks), or null. `messageId`: lower-case UUID. */
+  deadLetter(messageId: string): Promise<DeadLetterFull | null>;
+  /** OHLCV candles computed from the stored trades, in (interval_start, exchange) order. */
+  tradeCandles(q: CandleQuery): Promise<Page<CandleV2>>;
+  /** Closed candles stored in candles_v2, in (interval_start, exchange) order. */
+  storedCandles(q: CandleQuery): Promise<Page<CandleV2>>;
+  /** Instruments with stored trades or quotes, in (exchange, symbol) order, at most `limit`. */
+  symbols(limit: number): Promise<SymbolStats[]>;
+}
+
+export interface Store extends StoreReads {
   /** Backend name for logs and metrics (`duckdb`, `postgres`). */
   readonly name: string;
   /** Creates or migrates the tables (idempotent). */
@@ -110,6 +143,11 @@ export interface Store {
 /** An empty batch. */
 export function emptyBatch(): WriteBatch {
   return { trades: [], aggTrades: [], quotes: [], deadLetters: [], gaps: [] };
+}
+
+/** A write result counting nothing yet (candles included). */
+export function emptyResult(): WriteResult {
+  return { trades: 0, aggTrades: 0, quotes: 0, deadLetters: 0, gaps: 0, candles: 0, duplicates: 0 };
 }
 
 /** Number of records in a batch. */

@@ -10,9 +10,9 @@ import { K2Client } from "../../src/client.js";
 import { ConfigError, resolveRunConfig } from "../../src/config.js";
 import { Metrics } from "../../src/ops/metrics.js";
 import type { RunningPipeline } from "../../src/run.js";
-import { withPageToken } from "../../src/serve/api.js";
 import { registerApiAuth, TokenAuth } from "../../src/serve/auth.js";
 import { createHttpServer, listen } from "../../src/serve/http.js";
+import { withPageToken } from "../../src/serve/rest/api.js";
 import { CAPTURE, startReplayRun, TestClient, tempDir } from "./helpers.js";
 
 const GOOD = "tok-alpha-0123456789";

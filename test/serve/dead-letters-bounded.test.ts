@@ -10,8 +10,8 @@ import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DeadLetter } from "../../src/schema/records.js";
-import type { DeadLetterItem } from "../../src/serve/source.js";
 import { DuckDBStore } from "../../src/store/duckdb.js";
+import type { DeadLetterItem } from "../../src/store/page.js";
 import {
   CAPTURE,
   FIRST_TRADE_ID,

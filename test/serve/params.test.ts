@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ParamReader, parseTime } from "../../src/serve/params.js";
-import { QueryParamError } from "../../src/serve/source.js";
+import { ParamReader, parseTime } from "../../src/serve/rest/params.js";
+import { QueryParamError } from "../../src/store/page.js";
 
 const US = Date.UTC(2024, 7, 8, 23, 56, 0) * 1000;
 

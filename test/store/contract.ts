@@ -16,6 +16,7 @@ import type { CandleV2 } from "../../src/schema/candles.js";
 import { decimalToScaledUnits, vwapFromSums } from "../../src/schema/decimal.js";
 import { deterministicMessageId } from "../../src/schema/message-id.js";
 import type { DeadLetter, QuoteV2, SequenceGap, TradeV2 } from "../../src/schema/records.js";
+import { type Page, QueryParamError } from "../../src/store/page.js";
 import {
   batchSize,
   emptyBatch,
@@ -638,6 +639,134 @@ export function storeContract(name: string, harness: StoreHarness): void {
       expect(await store.write(batch({ trades: [trade(1)], candles: [candle(4)] }))).toMatchObject({
         trades: 1,
         candles: 1,
+      });
+    });
+
+    describe("typed reads", () => {
+      /** Every page of a keyset read, following next_cursor. */
+      async function allPages<T>(read: (cursor?: string) => Promise<Page<T>>): Promise<T[][]> {
+        const pages: T[][] = [];
+        let cursor: string | undefined;
+        for (;;) {
+          const p = await read(cursor);
+          pages.push(p.data);
+          if (p.next_cursor === null) return pages;
+          cursor = p.next_cursor;
+        }
+      }
+
+      it("pages trades and quotes by keyset in both orders, within a time range, every field exact", async () => {
+        const trades = Array.from({ length: 25 }, (_, i) =>
+          trade(i, { timestamp: DAY0_US + Math.floor(i / 3) * 1000 }),
+        );
+        trades[4] = { ...trades[4], source_sequence: null, trade_conditions: ["a", "b c"] };
+        await store.write(batch({ trades, quotes: Array.from({ length: 7 }, (_, i) => quote(i)) }));
+        const asc = await allPages((cursor) =>
+          store.trades({ symbol: "BTCUSDT", limit: 4, order: "asc", cursor }),
+        );
+        expect(asc.map((p) => p.length)).toEqual([4, 4, 4, 4, 4, 4, 1]);
+        expect(asc.flat()).toEqual(trades);
+        const desc = await allPages((cursor) =>
+          store.trades({ exchange: "BINANCE", limit: 10, order: "desc", cursor }),
+        );
+        expect(desc.flat()).toEqual([...trades].reverse());
+        const ranged = await store.trades({
+          from: DAY0_US + 2000,
+          to: DAY0_US + 4000,
+          limit: 100,
+          order: "asc",
+        });
+        expect(ranged.data).toEqual(trades.slice(6, 12));
+        expect(ranged.next_cursor).toBeNull();
+        const quotes = await allPages((cursor) =>
+          store.quotes({ symbol: "BTCUSDT", limit: 3, order: "asc", cursor }),
+        );
+        expect(quotes.flat()).toEqual(Array.from({ length: 7 }, (_, i) => quote(i)));
+        // a cursor of another read is a parameter error
+        const first = await store.trades({ limit: 1, order: "asc" });
+        await expect(
+          store.quotes({ limit: 1, order: "asc", cursor: first.next_cursor as string }),
+        ).rejects.toBeInstanceOf(QueryParamError);
+      });
+
+      it("stops a page at its byte budget and continues from there", async () => {
+        const trades = Array.from({ length: 10 }, (_, i) => trade(i));
+        await store.write(batch({ trades }));
+        const size = (ts: TradeV2[]) => ts.reduce((n, t) => n + Buffer.byteLength(JSON.stringify(t)) + 1, 0);
+        const budget = size(trades.slice(0, 3));
+        const pages = await allPages((cursor) =>
+          store.trades({ limit: 100, order: "asc", cursor, maxBytes: budget }),
+        );
+        expect(pages[0]).toHaveLength(3);
+        for (const p of pages) expect(size(p)).toBeLessThanOrEqual(budget);
+        expect(pages.length).toBeGreaterThan(3);
+        expect(pages.flat()).toEqual(trades);
+      });
+
+      it("reads gaps and dead letters (list cut to 4,096 characters, one in full by chunks)", async () => {
+        const big = deadLetter(2, { raw: `{"x":"${"é".repeat(5000)}"}` });
+        await store.write(
+          batch({
+            gaps: [gap(0), gap(1, { status: "filled", backfilled: 5 })],
+            deadLetters: [deadLetter(1), big],
+          }),
+        );
+        const gaps = await store.gaps({ limit: 10, order: "asc" });
+        // the gap list keeps its shape: no backfill columns
+        expect(gaps.data).toEqual([gap(0), gap(1)]);
+        const letters = await store.deadLetters({ exchange: "BINANCE", limit: 10, order: "desc" });
+        expect(letters.data.map((d) => d.message_id)).toEqual([big.message_id, deadLetter(1).message_id]);
+        expect(letters.data[0]).toMatchObject({
+          raw: big.raw.slice(0, 4096),
+          raw_truncated: true,
+          raw_bytes: Buffer.byteLength(big.raw),
+          raw_url: `/api/v1/dead-letters/${big.message_id}`,
+          received_at: big.received_at,
+        });
+        expect(letters.data[1]).toMatchObject({ ...deadLetter(1), raw_truncated: false });
+        const full = await store.deadLetter(big.message_id);
+        let raw = "";
+        for await (const part of full?.rawChunks() ?? []) raw += part;
+        expect(raw).toBe(big.raw);
+        expect(full).toMatchObject({ raw_chars: [...big.raw].length, raw_bytes: Buffer.byteLength(big.raw) });
+        expect(await store.deadLetter("00000000-0000-8000-8000-000000000000")).toBeNull();
+      });
+
+      it("computes candles from trades and reads stored candles, paged by (interval_start, exchange)", async () => {
+        const trades = [0, 1, 2, 60_000, 60_001].map((ms, i) =>
+          trade(i, { timestamp: DAY0_US + ms * 1000, price: `6170${i}.00000000` }),
+        );
+        await store.write(batch({ trades, candles: [candle(0), candle(1)] }));
+        const computed = await allPages((cursor) =>
+          store.tradeCandles({ symbol: "BTCUSDT", interval: "1m", limit: 1, order: "asc", cursor }),
+        );
+        expect(computed.flat().map((c) => [c.interval_start, c.open, c.close, c.trade_count])).toEqual([
+          [DAY0_US, "61700.00000000", "61702.00000000", 3],
+          [DAY0_US + 60_000_000, "61703.00000000", "61704.00000000", 2],
+        ]);
+        const stored = await store.storedCandles({
+          symbol: "BTCUSDT",
+          interval: "1m",
+          limit: 10,
+          order: "desc",
+        });
+        expect(stored.data).toEqual([candle(1), candle(0)]);
+      });
+
+      it("lists the stored instruments with counts and first/last times", async () => {
+        await store.write(batch({ trades: [trade(0), trade(1)], quotes: [quote(5)] }));
+        expect(await store.symbols(10)).toEqual([
+          {
+            exchange: "BINANCE",
+            symbol: "BTCUSDT",
+            asset_class: "crypto",
+            currency: "USDT",
+            trades: 2,
+            quotes: 1,
+            first_timestamp: DAY0_US,
+            last_timestamp: quote(5).timestamp,
+          },
+        ]);
       });
     });
 

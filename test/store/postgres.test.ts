@@ -5,7 +5,8 @@
  * server (`K2_TEST_PG_URL`, default postgres://postgres@127.0.0.1:5432/postgres).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DAY_US, PostgresStore, partitionName } from "../../src/store/postgres.js";
+import { PostgresStore } from "../../src/store/postgres.js";
+import { DAY_US, partitionName } from "../../src/store/postgres-migrations.js";
 import { emptyBatch } from "../../src/store/store.js";
 import { DAY0_US, quote, storeContract, trade } from "./contract.js";
 import { createTestDatabase, postgresHarness, type TestDatabase } from "./pg.js";

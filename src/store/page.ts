@@ -1,20 +1,17 @@
 /**
- * `MarketDataSource`: what the serving layer (REST API, WebSocket gateway, dashboard) reads from,
- * independent of where records come from — an interface over the store (history, paginated) and the
- * live feed (latest ticks and events, from memory).
+ * What the store's typed reads take and give: keyset page queries (time range, order, cursor, byte
+ * budget), pages, dead-letter items, candle queries and per-symbol statistics.
  *
- * `k2 run` builds one over its own Store and bus (`StoreMarketDataSource`, `store-source.ts`); a
- * separate `k2 serve` over a shared store would build the same thing from a networked bus and a
- * PostgreSQL store.
- *
- * Units everywhere: times are µs since the epoch (UTC) as JSON numbers; prices and quantities are
- * exact decimal strings (DECIMAL(18,8); candle volume 8 places, quote volume 16 places).
+ * Units everywhere: times are µs since the epoch (UTC) as numbers; prices and quantities are exact
+ * decimal strings (DECIMAL(18,8); candle volume 8 places, quote volume 16 places).
  */
-import type { CandleInterval, CandleV2 } from "../schema/candles.js";
-import type { AssetClass, DeadLetter, QuoteV2, SequenceGap, TradeV2 } from "../schema/records.js";
-import type { LiveFeed, Tick } from "./live.js";
+import type { CandleInterval } from "../schema/candles.js";
+import type { AssetClass, DeadLetter } from "../schema/records.js";
 
-/** A request parameter that cannot be honoured; the API answers 400 naming `parameter`. */
+/**
+ * A read parameter that cannot be honoured (a malformed or foreign cursor, an unknown interval); the
+ * REST API answers 400 naming `parameter`.
+ */
 export class QueryParamError extends Error {
   override name = "QueryParamError";
   constructor(
@@ -51,6 +48,11 @@ export interface PageQuery {
 export interface MarketQuery extends PageQuery {
   exchange?: string;
   symbol?: string;
+}
+
+/** Filter of dead letters. */
+export interface DeadLetterQuery extends PageQuery {
+  exchange?: string;
 }
 
 /** A page of results. `next_cursor` is null on the last page. */
@@ -92,28 +94,15 @@ export interface DeadLetterFull extends Omit<DeadLetter, "raw"> {
   rawChunks(): AsyncIterable<string>;
 }
 
-/** Where candles come from. */
-export type CandleSource =
-  /** Computed by SQL from the stored trades (`trades_v2`): complete and exact for any range. */
-  | "trades"
-  /** Candles closed by the live aggregator (`candles_v2`), plus the open ones from memory. */
-  | "live";
-
 /** Query of candles. `from`/`to` are widened to whole intervals. */
 export interface CandleQuery extends PageQuery {
   exchange?: string;
   symbol: string;
   interval: CandleInterval;
-  source: CandleSource;
 }
 
-/** A page of candles; with `source: "live"`, `open` holds the candles still open in memory. */
-export interface CandlePage extends Page<CandleV2> {
-  open?: CandleV2[];
-}
-
-/** One instrument known to the store or the live feed. */
-export interface SymbolInfo {
+/** Stored trades and quotes of one instrument. */
+export interface SymbolStats {
   exchange: string;
   symbol: string;
   asset_class: AssetClass;
@@ -124,31 +113,4 @@ export interface SymbolInfo {
   /** Earliest / latest stored trade or quote time, µs (null when none stored). */
   first_timestamp: number | null;
   last_timestamp: number | null;
-  /** Latest trade price from memory (null before the first live trade). */
-  last_price: string | null;
-}
-
-/** The serving layer's view of market data. */
-export interface MarketDataSource {
-  /** Live events (trades, quotes, candles, ticks, gaps, dead letters) and the tick book. */
-  readonly live: LiveFeed;
-  /** Latest trade and best bid/ask per (exchange, symbol), from memory (no store access). */
-  ticks(): Tick[];
-  /** Stored trades (`trades_v2`) in (timestamp, exchange, symbol, trade id) order. */
-  trades(q: MarketQuery): Promise<Page<TradeV2>>;
-  /** Stored quotes (`quotes_v2`) in (timestamp, exchange, symbol, platform_sequence, message_id) order. */
-  quotes(q: MarketQuery): Promise<Page<QuoteV2>>;
-  /** OHLCV candles in (interval_start, exchange) order. */
-  candles(q: CandleQuery): Promise<CandlePage>;
-  /** Instruments with stored data or live ticks (at most 10,000). */
-  symbols(): Promise<SymbolInfo[]>;
-  /** Detected sequence gaps in (detected_at, exchange, symbol, data_type, from_sequence) order. */
-  gaps(q: MarketQuery): Promise<Page<SequenceGap>>;
-  /**
-   * Dead letters in (received_at, message_id) order (newest first by default), `raw` cut to
-   * {@link DEAD_LETTER_PREVIEW_CHARS} characters.
-   */
-  deadLetters(q: PageQuery & { exchange?: string }): Promise<Page<DeadLetterItem>>;
-  /** One dead letter in full by its message id (a lower-case UUID), or null when there is none. */
-  deadLetter(messageId: string): Promise<DeadLetterFull | null>;
 }

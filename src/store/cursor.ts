@@ -7,7 +7,7 @@
  * parameters; a cursor that does not decode to the expected kind, order and value types is a 400
  * naming `cursor`.
  */
-import { QueryParamError, type SortOrder } from "./source.js";
+import { QueryParamError, type SortOrder } from "./page.js";
 
 /** Type of one cursor value: a safe non-negative integer (µs, lengths, sequences) or a short string. */
 export type CursorValueType = "int" | "str";

@@ -4,8 +4,15 @@
  * 400 `{"error":"bad_request","parameter":...,"reason":...}`). Values that pass are only ever bound as
  * SQL parameters; the rules also keep obviously hostile input (quotes, semicolons, spaces) out.
  */
-import { CANDLE_INTERVALS, type CandleInterval, isCandleInterval } from "../schema/candles.js";
-import { QueryParamError, type SortOrder } from "./source.js";
+import { CANDLE_INTERVALS, type CandleInterval, isCandleInterval } from "../../schema/candles.js";
+import { QueryParamError, type SortOrder } from "../../store/page.js";
+
+/** Page size bounds. */
+export const LIMITS = {
+  /** trades, quotes, gaps, dead letters */
+  records: { default: 100, max: 1000 },
+  candles: { default: 500, max: 5000 },
+} as const;
 
 /** Largest µs value accepted (2^53 − 1 µs: year 2255; JSON numbers stay exact). */
 const MAX_US = Number.MAX_SAFE_INTEGER;

@@ -1,0 +1,131 @@
+/**
+ * `StoreMarketDataSource`: the {@link MarketDataSource} over a {@link Store} (history: the store's typed
+ * reads, each backend in its own SQL dialect, see `src/store/reads.ts`) and a {@link LiveFeed} (ticks and
+ * open candles from memory). It adds to the store only what memory knows: the open candles of
+ * `source: "live"` and the instruments and last prices of the live ticks.
+ */
+import type { CandleAggregator } from "../../candles/candles.js";
+import { type CandleV2, isCandleInterval } from "../../schema/candles.js";
+import type { QuoteV2, SequenceGap, TradeV2 } from "../../schema/records.js";
+import type { DeadLetterFull, DeadLetterItem, DeadLetterQuery, MarketQuery, Page } from "../../store/page.js";
+import { widen } from "../../store/reads.js";
+import type { Store } from "../../store/store.js";
+import type { LiveFeed } from "../live/feed.js";
+import type { Tick } from "../live/ticks.js";
+import type { CandlePage, CandleQuery, MarketDataSource, SymbolInfo } from "./source.js";
+
+/** Largest number of instruments `symbols()` returns. */
+const MAX_SYMBOLS = 10_000;
+
+/** Options of {@link StoreMarketDataSource}. */
+export interface StoreSourceOptions {
+  store: Store;
+  live: LiveFeed;
+  /** The live aggregator, for the open candles of `source: "live"` (optional). */
+  candles?: CandleAggregator;
+}
+
+export class StoreMarketDataSource implements MarketDataSource {
+  readonly live: LiveFeed;
+  private readonly store: Store;
+  private readonly aggregator: CandleAggregator | undefined;
+
+  constructor(opts: StoreSourceOptions) {
+    this.store = opts.store;
+    this.live = opts.live;
+    this.aggregator = opts.candles;
+  }
+
+  ticks(): Tick[] {
+    return this.live.ticks();
+  }
+
+  trades(q: MarketQuery): Promise<Page<TradeV2>> {
+    return this.store.trades(q);
+  }
+
+  quotes(q: MarketQuery): Promise<Page<QuoteV2>> {
+    return this.store.quotes(q);
+  }
+
+  gaps(q: MarketQuery): Promise<Page<SequenceGap>> {
+    return this.store.gaps(q);
+  }
+
+  deadLetters(q: DeadLetterQuery): Promise<Page<DeadLetterItem>> {
+    return this.store.deadLetters(q);
+  }
+
+  deadLetter(messageId: string): Promise<DeadLetterFull | null> {
+    return this.store.deadLetter(messageId);
+  }
+
+  /**
+   * Candles from the stored trades (`source: "trades"`), or the stored closed candles plus, from the
+   * live aggregator, the candles still open in the range (`source: "live"`).
+   * @throws {RangeError} on an unknown interval
+   */
+  async candles(q: CandleQuery): Promise<CandlePage> {
+    if (!isCandleInterval(q.interval)) throw new RangeError(`unknown interval ${q.interval}`);
+    if (q.source !== "live") return this.store.tradeCandles(q);
+    const page = await this.store.storedCandles(q);
+    const open: CandleV2[] = [];
+    if (this.aggregator) {
+      const exchanges = q.exchange ? [q.exchange] : this.exchangesOf(q.symbol);
+      for (const ex of exchanges) {
+        const c = this.aggregator.openCandle(ex, q.symbol, q.interval);
+        if (c && inRange(c, q)) open.push(c);
+      }
+    }
+    return { ...page, open };
+  }
+
+  private exchangesOf(symbol: string): string[] {
+    return this.live
+      .ticks()
+      .filter((t) => t.symbol === symbol)
+      .map((t) => t.exchange);
+  }
+
+  /**
+   * The stored instruments (at most 10,000) with their last live price, then the instruments only
+   * the live feed knows, in (exchange, symbol) order.
+   */
+  async symbols(): Promise<SymbolInfo[]> {
+    const out = new Map<string, SymbolInfo>();
+    for (const s of await this.store.symbols(MAX_SYMBOLS)) {
+      out.set(`${s.exchange}\u0000${s.symbol}`, {
+        ...s,
+        last_price: this.live.tick(s.exchange, s.symbol)?.last_price ?? null,
+      });
+    }
+    for (const t of this.live.ticks()) {
+      const key = `${t.exchange}\u0000${t.symbol}`;
+      if (out.has(key) || out.size >= MAX_SYMBOLS) continue;
+      out.set(key, {
+        exchange: t.exchange,
+        symbol: t.symbol,
+        asset_class: t.asset_class,
+        currency: t.currency,
+        trades: 0,
+        quotes: 0,
+        first_timestamp: null,
+        last_timestamp: null,
+        last_price: t.last_price,
+      });
+    }
+    return [...out.values()].sort((a, b) =>
+      a.exchange === b.exchange ? cmp(a.symbol, b.symbol) : cmp(a.exchange, b.exchange),
+    );
+  }
+}
+
+const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Whether an open candle starts within [from, to) widened to whole intervals. */
+function inRange(c: CandleV2, q: CandleQuery): boolean {
+  const [fromUs, toUs] = widen(q.from, q.to, q.interval);
+  return (
+    (fromUs === undefined || c.interval_start >= fromUs) && (toUs === undefined || c.interval_start < toUs)
+  );
+}
