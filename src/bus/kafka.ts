@@ -490,7 +490,12 @@ export class KafkaBus implements Bus {
       // pulled, not flowing: pause()/resume() of the client's stream can stop its fetching for good
       // (a read requested while paused is never answered), while read() keeps the stream's own
       // back-pressure (it fetches again once its buffer, `highWaterMark` messages, drains)
-      s.on("readable", () => pull(s));
+      // a stream being replaced (topics changed, error) may still have messages: never mix them with
+      // the new one's (its buffer is dropped and fetched again from the committed offsets)
+      stream = s;
+      s.on("readable", () => {
+        if (stream === s) pull(s);
+      });
       s.on("error", (e: Error) => {
         this.o.onError(e, `stream of group ${opts.group}; reopening`);
         topicsChanged = true; // reopen from the committed offsets
@@ -530,7 +535,7 @@ export class KafkaBus implements Bus {
               await waitFor(Math.min(this.o.topicRefreshMs, 1000));
               continue;
             }
-            stream = await openStream();
+            await openStream();
             void refreshLag();
           }
           const n = buffer.length;
