@@ -38,6 +38,7 @@ import {
   Consumer as KafkaClientConsumer,
   type Message,
   type MessagesStream,
+  MultipleErrors,
   ProduceAcks,
   Producer,
   stringDeserializer,
@@ -47,6 +48,24 @@ import type avro from "avsc";
 import { avroSchemaText, avroTypeForSchema, quoteAvroType, tradeAvroType } from "../schema/avro.js";
 import type { Bus, BusMessage, ConsumeOptions, Consumer } from "./bus.js";
 import { topicKind } from "./bus.js";
+
+/**
+ * Fix of `@platformatic/kafka` 1.22: `MultipleErrors.findBy` reads a property of every entry of
+ * `errors`, which the client fills with `undefined` for the requests of a batch that succeeded. When a
+ * broker dies, a failed `listOffsets` (consumer lag) then throws a TypeError out of a socket callback
+ * and the process exits. Same search, skipping the empty entries.
+ */
+MultipleErrors.prototype.findBy = function findBy(this: MultipleErrors, property: string, value: unknown) {
+  if ((this as unknown as Record<string, unknown>)[property] === value) return this;
+  for (const e of this.errors as (Record<string, unknown> | null | undefined)[]) {
+    if (e === null || e === undefined) continue;
+    if (e[property] === value) return e;
+    const nested =
+      typeof e.findBy === "function" ? (e as unknown as MultipleErrors).findBy(property, value) : null;
+    if (nested) return nested;
+  }
+  return null;
+} as typeof MultipleErrors.prototype.findBy;
 
 /** Options of {@link KafkaBus.connect}. */
 export interface KafkaBusOptions {
