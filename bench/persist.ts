@@ -2,8 +2,10 @@
  * Persist throughput through NATS JetStream: the 37,797 trade and bookTicker records of
  * btcusdt_20240808.gz are published to JetStream by `k2 ingest`, then one `k2 persist` drains them
  * into a fresh store (PostgreSQL, then DuckDB for comparison). Reports records/s from the persist
- * process's start to the last record stored, and the ingest's publish rate.
+ * process's start to the last record stored, and the ingest's publish rate. Then the same capture
+ * through Kafka into PostgreSQL when a broker is reachable (bench/kafka.ts), else "skipped: no broker".
  *   node dist/bench/persist.js [--nats nats://127.0.0.1:4222] [--pg postgres://postgres@127.0.0.1:5432/postgres]
+ *     [--kafka 127.0.0.1:9092]
  */
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -12,7 +14,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
+import { KafkaBus } from "../src/bus/kafka.js";
 import { NatsBus } from "../src/bus/nats.js";
+import { benchKafkaBrokers } from "./kafka.js";
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {
@@ -28,7 +32,7 @@ const tag = `b${Date.now().toString(36)}`;
 const bus = `${nats}?prefix=${tag}`;
 const env = { ...process.env, K2_LOG_LEVEL: "warn" };
 
-function ingest(): { framesPerS: number; frames: number } {
+function ingest(bus: string): { framesPerS: number; frames: number } {
   const r = spawnSync(
     process.execPath,
     [
@@ -74,7 +78,7 @@ async function storedByMetrics(port: number): Promise<number> {
 }
 
 /** Runs `k2 persist` into `db` until every record is stored; returns ms from start. */
-async function persistInto(db: string, group: string): Promise<number> {
+async function persistInto(bus: string, db: string, group: string): Promise<number> {
   const port = await freePort();
   const t0 = performance.now();
   const child = spawn(
@@ -107,7 +111,7 @@ async function persistInto(db: string, group: string): Promise<number> {
   }
 }
 
-const published = ingest();
+const published = ingest(bus);
 const results: Record<string, number> = {
   ingest_publish_frames_per_s: published.framesPerS,
 };
@@ -116,14 +120,14 @@ const results: Record<string, number> = {
 const dbName = `k2_bench_${tag}`;
 const admin = postgres(pgAdmin, { max: 1, onnotice: () => undefined });
 await admin.unsafe(`CREATE DATABASE ${dbName}`);
-const pgMs = await persistInto(pgAdmin.replace(/\/[^/]*$/, `/${dbName}`), "bench-pg");
+const pgMs = await persistInto(bus, pgAdmin.replace(/\/[^/]*$/, `/${dbName}`), "bench-pg");
 await admin.unsafe(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
 await admin.end();
 results.persist_nats_to_postgres_records_per_s = Math.round((EXPECTED * 1000) / pgMs);
 
 // DuckDB, for comparison (a second consumer group reads the same stream from the start)
 const dir = mkdtempSync(join(tmpdir(), "k2-bench-persist-"));
-const duckMs = await persistInto(join(dir, "bench.duckdb"), "bench-duck");
+const duckMs = await persistInto(bus, join(dir, "bench.duckdb"), "bench-duck");
 rmSync(dir, { recursive: true, force: true });
 results.persist_nats_to_duckdb_records_per_s = Math.round((EXPECTED * 1000) / duckMs);
 
@@ -132,3 +136,29 @@ await cleanup.deleteStreams();
 await cleanup.close();
 
 process.stdout.write(`${JSON.stringify({ bench: "persist_through_nats", records: EXPECTED, ...results })}\n`);
+
+// Kafka, same capture, into PostgreSQL
+const brokers = await benchKafkaBrokers();
+if (!brokers) {
+  process.stdout.write(`${JSON.stringify({ bench: "persist_through_kafka", skipped: "no broker" })}\n`);
+} else {
+  const kafkaBus = `kafka://${brokers}?prefix=${tag}.`;
+  const kafkaPublished = ingest(kafkaBus);
+  const kafkaDb = `k2_bench_${tag}_kafka`;
+  const kafkaAdmin = postgres(pgAdmin, { max: 1, onnotice: () => undefined });
+  await kafkaAdmin.unsafe(`CREATE DATABASE ${kafkaDb}`);
+  const kafkaMs = await persistInto(kafkaBus, pgAdmin.replace(/\/[^/]*$/, `/${kafkaDb}`), "bench-pg");
+  await kafkaAdmin.unsafe(`DROP DATABASE IF EXISTS ${kafkaDb} WITH (FORCE)`);
+  await kafkaAdmin.end();
+  const topics = await KafkaBus.connect({ brokers: brokers.split(","), topicPrefix: `${tag}.` });
+  await topics.deleteTopics();
+  await topics.close();
+  process.stdout.write(
+    `${JSON.stringify({
+      bench: "persist_through_kafka",
+      records: EXPECTED,
+      ingest_publish_frames_per_s: kafkaPublished.framesPerS,
+      persist_kafka_to_postgres_records_per_s: Math.round((EXPECTED * 1000) / kafkaMs),
+    })}\n`,
+  );
+}
