@@ -191,7 +191,7 @@ stop() {
     say "stopped ${#pids[@]} node(s) in $dir"
   fi
   rm -f "$dir/bootstrap"
-  if ((clean == 1)); then rm -rf "$dir"; fi
+  if ((clean == 1)); then rm -rf "$dir" "$dir.lock"; fi
 }
 
 cmd="${1:-}"

@@ -90,6 +90,7 @@ export async function startKafkaCluster(nodes: 1 | 3): Promise<KafkaCluster> {
       if (!live.delete(cluster)) return;
       await run("bash", [SCRIPT, "stop", "--dir", dir], { timeout: 60_000 }).catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
+      rmSync(`${dir}.lock`, { force: true });
     },
   };
   live.add(cluster);
