@@ -1,18 +1,21 @@
 /**
  * Bus throughput: publish (acked) and consume (acked after the handler) of ~100k trades_v2 records
- * through NATS JetStream and Redis Streams on loopback, with the in-process memory bus alongside for
- * scale. A server that cannot be reached is skipped with a line saying so.
+ * through NATS JetStream and Redis Streams on loopback, then the same records through Apache Kafka
+ * (idempotent producer, acks=all; consume = fetch, handler, offset commit) when a broker is reachable
+ * (see bench/kafka.ts), with the in-process memory bus alongside for scale. A server that cannot be
+ * reached is skipped with a line saying so ("skipped: no broker" for Kafka).
  *
- *   npm run build && node dist/bench/bus.js [--n 100000] [--nats nats://127.0.0.1:4222] [--redis redis://127.0.0.1:6379]
+ *   npm run build && node dist/bench/bus.js [--n 100000] [--nats nats://127.0.0.1:4222] [--redis redis://127.0.0.1:6379] [--kafka 127.0.0.1:9092]
  *
  * Records are real: the Binance trades of `../shared/data/binance-spot/*.gz` normalized by the
  * Binance normalizer (~26k), repeated with fresh message ids up to `--n`. Streams get a random
- * prefix and are deleted at the end. Prints one JSON line per measurement on stdout.
+ * prefix (Kafka topics too) and are deleted at the end. Prints one JSON line per measurement on stdout.
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { jetstream } from "@nats-io/jetstream";
 import type { Bus, BusMessage } from "../src/bus/bus.js";
+import { KafkaBus } from "../src/bus/kafka.js";
 import { MemoryBus } from "../src/bus/memory.js";
 import { NatsBus } from "../src/bus/nats.js";
 import { RedisBus } from "../src/bus/redis.js";
@@ -21,6 +24,7 @@ import { readCapture } from "../src/replay/capture.js";
 import { deterministicMessageId } from "../src/schema/message-id.js";
 import { type TradeV2, topicFor } from "../src/schema/records.js";
 import { getVenue } from "../src/venues/registry.js";
+import { benchKafkaBrokers } from "./kafka.js";
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -206,6 +210,7 @@ async function main(): Promise<void> {
     await bus.close();
   }
   await redisBench(base);
+  await kafkaBench(base);
 }
 
 /** Redis Streams: the same publish and consume measurements, plus the memory one entry takes. */
@@ -271,6 +276,47 @@ async function redisBench(base: TradeV2[]): Promise<void> {
     }
   } finally {
     await bus.deleteStreams();
+    await bus.close();
+  }
+}
+
+/** The same records through Kafka: pipelined acked publish per call size, then one group consuming all. */
+async function kafkaBench(base: TradeV2[]): Promise<void> {
+  const brokers = await benchKafkaBrokers();
+  if (!brokers) {
+    report({ bench: "kafka", skipped: "no broker" });
+    return;
+  }
+  const bus = await KafkaBus.connect({
+    brokers: brokers.split(","),
+    topicPrefix: `bench${Date.now().toString(36)}.`,
+    partitions: 3,
+  });
+  try {
+    let total = 0;
+    for (const batch of [1000, 10_000]) {
+      const m = messages(base, N, `k${batch}`);
+      const ms = await publishAll(bus, m, batch);
+      total += m.length;
+      report({
+        bench: "kafka publish, idempotent producer, acks=all",
+        brokers,
+        n: N,
+        publish_call_size: batch,
+        msgs_per_s: Math.round((N * 1000) / ms),
+        ms: Math.round(ms),
+      });
+    }
+    const { ms, batches } = await consumeAll(bus, total, "bench-consume");
+    report({
+      bench: "kafka consume (fetch, handler, commit)",
+      n: total,
+      batches,
+      msgs_per_s: Math.round((total * 1000) / ms),
+      ms: Math.round(ms),
+    });
+  } finally {
+    await bus.deleteTopics();
     await bus.close();
   }
 }

@@ -1,10 +1,11 @@
 /**
- * Persist throughput through NATS JetStream and through Redis Streams: the 37,797 trade and
- * bookTicker records of btcusdt_20240808.gz are published to the bus by `k2 ingest`, then one
- * `k2 persist` drains them into a fresh store (PostgreSQL, then DuckDB for comparison). Reports
- * records/s from the persist process's start to the last record stored, and the ingest's publish
- * rate, one line per transport; a transport whose server cannot be reached is skipped with a line.
- *   node dist/bench/persist.js [--nats nats://127.0.0.1:4222] [--redis redis://127.0.0.1:6379] [--pg postgres://postgres@127.0.0.1:5432/postgres]
+ * Persist throughput through NATS JetStream, Redis Streams and Kafka: the 37,797 trade and bookTicker
+ * records of btcusdt_20240808.gz are published to the bus by `k2 ingest`, then one `k2 persist` drains
+ * them into a fresh store (PostgreSQL, then DuckDB for comparison). Reports records/s from the persist
+ * process's start to the last record stored, and the ingest's publish rate, one line per transport; a
+ * transport whose server cannot be reached is skipped with a line (Kafka: bench/kafka.ts finds a broker).
+ *   node dist/bench/persist.js [--nats nats://127.0.0.1:4222] [--redis redis://127.0.0.1:6379]
+ *     [--kafka 127.0.0.1:9092] [--pg postgres://postgres@127.0.0.1:5432/postgres]
  */
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -13,9 +14,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
-import type { Bus } from "../src/bus/bus.js";
+import { KafkaBus } from "../src/bus/kafka.js";
 import { NatsBus } from "../src/bus/nats.js";
 import { RedisBus } from "../src/bus/redis.js";
+import { benchKafkaBrokers } from "./kafka.js";
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {
@@ -110,13 +112,12 @@ async function persistInto(bus: string, db: string, group: string): Promise<numb
   }
 }
 
-/** Ingest, then persist into PostgreSQL and DuckDB through one transport; one JSON line. */
-async function through(
-  name: string,
-  bus: string,
-  open: () => Promise<Bus & { deleteStreams(): Promise<void> }>,
-) {
-  let cleanup: Bus & { deleteStreams(): Promise<void> };
+/**
+ * Ingest, then persist into PostgreSQL and DuckDB through one transport; one JSON line. `open` connects
+ * (proving the server reachable) and returns what deletes the run's streams or topics afterwards.
+ */
+async function through(name: string, bus: string, open: () => Promise<() => Promise<void>>) {
+  let cleanup: () => Promise<void>;
   try {
     cleanup = await open(); // reachable?
   } catch (e) {
@@ -145,13 +146,34 @@ async function through(
   rmSync(dir, { recursive: true, force: true });
   results[`persist_${name}_to_duckdb_records_per_s`] = Math.round((EXPECTED * 1000) / duckMs);
 
-  await cleanup.deleteStreams();
-  await cleanup.close();
+  await cleanup();
 
   process.stdout.write(
     `${JSON.stringify({ bench: `persist_through_${name}`, records: EXPECTED, ...results })}\n`,
   );
 }
 
-await through("nats", `${nats}?prefix=${tag}`, () => NatsBus.connect({ servers: [nats], prefix: tag }));
-await through("redis", `${redis}?prefix=${tag}`, () => RedisBus.connect({ url: redis, prefix: tag }));
+/** A bus's stream deletion and close, as {@link through}'s cleanup. */
+const deletingStreams = (b: { deleteStreams(): Promise<void>; close(): Promise<void> }) => async () => {
+  await b.deleteStreams();
+  await b.close();
+};
+
+await through("nats", `${nats}?prefix=${tag}`, async () =>
+  deletingStreams(await NatsBus.connect({ servers: [nats], prefix: tag })),
+);
+await through("redis", `${redis}?prefix=${tag}`, async () =>
+  deletingStreams(await RedisBus.connect({ url: redis, prefix: tag })),
+);
+const brokers = await benchKafkaBrokers();
+if (!brokers) {
+  process.stdout.write(`${JSON.stringify({ bench: "persist_through_kafka", skipped: "no broker" })}\n`);
+} else {
+  await through("kafka", `kafka://${brokers}?prefix=${tag}.`, async () => {
+    const topics = await KafkaBus.connect({ brokers: brokers.split(","), topicPrefix: `${tag}.` });
+    return async () => {
+      await topics.deleteTopics();
+      await topics.close();
+    };
+  });
+}

@@ -19,10 +19,12 @@
  * rejects, the same batch is handed to it again after a backoff (100 ms doubling to 5 s); uncommitted
  * messages of a consumer that dies are fetched again by the group member that takes its partitions.
  * Batches: `batchSize` / `maxWaitMs` / `maxBatchSize` as in the memory bus (the client prefetches
- * into a buffer of at most `maxBatchSize` messages). Topics are found by listing the cluster's topics
+ * into a buffer of at most `maxBatchSize` messages, pulled with `read()`). Topics are found by listing the cluster's topics
  * that start with the consumed prefixes, re-checked every `topicRefreshMs` (a new exchange's topic is
  * picked up without restart). Lag = Σ over the consumed partitions of (latest offset − the group's
- * committed offset, or the earliest offset before any commit), refreshed every `lagRefreshMs`.
+ * committed offset + 1, or the earliest offset before any commit), refreshed every `lagRefreshMs`.
+ * (The client, `@platformatic/kafka` 1.22, commits the offset of the last message handled and resumes
+ * at committed + 1; Kafka's own tools, which expect the next offset to read, show one more per partition.)
  *
  * Values: JSON by default. With `format: "avro"`, trades and aggtrades are encoded with
  * `schema/trades_v2.avsc` and quotes with `schema/quotes_v2.avsc` in the Confluent wire format
@@ -36,6 +38,7 @@ import {
   Consumer as KafkaClientConsumer,
   type Message,
   type MessagesStream,
+  MultipleErrors,
   ProduceAcks,
   Producer,
   stringDeserializer,
@@ -45,6 +48,24 @@ import type avro from "avsc";
 import { avroSchemaText, avroTypeForSchema, quoteAvroType, tradeAvroType } from "../schema/avro.js";
 import type { Bus, BusMessage, ConsumeOptions, Consumer } from "./bus.js";
 import { topicKind } from "./bus.js";
+
+/**
+ * Fix of `@platformatic/kafka` 1.22: `MultipleErrors.findBy` reads a property of every entry of
+ * `errors`, which the client fills with `undefined` for the requests of a batch that succeeded. When a
+ * broker dies, a failed `listOffsets` (consumer lag) then throws a TypeError out of a socket callback
+ * and the process exits. Same search, skipping the empty entries.
+ */
+MultipleErrors.prototype.findBy = function findBy(this: MultipleErrors, property: string, value: unknown) {
+  if ((this as unknown as Record<string, unknown>)[property] === value) return this;
+  for (const e of this.errors as (Record<string, unknown> | null | undefined)[]) {
+    if (e === null || e === undefined) continue;
+    if (e[property] === value) return e;
+    const nested =
+      typeof e.findBy === "function" ? (e as unknown as MultipleErrors).findBy(property, value) : null;
+    if (nested) return nested;
+  }
+  return null;
+} as typeof MultipleErrors.prototype.findBy;
 
 /** Options of {@link KafkaBus.connect}. */
 export interface KafkaBusOptions {
@@ -172,6 +193,7 @@ export class KafkaBus implements Bus {
   /** Messages dropped by the producer-side dedupe window. */
   deduplicated = 0;
   private readonly topicsReady = new Map<string, Promise<void>>();
+  private adminQueue: Promise<unknown> = Promise.resolve();
   private seen = new Set<string>();
   private seenOld = new Set<string>();
   private rotateAt: number;
@@ -253,10 +275,21 @@ export class KafkaBus implements Bus {
     return this.o.topicPrefix + topic;
   }
 
+  /**
+   * Runs admin calls that change the cluster one at a time: the client merges concurrent calls of one
+   * kind (`createTopics`, `deleteTopics`) into the first one's request, so a second topic created
+   * meanwhile would silently not be.
+   */
+  private serialAdmin<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.adminQueue.then(fn, fn);
+    this.adminQueue = run.catch(() => undefined);
+    return run;
+  }
+
   private ensureTopic(topic: string): Promise<void> {
     let p = this.topicsReady.get(topic);
     if (!p) {
-      p = (async () => {
+      p = this.serialAdmin(async () => {
         const name = this.kafkaTopic(topic);
         const existing = await this.admin.listTopics();
         if (existing.includes(name)) return;
@@ -273,7 +306,7 @@ export class KafkaBus implements Bus {
             throw new Error(`Kafka bus: cannot create topic ${name}: ${(e as Error).message}`);
           }
         }
-      })();
+      });
       p.catch(() => this.topicsReady.delete(topic));
       this.topicsReady.set(topic, p);
     }
@@ -384,6 +417,7 @@ export class KafkaBus implements Bus {
       retries: 5,
       retryDelay: 500,
       autocommit: false,
+      highWaterMark: opts.maxBatchSize,
       sessionTimeout: this.o.sessionTimeoutMs,
       heartbeatInterval: this.o.heartbeatIntervalMs,
       rebalanceTimeout: Math.max(this.o.sessionTimeoutMs * 2, 20_000),
@@ -442,7 +476,9 @@ export class KafkaBus implements Bus {
           const c = committed.get(topic) ?? [];
           const e = earliest.get(topic) ?? [];
           parts.forEach((end, i) => {
-            const from = c[i] !== undefined && c[i] >= 0n ? c[i] : (e[i] ?? 0n);
+            // the client commits the offset of the last message handled (not the next one to read)
+            // and resumes at committed + 1
+            const from = c[i] !== undefined && c[i] >= 0n ? c[i] + 1n : (e[i] ?? 0n);
             if (end > from) sum += end - from;
           });
         }
@@ -452,6 +488,17 @@ export class KafkaBus implements Bus {
       }
     };
 
+    const pull = (s: MessagesStream<string, Buffer, string, string>) => {
+      while (buffer.length < opts.maxBatchSize) {
+        const m = s.read() as KMessage | null;
+        if (m === null) break;
+        lastProgressAt = Date.now();
+        if (buffer.length === 0) oldestAt = lastProgressAt;
+        buffer.push(m);
+      }
+      if (buffer.length >= opts.batchSize) signal();
+    };
+
     const openStream = async () => {
       const s = await client.consume({
         topics,
@@ -459,12 +506,14 @@ export class KafkaBus implements Bus {
         fallbackMode: "earliest",
         autocommit: false,
       });
-      s.on("data", (m: KMessage) => {
-        lastProgressAt = Date.now();
-        if (buffer.length === 0) oldestAt = lastProgressAt;
-        buffer.push(m);
-        if (buffer.length >= opts.maxBatchSize) s.pause();
-        if (buffer.length >= opts.batchSize) signal();
+      // pulled, not flowing: pause()/resume() of the client's stream can stop its fetching for good
+      // (a read requested while paused is never answered), while read() keeps the stream's own
+      // back-pressure (it fetches again once its buffer, `highWaterMark` messages, drains)
+      // a stream being replaced (topics changed, error) may still have messages: never mix them with
+      // the new one's (its buffer is dropped and fetched again from the committed offsets)
+      stream = s;
+      s.on("readable", () => {
+        if (stream === s) pull(s);
       });
       s.on("error", (e: Error) => {
         this.o.onError(e, `stream of group ${opts.group}; reopening`);
@@ -505,7 +554,7 @@ export class KafkaBus implements Bus {
               await waitFor(Math.min(this.o.topicRefreshMs, 1000));
               continue;
             }
-            stream = await openStream();
+            await openStream();
             void refreshLag();
           }
           const n = buffer.length;
@@ -528,7 +577,7 @@ export class KafkaBus implements Bus {
           }
           const taken = buffer.splice(0, Math.min(n, opts.maxBatchSize));
           oldestAt = buffer.length > 0 ? oldestAt : 0;
-          if (stream?.isPaused() && buffer.length < opts.maxBatchSize / 2) stream.resume();
+          if (stream) pull(stream);
           // writer schemas first: a registry that cannot be reached is an error of the whole batch
           // (caught below: the stream reopens from the committed offsets), not of its messages
           await this.prefetchSchemas(taken);
@@ -633,7 +682,7 @@ export class KafkaBus implements Bus {
     if (!this.o.topicPrefix) throw new Error("Kafka bus: deleteTopics needs a topicPrefix");
     const all = await this.admin.listTopics();
     const mine = all.filter((t) => t.startsWith(this.o.topicPrefix));
-    if (mine.length > 0) await this.admin.deleteTopics({ topics: mine });
+    if (mine.length > 0) await this.serialAdmin(() => this.admin.deleteTopics({ topics: mine }));
   }
 
   /** Null when a broker answers a metadata request, else the error. */

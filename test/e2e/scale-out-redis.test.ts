@@ -15,13 +15,13 @@ import { RedisBus } from "../../src/bus/redis.js";
 import { lastJsonLine, type RunningCli } from "../helpers/cli.js";
 import { waitFor } from "../helpers/run.js";
 import {
+  cliStarter,
   exitedWithin,
   expectExactlyOnce,
   scaleOutExpected as expected,
   ingestArgs,
   newDatabase,
   persistArgs,
-  startTracked,
   stopPersists,
   storeCounts,
 } from "../helpers/scale-out.js";
@@ -85,12 +85,13 @@ describe.skipIf(!hasRedis || !canRunPrivatePostgres)("scale-out over Redis Strea
 
   it("ingest, two persists and serve reproduce the figures; a persist SIGKILLed mid-replay loses nothing", async () => {
     const db = await newDatabase(pg.url, "k2_redis_kill_persist");
-    const p1 = startTracked(children, persistArgs(bus, db));
-    const p2 = startTracked(children, persistArgs(bus, db));
+    const k2 = cliStarter(children);
+    const p1 = k2(persistArgs(bus, db));
+    const p2 = k2(persistArgs(bus, db));
     await Promise.all([p1.httpPort, p2.httpPort]);
-    const serve = startTracked(children, ["serve", "--bus", bus, "--db", db, "--http-port", "0"]);
+    const serve = k2(["serve", "--bus", bus, "--db", db, "--http-port", "0"]);
     const servePort = await serve.httpPort;
-    const ing = startTracked(children, ingestArgs(bus, "40"));
+    const ing = k2(ingestArgs(bus, "40"));
     await waitFor(
       async () => Number((await storeCounts(db))?.trades.n ?? 0) > 1000,
       60_000,
@@ -99,7 +100,7 @@ describe.skipIf(!hasRedis || !canRunPrivatePostgres)("scale-out over Redis Strea
     p1.child.kill("SIGKILL");
     await p1.exited;
     const heldByKilled = await pendingOf(`-${p1.child.pid}-`);
-    const p3 = startTracked(children, persistArgs(bus, db)); // restarted
+    const p3 = k2(persistArgs(bus, db)); // restarted
     const ingExit = await exitedWithin(ing, 90_000);
     expect(ingExit.code, ingExit.stderr.slice(-1500)).toBe(0);
     expect(lastJsonLine(ingExit.stdout)).toMatchObject({ trades: expected.trades, quotes: expected.quotes });

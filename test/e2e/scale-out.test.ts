@@ -11,13 +11,20 @@ import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { vwapFromSums } from "../../src/schema/decimal.js";
-import { sharedData } from "../helpers/capture.js";
-import { lastJsonLine, type RunningCli, startCli } from "../helpers/cli.js";
-import { expectedFigures } from "../helpers/expected.js";
+import { lastJsonLine, type RunningCli } from "../helpers/cli.js";
 import { waitFor } from "../helpers/run.js";
+import {
+  cliStarter,
+  storeCounts as counts,
+  newDatabase as createDatabase,
+  exitedWithin,
+  expectExactlyOnce,
+  scaleOutExpected as expected,
+  ingestArgs,
+  persistArgs,
+  stopPersists,
+} from "../helpers/scale-out.js";
 import {
   canRunPrivatePostgres,
   freePort,
@@ -26,9 +33,6 @@ import {
   startNatsServer,
   startPrivatePostgres,
 } from "../helpers/servers.js";
-
-const FILE = "btcusdt_20240808.gz";
-const expected = expectedFigures().find((f) => f.file === FILE)!;
 
 describe.skipIf(!hasNatsServer || !canRunPrivatePostgres)(
   "scale-out over NATS JetStream and PostgreSQL",
@@ -52,129 +56,11 @@ describe.skipIf(!hasNatsServer || !canRunPrivatePostgres)(
       rmSync(natsDir, { recursive: true, force: true });
     });
 
-    async function newDatabase(name: string): Promise<string> {
-      const admin = postgres(pg.url, { max: 1, onnotice: () => undefined });
-      await admin.unsafe(`CREATE DATABASE ${name}`);
-      await admin.end();
-      return pg.url.replace(/\/postgres$/, `/${name}`);
-    }
-
-    function k2(args: string[]): RunningCli {
-      const c = startCli(args);
-      children.push(c);
-      return c;
-    }
-
+    const newDatabase = (name: string) => createDatabase(pg.url, name);
+    const k2 = cliStarter(children);
     const busUrl = (prefix: string) => `nats://127.0.0.1:${natsPort}?prefix=${prefix}`;
-
-    function persist(prefix: string, db: string): RunningCli {
-      return k2([
-        "persist",
-        "--bus",
-        busUrl(prefix),
-        "--db",
-        db,
-        "--http-port",
-        "0",
-        "--batch-max-wait-ms",
-        "200",
-      ]);
-    }
-
-    function ingest(prefix: string, speed: string): RunningCli {
-      return k2([
-        "ingest",
-        "--bus",
-        busUrl(prefix),
-        "--replay",
-        sharedData(`binance-spot/${FILE}`),
-        "--speed",
-        speed,
-        "--exit-at-end",
-        "--http-port",
-        "0",
-        "--symbols",
-        "BTCUSDT",
-        "--streams",
-        "trade,bookTicker",
-      ]);
-    }
-
-    /** The process's exit, or a failure showing its last log lines. */
-    async function exitedWithin(c: RunningCli, ms: number) {
-      let timer: NodeJS.Timeout | undefined;
-      const t = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`did not exit in ${ms} ms:\n${c.stderr().slice(-3000)}`)),
-          ms,
-        );
-      });
-      try {
-        return await Promise.race([c.exited, t]);
-      } finally {
-        clearTimeout(timer);
-      }
-    }
-
-    async function counts(db: string) {
-      const sql = postgres(db, { max: 1, onnotice: () => undefined });
-      try {
-        const [t] = await sql`SELECT count(*)::text AS n, count(DISTINCT trade_id)::text AS u,
-        min(source_sequence)::text AS lo, max(source_sequence)::text AS hi, sum(quantity)::text AS volume,
-        sum(price::numeric(38,8) * quantity::numeric(38,8))::text AS notional FROM trades_v2`;
-        const [q] =
-          await sql`SELECT count(*)::text AS n, count(DISTINCT message_id)::text AS u FROM quotes_v2`;
-        return { trades: t, quotes: q };
-      } catch {
-        return null; // tables not created yet, or the server is restarting
-      } finally {
-        await sql.end({ timeout: 1 });
-      }
-    }
-
-    async function expectExactlyOnce(db: string) {
-      await waitFor(
-        async () => {
-          const c = await counts(db);
-          return c !== null && Number(c.trades.n) >= expected.trades && Number(c.quotes.n) >= expected.quotes;
-        },
-        90_000,
-        "every record in PostgreSQL",
-      );
-      await new Promise((r) => setTimeout(r, 500)); // anything extra would land now
-      const c = (await counts(db))!;
-      expect({
-        trades: Number(c.trades.n),
-        uniqueTrades: Number(c.trades.u),
-        first: c.trades.lo,
-        last: c.trades.hi,
-        volume: c.trades.volume,
-        vwap: vwapFromSums(c.trades.notional, c.trades.volume),
-        quotes: Number(c.quotes.n),
-        uniqueQuotes: Number(c.quotes.u),
-      }).toEqual({
-        trades: expected.trades,
-        uniqueTrades: expected.trades,
-        first: expected.firstTradeId,
-        last: expected.lastTradeId,
-        volume: expected.volume,
-        vwap: expected.vwap,
-        quotes: expected.quotes,
-        uniqueQuotes: expected.quotes,
-      });
-    }
-
-    /** SIGTERM persist processes; their summary lines give the redeliveries they saw. */
-    async function stopPersists(ps: RunningCli[]): Promise<number> {
-      let redeliveries = 0;
-      for (const p of ps) {
-        p.child.kill("SIGTERM");
-        const exit = await p.exited;
-        expect(exit.code, exit.stderr.slice(-1500)).toBe(0);
-        redeliveries += Number(lastJsonLine(exit.stdout).redeliveries);
-      }
-      return redeliveries;
-    }
+    const persist = (prefix: string, db: string) => k2(persistArgs(busUrl(prefix), db));
+    const ingest = (prefix: string, speed: string) => k2(ingestArgs(busUrl(prefix), speed));
 
     it("ingest, two persists and serve reproduce the figures; a persist SIGKILLed mid-replay loses nothing", async () => {
       const db = await newDatabase("k2_scale_kill_persist");

@@ -1,51 +1,64 @@
 /**
- * Pieces of the scale-out end-to-end tests (`k2 ingest` → a networked bus → two `k2 persist` in one
- * group → PostgreSQL): the commands, the store's figures for btcusdt_20240808.gz, and the check that
- * PostgreSQL holds exactly the figures of ../shared/data/README.md.
+ * What the scale-out end-to-end tests share, whatever the bus (NATS JetStream, Kafka, Redis Streams): `k2 ingest`
+ * replaying one capture, `k2 persist` processes in one consumer group, the PostgreSQL figures checked
+ * against ../shared/data/README.md, and the redeliveries the persist processes report.
  */
 import postgres from "postgres";
 import { expect } from "vitest";
 import { vwapFromSums } from "../../src/schema/decimal.js";
 import { sharedData } from "./capture.js";
-import { type CliResult, lastJsonLine, type RunningCli, startCli } from "./cli.js";
-import { expectedFigures } from "./expected.js";
+import { lastJsonLine, type RunningCli, startCli } from "./cli.js";
+import { type ExpectedFigures, expectedFigures } from "./expected.js";
 import { waitFor } from "./run.js";
 
-/** The recording the scale-out tests replay, and its figures. */
+/** The capture the scale-out tests replay, and its figures. */
 export const SCALE_OUT_FILE = "btcusdt_20240808.gz";
-export const scaleOutExpected = expectedFigures().find((f) => f.file === SCALE_OUT_FILE)!;
+export const scaleOutExpected: ExpectedFigures = expectedFigures().find((f) => f.file === SCALE_OUT_FILE)!;
 
-/** Creates database `name` on the server of `pgUrl` (`.../postgres`) and returns its URL. */
-export async function newDatabase(pgUrl: string, name: string): Promise<string> {
-  const admin = postgres(pgUrl, { max: 1, onnotice: () => undefined });
+/** Creates database `name` on the server of `adminUrl` (a `…/postgres` URL); returns its URL. */
+export async function newDatabase(adminUrl: string, name: string): Promise<string> {
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => undefined });
   await admin.unsafe(`CREATE DATABASE ${name}`);
   await admin.end();
-  return pgUrl.replace(/\/postgres$/, `/${name}`);
+  return adminUrl.replace(/\/postgres$/, `/${name}`);
 }
 
-/** `k2 persist --bus bus --db db` with short batches. */
+/** Starts processes of `k2`, remembering them in `children` (killed by the test's `afterAll`). */
+export function cliStarter(children: RunningCli[]) {
+  return (args: string[]): RunningCli => {
+    const c = startCli(args);
+    children.push(c);
+    return c;
+  };
+}
+
+/** `k2 persist` on `bus` into `db` (batches of at most 200 ms). */
 export function persistArgs(bus: string, db: string): string[] {
   return ["persist", "--bus", bus, "--db", db, "--http-port", "0", "--batch-max-wait-ms", "200"];
 }
 
-/** `k2 ingest` replaying the scale-out recording's trades and book tickers at `speed`. */
+/** `k2 ingest` replaying the capture's BTCUSDT trades and book tickers onto `bus` at `speed`. */
 export function ingestArgs(bus: string, speed: string): string[] {
   return [
-    ...["ingest", "--bus", bus, "--replay", sharedData(`binance-spot/${SCALE_OUT_FILE}`)],
-    ...["--speed", speed, "--exit-at-end", "--http-port", "0"],
-    ...["--symbols", "BTCUSDT", "--streams", "trade,bookTicker"],
+    "ingest",
+    "--bus",
+    bus,
+    "--replay",
+    sharedData(`binance-spot/${SCALE_OUT_FILE}`),
+    "--speed",
+    speed,
+    "--exit-at-end",
+    "--http-port",
+    "0",
+    "--symbols",
+    "BTCUSDT",
+    "--streams",
+    "trade,bookTicker",
   ];
 }
 
-/** Starts `k2 ...args`, remembering the child in `children` (for the afterAll SIGKILL). */
-export function startTracked(children: RunningCli[], args: string[]): RunningCli {
-  const c = startCli(args);
-  children.push(c);
-  return c;
-}
-
 /** The process's exit, or a failure showing its last log lines. */
-export async function exitedWithin(c: RunningCli, ms: number): Promise<CliResult> {
+export async function exitedWithin(c: RunningCli, ms: number) {
   let timer: NodeJS.Timeout | undefined;
   const t = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`did not exit in ${ms} ms:\n${c.stderr().slice(-3000)}`)), ms);
@@ -57,13 +70,13 @@ export async function exitedWithin(c: RunningCli, ms: number): Promise<CliResult
   }
 }
 
-/** Row counts and trade figures of the store, or null while its tables are missing or it restarts. */
+/** Trade and quote counts and sums in `db`, or null before the tables exist (or while it restarts). */
 export async function storeCounts(db: string) {
   const sql = postgres(db, { max: 1, onnotice: () => undefined });
   try {
     const [t] = await sql`SELECT count(*)::text AS n, count(DISTINCT trade_id)::text AS u,
-      min(source_sequence)::text AS lo, max(source_sequence)::text AS hi, sum(quantity)::text AS volume,
-      sum(price::numeric(38,8) * quantity::numeric(38,8))::text AS notional FROM trades_v2`;
+        min(source_sequence)::text AS lo, max(source_sequence)::text AS hi, sum(quantity)::text AS volume,
+        sum(price::numeric(38,8) * quantity::numeric(38,8))::text AS notional FROM trades_v2`;
     const [q] = await sql`SELECT count(*)::text AS n, count(DISTINCT message_id)::text AS u FROM quotes_v2`;
     return { trades: t, quotes: q };
   } catch {
@@ -73,7 +86,7 @@ export async function storeCounts(db: string) {
   }
 }
 
-/** Waits for every record, then checks PostgreSQL holds each exactly once with the README's figures. */
+/** Waits (up to 90 s) until `db` holds the capture's records, then checks it holds exactly them. */
 export async function expectExactlyOnce(db: string): Promise<void> {
   const expected = scaleOutExpected;
   await waitFor(
@@ -107,7 +120,7 @@ export async function expectExactlyOnce(db: string): Promise<void> {
   });
 }
 
-/** SIGTERMs persist processes; returns the redeliveries their summary lines report. */
+/** SIGTERMs persist processes (each must exit 0); their summary lines give the redeliveries they saw. */
 export async function stopPersists(ps: RunningCli[]): Promise<number> {
   let redeliveries = 0;
   for (const p of ps) {
