@@ -70,7 +70,7 @@ describe("doc-check", () => {
         "See `src/pipeline.ts`, `src/nowhere/gone.ts`, `src/venues/<venue>.ts`, [ok](#good-heading),",
         "[a](docs/A.md#there), [b](docs/A.md#not-there), [c](docs/MISSING.md), [web](https://example.com/x).",
         "",
-        "| `src/serve/` | `api.ts`, `nope.ts` |",
+        "| `src/serve/` | `http.ts`, `nope.ts` |",
         "| `k2 run [--db PATH] [--speed 1\\|max] [--nope N]` | `k2 load csv FILE --mapping M.json`, `k2 <command> --help` |",
         "",
       ].join("\n"),
@@ -107,7 +107,7 @@ describe("doc-check", () => {
     expect(r.out).not.toContain("BINANCE.jsonl.gz");
     expect(r.out).not.toContain("<venue>");
     expect(r.out).not.toContain("src/pipeline.ts");
-    expect(r.out).not.toContain("api.ts");
+    expect(r.out).not.toContain("http.ts");
     expect(r.out).toContain("doc-check: 13 problem(s) in 2 files");
   });
 });
