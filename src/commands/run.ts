@@ -155,6 +155,8 @@ function registerProcess(
       "longest SIGTERM/SIGINT flush, seconds; what is not stored by then is journaled (env K2_SHUTDOWN_TIMEOUT; default 30)",
     )
     .action(async (flags: RunFlags) => {
+      // a SIGTERM or Ctrl-C during start-up is kept, not fatal: the process stops in order once started
+      const signal = onSignal();
       const [{ ConfigError }, { createLogger }, { startProcess }, { ListenError }, { StoreLockedError }] =
         await Promise.all([
           import("../config.js"),
@@ -179,7 +181,6 @@ function registerProcess(
         if (e instanceof StoreLockedError) exitWithError(`--db: ${e.message}`);
         throw e;
       }
-      const signal = onSignal();
       const reason = await (running.replayDone && config.exitAtEnd
         ? Promise.race([running.replayDone.then(() => "replay finished"), signal])
         : signal);

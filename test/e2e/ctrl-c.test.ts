@@ -77,3 +77,27 @@ describe("Ctrl-C on k2 run with gateway workers", () => {
     );
   }, 120_000);
 });
+
+describe("a SIGTERM during start-up", () => {
+  it("is kept, not fatal: k2 run starts, stops in order and exits 0 with its summary", async () => {
+    const k2 = startCli(
+      [
+        "run",
+        "--replay",
+        sharedData("binance-spot/btcusdt_20240808.gz"),
+        "--db",
+        join(tempDir(), "k2.duckdb"),
+      ].concat(["--http-port", "0", "--log-format", "json"]),
+      { detached: true },
+    );
+    running.push(k2);
+    // well before "http listening": the command is still loading its modules and opening the store
+    await new Promise((r) => setTimeout(r, 300));
+    expect(k2.stderr()).not.toMatch(/http listening/);
+    k2.child.kill("SIGTERM");
+    const result = await k2.exited;
+    expect(result.signal).toBeNull();
+    expect(result.code).toBe(0);
+    expect(lastJsonLine(result.stdout)).toHaveProperty("frames");
+  }, 60_000);
+});
