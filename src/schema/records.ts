@@ -10,12 +10,11 @@ import {
   ASSET_CLASS_VALUES,
   type DEAD_LETTER_COLUMNS,
   type GAP_STATUS_VALUES,
-  QUOTE_COLUMNS,
+  type QUOTE_COLUMNS,
   type RecordOf,
-  recordSchema,
   type SEQUENCE_GAP_COLUMNS,
   type SIDE_VALUES,
-  TRADE_COLUMNS,
+  type TRADE_COLUMNS,
 } from "./tables.js";
 
 export type AssetClass = (typeof ASSET_CLASS_VALUES)[number];
@@ -69,12 +68,6 @@ export interface SequenceGap extends RecordOf<typeof SEQUENCE_GAP_COLUMNS> {}
 
 /** Backfill outcome of a sequence gap (see {@link SequenceGap}). */
 export type GapStatus = (typeof GAP_STATUS_VALUES)[number];
-
-/** zod validator for {@link TradeV2} (used at boundaries and in tests, not per record on the hot path). */
-export const TradeV2Schema = recordSchema(TRADE_COLUMNS);
-
-/** zod validator for {@link QuoteV2}. */
-export const QuoteV2Schema = recordSchema(QUOTE_COLUMNS);
 
 /**
  * Bus topic for a data type: `market.{asset_class}.{data_type}.{exchange}`, lower case

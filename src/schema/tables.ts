@@ -1,7 +1,7 @@
 /**
  * The catalogue of K2's tables: for each stored record shape, its columns in order (name, logical type,
  * nullability, description) and its unique key. Everything else that lists a table's fields is derived
- * from here: the record types (`TradeV2` …) and zod validators (`records.ts`, `candles.ts`), both stores'
+ * from here: the record types (`TradeV2` …) and zod validators (`records.ts`, `validators.ts`), both stores'
  * CREATE TABLE statements, staging and insert column lists, SELECT lists and row mappers
  * (`src/store/sql.ts`), and the REST API's OpenAPI schemas. The Avro schemas (`schema/*.avsc`) are
  * checked against it by a test.
@@ -21,7 +21,6 @@
  * - `text[]`: array of strings; `string map`: object of string values;
  * - `boolean`.
  */
-import { z } from "zod";
 
 /** Logical column types (see the file comment for their record values). */
 export type LogicalType =
@@ -53,8 +52,12 @@ export interface Column {
   values?: readonly string[];
   /** Whether the API document lists `values` (default true). */
   apiEnum?: boolean;
-  /** Validator of a value when stricter than its logical type's (zod). */
-  check?: z.ZodType;
+  /** Pattern a `text` value must match, when stricter than its logical type (validators only). */
+  pattern?: RegExp;
+  /** Least length of a `text` value (validators only). */
+  minLength?: number;
+  /** A `bigint` value may not be negative (validators only). */
+  nonNegative?: boolean;
   /**
    * PostgreSQL migration version that added this column to an existing table (absent: created with the
    * table). Such a column is optional in the record type.
@@ -92,23 +95,20 @@ const PRICE_EXAMPLE = "61707.68000000";
 const price = <N extends string>(name: N, description: string) =>
   ({ name, type: "decimal(18,8)", description, example: PRICE_EXAMPLE }) as const;
 
-const decimalString = z.string().regex(/^-?(0|[1-9]\d{0,9})\.\d{8}$/, "DECIMAL(18,8) canonical string");
-const nonNegativeInt = z.number().int().nonnegative();
-
 const c = {
   // idempotency key; deterministic UUID v8 where the venue gives an id
   messageId: { name: "message_id", type: "uuid" },
   // venue symbol, upper case (BTCUSDT, BTC-USD)
-  symbol: { name: "symbol", type: "text", check: z.string().regex(/^[A-Z0-9][A-Z0-9._/-]*$/) },
+  symbol: { name: "symbol", type: "text", pattern: /^[A-Z0-9][A-Z0-9._/-]*$/ },
   // exchange code, upper case (BINANCE)
-  exchange: { name: "exchange", type: "text", check: z.string().regex(/^[A-Z0-9_]+$/) },
+  exchange: { name: "exchange", type: "text", pattern: /^[A-Z0-9_]+$/ },
   assetClass: { name: "asset_class", type: "text", values: ASSET_CLASS_VALUES, apiEnum: false },
   // quote currency (BTCUSDT → USDT)
-  currency: { name: "currency", type: "text", check: z.string().min(1) },
+  currency: { name: "currency", type: "text", minLength: 1 },
   sourceSequence: { name: "source_sequence", type: "bigint", nullable: true },
   ingestionTimestamp: { name: "ingestion_timestamp", type: "micros", description: "receipt time" },
   // monotonic per (exchange, symbol) within this platform
-  platformSequence: { name: "platform_sequence", type: "bigint", check: nonNegativeInt },
+  platformSequence: { name: "platform_sequence", type: "bigint", nonNegative: true },
   // every venue field not mapped to a column, as strings
   vendorData: { name: "vendor_data", type: "string map" },
 } as const satisfies Record<string, Column>;
@@ -119,7 +119,7 @@ const venueTail = [c.sourceSequence, c.ingestionTimestamp, c.platformSequence, c
 /** Columns of trades_v2 and agg_trades_v2: one executed trade (aggregate trades: per taker order). */
 export const TRADE_COLUMNS = [
   c.messageId,
-  { name: "trade_id", type: "text", example: "BINANCE-3735683259", check: z.string().min(1) },
+  { name: "trade_id", type: "text", example: "BINANCE-3735683259", minLength: 1 },
   c.symbol,
   c.exchange,
   c.assetClass,
@@ -268,46 +268,3 @@ export type RecordOf<Cs extends readonly Column[]> = Simplify<
       | Nullable<C>;
   }
 >;
-
-// ---- zod validators derived from the columns ----
-
-function zodOf(col: Column): z.ZodType {
-  let t: z.ZodType;
-  if (col.check) t = col.check;
-  else if (col.values) t = z.enum(col.values as [string, ...string[]]);
-  else {
-    switch (col.type) {
-      case "uuid":
-        t = z.uuid();
-        break;
-      case "decimal(18,8)":
-        t = decimalString;
-        break;
-      case "micros":
-        t = nonNegativeInt;
-        break;
-      case "bigint":
-        t = z.number().int();
-        break;
-      case "text[]":
-        t = z.array(z.string());
-        break;
-      case "string map":
-        t = z.record(z.string(), z.string());
-        break;
-      case "boolean":
-        t = z.boolean();
-        break;
-      default:
-        t = z.string();
-    }
-  }
-  if (col.nullable) t = t.nullable();
-  if (col.addedIn !== undefined) t = t.optional();
-  return t;
-}
-
-/** zod validator of the records of `columns` (at boundaries and in tests, not per record on the hot path). */
-export function recordSchema<Cs extends readonly Column[]>(columns: Cs): z.ZodType<RecordOf<Cs>> {
-  return z.object(Object.fromEntries(columns.map((col) => [col.name, zodOf(col)]))) as never;
-}

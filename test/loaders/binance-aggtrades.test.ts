@@ -18,7 +18,7 @@ import {
 import { RowRejected } from "../../src/loaders/load.js";
 import { vwapFromSums } from "../../src/schema/decimal.js";
 import type { TradeV2 } from "../../src/schema/records.js";
-import { TradeV2Schema } from "../../src/schema/records.js";
+import { TradeV2Schema } from "../../src/schema/validators.js";
 import { DuckDBStore } from "../../src/store/duckdb.js";
 import { emptyBatch } from "../../src/store/store.js";
 import { BinanceNormalizer } from "../../src/venues/binance.js";

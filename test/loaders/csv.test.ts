@@ -16,7 +16,7 @@ import {
 } from "../../src/loaders/csv.js";
 import { loadTrades, RowRejected, splitCsvLine } from "../../src/loaders/load.js";
 import { openLineSource } from "../../src/loaders/source.js";
-import { TradeV2Schema } from "../../src/schema/records.js";
+import { TradeV2Schema } from "../../src/schema/validators.js";
 import { DuckDBStore } from "../../src/store/duckdb.js";
 import { ensureBuilt, runCli, summaryOf, tempDir } from "./helpers.js";
 

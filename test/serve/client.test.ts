@@ -7,7 +7,7 @@ import { execFileSync } from "node:child_process";
 import { afterAll, describe, expect, it } from "vitest";
 import { K2Client, K2GatewayError, type QuoteV2, type TradeV2 } from "../../src/client.js";
 import type { RunningPipeline } from "../../src/run.js";
-import { QuoteV2Schema, TradeV2Schema } from "../../src/schema/records.js";
+import { QuoteV2Schema, TradeV2Schema } from "../../src/schema/validators.js";
 import { ensureBuilt, ROOT, sleep, startReplayRun, tempDir } from "./helpers.js";
 
 const tmp = tempDir();

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import type { RunningPipeline } from "../../src/run.js";
-import { QuoteV2Schema, TradeV2Schema } from "../../src/schema/records.js";
+import { QuoteV2Schema, TradeV2Schema } from "../../src/schema/validators.js";
 import { metricValue, sleep, startReplayRun, TestClient, tempDir } from "./helpers.js";
 
 let run: RunningPipeline;

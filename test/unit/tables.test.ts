@@ -4,8 +4,8 @@
  */
 import { describe, expect, it } from "vitest";
 import { avroSchemaText } from "../../src/schema/avro.js";
-import { QuoteV2Schema, TradeV2Schema } from "../../src/schema/records.js";
 import { type Column, TABLES } from "../../src/schema/tables.js";
+import { QuoteV2Schema, TradeV2Schema } from "../../src/schema/validators.js";
 
 /** The Avro type a catalogue column must have (without the null union). */
 function avroTypeOf(col: Column): unknown {

@@ -1,12 +1,6 @@
 import { describe, expect, it } from "vitest";
-import {
-  type DeadLetter,
-  type QuoteV2,
-  QuoteV2Schema,
-  type SequenceGap,
-  type TradeV2,
-  TradeV2Schema,
-} from "../../src/schema/records.js";
+import type { DeadLetter, QuoteV2, SequenceGap, TradeV2 } from "../../src/schema/records.js";
+import { QuoteV2Schema, TradeV2Schema } from "../../src/schema/validators.js";
 import { BinanceNormalizer, binance } from "../../src/venues/binance.js";
 import type { NormalizedSink } from "../../src/venues/venue.js";
 import { framesWhere, sharedData } from "../helpers/capture.js";

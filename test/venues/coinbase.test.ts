@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { deterministicMessageId } from "../../src/schema/message-id.js";
-import { QuoteV2Schema, TradeV2Schema } from "../../src/schema/records.js";
+import { QuoteV2Schema, TradeV2Schema } from "../../src/schema/validators.js";
 import {
   CoinbaseNormalizer,
   coinbase,

@@ -23,7 +23,8 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type QuoteV2, QuoteV2Schema, type TradeV2, TradeV2Schema } from "../../src/schema/records.js";
+import type { QuoteV2, TradeV2 } from "../../src/schema/records.js";
+import { QuoteV2Schema, TradeV2Schema } from "../../src/schema/validators.js";
 import { BinanceNormalizer } from "../../src/venues/binance.js";
 import { CoinbaseNormalizer } from "../../src/venues/coinbase.js";
 import { KrakenNormalizer } from "../../src/venues/kraken.js";

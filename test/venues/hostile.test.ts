@@ -5,7 +5,8 @@
  * for a regression, a stored record plus a reported anomaly), never a throw.
  */
 import { describe, expect, it } from "vitest";
-import { type TradeV2, TradeV2Schema } from "../../src/schema/records.js";
+import type { TradeV2 } from "../../src/schema/records.js";
+import { TradeV2Schema } from "../../src/schema/validators.js";
 import { BinanceNormalizer } from "../../src/venues/binance.js";
 import { CoinbaseNormalizer } from "../../src/venues/coinbase.js";
 import { KrakenNormalizer } from "../../src/venues/kraken.js";
