@@ -116,7 +116,9 @@ describe("--redis-out", () => {
       let server = await startRedisServer(port);
       servers.push(server);
       const speed = 20;
-      const run = startCli(outputRunArgs(String(speed), "--redis-out", `${url}?queue=1000`, "--log-format", "json"));
+      const run = startCli(
+        outputRunArgs(String(speed), "--redis-out", `${url}?queue=1000`, "--log-format", "json"),
+      );
       const http = await run.httpPort;
       const connected = () => metric(http, 'k2_output_connected{output="redis"}');
       const sent = () => metric(http, 'k2_output_sent_total{output="redis"}');
