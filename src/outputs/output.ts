@@ -113,7 +113,6 @@ export class OutputQueue {
   sent = 0;
   dropped = 0;
   private items: OutputRecord[] = [];
-  private head = 0;
   private running = false;
   private idle: (() => void)[] = [];
   private readonly metrics: OutputMetrics;
@@ -124,7 +123,7 @@ export class OutputQueue {
 
   /** Records waiting. */
   get size(): number {
-    return this.items.length - this.head;
+    return this.items.length;
   }
 
   push(record: OutputRecord): void {
@@ -161,7 +160,6 @@ export class OutputQueue {
   clear(reason: DropReason): void {
     this.drop(reason, this.size);
     this.items = [];
-    this.head = 0;
   }
 
   private drop(reason: DropReason, n: number): void {
@@ -172,16 +170,8 @@ export class OutputQueue {
 
   private async run(): Promise<void> {
     while (this.size > 0 && this.opts.ready()) {
-      const end = Math.min(this.items.length, this.head + this.opts.maxBatch);
-      const batch = this.items.slice(this.head, end);
-      this.head = end;
-      if (this.head === this.items.length) {
-        this.items = [];
-        this.head = 0;
-      } else if (this.head > 4096 && this.head * 2 > this.items.length) {
-        this.items = this.items.slice(this.head);
-        this.head = 0;
-      }
+      // at most `capacity` records wait: taking a batch off the front is cheap enough
+      const batch = this.items.splice(0, this.opts.maxBatch);
       try {
         await this.opts.send(batch);
         this.sent += batch.length;
