@@ -160,7 +160,7 @@ export type RunningProcess = Omit<RunningPipeline, "feed" | "store" | "serving">
 /**
  * Starts the roles of one process over the configured bus (`--bus`) and store (`--db`): everything
  * for `k2 run`, one role for `k2 ingest`, `k2 persist` and `k2 serve`. The pipeline's wiring, in
- * the order it is built: store and bus, the replay servers, the spill journal, the store consumer
+ * the order it is built: store and bus, the outputs (ingest: `--redis-out`, `--zmq-pub`), the replay servers, the spill journal, the store consumer
  * (persist), serving, the publisher behind the backlog gate, the feeds, `/health` and HTTP, the end of
  * the replays, and the bounded shutdown.
  */
