@@ -80,12 +80,20 @@ describe("--redis-out", () => {
     async () => {
       const channel = `${prefix}:market:binance:BTCUSDT`;
       const sub = await subscriber(REDIS_URL, channel);
-      const r = await runCli(outputRunArgs("max", "--redis-out", `${REDIS_URL}?prefix=${prefix}`), {
+      // a queue longer than the replay: at --speed max a Redis slowed by other clients makes the output
+      // wait, never drop (dropping past a full queue is the SIGKILL test's subject)
+      const out = `${REDIS_URL}?prefix=${prefix}&queue=50000`;
+      const r = await runCli(outputRunArgs("max", "--redis-out", out, "--log-format", "json"), {
         timeoutMs: 110_000,
       });
       expect(r.code, r.stderr.slice(-2000)).toBe(0);
       expect(lastJsonLine(r.stdout)).toMatchObject({ trades: expected.trades, quotes: expected.quotes });
-      await waitFor(() => sub.messages.length >= expected.trades + expected.quotes, 10_000, "every record");
+      const closed = r.stderr.split("\n").find((l) => l.includes('"outputs closed"'));
+      await waitFor(
+        () => sub.messages.length >= expected.trades + expected.quotes,
+        10_000,
+        `every record (received ${sub.messages.length}; ${closed})`,
+      );
       await sub.close();
       const trades = tradeIds(sub.messages);
       expect(trades).toEqual(contiguous(expected.firstTradeId, expected.lastTradeId));
