@@ -25,22 +25,16 @@ import {
   stopPersists,
   storeCounts,
 } from "../helpers/scale-out.js";
-import { canRunPrivatePostgres, type PrivatePostgres, startPrivatePostgres } from "../helpers/servers.js";
+import {
+  canRunPrivatePostgres,
+  type PrivatePostgres,
+  redisReachable,
+  startPrivatePostgres,
+} from "../helpers/servers.js";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
-async function redisReachable(): Promise<boolean> {
-  const c = createClient({ url: REDIS_URL, socket: { connectTimeout: 2000, reconnectStrategy: false } });
-  c.on("error", () => undefined);
-  try {
-    await c.connect();
-    await c.close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-const hasRedis = await redisReachable();
+const hasRedis = await redisReachable(REDIS_URL);
 if (!hasRedis) console.warn(`scale-out over Redis Streams SKIPPED: no Redis at ${REDIS_URL}`);
 
 describe.skipIf(!hasRedis || !canRunPrivatePostgres)("scale-out over Redis Streams and PostgreSQL", () => {

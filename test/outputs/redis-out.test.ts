@@ -22,21 +22,9 @@ import {
   tradeIds,
 } from "../helpers/outputs.js";
 import { waitFor } from "../helpers/run.js";
-import { freePort, hasRedisServer, startRedisServer } from "../helpers/servers.js";
+import { freePort, hasRedisServer, redisReachable, startRedisServer } from "../helpers/servers.js";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
-
-async function redisReachable(url: string): Promise<boolean> {
-  const c = createClient({ url, socket: { connectTimeout: 2000, reconnectStrategy: false } });
-  c.on("error", () => undefined);
-  try {
-    await c.connect();
-    await c.close();
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** A SUBSCRIBE client collecting every message of `channel`. */
 async function subscriber(url: string, channel: string) {
