@@ -7,6 +7,7 @@ import type { BacklogPolicy } from "./bus/backlog.js";
 import { BusSpecError, parseBusUrl } from "./bus/index.js";
 import { type FeedConfig, resolveFeeds } from "./config-feeds.js";
 import type { LivenessOptions } from "./feed/liveness.js";
+import { type OutputFlags, OutputSpecError, type OutputsConfig, resolveOutputs } from "./outputs/spec.js";
 import { type FaultSpec, parseFaults, parseFaultsSeed } from "./replay/faults.js";
 import { type GatewayConfig, resolveGatewayConfig } from "./serve/ws/config.js";
 import { parseStoreSpec } from "./store/index.js";
@@ -40,8 +41,11 @@ const intIn = (flag: string, min: number, max: number) =>
     return n;
   });
 
-/** Raw options as the CLI hands them over (strings from flags, or undefined). */
-export interface RunFlags {
+/**
+ * Raw options as the CLI hands them over (strings from flags, or undefined); the outputs' flags
+ * (`--redis-out`, `--redis-ttl`, `--zmq-pub`, `--zmq-hwm`) are in {@link OutputFlags}.
+ */
+export interface RunFlags extends OutputFlags {
   exchange?: string;
   symbols?: string;
   streams?: string;
@@ -139,6 +143,11 @@ export interface RunConfig {
   restUrls: (string | null)[];
   /** Fill trade gaps from the venue's REST API (`--no-backfill`: report them only). */
   backfill: boolean;
+  /**
+   * Where the ingest process also sends every trade and quote (`--redis-out` with `--redis-ttl`,
+   * `--zmq-pub` with `--zmq-hwm`; see `outputs/spec.ts`); null members: not asked for.
+   */
+  outputs: OutputsConfig;
 }
 
 /**
@@ -170,6 +179,7 @@ function resolveRestUrls(raw: string | undefined, feeds: number): (string | null
  * - bus: `K2_BUS`, `K2_GROUP` (consumer group of `k2 persist`)
  * - store: `K2_DB`, `K2_BATCH_SIZE`, `K2_BATCH_MAX_WAIT_MS`, `K2_MAX_BATCH_SIZE`, `K2_STORE_STALL_MS`
  *   (no flag)
+ * - outputs: `K2_REDIS_OUT`, `K2_REDIS_TTL` (seconds), `K2_ZMQ_PUB`, `K2_ZMQ_HWM`
  * - backlog and shutdown: `K2_MAX_BACKLOG`, `K2_BACKLOG_POLICY`, `K2_JOURNAL_DIR`, `K2_SHUTDOWN_TIMEOUT`
  *   (seconds)
  * - serving: `K2_HTTP_PORT`, `K2_HTTP_HOST`, `K2_CANDLE_GRACE_MS`, `K2_WS_WORKERS`; the API tokens and
@@ -268,6 +278,13 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
   if (policy !== "block" && policy !== "spill") {
     throw new ConfigError(`--backlog-policy: expected block or spill, got "${policy}"`);
   }
+  let outputs: OutputsConfig;
+  try {
+    outputs = resolveOutputs(flags, env);
+  } catch (e) {
+    if (e instanceof OutputSpecError) throw new ConfigError(e.message); // names the flag
+    throw e;
+  }
   const journalDir = (flags.journalDir ?? env.K2_JOURNAL_DIR ?? defaultJournalDir(db)).trim();
   if (journalDir === "") throw new ConfigError("--journal-dir: empty value");
   const timeoutRaw = String(flags.shutdownTimeout ?? env.K2_SHUTDOWN_TIMEOUT ?? "30").trim();
@@ -310,5 +327,6 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
     faults,
     restUrls: resolveRestUrls(flags.restUrl ?? env.K2_REST_URL, feeds.length),
     backfill: flags.backfill ?? true,
+    outputs,
   };
 }

@@ -16,6 +16,7 @@ import { feedLivenessProblems } from "./feed/liveness.js";
 import { backlogProblem } from "./ops/health-checks.js";
 import type { Logger } from "./ops/logger.js";
 import { Metrics } from "./ops/metrics.js";
+import { startOutputs } from "./outputs/output.js";
 import {
   type FeedHandle,
   type IngestCounts,
@@ -159,7 +160,7 @@ export type RunningProcess = Omit<RunningPipeline, "feed" | "store" | "serving">
 /**
  * Starts the roles of one process over the configured bus (`--bus`) and store (`--db`): everything
  * for `k2 run`, one role for `k2 ingest`, `k2 persist` and `k2 serve`. The pipeline's wiring, in
- * the order it is built: store and bus, the replay servers, the spill journal, the store consumer
+ * the order it is built: store and bus, the outputs (ingest: `--redis-out`, `--zmq-pub`), the replay servers, the spill journal, the store consumer
  * (persist), serving, the publisher behind the backlog gate, the feeds, `/health` and HTTP, the end of
  * the replays, and the bounded shutdown.
  */
@@ -177,6 +178,11 @@ export async function startProcess(
   const bus = await openBus(config.bus, roles, logger);
   const memoryBus = bus instanceof MemoryBus ? bus : null;
   const group = config.group;
+  // outputs (--redis-out, --zmq-pub): the ingest side's own bus consumer hands every trade and quote
+  // on; bound before the replays start, so subscribers connect before the first record
+  const outputs = roles.ingest
+    ? await startOutputs({ config: config.outputs, bus, feeds: venues, metrics, logger })
+    : null;
 
   // the venues' endpoints: an in-process replay server for each feed given a recording
   const replays = await FeedReplays.start(
@@ -408,6 +414,7 @@ export async function startProcess(
         );
       }
       await Promise.all(feeds.map((f) => f.backfill.stop()));
+      await within(outputs?.stop(left()) ?? Promise.resolve(), left());
       // persist alone (k2 persist) finishes and acks its batch in flight; with ingest in the same
       // process it drains everything that was published
       if (persist)

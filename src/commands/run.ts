@@ -113,6 +113,22 @@ function registerProcess(
       .option(
         "--journal-dir <dir>",
         "spill journal directory (env K2_JOURNAL_DIR; default <duckdb file>.journal, else ./k2-journal)",
+      )
+      .option(
+        "--redis-out <url>",
+        "also keep the latest trade and quote per symbol in Redis and PUBLISH every one: redis://HOST:6379[/DB][?prefix=NAME&queue=10000] (env K2_REDIS_OUT)",
+      )
+      .option(
+        "--redis-ttl <s>",
+        "expiry of the --redis-out latest-tick keys, seconds, 0 = none (env K2_REDIS_TTL; default 60)",
+      )
+      .option(
+        "--zmq-pub <endpoint>",
+        "also publish every trade and quote on a ZeroMQ PUB socket bound here: tcp://HOST:PORT or ipc://PATH (env K2_ZMQ_PUB)",
+      )
+      .option(
+        "--zmq-hwm <n>",
+        "send high-water mark of --zmq-pub per subscriber, messages (env K2_ZMQ_HWM; default 10000)",
       );
   }
   if (groups.includes("store")) {
@@ -157,14 +173,21 @@ function registerProcess(
     .action(async (flags: RunFlags) => {
       // a SIGTERM or Ctrl-C during start-up is kept, not fatal: the process stops in order once started
       const signal = onSignal();
-      const [{ ConfigError }, { createLogger }, { startProcess }, { ListenError }, { StoreLockedError }] =
-        await Promise.all([
-          import("../config.js"),
-          import("../ops/logger.js"),
-          import("../run.js"),
-          import("../serve/http.js"),
-          import("../store/duckdb.js"),
-        ]);
+      const [
+        { ConfigError },
+        { createLogger },
+        { startProcess },
+        { ListenError },
+        { StoreLockedError },
+        { OutputStartError },
+      ] = await Promise.all([
+        import("../config.js"),
+        import("../ops/logger.js"),
+        import("../run.js"),
+        import("../serve/http.js"),
+        import("../store/duckdb.js"),
+        import("../outputs/output.js"),
+      ]);
       const config = await runConfigOrExit(flags, (c) => {
         if (name !== "run" && c.bus === "memory") {
           throw new ConfigError(
@@ -177,7 +200,7 @@ function registerProcess(
       try {
         running = await startProcess(config, logger, roles);
       } catch (e) {
-        if (e instanceof ListenError) exitWithError(e.message);
+        if (e instanceof ListenError || e instanceof OutputStartError) exitWithError(e.message);
         if (e instanceof StoreLockedError) exitWithError(`--db: ${e.message}`);
         throw e;
       }

@@ -25,22 +25,16 @@ import {
   stopPersists,
   storeCounts,
 } from "../helpers/scale-out.js";
-import { canRunPrivatePostgres, type PrivatePostgres, startPrivatePostgres } from "../helpers/servers.js";
+import {
+  canRunPrivatePostgres,
+  type PrivatePostgres,
+  redisReachable,
+  startPrivatePostgres,
+} from "../helpers/servers.js";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
-async function redisReachable(): Promise<boolean> {
-  const c = createClient({ url: REDIS_URL, socket: { connectTimeout: 2000, reconnectStrategy: false } });
-  c.on("error", () => undefined);
-  try {
-    await c.connect();
-    await c.close();
-    return true;
-  } catch {
-    return false;
-  }
-}
-const hasRedis = await redisReachable();
+const hasRedis = await redisReachable(REDIS_URL);
 if (!hasRedis) console.warn(`scale-out over Redis Streams SKIPPED: no Redis at ${REDIS_URL}`);
 
 describe.skipIf(!hasRedis || !canRunPrivatePostgres)("scale-out over Redis Streams and PostgreSQL", () => {
@@ -69,12 +63,16 @@ describe.skipIf(!hasRedis || !canRunPrivatePostgres)("scale-out over Redis Strea
     try {
       let n = 0;
       for (const topic of (await c.sendCommand(["SMEMBERS", `${prefix}:k2:bus:topics`])) as string[]) {
-        const summary = (await c.sendCommand(["XPENDING", `${prefix}:${topic}`, "k2-persist"])) as [
-          number,
-          string | null,
-          string | null,
-          [string, string][] | null,
-        ];
+        type Summary = [number, string | null, string | null, [string, string][] | null];
+        let summary: Summary;
+        try {
+          summary = (await c.sendCommand(["XPENDING", `${prefix}:${topic}`, "k2-persist"])) as Summary;
+        } catch (e) {
+          // a stream published to (candles, by serve) before the persists' topic refresh made their
+          // group on it: nothing of the group is pending there yet
+          if (/NOGROUP/.test(String(e))) continue;
+          throw e;
+        }
         for (const [consumer, count] of summary[3] ?? []) if (consumer.includes(part)) n += Number(count);
       }
       return n;

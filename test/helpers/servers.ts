@@ -8,6 +8,7 @@ import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createClient } from "redis";
 
 export const hasNatsServer = spawnSync("nats-server", ["--version"]).status === 0;
 
@@ -43,6 +44,19 @@ export function startNatsServer(port: number, dir: string, extraArgs: string[] =
       if (!out.includes("Server is ready")) reject(new Error(`nats-server exited ${code}: ${out}`));
     });
   });
+}
+
+/** True when a Redis server answers at `url` (within 2 s). */
+export async function redisReachable(url: string): Promise<boolean> {
+  const c = createClient({ url, socket: { connectTimeout: 2000, reconnectStrategy: false } });
+  c.on("error", () => undefined);
+  try {
+    await c.connect();
+    await c.close();
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export const hasRedisServer = spawnSync("redis-server", ["--version"]).status === 0;
