@@ -304,7 +304,15 @@ export class BookTickerCrossCheck {
   private readonly applied = new Map<number, BookTickerTop>();
   private lastApplied = -1;
 
-  constructor(private readonly keepApplied = 64) {}
+  /**
+   * @param keepApplied top levels of the last applied diffs remembered (for tickers arriving after)
+   * @param maxPending tickers held until their diff is applied; the oldest is dropped beyond it (a
+   *   book waiting long for its snapshot holds as many tickers as arrive meanwhile)
+   */
+  constructor(
+    private readonly keepApplied = 64,
+    private readonly maxPending = 10_000,
+  ) {}
 
   /**
    * Call after each applied diff, with the book as it stands then.
@@ -349,7 +357,8 @@ export class BookTickerCrossCheck {
     const u = ticker.updateId;
     if (u > this.lastApplied) {
       this.pending.set(u, ticker);
-      if (this.pending.size > 10_000) this.pending.delete(this.pending.keys().next().value as number);
+      if (this.pending.size > this.maxPending)
+        this.pending.delete(this.pending.keys().next().value as number);
       return null;
     }
     const top = this.applied.get(u);

@@ -153,7 +153,8 @@ export class BinanceBookKeeper {
   private check(symbol: string): BookTickerCrossCheck {
     let c = this.checks.get(symbol);
     if (!c) {
-      c = new BookTickerCrossCheck();
+      // tickers are held while the book waits for its snapshot: as many as diffs are buffered for
+      c = new BookTickerCrossCheck(64, 10 * (this.opts.maxBuffered ?? 10_000));
       this.checks.set(symbol, c);
     }
     return c;
