@@ -67,6 +67,11 @@ export interface IngestCounts {
   gaps: number;
 }
 
+/** Ingest counters at zero. */
+export function emptyIngestCounts(): IngestCounts {
+  return { frames: 0, trades: 0, aggTrades: 0, quotes: 0, bookChanges: 0, rejected: 0, gaps: 0 };
+}
+
 /** Counters of the store side. */
 export interface PersistCounts {
   stored: number;
@@ -137,15 +142,7 @@ const REGRESSION_LOG_INTERVAL_MS = 10_000;
 export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHandle {
   const { venue, bus: _bus, metrics, logger } = opts;
   const exchange = venue.exchange;
-  const counts: IngestCounts = {
-    frames: 0,
-    trades: 0,
-    aggTrades: 0,
-    quotes: 0,
-    bookChanges: 0,
-    rejected: 0,
-    gaps: 0,
-  };
+  const counts = emptyIngestCounts();
   const tradeTopic = topicFor(venue.assetClass, "trades", exchange);
   const aggTopic = topicFor(venue.assetClass, "aggtrades", exchange);
   const quoteTopic = topicFor(venue.assetClass, "quotes", exchange);

@@ -17,6 +17,7 @@ import { backlogProblem } from "./ops/health-checks.js";
 import type { Logger } from "./ops/logger.js";
 import { Metrics } from "./ops/metrics.js";
 import {
+  emptyIngestCounts,
   type FeedHandle,
   type IngestCounts,
   type IngestOptions,
@@ -625,15 +626,7 @@ async function resumeOpenGaps(store: Store, feeds: FeedHandle[], logger: Logger)
 
 /** Ingest counts of several feeds, added up. */
 function sumCounts(all: IngestCounts[]): IngestCounts {
-  const total: IngestCounts = {
-    frames: 0,
-    trades: 0,
-    aggTrades: 0,
-    quotes: 0,
-    bookChanges: 0,
-    rejected: 0,
-    gaps: 0,
-  };
+  const total = emptyIngestCounts();
   for (const c of all) for (const k of Object.keys(total) as (keyof IngestCounts)[]) total[k] += c[k];
   return total;
 }

@@ -405,26 +405,16 @@ export class BinanceNormalizer implements FrameNormalizer {
 
   /** A `depthUpdate` diff as a book_changes_v2 record (levels exact, `U`/`u` as first/last sequence). */
   private depth(data: unknown, receivedAtUs: number): void {
-    let diff: ReturnType<typeof parseBinanceDepthDiff>;
-    try {
-      diff = parseBinanceDepthDiff(data);
-    } catch (err) {
-      fail(`depth diff: ${(err as Error).message}`);
-    }
+    const diff = bookFrameOf(() => parseBinanceDepthDiff(data), "depth diff");
     if (diff.eventTime > MAX_TIME_MS) fail(`event time (E) is out of range: ${diff.eventTime}`);
-    const record: BookChangeV2 = {
-      exchange: EXCHANGE,
-      symbol: diff.symbol,
-      timestamp: diff.eventTime * 1000,
-      is_snapshot: false,
-      // freshly parsed pairs, owned by the record from here on
-      bids: diff.bids as BookLevel[],
-      asks: diff.asks as BookLevel[],
-      first_source_sequence: diff.firstUpdateId,
-      last_source_sequence: diff.finalUpdateId,
-      ingestion_timestamp: receivedAtUs,
-      vendor_data: {},
-    };
+    const record = bookChangeOf(
+      diff,
+      diff.eventTime * 1000,
+      false,
+      diff.firstUpdateId,
+      diff.finalUpdateId,
+      receivedAtUs,
+    );
     if (this.sink.bookChange) this.sink.bookChange(record);
     else this.sink.control("depth_not_kept", "");
   }
@@ -595,6 +585,45 @@ export const binanceRestBackfill: RestBackfill = {
   },
 };
 
+/**
+ * Reads a book frame with `parse` (`src/books/binance.ts`).
+ * @throws {Reject} `<what>: <reason>` when it does not have the documented shape
+ */
+function bookFrameOf<T>(parse: () => T, what: string): T {
+  try {
+    return parse();
+  } catch (err) {
+    return fail(`${what}: ${(err as Error).message}`);
+  }
+}
+
+/** A book_changes_v2 record of parsed levels (freshly parsed pairs, owned by the record from here on). */
+function bookChangeOf(
+  frame: {
+    symbol: string;
+    bids: readonly (readonly [string, string])[];
+    asks: readonly (readonly [string, string])[];
+  },
+  timestamp: number,
+  isSnapshot: boolean,
+  first: number,
+  last: number,
+  receivedAtUs: number,
+): BookChangeV2 {
+  return {
+    exchange: EXCHANGE,
+    symbol: frame.symbol,
+    timestamp,
+    is_snapshot: isSnapshot,
+    bids: frame.bids as BookLevel[],
+    asks: frame.asks as BookLevel[],
+    first_source_sequence: first,
+    last_source_sequence: last,
+    ingestion_timestamp: receivedAtUs,
+    vendor_data: {},
+  };
+}
+
 /** Request weight of `GET /api/v3/depth` by `limit` (spot rest-api.md, "Order book"). */
 export function binanceDepthWeight(limit: number): number {
   return limit <= 100 ? 5 : limit <= 500 ? 25 : limit <= 1000 ? 50 : 250;
@@ -612,24 +641,11 @@ export const binanceBookSnapshotRest: BookSnapshotRest = {
     return { url: `${baseUrl.replace(/\/+$/, "")}/api/v3/depth?${q}`, weight: binanceDepthWeight(limit) };
   },
   snapshot(body, symbol, receivedAtUs) {
-    let snap: ReturnType<typeof parseBinanceDepthSnapshot>;
-    try {
-      snap = parseBinanceDepthSnapshot(body, symbol);
-    } catch (err) {
-      fail(`depth snapshot: ${(err as Error).message}`);
-    }
-    return {
-      exchange: EXCHANGE,
-      symbol: snap.symbol,
-      timestamp: receivedAtUs,
-      is_snapshot: true,
-      bids: snap.bids as BookLevel[],
-      asks: snap.asks as BookLevel[],
-      first_source_sequence: snap.lastUpdateId,
-      last_source_sequence: snap.lastUpdateId,
-      ingestion_timestamp: receivedAtUs,
-      vendor_data: { source: "rest_snapshot" },
-    };
+    const snap = bookFrameOf(() => parseBinanceDepthSnapshot(body, symbol), "depth snapshot");
+    const id = snap.lastUpdateId;
+    const record = bookChangeOf(snap, receivedAtUs, true, id, id, receivedAtUs);
+    record.vendor_data.source = "rest_snapshot";
+    return record;
   },
 };
 
