@@ -19,6 +19,7 @@ import type { Bus, BusMessage, Consumer } from "./bus/bus.js";
 import { topicKind } from "./bus/bus.js";
 import type { Publisher } from "./bus/publisher.js";
 import { type BackfillOptions, BackfillWorker } from "./feed/backfill.js";
+import { BinanceBookKeeper } from "./feed/books.js";
 import {
   type ConnectionState,
   type LivenessOverrides,
@@ -27,6 +28,7 @@ import {
 } from "./feed/connection.js";
 import type { Logger } from "./ops/logger.js";
 import type { Metrics } from "./ops/metrics.js";
+import type { BookChangeV2 } from "./schema/books.js";
 import type { CandleV2 } from "./schema/candles.js";
 import {
   type DataType,
@@ -58,9 +60,16 @@ export interface IngestCounts {
   trades: number;
   aggTrades: number;
   quotes: number;
+  /** Depth diffs (book changes) received. */
+  bookChanges: number;
   /** Frames rejected into the dead-letter store. */
   rejected: number;
   gaps: number;
+}
+
+/** Ingest counters at zero. */
+export function emptyIngestCounts(): IngestCounts {
+  return { frames: 0, trades: 0, aggTrades: 0, quotes: 0, bookChanges: 0, rejected: 0, gaps: 0 };
 }
 
 /** Counters of the store side. */
@@ -83,6 +92,8 @@ export interface FeedHandle {
   control: number;
   /** Fills this feed's sequence gaps from the venue's REST API (reports every gap's outcome). */
   backfill: BackfillWorker;
+  /** Local order books kept from the depth stream (subscribed with `--streams …,depth`), or null. */
+  books: BinanceBookKeeper | null;
   /**
    * Seeds gap detection with the last stored venue sequences of this venue when they were read after
    * the feed started (the store answered late): the restart's gap is reported as soon as they come.
@@ -131,7 +142,7 @@ const REGRESSION_LOG_INTERVAL_MS = 10_000;
 export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHandle {
   const { venue, bus: _bus, metrics, logger } = opts;
   const exchange = venue.exchange;
-  const counts: IngestCounts = { frames: 0, trades: 0, aggTrades: 0, quotes: 0, rejected: 0, gaps: 0 };
+  const counts = emptyIngestCounts();
   const tradeTopic = topicFor(venue.assetClass, "trades", exchange);
   const aggTopic = topicFor(venue.assetClass, "aggtrades", exchange);
   const quoteTopic = topicFor(venue.assetClass, "quotes", exchange);
@@ -195,6 +206,7 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
     counts,
     control: 0,
     backfill: null as unknown as BackfillWorker,
+    books: null,
     resumeSequences: () => undefined,
   };
   const gapMessage = (gap: SequenceGap): BusMessage => ({
@@ -224,6 +236,11 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
       counts.quotes++;
       frameCounter(record.symbol, "quotes").n++;
       publisher.push({ topic: quoteTopic, key: record.symbol, id: record.message_id, value: record });
+      handle.books?.onQuote(record);
+    },
+    bookChange(change: BookChangeV2) {
+      counts.bookChanges++;
+      handle.books?.onChange(change);
     },
     deadLetter(letter: DeadLetter) {
       counts.rejected++;
@@ -315,6 +332,18 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
     logger,
     ...opts.backfillOptions,
   });
+  const bookRest = venue.bookSnapshot;
+  if (bookRest && opts.subscription.streams.includes("depth")) {
+    const backfill = handle.backfill;
+    handle.books = new BinanceBookKeeper({
+      exchange,
+      rest: bookRest,
+      baseUrl: opts.restUrl ?? venue.backfill?.defaultRestUrl ?? "",
+      get: (url, weight) => backfill.getWeighted(url, weight),
+      metrics,
+      logger,
+    });
+  }
   const conn = new VenueConnection({
     ...venue.connection(opts.wsUrl, opts.subscription),
     ...(opts.backoffInitialMs !== undefined ? { backoffInitialMs: opts.backoffInitialMs } : {}),

@@ -18,6 +18,7 @@ import type { Logger } from "./ops/logger.js";
 import { Metrics } from "./ops/metrics.js";
 import { startOutputs } from "./outputs/output.js";
 import {
+  emptyIngestCounts,
   type FeedHandle,
   type IngestCounts,
   type IngestOptions,
@@ -74,6 +75,15 @@ export interface RunSummary {
   missing: number;
   /** Records poison to the store, stored as dead letters instead. */
   poison: number;
+  /**
+   * Local order books (`--streams …,depth`): best bid/ask frames compared with the book at the same
+   * update id, of those mismatches, and books discarded after a sequence break and rebuilt; depth
+   * diffs received.
+   */
+  book_changes: number;
+  book_checks: number;
+  book_mismatches: number;
+  resyncs: number;
   /** Records left in the spill journal unacknowledged at exit (the next start replays them). */
   journaled: number;
   /** Records written to the journal at shutdown because they were not stored in time. */
@@ -314,6 +324,7 @@ export async function startProcess(
   /** Why the process is unhealthy (one sentence each), for `/health` and `/api/v1/status`. */
   const health = async (): Promise<string[]> => {
     const problems: string[] = [...backfillProblems(feeds.map((f) => f.backfill))];
+    for (const f of feeds) problems.push(...(f.books?.problems() ?? []));
     if (lastRead?.problem) problems.push(lastRead.problem);
     for (const f of feeds) {
       if (f.connection.state !== "CONNECTED") {
@@ -413,6 +424,7 @@ export async function startProcess(
           "shutdown: backfills still running are stopped; their gaps stay open",
         );
       }
+      for (const f of feeds) f.books?.stop();
       await Promise.all(feeds.map((f) => f.backfill.stop()));
       await within(outputs?.stop(left()) ?? Promise.resolve(), left());
       // persist alone (k2 persist) finishes and acks its batch in flight; with ingest in the same
@@ -621,7 +633,7 @@ async function resumeOpenGaps(store: Store, feeds: FeedHandle[], logger: Logger)
 
 /** Ingest counts of several feeds, added up. */
 function sumCounts(all: IngestCounts[]): IngestCounts {
-  const total: IngestCounts = { frames: 0, trades: 0, aggTrades: 0, quotes: 0, rejected: 0, gaps: 0 };
+  const total = emptyIngestCounts();
   for (const c of all) for (const k of Object.keys(total) as (keyof IngestCounts)[]) total[k] += c[k];
   return total;
 }
@@ -705,6 +717,10 @@ function summarize(x: SummaryInputs): RunSummary {
     gaps_filled: sum((f) => f.backfill.counts.filled),
     missing: sum((f) => f.backfill.missing),
     poison: persist.poison,
+    book_changes: ingest.bookChanges,
+    book_checks: sum((f) => f.books?.counts.checks ?? 0),
+    book_mismatches: sum((f) => f.books?.counts.mismatches ?? 0),
+    resyncs: sum((f) => f.books?.counts.resyncs ?? 0),
     journaled: x.journal?.unacknowledged ?? 0,
     journaled_at_shutdown: x.journaledNow,
     max_backlog: x.gate?.peak ?? 0,

@@ -137,10 +137,13 @@ export class BinanceBookSync {
    * @param symbol upper case, e.g. `BTCUSDT`
    * @param maxBuffered diffs kept while waiting for a snapshot; older ones are dropped (a snapshot
    *   fetched after them would not need them)
+   * @param onApplied called right after each diff is applied, with the book as it stands then (a
+   *   snapshot applies the buffered diffs in one call: this sees each intermediate book)
    */
   constructor(
     readonly symbol: string,
     private readonly maxBuffered = 1000,
+    private readonly onApplied?: (diff: BinanceDepthDiff, book: L2Book) => void,
   ) {}
 
   /** Handles one depth diff of this symbol. */
@@ -232,6 +235,7 @@ export class BinanceBookSync {
     book.sequence = diff.finalUpdateId;
     this.firstAfterSnapshot = false;
     step.applied.push(diff);
+    this.onApplied?.(diff, book);
   }
 }
 
@@ -243,13 +247,17 @@ function newStep(): BinanceSyncStep {
 export class BinanceBooks {
   readonly bySymbol = new Map<string, BinanceBookSync>();
 
-  constructor(private readonly maxBuffered = 1000) {}
+  /** @param onApplied as {@link BinanceBookSync}'s, for every symbol */
+  constructor(
+    private readonly maxBuffered = 1000,
+    private readonly onApplied?: (diff: BinanceDepthDiff, book: L2Book) => void,
+  ) {}
 
   /** The symbol's procedure (created on first use). */
   get(symbol: string): BinanceBookSync {
     let s = this.bySymbol.get(symbol);
     if (!s) {
-      s = new BinanceBookSync(symbol, this.maxBuffered);
+      s = new BinanceBookSync(symbol, this.maxBuffered, this.onApplied);
       this.bySymbol.set(symbol, s);
     }
     return s;
@@ -296,7 +304,15 @@ export class BookTickerCrossCheck {
   private readonly applied = new Map<number, BookTickerTop>();
   private lastApplied = -1;
 
-  constructor(private readonly keepApplied = 64) {}
+  /**
+   * @param keepApplied top levels of the last applied diffs remembered (for tickers arriving after)
+   * @param maxPending tickers held until their diff is applied; the oldest is dropped beyond it (a
+   *   book waiting long for its snapshot holds as many tickers as arrive meanwhile)
+   */
+  constructor(
+    private readonly keepApplied = 64,
+    private readonly maxPending = 10_000,
+  ) {}
 
   /**
    * Call after each applied diff, with the book as it stands then.
@@ -341,7 +357,8 @@ export class BookTickerCrossCheck {
     const u = ticker.updateId;
     if (u > this.lastApplied) {
       this.pending.set(u, ticker);
-      if (this.pending.size > 10_000) this.pending.delete(this.pending.keys().next().value as number);
+      if (this.pending.size > this.maxPending)
+        this.pending.delete(this.pending.keys().next().value as number);
       return null;
     }
     const top = this.applied.get(u);

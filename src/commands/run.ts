@@ -233,6 +233,7 @@ function summaryLine(summary: RunSummary, roles: Roles): Partial<RunSummary> {
     ...(roles.persist ? PERSIST_COUNTS : []),
     ...(roles.ingest ? INGEST_TIMES : []),
     ...(roles.ingest && summary.faults ? (["faults"] as const) : []),
+    ...(roles.ingest && summary.book_changes > 0 ? BOOK_CHECKS : []),
     "max_rss_mb",
     ...(roles.ingest ? INGEST_MEMORY : []),
     ...(roles.persist ? (["poison"] as const) : []),
@@ -253,4 +254,5 @@ const INGEST_TIMES = [
   "active_ms",
   "reconnects",
 ] as const;
+const BOOK_CHECKS = ["book_changes", "book_checks", "book_mismatches", "resyncs"] as const;
 const INGEST_MEMORY = ["max_backlog", "max_heap_mb", "journaled", "journal_read_back"] as const;

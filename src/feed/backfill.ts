@@ -305,6 +305,17 @@ export class BackfillWorker {
   }
 
   /**
+   * GETs `url` (request weight `weight`) within the venue's weight budget shared with the backfill,
+   * honouring 429/418 `Retry-After` and retrying errors as a backfill page (the local books' REST
+   * depth snapshots use it). Resolves with the parsed JSON body, or undefined when it cannot be had.
+   * @throws {Error} when the venue has no REST backfill description (no weight budget)
+   */
+  getWeighted(url: string, weight: number): Promise<unknown> {
+    if (!this.rest) throw new Error(`${this.exchange} has no REST weight budget`);
+    return this.get(url, weight, this.rest);
+  }
+
+  /**
    * GETs a page within the weight budget, honouring 429/418 `Retry-After` and retrying errors.
    * Resolves with the parsed JSON body, or undefined when the page cannot be had (attempts exhausted,
    * a client error such as an unknown symbol, or stopped).

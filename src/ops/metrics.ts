@@ -139,6 +139,36 @@ export class Metrics {
     labelNames: ["exchange", "result"],
     registers: [this.registry],
   });
+  readonly bookResyncs = new Counter({
+    name: "k2_book_resyncs_total",
+    help: "Local order books discarded and rebuilt from a new snapshot after a sequence break, by symbol",
+    labelNames: ["exchange", "symbol"],
+    registers: [this.registry],
+  });
+  readonly bookChecksums = new Counter({
+    name: "k2_book_checksum_total",
+    help: "Venue book checksums verified against the local order book, by result: ok, failed",
+    labelNames: ["exchange", "result"],
+    registers: [this.registry],
+  });
+  readonly bookCrossed = new Counter({
+    name: "k2_book_crossed_total",
+    help: "Depth diffs after which the local order book was crossed (best bid >= best ask)",
+    labelNames: ["exchange", "symbol"],
+    registers: [this.registry],
+  });
+  readonly bookCrossChecks = new Counter({
+    name: "k2_book_crosscheck_total",
+    help: "Local order book top level compared with a best bid/ask frame of the same update id, by result: match, mismatch",
+    labelNames: ["exchange", "result"],
+    registers: [this.registry],
+  });
+  readonly bookDepth = new Gauge({
+    name: "k2_book_depth",
+    help: "Price levels held by the local order book, by symbol and side",
+    labelNames: ["exchange", "symbol", "side"],
+    registers: [this.registry],
+  });
   readonly gapsUnfilled = new Gauge({
     name: "k2_gaps_unfilled",
     help: "Sequence gaps detected by this process whose records are not (or not yet) all recovered",

@@ -56,13 +56,20 @@ export class BinanceReplayServer extends LoopbackReplayServer {
     this.cursor = opts.startAt ?? 0;
   }
 
-  /** Binance REST emulation over the same capture (`/api/v3/historicalTrades`, `/api/v3/aggTrades`). */
+  /** Receive time (ms) of the last frame sent: the replay position `/api/v3/depth` answers at. */
+  private positionMs = 0;
+
+  /**
+   * Binance REST emulation over the same capture (`/api/v3/historicalTrades`, `/api/v3/aggTrades`,
+   * `/api/v3/depth` at the replay position).
+   */
   readonly rest = new BinanceRestEmulator(
     () =>
       (async function* (file: string) {
         for await (const f of readCapture(file)) yield f.raw;
       })(this.opts.file),
     this.opts.rest,
+    { frames: () => readCapture(this.opts.file), position: () => this.positionMs },
   );
 
   protected override handleHttp(req: IncomingMessage, res: ServerResponse): void {
@@ -244,6 +251,7 @@ export class BinanceReplayServer extends LoopbackReplayServer {
         if (isClosed()) return;
         const myIndex = index++;
         if (myIndex < skip) continue;
+        if (f.ms > this.positionMs) this.positionMs = f.ms;
         if (loss.frames > 0) {
           if (lose(myIndex, f.stream)) return;
           continue;

@@ -7,6 +7,12 @@
  * - `GET /api/v3/aggTrades?symbol=&fromId=&limit=` (weight 4): the recorded `@aggTrade` frames as
  *   `[{a,p,q,f,l,T,m,M}]`;
  * `limit` 1..1000 (default 500); `fromId` inclusive, else the most recent `limit` records; in id order.
+ * - `GET /api/v3/depth?symbol=&limit=` (weight by `limit`: 5 up to 100, 25 to 500, 50 to 1000, 250 to
+ *   5000): the recorded REST depth snapshots (`{"lastUpdateId":…}` lines without `stream`), the latest
+ *   recorded at or before the replay position (the receive time of the last frame sent; the capture's
+ *   first snapshot while none is that old yet), cut to `limit` levels a side. A snapshot line does not
+ *   name its symbol: it is the symbol whose recorded depth diffs' update ids are nearest its
+ *   `lastUpdateId` (update ids are per symbol and far apart).
  * Prices and quantities are the recorded strings, unchanged. The capture is indexed on the first
  * request (whatever the replay's `startAt`: the venue's history holds what the stream skipped).
  *
@@ -17,6 +23,7 @@
  * shapes with HTTP 400.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { binanceDepthWeight } from "../venues/binance.js";
 import type { RestLimits } from "./replay-server.js";
 
 /** Request weights of the emulated endpoints (Binance spot). */
@@ -32,6 +39,74 @@ interface Entry {
 export interface RestIndex {
   trades: Map<string, Entry[]>;
   aggTrades: Map<string, Entry[]>;
+}
+
+/** A recorded REST depth snapshot: receive time (ms) and the parsed body. */
+interface DepthEntry {
+  ms: number;
+  lastUpdateId: number;
+  bids: unknown[];
+  asks: unknown[];
+}
+
+/** Recorded depth snapshots per symbol, in recording order. */
+export type DepthIndex = Map<string, DepthEntry[]>;
+
+/**
+ * Indexes the REST depth snapshots of a capture (see the file header for how a snapshot's symbol is
+ * found); frames are `{ms, raw}` in recording order.
+ */
+export async function indexDepthSnapshots(
+  frames: AsyncIterable<{ ms: number; raw: string }>,
+): Promise<DepthIndex> {
+  const snapshots: DepthEntry[] = [];
+  const ranges = new Map<string, [number, number]>();
+  for await (const { ms, raw } of frames) {
+    if (raw.startsWith('{"lastUpdateId":')) {
+      try {
+        const b = JSON.parse(raw) as { lastUpdateId?: unknown; bids?: unknown; asks?: unknown };
+        if (typeof b.lastUpdateId === "number" && Array.isArray(b.bids) && Array.isArray(b.asks)) {
+          snapshots.push({ ms, lastUpdateId: b.lastUpdateId, bids: b.bids, asks: b.asks });
+        }
+      } catch {
+        // not a snapshot
+      }
+      continue;
+    }
+    if (!raw.includes('"e":"depthUpdate"')) continue;
+    const m = /"s":"([A-Za-z0-9]+)","U":(\d+),"u":(\d+)/.exec(raw);
+    if (!m) continue;
+    const symbol = m[1].toUpperCase();
+    const r = ranges.get(symbol);
+    const U = Number(m[2]);
+    const u = Number(m[3]);
+    if (!r) ranges.set(symbol, [U, u]);
+    else {
+      if (U < r[0]) r[0] = U;
+      if (u > r[1]) r[1] = u;
+    }
+  }
+  const out: DepthIndex = new Map();
+  for (const snap of snapshots) {
+    let best: string | null = null;
+    let bestDistance = Number.POSITIVE_INFINITY;
+    for (const [symbol, [lo, hi]] of ranges) {
+      const d =
+        snap.lastUpdateId < lo ? lo - snap.lastUpdateId : snap.lastUpdateId > hi ? snap.lastUpdateId - hi : 0;
+      if (d < bestDistance) {
+        bestDistance = d;
+        best = symbol;
+      }
+    }
+    if (best === null) continue;
+    let list = out.get(best);
+    if (!list) {
+      list = [];
+      out.set(best, list);
+    }
+    list.push(snap);
+  }
+  return out;
 }
 
 /** Exact product of two non-negative decimal strings, without trailing zeros (`"0.00100000"` × 2 → `"0.002"`). */
@@ -146,13 +221,21 @@ export class BinanceRestEmulator {
   private limitedInWindow = false;
   private bannedUntil = 0;
 
+  private depthIndex: Promise<DepthIndex> | null = null;
+
   /**
    * @param frames every raw frame of the capture (read once, on the first request)
    * @param limits request-weight budget (defaults: Binance spot's 6000 per minute)
+   * @param depth the capture's frames with their receive times (ms) and the replay position (receive
+   *   time of the last frame sent, ms), for `/api/v3/depth`; without it that endpoint is not emulated
    */
   constructor(
     private readonly frames: () => AsyncIterable<string>,
     private readonly limits: RestLimits = {},
+    private readonly depth?: {
+      frames: () => AsyncIterable<{ ms: number; raw: string }>;
+      position: () => number;
+    },
   ) {}
 
   /** Handles one HTTP request; never throws (errors become HTTP 500). */
@@ -171,7 +254,9 @@ export class BinanceRestEmulator {
         ? "historicalTrades"
         : u.pathname === "/api/v3/aggTrades"
           ? "aggTrades"
-          : null;
+          : u.pathname === "/api/v3/depth" && this.depth
+            ? "depth"
+            : null;
     const json = (status: number, body: string, headers: Record<string, string> = {}) => {
       res.writeHead(status, { "content-type": "application/json;charset=UTF-8", ...headers }).end(body);
     };
@@ -206,7 +291,17 @@ export class BinanceRestEmulator {
       banned(this.bannedUntil - now);
       return;
     }
-    const weight = REST_WEIGHTS[endpoint];
+    const limitRaw = u.searchParams.get("limit");
+    const limit =
+      limitRaw === null
+        ? endpoint === "depth"
+          ? 100
+          : 500
+        : /^\d+$/.test(limitRaw)
+          ? Number(limitRaw)
+          : Number.NaN;
+    const weight =
+      endpoint === "depth" ? binanceDepthWeight(limit >= 1 ? limit : 100) : REST_WEIGHTS[endpoint];
     if (this.used + weight > budget) {
       if (this.limitedInWindow) this.violations++;
       this.limitedInWindow = true;
@@ -235,8 +330,14 @@ export class BinanceRestEmulator {
       json(400, JSON.stringify({ code: -1102, msg: "Mandatory parameter 'symbol' was not sent." }), headers);
       return;
     }
-    const limitRaw = u.searchParams.get("limit");
-    const limit = limitRaw === null ? 500 : /^\d+$/.test(limitRaw) ? Number(limitRaw) : Number.NaN;
+    if (endpoint === "depth") {
+      if (!(limit >= 1 && limit <= 5000)) {
+        json(400, JSON.stringify({ code: -1130, msg: "Invalid data sent for a parameter: limit" }), headers);
+        return;
+      }
+      await this.answerDepth(symbol, limit, headers, json);
+      return;
+    }
     if (!(limit >= 1 && limit <= 1000)) {
       json(400, JSON.stringify({ code: -1130, msg: "Invalid data sent for a parameter: limit" }), headers);
       return;
@@ -261,5 +362,33 @@ export class BinanceRestEmulator {
       fromRaw === null ? Math.max(0, entries.length - limit) : lowerBound(entries, Number(fromRaw));
     const page = entries.slice(start, start + limit);
     json(200, `[${page.map((e) => e.json).join(",")}]`, headers);
+  }
+
+  /** `/api/v3/depth`: the symbol's latest recorded snapshot at or before the replay position. */
+  private async answerDepth(
+    symbol: string,
+    limit: number,
+    headers: Record<string, string>,
+    json: (status: number, body: string, headers?: Record<string, string>) => void,
+  ): Promise<void> {
+    const depth = this.depth!;
+    this.depthIndex ??= indexDepthSnapshots(depth.frames());
+    const list = (await this.depthIndex).get(symbol);
+    if (!list?.length) {
+      json(400, JSON.stringify({ code: -1121, msg: "Invalid symbol." }), headers);
+      return;
+    }
+    const at = depth.position();
+    let snap = list[0];
+    for (const s of list) if (s.ms <= at) snap = s;
+    json(
+      200,
+      JSON.stringify({
+        lastUpdateId: snap.lastUpdateId,
+        bids: snap.bids.slice(0, limit),
+        asks: snap.asks.slice(0, limit),
+      }),
+      headers,
+    );
   }
 }

@@ -1,5 +1,7 @@
 /**
- * Binance Spot: feed description and mappers for `trade`, `aggTrade` and `bookTicker`.
+ * Binance Spot: feed description and mappers for `trade`, `aggTrade`, `bookTicker` and `depth`
+ * (`<symbol>@depth@100ms` diffs, mapped to book_changes_v2; the local book is kept by the feed,
+ * `src/feed/books.ts`, by the procedure in `src/books/binance.ts`).
  *
  * Follows Binance's "WebSocket Streams for Binance" (binance-spot-api-docs, web-socket-streams.md):
  * - combined streams at `/stream?streams=<s1>/<s2>`, frames wrapped as `{"stream":..,"data":..}`;
@@ -12,6 +14,8 @@
  * (typed below, each field with the doc's meaning and unit).
  * Aggressor side: `m` (buyer is the maker) true → the seller was the taker → `SELL`; false → `BUY`.
  */
+import { parseBinanceDepthDiff, parseBinanceDepthSnapshot } from "../books/binance.js";
+import type { BookChangeV2, BookLevel } from "../schema/books.js";
 import { deterministicMessageId } from "../schema/message-id.js";
 import type { QuoteV2, TradeV2 } from "../schema/records.js";
 import { quoteCurrency } from "../schema/records.js";
@@ -34,6 +38,7 @@ import {
 } from "./mapping.js";
 import {
   type BackfillContext,
+  type BookSnapshotRest,
   checkSubscription,
   dataTypesByStream,
   type FrameNormalizer,
@@ -68,8 +73,12 @@ export const BINANCE_MAX_STREAMS = 1024;
 /** Binance: a connection is closed by the server after 24 hours. */
 export const BINANCE_MAX_CONNECTION_AGE_MS = 24 * 60 * 60 * 1000;
 
-export const BINANCE_STREAMS = ["trade", "aggTrade", "bookTicker"] as const;
+export const BINANCE_STREAMS = ["trade", "aggTrade", "bookTicker", "depth"] as const;
 export type BinanceStream = (typeof BINANCE_STREAMS)[number];
+/** Streams subscribed when `--streams` is not given (depth diffs are asked for explicitly). */
+export const BINANCE_DEFAULT_STREAMS = ["trade", "aggTrade", "bookTicker"] as const;
+/** Wire name of a stream where it differs from K2's: `depth` is the 100 ms diff depth stream. */
+const WIRE_NAMES: Readonly<Record<string, string>> = { depth: "depth@100ms" };
 
 // ---------------------------------------------------------------------------------------------------
 // Binance messages, as the spot docs describe them (web-socket-streams.md, rest-api.md). Times are ms
@@ -182,7 +191,9 @@ type Payload = Unchecked<BinanceTrade> & Unchecked<BinanceAggTrade> & Unchecked<
 /** Stream names for a subscription: `btcusdt@trade`, ... (symbols lower case, as Binance names them). */
 export function binanceStreamNames(sub: Subscription): string[] {
   const out: string[] = [];
-  for (const s of sub.symbols) for (const st of sub.streams) out.push(`${s.toLowerCase()}@${st}`);
+  for (const s of sub.symbols) {
+    for (const st of sub.streams) out.push(`${s.toLowerCase()}@${WIRE_NAMES[st] ?? st}`);
+  }
   return out;
 }
 
@@ -239,7 +250,7 @@ export class BinanceNormalizer implements FrameNormalizer {
   ) {
     for (const s of sub.symbols) {
       for (const st of sub.streams) {
-        this.subscribed.set(`${s.toLowerCase()}@${st}`, {
+        this.subscribed.set(`${s.toLowerCase()}@${WIRE_NAMES[st] ?? st}`, {
           symbol: s.toUpperCase(),
           type: st as BinanceStream,
         });
@@ -293,6 +304,7 @@ export class BinanceNormalizer implements FrameNormalizer {
       const e = data.e;
       let type: BinanceStream;
       if (e === "trade" || e === "aggTrade") type = e;
+      else if (e === "depthUpdate") type = "depth";
       else if (e === undefined || e === "bookTicker") {
         if (e === undefined && (stream === undefined || !stream.endsWith("@bookTicker")) && !("u" in data)) {
           fail("missing event type (e)");
@@ -305,10 +317,13 @@ export class BinanceNormalizer implements FrameNormalizer {
       if (streamOf) {
         if (streamOf.type !== type) fail(`${type} payload in stream ${stream}`);
         if (streamOf.symbol !== symbol) fail(`symbol (s) ${symbol} does not match stream ${stream}`);
-      } else if (!this.subscribed.has(`${symbol.toLowerCase()}@${type}`)) {
-        fail(`frame for unsubscribed stream ${symbol.toLowerCase()}@${type} (payload without envelope)`);
+      } else if (!this.subscribed.has(`${symbol.toLowerCase()}@${WIRE_NAMES[type] ?? type}`)) {
+        fail(
+          `frame for unsubscribed stream ${symbol.toLowerCase()}@${WIRE_NAMES[type] ?? type} (payload without envelope)`,
+        );
       }
-      if (type === "trade") this.trade(data, symbol, receivedAtUs, "trades");
+      if (type === "depth") this.depth(data, receivedAtUs);
+      else if (type === "trade") this.trade(data, symbol, receivedAtUs, "trades");
       else if (type === "aggTrade") this.trade(data, symbol, receivedAtUs, "aggtrades");
       else this.quote(data, symbol, receivedAtUs);
     } catch (err) {
@@ -386,6 +401,22 @@ export class BinanceNormalizer implements FrameNormalizer {
       });
     }
     this.sink.trade(record, dataType);
+  }
+
+  /** A `depthUpdate` diff as a book_changes_v2 record (levels exact, `U`/`u` as first/last sequence). */
+  private depth(data: unknown, receivedAtUs: number): void {
+    const diff = bookFrameOf(() => parseBinanceDepthDiff(data), "depth diff");
+    if (diff.eventTime > MAX_TIME_MS) fail(`event time (E) is out of range: ${diff.eventTime}`);
+    const record = bookChangeOf(
+      diff,
+      diff.eventTime * 1000,
+      false,
+      diff.firstUpdateId,
+      diff.finalUpdateId,
+      receivedAtUs,
+    );
+    if (this.sink.bookChange) this.sink.bookChange(record);
+    else this.sink.control("depth_not_kept", "");
   }
 
   private quote(data: Unchecked<BinanceBookTicker>, symbol: string, receivedAtUs: number): void {
@@ -554,13 +585,77 @@ export const binanceRestBackfill: RestBackfill = {
   },
 };
 
+/**
+ * Reads a book frame with `parse` (`src/books/binance.ts`).
+ * @throws {Reject} `<what>: <reason>` when it does not have the documented shape
+ */
+function bookFrameOf<T>(parse: () => T, what: string): T {
+  try {
+    return parse();
+  } catch (err) {
+    return fail(`${what}: ${(err as Error).message}`);
+  }
+}
+
+/** A book_changes_v2 record of parsed levels (freshly parsed pairs, owned by the record from here on). */
+function bookChangeOf(
+  frame: {
+    symbol: string;
+    bids: readonly (readonly [string, string])[];
+    asks: readonly (readonly [string, string])[];
+  },
+  timestamp: number,
+  isSnapshot: boolean,
+  first: number,
+  last: number,
+  receivedAtUs: number,
+): BookChangeV2 {
+  return {
+    exchange: EXCHANGE,
+    symbol: frame.symbol,
+    timestamp,
+    is_snapshot: isSnapshot,
+    bids: frame.bids as BookLevel[],
+    asks: frame.asks as BookLevel[],
+    first_source_sequence: first,
+    last_source_sequence: last,
+    ingestion_timestamp: receivedAtUs,
+    vendor_data: {},
+  };
+}
+
+/** Request weight of `GET /api/v3/depth` by `limit` (spot rest-api.md, "Order book"). */
+export function binanceDepthWeight(limit: number): number {
+  return limit <= 100 ? 5 : limit <= 500 ? 25 : limit <= 1000 ? 50 : 250;
+}
+
+/**
+ * Binance REST depth snapshot (spot rest-api.md, "Order book"): `GET /api/v3/depth?symbol=&limit=`
+ * → `{lastUpdateId, bids, asks}`, best first; mapped to a book_changes_v2 snapshot whose first and
+ * last sequence are `lastUpdateId`.
+ */
+export const binanceBookSnapshotRest: BookSnapshotRest = {
+  limit: 1000,
+  request(baseUrl, symbol, limit) {
+    const q = new URLSearchParams({ symbol, limit: String(limit) });
+    return { url: `${baseUrl.replace(/\/+$/, "")}/api/v3/depth?${q}`, weight: binanceDepthWeight(limit) };
+  },
+  snapshot(body, symbol, receivedAtUs) {
+    const snap = bookFrameOf(() => parseBinanceDepthSnapshot(body, symbol), "depth snapshot");
+    const id = snap.lastUpdateId;
+    const record = bookChangeOf(snap, receivedAtUs, true, id, id, receivedAtUs);
+    record.vendor_data.source = "rest_snapshot";
+    return record;
+  },
+};
+
 /** The Binance Spot venue. */
 export const binance: Venue = {
   exchange: EXCHANGE,
   assetClass: "crypto",
   defaultWsUrl: "wss://stream.binance.com:9443",
   streams: BINANCE_STREAMS,
-  defaultStreams: BINANCE_STREAMS,
+  defaultStreams: BINANCE_DEFAULT_STREAMS,
   defaultSymbols: ["BTCUSDT", "ETHUSDT", "BNBUSDT"],
   dataTypesOf: dataTypesByStream({ trade: "trades", aggTrade: "aggtrades", bookTicker: "quotes" }),
   validate(sub: Subscription): void {
@@ -604,4 +699,5 @@ export const binance: Venue = {
   },
   replay: binanceReplayDialect,
   backfill: binanceRestBackfill,
+  bookSnapshot: binanceBookSnapshotRest,
 };

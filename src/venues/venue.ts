@@ -2,6 +2,7 @@
  * What a venue file provides. A venue is one file (`src/venues/<name>.ts`) holding its feed
  * description and its mappers, plus one entry in `src/venues/registry.ts`; nothing else changes.
  */
+import type { BookChangeV2 } from "../schema/books.js";
 import type { AssetClass, DataType, DeadLetter, QuoteV2, SequenceGap, TradeV2 } from "../schema/records.js";
 
 /** Where a normalizer sends what it makes of each frame. Calls are synchronous and cheap. */
@@ -22,6 +23,11 @@ export interface NormalizedSink {
    * a known duplicate (the record is still stored).
    */
   anomaly?(anomaly: VenueAnomaly): void;
+  /**
+   * A book change (depth diff, or a whole book) of a subscribed book stream (optional: a sink without
+   * it counts the frame as a control frame `depth_not_kept`).
+   */
+  bookChange?(change: BookChangeV2): void;
 }
 
 /** What {@link NormalizedSink.anomaly} reports. */
@@ -199,6 +205,24 @@ export interface Venue {
   replay?: ReplayDialect;
   /** REST backfill of trade gaps; absent when the venue's REST API cannot fill its gaps. */
   backfill?: RestBackfill;
+  /** REST depth snapshots for a local book kept from diffs (Binance); absent when the stream has them. */
+  bookSnapshot?: BookSnapshotRest;
+}
+
+/**
+ * How a venue's REST API gives a whole book for a symbol (Binance `GET /api/v3/depth`), for the local
+ * book procedure of `src/feed/books.ts`. Uses the venue's {@link RestBackfill} weight budget.
+ */
+export interface BookSnapshotRest {
+  /** Levels per side asked for (Binance: 1000, weight 50). */
+  limit: number;
+  /** The request for a symbol's snapshot, with its weight. */
+  request(baseUrl: string, symbol: string, limit: number): BackfillRequest;
+  /**
+   * Maps a response body (parsed JSON) to a book_changes_v2 snapshot (`is_snapshot` true).
+   * @throws {import("./mapping.js").Reject} when the body does not have the documented shape
+   */
+  snapshot(body: unknown, symbol: string, receivedAtUs: number): BookChangeV2;
 }
 
 /**

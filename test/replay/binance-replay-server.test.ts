@@ -88,3 +88,34 @@ describe("Binance replay server", () => {
     await paced.stop();
   });
 });
+
+describe("Binance replay server: GET /api/v3/depth", () => {
+  it("answers the recorded snapshot cut to limit, with Binance's weight by limit and 429 + Retry-After past the budget", async () => {
+    const s = new BinanceReplayServer({
+      file: FILE,
+      speed: "max",
+      rest: { weightPerWindow: 60, windowMs: 3_600_000 },
+    });
+    await s.start();
+    try {
+      const http = s.url.replace(/^ws/, "http");
+      const ok = await fetch(`${http}/api/v3/depth?symbol=BTCUSDT&limit=1000`);
+      expect(ok.status).toBe(200);
+      expect(ok.headers.get("x-mbx-used-weight-1m")).toBe("50");
+      const body = (await ok.json()) as { lastUpdateId: number; bids: string[][]; asks: string[][] };
+      expect(body.lastUpdateId).toBe(50093239218);
+      expect([body.bids.length, body.asks.length]).toEqual([1000, 1000]);
+      expect(body.bids[0]).toEqual(["61837.63000000", "3.78826000"]);
+      const cut = (await (await fetch(`${http}/api/v3/depth?symbol=BTCUSDT&limit=5`)).json()) as {
+        bids: unknown[];
+      };
+      expect(cut.bids).toHaveLength(5);
+      const limited = await fetch(`${http}/api/v3/depth?symbol=BTCUSDT&limit=1000`);
+      expect(limited.status).toBe(429);
+      expect(Number(limited.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+      await limited.body?.cancel();
+    } finally {
+      await s.stop();
+    }
+  });
+});

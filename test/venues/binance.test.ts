@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import type { BookChangeV2 } from "../../src/schema/books.js";
 import type { DeadLetter, QuoteV2, SequenceGap, TradeV2 } from "../../src/schema/records.js";
 import { QuoteV2Schema, TradeV2Schema } from "../../src/schema/validators.js";
 import { BinanceNormalizer, binance } from "../../src/venues/binance.js";
@@ -311,7 +312,7 @@ describe("dead letters", () => {
 
 describe("venue rules", () => {
   it("validates streams, symbols and the 1024-stream limit", () => {
-    expect(() => binance.validate({ symbols: ["BTCUSDT"], streams: ["depth"] })).toThrowError(/--streams/);
+    expect(() => binance.validate({ symbols: ["BTCUSDT"], streams: ["kline_1m"] })).toThrowError(/--streams/);
     expect(() => binance.validate({ symbols: ["btc-usd"], streams: ["trade"] })).toThrowError(/--symbols/);
     const many = Array.from({ length: 400 }, (_, i) => `S${i}USDT`);
     expect(() =>
@@ -329,5 +330,62 @@ describe("venue rules", () => {
       { method: "SUBSCRIBE", params: ["btcusdt@trade", "btcusdt@bookTicker"], id: 1 },
     ]);
     expect(c.maxMessagesPerSecond).toBe(5);
+  });
+});
+
+describe("Binance depth diffs and REST depth snapshots", () => {
+  it("maps a recorded depthUpdate to a book change (U/u as first/last sequence, levels exact)", async () => {
+    const [raw] = await framesWhere(
+      sharedData("binance-spot/btcusdt_20240808.gz"),
+      (r) => r.includes("@depth@100ms"),
+      1,
+    );
+    const changes: BookChangeV2[] = [];
+    const { out, sink } = collector();
+    sink.bookChange = (c) => changes.push(c);
+    new BinanceNormalizer(sink, { symbols: ["BTCUSDT"], streams: ["depth"] }).normalize(raw, RECEIVED);
+    expect(out.dead).toEqual([]);
+    expect(changes).toHaveLength(1);
+    expect(changes[0]).toMatchObject({
+      exchange: "BINANCE",
+      symbol: "BTCUSDT",
+      timestamp: 1723161255208000,
+      is_snapshot: false,
+      first_source_sequence: 50093239189,
+      last_source_sequence: 50093239202,
+      ingestion_timestamp: RECEIVED,
+    });
+    expect(changes[0].bids[0]).toEqual(["61737.63000000", "0.00000000"]);
+    expect(changes[0].asks).toHaveLength(9);
+  });
+
+  it("subscribes depth as <symbol>@depth@100ms, not by default; depth is dead-lettered when not subscribed", () => {
+    const c = binance.connection("wss://x", { symbols: ["BTCUSDT"], streams: ["trade", "depth"] });
+    expect(c.url).toBe("wss://x/stream?streams=btcusdt@trade/btcusdt@depth@100ms");
+    expect(binance.defaultStreams).not.toContain("depth");
+    const { out, sink } = collector();
+    new BinanceNormalizer(sink, { symbols: ["BTCUSDT"], streams: ["trade"] }).normalize(
+      '{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":1,"u":2,"b":[],"a":[]}}',
+      RECEIVED,
+    );
+    expect(out.dead[0].reason).toMatch(/unsubscribed stream/);
+  });
+
+  it("requests GET /api/v3/depth with Binance's weight by limit and maps the body to a snapshot", () => {
+    const rest = binance.bookSnapshot!;
+    expect(rest.request("http://h/", "BTCUSDT", 1000)).toEqual({
+      url: "http://h/api/v3/depth?symbol=BTCUSDT&limit=1000",
+      weight: 50,
+    });
+    expect(rest.request("http://h", "BTCUSDT", 100).weight).toBe(5);
+    const s = rest.snapshot({ lastUpdateId: 7, bids: [["1.5", "2"]], asks: [] }, "btcusdt", RECEIVED);
+    expect(s).toMatchObject({
+      symbol: "BTCUSDT",
+      is_snapshot: true,
+      first_source_sequence: 7,
+      last_source_sequence: 7,
+      bids: [["1.50000000", "2.00000000"]],
+    });
+    expect(() => rest.snapshot({ bids: [] }, "BTCUSDT", RECEIVED)).toThrowError(/depth snapshot/);
   });
 });

@@ -1,0 +1,258 @@
+/**
+ * Local order books kept by the feed from a venue's depth diffs and REST snapshots (issue #13):
+ * Binance's documented procedure (`src/books/binance.ts`) per symbol, the snapshots fetched from the
+ * venue's REST API (`Venue.bookSnapshot`, e.g. `GET /api/v3/depth`) within the venue's request-weight
+ * budget through the backfill worker's client (429/418 `Retry-After` honoured), and a live
+ * cross-check of each book's top level against the venue's best bid/ask frames (`@bookTicker`) whose
+ * update id equals the final `u` of an applied diff.
+ *
+ * A sequence break discards that symbol's book only and fetches a new snapshot for it; the other
+ * symbols go on. Counts feed the run summary, metrics (`k2_book_resyncs_total{symbol}`,
+ * `k2_book_crosscheck_total{result}`, `k2_book_crossed_total`, `k2_book_depth`) and `/health`.
+ */
+import {
+  type BinanceBookSync,
+  BinanceBooks,
+  type BinanceDepthDiff,
+  type BinanceSyncStep,
+  BookTickerCrossCheck,
+  type CrossCheckResult,
+} from "../books/binance.js";
+import type { L2Book } from "../books/l2-book.js";
+import type { Logger } from "../ops/logger.js";
+import type { Metrics } from "../ops/metrics.js";
+import type { BookChangeV2 } from "../schema/books.js";
+import type { QuoteV2 } from "../schema/records.js";
+import { nowMicros } from "../schema/time.js";
+import { Reject } from "../venues/mapping.js";
+import type { BookSnapshotRest } from "../venues/venue.js";
+
+/** Counters of one venue's local books, for the run summary and tests. */
+export interface BookCounts {
+  /** Best bid/ask frames compared with the book at the same update id, and of those, mismatches. */
+  checks: number;
+  mismatches: number;
+  /** Sequence breaks that discarded a book (each followed by a new snapshot). */
+  resyncs: number;
+  /** REST snapshots fetched and handed to the procedure. */
+  snapshots: number;
+  /** Depth diffs applied. */
+  applied: number;
+  /** Applied diffs after which the book was crossed (best bid ≥ best ask). */
+  crossed: number;
+}
+
+export interface BookKeeperOptions {
+  /** Upper-case exchange code (metric label). */
+  exchange: string;
+  /** How the venue's REST API gives a symbol's book. */
+  rest: BookSnapshotRest;
+  /** REST base URL (`https://api.binance.com`, or a replay server's `http://127.0.0.1:PORT`). */
+  baseUrl: string;
+  /**
+   * GETs a URL of request weight `weight` within the venue's budget; resolves with the parsed JSON
+   * body, or undefined when it cannot be had (the backfill worker's `getWeighted`).
+   */
+  get(url: string, weight: number): Promise<unknown>;
+  /** Called with every REST snapshot the procedure used (a book_changes_v2 snapshot, for publishing). */
+  onSnapshot?(snapshot: BookChangeV2): void;
+  metrics: Metrics;
+  logger: Logger;
+  /** Diffs buffered per symbol while waiting for a snapshot (default 10000). */
+  maxBuffered?: number;
+  /** Wait before asking again after a failed or too old snapshot, ms, doubling up to 30 s (default 500). */
+  retryDelayMs?: number;
+}
+
+/** One venue's local books, kept by Binance's procedure (see the file header). */
+export class BinanceBookKeeper {
+  readonly counts: BookCounts = {
+    checks: 0,
+    mismatches: 0,
+    resyncs: 0,
+    snapshots: 0,
+    applied: 0,
+    crossed: 0,
+  };
+  private readonly books: BinanceBooks;
+  private readonly checks = new Map<string, BookTickerCrossCheck>();
+  /** Time of each symbol's last resync (book discarded), µs since epoch. */
+  private readonly resyncAt = new Map<string, number>();
+  private readonly fetching = new Set<string>();
+  /** Consecutive unusable snapshots per symbol (for the retry delay). */
+  private readonly attempts = new Map<string, number>();
+  private stopped = false;
+
+  constructor(private readonly opts: BookKeeperOptions) {
+    this.books = new BinanceBooks(opts.maxBuffered ?? 10_000, (d, book) => this.applied(d, book));
+    opts.metrics.collectHooks.push(() => {
+      for (const [symbol, sync] of this.books.bySymbol) {
+        opts.metrics.bookDepth.labels(opts.exchange, symbol, "bid").set(sync.book.depth("bid"));
+        opts.metrics.bookDepth.labels(opts.exchange, symbol, "ask").set(sync.book.depth("ask"));
+      }
+    });
+  }
+
+  /** The procedure of a symbol, or undefined when no depth diff of it came yet. */
+  sync(symbol: string): BinanceBookSync | undefined {
+    return this.books.bySymbol.get(symbol);
+  }
+
+  /** Time of the symbol's last resync, µs since epoch, or null. */
+  lastResyncAt(symbol: string): number | null {
+    return this.resyncAt.get(symbol) ?? null;
+  }
+
+  /** Symbols kept. */
+  symbols(): string[] {
+    return [...this.books.bySymbol.keys()];
+  }
+
+  /** Handles one depth diff (a book_changes_v2 record with `U`/`u` as first/last sequence). */
+  onChange(change: BookChangeV2): void {
+    const step = this.books.onDiff({
+      symbol: change.symbol,
+      eventTime: Math.floor(change.timestamp / 1000),
+      firstUpdateId: change.first_source_sequence ?? 0,
+      finalUpdateId: change.last_source_sequence ?? 0,
+      bids: change.bids,
+      asks: change.asks,
+    });
+    this.after(change.symbol, step);
+  }
+
+  /** Cross-checks a best bid/ask record (Binance `@bookTicker`, `source_sequence` = `u`). */
+  onQuote(q: QuoteV2): void {
+    if (q.source_sequence === null || !this.books.bySymbol.has(q.symbol)) return;
+    const result = this.check(q.symbol).onBookTicker({
+      updateId: q.source_sequence,
+      bidPrice: q.bid_price,
+      bidQuantity: q.bid_quantity,
+      askPrice: q.ask_price,
+      askQuantity: q.ask_quantity,
+    });
+    if (result) this.count(q.symbol, result);
+  }
+
+  /** `/health` problems: symbols whose book was discarded and waits for a new snapshot. */
+  problems(): string[] {
+    const out: string[] = [];
+    for (const [symbol, sync] of this.books.bySymbol) {
+      if (sync.state === "awaiting-snapshot" && this.resyncAt.has(symbol)) {
+        out.push(`book ${this.opts.exchange} ${symbol} resyncing (sequence break; waiting for a snapshot)`);
+      }
+    }
+    return out;
+  }
+
+  /** Stops asking for snapshots (shutdown). */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private check(symbol: string): BookTickerCrossCheck {
+    let c = this.checks.get(symbol);
+    if (!c) {
+      // tickers are held while the book waits for its snapshot: as many as diffs are buffered for
+      c = new BookTickerCrossCheck(64, 10 * (this.opts.maxBuffered ?? 10_000));
+      this.checks.set(symbol, c);
+    }
+    return c;
+  }
+
+  private count(symbol: string, result: CrossCheckResult): void {
+    this.counts.checks++;
+    if (result === "mismatch") {
+      this.counts.mismatches++;
+      const sync = this.books.bySymbol.get(symbol);
+      this.opts.logger.warn(
+        { exchange: this.opts.exchange, symbol, sequence: sync?.book.sequence },
+        "book cross-check mismatch: the top level differs from the best bid/ask of the same update id",
+      );
+    }
+    this.opts.metrics.bookCrossChecks.labels(this.opts.exchange, result).inc();
+  }
+
+  /** Right after a diff is applied: cross-check against held best bid/ask frames, crossed book. */
+  private applied(d: BinanceDepthDiff, book: L2Book): void {
+    this.counts.applied++;
+    const r = this.check(d.symbol).onApplied(d.finalUpdateId, book);
+    if (r) this.count(d.symbol, r);
+    if (book.isCrossed()) {
+      this.counts.crossed++;
+      this.opts.metrics.bookCrossed.labels(this.opts.exchange, d.symbol).inc();
+    }
+  }
+
+  /** Handles a resync found by a step of the procedure, and fetches a snapshot when asked. */
+  private after(symbol: string, step: BinanceSyncStep): void {
+    const check = this.check(symbol);
+    const { metrics, exchange } = this.opts;
+    if (step.resync) {
+      const r = step.resync;
+      this.counts.resyncs++;
+      this.resyncAt.set(symbol, nowMicros());
+      check.reset();
+      metrics.bookResyncs.labels(exchange, symbol).inc();
+      this.opts.logger.warn(
+        { exchange, symbol, reason: r.reason, book: r.bookUpdateId, U: r.firstUpdateId, u: r.finalUpdateId },
+        "book sequence break: the symbol's book is discarded and rebuilt from a new snapshot",
+      );
+    }
+    if (step.fetchSnapshot) this.fetch(symbol, step.snapshotIgnored);
+  }
+
+  /** Fetches a snapshot for a symbol (one at a time per symbol) and hands it to the procedure. */
+  private fetch(symbol: string, retry: boolean): void {
+    if (this.fetching.has(symbol) || this.stopped) return;
+    this.fetching.add(symbol);
+    const n = retry ? (this.attempts.get(symbol) ?? 0) + 1 : 0;
+    this.attempts.set(symbol, n);
+    const delay = n > 0 ? Math.min(30_000, (this.opts.retryDelayMs ?? 500) * 2 ** (n - 1)) : 0;
+    void (async () => {
+      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+      const { rest, baseUrl } = this.opts;
+      const req = rest.request(baseUrl, symbol, rest.limit);
+      let snapshot: BookChangeV2 | null = null;
+      try {
+        const body = this.stopped ? undefined : await this.opts.get(req.url, req.weight);
+        if (body !== undefined) snapshot = rest.snapshot(body, symbol, nowMicros());
+      } catch (err) {
+        if (!(err instanceof Reject)) throw err;
+        this.opts.logger.warn(
+          { exchange: this.opts.exchange, symbol, reason: err.message },
+          "book snapshot rejected",
+        );
+      }
+      this.fetching.delete(symbol);
+      if (this.stopped) return;
+      if (!snapshot) {
+        this.fetch(symbol, true);
+        return;
+      }
+      this.counts.snapshots++;
+      const step = this.books.onSnapshot({
+        symbol,
+        lastUpdateId: snapshot.last_source_sequence ?? 0,
+        bids: snapshot.bids,
+        asks: snapshot.asks,
+      });
+      if (!step.snapshotIgnored) {
+        this.attempts.set(symbol, 0);
+        this.opts.onSnapshot?.(snapshot);
+      } else {
+        this.opts.logger.info(
+          { exchange: this.opts.exchange, symbol, lastUpdateId: snapshot.last_source_sequence },
+          "book snapshot older than the buffered diffs; asking again",
+        );
+      }
+      this.after(symbol, step);
+    })().catch((err) => {
+      this.fetching.delete(symbol);
+      this.opts.logger.error(
+        { exchange: this.opts.exchange, symbol, err: (err as Error).message },
+        "book snapshot failed",
+      );
+    });
+  }
+}
