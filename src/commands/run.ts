@@ -155,14 +155,21 @@ function registerProcess(
       "longest SIGTERM/SIGINT flush, seconds; what is not stored by then is journaled (env K2_SHUTDOWN_TIMEOUT; default 30)",
     )
     .action(async (flags: RunFlags) => {
-      const [{ ConfigError }, { createLogger }, { startProcess }, { ListenError }, { StoreLockedError }] =
-        await Promise.all([
-          import("../config.js"),
-          import("../ops/logger.js"),
-          import("../run.js"),
-          import("../serve/http.js"),
-          import("../store/duckdb.js"),
-        ]);
+      const [
+        { ConfigError },
+        { createLogger },
+        { startProcess },
+        { ListenError },
+        { StoreLockedError },
+        { ReplaySymbolsError },
+      ] = await Promise.all([
+        import("../config.js"),
+        import("../ops/logger.js"),
+        import("../run.js"),
+        import("../serve/http.js"),
+        import("../store/duckdb.js"),
+        import("../replay/feeds.js"),
+      ]);
       const config = await runConfigOrExit(flags, (c) => {
         if (name !== "run" && c.bus === "memory") {
           throw new ConfigError(
@@ -177,6 +184,7 @@ function registerProcess(
       } catch (e) {
         if (e instanceof ListenError) exitWithError(e.message);
         if (e instanceof StoreLockedError) exitWithError(`--db: ${e.message}`);
+        if (e instanceof ReplaySymbolsError) exitWithError(e.message);
         throw e;
       }
       const signal = onSignal();
@@ -194,9 +202,25 @@ function registerProcess(
         );
         process.exit(1);
       }
+      if (roles.ingest && summary.frames === 0) exitWithError(noFramesSentence(running.feeds), 1);
       // everything is flushed and closed; do not wait for client libraries' idle timers
       process.exit(0);
     });
+}
+
+/**
+ * Why a run that received no market data frames is a failure, naming each feed's last connection
+ * failure, e.g. `the run got no frames: BINANCE: DNS lookup failed for stream.binance.com (getaddrinfo
+ * ENOTFOUND)`.
+ */
+function noFramesSentence(
+  feeds: readonly { venue: { exchange: string }; connection: { lastFailure: { message: string } | null } }[],
+): string {
+  const why = feeds.map(
+    (f) =>
+      `${f.venue.exchange}: ${f.connection.lastFailure?.message ?? "no market data on the subscription"}`,
+  );
+  return `the run got no frames (${why.join("; ")})`;
 }
 
 /**
