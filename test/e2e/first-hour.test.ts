@@ -178,3 +178,14 @@ describe("a run that gets nothing", () => {
     expect(status.symbols).toEqual(["BTCUSDT"]);
   });
 });
+
+describe("k2 replay-server", () => {
+  it("plays at the recorded pace unless told, as k2 run --replay does", async () => {
+    const k2 = startCli(["replay-server", sharedData("binance-spot/btcusdt_20240808.gz"), "--port", "0"]);
+    running.push(k2);
+    k2.httpPort.catch(() => undefined); // a replay server has no HTTP listening line
+    await waitFor(() => k2.stderr().includes("replay server listening"), 30_000, "the listening line");
+    const line = logLines(k2.stderr()).find((l) => l.msg === "replay server listening");
+    expect(line?.speed).toBe(1);
+  });
+});
