@@ -101,7 +101,7 @@ describe("a venue that cannot be reached", () => {
     expect(lastJsonLine(r.stdout)).toEqual({ frames: 0, out });
   });
 
-  it("an HTTP status on the upgrade is named", async () => {
+  it("an HTTP status on the upgrade, and TLS spoken to a plain HTTP server, are named", async () => {
     const server = createHttpServer((_req, res) => res.writeHead(403).end("forbidden"));
     servers.push(server);
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -118,6 +118,19 @@ describe("a venue that cannot be reached", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(
       `k2: recorded no frames in 1 s: 127.0.0.1:${port} answered the WebSocket upgrade with HTTP 403`,
+    );
+    const tls = await runCli([
+      "record",
+      "--out",
+      join(tempDir(), "none.gz"),
+      "--ws-url",
+      `wss://127.0.0.1:${port}`,
+      "--duration",
+      "1",
+    ]);
+    expect(tls.code).toBe(1);
+    expect(tls.stderr).toMatch(
+      new RegExp(`k2: recorded no frames in 1 s: TLS handshake with 127\\.0\\.0\\.1:${port} failed \\(`),
     );
   });
 });
