@@ -1,13 +1,16 @@
 // K2 dashboard: plain ES module, no build step. Live data from the gateway (/ws), feed health from
 // /api/v1/status, chart by lightweight-charts v5 (served from node_modules at /vendor/).
 //
-// Prices stay exact decimal strings in the tables; the spread is computed exactly with BigInt. The chart
-// needs numbers, so candle prices and volumes are converted for display only.
+// Prices stay exact decimal strings in the tables (each column shows its values with one number of
+// decimal places, the fewest that shows every value exactly); the spread is computed exactly with
+// BigInt. The chart needs numbers, so candle prices and volumes are converted for display only.
+// Rows are per (exchange, symbol); feed health per feed; candles in 1m, 5m, 15m or 1h.
 import { CandlestickSeries, ColorType, createChart, HistogramSeries } from "/vendor/lightweight-charts.mjs";
 
 const token = new URLSearchParams(location.search).get("token");
 const TAPE_ROWS = 60;
-const CANDLE_SECONDS = 60;
+/** Candle intervals of the switch, with their length in seconds (the gateway's candles.{interval}). */
+const INTERVALS = { "1m": 60, "5m": 300, "15m": 900, "1h": 3600 };
 const SCALE = 100000000n;
 
 const $ = (sel) => document.querySelector(sel);
@@ -20,17 +23,27 @@ function units(decimal) {
   return neg ? -u : u;
 }
 
-/** bigint units → decimal string without superfluous trailing zeros (at least 2 places). */
-function fmtUnits(u) {
-  const neg = u < 0n;
-  const a = neg ? -u : u;
-  let frac = (a % SCALE).toString().padStart(8, "0").replace(/0+$/, "");
-  if (frac.length < 2) frac = frac.padEnd(2, "0");
-  return `${neg ? "-" : ""}${a / SCALE}.${frac}`;
+/** Decimal places `decimal` needs to be shown exactly (its fraction without trailing zeros). */
+function placesOf(decimal) {
+  if (decimal == null) return 0;
+  const f = decimal.split(".")[1] ?? "";
+  return f.replace(/0+$/, "").length;
 }
 
-/** Exact decimal string for display (trailing zeros trimmed). */
-const fmt = (decimal) => (decimal == null ? "–" : fmtUnits(units(decimal)));
+/** The places a column shows: the most any of its values needs, at least 2, at most 8. */
+const columnPlaces = (decimals) => Math.min(8, Math.max(2, ...decimals.map(placesOf)));
+
+/** bigint units → decimal string with exactly `places` (2..8) decimal places (exact: only zeros are cut). */
+function fmtUnits(u, places) {
+  const neg = u < 0n;
+  const a = neg ? -u : u;
+  const frac = (a % SCALE).toString().padStart(8, "0");
+  const p = Math.max(places, frac.replace(/0+$/, "").length);
+  return `${neg ? "-" : ""}${a / SCALE}.${frac.slice(0, p)}`;
+}
+
+/** Exact decimal string for display with `places` decimal places (see {@link columnPlaces}). */
+const fmt = (decimal, places) => (decimal == null ? "–" : fmtUnits(units(decimal), places));
 
 /** Escapes text for HTML (record fields are validated upstream; this is defence in depth). */
 const esc = (v) =>
@@ -39,21 +52,43 @@ const esc = (v) =>
     (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c],
   );
 
-const fmtTime = (us) => new Date(Math.floor(us / 1000)).toISOString().slice(11, 23);
+/** A record time (µs) as UTC `HH:MM:SS.mmm`, or `YYYY-MM-DD HH:MM:SS.mmm` with `withDate`. */
+const fmtTime = (us, withDate) => {
+  const iso = new Date(Math.floor(us / 1000)).toISOString();
+  return withDate ? `${iso.slice(0, 10)} ${iso.slice(11, 23)}` : iso.slice(11, 23);
+};
+
+/** UTC day of a record time (µs). */
+const dayOf = (us) => new Date(Math.floor(us / 1000)).toISOString().slice(0, 10);
+
+/** An age in ms, short: `4.2 s`, `12 min`, `5 h`, `840 d`. */
+function fmtAge(ms) {
+  const s = Math.max(0, ms) / 1000;
+  if (s < 60) return `${s.toFixed(1)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h`;
+  return `${Math.floor(s / 86400)} d`;
+}
+
+/** The key of a row, a chart and its candles: one symbol on one exchange. */
+const keyOf = (r) => `${r.exchange}:${r.symbol}`;
 
 // ---------------------------------------------------------------- state
 
 const state = {
   ws: "connecting",
   pageReconnects: 0,
+  /** key (`EXCHANGE:SYMBOL`) of the charted symbol */
   selected: null,
-  /** symbol → latest tick */
+  /** candle interval shown, a key of INTERVALS */
+  interval: "1m",
+  /** key → latest tick */
   ticks: new Map(),
   /** exchange → feed state from /api/v1/status */
   feeds: new Map(),
-  /** symbol → Map(bar time s → {time, open, high, low, close, volume: bigint}) */
+  /** `key|interval` → Map(bar time s → {time, open, high, low, close, volume: bigint}) */
   candles: new Map(),
-  /** symbols for which the server publishes candles.1m (then trades do not build bars) */
+  /** `key|interval` for which the server publishes candles (then trades do not build those bars) */
   serverCandles: new Set(),
   tape: [],
   trades: 0,
@@ -70,7 +105,8 @@ const chart = createChart(chartEl, {
   layout: { background: { type: ColorType.Solid, color: "#0f1419" }, textColor: "#c9d1d9" },
   grid: { vertLines: { color: "#1f2630" }, horzLines: { color: "#1f2630" } },
   timeScale: { timeVisible: true, secondsVisible: false, barSpacing: 20, rightOffset: 4 },
-  rightPriceScale: { scaleMargins: { top: 0.08, bottom: 0.28 } },
+  rightPriceScale: { scaleMargins: { top: 0.08, bottom: 0.28 }, entireTextOnly: true },
+  localization: { tickmarksPriceFormatter: (prices) => priceAxisLabels(prices) },
 });
 const candleSeries = chart.addSeries(CandlestickSeries, {
   upColor: "#26a69a",
@@ -87,43 +123,74 @@ const volumeSeries = chart.addSeries(HistogramSeries, {
 });
 chart.priceScale("volume").applyOptions({ scaleMargins: { top: 0.78, bottom: 0 } });
 
-function barsOf(symbol) {
-  let m = state.candles.get(symbol);
+/** Price-axis labels closer than this to the last-price marker are left out (it would cover them), px. */
+const MARKER_CLEARANCE_PX = 14;
+/** Decimal places of the charted symbol's prices (its tick's, at least 2). */
+let chartPlaces = 2;
+
+/** The price axis' tick labels: `chartPlaces` decimals, blank where the last-price marker sits. */
+function priceAxisLabels(prices) {
+  const last = candleSeries.data().at(-1)?.close;
+  const y = last == null ? null : candleSeries.priceToCoordinate(last);
+  return prices.map((p) => {
+    const py = candleSeries.priceToCoordinate(p);
+    return y != null && py != null && Math.abs(py - y) < MARKER_CLEARANCE_PX ? "" : p.toFixed(chartPlaces);
+  });
+}
+
+/** The last close drawn; when it moves, the axis labels are laid out again around the marker. */
+let lastClose = null;
+function relabelAxis() {
+  const last = candleSeries.data().at(-1)?.close ?? null;
+  if (last === lastClose) return;
+  lastClose = last;
+  chart.applyOptions({ localization: { tickmarksPriceFormatter: (prices) => priceAxisLabels(prices) } });
+}
+
+function barsOf(key, interval) {
+  const k = `${key}|${interval}`;
+  let m = state.candles.get(k);
   if (!m) {
     m = new Map();
-    state.candles.set(symbol, m);
+    state.candles.set(k, m);
   }
   return m;
 }
 
-/** Adds a trade to its 1-minute bar (event time: the trade's venue timestamp). */
+/** Adds a trade to its bar of every interval (event time: the trade's venue timestamp). */
 function addTradeToBar(t) {
-  if (state.serverCandles.has(t.symbol)) return;
-  const time = Math.floor(t.timestamp / 1e6 / CANDLE_SECONDS) * CANDLE_SECONDS;
-  const bars = barsOf(t.symbol);
+  const key = keyOf(t);
   const price = Number(t.price);
-  const bar = bars.get(time);
-  if (!bar) {
-    bars.set(time, { time, open: price, high: price, low: price, close: price, volume: units(t.quantity) });
-  } else {
-    bar.high = Math.max(bar.high, price);
-    bar.low = Math.min(bar.low, price);
-    bar.close = price;
-    bar.volume += units(t.quantity);
+  for (const [interval, seconds] of Object.entries(INTERVALS)) {
+    if (state.serverCandles.has(`${key}|${interval}`)) continue;
+    const time = Math.floor(t.timestamp / 1e6 / seconds) * seconds;
+    const bars = barsOf(key, interval);
+    const bar = bars.get(time);
+    if (!bar) {
+      bars.set(time, { time, open: price, high: price, low: price, close: price, volume: units(t.quantity) });
+    } else {
+      bar.high = Math.max(bar.high, price);
+      bar.low = Math.min(bar.low, price);
+      bar.close = price;
+      bar.volume += units(t.quantity);
+    }
+    if (key === state.selected && interval === state.interval) markBar(time);
   }
-  if (t.symbol === state.selected) markBar(time);
 }
 
-/** A candle from the server's aggregator (channel candles.1m), when one runs. */
-function addServerCandle(c) {
+/** A candle from the server's aggregator (channels candles.1m, .5m, .15m, .1h), when one runs. */
+function addServerCandle(c, channel) {
   const startUs = c.interval_start ?? c.start ?? c.open_time;
-  if (startUs == null || c.open == null) return;
-  if (!state.serverCandles.has(c.symbol)) {
-    state.serverCandles.add(c.symbol);
-    state.candles.delete(c.symbol);
+  const interval = c.interval ?? channel?.slice("candles.".length);
+  if (startUs == null || c.open == null || !(interval in INTERVALS)) return;
+  const key = keyOf(c);
+  const k = `${key}|${interval}`;
+  if (!state.serverCandles.has(k)) {
+    state.serverCandles.add(k);
+    state.candles.delete(k);
   }
   const time = Math.floor(Number(startUs) / 1e6);
-  barsOf(c.symbol).set(time, {
+  barsOf(key, interval).set(time, {
     time,
     open: Number(c.open),
     high: Number(c.high),
@@ -131,7 +198,7 @@ function addServerCandle(c) {
     close: Number(c.close),
     volume: units(String(c.volume ?? "0")),
   });
-  if (c.symbol === state.selected) markBar(time);
+  if (key === state.selected && interval === state.interval) markBar(time);
 }
 
 const pendingBars = new Set();
@@ -146,20 +213,33 @@ const toVolumePoint = (b) => ({
   color: b.close >= b.open ? "rgba(38,166,154,0.5)" : "rgba(239,83,80,0.5)",
 });
 
-let chartSymbol = null;
+/** What the chart shows (`key|interval`): drawn again in full when it changes. */
+let charted = null;
 function renderChart() {
   if (!state.dirty.chart) return;
   state.dirty.chart = false;
-  const bars = state.selected ? barsOf(state.selected) : new Map();
-  if (chartSymbol !== state.selected) {
-    chartSymbol = state.selected;
+  const bars = state.selected ? barsOf(state.selected, state.interval) : new Map();
+  if (charted !== `${state.selected}|${state.interval}`) {
+    charted = `${state.selected}|${state.interval}`;
     pendingBars.clear();
     const sorted = [...bars.values()].sort((a, b) => a.time - b.time);
     candleSeries.setData(
       sorted.map(({ time, open, high, low, close }) => ({ time, open, high, low, close })),
     );
     volumeSeries.setData(sorted.map(toVolumePoint));
-    $("#chart-title").textContent = `${state.selected ?? "–"} · candles 1m · volume`;
+    const sel = state.selected ? state.ticks.get(state.selected) : null;
+    if (sel) {
+      chartPlaces = Math.max(2, placesOf(sel.last_price), placesOf(sel.bid_price), placesOf(sel.ask_price));
+      candleSeries.applyOptions({
+        priceFormat: { type: "price", precision: chartPlaces, minMove: 10 ** -chartPlaces },
+      });
+    }
+    const name = sel ? `${sel.symbol} (${sel.exchange.toLowerCase()})` : (state.selected ?? "–");
+    $("#chart-title").textContent = `${name} · candles ${state.interval} · volume`;
+    for (const b of document.querySelectorAll("#intervals button")) {
+      b.setAttribute("aria-pressed", String(b.dataset.interval === state.interval));
+    }
+    relabelAxis();
     return;
   }
   const last = candleSeries.data().at(-1)?.time ?? 0;
@@ -170,35 +250,60 @@ function renderChart() {
     volumeSeries.update(toVolumePoint(b));
   }
   pendingBars.clear();
+  relabelAxis();
 }
 
 // ---------------------------------------------------------------- tables
 
-function select(symbol) {
-  if (state.selected === symbol) return;
-  state.selected = symbol;
+function select(key) {
+  if (state.selected === key) return;
+  state.selected = key;
   state.dirty.chart = true;
   state.dirty.symbols = true;
 }
 
-function spreadOf(t) {
+function showInterval(interval) {
+  if (!(interval in INTERVALS) || state.interval === interval) return;
+  state.interval = interval;
+  state.dirty.chart = true;
+}
+
+function spreadOf(t, places) {
   if (t.bid_price == null || t.ask_price == null) return "–";
   const bid = units(t.bid_price);
   const spread = units(t.ask_price) - bid;
-  if (bid === 0n) return fmtUnits(spread);
+  if (bid === 0n) return fmtUnits(spread, places);
   const bps = Number((spread * 100000000n) / bid) / 10000; // spread / bid × 10⁴
-  return `${fmtUnits(spread)} (${bps.toPrecision(2)} bps)`;
+  return `${fmtUnits(spread, places)} (${bps.toPrecision(2)} bps)`;
 }
+
+/**
+ * The data's own time of a tick, µs: its last trade's venue time, else its quote's (a quote without a
+ * venue time, e.g. Binance's bookTicker, carries its receipt time); null before either.
+ */
+const tickTime = (t) => t.last_trade_time ?? t.quote_time ?? null;
 
 function renderSymbols() {
   const tbody = $("#symbols tbody");
   const now = Date.now();
-  const rows = [...state.ticks.values()].sort((a, b) => a.symbol.localeCompare(b.symbol));
+  const rows = [...state.ticks.values()].sort(
+    (a, b) => a.exchange.localeCompare(b.exchange) || a.symbol.localeCompare(b.symbol),
+  );
+  // one number of places per column, so that the digits line up
+  const places = {
+    last: columnPlaces(rows.map((t) => t.last_price)),
+    bid: columnPlaces(rows.map((t) => t.bid_price)),
+    ask: columnPlaces(rows.map((t) => t.ask_price)),
+  };
+  places.spread = Math.max(places.bid, places.ask);
   const html = rows.map((t) => {
+    const key = keyOf(t);
     const feed = state.feeds.get(t.exchange) ?? "unknown";
-    const age = Math.max(0, now - t.receivedAt);
-    const sel = t.symbol === state.selected ? ' class="selected"' : "";
-    return `<tr data-symbol="${esc(t.symbol)}"${sel}><td>${esc(t.symbol)}</td><td class="num last">${fmt(t.last_price)}</td><td class="num">${fmt(t.bid_price)}</td><td class="num">${fmt(t.ask_price)}</td><td class="num spread">${spreadOf(t)}</td><td><span class="badge" data-state="${esc(feed.toLowerCase())}">${esc(feed.toLowerCase())}</span></td><td class="num">${(age / 1000).toFixed(1)} s</td></tr>`;
+    const at = tickTime(t);
+    const age = at == null ? "–" : fmtAge(now - at / 1000);
+    const title = at == null ? "" : ` title="${esc(fmtTime(at, true))} UTC"`;
+    const sel = key === state.selected ? ' class="selected"' : "";
+    return `<tr data-key="${esc(key)}" data-symbol="${esc(t.symbol)}" data-exchange="${esc(t.exchange)}"${sel}><td class="exchange">${esc(t.exchange.toLowerCase())}</td><td class="symbol">${esc(t.symbol)}</td><td class="num last">${fmt(t.last_price, places.last)}</td><td class="num bid">${fmt(t.bid_price, places.bid)}</td><td class="num ask">${fmt(t.ask_price, places.ask)}</td><td class="num spread">${spreadOf(t, places.spread)}</td><td class="feed"><span class="badge" data-state="${esc(feed.toLowerCase())}">${esc(feed.toLowerCase())}</span></td><td class="num age"${title}>${age}</td></tr>`;
   });
   tbody.innerHTML = html.join("");
 }
@@ -206,10 +311,16 @@ function renderSymbols() {
 function renderTape() {
   if (!state.dirty.tape) return;
   state.dirty.tape = false;
-  $("#tape tbody").innerHTML = state.tape
+  const tape = state.tape;
+  // dates when the trades are not all from today (UTC): a replay, or a tape across midnight
+  const today = new Date().toISOString().slice(0, 10);
+  const withDate = tape.some((t) => dayOf(t.timestamp) !== today);
+  const pricePlaces = columnPlaces(tape.map((t) => t.price));
+  const qtyPlaces = columnPlaces(tape.map((t) => t.quantity));
+  $("#tape tbody").innerHTML = tape
     .map(
       (t) =>
-        `<tr data-trade-id="${esc(t.trade_id)}" data-price="${esc(t.price)}" data-quantity="${esc(t.quantity)}"><td>${fmtTime(t.timestamp)}</td><td>${esc(t.symbol)}</td><td class="num price">${fmt(t.price)}</td><td class="num">${fmt(t.quantity)}</td><td class="side ${esc(t.side.toLowerCase())}">${esc(t.side.toLowerCase())}</td></tr>`,
+        `<tr data-trade-id="${esc(t.trade_id)}" data-price="${esc(t.price)}" data-quantity="${esc(t.quantity)}"><td class="time">${fmtTime(t.timestamp, withDate)}</td><td>${esc(t.symbol)}</td><td class="num price">${fmt(t.price, pricePlaces)}</td><td class="num quantity">${fmt(t.quantity, qtyPlaces)}</td><td class="side ${esc(t.side.toLowerCase())}">${esc(t.side.toLowerCase())}</td></tr>`,
     )
     .join("");
 }
@@ -221,18 +332,23 @@ function onTrade(t) {
   state.tape.unshift(t);
   if (state.tape.length > TAPE_ROWS) state.tape.length = TAPE_ROWS;
   state.dirty.tape = true;
-  if (!state.selected) select(t.symbol);
+  if (!state.selected) select(keyOf(t));
 }
 
 function onTick(t) {
-  state.ticks.set(t.symbol, { ...t, receivedAt: Date.now() });
+  state.ticks.set(keyOf(t), t);
   state.dirty.symbols = true;
-  if (!state.selected && t.last_price != null) select(t.symbol);
+  if (!state.selected && t.last_price != null) select(keyOf(t));
 }
 
 $("#symbols tbody").addEventListener("click", (e) => {
-  const row = e.target.closest("tr[data-symbol]");
-  if (row) select(row.dataset.symbol);
+  const row = e.target.closest("tr[data-key]");
+  if (row) select(row.dataset.key);
+});
+
+$("#intervals").addEventListener("click", (e) => {
+  const b = e.target.closest("button[data-interval]");
+  if (b) showInterval(b.dataset.interval);
 });
 
 // ---------------------------------------------------------------- gateway connection
@@ -260,7 +376,7 @@ function connect() {
       ws.send(JSON.stringify({ op: "subscribe", channel, symbols: ["*"], id, ...extra }));
     sub("ticks", "ticks", { batch_ms: 100 });
     sub("trades", "trades", { batch_ms: 100 });
-    sub("candles.1m", "candles");
+    for (const interval of Object.keys(INTERVALS)) sub(`candles.${interval}`, `candles.${interval}`);
     pingTimer = setInterval(() => ws.readyState === 1 && ws.send('{"op":"ping"}'), 20000);
   };
   ws.onmessage = (ev) => {
@@ -273,12 +389,12 @@ function connect() {
         onTick(m.data);
         break;
       case "candle":
-        addServerCandle(m.data);
+        addServerCandle(m.data, m.channel);
         break;
       case "batch":
         if (m.channel === "trades") for (const t of m.data) onTrade(t);
         else if (m.channel === "ticks") for (const t of m.data) onTick(t);
-        else for (const c of m.data) addServerCandle(c);
+        else for (const c of m.data) addServerCandle(c, m.channel);
         break;
       case "error":
         console.warn("gateway error", m);
@@ -307,6 +423,30 @@ function feedLabel(feed) {
   return feed.replay === "ended" ? "replay ended" : (feed.state ?? "unknown").toLowerCase();
 }
 
+/** The worst of the feeds' labels, for the header badge's colour. */
+function worstLabel(labels) {
+  for (const bad of ["error", "disconnected", "connecting"]) if (labels.includes(bad)) return bad;
+  return labels[0] ?? "unknown";
+}
+
+/** Per-feed counters of the health table, and their totals in the list (`#health dd`). */
+const FEED_FIGURES = ["frames_per_s", "trades", "quotes", "gaps", "dead_letters", "reconnects"];
+
+function renderFeeds(feeds) {
+  $("#feeds tbody").innerHTML = feeds
+    .map((f) => {
+      const label = feedLabel(f);
+      const cells = FEED_FIGURES.map((k) => `<td class="num" data-k="${k}">${esc(f[k] ?? "–")}</td>`).join(
+        "",
+      );
+      const error = f.error
+        ? `<tr class="feed-error"><td colspan="${FEED_FIGURES.length + 2}">${esc(f.error)}</td></tr>`
+        : "";
+      return `<tr data-exchange="${esc(f.exchange)}"><td>${esc(f.exchange.toLowerCase())}</td><td><span class="badge" data-state="${esc(label)}">${esc(label)}</span></td>${cells}</tr>${error}`;
+    })
+    .join("");
+}
+
 async function pollStatus() {
   try {
     const res = await fetch("/api/v1/status", {
@@ -315,19 +455,24 @@ async function pollStatus() {
     });
     if (!res.ok) throw new Error(`status ${res.status}`);
     const s = await res.json();
-    const f = s.feeds[0] ?? {};
     for (const feed of s.feeds) state.feeds.set(feed.exchange, feedLabel(feed));
     const feedEl = $("#feed-state");
     feedEl.textContent = s.feeds.map((x) => `${x.exchange.toLowerCase()} ${feedLabel(x)}`).join(", ");
-    feedEl.dataset.state = s.feeds.length ? feedLabel(f) : "unknown";
+    feedEl.dataset.state = worstLabel(s.feeds.map(feedLabel));
+    feedEl.title = s.feeds
+      .filter((x) => x.error)
+      .map((x) => `${x.exchange}: ${x.error}`)
+      .join("\n");
+    renderFeeds(s.feeds);
+    const total = (k) => (s.feeds.length ? s.feeds.reduce((n, f) => n + (f[k] ?? 0), 0) : null);
     const values = {
-      frames_per_s: f.frames_per_s,
-      frames: f.frames,
-      trades: f.trades,
-      quotes: f.quotes,
-      gaps: f.gaps,
-      dead_letters: f.dead_letters,
-      reconnects: f.reconnects,
+      frames_per_s: s.feeds.length ? Math.round(total("frames_per_s") * 10) / 10 : null,
+      frames: total("frames"),
+      trades: total("trades"),
+      quotes: total("quotes"),
+      gaps: total("gaps"),
+      dead_letters: total("dead_letters"),
+      reconnects: total("reconnects"),
       store_lag: s.store?.lag,
       clients: s.gateway?.clients,
       conflated: s.gateway?.conflated,
@@ -337,6 +482,8 @@ async function pollStatus() {
       const v = values[dd.dataset.k];
       dd.textContent = v == null ? "–" : String(v);
     }
+    // the process's problems, as /health says them (a feed that cannot connect: the cause and a hint)
+    $("#problems").innerHTML = (s.problems ?? []).map((p) => `<li>${esc(p)}</li>`).join("");
     $("#health-error").textContent = "";
     state.dirty.symbols = true;
   } catch (e) {
@@ -357,11 +504,11 @@ function render() {
 
 setInterval(render, 150);
 setInterval(() => {
-  state.dirty.symbols = true; // refresh the "updated" ages
+  state.dirty.symbols = true; // refresh the data ages
 }, 1000);
 setInterval(pollStatus, 1000);
 pollStatus();
 connect();
 
 // for tests and the console
-window.k2dash = { state, chart, candleSeries, volumeSeries, select };
+window.k2dash = { state, chart, candleSeries, volumeSeries, select, setInterval: showInterval };

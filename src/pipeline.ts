@@ -124,6 +124,11 @@ export interface IngestOptions {
   backfill?: boolean;
   /** REST base URL of the backfill (default: the venue's own, `https://api.binance.com`). */
   restUrl?: string | null;
+  /**
+   * What to try when the venue cannot be reached, appended to the line that names the cause (a live
+   * feed: `no network? try: npm start -- --replay …`).
+   */
+  connectHint?: string;
   /** Backfill tuning (tests shrink the waits). */
   backfillOptions?: Pick<BackfillOptions, "maxAttempts" | "retryDelayMs" | "maxWaitMs" | "requestTimeoutMs">;
 }
@@ -394,16 +399,35 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
       deadLetterOf(exchange, exchange.toLowerCase(), reason, bytes.toString("base64"), receivedAtUs),
     );
   });
+  /** The cause of the last failed attempt logged (null after a connection opened). */
+  let lastCause: string | null = null;
   conn.on("state", (state: ConnectionState, reason?: string) => {
-    if (state === "CONNECTED") normalizer.connectionOpened?.();
+    if (state === "CONNECTED") {
+      normalizer.connectionOpened?.();
+      lastCause = null;
+    }
     metrics.connectionState.labels(exchange).set(STATE_CODE[state]);
     logger.info({ exchange, state, reason }, "feed connection state");
   });
   conn.on("reconnect", (attempt, delayMs) => {
     metrics.reconnects.labels(exchange).inc();
-    logger.warn({ exchange, attempt, delayMs }, "feed reconnecting with backoff");
+    // after a failed attempt the cause's line has said so already
+    if (conn.lastFailure) logger.info({ exchange, attempt, delayMs }, "feed reconnecting with backoff");
+    else logger.warn({ exchange, attempt, delayMs }, "feed reconnecting with backoff");
   });
-  conn.on("error", (err) => logger.warn({ exchange, err: err.message }, "feed connection error"));
+  // a failed attempt is one line naming its cause; the same cause again (every backoff) only at debug
+  conn.on("connectFailed", (failure) => {
+    const repeated = failure.message === lastCause;
+    lastCause = failure.message;
+    const line = `feed ${exchange} cannot connect to ${opts.wsUrl}: ${failure.message}; retrying with backoff${opts.connectHint ? `. ${opts.connectHint}` : ""}`;
+    if (repeated) logger.debug({ exchange, cause: failure.cause }, line);
+    else logger.warn({ exchange, cause: failure.cause }, line);
+  });
+  conn.on("error", (err) => {
+    // an attempt that fails before it opens is reported by connectFailed, classified
+    if (conn.state === "CONNECTING") logger.debug({ exchange, err: err.message }, "feed connection error");
+    else logger.warn({ exchange, err: err.message }, "feed connection error");
+  });
   metrics.connectionState.labels(exchange).set(0);
   metrics.collectHooks.push(() => {
     metrics.feedSilent.labels(exchange).set(conn.liveness() === null ? 0 : 1);

@@ -283,6 +283,8 @@ export async function startProcess(
     g.start();
   }
 
+  /** For each live feed, what to try when its venue cannot be reached (null for a replayed feed). */
+  const connectHints = venues.map((venue, i) => (replays.servers[i] ? null : offlineHint(venue.exchange)));
   const feeds = venues.map((venue, i) =>
     startIngest(
       {
@@ -300,6 +302,7 @@ export async function startProcess(
         // --rest-url, else the replay server's own REST emulation, else the venue's
         restUrl: config.restUrls?.[i] ?? replays.restUrl(i),
         backfillOptions: hooks.backfillOptions,
+        connectHint: connectHints[i] ?? undefined,
       },
       publisher,
     ),
@@ -328,7 +331,11 @@ export async function startProcess(
     if (lastRead?.problem) problems.push(lastRead.problem);
     for (const f of feeds) {
       if (f.connection.state !== "CONNECTED") {
-        problems.push(`feed ${f.venue.exchange} ${f.connection.state.toLowerCase()}`);
+        const failure = f.connection.lastFailure;
+        const hint = connectHints[feeds.indexOf(f)];
+        problems.push(
+          `feed ${f.venue.exchange} ${f.connection.state.toLowerCase()}${failure ? `: ${failure.message}${hint ? `; ${hint}` : ""}` : ""}`,
+        );
       }
     }
     problems.push(...feedLivenessProblems(feeds));
@@ -357,7 +364,10 @@ export async function startProcess(
         logger,
         status: {
           feeds,
-          symbols: config.feeds.flatMap((f) => f.symbols),
+          // what the feeds subscribed to (a recording's own symbols when replayed without --symbols)
+          symbols: roles.ingest
+            ? replays.subscriptions.flatMap((s) => s.symbols)
+            : config.feeds.flatMap((f) => f.symbols),
           storeLag: () => persist?.consumer.lag() ?? 0,
           problems: health,
           replays: () => replays.states(),
@@ -491,6 +501,24 @@ export async function startProcess(
     stop,
     replayDone,
   };
+}
+
+/** A recording of each venue's data in the shared data set beside the checkout, for the offline hint. */
+const DEMO_RECORDINGS: Record<string, string> = {
+  BINANCE: "../shared/data/binance-spot/btcusdt_20240808.gz",
+  COINBASE: "../shared/data/cryptofeed/COINBASE.jsonl.gz",
+  KRAKEN: "../shared/data/cryptofeed/KRAKEN.jsonl.gz",
+};
+
+/**
+ * What to try when a live venue cannot be reached: replay a recording instead, e.g.
+ * `no network? try: npm start -- --replay ../shared/data/binance-spot/btcusdt_20240808.gz`.
+ */
+export function offlineHint(exchange: string): string {
+  const file = DEMO_RECORDINGS[exchange] ?? DEMO_RECORDINGS.BINANCE;
+  const flag =
+    exchange === "BINANCE" || !DEMO_RECORDINGS[exchange] ? "" : `--exchange ${exchange.toLowerCase()} `;
+  return `no network? try: npm start -- ${flag}--replay ${file}`;
 }
 
 /**

@@ -78,6 +78,15 @@ async function runLoad(
     exitWithError(`load failed: ${(e as Error).message}`, 1);
   }
   await store.close();
+  // the JSON line counts rejected rows; the first few say why, on stderr
+  for (const r of summary.firstRejects)
+    process.stderr.write(`k2: ${file}:${r.line}: rejected: ${r.reason}\n`);
+  const more = summary.rejected - summary.firstRejects.length;
+  if (summary.rejected > 0) {
+    process.stderr.write(
+      `k2: ${summary.rejected.toLocaleString("en-US")} rows rejected${more > 0 ? ` (${more.toLocaleString("en-US")} more not shown)` : ""}; every one is in dead_letters with its line and reason\n`,
+    );
+  }
   process.stdout.write(
     `${JSON.stringify({
       rows: summary.rows,

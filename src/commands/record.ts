@@ -83,6 +83,15 @@ export function registerRecord(program: Command): void {
       await writer.close();
       logger.info({ reason, frames: writer.frames, out: opts.out }, "recording closed");
       process.stdout.write(`${JSON.stringify({ frames: writer.frames, out: opts.out })}\n`);
+      if (writer.frames === 0) {
+        const failure = feed.connection.lastFailure;
+        exitWithError(
+          `recorded no frames in ${reason === "duration elapsed" ? `${duration} s` : "the run"}` +
+            (failure ? `: ${failure.message}` : ": the venue sent nothing on the subscription") +
+            `; ${opts.out} holds no frames`,
+          1,
+        );
+      }
       process.exit(0);
     });
 }

@@ -29,7 +29,11 @@ export function registerReplayServer(program: Command): void {
     .description("serve a capture as the recorded venue's WebSocket endpoint on 127.0.0.1")
     .argument("<file>", "capture file (`<ns> <frame>` Binance lines, or a cryptofeed recording), gzip")
     .option("--port <n>", "port, 0 = any free port", "9443")
-    .option("--speed <x>", "pace: 1, 10, ... or max", "1")
+    .option(
+      "--speed <x>",
+      "pace: 1 (the recorded pace, as `k2 run --replay` without --exit-at-end), 10, ... or max",
+      "1",
+    )
     .option(
       "--faults <spec>",
       "inject faults: drop-every=N[:lost=M], stall=DUR@FRAME, garbage=RATE, close=CODE@FRAME, no-pong (comma list)",

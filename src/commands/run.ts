@@ -173,6 +173,11 @@ function registerProcess(
     .action(async (flags: RunFlags) => {
       // a SIGTERM or Ctrl-C during start-up is kept, not fatal: the process stops in order once started
       const signal = onSignal();
+      let started = false;
+      let stoppedWhileStarting = false;
+      signal.then(() => {
+        stoppedWhileStarting = !started;
+      });
       const [
         { ConfigError },
         { createLogger },
@@ -180,6 +185,7 @@ function registerProcess(
         { ListenError },
         { StoreLockedError },
         { OutputStartError },
+        { ReplaySymbolsError },
       ] = await Promise.all([
         import("../config.js"),
         import("../ops/logger.js"),
@@ -187,6 +193,7 @@ function registerProcess(
         import("../serve/http.js"),
         import("../store/duckdb.js"),
         import("../outputs/output.js"),
+        import("../replay/feeds.js"),
       ]);
       const config = await runConfigOrExit(flags, (c) => {
         if (name !== "run" && c.bus === "memory") {
@@ -202,8 +209,10 @@ function registerProcess(
       } catch (e) {
         if (e instanceof ListenError || e instanceof OutputStartError) exitWithError(e.message);
         if (e instanceof StoreLockedError) exitWithError(`--db: ${e.message}`);
+        if (e instanceof ReplaySymbolsError) exitWithError(e.message);
         throw e;
       }
+      started = true;
       const reason = await (running.replayDone && config.exitAtEnd
         ? Promise.race([running.replayDone.then(() => "replay finished"), signal])
         : signal);
@@ -218,9 +227,28 @@ function registerProcess(
         );
         process.exit(1);
       }
+      // a run that got nothing failed, unless it was told to stop before it had started
+      if (roles.ingest && summary.frames === 0 && !stoppedWhileStarting) {
+        exitWithError(noFramesSentence(running.feeds), 1);
+      }
       // everything is flushed and closed; do not wait for client libraries' idle timers
       process.exit(0);
     });
+}
+
+/**
+ * Why a run that received no market data frames is a failure, naming each feed's last connection
+ * failure, e.g. `the run got no frames: BINANCE: DNS lookup failed for stream.binance.com (getaddrinfo
+ * ENOTFOUND)`.
+ */
+function noFramesSentence(
+  feeds: readonly { venue: { exchange: string }; connection: { lastFailure: { message: string } | null } }[],
+): string {
+  const why = feeds.map(
+    (f) =>
+      `${f.venue.exchange}: ${f.connection.lastFailure?.message ?? "no market data on the subscription"}`,
+  );
+  return `the run got no frames (${why.join("; ")})`;
 }
 
 /**

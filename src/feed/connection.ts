@@ -76,12 +76,81 @@ export type LivenessOverrides = Partial<
   >
 >;
 
+/** Why a connection attempt failed, by where it failed. */
+export type ConnectFailureCause = "dns" | "refused" | "timeout" | "tls" | "http" | "reset" | "other";
+
+/** A failed connection attempt: its cause and a sentence naming it (host, port, code). */
+export interface ConnectFailure {
+  cause: ConnectFailureCause;
+  /** e.g. `DNS lookup failed for stream.binance.com (getaddrinfo ENOTFOUND)`. */
+  message: string;
+}
+
+/** Node's TLS and certificate error codes (besides the `ERR_TLS_`/`ERR_SSL_`/`CERT_` prefixes). */
+const TLS_CODES = new Set([
+  "EPROTO",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "HOSTNAME_MISMATCH",
+]);
+
+/**
+ * Classifies the error of a WebSocket connection attempt to `url` by its Node error code: DNS lookup,
+ * refused, timed out, TLS, reset, else `other` with the error's own message. `ws`' handshake timeout
+ * carries no code and is recognised here, the only place that reads an error's text. (An HTTP status
+ * on the upgrade is classified where the response arrives, see {@link httpFailure}.)
+ */
+export function classifyConnectError(err: Error & { code?: string }, url: string): ConnectFailure {
+  const { host, port } = hostPortOf(url);
+  const code = err.code ?? "";
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "EAI_FAIL" || code === "EAI_NONAME") {
+    return { cause: "dns", message: `DNS lookup failed for ${host} (getaddrinfo ${code})` };
+  }
+  if (code === "ECONNREFUSED") {
+    return { cause: "refused", message: `connection refused by ${host}:${port} (ECONNREFUSED)` };
+  }
+  if (code === "ETIMEDOUT" || code === "EHOSTUNREACH" || code === "ENETUNREACH") {
+    return { cause: "timeout", message: `${host}:${port} unreachable (${code})` };
+  }
+  if (err.message === "Opening handshake has timed out") {
+    return { cause: "timeout", message: `no WebSocket handshake from ${host}:${port} in time` };
+  }
+  if (TLS_CODES.has(code) || /^(ERR_TLS_|ERR_SSL_|CERT_)/.test(code)) {
+    return { cause: "tls", message: `TLS handshake with ${host}:${port} failed (${code}: ${err.message})` };
+  }
+  if (code === "ECONNRESET" || code === "EPIPE") {
+    return { cause: "reset", message: `connection to ${host}:${port} reset (${code})` };
+  }
+  return { cause: "other", message: `connecting to ${host}:${port}: ${err.message}` };
+}
+
+/** The failure of an upgrade answered with an HTTP status instead of 101. */
+export function httpFailure(status: number, url: string): ConnectFailure {
+  const { host, port } = hostPortOf(url);
+  return { cause: "http", message: `${host}:${port} answered the WebSocket upgrade with HTTP ${status}` };
+}
+
+/** Host and port of a ws:// or wss:// URL (the scheme's default port when none is given). */
+function hostPortOf(url: string): { host: string; port: string } {
+  try {
+    const u = new URL(url);
+    return { host: u.hostname, port: u.port || (u.protocol === "wss:" ? "443" : "80") };
+  } catch {
+    return { host: url, port: "?" };
+  }
+}
+
 export interface ConnectionEvents {
   /** A text frame (or a binary frame that is valid UTF-8); `receivedAtUs` is stamped on receipt, µs since epoch. */
   frame: [raw: string, receivedAtUs: number];
   /** A text or binary frame that is not valid UTF-8: its exact bytes (the connection is kept). */
   invalidUtf8: [bytes: Buffer, receivedAtUs: number, binary: boolean];
   state: [state: ConnectionState, reason?: string];
+  /** A connection attempt failed before it opened (then `state` ERROR with the same sentence as reason). */
+  connectFailed: [failure: ConnectFailure];
   reconnect: [attempt: number, delayMs: number];
   error: [err: Error];
 }
@@ -103,6 +172,11 @@ export class VenueConnection extends EventEmitter<ConnectionEvents> {
   lastFrameAtMs = 0;
   /** `performance.now()` of the last frame, or of `start()` before any frame. */
   private lastFramePerf = 0;
+  /**
+   * Why the last connection attempt failed before it opened (DNS, refused, TLS, HTTP status...); null
+   * once a connection opens.
+   */
+  lastFailure: ConnectFailure | null = null;
   /** Why the last connection was judged dead; cleared by the next frame. */
   private deadReason: string | null = null;
   private readonly watchdogs = new Map<WebSocket, SocketWatchdog>();
@@ -226,10 +300,14 @@ export class VenueConnection extends EventEmitter<ConnectionEvents> {
     });
     let delivered = false;
     let killReason: string | null = null;
+    let failure: ConnectFailure | null = null;
+    let opened = false;
     let stableTimer: NodeJS.Timeout | null = null;
     let watchdog: SocketWatchdog | null = null;
     ws.on("open", () => {
       if (ws !== this.ws && !rollover) return;
+      opened = true;
+      if (!rollover) this.lastFailure = null;
       watchdog = new SocketWatchdog(ws, this.opts, (reason) => {
         killReason = reason;
         this.deadConnections++;
@@ -279,7 +357,15 @@ export class VenueConnection extends EventEmitter<ConnectionEvents> {
       }
       this.emit("frame", bytes.toString("utf8"), receivedAtUs);
     });
+    ws.on("unexpected-response", (_req, res) => {
+      failure ??= httpFailure(res.statusCode ?? 0, this.opts.url);
+      res.resume();
+      ws.terminate();
+    });
     ws.on("error", (err) => {
+      // stop() aborting a handshake in progress is not a failure of the venue
+      if (this.stopped) return;
+      if (!opened) failure ??= classifyConnectError(err, this.opts.url);
       this.emit("error", err);
     });
     ws.on("close", (code, reasonBuf) => {
@@ -304,7 +390,15 @@ export class VenueConnection extends EventEmitter<ConnectionEvents> {
       this.ws = null;
       this.sendQueue = []; // subscriptions are sent again by onOpenMessages on reconnect
       if (this.stopped) return;
-      const reason = killReason ?? `closed ${code}${reasonBuf.length ? ` ${reasonBuf.toString()}` : ""}`;
+      if (failure && !opened) {
+        this.lastFailure = failure;
+        this.emit("connectFailed", failure);
+      }
+      const reason =
+        killReason ??
+        (failure && !opened
+          ? failure.message
+          : `closed ${code}${reasonBuf.length ? ` ${reasonBuf.toString()}` : ""}`);
       this.setState("ERROR", reason);
       this.scheduleReconnect();
     });

@@ -47,10 +47,15 @@ export interface LoadSummary {
   duplicates: number;
   /** Rows written to `dead_letters`. */
   rejected: number;
+  /** The first {@link FIRST_REJECTS} rejected rows: 1-based line number and why (not in the JSON line). */
+  firstRejects: { line: number; reason: string }[];
   /** Table the trades went to (`trades_v2` or `agg_trades_v2`). */
   table: "trades_v2" | "agg_trades_v2";
   elapsed_ms: number;
 }
+
+/** How many rejected rows a load keeps the reasons of, for the CLI to print. */
+export const FIRST_REJECTS = 5;
 
 export interface LoadOptions {
   /** Path as given by the user; dead-letter sources are `<file>:<line>`. */
@@ -84,6 +89,7 @@ export async function loadTrades(opts: LoadOptions): Promise<LoadSummary> {
     loaded: 0,
     duplicates: 0,
     rejected: 0,
+    firstRejects: [],
     table: opts.target === "trades" ? "trades_v2" : "agg_trades_v2",
     elapsed_ms: 0,
   };
@@ -116,6 +122,9 @@ export async function loadTrades(opts: LoadOptions): Promise<LoadSummary> {
           if (!(e instanceof RowRejected)) throw e;
           summary.rows++;
           summary.rejected++;
+          if (summary.firstRejects.length < FIRST_REJECTS) {
+            summary.firstRejects.push({ line: lineNo, reason: e.message });
+          }
           batch.deadLetters.push(
             deadLetter(opts.exchange, opts.file, fileTag, lineNo, e.message, line, nowUs),
           );

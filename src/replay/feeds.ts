@@ -2,8 +2,9 @@
  * The replays of a run's feeds (`k2 run --replay FILE[,FILE…]`), from discovery to the end:
  *
  * - discovery: each feed given a recording gets an in-process replay server for the recording's
- *   format (`index.ts`), in a worker thread when it can; a cryptofeed recording replayed without
- *   `--symbols` for its exchange subscribes to the symbols it recorded;
+ *   format (`index.ts`), in a worker thread when it can; a recording replayed without `--symbols` for
+ *   its exchange subscribes to the symbols it recorded, and one given `--symbols` it does not hold at
+ *   all is refused before anything starts ({@link ReplaySymbolsError});
  * - the end: a replay is over once its feed has received everything the server wrote (frames written
  *   on a connection the feed then dropped never arrive: a long quiet spell ends it too); `/health`
  *   then says so, as no more data is arriving.
@@ -11,13 +12,15 @@
  * A live feed (no recording) has no entry here beyond a null server.
  */
 
+import { basename } from "node:path";
 import { replayFinishedProblem } from "../ops/health-checks.js";
 import type { Logger } from "../ops/logger.js";
 import { getVenue } from "../venues/registry.js";
 import type { Subscription, Venue } from "../venues/venue.js";
+import { readCaptureHead } from "./capture.js";
 import { indexRecording, symbolsOfKeys } from "./cryptofeed.js";
 import { type FaultCounts, type FaultSpec, sumFaultCounts } from "./faults.js";
-import { detectCaptureFormat, REPLAY_SERVERS } from "./index.js";
+import { type CaptureFormat, detectCaptureFormat, REPLAY_SERVERS } from "./index.js";
 import type { ReplayServer } from "./replay-server.js";
 import { WorkerReplayServer } from "./replay-worker.js";
 
@@ -79,8 +82,9 @@ export class FeedReplays {
   }
 
   /**
-   * Starts a replay server for each feed given a recording (and reads the recorded symbols of a
-   * cryptofeed recording replayed without `--symbols`); `venues[i]` is `feeds[i]`'s venue.
+   * Starts a replay server for each feed given a recording (and reads the recorded symbols: the
+   * subscription without `--symbols`, a check with them); `venues[i]` is `feeds[i]`'s venue.
+   * @throws {ReplaySymbolsError} when a recording holds none of the `--symbols` given for it
    * @throws {Error} when a recording cannot be read or a server cannot listen
    */
   static async start(
@@ -99,8 +103,17 @@ export class FeedReplays {
         continue;
       }
       const format = detectCaptureFormat(f.replay);
-      if (format === "cryptofeed" && f.symbolsDefaulted) {
-        sub.symbols = await recordedSymbols(f.replay, venues[i], sub.streams, logger);
+      const recorded = await recordedSymbols(f.replay, format, venues[i], sub.streams, logger);
+      if (f.symbolsDefaulted) {
+        if (recorded.length > 0) {
+          sub.symbols = recorded;
+          logger.info(
+            { exchange: venues[i].exchange, symbols: recorded },
+            "replay subscribes to the recording's symbols",
+          );
+        }
+      } else {
+        checkRecordedSymbols(f.replay, sub.symbols, recorded, venues[i].exchange, logger);
       }
       const serverOpts = {
         file: f.replay,
@@ -246,20 +259,58 @@ function receivedAll(feed: ReplayedFeed, server: ReplayServer): Promise<boolean>
 }
 
 /**
- * The symbols a cryptofeed recording subscribed to on the venue's streams, keeping those the venue
- * accepts (a replay without `--symbols` for its exchange subscribes to what was recorded); the
- * venue's defaults when it accepts none.
+ * A replay asked for symbols its recording does not hold: the run would receive nothing. The message
+ * says which, e.g. `--symbols: btcusdt_20240808.gz holds BTCUSDT, not ETHUSDT`.
+ */
+export class ReplaySymbolsError extends Error {}
+
+/**
+ * Throws when none of the `wanted` symbols are in the recording (`recorded`; an empty list means they
+ * could not be read, and nothing is checked); warns about each one missing when some are there.
+ * @throws {ReplaySymbolsError} when none of `wanted` is recorded
+ */
+function checkRecordedSymbols(
+  file: string,
+  wanted: readonly string[],
+  recorded: readonly string[],
+  exchange: string,
+  logger: Logger,
+): void {
+  if (recorded.length === 0) return;
+  const missing = wanted.filter((s) => !recorded.includes(s));
+  if (missing.length === 0) return;
+  const holds = `${basename(file)} holds ${recorded.join(", ")}, not ${missing.join(", ")}`;
+  if (missing.length === wanted.length) {
+    throw new ReplaySymbolsError(
+      `--symbols: ${holds}: the replay would send nothing (drop --symbols to replay what was recorded)`,
+    );
+  }
+  logger.warn({ exchange, file, missing, recorded }, `${holds}: those symbols get no data`);
+}
+
+/**
+ * The symbols a recording holds on the venue's streams, keeping those the venue accepts; empty when
+ * they cannot be read cheaply. A cryptofeed recording is indexed whole (what its connections
+ * subscribed to); a `<ns> <frame>` capture is read from its first 64 KiB (the stream names of its
+ * first frames, `btcusdt@trade` → `BTCUSDT`).
  */
 async function recordedSymbols(
   file: string,
+  format: CaptureFormat,
   venue: Venue,
   streams: string[],
   logger: Logger,
 ): Promise<string[]> {
-  const index = await indexRecording(file, (exchange) => getVenue(exchange.toLowerCase())?.replay);
-  const keys = [...index.connections.values()].flatMap((c) => [...c.keys]);
+  let symbols: string[];
+  if (format === "cryptofeed") {
+    const index = await indexRecording(file, (exchange) => getVenue(exchange.toLowerCase())?.replay);
+    const keys = [...index.connections.values()].flatMap((c) => [...c.keys]);
+    symbols = symbolsOfKeys(keys, venue.streams);
+  } else {
+    symbols = captureHeadSymbols(file);
+  }
   const accepted: string[] = [];
-  for (const s of symbolsOfKeys(keys, venue.streams)) {
+  for (const s of symbols) {
     try {
       venue.validate({ symbols: [s], streams });
       accepted.push(s);
@@ -270,10 +321,13 @@ async function recordedSymbols(
       );
     }
   }
-  logger.info(
-    { exchange: venue.exchange, symbols: accepted },
-    "replay subscribes to the recording's symbols",
-  );
-  if (accepted.length === 0) return [...venue.defaultSymbols];
   return accepted;
+}
+
+/** Upper-case symbols of the combined-stream frames in a capture's first 64 KiB, in order of first sight. */
+function captureHeadSymbols(file: string): string[] {
+  const text = readCaptureHead(file).toString("utf8");
+  const out = new Set<string>();
+  for (const m of text.matchAll(/"stream":"([a-z0-9]+)@/g)) out.add(m[1].toUpperCase());
+  return [...out];
 }

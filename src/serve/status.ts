@@ -4,12 +4,15 @@
  *
  *   {"status":"ok"|"degraded","problems":["store: writes failing for 12 s: ..."],"uptime_s":12,
  *    "feeds":[{"exchange":"BINANCE","state":"CONNECTED","reconnects":0,"frames":1234,"frames_per_s":98.5,
- *              "trades":300,"quotes":900,"dead_letters":0,"gaps":0,"replay":null}],
+ *              "trades":300,"quotes":900,"dead_letters":0,"gaps":0,"replay":null,"error":null}],
  *    "store":{"lag":0},"gateway":{"clients":1,"behind":0,"messages_sent":..,"conflated":..,...},
  *    "symbols":["BTCUSDT"]}
  *
  * `frames_per_s` is the rate over the last sampling second. `replay` is null for a live feed, else
  * `playing` or `ended` (the whole recording received: no more data is arriving; the figures stay).
+ * `error` names why a feed that is not connected cannot connect (DNS, refused, TLS, HTTP status).
+ * `symbols` are the symbols the feeds subscribed to (a recording's own when it was replayed without
+ * `--symbols`).
  * Behind the API token check when
  * `K2_API_TOKENS` is set.
  */
@@ -22,8 +25,15 @@ import type { GatewayStats } from "./ws/metrics.js";
  */
 export interface StatusFeed {
   readonly venue: { readonly exchange: string };
-  /** Connection state (`DISCONNECTED`, `CONNECTING`, `CONNECTED`, `ERROR`) and reconnects scheduled so far. */
-  readonly connection: { readonly state: string; readonly reconnects: number };
+  /**
+   * Connection state (`DISCONNECTED`, `CONNECTING`, `CONNECTED`, `ERROR`), reconnects scheduled so far,
+   * and why the last attempt failed before it opened (null once a connection opens).
+   */
+  readonly connection: {
+    readonly state: string;
+    readonly reconnects: number;
+    readonly lastFailure?: { readonly message: string } | null;
+  };
   /** Counters since start: market data frames, trades, quotes, frames rejected as dead letters, gaps. */
   readonly counts: {
     readonly frames: number;
@@ -64,6 +74,11 @@ export interface FeedStatus {
   gaps: number;
   /** Replay state of a replayed feed, null for a live one. */
   replay: ReplayStatus | null;
+  /**
+   * Why the feed cannot connect while it is not connected, e.g. `DNS lookup failed for
+   * stream.binance.com (getaddrinfo ENOTFOUND)`; null otherwise.
+   */
+  error: string | null;
 }
 
 /** Registers `GET /api/v1/status`; samples frame rates once a second until the app closes. */
@@ -100,6 +115,7 @@ export function registerStatus(app: FastifyInstance, src: StatusSources): void {
       dead_letters: f.counts.rejected,
       gaps: f.counts.gaps,
       replay: replays[i] ?? null,
+      error: f.connection.state === "CONNECTED" ? null : (f.connection.lastFailure?.message ?? null),
     }));
     reply.header("cache-control", "no-store");
     const problems = (await src.problems?.()) ?? [];

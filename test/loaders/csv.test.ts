@@ -224,6 +224,11 @@ describe("k2 load csv: an ASX-like trade file", () => {
     const ok = await runCli(["load", "csv", file, "--mapping", mappingFile, "--db", db]);
     expect(ok.code, ok.stderr).toBe(0);
     expect(summaryOf(ok)).toMatchObject({ rows: 7, loaded: 4, duplicates: 0, rejected: 3 });
+    // the first rejected rows say why on stderr, with their line numbers (header = line 1)
+    const rejects = ok.stderr.split("\n").filter((l) => l.startsWith(`k2: ${file}:`));
+    expect(rejects.map((l) => Number(l.slice(`k2: ${file}:`.length).split(":")[0]))).toEqual([4, 7, 8]);
+    expect(rejects[0]).toMatch(/: rejected: .*price/);
+    expect(ok.stderr).toContain("k2: 3 rows rejected; every one is in dead_letters with its line and reason");
 
     const noPrice = await write(
       "no-price.json",

@@ -3,7 +3,10 @@
  * The dashboard end to end in Debian's headless chromium (playwright-core): a real `k2 run --replay
  * btcusdt_20240808.gz --speed 20` in process, the page loaded while the replay runs; afterwards the
  * trade tape must show the capture's last trades exactly as stored, the chart's 1-minute candles and
- * volumes must match the stored trades, and the symbol row and feed health must show the run. Saves
+ * volumes must match the stored trades (and the 5-minute ones after the interval switch), and the
+ * symbol row (exchange column, data age), the tape (dates, aligned exact decimals) and feed health must
+ * show the run; three venues side by side get a row each and feed health for every feed; a feed that
+ * cannot connect is named with its cause. Saves
  * `test-artifacts/dashboard.png`. Skipped (with the reason in its title) when /usr/bin/chromium is
  * missing: `apt-get install -y chromium`.
  */
@@ -12,7 +15,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RunningPipeline } from "../../src/run.js";
+import { resolveRunConfig } from "../../src/config.js";
+import { type RunningPipeline, startRun } from "../../src/run.js";
+import { silentLogger, testConfig } from "../helpers/run.js";
 import { LAST_TRADE_ID, ROOT, sleep, startReplayRun, TRADES_IN_CAPTURE, tempDir } from "./helpers.js";
 
 const CHROMIUM = process.env.K2_CHROMIUM ?? "/usr/bin/chromium";
@@ -174,8 +179,9 @@ describe.skipIf(!HAVE_CHROMIUM)(title, () => {
     const [lastQuote] = await store.query(
       "SELECT bid_price::VARCHAR AS bid, ask_price::VARCHAR AS ask FROM quotes_v2 ORDER BY ingestion_timestamp DESC, source_sequence DESC LIMIT 1",
     );
+    // (cells by their class: symbol, last, bid, ask, spread, feed)
     const row = await page.$eval('#symbols tbody tr[data-symbol="BTCUSDT"]', (r) =>
-      Array.from(r.querySelectorAll("td")).map((td) => td.textContent),
+      ["symbol", "last", "bid", "ask", "spread", "feed"].map((c) => r.querySelector(`td.${c}`)?.textContent),
     );
     expect(row[0]).toBe("BTCUSDT");
     expect(row[1]).toBe(display(String(stored[0].price)));
@@ -202,9 +208,209 @@ describe.skipIf(!HAVE_CHROMIUM)(title, () => {
     expect(Number(health.frames)).toBe(run.feed.counts.frames);
     expect(await page.textContent("#feed-state")).toBe("binance replay ended");
 
+    // every feed has its row in the health table (here the one, with the same figures)
+    const feedRow = await page.$$eval("#feeds tbody tr[data-exchange]", (rows) =>
+      rows.map((r) => ({
+        exchange: (r as HTMLElement).dataset.exchange,
+        trades: r.querySelector('td[data-k="trades"]')?.textContent,
+        state: r.querySelector(".badge")?.textContent,
+      })),
+    );
+    expect(feedRow).toEqual([
+      { exchange: "BINANCE", trades: String(TRADES_IN_CAPTURE), state: "replay ended" },
+    ]);
+
+    // the exchange column; the data's age from the last trade's own time (2024: days, not seconds)
+    const cells = await page.$eval('#symbols tbody tr[data-symbol="BTCUSDT"]', (r) => ({
+      exchange: r.querySelector("td.exchange")?.textContent,
+      age: r.querySelector("td.age")?.textContent,
+    }));
+    expect(cells.exchange).toBe("binance");
+    const [last] = await store.query(
+      'SELECT "timestamp"::BIGINT AS ts FROM trades_v2 ORDER BY source_sequence DESC LIMIT 1',
+    );
+    const days = Math.floor((Date.now() - Number(last.ts) / 1000) / 86_400_000);
+    expect([`${days} d`, `${days + 1} d`]).toContain(cells.age);
+
+    // the tape's times carry their date (the trades are not from today), from the trade's own time
+    const times = await page.$$eval("#tape tbody td.time", (tds) => tds.map((td) => td.textContent));
+    const tsOf = await store.query(
+      'SELECT "timestamp"::BIGINT AS ts FROM trades_v2 ORDER BY source_sequence DESC LIMIT 60',
+    );
+    expect(times).toEqual(
+      tsOf.map((r) => new Date(Math.floor(Number(r.ts) / 1000)).toISOString().slice(0, 23).replace("T", " ")),
+    );
+    // exact decimals line up: one number of places per column, each value exact (only zeros added)
+    const quantities = await page.$$eval("#tape tbody tr", (rows) =>
+      rows.map((r) => ({
+        raw: (r as HTMLElement).dataset.quantity ?? "",
+        shown: r.querySelector("td.quantity")?.textContent ?? "",
+      })),
+    );
+    const places = new Set(quantities.map((q) => q.shown.split(".")[1]?.length));
+    expect(places.size).toBe(1);
+    expect([...places][0]).toBeGreaterThanOrEqual(2);
+    for (const q of quantities) expect(q.raw.startsWith(q.shown) || q.shown.startsWith(q.raw)).toBe(true);
+    expect(quantities.some((q) => q.shown.replace(/0+$/, "") !== q.shown)).toBe(true); // some padded
+
+    // the price axis leaves out a tick label the last-price marker would cover (within 14 px of it)
+    const axis = await page.evaluate(() => {
+      interface Chart {
+        options(): { localization: { tickmarksPriceFormatter(prices: number[]): string[] } };
+      }
+      interface Series {
+        data(): { close: number }[];
+        priceToCoordinate(p: number): number | null;
+        coordinateToPrice(y: number): number | null;
+      }
+      const d = (window as unknown as { k2dash: { chart: Chart; candleSeries: Series } }).k2dash;
+      const last = d.candleSeries.data().at(-1)!.close;
+      const y = d.candleSeries.priceToCoordinate(last)!;
+      const near = d.candleSeries.coordinateToPrice(y + 5)!;
+      const far = d.candleSeries.coordinateToPrice(y + 60)!;
+      return d.chart.options().localization.tickmarksPriceFormatter([near, far, last]);
+    });
+    expect(axis[0]).toBe("");
+    expect(axis[1]).toMatch(/^\d+\.\d\d$/);
+    expect(axis[2]).toBe("");
+
     mkdirSync(join(ROOT, "test-artifacts"), { recursive: true });
     await page.screenshot({ path: join(ROOT, "test-artifacts", "dashboard.png") });
+
+    // the interval switch: 5-minute candles equal the stored trades' 5-minute bars (but the first)
+    await page.click('#intervals button[data-interval="5m"]');
+    await page.waitForFunction(() =>
+      document.querySelector("#chart-title")?.textContent?.includes("candles 5m"),
+    );
+    const five = await page.evaluate(() => {
+      const d = (
+        window as unknown as {
+          k2dash: {
+            candleSeries: {
+              data(): { time: number; open: number; high: number; low: number; close: number }[];
+            };
+          };
+        }
+      ).k2dash;
+      return d.candleSeries.data();
+    });
+    const bars5 = await store.query(
+      `SELECT (timestamp // 300000000 * 300)::INTEGER AS t, arg_min(price, source_sequence)::VARCHAR AS open,
+              max(price)::VARCHAR AS high, min(price)::VARCHAR AS low, arg_max(price, source_sequence)::VARCHAR AS close
+         FROM trades_v2 GROUP BY 1 ORDER BY 1`,
+    );
+    expect(five.every((c) => c.time % 300 === 0)).toBe(true);
+    const first5 = Math.floor(chart.firstTradeTs / 300e6) * 300;
+    const complete5 = bars5.filter((b) => Number(b.t) > first5);
+    expect(complete5.length).toBeGreaterThanOrEqual(1);
+    const by5 = new Map(five.map((c) => [c.time, c]));
+    for (const b of complete5) {
+      const c = by5.get(Number(b.t));
+      expect([c?.open, c?.high, c?.low, c?.close], `5m candle ${b.t}`).toEqual([
+        Number(b.open),
+        Number(b.high),
+        Number(b.low),
+        Number(b.close),
+      ]);
+    }
     expect(problems).toEqual([]);
     await page.close();
+  });
+
+  it("three venues side by side: a row per (exchange, symbol) and feed health for every feed", async () => {
+    if (!browser || !tmp) throw new Error("browser not started");
+    const data = join(ROOT, "../shared/data/cryptofeed");
+    const config = resolveRunConfig(
+      {
+        exchange: "binance,coinbase,kraken",
+        replay: ["BINANCE", "COINBASE", "KRAKEN"].map((x) => join(data, `${x}.jsonl.gz`)).join(","),
+        speed: "max",
+        db: `${tmp.dir}/venues.duckdb`,
+        httpPort: "0",
+      },
+      {},
+    );
+    const venues = await startRun(config, silentLogger());
+    try {
+      await venues.replayDone;
+      const page: Page = await browser.newPage();
+      await page.goto(`http://127.0.0.1:${venues.httpPort}/`);
+      // every feed's figures, as the run counted them (Binance's recording has aggTrade, no trade)
+      const expected = venues.feeds.map((f) => ({
+        exchange: f.venue.exchange,
+        trades: String(f.counts.trades),
+        quotes: String(f.counts.quotes),
+      }));
+      expect(venues.feeds.every((f) => f.counts.frames > 0)).toBe(true);
+      await page.waitForFunction(
+        (n) => document.querySelectorAll('#feeds tbody tr[data-exchange] td[data-k="trades"]').length === n,
+        expected.length,
+      );
+      const shown = await page.$$eval("#feeds tbody tr[data-exchange]", (rows) =>
+        rows.map((r) => ({
+          exchange: (r as HTMLElement).dataset.exchange,
+          trades: r.querySelector('td[data-k="trades"]')?.textContent,
+          quotes: r.querySelector('td[data-k="quotes"]')?.textContent,
+        })),
+      );
+      expect(shown).toEqual(expected);
+      const total = venues.feeds.reduce((n, f) => n + f.counts.trades, 0);
+      await page.waitForFunction(
+        (n) => document.querySelector('#health dd[data-k="trades"]')?.textContent === String(n),
+        total,
+      );
+      // the symbols table: one row per (exchange, symbol) of every venue (each subscription starts with
+      // the current tick), the exchange in its own column
+      await page.waitForFunction(
+        () =>
+          new Set(
+            Array.from(document.querySelectorAll<HTMLElement>("#symbols tbody tr")).map(
+              (r) => r.dataset.exchange,
+            ),
+          ).size === 3,
+      );
+      const rows = await page.$$eval("#symbols tbody tr", (trs) =>
+        trs.map((r) => ({
+          key: (r as HTMLElement).dataset.key,
+          exchange: r.querySelector("td.exchange")?.textContent,
+          symbol: r.querySelector("td.symbol")?.textContent,
+        })),
+      );
+      for (const r of rows) expect(r.key).toBe(`${r.exchange?.toUpperCase()}:${r.symbol}`);
+      expect(new Set(rows.map((r) => r.exchange))).toEqual(new Set(["binance", "coinbase", "kraken"]));
+      await page.close();
+    } finally {
+      await venues.stop("test done");
+    }
+  });
+
+  it("names why a feed cannot connect, with the offline hint, as /health does", async () => {
+    if (!browser || !tmp) throw new Error("browser not started");
+    const offline = await startRun(
+      testConfig({ wsUrl: "wss://nonexistent.invalid/ws", db: `${tmp.dir}/offline.duckdb` }),
+      silentLogger(),
+    );
+    try {
+      const page: Page = await browser.newPage();
+      await page.goto(`http://127.0.0.1:${offline.httpPort}/`);
+      await page.waitForSelector("#feeds tbody tr.feed-error", { timeout: 30_000 });
+      const error = await page.textContent("#feeds tbody tr.feed-error");
+      expect(error).toMatch(
+        /^DNS lookup failed for nonexistent\.invalid \(getaddrinfo (ENOTFOUND|EAI_AGAIN)\)$/,
+      );
+      const health = await (await fetch(`http://127.0.0.1:${offline.httpPort}/health`)).text();
+      const shown = await page.$$eval("#problems li", (lis) => lis.map((li) => li.textContent));
+      expect(shown.join("\n")).toContain(
+        `feed BINANCE error: ${error}; no network? try: npm start -- --replay`,
+      );
+      expect(health).toContain(`feed BINANCE error: ${error}`);
+      // between attempts the feed is in error (connecting only for the moment of an attempt)
+      await page.waitForFunction(
+        () => document.querySelector<HTMLElement>("#feed-state")?.dataset.state === "error",
+      );
+      await page.close();
+    } finally {
+      await offline.stop("test done");
+    }
   });
 });
