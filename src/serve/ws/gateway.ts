@@ -299,8 +299,11 @@ export class Gateway {
     this.addSubscription(c, m, id);
   }
 
-  /** Adds `m`'s symbols to the client's live subscription of its channel and replies `subscribed`. */
-  private addSubscription(c: Client, m: SubscribeRequest, id: RequestId): void {
+  /**
+   * Adds `m`'s symbols to the client's live subscription of its channel and replies `subscribed` (not
+   * at a replay's switch: `replay_done` follows instead).
+   */
+  private addSubscription(c: Client, m: SubscribeRequest, id: RequestId, reply = true): void {
     const channel: Channel = m.channel;
     const current = c.subs.get(channel);
     const adding = m.symbols.filter((s) => s !== "*" && !current?.symbols.has(s)).length;
@@ -328,7 +331,8 @@ export class Gateway {
       sub.batchMs = m.batch_ms;
     }
     this.index.place(c);
-    this.reply(c, { type: "subscribed", id, channel, symbols: symbolsOf(sub), batch_ms: sub.batchMs });
+    if (reply)
+      this.reply(c, { type: "subscribed", id, channel, symbols: symbolsOf(sub), batch_ms: sub.batchMs });
     if (channel === "ticks" && this.opts.feed.ticks) {
       const wanted = new Set(m.symbols);
       for (const t of this.opts.feed.ticks()) {
@@ -390,7 +394,8 @@ export class Gateway {
       fromUs,
       history,
       recent: this.opts.recent,
-      pageSize: all || m.symbols.length === 1 ? 500 : Math.max(50, Math.floor(5000 / m.symbols.length)),
+      // one page in memory per symbol: 2,000 records (about 1 MB) in all; each page is one store query
+      pageSize: all || m.symbols.length === 1 ? 2000 : Math.max(100, Math.floor(10_000 / m.symbols.length)),
       listen: (hold) => listen(this.opts.feed, type, hold as (r: RecentRecord<RecentKind>) => void),
       send: (r) =>
         this.queues.send(
@@ -403,7 +408,7 @@ export class Gateway {
         c.replays.delete(channel);
         if (c.closed) return;
         const { from: _from, ...live } = m;
-        this.addSubscription(c, live, id);
+        this.addSubscription(c, live, id, false);
       },
     });
     c.replays.set(channel, replay);

@@ -10,7 +10,8 @@
  *     subscription names several symbols) and sent at the client's pace: the next record goes only
  *     when the client has nothing queued (`backpressure.ts`), so one page and the held records are all
  *     a replaying client costs in memory, and a slow replay client delays nobody. Pages continue until
- *     the store has nothing after the last record sent.
+ *     the last one (no `next_cursor`): anything stored later arrived after the hold started, or is in
+ *     the recent window.
  *  3. The switch, in one synchronous pass (no live record can come in between): the records received
  *     before the request that are still in the recent window (some perhaps not stored yet), then the
  *     held ones, without those already sent from the store (by the store's unique key: trade id /
@@ -22,7 +23,6 @@
  * before the newest forgotten one counts as sent).
  */
 import type { QuoteV2, TradeV2 } from "../../schema/records.js";
-import { encodeCursor } from "../../store/cursor.js";
 import type { MarketQuery, Page } from "../../store/page.js";
 import {
   compareKeys,
@@ -63,7 +63,7 @@ export interface ReplayOptions<K extends RecentKind> {
   goLive: () => void;
   /** Resolves when the client has nothing queued (its pace). */
   ready: () => Promise<void>;
-  /** Records per store page (default 500). */
+  /** Records per store page (default 2,000). */
   pageSize?: number;
   /** Most live records held during the replay (default 100,000). */
   maxHold?: number;
@@ -216,20 +216,13 @@ export class Replay<K extends RecentKind> {
       q: MarketQuery,
     ) => Promise<Page<RecentRecord<K>>>;
     let cursor: string | undefined;
-    let lastKey: SortKey | null = null;
     for (;;) {
-      const page = await read({ symbol, from: o.fromUs, order: "asc", limit: o.pageSize ?? 500, cursor });
-      for (const r of page.data) {
-        lastKey = sortKey(o.kind, r);
-        yield r;
-      }
-      if (this.cancelled) return;
-      if (page.next_cursor !== null) cursor = page.next_cursor;
-      else if (page.data.length === 0) return;
-      else {
-        // the store may have written more since: one more read after the last row decides
-        cursor = lastKey ? encodeCursor(o.kind, "asc", lastKey) : cursor;
-      }
+      const page = await read({ symbol, from: o.fromUs, order: "asc", limit: o.pageSize ?? 2000, cursor });
+      yield* page.data;
+      // the last page: what the store writes from now on arrived after the hold started (or is in the
+      // recent window), so the switch serves it; chasing the store's head would never end on a busy feed
+      if (this.cancelled || page.next_cursor === null) return;
+      cursor = page.next_cursor;
     }
   }
 }
