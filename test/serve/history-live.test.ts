@@ -8,8 +8,10 @@
  * as were stored when it began (the unflushed tail included). A token limited by
  * `K2_REPLAY_MAX_RANGE` gets a 416 error frame.
  */
+import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { TradeV2 } from "../../src/schema/records.js";
+import { K2Client } from "../../src/client.js";
+import type { QuoteV2, TradeV2 } from "../../src/schema/records.js";
 import {
   CAPTURE,
   ensureBuilt,
@@ -87,6 +89,30 @@ async function restTrades(from: number): Promise<TradeV2[]> {
   return out;
 }
 
+/** A TCP proxy to the k2 port whose connections {@link cut} destroys (the client sees a drop). */
+async function cuttableProxy(port: number): Promise<{ port: number; cut: () => void; server: Server }> {
+  const open = new Set<Socket>();
+  const server = createServer((c) => {
+    const s = createConnection(port, "127.0.0.1");
+    for (const x of [c, s]) {
+      open.add(x);
+      x.on("close", () => open.delete(x));
+      x.on("error", () => undefined);
+    }
+    c.pipe(s);
+    s.pipe(c);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  const addr = server.address();
+  return {
+    port: typeof addr === "object" && addr ? addr.port : 0,
+    server,
+    cut: () => {
+      for (const x of open) x.destroy();
+    },
+  };
+}
+
 const idOf = (t: TradeV2) => Number(t.trade_id.slice(t.trade_id.indexOf("-") + 1));
 
 describe("subscribe from a point in time during a replay", () => {
@@ -117,6 +143,46 @@ describe("subscribe from a point in time during a replay", () => {
         doneMsg = m;
       }
     });
+    // client.stream through a proxy: cut twice during the replay, once after the switch
+    const proxy = await cuttableProxy(k2.port);
+    const streamClient = new K2Client({
+      url: `ws://127.0.0.1:${proxy.port}/ws`,
+      token: TOKEN,
+      backoffInitialMs: 100,
+    });
+    const abort = new AbortController();
+    const streamed: number[] = [];
+    const cuts: string[] = [];
+    let replaying = true;
+    let since = 0; // records since the last (re)connection or switch
+    const streaming = (async () => {
+      for await (const r of streamClient.stream({
+        symbols: ["BTCUSDT"],
+        channels: ["trades"],
+        from: fromUs,
+        signal: abort.signal,
+        onReconnect: () => {
+          replaying = true;
+          since = 0;
+        },
+        onReplayDone: () => {
+          replaying = false;
+          since = 0;
+        },
+      })) {
+        streamed.push(idOf(r.data as TradeV2));
+        since++;
+        const n = streamed.length;
+        if (replaying && cuts.length < 2 && since === 1500) {
+          cuts.push(`during replay ${cuts.length + 1} at record ${n}`);
+          proxy.cut();
+        } else if (!replaying && cuts.length === 2 && since === 300) {
+          cuts.push(`after the switch at record ${n}`);
+          proxy.cut();
+        }
+        if (n >= TRADES_IN_CAPTURE) break;
+      }
+    })();
     const storedAtSubscribe = await storedTrades();
     const sub = await c.request({
       op: "subscribe",
@@ -168,7 +234,39 @@ describe("subscribe from a point in time during a replay", () => {
       `replay_done after ${doneAt} trades (trade id ${ids[doneAt - 1]}; ${storedAtSubscribe} stored at subscribe); ${TRADES_IN_CAPTURE - doneAt} trades live after the switch`,
     );
     c.close();
+
+    await Promise.race([streaming, sleep(60_000)]);
+    abort.abort();
+    proxy.server.close();
+    console.log(`client.stream: cuts ${cuts.join("; ")}; ${streamed.length} trades`);
+    expect(cuts.length).toBe(3);
+    expect(streamed).toEqual(Array.from({ length: TRADES_IN_CAPTURE }, (_, i) => FIRST_TRADE_ID + i));
   }, 180_000);
+
+  it("client.replay over the whole stored file: every trade and quote, merged in time order", async () => {
+    const quotesStored = () => metric("k2_records_stored_total", '{table="quotes_v2"}');
+    const end = Date.now() + 60_000;
+    while ((await storedTrades()) < TRADES_IN_CAPTURE || (await quotesStored()) < 28_040) {
+      if (Date.now() > end) throw new Error("the file was not stored within 60 s");
+      await sleep(100);
+    }
+    const client = new K2Client({ url: `ws://127.0.0.1:${k2.port}/ws`, token: TOKEN });
+    let trades = 0;
+    let quotes = 0;
+    let prev: TradeV2 | QuoteV2 | null = null;
+    for await (const r of client.replay({ symbols: ["BTCUSDT"], channels: ["trades", "quotes"], from: 0 })) {
+      if (r.channel === "trades") trades++;
+      else quotes++;
+      if (prev) {
+        const t = r.data.timestamp - prev.timestamp;
+        if (t < 0 || (t === 0 && (r.data.source_sequence ?? -1) < (prev.source_sequence ?? -1)))
+          expect.fail(`out of order at record ${trades + quotes}`);
+      }
+      prev = r.data;
+    }
+    expect(trades).toBe(TRADES_IN_CAPTURE);
+    expect(quotes).toBe(28_040);
+  }, 120_000);
 
   it("answers a from beyond the token's K2_REPLAY_MAX_RANGE with a 416 error frame", async () => {
     const c = await TestClient.open(`ws://127.0.0.1:${k2.port}/ws`, {
