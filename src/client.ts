@@ -16,13 +16,7 @@
  */
 import { EventEmitter } from "node:events";
 import WebSocket from "ws";
-import {
-  type HistoryQuery,
-  type HistoryRecord,
-  replay,
-  type StreamOptions,
-  stream,
-} from "./client-history.js";
+import * as history from "./client-history.js";
 import type { QuoteV2, TradeV2 } from "./schema/records.js";
 import type { LiveCandle, Tick } from "./serve/ws/feed.js";
 import {
@@ -34,13 +28,7 @@ import {
   type ServerMessage,
 } from "./serve/ws/protocol.js";
 
-export {
-  type HistoryQuery,
-  type HistoryRecord,
-  replay,
-  type StreamOptions,
-  stream,
-} from "./client-history.js";
+export * from "./client-history.js";
 export type { QuoteV2, TradeV2 } from "./schema/records.js";
 export type { LiveCandle, Tick } from "./serve/ws/feed.js";
 export type { Channel, ServerMessage } from "./serve/ws/protocol.js";
@@ -203,8 +191,8 @@ export class K2Client extends EventEmitter<K2ClientEvents> {
    * sequence); see `client-history.ts`.
    * @throws {Error} on an HTTP error
    */
-  replay(q: Omit<HistoryQuery, "url" | "token">): AsyncGenerator<HistoryRecord> {
-    return replay({ ...q, url: this.opts.url, token: this.opts.token });
+  replay(q: Omit<history.HistoryQuery, "url" | "token">): AsyncGenerator<history.HistoryRecord> {
+    return history.replay({ ...q, url: this.opts.url, token: this.opts.token });
   }
 
   /**
@@ -212,8 +200,8 @@ export class K2Client extends EventEmitter<K2ClientEvents> {
    * backoff and resumes after the last record yielded (no gap, no duplicate); see `client-history.ts`.
    * @throws {Error} on an error frame (bad request, `K2_REPLAY_MAX_RANGE` exceeded) or close 1008
    */
-  stream(q: Omit<StreamOptions, "url" | "token">): AsyncGenerator<HistoryRecord> {
-    return stream({
+  stream(q: Omit<history.StreamOptions, "url" | "token">): AsyncGenerator<history.HistoryRecord> {
+    return history.stream({
       backoffInitialMs: this.opts.backoffInitialMs,
       backoffMaxMs: this.opts.backoffMaxMs,
       ...q,

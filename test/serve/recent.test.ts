@@ -5,8 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import type { TradeV2 } from "../../src/schema/records.js";
-import { RecentWindow, tradeKey } from "../../src/serve/live/recent.js";
-import { mergeRecent } from "../../src/serve/rest/store-source.js";
+import { mergeRecent, RecentWindow, tradeKey } from "../../src/serve/live/recent.js";
 import { Replay } from "../../src/serve/ws/replay.js";
 import { encodeCursor } from "../../src/store/cursor.js";
 import type { MarketQuery, Page } from "../../src/store/page.js";

@@ -15,6 +15,9 @@
  * length(trade_id), trade_id), quotes (timestamp, exchange, symbol, platform_sequence, message_id).
  */
 import type { QuoteV2, TradeV2 } from "../../schema/records.js";
+import { type CursorValueType, decodeCursor, encodeCursor } from "../../store/cursor.js";
+import type { MarketQuery, Page } from "../../store/page.js";
+import { withinBudget } from "../../store/reads.js";
 import type { LiveFeed } from "./feed.js";
 
 /** The two kinds the window keeps. */
@@ -111,4 +114,60 @@ export class RecentWindow {
   before<K extends RecentKind>(kind: K, end = Number.MAX_SAFE_INTEGER): Iterable<RecentRecord<K>> {
     return (this.rings[kind] as Ring<RecentRecord<K>>).before(end);
   }
+}
+
+/** Cursor value types of the trades and quotes keys (`store/reads.ts`). */
+const KEY_TYPES: Record<RecentKind, CursorValueType[]> = {
+  trades: ["int", "str", "str", "int", "str"],
+  quotes: ["int", "str", "str", "int", "str"],
+};
+
+/**
+ * A store page of `kind` with the records of `recent` that belong in it and the store did not return:
+ * in the page's key range (after the query's cursor; up to the page's last row when another page
+ * follows, else to the end), matching the query's exchange, symbol and [from, to), not among the
+ * page's rows (by the store's unique key). The merge keeps the query's order, limit and byte budget;
+ * `next_cursor` then continues after the last row returned, whether it came from the store or memory
+ * (the next page's store rows after it are merged the same way, so nothing is returned twice).
+ * @throws {QueryParamError} on a cursor of another query (as the store does)
+ */
+export function mergeRecent<K extends RecentKind>(
+  kind: K,
+  page: Page<RecentRecord<K>>,
+  q: MarketQuery,
+  recent: Iterable<RecentRecord<K>>,
+): Page<RecentRecord<K>> {
+  const sign = q.order === "asc" ? 1 : -1;
+  const after = q.cursor !== undefined ? decodeCursor(q.cursor, kind, q.order, KEY_TYPES[kind]) : null;
+  const upTo =
+    page.next_cursor !== null ? decodeCursor(page.next_cursor, kind, q.order, KEY_TYPES[kind]) : null;
+  let stored: Set<string> | null = null;
+  const extra: { key: SortKey; r: RecentRecord<K> }[] = [];
+  for (const r of recent) {
+    if (q.exchange !== undefined && r.exchange !== q.exchange) continue;
+    if (q.symbol !== undefined && r.symbol !== q.symbol) continue;
+    if (q.from !== undefined && r.timestamp < q.from) continue;
+    if (q.to !== undefined && r.timestamp >= q.to) continue;
+    const key = sortKey(kind, r);
+    if (after && sign * compareKeys(key, after) <= 0) continue;
+    if (upTo && sign * compareKeys(key, upTo) > 0) continue;
+    stored ??= new Set(page.data.map((d) => recordId(kind, d)));
+    const id = recordId(kind, r);
+    if (stored.has(id)) continue;
+    stored.add(id);
+    extra.push({ key, r });
+  }
+  if (extra.length === 0) return page;
+  const all = [...page.data.map((r) => ({ key: sortKey(kind, r), r })), ...extra];
+  all.sort((a, b) => sign * compareKeys(a.key, b.key));
+  let more = page.next_cursor !== null || all.length > q.limit;
+  if (all.length > q.limit) all.length = q.limit;
+  const data = all.map((e) => e.r);
+  const kept = withinBudget(data, q.maxBytes);
+  if (kept < data.length) {
+    more = true;
+    data.length = kept;
+  }
+  const last = all[data.length - 1];
+  return { data, next_cursor: more && last ? encodeCursor(kind, q.order, last.key) : null };
 }
