@@ -16,6 +16,7 @@
  */
 import { EventEmitter } from "node:events";
 import WebSocket from "ws";
+import * as history from "./client-history.js";
 import type { QuoteV2, TradeV2 } from "./schema/records.js";
 import type { LiveCandle, Tick } from "./serve/ws/feed.js";
 import {
@@ -27,6 +28,7 @@ import {
   type ServerMessage,
 } from "./serve/ws/protocol.js";
 
+export * from "./client-history.js";
 export type { QuoteV2, TradeV2 } from "./schema/records.js";
 export type { LiveCandle, Tick } from "./serve/ws/feed.js";
 export type { Channel, ServerMessage } from "./serve/ws/protocol.js";
@@ -182,6 +184,30 @@ export class K2Client extends EventEmitter<K2ClientEvents> {
       if (w.symbols.size === 0) this.wanted.delete(channel);
     }
     return (await this.request(msg)) as Unsubscribed;
+  }
+
+  /**
+   * Stored history (REST pages), merged in time order across channels, symbols and venues (ties: venue
+   * sequence); see `client-history.ts`.
+   * @throws {Error} on an HTTP error
+   */
+  replay(q: Omit<history.HistoryQuery, "url" | "token">): AsyncGenerator<history.HistoryRecord> {
+    return history.replay({ ...q, url: this.opts.url, token: this.opts.token });
+  }
+
+  /**
+   * History from `from`, then live, on a connection of its own that reconnects with this client's
+   * backoff and resumes after the last record yielded (no gap, no duplicate); see `client-history.ts`.
+   * @throws {Error} on an error frame (bad request, `K2_REPLAY_MAX_RANGE` exceeded) or close 1008
+   */
+  stream(q: Omit<history.StreamOptions, "url" | "token">): AsyncGenerator<history.HistoryRecord> {
+    return history.stream({
+      backoffInitialMs: this.opts.backoffInitialMs,
+      backoffMaxMs: this.opts.backoffMaxMs,
+      ...q,
+      url: this.opts.url,
+      token: this.opts.token,
+    });
   }
 
   /** Round trip to the server; resolves with the time taken, ms. */

@@ -359,6 +359,9 @@ export async function startProcess(
       // auth first (it guards /api and /ws), then the REST API, then gateway, status and dashboard
       gateway = registerLiveServing(app, {
         feed: serving.live,
+        // pages of the store merged with the records received but not stored yet
+        history: serving.source,
+        recent: serving.recent,
         config: config.gateway,
         metrics,
         logger,

@@ -8,11 +8,13 @@ import type { Metrics } from "../ops/metrics.js";
 import { registerApiAuth, TokenAuth } from "./auth.js";
 import { registerDashboard } from "./dashboard.js";
 import type { LiveFeed } from "./live/feed.js";
+import type { RecentWindow } from "./live/recent.js";
 import { registerStatus, type StatusSources } from "./status.js";
 import type { GatewayConfig } from "./ws/config.js";
 import { Gateway } from "./ws/gateway.js";
 import type { GatewayStats } from "./ws/metrics.js";
 import { GatewayPool, gatewayWorkerScript } from "./ws/pool.js";
+import type { ReplayHistory } from "./ws/replay.js";
 
 export interface LiveServingOptions {
   feed: LiveFeed;
@@ -20,6 +22,10 @@ export interface LiveServingOptions {
   metrics: Metrics;
   logger: Logger;
   status: Omit<StatusSources, "gateway">;
+  /** History for `/ws` subscriptions `from` a point in time (the store's typed reads); none: refused. */
+  history?: ReplayHistory;
+  /** The records received lately, some perhaps not stored yet (`live/recent.ts`). */
+  recent?: RecentWindow;
 }
 
 /** What the serving layer exposes of the gateway, in-process or in worker processes. */
@@ -48,6 +54,7 @@ export function registerLiveServing(app: FastifyInstance, opts: LiveServingOptio
           metrics: opts.metrics,
           logger: opts.logger,
           workers: opts.config.workers,
+          history: opts.history,
         },
         script,
       )
@@ -60,6 +67,9 @@ export function registerLiveServing(app: FastifyInstance, opts: LiveServingOptio
         idleTimeoutMs: opts.config.idleTimeoutMs,
         maxQueue: opts.config.maxQueue,
         highWaterBytes: opts.config.highWaterBytes,
+        history: opts.history,
+        recent: opts.recent,
+        replayMaxRange: opts.config.replayMaxRange,
         connLimits: {
           perIp: opts.config.maxConnPerIp,
           perToken: opts.config.maxConnPerToken,

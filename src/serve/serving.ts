@@ -13,6 +13,7 @@ import type { CandleInterval } from "../schema/candles.js";
 import type { Store } from "../store/store.js";
 import { startLiveConsumer } from "./live/consumer.js";
 import { LiveFeed } from "./live/feed.js";
+import { RecentWindow } from "./live/recent.js";
 import { DEFAULT_MAX_RESPONSE_BYTES, registerApi, registerDocs } from "./rest/api.js";
 import type { MarketDataSource } from "./rest/source.js";
 import { StoreMarketDataSource } from "./rest/store-source.js";
@@ -35,6 +36,8 @@ export interface ServingOptions {
 /** A running serving layer. */
 export interface Serving {
   live: LiveFeed;
+  /** The trades and quotes received lately (some perhaps not stored yet), `live/recent.ts`. */
+  recent: RecentWindow;
   source: MarketDataSource;
   candles: CandleFeed;
   /** Registers `/docs` and `/api/v1` on the HTTP server (pass to `createHttpServer`'s `register`). */
@@ -65,12 +68,15 @@ export function startServing(opts: ServingOptions): Serving {
     graceUs: (opts.candleGraceMs ?? 2000) * 1000,
     intervals: opts.candleIntervals,
   });
+  const recent = new RecentWindow();
+  recent.follow(live);
   const consumer: Consumer = startLiveConsumer({ bus: opts.bus, live });
-  const source = new StoreMarketDataSource({ store: opts.store, live, candles: candles.aggregator });
+  const source = new StoreMarketDataSource({ store: opts.store, live, candles: candles.aggregator, recent });
   let stopped: Promise<void> | null = null;
 
   return {
     live,
+    recent,
     source,
     candles,
     async register(app) {

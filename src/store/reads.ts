@@ -485,7 +485,7 @@ function candlePage(rows: Row[], q: CandleQuery, map: (r: Row) => CandleV2): Pag
  * How many of `items`, from the first, fit in `maxBytes` UTF-8 bytes of JSON (one comma each); at
  * least one. All of them when `maxBytes` is undefined.
  */
-function withinBudget(items: readonly unknown[], maxBytes: number | undefined): number {
+export function withinBudget(items: readonly unknown[], maxBytes: number | undefined): number {
   if (maxBytes === undefined) return items.length;
   let bytes = 0;
   for (let i = 0; i < items.length; i++) {

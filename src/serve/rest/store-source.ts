@@ -11,6 +11,7 @@ import type { DeadLetterFull, DeadLetterItem, DeadLetterQuery, MarketQuery, Page
 import { widen } from "../../store/reads.js";
 import type { Store } from "../../store/store.js";
 import type { LiveFeed } from "../live/feed.js";
+import { mergeRecent, type RecentWindow } from "../live/recent.js";
 import type { Tick } from "../live/ticks.js";
 import type { CandlePage, CandleQuery, MarketDataSource, SymbolInfo } from "./source.js";
 
@@ -23,29 +24,40 @@ export interface StoreSourceOptions {
   live: LiveFeed;
   /** The live aggregator, for the open candles of `source: "live"` (optional). */
   candles?: CandleAggregator;
+  /**
+   * The records received but perhaps not stored yet (`live/recent.ts`): trades and quotes pages add
+   * those of the window the store did not return, in order and without duplicates.
+   */
+  recent?: RecentWindow;
 }
 
 export class StoreMarketDataSource implements MarketDataSource {
   readonly live: LiveFeed;
   private readonly store: Store;
   private readonly aggregator: CandleAggregator | undefined;
+  private readonly recent: RecentWindow | undefined;
 
   constructor(opts: StoreSourceOptions) {
     this.store = opts.store;
     this.live = opts.live;
     this.aggregator = opts.candles;
+    this.recent = opts.recent;
   }
 
   ticks(): Tick[] {
     return this.live.ticks();
   }
 
-  trades(q: MarketQuery): Promise<Page<TradeV2>> {
-    return this.store.trades(q);
+  /** Stored trades, plus the received ones not stored yet (with a recent window). */
+  async trades(q: MarketQuery): Promise<Page<TradeV2>> {
+    const page = await this.store.trades(q);
+    return this.recent ? mergeRecent("trades", page, q, this.recent.before("trades")) : page;
   }
 
-  quotes(q: MarketQuery): Promise<Page<QuoteV2>> {
-    return this.store.quotes(q);
+  /** Stored quotes, plus the received ones not stored yet (with a recent window). */
+  async quotes(q: MarketQuery): Promise<Page<QuoteV2>> {
+    const page = await this.store.quotes(q);
+    return this.recent ? mergeRecent("quotes", page, q, this.recent.before("quotes")) : page;
   }
 
   gaps(q: MarketQuery): Promise<Page<SequenceGap>> {

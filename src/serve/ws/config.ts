@@ -14,15 +14,22 @@
  * | `K2_WS_MAX_CONN_PER_TOKEN` | 1024 | open `/ws` connections per API token (0 = no limit) |
  * | `K2_WS_LIMIT_LOOPBACK` | false | also apply the per-address limit to loopback clients (127.0.0.0/8, ::1) |
  * | `K2_API_MAX_RESPONSE_BYTES` | 4194304 | byte budget of one REST list response (16384 to 1 GiB) |
+ * | `K2_REPLAY_MAX_RANGE` | 0 | how far back a `/ws` subscription `from` may reach: a duration (`3600`, `90s`, `30m`, `24h`, `7d`; 0 = no limit), then optional `token=duration` pairs for single tokens, comma-separated |
  *
  * API tokens: at least {@link MIN_TOKEN_LENGTH} printable ASCII characters each, no spaces or commas.
  */
 import { z } from "zod";
-import { GATEWAY_DEFAULTS, type GatewayConfig, MIN_TOKEN_LENGTH } from "./defaults.js";
+import { GATEWAY_DEFAULTS, type GatewayConfig, MIN_TOKEN_LENGTH, type ReplayMaxRange } from "./defaults.js";
 
 // the settings' shape and defaults live in a module without zod, so `k2 --help` shows them without
 // loading the validation
-export { GATEWAY_DEFAULTS, type GatewayConfig, MIN_TOKEN_LENGTH } from "./defaults.js";
+export {
+  GATEWAY_DEFAULTS,
+  type GatewayConfig,
+  MIN_TOKEN_LENGTH,
+  type ReplayMaxRange,
+  replayLimitOf,
+} from "./defaults.js";
 
 const int = (name: string, min: number, max: number) =>
   z.string().transform((v, ctx) => {
@@ -92,7 +99,33 @@ export function resolveGatewayConfig(
       1 << 30,
       GATEWAY_DEFAULTS.apiMaxResponseBytes,
     ),
+    replayMaxRange: replayRange(env.K2_REPLAY_MAX_RANGE),
   };
+}
+
+const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
+
+/**
+ * `K2_REPLAY_MAX_RANGE`: `duration[,token=duration...]`, a duration being whole seconds with an
+ * optional unit `s`, `m`, `h` or `d` (0: no limit); the first item may also be a `token=duration` pair.
+ * @throws {Error} naming the variable on anything else
+ */
+function replayRange(v: string | undefined): ReplayMaxRange {
+  const range: ReplayMaxRange = { us: 0, byToken: {} };
+  if (v === undefined || v.trim() === "") return range;
+  const duration = (text: string): number => {
+    const m = /^(\d{1,9})([smhd]?)$/.exec(text.trim());
+    if (!m) {
+      throw new Error(`K2_REPLAY_MAX_RANGE: expected a duration such as 3600, 30m, 24h or 7d, got "${text}"`);
+    }
+    return Number(m[1]) * DURATION_UNITS[m[2] || "s"] * 1_000_000;
+  };
+  for (const item of v.split(",")) {
+    const eq = item.indexOf("=");
+    if (eq < 0) range.us = duration(item);
+    else range.byToken[item.slice(0, eq).trim()] = duration(item.slice(eq + 1));
+  }
+  return range;
 }
 
 /**

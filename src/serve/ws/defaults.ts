@@ -27,6 +27,20 @@ export interface GatewayConfig {
   limitLoopback: boolean;
   /** Byte budget of one REST list response, bytes (pages stop early and return a cursor). */
   apiMaxResponseBytes: number;
+  /** How far back a `from` subscription may reach (`K2_REPLAY_MAX_RANGE`). */
+  replayMaxRange: ReplayMaxRange;
+}
+
+/** How far back a `from` subscription may reach, µs: for every token, and per token. 0 = no limit. */
+export interface ReplayMaxRange {
+  us: number;
+  /** Limits of single tokens (API token → µs), over {@link us}. */
+  byToken: Record<string, number>;
+}
+
+/** The replay limit of a client presenting `token` (null: none), µs; 0 = no limit. */
+export function replayLimitOf(range: ReplayMaxRange, token: string | null): number {
+  return token !== null && Object.hasOwn(range.byToken, token) ? (range.byToken[token] as number) : range.us;
 }
 
 /** Shortest API token accepted, characters. */
@@ -45,4 +59,5 @@ export const GATEWAY_DEFAULTS: GatewayConfig = {
   maxConnPerToken: 1024,
   limitLoopback: false,
   apiMaxResponseBytes: 4 * 1024 * 1024,
+  replayMaxRange: { us: 0, byToken: {} },
 };

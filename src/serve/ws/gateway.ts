@@ -26,9 +26,11 @@ import type { Logger } from "../../ops/logger.js";
 import type { Metrics } from "../../ops/metrics.js";
 import type { QuoteV2, TradeV2 } from "../../schema/records.js";
 import { nowMicros } from "../../schema/time.js";
-import type { TokenAuth } from "../auth.js";
+import { TokenAuth } from "../auth.js";
+import type { RecentKind, RecentRecord, RecentWindow } from "../live/recent.js";
 import { SendQueues } from "./backpressure.js";
 import { type ConnLimits, UpgradeGuard } from "./conn-limit.js";
+import { type ReplayMaxRange, replayLimitOf } from "./defaults.js";
 import { Fanout } from "./fanout.js";
 import type { FeedListener, GatewayFeed, GatewayFeedEvents, LiveCandle, Tick } from "./feed.js";
 import { Flusher } from "./flush.js";
@@ -44,6 +46,7 @@ import {
   type RequestId,
   type SubscribeRequest,
 } from "./protocol.js";
+import { Replay, ReplayError, type ReplayHistory } from "./replay.js";
 
 /** Options of {@link Gateway}. */
 export interface GatewayOptions {
@@ -71,7 +74,19 @@ export interface GatewayOptions {
    * process, where the pool that hands over the sockets enforces them.
    */
   connLimits?: ConnLimits;
+  /**
+   * Where `from` subscriptions read history (the store's typed reads; in a worker process, the parent's
+   * over IPC). Without it a `from` subscription is refused (503).
+   */
+  history?: ReplayHistory;
+  /** The records received lately, some perhaps not stored yet (served at a replay's switch). */
+  recent?: RecentWindow;
+  /** How far back a `from` subscription may reach, per token (`K2_REPLAY_MAX_RANGE`; omitted: no limit). */
+  replayMaxRange?: ReplayMaxRange;
 }
+
+/** Most symbols a `from` subscription may name (each has a page in memory while it replays). */
+export const MAX_REPLAY_SYMBOLS = 50;
 
 /** Counters of the gateway (also exported to `/metrics`). */
 /** The WebSocket gateway; {@link Gateway.attach} puts it on a Fastify server. */
@@ -91,6 +106,7 @@ export class Gateway {
   private readonly idleTimeoutMs: number;
   private readonly closeGraceMs: number;
   private readonly maxSymbols: number;
+  private readonly highWaterBytes: number;
   readonly path: string;
   private readonly listeners: {
     trade: (t: TradeV2) => void;
@@ -106,6 +122,7 @@ export class Gateway {
     this.maxSymbols = opts.maxSymbolsPerChannel ?? 1000;
     this.path = opts.path ?? "/ws";
     const highWaterBytes = opts.highWaterBytes ?? 512 * 1024;
+    this.highWaterBytes = highWaterBytes;
     // a client leaving its group takes the group's frames it has not had into its own sends
     this.index = new SubscriptionIndex((c, frame, key) => this.queues.send(c, frame, key));
     this.flusher = new Flusher(this.index, this.counts, highWaterBytes);
@@ -232,6 +249,7 @@ export class Gateway {
       return;
     }
     const c = new Client(this.nextId++, ws, socket, remote);
+    c.token = TokenAuth.tokenOf(req);
     this.clients.add(c);
     socket.on("drain", () => {
       this.queues.drained(c);
@@ -270,6 +288,22 @@ export class Gateway {
   }
 
   private subscribe(c: Client, m: SubscribeRequest, id: RequestId): void {
+    if (m.from !== undefined) {
+      this.subscribeFrom(c, m, m.from, id);
+      return;
+    }
+    if (c.replays.has(m.channel)) {
+      this.replyError(c, id, "channel", 409, `${m.channel}: a replay of this channel is in progress`);
+      return;
+    }
+    this.addSubscription(c, m, id);
+  }
+
+  /**
+   * Adds `m`'s symbols to the client's live subscription of its channel and replies `subscribed` (not
+   * at a replay's switch: `replay_done` follows instead).
+   */
+  private addSubscription(c: Client, m: SubscribeRequest, id: RequestId, reply = true): void {
     const channel: Channel = m.channel;
     const current = c.subs.get(channel);
     const adding = m.symbols.filter((s) => s !== "*" && !current?.symbols.has(s)).length;
@@ -297,7 +331,8 @@ export class Gateway {
       sub.batchMs = m.batch_ms;
     }
     this.index.place(c);
-    this.reply(c, { type: "subscribed", id, channel, symbols: symbolsOf(sub), batch_ms: sub.batchMs });
+    if (reply)
+      this.reply(c, { type: "subscribed", id, channel, symbols: symbolsOf(sub), batch_ms: sub.batchMs });
     if (channel === "ticks" && this.opts.feed.ticks) {
       const wanted = new Set(m.symbols);
       for (const t of this.opts.feed.ticks()) {
@@ -307,7 +342,126 @@ export class Gateway {
     }
   }
 
+  /**
+   * A subscription `from` a point in time: checks it, replies `subscribed`, replays history at the
+   * client's pace (`replay.ts`), then adds the live subscription and says `replay_done`.
+   */
+  private subscribeFrom(c: Client, m: SubscribeRequest, fromUs: number, id: RequestId): void {
+    const channel = m.channel;
+    if (channel !== "trades" && channel !== "quotes") {
+      this.replyError(c, id, "from", 400, "from: history is served on the trades and quotes channels");
+      return;
+    }
+    const history = this.opts.history;
+    if (!history) {
+      this.replyError(c, id, "from", 503, "from: no history here (this gateway has no store)");
+      return;
+    }
+    const all = m.symbols.includes("*");
+    if (!all && m.symbols.length > MAX_REPLAY_SYMBOLS) {
+      this.replyError(
+        c,
+        id,
+        "symbols",
+        400,
+        `symbols: at most ${MAX_REPLAY_SYMBOLS} symbols with from (or "*")`,
+      );
+      return;
+    }
+    const limits = this.opts.replayMaxRange;
+    const maxRange = limits ? replayLimitOf(limits, c.token) : 0;
+    const now = nowMicros();
+    if (maxRange > 0 && now - fromUs > maxRange) {
+      this.replyError(
+        c,
+        id,
+        "from",
+        416,
+        `from: at most ${Math.floor(maxRange / 1e6)} s back (K2_REPLAY_MAX_RANGE); asked for ${Math.floor((now - fromUs) / 1e6)} s`,
+      );
+      return;
+    }
+    if (c.replays.has(channel)) {
+      this.replyError(c, id, "channel", 409, `${channel}: a replay of this channel is in progress`);
+      return;
+    }
+    const kind: RecentKind = channel;
+    const type = kind === "trades" ? "trade" : "quote";
+    const replay = new Replay({
+      kind,
+      symbols: m.symbols,
+      all,
+      fromUs,
+      history,
+      recent: this.opts.recent,
+      // one page in memory per symbol: 2,000 records (about 1 MB) in all; each page is one store query
+      pageSize: all || m.symbols.length === 1 ? 2000 : Math.max(100, Math.floor(10_000 / m.symbols.length)),
+      listen: (hold) => listen(this.opts.feed, type, hold as (r: RecentRecord<RecentKind>) => void),
+      send: (r) =>
+        this.queues.send(
+          c,
+          textFrame(`{"type":"${type}","channel":"${channel}","data":${JSON.stringify(r)}}`),
+          null,
+        ),
+      ready: () => this.ready(c),
+      goLive: () => {
+        c.replays.delete(channel);
+        if (c.closed) return;
+        const { from: _from, ...live } = m;
+        this.addSubscription(c, live, id, false);
+      },
+    });
+    c.replays.set(channel, replay);
+    this.reply(c, {
+      type: "subscribed",
+      id,
+      channel,
+      symbols: [...m.symbols].sort(),
+      batch_ms: m.batch_ms ?? 0,
+      from: fromUs,
+    });
+    replay.run().then(
+      (sent) => {
+        if (sent === null || c.closed) return;
+        this.reply(c, { type: "replay_done", event: "replay_done", id, channel, replayed: sent });
+      },
+      (err: unknown) => {
+        if (c.replays.get(channel) === replay) c.replays.delete(channel);
+        if (c.closed) return;
+        const e = err instanceof ReplayError ? err : new ReplayError(String(err), 503);
+        this.opts.logger.warn({ client: c.id, channel, err: e.message }, "ws replay ended early");
+        if (e.code === 0) {
+          this.counts.slow++;
+          this.closeClient(c, CLOSE_CODES.slowConsumer, `slow consumer: ${e.message}`);
+        } else this.replyError(c, id, "from", e.code, e.message);
+      },
+    );
+  }
+
+  /** Resolves once the client has nothing queued and its socket is under the high-water mark. */
+  private ready(c: Client): Promise<void> {
+    const ok = () =>
+      c.closed || (c.queued === 0 && c.ws.bufferedAmount + c.pendingBytes < this.highWaterBytes);
+    if (ok()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setInterval(() => {
+        if (!ok()) return;
+        clearInterval(t);
+        resolve();
+      }, 5);
+    });
+  }
+
+  private replyError(c: Client, id: RequestId, field: string, code: number, error: string): void {
+    this.reply(c, { type: "error", id, field, error, code });
+  }
+
   private unsubscribe(c: Client, channel: Channel, symbols: string[], id: RequestId): void {
+    const replay = c.replays.get(channel);
+    if (replay) {
+      replay.cancel();
+      c.replays.delete(channel);
+    }
     const sub = c.subs.get(channel);
     if (sub) {
       this.index.displace(c);
@@ -372,6 +526,8 @@ export class Gateway {
   }
 
   private unindex(c: Client): void {
+    for (const r of c.replays.values()) r.cancel();
+    c.replays.clear();
     this.index.displace(c);
     c.subs.clear();
     for (const b of c.batches.values()) clearTimeout(b.timer);

@@ -46,6 +46,10 @@ export function conflationKey(channel: Channel, exchange: string, symbol: string
 export class Client {
   readonly subs = new Map<Channel, ClientSubscription>();
   readonly batches = new Map<Channel, Batch>();
+  /** The API token it presented (null: none), for its per-token limits. */
+  token: string | null = null;
+  /** `from` subscriptions still replaying history, by channel (`replay.ts`). */
+  readonly replays = new Map<Channel, { cancel(): void }>();
   /** Send queue while behind: items from `head` on wait (`undefined`: already sent). */
   queue: (QueueItem | undefined)[] = [];
   head = 0;

@@ -35,6 +35,7 @@ import type { GatewayConfig } from "./config.js";
 import { UpgradeGuard } from "./conn-limit.js";
 import { isUpgradePath, refuseUpgrade } from "./gateway.js";
 import { emptyGatewayStats, type GatewayStats, registerGatewayMetrics } from "./metrics.js";
+import type { ReplayHistory } from "./replay.js";
 import type { FromWorker, ToWorker } from "./worker.js";
 
 /** Bytes of records queued for a worker's stdin beyond which the worker counts as stuck. */
@@ -51,6 +52,11 @@ export interface GatewayPoolOptions {
   workers: number;
   /** Path of the endpoint (default `/ws`). */
   path?: string;
+  /**
+   * History for the workers' `from` subscriptions: a worker asks for each page over IPC and this
+   * process reads it (a DuckDB file has one writer, this process; see `worker.ts`).
+   */
+  history?: ReplayHistory;
 }
 
 interface Slot {
@@ -317,6 +323,7 @@ export class GatewayPool {
         this.statsWaiters.get(m.id)?.(m.stats);
       } else if (m.t === "gone") this.gone(m.cid);
       else if (m.t === "taken") this.taken(m.cid);
+      else if (m.t === "history") this.servePage(child, m);
     });
     child.once("exit", (code, signal) => {
       slot.alive = false;
@@ -346,6 +353,20 @@ export class GatewayPool {
     if (ticks.length > 0) child.stdin?.write(`${ticks.map((t) => `K${JSON.stringify(t)}`).join("\n")}\n`);
     logger.info({ worker: index, pid: child.pid }, "gateway worker started");
     return slot;
+  }
+
+  /** Reads one history page a worker asked for and sends it back (or the error's message). */
+  private servePage(child: ChildProcess, m: Extract<FromWorker, { t: "history" }>): void {
+    const h = this.opts.history;
+    if (!h) {
+      send(child, { t: "page", id: m.id, error: "no history here (this process has no store)" });
+      return;
+    }
+    const read = m.kind === "trades" ? h.trades(m.query) : h.quotes(m.query);
+    read.then(
+      (page) => send(child, { t: "page", id: m.id, page }),
+      (err: unknown) => send(child, { t: "page", id: m.id, error: (err as Error).message ?? String(err) }),
+    );
   }
 
   /** Queues a record for every worker; written once per event-loop pass. */

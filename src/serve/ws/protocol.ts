@@ -4,16 +4,23 @@
  *
  * Client → server:
  *   {"op":"subscribe","channel":"trades","symbols":["BTCUSDT"],"id":1}           (optional "batch_ms":100)
+ *   {"op":"subscribe","channel":"trades","symbols":["BTCUSDT"],"from":"2024-08-08T00:00:00Z","id":5}
  *   {"op":"unsubscribe","channel":"trades","symbols":["BTCUSDT"],"id":2}
  *   {"op":"ping","id":3}
  * `channel` is `trades`, `quotes`, `ticks` or `candles.{1s|1m|5m|15m|1h|1d}`; `symbols` are venue
  * symbols (`BTCUSDT`) or `"*"` for every symbol. `id` (string or integer) is echoed in the reply.
+ * `from` (trades and quotes; RFC 3339 text or µs since the epoch) asks for history then live: the
+ * stored records from `from` on, in the store's order, at the client's pace, then the records received
+ * but not stored yet, then live, with no gap and no duplicate (`replay.ts`); `replay_done` marks the
+ * switch. How far back `from` may reach is bounded (`K2_REPLAY_MAX_RANGE`; error code 416 beyond).
  *
  * Server → client:
  *   {"type":"subscribed","id":1,"channel":"trades","symbols":["BTCUSDT"],"batch_ms":0}
  *   {"type":"unsubscribed","id":2,"channel":"trades","symbols":[]}
  *   {"type":"pong","id":3,"ts":1723161254036059}
  *   {"type":"error","id":4,"field":"symbols.0","error":"symbols.0: expected a venue symbol ..."}
+ *   {"type":"replay_done","event":"replay_done","id":5,"channel":"trades","replayed":4871}
+ *   (errors of a `from` subscription also carry an HTTP-like "code": 400, 416 or 503)
  *   {"type":"trade","channel":"trades","data":TradeV2}
  *   {"type":"quote","channel":"quotes","data":QuoteV2}
  *   {"type":"tick","channel":"ticks","data":Tick}
@@ -27,6 +34,7 @@
  */
 import { z } from "zod";
 import type { QuoteV2, TradeV2 } from "../../schema/records.js";
+import { parseIsoMicros } from "../../schema/time.js";
 import type { LiveCandle, Tick } from "./feed.js";
 
 /** Candle intervals a `candles.{interval}` channel can name. */
@@ -87,6 +95,23 @@ export const ClientMessageSchema = z.discriminatedUnion(
         .min(0)
         .max(60_000, "expected at most 60000 ms")
         .optional(),
+      from: z
+        .union([
+          z.number().int().min(0),
+          z.string().regex(/^\d{1,16}$/),
+          z.string().regex(/^\d{4}-\d{2}-\d{2}T/, "expected RFC 3339 time or µs since the epoch"),
+        ])
+        .transform((v, ctx) => {
+          if (typeof v === "number") return v;
+          if (/^\d+$/.test(v)) return Number(v);
+          try {
+            return parseIsoMicros(v);
+          } catch {
+            ctx.addIssue({ code: "custom", message: "expected RFC 3339 time or µs since the epoch" });
+            return z.NEVER;
+          }
+        })
+        .optional(),
     }),
     z.strictObject({ op: z.literal("unsubscribe"), id: requestId, channel, symbols }),
     z.strictObject({ op: z.literal("ping"), id: requestId }),
@@ -103,10 +128,18 @@ export type RequestId = string | number | null;
 
 /** Server messages (see the module comment for examples). */
 export type ServerMessage =
-  | { type: "subscribed"; id: RequestId; channel: Channel; symbols: string[]; batch_ms: number }
+  | {
+      type: "subscribed";
+      id: RequestId;
+      channel: Channel;
+      symbols: string[];
+      batch_ms: number;
+      from?: number;
+    }
   | { type: "unsubscribed"; id: RequestId; channel: Channel; symbols: string[] }
   | { type: "pong"; id: RequestId; ts: number }
-  | { type: "error"; id: RequestId; field: string | null; error: string }
+  | { type: "error"; id: RequestId; field: string | null; error: string; code?: number }
+  | { type: "replay_done"; event: "replay_done"; id: RequestId; channel: Channel; replayed: number }
   | { type: "heartbeat"; ts: number }
   | { type: "trade"; channel: "trades"; data: TradeV2 }
   | { type: "quote"; channel: "quotes"; data: QuoteV2 }

@@ -7,7 +7,10 @@
  *   - stdin, one record per line (`\n`-terminated): `T` + TradeV2 JSON, `Q` + QuoteV2 JSON,
  *     `C` + candle JSON, `K` + Tick JSON (the parent's tick book, sent first). Trades and quotes go
  *     through a {@link LiveFeed} of this process, which derives the ticks as the parent's does;
- *   - IPC messages ({@link ToWorker}): `init` (settings), `conn` with a client's socket handle (its
+ *   - IPC messages ({@link ToWorker}): `init` (settings), `page` (a history page it asked for with
+ *     `history`: the parent reads the store for `from` subscriptions, since a DuckDB file has one
+ *     writer, the parent, and one reader path keeps PostgreSQL and DuckDB alike; the parent's pages
+ *     include the records received but not stored yet), `conn` with a client's socket handle (its
  *     upgrade request not yet answered; answered with `gone` when that socket closes), `stats` (answered with {@link FromWorker} `stats`) and
  *     `close` (closes every client with 1001 and answers `closed`).
  * The process exits when the IPC channel closes (the parent died or let it go).
@@ -17,17 +20,62 @@ import { setPriority } from "node:os";
 import { createLogger } from "../../ops/logger.js";
 import type { CandleV2 } from "../../schema/candles.js";
 import type { QuoteV2, TradeV2 } from "../../schema/records.js";
+import type { MarketQuery, Page } from "../../store/page.js";
 import { TokenAuth } from "../auth.js";
 import { LiveFeed, type Tick } from "../live/feed.js";
 import type { GatewayConfig } from "./config.js";
 import { Gateway, type UpgradeRequest } from "./gateway.js";
 import { emptyGatewayStats, type GatewayStats } from "./metrics.js";
+import type { ReplayHistory } from "./replay.js";
+
+/** History pages read by the parent, asked for over IPC. */
+class ParentHistory implements ReplayHistory {
+  private nextId = 0;
+  private readonly waiting = new Map<
+    number,
+    { resolve: (p: Page<TradeV2 | QuoteV2>) => void; reject: (e: Error) => void }
+  >();
+
+  constructor(private readonly send: (m: FromWorker) => void) {}
+
+  trades(q: MarketQuery): Promise<Page<TradeV2>> {
+    return this.ask("trades", q) as Promise<Page<TradeV2>>;
+  }
+
+  quotes(q: MarketQuery): Promise<Page<QuoteV2>> {
+    return this.ask("quotes", q) as Promise<Page<QuoteV2>>;
+  }
+
+  /** The parent's answer to request `id`. */
+  answer(m: Extract<ToWorker, { t: "page" }>): void {
+    const w = this.waiting.get(m.id);
+    if (!w) return;
+    this.waiting.delete(m.id);
+    if (m.page) w.resolve(m.page);
+    else w.reject(new Error(m.error ?? "no page"));
+  }
+
+  private ask(kind: "trades" | "quotes", query: MarketQuery): Promise<Page<TradeV2 | QuoteV2>> {
+    const id = ++this.nextId;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      if (!process.connected) {
+        this.waiting.delete(id);
+        reject(new Error("parent process gone"));
+        return;
+      }
+      this.send({ t: "history", id, kind, query });
+    });
+  }
+}
 
 /** Messages from the pool to a worker. */
 export type ToWorker =
   | { t: "init"; worker: number; path: string; config: GatewayConfig; logLevel: string }
   | { t: "conn"; cid: number; req: UpgradeRequest; head: string }
   | { t: "stats"; id: number }
+  /** A history page asked for with `history` (or why it could not be read). */
+  | { t: "page"; id: number; page?: Page<TradeV2 | QuoteV2>; error?: string }
   | { t: "close" };
 
 /** Messages from a worker to the pool. */
@@ -38,7 +86,9 @@ export type FromWorker =
   /** Connection `cid` and its socket arrived (the pool stops its hand-over deadline). */
   | { t: "taken"; cid: number }
   /** The socket of connection `cid` closed (the pool releases its connection-limit count). */
-  | { t: "gone"; cid: number };
+  | { t: "gone"; cid: number }
+  /** Asks the parent for one page of stored trades or quotes (answered with `page`). */
+  | { t: "history"; id: number; kind: "trades" | "quotes"; query: MarketQuery };
 
 /** Splits stdin into lines and hands each record to the live feed. */
 function readRecords(live: LiveFeed, onBadLine: (line: string, err: unknown) => void): void {
@@ -82,6 +132,7 @@ function main(): void {
     if (process.connected) process.send?.(m);
   };
   const live = new LiveFeed();
+  const history = new ParentHistory(send);
   let gateway: Gateway | null = null;
   let logger = createLogger();
   readRecords(live, (line, err) =>
@@ -115,6 +166,8 @@ function main(): void {
         maxQueue: m.config.maxQueue,
         highWaterBytes: m.config.highWaterBytes,
         path: m.path,
+        history,
+        replayMaxRange: m.config.replayMaxRange,
       });
       gateway.start();
     } else if (m.t === "conn") {
@@ -139,6 +192,8 @@ function main(): void {
         logger.warn({ err: (err as Error).message }, "gateway worker: upgrade failed");
         handle.destroy();
       }
+    } else if (m.t === "page") {
+      history.answer(m);
     } else if (m.t === "stats") {
       const stats: GatewayStats = { ...(gateway ? gateway.stats() : emptyGatewayStats()), workers: 1 };
       send({ t: "stats", id: m.id, stats });
