@@ -227,8 +227,9 @@ function registerProcess(
         );
         process.exit(1);
       }
-      // a run that got nothing failed, unless it was told to stop before it had started
-      if (roles.ingest && summary.frames === 0 && !stoppedWhileStarting) {
+      // a run that got nothing failed: no frame and no record of an earlier run's spill journal (a
+      // restart that drained the journal did its work), unless it was told to stop before it had started
+      if (roles.ingest && summary.frames === 0 && summary.journal_read_back === 0 && !stoppedWhileStarting) {
         exitWithError(noFramesSentence(running.feeds), 1);
       }
       // everything is flushed and closed; do not wait for client libraries' idle timers
