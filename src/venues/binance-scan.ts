@@ -18,6 +18,7 @@
  * this file: for every frame it accepts, its record equals the general path's, field by field (tested
  * on every recorded frame and by a property test).
  */
+import { parseNonNegativeDecimal } from "../schema/decimal.js";
 import { messageIdOfBytes } from "../schema/message-id.js";
 import type { QuoteV2, TradeV2 } from "../schema/records.js";
 import type { SequenceTracker } from "./venue.js";
@@ -61,7 +62,6 @@ const FALSE = 4;
 const NULL = 5;
 
 const QUOTE = 34;
-const ZEROS = "00000000";
 /** Longest frame the fast path reads (the general path's bound is larger; longer frames go there). */
 const MAX_FAST_CHARS = 4096;
 /** Most digits of an integer the fast path reads: below 2^53, so exact as a JS number. */
@@ -345,9 +345,10 @@ export class BinanceFastPath {
   }
 
   /**
-   * The canonical DECIMAL(18,8) string of a STRING key holding an unsigned decimal (`"61837.63"`,
-   * `"0.00200000"`, `"5"`, `".5"`), straight from its digits; null when it is not one the general path
-   * accepts unchanged (sign, exponent, > 10 integer digits, a non-zero digit past the 8th place).
+   * The canonical DECIMAL(18,8) string of a STRING key holding a non-negative decimal: Binance's own
+   * canonical form (`"61837.63000000"`) checked digit by digit and taken as it is, any other through
+   * `parseNonNegativeDecimal`; null when that rejects it (exponent, > 10 integer digits, a non-zero digit
+   * past the 8th place, a negative value, ...).
    */
   private decimalAt(raw: string, k: number): string | null {
     if (this.kind[k] !== STRING) return null;
@@ -367,36 +368,13 @@ export class BinanceFastPath {
       }
       if (ok) return raw.slice(s, e);
     }
-    let i = s;
-    while (i < e && raw.charCodeAt(i) === 48) i++; // leading zeros
-    const intStart = i;
-    while (i < e) {
-      const c = raw.charCodeAt(i);
-      if (c < 48 || c > 57) break;
-      i++;
+    // any other form ("61837.63", "5", ".5", "0.0020000000"): the general path's own exact parser, so
+    // both paths agree by construction; what it rejects is the general path's to dead-letter
+    try {
+      return parseNonNegativeDecimal(raw.slice(s, e));
+    } catch {
+      return null;
     }
-    const intEnd = i;
-    let fracStart = i;
-    let fracEnd = i;
-    if (i < e && raw.charCodeAt(i) === 46) {
-      fracStart = ++i;
-      while (i < e) {
-        const c = raw.charCodeAt(i);
-        if (c < 48 || c > 57) break;
-        i++;
-      }
-      fracEnd = i;
-    }
-    if (i !== e || (intEnd === s && fracEnd === fracStart)) return null;
-    if (intEnd - intStart > 10) return null;
-    const fracLen = fracEnd - fracStart;
-    for (let j = fracStart + 8; j < fracEnd; j++) if (raw.charCodeAt(j) !== 48) return null;
-    const intPart = intEnd === intStart ? "0" : raw.slice(intStart, intEnd);
-    const frac =
-      fracLen >= 8
-        ? raw.slice(fracStart, fracStart + 8)
-        : raw.slice(fracStart, fracEnd) + ZEROS.slice(fracLen);
-    return `${intPart}.${frac}`;
   }
 
   /** The message id of stream `st` and the venue id held by NUMBER key `k`. */
@@ -523,22 +501,56 @@ export class BinanceFastPath {
       const ms = this.intAt(raw, t);
       if (ms <= MAX_TIME_MS) timestamp = ms * 1000;
     }
-    const record: QuoteV2 = {
-      message_id: this.messageId(raw, st, K_u),
-      symbol: st.symbol,
-      exchange: "BINANCE",
-      asset_class: "crypto",
+    return binanceQuote(
+      this.messageId(raw, st, K_u),
+      st.symbol,
       timestamp,
       bid_price,
       bid_quantity,
       ask_price,
       ask_quantity,
-      currency: st.currency,
-      source_sequence: this.intAt(raw, K_u),
-      ingestion_timestamp: receivedAtUs,
-      platform_sequence: seq.nextPlatformSequence(st.symbol),
-      vendor_data: this.vendor(raw, this.mapped.bookTicker, this.quoteNames),
-    };
-    return record;
+      st.currency,
+      this.intAt(raw, K_u),
+      receivedAtUs,
+      seq.nextPlatformSequence(st.symbol),
+      this.vendor(raw, this.mapped.bookTicker, this.quoteNames),
+    );
   }
+}
+
+/**
+ * A Binance bookTicker's {@link QuoteV2} from its read fields: the one literal both paths build, so
+ * their records keep the same fields in the same order. Prices and quantities are DECIMAL(18,8)
+ * strings, `timestamp` and `receivedAtUs` µs since epoch, `u` the order book update id.
+ */
+export function binanceQuote(
+  message_id: string,
+  symbol: string,
+  timestamp: number,
+  bid_price: string,
+  bid_quantity: string,
+  ask_price: string,
+  ask_quantity: string,
+  currency: string,
+  u: number,
+  receivedAtUs: number,
+  platform_sequence: number,
+  vendor_data: Record<string, string>,
+): QuoteV2 {
+  return {
+    message_id,
+    symbol,
+    exchange: "BINANCE",
+    asset_class: "crypto",
+    timestamp,
+    bid_price,
+    bid_quantity,
+    ask_price,
+    ask_quantity,
+    currency,
+    source_sequence: u,
+    ingestion_timestamp: receivedAtUs,
+    platform_sequence,
+    vendor_data,
+  };
 }

@@ -15,7 +15,7 @@
 import { deterministicMessageId } from "../schema/message-id.js";
 import type { QuoteV2, TradeV2 } from "../schema/records.js";
 import { quoteCurrency } from "../schema/records.js";
-import { BinanceFastPath } from "./binance-scan.js";
+import { BinanceFastPath, binanceQuote } from "./binance-scan.js";
 import {
   addVendorFields,
   asObject,
@@ -457,22 +457,20 @@ export class BinanceNormalizer implements FrameNormalizer {
       venueTime <= MAX_TIME_MS
         ? venueTime * 1000
         : receivedAtUs;
-    const record: QuoteV2 = {
-      message_id: deterministicMessageId(`${EXCHANGE}/quotes/${symbol}/${u}`),
+    const record = binanceQuote(
+      deterministicMessageId(`${EXCHANGE}/quotes/${symbol}/${u}`),
       symbol,
-      exchange: EXCHANGE,
-      asset_class: "crypto",
       timestamp,
       bid_price,
       bid_quantity,
       ask_price,
       ask_quantity,
-      currency: currencyOf(symbol),
-      source_sequence: u,
-      ingestion_timestamp: receivedAtUs,
-      platform_sequence: this.sequences.nextPlatformSequence(symbol),
-      vendor_data: vendorData(data, QUOTE_MAPPED, QUOTE_NAMES),
-    };
+      currencyOf(symbol),
+      u,
+      receivedAtUs,
+      this.sequences.nextPlatformSequence(symbol),
+      vendorData(data, QUOTE_MAPPED, QUOTE_NAMES),
+    );
     this.sink.quote(record);
   }
 }
