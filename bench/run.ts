@@ -311,7 +311,7 @@ function runBench(b: Bench, extraEnv: Record<string, string>): { figures: Figure
     const t0 = performance.now();
     const r = spawnSync(process.execPath, [join(ROOT, "dist", "bench", b.script), ...b.args], {
       encoding: "utf8",
-      timeout: Math.min(b.timeoutS, left) * 1000,
+      timeout: Math.floor(Math.min(b.timeoutS, left) * 1000),
       killSignal: "SIGKILL",
       maxBuffer: 64 * 1024 * 1024,
       env: { ...process.env, K2_LOG_LEVEL: "warn", ...extraEnv },
