@@ -9,6 +9,7 @@
  *
  * Where the venue gives no id, {@link randomMessageId} returns a UUID v4.
  */
+import { Buffer } from "node:buffer";
 import { randomUUID } from "node:crypto";
 
 const HEX: string[] = [];
@@ -40,6 +41,15 @@ export function murmur3x86_128(
   len = bytes.length,
   seed = 0,
 ): [number, number, number, number] {
+  murmurInto(bytes, len, seed);
+  return [HASH[0], HASH[1], HASH[2], HASH[3]];
+}
+
+/** h1..h4 of the last {@link murmurInto} (no array per hash on the hot path). */
+const HASH = new Uint32Array(4);
+
+/** MurmurHash3 x86_128 of `bytes[0..len)` into {@link HASH}. */
+function murmurInto(bytes: Uint8Array, len: number, seed: number): void {
   let h1 = seed >>> 0;
   let h2 = h1;
   let h3 = h1;
@@ -175,11 +185,10 @@ export function murmur3x86_128(
   h2 = (h2 + h1) >>> 0;
   h3 = (h3 + h1) >>> 0;
   h4 = (h4 + h1) >>> 0;
-  return [h1, h2, h3, h4];
-}
-
-function word(w: number, out: string[]): void {
-  out.push(HEX[w >>> 24], HEX[(w >>> 16) & 255], HEX[(w >>> 8) & 255], HEX[w & 255]);
+  HASH[0] = h1;
+  HASH[1] = h2;
+  HASH[2] = h3;
+  HASH[3] = h4;
 }
 
 /**
@@ -189,16 +198,61 @@ function word(w: number, out: string[]): void {
 export function deterministicMessageId(name: string): string {
   if (scratch.length < name.length * 3) scratch = new Uint8Array(name.length * 3);
   const { written } = encoder.encodeInto(name, scratch);
-  let [h1, h2, h3, h4] = murmur3x86_128(scratch, written);
+  return messageIdOfBytes(scratch, written);
+}
+
+/**
+ * {@link deterministicMessageId} of a name already encoded as UTF-8: `bytes[0..len)`. The venues' fast
+ * paths keep the `EXCHANGE/data_type/SYMBOL/` prefix encoded once and write only the venue id after it.
+ * @returns the canonical 36-char lower-case UUID, identical to `deterministicMessageId` of the same name
+ */
+export function messageIdOfBytes(bytes: Uint8Array, len: number): string {
+  murmurInto(bytes, len, 0);
   // version 8 in the high nibble of byte 6; variant 10xx in the high bits of byte 8
-  h2 = ((h2 & 0xffff0fff) | 0x00008000) >>> 0;
-  h3 = ((h3 & 0x3fffffff) | 0x80000000) >>> 0;
-  const p: string[] = [];
-  word(h1, p);
-  word(h2, p);
-  word(h3, p);
-  word(h4, p);
-  return `${p[0]}${p[1]}${p[2]}${p[3]}-${p[4]}${p[5]}-${p[6]}${p[7]}-${p[8]}${p[9]}-${p[10]}${p[11]}${p[12]}${p[13]}${p[14]}${p[15]}`;
+  const h2 = ((HASH[1] & 0xffff0fff) | 0x00008000) >>> 0;
+  const h3 = ((HASH[2] & 0x3fffffff) | 0x80000000) >>> 0;
+  hexInto(0, HASH[0]);
+  hexInto(9, h2 >>> 16);
+  hexInto(14, h2);
+  hexInto(19, h3 >>> 16);
+  hexInto(24, h3);
+  hexInto(28, HASH[3]);
+  // one flat string from the 36 ASCII bytes (concatenating 20 pieces made a rope to flatten later)
+  return UUID.latin1Slice(0, 36);
+}
+
+/** The 36 characters of a UUID being formatted: `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`. */
+const UUID = Buffer.from("00000000-0000-0000-0000-000000000000", "latin1") as Buffer & {
+  latin1Slice(start: number, end: number): string;
+};
+/** Hex digit codes of every byte value: `HEX_CODES[2b]`, `HEX_CODES[2b + 1]`. */
+const HEX_CODES = new Uint8Array(512);
+for (let i = 0; i < 256; i++) {
+  HEX_CODES[2 * i] = HEX[i].charCodeAt(0);
+  HEX_CODES[2 * i + 1] = HEX[i].charCodeAt(1);
+}
+
+/**
+ * Writes the hex digits of `w` into {@link UUID} at `at`: 8 digits for a 32-bit word, except at 9, 14,
+ * 19 and 24 where a 16-bit half goes (the low 16 bits of `w`).
+ */
+function hexInto(at: number, w: number): void {
+  const half = at === 9 || at === 14 || at === 19 || at === 24;
+  let p = at;
+  if (!half) {
+    let b = (w >>> 24) * 2;
+    UUID[p++] = HEX_CODES[b];
+    UUID[p++] = HEX_CODES[b + 1];
+    b = ((w >>> 16) & 255) * 2;
+    UUID[p++] = HEX_CODES[b];
+    UUID[p++] = HEX_CODES[b + 1];
+  }
+  let b = ((w >>> 8) & 255) * 2;
+  UUID[p++] = HEX_CODES[b];
+  UUID[p++] = HEX_CODES[b + 1];
+  b = (w & 255) * 2;
+  UUID[p++] = HEX_CODES[b];
+  UUID[p] = HEX_CODES[b + 1];
 }
 
 /** Random UUID v4, only for records whose venue gives no id. */

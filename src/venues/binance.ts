@@ -19,6 +19,7 @@ import type { BookChangeV2, BookLevel } from "../schema/books.js";
 import { deterministicMessageId } from "../schema/message-id.js";
 import type { QuoteV2, TradeV2 } from "../schema/records.js";
 import { quoteCurrency } from "../schema/records.js";
+import { BinanceFastPath, binanceQuote } from "./binance-scan.js";
 import {
   addVendorFields,
   asObject,
@@ -237,16 +238,24 @@ interface StreamOf {
  * subscribed stream by `s` and `e`. Trades with a zero price or quantity, and a trade id seen before with
  * different content (a conflicting duplicate, reported with both versions), are dead letters; a trade
  * id below the last seen is reported as a sequence regression and stored.
+ *
+ * Combined-stream frames are read first by the fast path (`binance-scan.ts`, a scanner over the frame
+ * that builds the same record without `JSON.parse`); a frame it does not accept goes through the general
+ * path below, which gives every dead letter its reason.
  */
 export class BinanceNormalizer implements FrameNormalizer {
   readonly sequences = new SequenceTracker();
   /** Recent trade ids per `<data type>/<symbol>` with their content (duplicates, regressions). */
   readonly tradeIds = new TradeIdMemory();
   private readonly subscribed = new Map<string, StreamOf>();
+  /** The fast path, or null when turned off (tests and the benchmark compare both paths). */
+  readonly fast: BinanceFastPath | null;
 
+  /** @param opts `fastPath: false` sends every frame through the general path (default true) */
   constructor(
     private readonly sink: NormalizedSink,
     sub: Subscription,
+    opts: { fastPath?: boolean } = {},
   ) {
     for (const s of sub.symbols) {
       for (const st of sub.streams) {
@@ -256,6 +265,28 @@ export class BinanceNormalizer implements FrameNormalizer {
         });
       }
     }
+    this.fast = opts.fastPath === false ? null : this.fastPath();
+  }
+
+  private fastPath(): BinanceFastPath | null {
+    const streams = [];
+    for (const [name, { symbol, type }] of this.subscribed) {
+      let currency: string;
+      try {
+        currency = quoteCurrency(symbol);
+      } catch {
+        return null; // such a frame is a dead letter, which is the general path's to write
+      }
+      const dataType = type === "trade" ? "trades" : type === "aggTrade" ? "aggtrades" : "quotes";
+      streams.push({ name, symbol, type, dataType, currency } as const);
+    }
+    return new BinanceFastPath(streams, {
+      trade: TRADE_MAPPED,
+      aggTrade: AGG_MAPPED,
+      bookTicker: QUOTE_MAPPED,
+      tradeNames: VENDOR_NAMES,
+      quoteNames: QUOTE_NAMES,
+    });
   }
 
   resumeSequences(last: readonly StoredSequence[], receivedAtUs = 0): void {
@@ -277,6 +308,14 @@ export class BinanceNormalizer implements FrameNormalizer {
   normalize(raw: string, receivedAtUs: number): void {
     let source = "binance";
     try {
+      const fast = this.fast?.read(raw, receivedAtUs, this.sequences);
+      if (fast) {
+        const st = this.fast?.stream as NonNullable<BinanceFastPath["stream"]>;
+        source = st.source;
+        if (st.dataType === "quotes") this.sink.quote(fast as QuoteV2);
+        else this.emitTrade(fast as TradeV2, st.symbol, st.dataType, receivedAtUs, st.key);
+        return;
+      }
       const msg = parseFrame(raw, BINANCE_MAX_FRAME_CHARS);
       if (msg === null || typeof msg !== "object" || Array.isArray(msg)) fail("frame is not a JSON object");
       const obj = msg as Unchecked<BinanceEnvelope> & Unchecked<BinanceResponse> & Payload;
@@ -371,8 +410,24 @@ export class BinanceNormalizer implements FrameNormalizer {
       platform_sequence: this.sequences.nextPlatformSequence(symbol),
       vendor_data: vendorData(data, dataType === "trades" ? TRADE_MAPPED : AGG_MAPPED),
     };
+    this.emitTrade(record, symbol, dataType, receivedAtUs, `${dataType}/${symbol}`);
+  }
+
+  /**
+   * Duplicate, regression and gap checks of a complete trade record, then the sink.
+   * @param key `<data type>/<symbol>`, the key of its trade ids and sequence
+   * @throws {Reject} on a conflicting duplicate
+   */
+  private emitTrade(
+    record: TradeV2,
+    symbol: string,
+    dataType: "trades" | "aggtrades",
+    receivedAtUs: number,
+    key: string,
+  ): void {
+    const id = record.source_sequence as number;
+    const idName = dataType === "trades" ? "trade id" : "aggregate trade id";
     // the id is remembered only once the record is complete (a rejected record leaves no trace)
-    const key = `${dataType}/${symbol}`;
     const verdict = this.tradeIds.check(key, id, record, id);
     if (typeof verdict === "string") {
       this.sink.anomaly?.({ kind: "conflicting_duplicate", symbol, dataType, id, last: null });
@@ -389,7 +444,7 @@ export class BinanceNormalizer implements FrameNormalizer {
         last: this.tradeIds.last(key),
       });
     }
-    const gap = this.sequences.observe(`${dataType}/${symbol}`, id);
+    const gap = this.sequences.observe(key, id);
     if (gap) {
       this.sink.gap({
         exchange: EXCHANGE,
@@ -433,22 +488,20 @@ export class BinanceNormalizer implements FrameNormalizer {
       venueTime <= MAX_TIME_MS
         ? venueTime * 1000
         : receivedAtUs;
-    const record: QuoteV2 = {
-      message_id: deterministicMessageId(`${EXCHANGE}/quotes/${symbol}/${u}`),
+    const record = binanceQuote(
+      deterministicMessageId(`${EXCHANGE}/quotes/${symbol}/${u}`),
       symbol,
-      exchange: EXCHANGE,
-      asset_class: "crypto",
       timestamp,
       bid_price,
       bid_quantity,
       ask_price,
       ask_quantity,
-      currency: currencyOf(symbol),
-      source_sequence: u,
-      ingestion_timestamp: receivedAtUs,
-      platform_sequence: this.sequences.nextPlatformSequence(symbol),
-      vendor_data: vendorData(data, QUOTE_MAPPED, QUOTE_NAMES),
-    };
+      currencyOf(symbol),
+      u,
+      receivedAtUs,
+      this.sequences.nextPlatformSequence(symbol),
+      vendorData(data, QUOTE_MAPPED, QUOTE_NAMES),
+    );
     this.sink.quote(record);
   }
 }
