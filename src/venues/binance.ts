@@ -271,6 +271,7 @@ export class BinanceNormalizer implements FrameNormalizer {
   private fastPath(): BinanceFastPath | null {
     const streams = [];
     for (const [name, { symbol, type }] of this.subscribed) {
+      if (type === "depth") continue; // depth diffs: the general path (the scanner leaves unknown streams to it)
       let currency: string;
       try {
         currency = quoteCurrency(symbol);

@@ -15,6 +15,11 @@ import type { Venue } from "../../src/venues/venue.js";
 const VENUES_DIR = fileURLToPath(new URL("../../src/venues/", import.meta.url));
 /** Shared modules of the folder: the contract, the mapping helpers and the registry itself. */
 const SHARED = ["mapping.ts", "registry.ts", "venue.ts"];
+/**
+ * Parts of one venue kept beside its file (`<venue>-<part>.ts`, e.g. Binance's fast path
+ * `binance-scan.ts`): each belongs to a registered venue and defines none itself.
+ */
+const isVenuePart = (f: string) => /^[a-z0-9]+-[a-z0-9-]+\.ts$/.test(f);
 
 /** Exported values of a module that have the shape of a {@link Venue}. */
 function venuesExportedBy(mod: Record<string, unknown>): Venue[] {
@@ -47,7 +52,15 @@ describe("venue registry", () => {
   });
 
   it("registers every venue file under its file name, and nothing else", async () => {
-    const venueFiles = files.filter((f) => !SHARED.includes(f));
+    const parts = files.filter(isVenuePart);
+    for (const f of parts) {
+      const venue = f.slice(0, f.indexOf("-"));
+      expect(files, `${f} is a part of ${venue}.ts`).toContain(`${venue}.ts`);
+      expect(definesVenueInSource(readFileSync(join(VENUES_DIR, f), "utf8")), `${f} defines no Venue`).toBe(
+        false,
+      );
+    }
+    const venueFiles = files.filter((f) => !SHARED.includes(f) && !isVenuePart(f));
     expect(venueFiles.length).toBeGreaterThanOrEqual(3);
     for (const f of venueFiles) {
       const name = basename(f, ".ts");
