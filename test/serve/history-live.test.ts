@@ -116,6 +116,24 @@ async function cuttableProxy(port: number): Promise<{ port: number; cut: () => v
 const idOf = (t: TradeV2) => Number(t.trade_id.slice(t.trade_id.indexOf("-") + 1));
 
 describe("subscribe from a point in time during a replay", () => {
+  // first, on a fresh gateway: once (in one loaded CI run of several) it got no answer within 10 s when it
+  // ran after the stream test's cut connections — an open question (replays of closed clients?), noted on #16
+  it("answers a from beyond the token's K2_REPLAY_MAX_RANGE with a 416 error frame", async () => {
+    const c = await TestClient.open(`ws://127.0.0.1:${k2.port}/ws`, {
+      headers: { Authorization: `Bearer ${LIMITED}` },
+    });
+    const reply = await c.request({
+      op: "subscribe",
+      channel: "trades",
+      symbols: ["BTCUSDT"],
+      from: "2024-08-08T00:00:00Z",
+      id: 7,
+    });
+    expect(reply).toMatchObject({ type: "error", id: 7, field: "from", code: 416 });
+    expect(String(reply.error)).toContain("K2_REPLAY_MAX_RANGE");
+    c.close();
+  });
+
   it("gets every trade once, in order, switching to live inside the run; REST includes the unflushed tail", async () => {
     // about half the trades stored
     const deadline = Date.now() + 60_000;
@@ -267,20 +285,4 @@ describe("subscribe from a point in time during a replay", () => {
     expect(trades).toBe(TRADES_IN_CAPTURE);
     expect(quotes).toBe(28_040);
   }, 120_000);
-
-  it("answers a from beyond the token's K2_REPLAY_MAX_RANGE with a 416 error frame", async () => {
-    const c = await TestClient.open(`ws://127.0.0.1:${k2.port}/ws`, {
-      headers: { Authorization: `Bearer ${LIMITED}` },
-    });
-    const reply = await c.request({
-      op: "subscribe",
-      channel: "trades",
-      symbols: ["BTCUSDT"],
-      from: "2024-08-08T00:00:00Z",
-      id: 7,
-    });
-    expect(reply).toMatchObject({ type: "error", id: 7, field: "from", code: 416 });
-    expect(String(reply.error)).toContain("K2_REPLAY_MAX_RANGE");
-    c.close();
-  });
 });
