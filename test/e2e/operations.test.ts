@@ -94,18 +94,23 @@ describe("k2 run operations", () => {
       const port = await k2.httpPort;
       const r = await fetch(`http://127.0.0.1:${port}/health`);
       expect(r.status).toBe(503);
-      expect(await r.text()).toMatch(/^feed BINANCE (error|connecting)$/m);
+      // connecting, or the failure named (the cause, then the hint for a run without network)
+      expect(await r.text()).toMatch(
+        /^feed BINANCE (connecting|error: connection refused by 127\.0\.0\.1:\d+ .*)$/m,
+      );
       await waitFor(() => /feed reconnecting with backoff/.test(k2.stderr()), 5000, "a reconnect");
     } finally {
       k2.child.kill("SIGINT");
       const exit = await k2.exited;
-      expect(exit.code).toBe(0);
+      // a run that got no frame failed, and says why
+      expect(exit.code).toBe(1);
+      expect(exit.stderr).toMatch(/the run got no frames \(BINANCE: connection refused/);
     }
   });
 
   it.each([
     [["run", "--http-port", "70000"], /--http-port: expected an integer from 0 to 65535, got "70000"/],
-    [["run", "--streams", "trade,depth"], /--streams: unknown Binance stream "depth"/],
+    [["run", "--streams", "trade,kline_1m"], /--streams: unknown Binance stream "kline_1m"/],
     [["run", "--exchange", "nasdaq"], /--exchange: unknown exchange "nasdaq"/],
     [
       ["run", "--speed", "fast", "--replay", sharedData("binance-spot/btcusdt_20240808.gz")],
