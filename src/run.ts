@@ -16,7 +16,7 @@ import { feedLivenessProblems } from "./feed/liveness.js";
 import { backlogProblem } from "./ops/health-checks.js";
 import type { Logger } from "./ops/logger.js";
 import { Metrics } from "./ops/metrics.js";
-import { startOutputs } from "./outputs/output.js";
+import { startOutputs } from "./outputs/start.js";
 import {
   emptyIngestCounts,
   type FeedHandle,

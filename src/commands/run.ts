@@ -192,7 +192,7 @@ function registerProcess(
         import("../run.js"),
         import("../serve/http.js"),
         import("../store/duckdb.js"),
-        import("../outputs/output.js"),
+        import("../outputs/start.js"),
         import("../replay/feeds.js"),
       ]);
       const config = await runConfigOrExit(flags, (c) => {

@@ -10,13 +10,12 @@
  * each output's bounded queue and the bus batch is acknowledged at once: a slow or absent peer never
  * holds up the bus, the store or the feeds; when a queue is full the record is dropped for that output
  * and counted (`k2_output_dropped_total`).
+ *
+ * `start.ts` starts the configured outputs and their bus consumer; this file holds what every backend
+ * shares (the record shape, the bounded queue, the metrics).
  */
 import { Counter, Gauge } from "prom-client";
-import { type Bus, type Consumer, topicKind } from "../bus/bus.js";
-import type { Logger } from "../ops/logger.js";
 import { type Metrics, metricSet } from "../ops/metrics.js";
-import { type AssetClass, topicFor } from "../schema/records.js";
-import type { OutputsConfig } from "./spec.js";
 
 /** The bus data types outputs carry. */
 export type OutputKind = "trades" | "aggtrades" | "quotes";
@@ -189,115 +188,4 @@ export class OutputQueue {
 /** Thrown when an output cannot start (a PUB port in use); the message starts with its flag. */
 export class OutputStartError extends Error {
   override name = "OutputStartError";
-}
-
-/** Options of {@link startOutputs}. */
-export interface StartOutputsOptions {
-  config: OutputsConfig;
-  bus: Bus;
-  /** The venues of this process's feeds: their trade, aggregate trade and quote topics are relayed. */
-  feeds: readonly { exchange: string; assetClass: AssetClass }[];
-  metrics: Metrics;
-  logger: Logger;
-}
-
-/** The running outputs of a process. */
-export interface RunningOutputs {
-  outputs: Output[];
-  consumer: Consumer;
-  /**
-   * Drains the bus consumer, sends what is queued and closes every output, within `timeoutMs` in all
-   * (what is not sent by then is counted dropped, reason `shutdown`).
-   */
-  stop(timeoutMs: number): Promise<void>;
-}
-
-/**
- * Starts the configured outputs (binding the ZeroMQ socket, connecting to Redis in the background)
- * and their bus consumer; null when none is configured.
- * @throws {OutputStartError} naming the flag when an output cannot start (`--zmq-pub`: address in use)
- */
-export async function startOutputs(opts: StartOutputsOptions): Promise<RunningOutputs | null> {
-  const { config, metrics, logger } = opts;
-  const outputs: Output[] = [];
-  if (config.redis) {
-    const { RedisOutput } = await import("./redis.js");
-    outputs.push(new RedisOutput(config.redis, metrics, logger));
-  }
-  if (config.zmq) {
-    // the native module loads only when asked for
-    const { ZmqOutput } = await import("./zmq.js");
-    try {
-      outputs.push(await ZmqOutput.bind(config.zmq, metrics, logger));
-    } catch (e) {
-      await Promise.all(outputs.map((o) => o.close(0)));
-      throw e;
-    }
-  }
-  if (outputs.length === 0) return null;
-  const topics = new Set<string>();
-  for (const f of opts.feeds) {
-    for (const kind of ["trades", "aggtrades", "quotes"] as const)
-      topics.add(topicFor(f.assetClass, kind, f.exchange));
-  }
-  const exchanges = [...new Set(opts.feeds.map((f) => f.exchange.toLowerCase()))].sort();
-  const parsed = new Map<string, { kind: OutputKind; exchange: string; to: Output[] } | null>();
-  const route = (topic: string) => {
-    let r = parsed.get(topic);
-    if (r === undefined) {
-      const kind = topicKind(topic) as OutputKind;
-      const to = topics.has(topic) ? outputs.filter((o) => o.kinds.has(kind)) : [];
-      r = to.length > 0 ? { kind, exchange: topic.slice(topic.lastIndexOf(".") + 1), to } : null;
-      parsed.set(topic, r);
-    }
-    return r;
-  };
-  const consumer = opts.bus.consume(
-    {
-      group: `k2-output-${exchanges.join("-")}`.slice(0, 64),
-      topicPrefixes: [...topics],
-      batchSize: 1,
-      maxWaitMs: 50,
-      maxBatchSize: 10_000,
-    },
-    async (batch) => {
-      for (const m of batch) {
-        const r = route(m.topic);
-        if (!r) continue;
-        const record: OutputRecord = {
-          subject: `${m.topic}.${m.key}`,
-          kind: r.kind,
-          exchange: r.exchange,
-          symbol: m.key,
-          json: JSON.stringify(m.value),
-        };
-        for (const o of r.to) o.push(record);
-      }
-    },
-  );
-  logger.info(
-    { outputs: outputs.map((o) => o.name), topics: [...topics] },
-    "outputs relay every trade and quote of this process's feeds",
-  );
-  return {
-    outputs,
-    consumer,
-    async stop(timeoutMs) {
-      const deadline = performance.now() + timeoutMs;
-      const left = () => Math.max(0, deadline - performance.now());
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        consumer.stop({ drain: true }),
-        new Promise((r) => {
-          timer = setTimeout(r, left());
-        }),
-      ]);
-      clearTimeout(timer);
-      await Promise.all(outputs.map((o) => o.close(left())));
-      logger.info(
-        Object.fromEntries(outputs.map((o) => [o.name, { sent: o.queue.sent, dropped: o.queue.dropped }])),
-        "outputs closed",
-      );
-    },
-  };
 }
