@@ -554,6 +554,19 @@ function connect() {
         state.tradesResumed = true; // the stored trades since `from` are in: live from here
         break;
       case "error":
+        if (m.id === "trades" && m.field === "from") {
+          // history refused (e.g. 416: further back than this token may reach): live only
+          ws.send(
+            JSON.stringify({
+              op: "subscribe",
+              channel: "trades",
+              symbols: ["*"],
+              id: "trades-live",
+              batch_ms: 100,
+            }),
+          );
+          state.tradesResumed = true;
+        }
         console.warn("gateway error", m);
         break;
       default:
