@@ -5,10 +5,21 @@
 // decimal places, the fewest that shows every value exactly); the spread is computed exactly with
 // BigInt. The chart needs numbers, so candle prices and volumes are converted for display only.
 // Rows are per (exchange, symbol); feed health per feed; candles in 1m, 5m, 15m or 1h.
+//
+// History first, then live: the page opens on what the store holds (the instruments of
+// /api/v1/symbols, the last TAPE_ROWS trades of /api/v1/trades, and for the charted symbol and
+// interval the newest VISIBLE_BARS candles of /api/v1/candles), then continues through the gateway:
+// trades by a `from` subscription starting at the newest trade it loaded (the gateway replays what
+// was stored since, then live, with no gap; trades the page already has are dropped by id), candles
+// by the live candles.{interval} channels (a bar is replaced only by one holding at least as many
+// trades). So a page opened after a replay ended, or hours into a live run, is not empty.
 import { CandlestickSeries, ColorType, createChart, HistogramSeries } from "/vendor/lightweight-charts.mjs";
 
 const token = new URLSearchParams(location.search).get("token");
-const TAPE_ROWS = 60;
+/** Trades on the tape (the newest, across symbols), and how many the page loads from the store. */
+const TAPE_ROWS = 100;
+/** Candles loaded from the store for the charted symbol and interval (the newest). */
+const VISIBLE_BARS = 500;
 /** Candle intervals of the switch, with their length in seconds (the gateway's candles.{interval}). */
 const INTERVALS = { "1m": 60, "5m": 300, "15m": 900, "1h": 3600 };
 const SCALE = 100000000n;
@@ -91,6 +102,16 @@ const state = {
   /** `key|interval` for which the server publishes candles (then trades do not build those bars) */
   serverCandles: new Set(),
   tape: [],
+  /** `EXCHANGE:trade_id` → trade time (µs) of the trades on the page, to drop those sent again */
+  seenTrades: new Map(),
+  /** the newest trade time seen (µs): where a reconnect's `from` subscription starts */
+  lastTradeTs: null,
+  /** whether the stored trades were loaded (once per page) */
+  tradesLoaded: false,
+  /** whether the trades `from` subscription has switched to live (`replay_done`) */
+  tradesResumed: false,
+  /** `key|interval` → the stored candles loaded: {count, from, to} (µs; to exclusive) */
+  history: new Map(),
   trades: 0,
   /** the first trade this page received (its bar may be partial) */
   firstTrade: null,
@@ -167,8 +188,10 @@ function addTradeToBar(t) {
     const bars = barsOf(key, interval);
     const bar = bars.get(time);
     if (!bar) {
-      bars.set(time, { time, open: price, high: price, low: price, close: price, volume: units(t.quantity) });
+      const volume = units(t.quantity);
+      bars.set(time, { time, open: price, high: price, low: price, close: price, volume, n: 1 });
     } else {
+      bar.n = (bar.n ?? 0) + 1;
       bar.high = Math.max(bar.high, price);
       bar.low = Math.min(bar.low, price);
       bar.close = price;
@@ -178,27 +201,39 @@ function addTradeToBar(t) {
   }
 }
 
-/** A candle from the server's aggregator (channels candles.1m, .5m, .15m, .1h), when one runs. */
+/**
+ * A candle from the server: its aggregator (channels candles.1m, .5m, .15m, .1h) or the store
+ * (/api/v1/candles). A bar already drawn is replaced only by one holding at least as many trades, so a
+ * stored candle loaded late does not undo a newer live update of the same bar.
+ * @returns whether the bar changed
+ */
 function addServerCandle(c, channel) {
   const startUs = c.interval_start ?? c.start ?? c.open_time;
   const interval = c.interval ?? channel?.slice("candles.".length);
-  if (startUs == null || c.open == null || !(interval in INTERVALS)) return;
+  if (startUs == null || c.open == null || !(interval in INTERVALS)) return false;
   const key = keyOf(c);
   const k = `${key}|${interval}`;
   if (!state.serverCandles.has(k)) {
     state.serverCandles.add(k);
-    state.candles.delete(k);
+    // bars built from the page's trades are dropped, unless the store's candles are under them
+    if (!state.history.has(k)) state.candles.delete(k);
   }
   const time = Math.floor(Number(startUs) / 1e6);
-  barsOf(key, interval).set(time, {
+  const bars = barsOf(key, interval);
+  const n = Number(c.trade_count ?? 0);
+  const had = bars.get(time);
+  if (had && (had.n ?? 0) > n) return false;
+  bars.set(time, {
     time,
     open: Number(c.open),
     high: Number(c.high),
     low: Number(c.low),
     close: Number(c.close),
     volume: units(String(c.volume ?? "0")),
+    n,
   });
   if (key === state.selected && interval === state.interval) markBar(time);
+  return true;
 }
 
 const pendingBars = new Set();
@@ -260,12 +295,14 @@ function select(key) {
   state.selected = key;
   state.dirty.chart = true;
   state.dirty.symbols = true;
+  loadCandles();
 }
 
 function showInterval(interval) {
   if (!(interval in INTERVALS) || state.interval === interval) return;
   state.interval = interval;
   state.dirty.chart = true;
+  loadCandles();
 }
 
 function spreadOf(t, places) {
@@ -325,7 +362,24 @@ function renderTape() {
     .join("");
 }
 
+/**
+ * Notes a trade as on the page; false when it already is (sent again by a `from` subscription).
+ * Forgets the oldest ids past 20,000 (only trades near the newest can be sent again).
+ */
+function firstSight(t) {
+  const id = `${t.exchange}:${t.trade_id}`;
+  if (state.seenTrades.has(id)) return false;
+  state.seenTrades.set(id, t.timestamp);
+  if (t.timestamp > (state.lastTradeTs ?? 0)) state.lastTradeTs = t.timestamp;
+  if (state.seenTrades.size > 20000) {
+    const keep = state.lastTradeTs - RESUME_MARGIN_US;
+    for (const [k, ts] of state.seenTrades) if (ts < keep) state.seenTrades.delete(k);
+  }
+  return true;
+}
+
 function onTrade(t) {
+  if (!firstSight(t)) return;
   state.trades++;
   state.firstTrade ??= t;
   addTradeToBar(t);
@@ -351,6 +405,92 @@ $("#intervals").addEventListener("click", (e) => {
   if (b) showInterval(b.dataset.interval);
 });
 
+// ---------------------------------------------------------------- history (the store, via REST)
+
+/** How far before the newest trade a `from` subscription starts (venues interleave by arrival), µs. */
+const RESUME_MARGIN_US = 5_000_000;
+
+/** GET an API path (with the page's token); the JSON body, or an Error naming the status. */
+async function api(path) {
+  const res = await fetch(path, {
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+    cache: "no-store",
+  });
+  if (!res.ok) throw new Error(`${path}: ${res.status}`);
+  return res.json();
+}
+
+/**
+ * The instruments the store holds (/api/v1/symbols), as rows until a live tick replaces them: their
+ * last stored price and venue time. Selects the first with trades when nothing is selected.
+ */
+async function loadSymbols() {
+  const { data } = await api("/api/v1/symbols");
+  for (const s of data) {
+    const key = keyOf(s);
+    if (state.ticks.has(key)) continue;
+    state.ticks.set(key, {
+      exchange: s.exchange,
+      symbol: s.symbol,
+      last_price: s.last_price,
+      last_trade_time: s.trades > 0 ? s.last_timestamp : null,
+      quote_time: s.trades > 0 ? null : s.last_timestamp,
+      bid_price: null,
+      ask_price: null,
+    });
+  }
+  state.dirty.symbols = true;
+  if (!state.selected) {
+    const first = data.find((s) => s.trades > 0);
+    if (first) select(keyOf(first));
+  }
+}
+
+/** The newest TAPE_ROWS stored trades onto the tape (not into the bars: candles come from the store). */
+async function loadTrades() {
+  const { data } = await api(`/api/v1/trades?limit=${TAPE_ROWS}`);
+  const fresh = data.filter(firstSight);
+  state.tape = [...state.tape, ...fresh]
+    .sort((a, b) => b.timestamp - a.timestamp || (b.source_sequence ?? 0) - (a.source_sequence ?? 0))
+    .slice(0, TAPE_ROWS);
+  state.dirty.tape = true;
+  state.tradesLoaded = true;
+  if (!state.selected && data.length > 0) select(keyOf(data[0]));
+}
+
+/**
+ * The newest VISIBLE_BARS stored candles of the charted symbol and interval (computed from the stored
+ * trades), once per (symbol, interval) and gateway connection; live candles then keep them current.
+ */
+async function loadCandles() {
+  const key = state.selected;
+  const interval = state.interval;
+  if (!key) return;
+  const k = `${key}|${interval}`;
+  if (state.history.has(k)) return;
+  state.history.set(k, null); // loading
+  const [exchange, symbol] = [key.slice(0, key.indexOf(":")), key.slice(key.indexOf(":") + 1)];
+  const q = new URLSearchParams({ exchange, symbol, interval, order: "desc", limit: String(VISIBLE_BARS) });
+  try {
+    const { data } = await api(`/api/v1/candles?${q}`);
+    const len = INTERVALS[interval] * 1e6;
+    state.history.set(k, {
+      count: data.length,
+      from: data.length ? data.at(-1).interval_start : null,
+      to: data.length ? data[0].interval_start + len : null,
+    });
+    state.serverCandles.add(k);
+    for (const c of data.reverse()) addServerCandle({ ...c, interval }, null);
+    if (key === state.selected && interval === state.interval) {
+      charted = null; // drawn again in full: stored bars are older than the live ones
+      state.dirty.chart = true;
+    }
+  } catch (e) {
+    state.history.delete(k);
+    console.warn("stored candles unavailable", e.message);
+  }
+}
+
 // ---------------------------------------------------------------- gateway connection
 
 function setWsState(s) {
@@ -369,15 +509,29 @@ function connect() {
   const proto = location.protocol === "https:" ? "wss" : "ws";
   const q = token ? `?token=${encodeURIComponent(token)}` : "";
   ws = new WebSocket(`${proto}://${location.host}/ws${q}`);
-  ws.onopen = () => {
+  ws.onopen = async () => {
     backoffMs = 500;
     setWsState("open");
+    const socket = ws;
     const sub = (channel, id, extra = {}) =>
-      ws.send(JSON.stringify({ op: "subscribe", channel, symbols: ["*"], id, ...extra }));
+      socket.send(JSON.stringify({ op: "subscribe", channel, symbols: ["*"], id, ...extra }));
     sub("ticks", "ticks", { batch_ms: 100 });
-    sub("trades", "trades", { batch_ms: 100 });
     for (const interval of Object.keys(INTERVALS)) sub(`candles.${interval}`, `candles.${interval}`);
-    pingTimer = setInterval(() => ws.readyState === 1 && ws.send('{"op":"ping"}'), 20000);
+    pingTimer = setInterval(() => socket.readyState === 1 && socket.send('{"op":"ping"}'), 20000);
+    // candles missed while disconnected come from the store again
+    state.history.clear();
+    loadCandles();
+    if (!state.tradesLoaded) {
+      try {
+        await Promise.all([loadSymbols(), loadTrades()]);
+      } catch (e) {
+        console.warn("stored history unavailable", e.message);
+      }
+    }
+    if (socket.readyState !== 1) return;
+    // history then live from the newest trade on the page (all of it live when the store has none)
+    if (state.lastTradeTs == null) sub("trades", "trades", { batch_ms: 100 });
+    else sub("trades", "trades", { batch_ms: 100, from: Math.max(0, state.lastTradeTs - RESUME_MARGIN_US) });
   };
   ws.onmessage = (ev) => {
     const m = JSON.parse(ev.data);
@@ -396,7 +550,23 @@ function connect() {
         else if (m.channel === "ticks") for (const t of m.data) onTick(t);
         else for (const c of m.data) addServerCandle(c, m.channel);
         break;
+      case "replay_done":
+        state.tradesResumed = true; // the stored trades since `from` are in: live from here
+        break;
       case "error":
+        if (m.id === "trades" && m.field === "from") {
+          // history refused (e.g. 416: further back than this token may reach): live only
+          ws.send(
+            JSON.stringify({
+              op: "subscribe",
+              channel: "trades",
+              symbols: ["*"],
+              id: "trades-live",
+              batch_ms: 100,
+            }),
+          );
+          state.tradesResumed = true;
+        }
         console.warn("gateway error", m);
         break;
       default:
@@ -511,4 +681,4 @@ pollStatus();
 connect();
 
 // for tests and the console
-window.k2dash = { state, chart, candleSeries, volumeSeries, select, setInterval: showInterval };
+window.k2dash = { state, chart, candleSeries, volumeSeries, select, setInterval: showInterval, TAPE_ROWS };

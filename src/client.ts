@@ -145,11 +145,13 @@ export class K2Client extends EventEmitter<K2ClientEvents> {
   }
 
   /**
-   * Subscribes to `channel` for `symbols` (`"*"` for all); with `batchMs` the server sends arrays at
-   * most every `batchMs` ms (still emitted here one record per event).
+   * Subscribes to `channel` for `given` symbols (any case, upper-cased as the gateway reads them; `"*"`
+   * for all); with `batchMs` the server sends arrays at most every `batchMs` ms (still emitted here one
+   * record per event).
    * @throws {K2GatewayError} for an invalid request (checked here first) or an error reply
    */
-  async subscribe(channel: Channel, symbols: string[], opts: { batchMs?: number } = {}): Promise<Subscribed> {
+  async subscribe(channel: Channel, given: string[], opts: { batchMs?: number } = {}): Promise<Subscribed> {
+    const symbols = upperSymbols(given);
     const msg = { op: "subscribe" as const, channel, symbols, batch_ms: opts.batchMs };
     this.validate(msg);
     let w = this.wanted.get(channel);
@@ -173,8 +175,9 @@ export class K2Client extends EventEmitter<K2ClientEvents> {
     }
   }
 
-  /** Unsubscribes `symbols` (`"*"`: everything) from `channel`. */
-  async unsubscribe(channel: Channel, symbols: string[]): Promise<Unsubscribed> {
+  /** Unsubscribes `given` symbols (any case; `"*"`: everything) from `channel`. */
+  async unsubscribe(channel: Channel, given: string[]): Promise<Unsubscribed> {
+    const symbols = upperSymbols(given);
     const msg = { op: "unsubscribe" as const, channel, symbols };
     this.validate(msg);
     const w = this.wanted.get(channel);
@@ -453,4 +456,12 @@ export class K2Client extends EventEmitter<K2ClientEvents> {
     this._state = s;
     this.emit("state", s);
   }
+}
+
+/**
+ * Symbols as the gateway reads them: any case, upper-cased (`btcusdt` is `BTCUSDT`), so the
+ * subscriptions this client restores after a reconnect name what the server subscribed.
+ */
+function upperSymbols(symbols: string[]): string[] {
+  return Array.isArray(symbols) ? symbols.map((s) => (typeof s === "string" ? s.toUpperCase() : s)) : symbols;
 }

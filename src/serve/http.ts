@@ -16,8 +16,27 @@ export interface HttpOptions {
   register?: (app: FastifyInstance) => Promise<void> | void;
 }
 
+/**
+ * Creates the server. Every unknown path answers one body, 404 `{"error":"not_found","reason":...}`
+ * (the API's, the dashboard's and the server's own paths alike); a known path asked with a method it
+ * does not serve (`POST /api/v1/trades`) answers 405 with an `Allow` header listing the methods it does.
+ */
 export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstance> {
   const app = Fastify({ logger: false });
+  const routes = new RouteMethods();
+  app.addHook("onRoute", (r) => routes.add(r.url, r.method));
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split("?")[0];
+    const allow = routes.allowed(path);
+    if (allow.length > 0) {
+      reply.code(405).header("allow", allow.join(", "));
+      return reply.send({
+        error: "method_not_allowed",
+        reason: `${req.method} ${path}: use ${allow.join(" or ")}`,
+      });
+    }
+    return reply.code(404).send({ error: "not_found", reason: `no such path: ${path} (see /docs)` });
+  });
   app.get("/health", async (_req, reply) => {
     const problems = await opts.health();
     reply.type("text/plain; charset=utf-8");
@@ -30,6 +49,36 @@ export async function createHttpServer(opts: HttpOptions): Promise<FastifyInstan
   });
   if (opts.register) await opts.register(app);
   return app;
+}
+
+/** The methods registered per route pattern (`/api/v1/dead-letters/:message_id`, `/docs/*`). */
+class RouteMethods {
+  private readonly byPattern = new Map<string, { re: RegExp; methods: Set<string> }>();
+
+  /** Records `methods` for a Fastify route pattern. */
+  add(pattern: string, methods: string | string[]): void {
+    let e = this.byPattern.get(pattern);
+    if (!e) {
+      const re = pattern
+        .split(/(:[A-Za-z0-9_]+|\*)/)
+        .map((part) =>
+          part === "*" ? ".*" : part.startsWith(":") ? "[^/]+" : part.replace(/[.+?^${}()|[\]\\]/g, "\\$&"),
+        )
+        .join("");
+      e = { re: new RegExp(`^${re}$`), methods: new Set() };
+      this.byPattern.set(pattern, e);
+    }
+    for (const m of Array.isArray(methods) ? methods : [methods]) e.methods.add(m.toUpperCase());
+  }
+
+  /** The methods some route serves at a concrete `path`, sorted; empty when no route matches it. */
+  allowed(path: string): string[] {
+    const out = new Set<string>();
+    for (const { re, methods } of this.byPattern.values()) {
+      if (re.test(path)) for (const m of methods) out.add(m);
+    }
+    return [...out].sort();
+  }
 }
 
 /** The HTTP server cannot bind the configured address; the message names the flag (CLI exit 2). */

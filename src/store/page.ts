@@ -110,7 +110,10 @@ export interface SymbolStats {
   /** Rows stored in trades_v2 / quotes_v2. */
   trades: number;
   quotes: number;
-  /** Earliest / latest stored trade or quote time, µs (null when none stored). */
+  /**
+   * Earliest / latest venue time of a stored trade or venue-stamped quote, µs (null when none stored;
+   * a quote stamped with its receipt time does not count, see `symbols()` in `reads.ts`).
+   */
   first_timestamp: number | null;
   last_timestamp: number | null;
 }

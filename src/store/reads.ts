@@ -411,8 +411,11 @@ export abstract class SqlReads {
   }
 
   /**
-   * Instruments with stored trades or quotes, with their counts and first/last times, in (exchange,
-   * symbol) order; at most `limit`.
+   * Instruments with stored trades or quotes, with their counts and first/last venue times, in
+   * (exchange, symbol) order; at most `limit`. The times are the records' own venue times: a trade's
+   * time, and a quote's only when the venue stamped it (a quote whose `timestamp` is its receipt time,
+   * `timestamp = ingestion_timestamp`, e.g. a Binance bookTicker, does not count), so a replay's
+   * 2024 trades are never set beside its 2026 receipt times; null when no stored record has one.
    */
   async symbols(limit: number): Promise<SymbolStats[]> {
     const p = new Params();
@@ -425,7 +428,9 @@ export abstract class SqlReads {
          FROM trades_v2 GROUP BY exchange, symbol),
        q AS (
          SELECT exchange, symbol, ${any("asset_class")} AS asset_class, ${any("currency")} AS currency,
-           count(*) AS n, min("timestamp") AS first_ts, max("timestamp") AS last_ts
+           count(*) AS n,
+           min(CASE WHEN "timestamp" <> ingestion_timestamp THEN "timestamp" END) AS first_ts,
+           max(CASE WHEN "timestamp" <> ingestion_timestamp THEN "timestamp" END) AS last_ts
          FROM quotes_v2 GROUP BY exchange, symbol)
        SELECT coalesce(t.exchange, q.exchange) AS exchange, coalesce(t.symbol, q.symbol) AS symbol,
          coalesce(t.asset_class, q.asset_class) AS asset_class, coalesce(t.currency, q.currency) AS currency,

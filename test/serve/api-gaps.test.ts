@@ -84,7 +84,9 @@ describe("GET /api/v1/gaps", () => {
     expect(later.body.data).toEqual([]);
     const inRange = await getJson<Page<SequenceGap>>(`${api}/gaps?from=${at}&to=${at + 1}&exchange=BINANCE`);
     expect(inRange.body.data).toHaveLength(1);
-    expect((await getJson<Page<SequenceGap>>(`${api}/gaps?symbol=ETHUSDT`)).body.data).toEqual([]);
+    // a symbol never stored or live is a 404 that says so (#17), not an empty page
+    const unknown = await getJson<{ error: string; parameter: string }>(`${api}/gaps?symbol=ETHUSDT`);
+    expect(unknown).toMatchObject({ status: 404, body: { error: "not_found", parameter: "symbol" } });
   });
 });
 

@@ -165,7 +165,7 @@ describe("GET /api/v1/trades", () => {
     expect(excl.data[0].timestamp).toBeLessThan(t0.timestamp);
   });
 
-  it("filters by exchange and symbol case-insensitively; an unknown symbol is an empty page", async () => {
+  it("filters by exchange and symbol case-insensitively; an unknown symbol is a 404 that says so", async () => {
     const { body } = await getJson<Page<TradeV2>>(`${api}/trades?exchange=binance&symbol=btcusdt&limit=3`);
     expect(body.data.map((t) => t.trade_id)).toEqual(
       trades
@@ -173,8 +173,101 @@ describe("GET /api/v1/trades", () => {
         .map((t) => t.trade_id)
         .reverse(),
     );
-    const none = await getJson<Page<TradeV2>>(`${api}/trades?symbol=ETHUSDT`);
-    expect(none).toEqual({ status: 200, body: { data: [], next_cursor: null } });
+    for (const [path, where] of [
+      ["/trades?symbol=ETHUSDT", "on any exchange"],
+      ["/quotes?exchange=binance&symbol=ethusdt", "on BINANCE"],
+      ["/gaps?symbol=ETHUSDT", "on any exchange"],
+      ["/candles?symbol=ETHUSDT&interval=1m", "on any exchange"],
+      ["/trades?exchange=coinbase&symbol=BTCUSDT", "on COINBASE"],
+    ]) {
+      const { status, body } = await getJson<BadRequest>(`${api}${path}`);
+      expect({ path, status, error: body.error, parameter: body.parameter }).toEqual({
+        path,
+        status: 404,
+        error: "not_found",
+        parameter: "symbol",
+      });
+      expect(body.reason).toContain(where);
+    }
+    // a known instrument with nothing in the range, and a registered venue with nothing stored: empty
+    const later = await getJson<Page<TradeV2>>(`${api}/trades?symbol=BTCUSDT&from=2030-01-01`);
+    expect(later).toEqual({ status: 200, body: { data: [], next_cursor: null } });
+    const coinbase = await getJson<Page<TradeV2>>(`${api}/trades?exchange=coinbase`);
+    expect(coinbase).toEqual({ status: 200, body: { data: [], next_cursor: null } });
+  });
+
+  it("refuses an unknown exchange with a 400 naming the known ones", async () => {
+    for (const path of [
+      "/trades?exchange=nyse",
+      "/quotes?exchange=NYSE&symbol=BTCUSDT",
+      "/dead-letters?exchange=nyse",
+    ]) {
+      const { status, body } = await getJson<BadRequest>(`${api}${path}`);
+      expect({ status, error: body.error, parameter: body.parameter }).toEqual({
+        status: 400,
+        error: "bad_request",
+        parameter: "exchange",
+      });
+      expect(body.reason).toBe("unknown exchange NYSE (known: BINANCE, COINBASE, KRAKEN)");
+    }
+  });
+
+  it("takes times with a unit (s, ms, us) and refuses bare seconds or ms, naming the unit it assumed", async () => {
+    const asUs = await allPages<TradeV2>("/trades", {
+      from: "1723161360000000",
+      to: "1723161420000000",
+      order: "asc",
+      limit: "1000",
+    });
+    expect(asUs.rows.length).toBeGreaterThan(100);
+    for (const [from, to] of [
+      ["1723161360s", "1723161420s"],
+      ["1723161360000ms", "1723161420000ms"],
+      ["1723161360000000us", "1723161420000000µs"],
+    ]) {
+      const { rows } = await allPages<TradeV2>("/trades", { from, to, order: "asc", limit: "1000" });
+      expect(rows).toEqual(asUs.rows);
+    }
+    for (const [path, unit, fix] of [
+      ["/trades?from=1723161360", "seconds", "1723161360s"],
+      ["/quotes?to=1723161360000", "milliseconds", "1723161360000ms"],
+      ["/candles?symbol=BTCUSDT&interval=1m&from=1723161360", "seconds", "1723161360s"],
+    ]) {
+      const { status, body } = await getJson<BadRequest>(`${api}${path}`);
+      expect(status).toBe(400);
+      expect(body.parameter).toBe(path.includes("to=") ? "to" : "from");
+      expect(body.reason).toContain("read as µs since the epoch (1970-01-");
+      expect(body.reason).toContain(`looks like ${unit}`);
+      expect(body.reason).toContain(fix);
+    }
+    // 0 stays "from the beginning"
+    const zero = await getJson<Page<TradeV2>>(`${api}/trades?from=0&order=asc&limit=1`);
+    expect(zero.body.data[0].trade_id).toBe(trades[0].trade_id);
+  });
+});
+
+describe("unknown paths and methods", () => {
+  it("answers every unknown path with one not-found body", async () => {
+    for (const path of ["/api/v2/trades", "/api/v1/nope", "/nope", "/api/v1/trades/extra"]) {
+      const res = await fetch(`${k2.baseUrl}${path}`);
+      expect({ path, status: res.status }).toEqual({ path, status: 404 });
+      expect(res.headers.get("content-type")).toMatch(/^application\/json/);
+      expect(await res.json()).toEqual({ error: "not_found", reason: `no such path: ${path} (see /docs)` });
+    }
+  });
+
+  it("answers a known path asked with another method with 405 and Allow", async () => {
+    for (const path of ["/api/v1/trades", "/api/v1/symbols", "/health", "/api/v1/dead-letters/x"]) {
+      const res = await fetch(`${k2.baseUrl}${path}`, { method: "POST", body: "{}" });
+      expect({ path, status: res.status, allow: res.headers.get("allow") }).toEqual({
+        path,
+        status: 405,
+        allow: "GET, HEAD",
+      });
+      expect(await res.json()).toMatchObject({ error: "method_not_allowed" });
+    }
+    const del = await fetch(`${api}/trades`, { method: "DELETE" });
+    expect(del.status).toBe(405);
   });
 });
 
@@ -339,7 +432,7 @@ describe("GET /api/v1/candles", () => {
 });
 
 describe("GET /api/v1/symbols, /gaps, /dead-letters, /docs", () => {
-  it("lists the symbol with its stored counts, time span and last price", async () => {
+  it("lists the symbol with its stored counts, venue time span and last price", async () => {
     const { body } = await getJson<{ data: Record<string, unknown>[] }>(`${api}/symbols`);
     expect(body.data).toEqual([
       {
@@ -349,8 +442,9 @@ describe("GET /api/v1/symbols, /gaps, /dead-letters, /docs", () => {
         currency: "USDT",
         trades: TRADES,
         quotes: QUOTES,
+        // venue times only: the bookTicker quotes carry their receipt time (the replay's, 2026)
         first_timestamp: trades[0].timestamp,
-        last_timestamp: expect.any(Number),
+        last_timestamp: trades[trades.length - 1].timestamp,
         last_price: trades[trades.length - 1].price,
       },
     ]);
@@ -409,6 +503,11 @@ describe("bad parameters", () => {
       "cursor",
     ],
     ["/gaps?to=1e15", "to"],
+    ["/trades?from=1723161360", "from"], // seconds
+    ["/trades?to=1723161360000", "to"], // ms
+    ["/trades?from=1723161360000000000", "from"], // ns
+    ["/trades?from=12h", "from"],
+    ["/trades?exchange=nyse", "exchange"],
     ["/dead-letters?limit=-1", "limit"],
     ["/dead-letters?symbol=BTCUSDT", "symbol"],
     ["/ticks?symbol=BTCUSDT", "symbol"],
@@ -447,7 +546,7 @@ describe("SQL injection", () => {
     ["/symbols", {}, ["exchange"]],
   ];
 
-  it("is rejected (400 naming the parameter) or inert (no rows) in every parameter of every endpoint", async () => {
+  it("is rejected (400 naming the parameter), inert (no rows) or an unknown symbol (404) everywhere", async () => {
     let attempts = 0;
     for (const [path, base, params] of endpoints) {
       for (const parameter of params) {
@@ -457,6 +556,13 @@ describe("SQL injection", () => {
           attempts++;
           if (res.status === 400) {
             expect(res.body.parameter).toBe(parameter);
+          } else if (res.status === 404) {
+            // a well-formed symbol that is not stored: the value was bound, found nothing
+            expect([parameter, res.body.parameter, res.body.error]).toEqual([
+              "symbol",
+              "symbol",
+              "not_found",
+            ]);
           } else {
             expect(res.status, `${path} ${parameter}=${payload}`).toBe(200);
             expect(res.body.data, `${path} ${parameter}=${payload}`).toEqual([]);

@@ -42,9 +42,11 @@ describe("K2Client", () => {
 
     const sub = await client.subscribe("trades", ["BTCUSDT"]);
     expect(sub).toMatchObject({ type: "subscribed", channel: "trades", symbols: ["BTCUSDT"] });
-    await client.subscribe("quotes", ["BTCUSDT"], { batchMs: 50 });
-    await expect(client.subscribe("trades", ["btc"])).rejects.toBeInstanceOf(K2GatewayError);
-    await expect(client.subscribe("trades", ["btc"])).rejects.toMatchObject({ field: "symbols.0" });
+    // any case, upper-cased as the gateway and the REST API read it
+    const quotesSub = await client.subscribe("quotes", ["btcusdt"], { batchMs: 50 });
+    expect(quotesSub).toMatchObject({ symbols: ["BTCUSDT"] });
+    await expect(client.subscribe("trades", ["btc usdt"])).rejects.toBeInstanceOf(K2GatewayError);
+    await expect(client.subscribe("trades", ["btc usdt"])).rejects.toMatchObject({ field: "symbols.0" });
     expect(client.subscriptions()).toEqual([
       { channel: "trades", symbols: ["BTCUSDT"] },
       { channel: "quotes", symbols: ["BTCUSDT"], batchMs: 50 },

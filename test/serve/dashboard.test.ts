@@ -5,8 +5,10 @@
  * trade tape must show the capture's last trades exactly as stored, the chart's 1-minute candles and
  * volumes must match the stored trades (and the 5-minute ones after the interval switch), and the
  * symbol row (exchange column, data age), the tape (dates, aligned exact decimals) and feed health must
- * show the run; three venues side by side get a row each and feed health for every feed; a feed that
- * cannot connect is named with its cause. Saves
+ * show the run; a page opened after a `k2 run --replay … --speed max` replay ended opens on the stored
+ * history (every candle of /api/v1/candles for the range it loaded, in 1m and 5m, and the last 100
+ * trades, each once after its `from` subscription went live); three venues side by side get a row
+ * each and feed health for every feed; a feed that cannot connect is named with its cause. Saves
  * `test-artifacts/dashboard.png`. Skipped (with the reason in its title) when /usr/bin/chromium is
  * missing: `apt-get install -y chromium`.
  */
@@ -17,8 +19,18 @@ import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { resolveRunConfig } from "../../src/config.js";
 import { type RunningPipeline, startRun } from "../../src/run.js";
+import type { CandleV2 } from "../../src/schema/candles.js";
 import { silentLogger, testConfig } from "../helpers/run.js";
-import { LAST_TRADE_ID, ROOT, sleep, startReplayRun, TRADES_IN_CAPTURE, tempDir } from "./helpers.js";
+import {
+  CAPTURE,
+  LAST_TRADE_ID,
+  ROOT,
+  sleep,
+  startReplayRun,
+  TRADES_IN_CAPTURE,
+  tempDir,
+} from "./helpers.js";
+import { getJson, startK2Run, waitFor } from "./k2-process.js";
 
 const CHROMIUM = process.env.K2_CHROMIUM ?? "/usr/bin/chromium";
 const HAVE_CHROMIUM = existsSync(CHROMIUM);
@@ -106,7 +118,7 @@ describe.skipIf(!HAVE_CHROMIUM)(title, () => {
       await sleep(100);
     }
 
-    // tape: the newest 60 trades, exactly as stored, newest first
+    // tape: the newest 100 trades, exactly as stored, newest first
     const tape = await page.$$eval("#tape tbody tr", (rows) =>
       rows.map((r) => ({
         trade_id: (r as HTMLElement).dataset.tradeId,
@@ -117,9 +129,9 @@ describe.skipIf(!HAVE_CHROMIUM)(title, () => {
       })),
     );
     const stored = await store.query(
-      "SELECT trade_id, price::VARCHAR AS price, quantity::VARCHAR AS quantity, side FROM trades_v2 ORDER BY source_sequence DESC LIMIT 60",
+      "SELECT trade_id, price::VARCHAR AS price, quantity::VARCHAR AS quantity, side FROM trades_v2 ORDER BY source_sequence DESC LIMIT 100",
     );
-    expect(tape.length).toBe(60);
+    expect(tape.length).toBe(100);
     expect(tape.map(({ trade_id, price, quantity }) => ({ trade_id, price, quantity }))).toEqual(
       stored.map((r) => ({ trade_id: r.trade_id, price: r.price, quantity: r.quantity })),
     );
@@ -235,7 +247,7 @@ describe.skipIf(!HAVE_CHROMIUM)(title, () => {
     // the tape's times carry their date (the trades are not from today), from the trade's own time
     const times = await page.$$eval("#tape tbody td.time", (tds) => tds.map((td) => td.textContent));
     const tsOf = await store.query(
-      'SELECT "timestamp"::BIGINT AS ts FROM trades_v2 ORDER BY source_sequence DESC LIMIT 60',
+      'SELECT "timestamp"::BIGINT AS ts FROM trades_v2 ORDER BY source_sequence DESC LIMIT 100',
     );
     expect(times).toEqual(
       tsOf.map((r) => new Date(Math.floor(Number(r.ts) / 1000)).toISOString().slice(0, 23).replace("T", " ")),
@@ -316,6 +328,133 @@ describe.skipIf(!HAVE_CHROMIUM)(title, () => {
     expect(problems).toEqual([]);
     await page.close();
   });
+
+  it.each([
+    ["", {}, []],
+    // the gateway refuses the trades' `from` (2024 is further back than an hour: 416); the page still
+    // opens on the stored history from REST and subscribes live
+    [" (from refused by K2_REPLAY_MAX_RANGE: live only)", { K2_REPLAY_MAX_RANGE: "3600" }, [/gateway error/]],
+  ] as [string, NodeJS.ProcessEnv, RegExp[]][])(
+    "opened after a replay ended: the stored candles and the last 100 trades, then live%s",
+    async (_label, env, expectedProblems) => {
+      if (!browser) throw new Error("browser not started");
+      // `k2 run --replay btcusdt_20240808.gz --speed max` (no --exit-at-end): it keeps serving after the end
+      const k2 = await startK2Run(["--replay", CAPTURE, "--speed", "max", "--symbols", "BTCUSDT"], env);
+      try {
+        const api = `${k2.baseUrl}/api/v1`;
+        await waitFor("the replay ended and every trade stored", async () => {
+          const status = await getJson<{ feeds: { replay: string | null }[] }>(`${api}/status`);
+          const symbols = await getJson<{ data: { trades: number }[] }>(`${api}/symbols`);
+          return (
+            status.body.feeds[0]?.replay === "ended" && symbols.body.data[0]?.trades === TRADES_IN_CAPTURE
+          );
+        });
+        const page: Page = await browser.newPage();
+        const problems: string[] = [];
+        page.on("console", (m) => {
+          if (m.type() === "error" || m.type() === "warning")
+            problems.push(`console ${m.type()}: ${m.text()}`);
+        });
+        page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+        await page.goto(`${k2.baseUrl}/`);
+        interface Dash {
+          k2dash: {
+            state: {
+              history: Map<string, { count: number; from: number; to: number } | null>;
+              tradesResumed: boolean;
+            };
+            candleSeries: {
+              data(): { time: number; open: number; high: number; low: number; close: number }[];
+            };
+            volumeSeries: { data(): { time: number; value: number }[] };
+          };
+        }
+        const shown = (interval: string) =>
+          page.evaluate((k) => {
+            const d = (window as unknown as Dash).k2dash;
+            return {
+              history: d.state.history.get(k) ?? null,
+              candles: d.candleSeries.data(),
+              volumes: d.volumeSeries.data(),
+              title: document.querySelector("#chart-title")?.textContent ?? "",
+            };
+          }, `BINANCE:BTCUSDT|${interval}`);
+        // the trades' `from` subscription switched to live (nothing more will come: the replay ended)
+        await page.waitForFunction(() => (window as unknown as Dash).k2dash.state.tradesResumed, undefined, {
+          timeout: 20_000,
+        });
+
+        for (const interval of ["1m", "5m"]) {
+          if (interval !== "1m") await page.click(`#intervals button[data-interval="${interval}"]`);
+          await page.waitForFunction(
+            (i) => {
+              const d = (window as unknown as Dash).k2dash;
+              const h = d.state.history.get(`BINANCE:BTCUSDT|${i}`);
+              return (
+                h != null &&
+                d.candleSeries.data().length === h.count &&
+                document.querySelector("#chart-title")?.textContent?.includes(`candles ${i}`)
+              );
+            },
+            interval,
+            { timeout: 10_000 },
+          );
+          const chart = await shown(interval);
+          expect(chart.title).toContain("BTCUSDT (binance)");
+          // the page's range asked of the API gives the same candles: the capture's, every one
+          const h = chart.history as { count: number; from: number; to: number };
+          const ranged = await getJson<{ data: CandleV2[] }>(
+            `${api}/candles?symbol=BTCUSDT&interval=${interval}&from=${h.from}&to=${h.to}&limit=5000`,
+          );
+          const all = await getJson<{ data: CandleV2[] }>(
+            `${api}/candles?symbol=BTCUSDT&interval=${interval}&limit=5000`,
+          );
+          expect(ranged.body.data.length).toBe(chart.candles.length);
+          expect(all.body.data.length).toBe(chart.candles.length);
+          expect(all.body.data.reduce((n, c) => n + c.trade_count, 0)).toBe(TRADES_IN_CAPTURE);
+          expect(chart.candles).toEqual(
+            all.body.data.map((c) => ({
+              time: c.interval_start / 1e6,
+              open: Number(c.open),
+              high: Number(c.high),
+              low: Number(c.low),
+              close: Number(c.close),
+            })),
+          );
+          expect(chart.volumes.map((v) => v.time)).toEqual(all.body.data.map((c) => c.interval_start / 1e6));
+          for (const [i, v] of chart.volumes.entries())
+            expect(v.value).toBeCloseTo(Number(all.body.data[i].volume), 6);
+        }
+
+        // the tape: the capture's last 100 trades, newest first, each once (the `from` subscription's
+        // trades the page already had are dropped)
+        const stored = await getJson<{ data: { trade_id: string; price: string }[] }>(
+          `${api}/trades?limit=100`,
+        );
+        const tape = await page.$$eval("#tape tbody tr", (rows) =>
+          rows.map((r) => ({
+            trade_id: (r as HTMLElement).dataset.tradeId,
+            price: (r as HTMLElement).dataset.price,
+          })),
+        );
+        expect(tape).toEqual(stored.body.data.map(({ trade_id, price }) => ({ trade_id, price })));
+        expect(tape[0].trade_id).toBe(`BINANCE-${LAST_TRADE_ID}`);
+        expect(new Set(tape.map((t) => t.trade_id)).size).toBe(100);
+
+        // the symbol row: the stored instrument with its last price
+        const row = await page.$eval('#symbols tbody tr[data-symbol="BTCUSDT"]', (r) => ({
+          exchange: r.querySelector("td.exchange")?.textContent,
+          last: (r as HTMLElement).querySelector("td.last")?.textContent,
+        }));
+        expect(row).toEqual({ exchange: "binance", last: display(stored.body.data[0].price) });
+        expect(problems).toHaveLength(expectedProblems.length);
+        for (const [i, re] of expectedProblems.entries()) expect(problems[i]).toMatch(re);
+        await page.close();
+      } finally {
+        await k2.stop();
+      }
+    },
+  );
 
   it("three venues side by side: a row per (exchange, symbol) and feed health for every feed", async () => {
     if (!browser || !tmp) throw new Error("browser not started");

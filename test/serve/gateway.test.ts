@@ -47,7 +47,10 @@ describe("requests and replies", () => {
 
   it.each([
     [{ op: "subscribe", channel: "candles.2m", symbols: ["BTCUSDT"], id: 1 }, "channel"],
-    [{ op: "subscribe", channel: "trades", symbols: ["btcusdt"], id: 2 }, "symbols.0"],
+    [{ op: "subscribe", channel: "trades", symbols: ["btc usdt"], id: 2 }, "symbols.0"],
+    // seconds and ms are refused as the REST API refuses them (read as µs they would be 1970)
+    [{ op: "subscribe", channel: "trades", symbols: ["BTCUSDT"], from: 1723161360, id: 10 }, "from"],
+    [{ op: "subscribe", channel: "trades", symbols: ["BTCUSDT"], from: "1723161360000", id: 11 }, "from"],
     [{ op: "subscribe", channel: "trades", symbols: [], id: 3 }, "symbols"],
     [{ op: "subscribe", channel: "trades", id: 4 }, "symbols"],
     [{ op: "subscribe", channel: "trades", symbols: ["BTCUSDT"], batch_ms: 2.5, id: 5 }, "batch_ms"],
@@ -106,6 +109,17 @@ describe("live data", () => {
     for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBe(seqs[i - 1] + 1);
     await sleep(600); // trades flow at ~280/s: none may follow the unsubscribed reply
     expect(c.messages.slice(at + 1).filter((m) => m.type === "trade")).toEqual([]);
+    c.close();
+  });
+
+  it("takes symbols in any case, as the REST API does: btcusdt is BTCUSDT", async () => {
+    const c = await TestClient.open(url);
+    const sub = await c.request({ op: "subscribe", channel: "trades", symbols: ["btcusdt"], id: 1 });
+    expect(sub).toMatchObject({ type: "subscribed", symbols: ["BTCUSDT"] });
+    const t = TradeV2Schema.parse((await c.next((m) => m.type === "trade")).data);
+    expect(t.symbol).toBe("BTCUSDT");
+    const unsub = await c.request({ op: "unsubscribe", channel: "trades", symbols: ["BtcUsdt"], id: 2 });
+    expect(unsub).toMatchObject({ type: "unsubscribed", symbols: [] });
     c.close();
   });
 
@@ -170,8 +184,10 @@ describe("live data", () => {
 
 describe("heartbeat and idle timeout (heartbeat 200 ms, idle 1000 ms)", () => {
   it("sends heartbeats and closes a client that sends nothing and does not answer pings with 4001", async () => {
-    const silent = await TestClient.open(url, { autoPong: false });
+    // timed from before the connection opens: the server's idle clock starts at its accept, which a
+    // loaded machine may report to the client 100 ms or more later
     const opened = performance.now();
+    const silent = await TestClient.open(url, { autoPong: false });
     await silent.closed;
     const after = performance.now() - opened;
     expect(silent.closeCode).toBe(4001);

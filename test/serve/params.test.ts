@@ -27,6 +27,12 @@ describe("parseTime", () => {
     ["2024-08-08T23:56:00.5Z", US + 500_000],
     ["2024-08-08", Date.UTC(2024, 7, 8) * 1000],
     ["0", 0],
+    ["1723161360s", US],
+    ["1723161360000ms", US],
+    ["1723161360000000us", US],
+    ["1723161360000000µs", US],
+    ["100000000000000", 100_000_000_000_000], // the smallest bare µs after 0 (1973-03-03)
+    ["5s", 5_000_000],
   ])("%s → %d µs", (raw, us) => {
     expect(parseTime("from", raw)).toBe(us);
   });
@@ -43,10 +49,35 @@ describe("parseTime", () => {
     "-1",
     "1e15",
     "1723161360000000 OR 1=1",
+    "1723161360", // seconds
+    "1723161360000", // ms
+    "99999999999999",
+    "1723161360000000000", // ns: out of range
+    "1723161360000000000ms",
+    "17231613600.5s",
+    "1723161360m",
   ])("rejects %j naming the parameter", (raw) => {
     const e = paramError(() => parseTime("to", raw));
     expect(e.parameter).toBe("to");
     expect(e.reason.length).toBeGreaterThan(5);
+  });
+});
+
+describe("parseTime: bare integers too small to be µs", () => {
+  it.each([
+    ["1723161360", "seconds", "1723161360s", "1723161360000000"],
+    ["1723161360000", "milliseconds", "1723161360000ms", "1723161360000000"],
+  ])("%s is refused as %s with both ways to write it", (raw, unit, suffixed, micros) => {
+    const e = paramError(() => parseTime("from", raw));
+    expect(e.reason).toContain(`${raw} was read as µs since the epoch (1970-01-`);
+    expect(e.reason).toContain(`looks like ${unit}: write ${suffixed}, or µs (${micros})`);
+    expect(parseTime("from", suffixed)).toBe(Number(micros));
+  });
+
+  it("names nanoseconds beyond the µs range", () => {
+    expect(paramError(() => parseTime("to", "1723161360000000000")).reason).toContain(
+      "looks like nanoseconds: pass µs (1723161360000000)",
+    );
   });
 });
 
@@ -71,7 +102,7 @@ describe("ParamReader", () => {
     expect(paramError(() => r({ order: "up" }).order("asc")).parameter).toBe("order");
     expect(paramError(() => r({ interval: "2m" }).interval()).parameter).toBe("interval");
     expect(paramError(() => r({}).interval()).reason).toMatch(/required/);
-    expect(paramError(() => r({ from: "2", to: "1" }).range()).parameter).toBe("to");
+    expect(paramError(() => r({ from: "2s", to: "1s" }).range()).parameter).toBe("to");
     expect(paramError(() => r({ cursor: "a b" }).cursor()).parameter).toBe("cursor");
   });
 });

@@ -753,8 +753,11 @@ export function storeContract(name: string, harness: StoreHarness): void {
         expect(stored.data).toEqual([candle(1), candle(0)]);
       });
 
-      it("lists the stored instruments with counts and first/last times", async () => {
-        await store.write(batch({ trades: [trade(0), trade(1)], quotes: [quote(5)] }));
+      it("lists the stored instruments with counts and first/last venue times", async () => {
+        // quote(7), the latest, carries only its receipt time (a bookTicker): it does not count;
+        // quote(6) is stamped by the venue (before its receipt) and is the latest venue time
+        const venueStamped = quote(6, { ingestion_timestamp: quote(6).timestamp + 2_000_000_000 });
+        await store.write(batch({ trades: [trade(0), trade(1)], quotes: [venueStamped, quote(7)] }));
         expect(await store.symbols(10)).toEqual([
           {
             exchange: "BINANCE",
@@ -762,9 +765,9 @@ export function storeContract(name: string, harness: StoreHarness): void {
             asset_class: "crypto",
             currency: "USDT",
             trades: 2,
-            quotes: 1,
+            quotes: 2,
             first_timestamp: DAY0_US,
-            last_timestamp: quote(5).timestamp,
+            last_timestamp: venueStamped.timestamp,
           },
         ]);
       });

@@ -33,7 +33,7 @@ import swaggerUi from "@fastify/swagger-ui";
 import type { FastifyError, FastifyInstance } from "fastify";
 import { QueryParamError } from "../../store/page.js";
 import { ROUTES } from "./routes.js";
-import type { MarketDataSource } from "./source.js";
+import { type MarketDataSource, NotFoundError } from "./source.js";
 
 /** Default byte budget of one list response (`K2_API_MAX_RESPONSE_BYTES`), bytes. */
 export const DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
@@ -138,13 +138,15 @@ export async function registerApi(
         if (err instanceof QueryParamError) {
           return reply.code(400).send({ error: "bad_request", parameter: err.parameter, reason: err.reason });
         }
+        if (err instanceof NotFoundError) {
+          return reply.code(404).send({ error: "not_found", parameter: err.parameter, reason: err.reason });
+        }
         if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
           return reply.code(err.statusCode).send({ error: "bad_request", reason: err.message });
         }
         logger?.error({ err: err.message, url: req.url }, "api request failed");
         return reply.code(500).send({ error: "internal_error" });
       });
-      api.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: "not_found" }));
 
       for (const route of ROUTES) {
         api.get(route.path, { schema: route.schema }, (req, reply) =>

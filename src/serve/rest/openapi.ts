@@ -52,11 +52,25 @@ const dec = (description: string) => ({ type: "string", description, example: "6
 const us = (description: string) => ({ type: "integer", description: `${description}, µs since epoch UTC` });
 const time = (description: string) => ({
   type: "string",
-  description: `${description}: µs since the epoch (e.g. 1723075200000000) or ISO-8601 with a zone (2024-08-08T00:00:00Z)`,
+  description:
+    `${description}: µs since the epoch (e.g. 1723075200000000; a bare integer other than 0 must be at ` +
+    "least 10^14, so seconds and ms are refused with a 400 naming the unit they look like), an integer " +
+    "with a unit suffix (1723075200s, 1723075200000ms, 1723075200000000us) or ISO-8601 with a zone " +
+    "(2024-08-08T00:00:00Z)",
 });
 const q = {
-  exchange: { type: "string", description: "exchange code, case-insensitive (binance)" },
-  symbol: { type: "string", description: "venue symbol, case-insensitive (BTCUSDT)" },
+  exchange: {
+    type: "string",
+    description:
+      "exchange code, case-insensitive (binance); one no venue, stored record or live tick has is a 400 " +
+      "naming the known ones",
+  },
+  symbol: {
+    type: "string",
+    description:
+      "venue symbol, case-insensitive, upper-cased as stored (btcusdt is BTCUSDT; the /ws gateway takes " +
+      "the same rule); one with no stored trade or quote and no live tick (on that exchange) is a 404",
+  },
   from: time("inclusive start"),
   to: time("exclusive end"),
   limit: (d: number, m: number) => ({
@@ -86,6 +100,16 @@ const badRequest = {
   properties: {
     error: { type: "string", enum: ["bad_request"] },
     parameter: { type: "string", description: "the parameter at fault" },
+    reason: { type: "string" },
+  },
+};
+/** 404 of a route that names a symbol: the symbol is unknown (nothing stored or live). */
+const unknownSymbol = {
+  description: "unknown symbol: nothing stored or live (on that exchange)",
+  type: "object",
+  properties: {
+    error: { type: "string", enum: ["not_found"] },
+    parameter: { type: "string", enum: ["symbol"] },
     reason: { type: "string" },
   },
 };
@@ -159,13 +183,13 @@ export const docs = {
     tags: ["market data"],
     summary: "Stored trades in a time range, newest or oldest first, keyset pages",
     querystring: marketQuery("trades"),
-    response: { 200: pageOf(trade), 400: badRequest },
+    response: { 200: pageOf(trade), 400: badRequest, 404: unknownSymbol },
   },
   quotes: {
     tags: ["market data"],
     summary: "Stored best bid/ask quotes in a time range, keyset pages",
     querystring: marketQuery("quotes"),
-    response: { 200: pageOf(quote), 400: badRequest },
+    response: { 200: pageOf(quote), 400: badRequest, 404: unknownSymbol },
   },
   candles: {
     tags: ["market data"],
@@ -199,6 +223,7 @@ export const docs = {
         },
       },
       400: badRequest,
+      404: unknownSymbol,
     },
   },
   symbols: {
@@ -216,8 +241,18 @@ export const docs = {
                 ...instrument,
                 trades: { type: "integer" },
                 quotes: { type: "integer" },
-                first_timestamp: { type: "integer", nullable: true },
-                last_timestamp: { type: "integer", nullable: true },
+                first_timestamp: {
+                  type: "integer",
+                  nullable: true,
+                  description:
+                    "earliest venue time of a stored trade or venue-stamped quote, µs (a quote stamped " +
+                    "with its receipt time, e.g. a Binance bookTicker, does not count)",
+                },
+                last_timestamp: {
+                  type: "integer",
+                  nullable: true,
+                  description: "latest venue time, likewise, µs",
+                },
                 last_price: { type: "string", nullable: true },
               },
             },
@@ -233,6 +268,7 @@ export const docs = {
     response: {
       200: pageOf(objectOf(readColumns(TABLES.sequence_gaps))),
       400: badRequest,
+      404: unknownSymbol,
     },
   },
   deadLetters: {

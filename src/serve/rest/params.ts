@@ -21,26 +21,73 @@ const ISO =
   /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,6}))?)?(Z|z|[+\- ]\d{2}(?::?\d{2})?))?$/;
 
 /**
- * Parses a time given as µs since the epoch (an integer of up to 16 digits) or as ISO-8601 UTC/offset
- * text: `2024-08-08`, `2024-08-08T00:05:00Z`, `2024-08-08T02:05:00.123456+02:00` (at most 6 fractional
- * digits; a time of day needs a zone, `Z` or `±hh:mm`; a `+` decoded to a space by form encoding is
- * read as `+`).
+ * Smallest bare integer read as µs, other than 0: 10^14 µs is 1973-03-03T09:46:40Z, before any market
+ * data. Below it a value is far more likely seconds (10 digits today) or ms (13 digits) than µs, and
+ * read as µs it would silently select everything since 1970; so it is refused with the unit it looks
+ * like. Written with a unit suffix (`s`, `ms`, `us`) any magnitude is taken as given.
+ */
+export const MIN_BARE_US = 100_000_000_000_000;
+
+/** Multipliers of the unit suffixes a numeric time may carry (`1723161360s`). */
+const UNIT_US = { s: 1_000_000, ms: 1000, us: 1, µs: 1 } as const;
+
+/** The unit a bare integer of `digits` digits most likely is, for the error message. */
+function likelyUnit(digits: number): string {
+  if (digits <= 11) return "seconds";
+  if (digits <= 14) return "milliseconds";
+  return "nanoseconds";
+}
+
+/**
+ * The µs of a numeric time: a bare integer (µs; 0 or at least {@link MIN_BARE_US}) or an integer with
+ * a unit suffix `s`, `ms`, `us`/`µs` (any magnitude). Returns undefined when `raw` is not numeric.
+ * @throws {QueryParamError} naming `parameter` when the value is out of range, or bare and too small to
+ *   be µs (the reason names the unit it looks like and how to write it)
+ */
+export function parseNumericTime(parameter: string, raw: string): number | undefined {
+  const m = /^(\d{1,19})(s|ms|us|µs)?$/.exec(raw);
+  if (!m) return undefined;
+  const [, digits, unit] = m;
+  const n = Number(digits) * (unit === undefined ? 1 : UNIT_US[unit as keyof typeof UNIT_US]);
+  if (!Number.isSafeInteger(n) || n > MAX_US) {
+    const hint =
+      unit === undefined && digits.length >= 18
+        ? `; ${raw} looks like ${likelyUnit(digits.length)}: pass µs (${digits.slice(0, -3)})`
+        : "";
+    throw new QueryParamError(parameter, `time out of range (0..${MAX_US} µs, year 2255)${hint}`);
+  }
+  if (unit === undefined && n !== 0 && n < MIN_BARE_US) {
+    const u = likelyUnit(digits.length);
+    const suffix = u === "seconds" ? "s" : "ms";
+    throw new QueryParamError(
+      parameter,
+      `${raw} was read as µs since the epoch (${new Date(n / 1000).toISOString()}), before any market ` +
+        `data; it looks like ${u}: write ${raw}${suffix}, or µs (${digits}${u === "seconds" ? "000000" : "000"}), ` +
+        "or ISO-8601 (2024-08-08T23:56:00Z)",
+    );
+  }
+  return n;
+}
+
+/**
+ * Parses a time given as µs since the epoch (a bare integer: 0, or at least {@link MIN_BARE_US}), as an
+ * integer with a unit suffix (`1723161360s`, `1723161360000ms`, `1723161360000000us`), or as ISO-8601
+ * UTC/offset text: `2024-08-08`, `2024-08-08T00:05:00Z`, `2024-08-08T02:05:00.123456+02:00` (at most 6
+ * fractional digits; a time of day needs a zone, `Z` or `±hh:mm`; a `+` decoded to a space by form
+ * encoding is read as `+`).
  * @returns µs since epoch
- * @throws {QueryParamError} naming `parameter`
+ * @throws {QueryParamError} naming `parameter`; a bare integer too small to be µs (seconds, ms) is
+ *   refused with the unit it looks like
  */
 export function parseTime(parameter: string, raw: string): number {
-  if (/^\d{1,16}$/.test(raw)) {
-    const n = Number(raw);
-    if (!Number.isSafeInteger(n) || n > MAX_US) {
-      throw new QueryParamError(parameter, `µs value out of range (0..${MAX_US})`);
-    }
-    return n;
-  }
+  const numeric = parseNumericTime(parameter, raw);
+  if (numeric !== undefined) return numeric;
   const m = ISO.exec(raw);
   if (!m) {
     throw new QueryParamError(
       parameter,
-      "expected µs since the epoch (integer) or ISO-8601 time with a zone, e.g. 2024-08-08T00:05:00Z",
+      "expected µs since the epoch (integer), an integer with a unit (1723161360s, 1723161360000ms) " +
+        "or ISO-8601 time with a zone, e.g. 2024-08-08T00:05:00Z",
     );
   }
   const [, y, mo, d, h, mi, s, frac, zone] = m;

@@ -10,7 +10,7 @@ import type { DeadLetterFull, MarketQuery, Page, PageQuery, SortOrder } from "..
 import { QueryParamError } from "../../store/page.js";
 import { docs } from "./openapi.js";
 import { LIMITS, ParamReader } from "./params.js";
-import type { MarketDataSource } from "./source.js";
+import { type MarketDataSource, NotFoundError } from "./source.js";
 
 /** One route: `GET /api/v1{path}`. */
 export interface RouteSpec {
@@ -72,15 +72,47 @@ function pagedRoute(
   };
 }
 
+/**
+ * Explains an empty first page (no cursor) whose filter names what the source has never seen: an
+ * exchange no venue, stored record or live tick has is a 400 naming the known exchanges; a symbol
+ * with no stored trade or quote and no live tick (on `exchange`, when given) is a 404 that says so.
+ * A known instrument with nothing in the range keeps its empty page. Runs only on empty pages, so a
+ * page with rows costs nothing more.
+ * @throws {QueryParamError} on an unknown exchange
+ * @throws {NotFoundError} on an unknown symbol
+ */
+async function explainEmpty<P extends { data: unknown[]; open?: unknown[] }>(
+  source: MarketDataSource,
+  page: P,
+  q: { exchange?: string; symbol?: string; cursor?: string },
+): Promise<P> {
+  if (page.data.length > 0 || (page.open?.length ?? 0) > 0 || q.cursor !== undefined) return page;
+  if (q.exchange !== undefined && !(await source.has(q.exchange, undefined))) {
+    const known = await source.exchanges();
+    if (!known.includes(q.exchange)) {
+      throw new QueryParamError("exchange", `unknown exchange ${q.exchange} (known: ${known.join(", ")})`);
+    }
+  }
+  if (q.symbol !== undefined && !(await source.has(q.exchange, q.symbol))) {
+    const where = q.exchange === undefined ? "on any exchange" : `on ${q.exchange}`;
+    throw new NotFoundError(
+      "symbol",
+      `no ${q.symbol} ${where}: nothing stored or live (see /api/v1/symbols)`,
+    );
+  }
+  return page;
+}
+
 /** A stored-records route: exchange, symbol, from/to, limit, cursor, order (default desc). */
 function marketRoute(
   path: string,
   schema: object,
   read: (source: MarketDataSource, q: MarketQuery) => Promise<Page<unknown>>,
 ): RouteSpec {
-  return pagedRoute(path, schema, MARKET_PARAMS, LIMITS.records, "desc", (source, p, page) =>
-    read(source, { exchange: p.exchange(), symbol: p.symbol(), ...page() }),
-  );
+  return pagedRoute(path, schema, MARKET_PARAMS, LIMITS.records, "desc", async (source, p, page) => {
+    const q: MarketQuery = { exchange: p.exchange(), symbol: p.symbol(), ...page() };
+    return explainEmpty(source, await read(source, q), q);
+  });
 }
 
 /** A route without parameters answering `{"data": …}`. */
@@ -104,15 +136,16 @@ export const ROUTES: readonly RouteSpec[] = [
   dataRoute("/ticks", docs.ticks, (source) => source.ticks()),
   marketRoute("/trades", docs.trades, (source, q) => source.trades(q)),
   marketRoute("/quotes", docs.quotes, (source, q) => source.quotes(q)),
-  pagedRoute("/candles", docs.candles, CANDLE_PARAMS, LIMITS.candles, "asc", (source, p, page) =>
-    source.candles({
+  pagedRoute("/candles", docs.candles, CANDLE_PARAMS, LIMITS.candles, "asc", async (source, p, page) => {
+    const q = {
       exchange: p.exchange(),
       symbol: p.symbol("symbol", true) as string,
       interval: p.interval(),
       ...page(),
       source: p.oneOf("source", ["trades", "live"] as const, "trades"),
-    }),
-  ),
+    };
+    return explainEmpty(source, await source.candles(q), q);
+  }),
   dataRoute("/symbols", docs.symbols, (source) => source.symbols()),
   marketRoute("/gaps", docs.gaps, (source, q) => source.gaps(q)),
   pagedRoute(
@@ -121,7 +154,10 @@ export const ROUTES: readonly RouteSpec[] = [
     DEAD_LETTER_PARAMS,
     LIMITS.records,
     "desc",
-    (source, p, page) => source.deadLetters({ exchange: p.exchange(), ...page() }),
+    async (source, p, page) => {
+      const q = { exchange: p.exchange(), ...page() };
+      return explainEmpty(source, await source.deadLetters(q), q);
+    },
   ),
   {
     path: "/dead-letters/:message_id",

@@ -48,6 +48,20 @@ export interface SymbolInfo extends SymbolStats {
   last_price: string | null;
 }
 
+/**
+ * A request named an instrument the source has never seen (no stored trade or quote, no live tick):
+ * the API answers 404 `{"error":"not_found","parameter":...,"reason":...}`.
+ */
+export class NotFoundError extends Error {
+  override name = "NotFoundError";
+  constructor(
+    readonly parameter: string,
+    readonly reason: string,
+  ) {
+    super(`${parameter}: ${reason}`);
+  }
+}
+
 /** The serving layer's view of market data. */
 export interface MarketDataSource {
   /** Live events (trades, quotes, candles, ticks, gaps, dead letters) and the tick book. */
@@ -69,6 +83,13 @@ export interface MarketDataSource {
    * {@link DEAD_LETTER_PREVIEW_CHARS} characters.
    */
   deadLetters(q: DeadLetterQuery): Promise<Page<DeadLetterItem>>;
+  /**
+   * Whether any trade or quote of `exchange` (and `symbol`, when given) is stored or live; both
+   * undefined is true. Cheap (a one-row read per table), for explaining an empty page.
+   */
+  has(exchange: string | undefined, symbol: string | undefined): Promise<boolean>;
+  /** Exchange codes this source can answer for: the registered venues, then those stored or live. */
+  exchanges(): Promise<string[]>;
   /** One dead letter in full by its message id (a lower-case UUID), or null when there is none. */
   deadLetter(messageId: string): Promise<DeadLetterFull | null>;
 }

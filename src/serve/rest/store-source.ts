@@ -10,6 +10,7 @@ import type { QuoteV2, SequenceGap, TradeV2 } from "../../schema/records.js";
 import type { DeadLetterFull, DeadLetterItem, DeadLetterQuery, MarketQuery, Page } from "../../store/page.js";
 import { widen } from "../../store/reads.js";
 import type { Store } from "../../store/store.js";
+import { getVenue, venueNames } from "../../venues/registry.js";
 import type { LiveFeed } from "../live/feed.js";
 import { mergeRecent, type RecentWindow } from "../live/recent.js";
 import type { Tick } from "../live/ticks.js";
@@ -66,6 +67,27 @@ export class StoreMarketDataSource implements MarketDataSource {
 
   deadLetters(q: DeadLetterQuery): Promise<Page<DeadLetterItem>> {
     return this.store.deadLetters(q);
+  }
+
+  async has(exchange: string | undefined, symbol: string | undefined): Promise<boolean> {
+    if (exchange === undefined && symbol === undefined) return true;
+    const live = this.live
+      .ticks()
+      .some(
+        (t) =>
+          (exchange === undefined || t.exchange === exchange) &&
+          (symbol === undefined || t.symbol === symbol),
+      );
+    if (live) return true;
+    const q: MarketQuery = { exchange, symbol, limit: 1, order: "desc" };
+    if ((await this.store.trades(q)).data.length > 0) return true;
+    return (await this.store.quotes(q)).data.length > 0;
+  }
+
+  async exchanges(): Promise<string[]> {
+    const known = venueNames().flatMap((v) => getVenue(v)?.exchange ?? []);
+    for (const s of await this.symbols()) if (!known.includes(s.exchange)) known.push(s.exchange);
+    return known;
   }
 
   deadLetter(messageId: string): Promise<DeadLetterFull | null> {

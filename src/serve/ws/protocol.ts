@@ -9,7 +9,8 @@
  *   {"op":"ping","id":3}
  * `channel` is `trades`, `quotes`, `ticks` or `candles.{1s|1m|5m|15m|1h|1d}`; `symbols` are venue
  * symbols (`BTCUSDT`) or `"*"` for every symbol. `id` (string or integer) is echoed in the reply.
- * `from` (trades and quotes; RFC 3339 text or µs since the epoch) asks for history then live: the
+ * `from` (trades and quotes; RFC 3339 text or µs since the epoch, 0 or from 10^14: seconds and ms are
+ * refused as the REST API refuses them) asks for history then live: the
  * stored records from `from` on, in the store's order, at the client's pace, then the records received
  * but not stored yet, then live, with no gap and no duplicate (`replay.ts`); `replay_done` marks the
  * switch. How far back `from` may reach is bounded (`K2_REPLAY_MAX_RANGE`; error code 416 beyond).
@@ -35,6 +36,8 @@
 import { z } from "zod";
 import type { QuoteV2, TradeV2 } from "../../schema/records.js";
 import { parseIsoMicros } from "../../schema/time.js";
+import type { QueryParamError } from "../../store/page.js";
+import { parseNumericTime } from "../rest/params.js";
 import type { LiveCandle, Tick } from "./feed.js";
 
 /** Candle intervals a `candles.{interval}` channel can name. */
@@ -70,12 +73,14 @@ const requestId = z.union([z.string().max(128), z.number().int()]).optional();
 const channel = z.enum(CHANNELS, { error: () => `expected one of ${CHANNELS.join(", ")}` });
 const symbols = z
   .array(
+    // the REST API's rule (`ParamReader.symbol`): any case, upper-cased, as venue symbols are stored
     z
       .string()
       .regex(
-        /^(\*|[A-Z0-9][A-Z0-9._/-]{0,31})$/,
-        'expected a venue symbol such as "BTCUSDT" (upper case) or "*"',
-      ),
+        /^(\*|[A-Za-z0-9][A-Za-z0-9._/-]{0,31})$/,
+        'expected a venue symbol such as "BTCUSDT" (any case; upper-cased) or "*"',
+      )
+      .transform((s) => s.toUpperCase()),
   )
   .min(1, "expected at least one symbol")
   .max(MAX_SYMBOLS_PER_REQUEST, `expected at most ${MAX_SYMBOLS_PER_REQUEST} symbols`);
@@ -102,8 +107,18 @@ export const ClientMessageSchema = z.discriminatedUnion(
           z.string().regex(/^\d{4}-\d{2}-\d{2}T/, "expected RFC 3339 time or µs since the epoch"),
         ])
         .transform((v, ctx) => {
-          if (typeof v === "number") return v;
-          if (/^\d+$/.test(v)) return Number(v);
+          if (typeof v === "number" || /^\d+$/.test(v)) {
+            // the REST API's rule (`parseNumericTime`): a bare integer too small to be µs is refused
+            let reason = "time out of range";
+            try {
+              const us = parseNumericTime("from", String(v));
+              if (us !== undefined) return us;
+            } catch (e) {
+              reason = (e as QueryParamError).reason;
+            }
+            ctx.addIssue({ code: "custom", message: reason });
+            return z.NEVER;
+          }
           try {
             return parseIsoMicros(v);
           } catch {
