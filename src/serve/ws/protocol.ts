@@ -12,7 +12,9 @@
  * `from` (trades and quotes; RFC 3339 text or µs since the epoch) asks for history then live: the
  * stored records from `from` on, in the store's order, at the client's pace, then the records received
  * but not stored yet, then live, with no gap and no duplicate (`replay.ts`); `replay_done` marks the
- * switch. How far back `from` may reach is bounded (`K2_REPLAY_MAX_RANGE`; error code 416 beyond).
+ * switch. On `candles.*` (named symbols, not `"*"`) it sends the stored closed candles from the
+ * interval holding `from` on, then those closed lately and the open ones, then live, each closed
+ * candle once (`candle-replay.ts`). How far back `from` may reach is bounded (`K2_REPLAY_MAX_RANGE`; error code 416 beyond).
  *
  * Server → client:
  *   {"type":"subscribed","id":1,"channel":"trades","symbols":["BTCUSDT"],"batch_ms":0}

@@ -33,6 +33,7 @@ import {
   type SortKey,
   sortKey,
 } from "../live/recent.js";
+import type { CandlePage, CandleQuery } from "../rest/source.js";
 
 /** What a replay reads history from: the store's typed reads (in a gateway worker, over IPC). */
 export interface ReplayHistory {
@@ -40,6 +41,11 @@ export interface ReplayHistory {
   trades(q: MarketQuery): Promise<Page<TradeV2>>;
   /** Stored quotes in (timestamp, exchange, symbol, platform_sequence, message_id) order (`Store.quotes`). */
   quotes(q: MarketQuery): Promise<Page<QuoteV2>>;
+  /**
+   * Stored closed candles and the open ones in memory (`MarketDataSource.candles`, `source: "live"`),
+   * for `candles.*` subscriptions `from` a point in time (`candle-replay.ts`); absent: refused (503).
+   */
+  candles?(q: CandleQuery): Promise<CandlePage>;
 }
 
 /** Options of {@link Replay}. */
