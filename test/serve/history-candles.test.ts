@@ -3,14 +3,26 @@
  * its worker processes, history pages over IPC), a client subscribing `candles.1s` from the file's
  * first trade once some candles are stored gets the stored closed candles, then the live ones: at the
  * end of the run every closed candle of the store exactly once, in interval order, with `replay_done`
- * inside the run (closed candles arrive after it).
+ * inside the run (closed candles arrive after it). And the "how much" limit: a token limited by
+ * `K2_REPLAY_MAX_RECORDS` gets that many stored records, then an error frame with code 413.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CandleV2 } from "../../src/schema/candles.js";
 import type { TradeV2 } from "../../src/schema/records.js";
-import { CAPTURE, ensureBuilt, type K2Process, sleep, spawnK2Run, TestClient, tempDir } from "./helpers.js";
+import {
+  CAPTURE,
+  ensureBuilt,
+  FIRST_TRADE_ID,
+  type K2Process,
+  sleep,
+  spawnK2Run,
+  TestClient,
+  tempDir,
+} from "./helpers.js";
 
 const TOKEN = "candles-token-1";
+const CAPPED = "capped-token-2";
+const CAP = 1000;
 const auth = { Authorization: `Bearer ${TOKEN}` };
 const tmp = tempDir();
 let k2: K2Process;
@@ -33,7 +45,7 @@ beforeAll(async () => {
       "--streams",
       "trade,bookTicker",
     ],
-    { K2_API_TOKENS: TOKEN, K2_WS_WORKERS: "2" },
+    { K2_API_TOKENS: `${TOKEN},${CAPPED}`, K2_WS_WORKERS: "2", K2_REPLAY_MAX_RECORDS: `0,${CAPPED}=${CAP}` },
   );
   base = `http://127.0.0.1:${k2.port}`;
 }, 60_000);
@@ -140,6 +152,37 @@ describe("candles.* subscribed from a point in time", () => {
     );
     c.close();
   }, 240_000);
+
+  it(`a token limited by K2_REPLAY_MAX_RECORDS gets ${CAP} stored trades, then a 413 error frame`, async () => {
+    const c = await TestClient.open(`ws://127.0.0.1:${k2.port}/ws`, {
+      headers: { Authorization: `Bearer ${CAPPED}` },
+    });
+    const sub = await c.request({
+      op: "subscribe",
+      channel: "trades",
+      symbols: ["BTCUSDT"],
+      from: 0,
+      id: "cap",
+    });
+    expect(sub).toMatchObject({ type: "subscribed", id: "cap" });
+    const err = await c.next((m) => m.type === "error" && m.id === "cap", 60_000);
+    expect(err).toMatchObject({ field: "from", code: 413 });
+    expect(String(err.error)).toContain(`more than ${CAP} stored records (K2_REPLAY_MAX_RECORDS)`);
+    await sleep(500); // nothing after it: no replay_done, no live trades
+    const trades = c.messages.filter((m) => m.type === "trade").map((m) => (m.data as TradeV2).trade_id);
+    expect(trades.length).toBe(CAP);
+    expect(trades[0]).toBe(`BINANCE-${FIRST_TRADE_ID}`);
+    expect(trades[CAP - 1]).toBe(`BINANCE-${FIRST_TRADE_ID + CAP - 1}`);
+    expect(c.messages.some((m) => m.type === "replay_done")).toBe(false);
+    expect(c.messages.indexOf(err)).toBe(c.messages.length - 1);
+    // the unlimited token replays past it
+    const u = await TestClient.open(`ws://127.0.0.1:${k2.port}/ws`, { headers: auth });
+    await u.request({ op: "subscribe", channel: "trades", symbols: ["BTCUSDT"], from: 0, id: "all" });
+    const done = await u.next((m) => m.type === "replay_done", 60_000);
+    expect(Number(done.replayed)).toBeGreaterThan(CAP);
+    c.close();
+    u.close();
+  });
 
   it('refuses "*" with from on a candle channel (400)', async () => {
     const c = await TestClient.open(`ws://127.0.0.1:${k2.port}/ws`, { headers: auth });

@@ -32,7 +32,7 @@ import type { RecentKind, RecentRecord, RecentWindow } from "../live/recent.js";
 import { SendQueues } from "./backpressure.js";
 import { CandleReplay, RecentCandles } from "./candle-replay.js";
 import { type ConnLimits, UpgradeGuard } from "./conn-limit.js";
-import { type ReplayMaxRange, replayLimitOf } from "./defaults.js";
+import { type ReplayMaxRange, type ReplayMaxRecords, replayLimitOf, replayRecordsOf } from "./defaults.js";
 import { Fanout } from "./fanout.js";
 import type { FeedListener, GatewayFeed, GatewayFeedEvents, LiveCandle, Tick } from "./feed.js";
 import { Flusher } from "./flush.js";
@@ -85,6 +85,11 @@ export interface GatewayOptions {
   recent?: RecentWindow;
   /** How far back a `from` subscription may reach, per token (`K2_REPLAY_MAX_RANGE`; omitted: no limit). */
   replayMaxRange?: ReplayMaxRange;
+  /**
+   * How many stored records one `from` subscription may be sent, per token (`K2_REPLAY_MAX_RECORDS`;
+   * omitted: no limit): beyond, an error frame with code 413 ends the replay.
+   */
+  replayMaxRecords?: ReplayMaxRecords;
 }
 
 /** Most symbols a `from` subscription may name (each has a page in memory while it replays). */
@@ -398,6 +403,14 @@ export class Gateway {
       this.replyError(c, id, "channel", 409, `${channel}: a replay of this channel is in progress`);
       return;
     }
+    const recordLimits = this.opts.replayMaxRecords;
+    const maxRecords = recordLimits ? replayRecordsOf(recordLimits, c.token) : 0;
+    let fromStore = 0;
+    /** Counts a record about to be sent from the store; a sentence past the record limit. */
+    const admit = () =>
+      maxRecords > 0 && ++fromStore > maxRecords
+        ? `replay: more than ${maxRecords} stored records (K2_REPLAY_MAX_RECORDS); ${maxRecords} were sent: subscribe again from the last one's time, or from a later point`
+        : null;
     const goLive = () => {
       c.replays.delete(channel);
       if (c.closed) return;
@@ -405,7 +418,7 @@ export class Gateway {
       this.addSubscription(c, live, id, false);
     };
     if (channel !== "trades" && channel !== "quotes") {
-      this.subscribeCandlesFrom(c, m, fromUs, id, history, goLive);
+      this.subscribeCandlesFrom(c, m, fromUs, id, history, goLive, admit);
       return;
     }
     const kind: RecentKind = channel;
@@ -428,6 +441,7 @@ export class Gateway {
         ),
       ready: () => this.ready(c),
       goLive,
+      admit,
     });
     this.runReplay(c, m, fromUs, id, replay);
   }
@@ -443,6 +457,7 @@ export class Gateway {
     id: RequestId,
     history: ReplayHistory,
     goLive: () => void,
+    admit: () => string | null,
   ): void {
     const channel = m.channel;
     if (!history.candles) {
@@ -460,6 +475,7 @@ export class Gateway {
       fromUs,
       history: { candles },
       recent: this.recentCandles,
+      admit,
       listen: (hold) => listen(this.opts.feed, "candle", hold),
       send: (candle) =>
         this.queues.send(

@@ -179,6 +179,7 @@ function main(): void {
         path: m.path,
         history,
         replayMaxRange: m.config.replayMaxRange,
+        replayMaxRecords: m.config.replayMaxRecords,
       });
       gateway.start();
     } else if (m.t === "conn") {
