@@ -652,6 +652,8 @@ async function main(): Promise<void> {
         "run",
         "--replay",
         CAPTURE,
+        "--replay-clock",
+        "wall", // latency is measured from ingestion_timestamp: this process's receipt time
         "--speed",
         "1",
         "--symbols",

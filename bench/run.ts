@@ -234,6 +234,30 @@ const BENCHES: Bench[] = [
     },
   },
   {
+    name: "replay-load",
+    script: "replay-load.js",
+    args: ["--rounds", "5", "--seconds", "4", "--replayers", "20"],
+    processes: 1,
+    timeoutS: 120,
+    read(lines) {
+      const o = lines.find((l) => l.bench === "replay_load") as
+        | { rounds: Record<string, number>[]; replayers: number }
+        | undefined;
+      if (!o || o.rounds.length === 0) return {};
+      const of = (k: string) => spread(o.rounds.map((r) => r[k]));
+      // each round: a window without replayers (the same-run baseline), then one with them
+      const fig = (p: string, target?: Figure["target"]): Figure => ({
+        bench: "replay-load",
+        name: `live client latency ${p} while ${o.replayers} clients replay the whole file`,
+        unit: "ms",
+        value: of(`replaying_${p}_ms`),
+        baseline: { name: `live client ${p}, no replayers`, value: of(`baseline_${p}_ms`) },
+        ...(target ? { target } : {}),
+      });
+      return { spreads: [fig("p50"), fig("p99", { on: "ratio", op: "<=", x: 1.5 })] };
+    },
+  },
+  {
     name: "bus",
     script: "bus.js",
     args: ["--n", "10000"],

@@ -96,8 +96,8 @@ export interface StreamOptions extends Omit<HistoryQuery, "to"> {
 
 /**
  * History from `from`, then live, over the gateway (see the module comment), until `signal` aborts.
- * @throws {Error} on an error frame from the gateway (bad request, `K2_REPLAY_MAX_RANGE` exceeded) or an
- *   authentication failure (close 1008)
+ * @throws {Error} on an error frame from the gateway (bad request, `K2_REPLAY_MAX_RANGE` or
+ *   `K2_REPLAY_MAX_RECORDS` exceeded) or an authentication failure (close 1008)
  */
 export async function* stream(o: StreamOptions): AsyncGenerator<HistoryRecord> {
   const last = new Map<string, { ts: number; symbol: string; key: SortKey }>();

@@ -55,6 +55,8 @@ export interface RunFlags extends OutputFlags {
   wsUrl?: string;
   replay?: string;
   speed?: string;
+  /** `recorded` (default) or `wall` (`--replay-clock`, with `--replay`). */
+  replayClock?: string;
   exitAtEnd?: boolean;
   batchSize?: string;
   batchMaxWaitMs?: string;
@@ -100,6 +102,13 @@ export interface RunConfig {
    * read); default 1, `max` with `--exit-at-end`.
    */
   speed: number | "max";
+  /**
+   * The receipt clock of replayed feeds (`--replay-clock`): `recorded` (default) stamps records with
+   * the recording's receive times (`ingestion_timestamp`) and starts platform_sequence at the first
+   * of them, so a recording always gives the same rows; `wall` stamps them with this process's clock
+   * (load tests).
+   */
+  replayClock: "recorded" | "wall";
   exitAtEnd: boolean;
   batchSize: number;
   batchMaxWaitMs: number;
@@ -225,6 +234,12 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
   }
   if (flags.exitAtEnd && !flags.replay)
     throw new ConfigError("--exit-at-end: only meaningful with --replay FILE");
+  const replayClock = (flags.replayClock ?? "recorded").trim();
+  if (replayClock !== "recorded" && replayClock !== "wall") {
+    throw new ConfigError(`--replay-clock: expected recorded or wall, got "${replayClock}"`);
+  }
+  if (flags.replayClock !== undefined && !flags.replay)
+    throw new ConfigError("--replay-clock: only meaningful with --replay FILE");
   const busSpec = (flags.bus ?? env.K2_BUS ?? "memory").trim();
   try {
     parseBusUrl(busSpec);
@@ -304,6 +319,7 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
     httpPort: parse(intIn("--http-port", 0, 65535), flags.httpPort ?? env.K2_HTTP_PORT ?? 8080),
     httpHost: flags.httpHost ?? env.K2_HTTP_HOST ?? "127.0.0.1",
     speed,
+    replayClock,
     exitAtEnd: flags.exitAtEnd ?? false,
     batchSize,
     batchMaxWaitMs: parse(

@@ -129,6 +129,12 @@ export interface IngestOptions {
    * feed: `no network? try: npm start -- --replay …`).
    */
   connectHint?: string;
+  /**
+   * The feed replays a recording on its recorded clock (`k2 run --replay`, `--replay-clock recorded`):
+   * records carry the recording's receive times as `ingestion_timestamp`, and platform_sequence
+   * starts at the first of them, so the same recording always gives the same records.
+   */
+  recordedClock?: boolean;
   /** Backfill tuning (tests shrink the waits). */
   backfillOptions?: Pick<BackfillOptions, "maxAttempts" | "retryDelayMs" | "maxWaitMs" | "requestTimeoutMs">;
 }
@@ -353,11 +359,17 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
     ...venue.connection(opts.wsUrl, opts.subscription),
     ...(opts.backoffInitialMs !== undefined ? { backoffInitialMs: opts.backoffInitialMs } : {}),
     ...opts.liveness,
+    recordedClock: opts.recordedClock ?? false,
   });
   handle.connection = conn;
   const onRaw = opts.onRawFrame;
-  conn.on("frame", (raw, receivedAtUs) => {
+  let seeded = false;
+  conn.on("frame", (raw, receivedAtUs, recorded) => {
     counts.frames++;
+    if (recorded && !seeded) {
+      seeded = true;
+      sequences.startAt(receivedAtUs);
+    }
     if (onRaw) onRaw(raw, receivedAtUs);
     try {
       normalizer.normalize(raw, receivedAtUs);

@@ -203,6 +203,7 @@ export async function startProcess(
       faults: config.faults,
       resume: hooks.resumeReplay,
       inProcess: hooks.replayInProcess,
+      stampReceiveTimes: config.replayClock === "recorded",
     },
     logger,
   );
@@ -303,6 +304,7 @@ export async function startProcess(
         restUrl: config.restUrls?.[i] ?? replays.restUrl(i),
         backfillOptions: hooks.backfillOptions,
         connectHint: connectHints[i] ?? undefined,
+        recordedClock: replays.servers[i] !== null && config.replayClock === "recorded",
       },
       publisher,
     ),

@@ -78,6 +78,10 @@ function registerProcess(
       .option("--no-backfill", "report sequence gaps without filling them from the venue's REST API")
       .option("--speed <x>", "replay pace: 1, 10, ... or max (default 1; with --exit-at-end max)")
       .option(
+        "--replay-clock <clock>",
+        "with --replay: recorded (records carry the recording's receive times, the same rows every replay) or wall (this process's clock, for load tests) (default recorded)",
+      )
+      .option(
         "--exit-at-end",
         "with --replay: flush, print a JSON summary line on stdout and exit when the replay ends",
       )

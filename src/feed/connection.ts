@@ -23,6 +23,7 @@ import { EventEmitter } from "node:events";
 import WebSocket from "ws";
 import type { VenueConnectionSpec } from "../venues/venue.js";
 import { backoffCeiling, DEFAULT_LIVENESS, fullJitterDelay, SocketWatchdog, seconds } from "./liveness.js";
+import { parseRecordedTime } from "./recorded-time.js";
 
 /**
  * The outbound limit is "N messages per second"; the window is a little longer than a second so that
@@ -60,6 +61,12 @@ export interface ConnectionOptions extends VenueConnectionSpec {
   stableAfterMs?: number;
   /** Random source in [0, 1) for the backoff jitter (default Math.random; tests pass a seeded one). */
   random?: () => number;
+  /**
+   * A replay's recorded clock (default false): a frame announced by a recorded-receive-time ping
+   * (`recorded-time.ts`) is stamped with that time instead of the wall clock, and such pings are not
+   * answered.
+   */
+  recordedClock?: boolean;
 }
 
 /** The liveness and backoff settings a process may override for every venue connection. */
@@ -144,8 +151,11 @@ function hostPortOf(url: string): { host: string; port: string } {
 }
 
 export interface ConnectionEvents {
-  /** A text frame (or a binary frame that is valid UTF-8); `receivedAtUs` is stamped on receipt, µs since epoch. */
-  frame: [raw: string, receivedAtUs: number];
+  /**
+   * A text frame (or a binary frame that is valid UTF-8); `receivedAtUs` is stamped on receipt, µs
+   * since epoch, or is the recording's receive time when `recorded` (see `recordedClock`).
+   */
+  frame: [raw: string, receivedAtUs: number, recorded: boolean];
   /** A text or binary frame that is not valid UTF-8: its exact bytes (the connection is kept). */
   invalidUtf8: [bytes: Buffer, receivedAtUs: number, binary: boolean];
   state: [state: ConnectionState, reason?: string];
@@ -203,6 +213,7 @@ export class VenueConnection extends EventEmitter<ConnectionEvents> {
       connectTimeoutMs: 10_000,
       ...DEFAULT_LIVENESS,
       stableAfterMs: 30_000,
+      recordedClock: false,
       ...stripUndefined(rest),
     };
     this.random = random ?? Math.random;
@@ -297,7 +308,18 @@ export class VenueConnection extends EventEmitter<ConnectionEvents> {
       perMessageDeflate: false,
       // validated below, so that invalid bytes become a dead letter instead of a 1007 close
       skipUTF8Validation: true,
+      // on a recorded clock the replay's time pings go unanswered (every other ping is, below)
+      autoPong: !this.opts.recordedClock,
     });
+    /** The recorded receive time announced for the next frame (recordedClock), -1: none. */
+    let recordedUs = -1;
+    if (this.opts.recordedClock) {
+      ws.on("ping", (data) => {
+        const us = parseRecordedTime(data);
+        if (us === null) ws.pong(data);
+        else recordedUs = us;
+      });
+    }
     let delivered = false;
     let killReason: string | null = null;
     let failure: ConnectFailure | null = null;
@@ -336,14 +358,17 @@ export class VenueConnection extends EventEmitter<ConnectionEvents> {
     });
     ws.on("message", (data, isBinary) => {
       const perf = performance.now();
-      const receivedAtUs = Math.round((performance.timeOrigin + perf) * 1000);
+      const wallUs = Math.round((performance.timeOrigin + perf) * 1000);
+      const recorded = recordedUs >= 0;
+      const receivedAtUs = recorded ? recordedUs : wallUs;
+      recordedUs = -1;
       watchdog?.activity(perf);
       if (!delivered) {
         delivered = true;
         if (rollover && ws === this.ws) this.retireOld();
       }
       this.lastFramePerf = perf;
-      this.lastFrameAtMs = Math.round(receivedAtUs / 1000);
+      this.lastFrameAtMs = Math.round(wallUs / 1000);
       this.deadReason = null;
       this.framesReceived++;
       const bytes = Buffer.isBuffer(data)
@@ -355,7 +380,7 @@ export class VenueConnection extends EventEmitter<ConnectionEvents> {
         this.emit("invalidUtf8", bytes, receivedAtUs, isBinary);
         return;
       }
-      this.emit("frame", bytes.toString("utf8"), receivedAtUs);
+      this.emit("frame", bytes.toString("utf8"), receivedAtUs, recorded);
     });
     ws.on("unexpected-response", (_req, res) => {
       failure ??= httpFailure(res.statusCode ?? 0, this.opts.url);

@@ -72,7 +72,7 @@ export class Metrics {
   });
   readonly venueLatencySeconds = new Histogram({
     name: "k2_venue_to_receipt_seconds",
-    help: "Venue event time to receipt in this process (trades: T; replays show the recording's age)",
+    help: "Venue event time to receipt (trades: T); a replay on the recorded clock shows the recording's own latency",
     labelNames: ["exchange"],
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60],
     registers: [this.registry],

@@ -22,6 +22,7 @@ import { stat } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { WebSocket } from "ws";
+import { recordedTimePayload } from "../feed/recorded-time.js";
 import { BinanceRestEmulator } from "./binance-rest.js";
 import { type LoadedCapture, loadCapture, PRELOAD_MAX_BYTES, readCapture } from "./capture.js";
 import { LoopbackReplayServer, type ReplayServerOptions, SendWindow } from "./replay-server.js";
@@ -166,7 +167,7 @@ export class BinanceReplayServer extends LoopbackReplayServer {
   private async *frames(
     subscribed: Set<string>,
     combined: boolean,
-  ): AsyncGenerator<{ ms: number; data: string | Buffer; stream: string }> {
+  ): AsyncGenerator<{ ms: number; us: number; data: string | Buffer; stream: string }> {
     const cap = await this.capture();
     if (cap) {
       const wanted = cap.streams.map((s) => subscribed.has(s));
@@ -183,7 +184,7 @@ export class BinanceReplayServer extends LoopbackReplayServer {
             b -= 1;
           }
         }
-        yield { ms: cap.ms[i], data: cap.buf.subarray(a, b), stream: cap.streams[sid] };
+        yield { ms: cap.ms[i], us: cap.us[i], data: cap.buf.subarray(a, b), stream: cap.streams[sid] };
         // subscriptions may change while replaying (UNSUBSCRIBE)
         if ((i & 1023) === 0)
           for (let k = 0; k < wanted.length; k++) wanted[k] = subscribed.has(cap.streams[k]);
@@ -193,7 +194,7 @@ export class BinanceReplayServer extends LoopbackReplayServer {
     for await (const f of readCapture(this.opts.file)) {
       const stream = streamOf(f.raw);
       if (stream === null || !subscribed.has(stream)) continue;
-      yield { ms: f.ms, data: combined ? f.raw : payloadOf(f.raw), stream };
+      yield { ms: f.ms, us: f.us, data: combined ? f.raw : payloadOf(f.raw), stream };
     }
   }
 
@@ -205,6 +206,7 @@ export class BinanceReplayServer extends LoopbackReplayServer {
     send: (text: string | Buffer, cb?: (err?: Error) => void) => void,
   ): Promise<void> {
     const speed = this.opts.speed ?? 1;
+    const stamp = this.opts.stampReceiveTimes ?? false;
     const faults = this.faults;
     // with faults the server is a live venue: one position shared by successive connections
     const resume = (this.opts.resume ?? false) || faults !== null;
@@ -289,7 +291,10 @@ export class BinanceReplayServer extends LoopbackReplayServer {
           faults.sent();
         }
         dataFrames++;
+        const stampPayload = stamp && f.us > 0 ? recordedTimePayload(f.us) : null;
         if (speed === "max" && typeof f.data !== "string" && rawSocket) {
+          // a ping (FIN + ping opcode, payload under 126 bytes) with the frame's recorded receive time
+          if (stampPayload) pending.push(Buffer.from([0x89, stampPayload.length]), stampPayload);
           // full speed from memory: frame the messages here and hand the socket large writes
           // (RFC 6455 §5.2: FIN + text opcode, unmasked server frames), as one send per frame would
           // spend the machine's CPU on the venue's side of the wire
@@ -299,6 +304,7 @@ export class BinanceReplayServer extends LoopbackReplayServer {
           if (pendingFrames >= 512 || pendingBytes >= 256 * 1024) await flushPending(myIndex);
           continue;
         }
+        if (stampPayload) ws.ping(stampPayload, false, () => undefined);
         const full = this.sendFrame(send, f.data, myIndex, window, resume);
         if (full) await full;
       }

@@ -15,6 +15,7 @@ import {
 } from "node:fs";
 import { createInterface } from "node:readline";
 import { constants, createGunzip, createGzip, type Gzip, gunzipSync } from "node:zlib";
+import { nsTextToUs } from "../feed/recorded-time.js";
 
 /** One captured frame. */
 export interface CapturedFrame {
@@ -22,6 +23,8 @@ export interface CapturedFrame {
   ns: string;
   /** Receive time in ms since epoch (for pacing), rounded. */
   ms: number;
+  /** Receive time in µs since epoch, truncated (0: the line has none). */
+  us: number;
   /** Raw frame text. */
   raw: string;
 }
@@ -40,9 +43,14 @@ export async function* readCapture(path: string): AsyncGenerator<CapturedFrame> 
       const sp = line.indexOf(" ");
       const head = sp > 0 ? line.slice(0, sp) : "";
       if (sp > 0 && /^\d+$/.test(head)) {
-        yield { ns: head, ms: Number(head.slice(0, -6) || "0"), raw: line.slice(sp + 1) };
+        yield {
+          ns: head,
+          ms: Number(head.slice(0, -6) || "0"),
+          us: nsTextToUs(head),
+          raw: line.slice(sp + 1),
+        };
       } else {
-        yield { ns: "", ms: 0, raw: line };
+        yield { ns: "", ms: 0, us: 0, raw: line };
       }
     }
   } finally {
@@ -79,7 +87,7 @@ export class CaptureWriter {
 
 /**
  * A capture decompressed into one buffer with per-frame offsets, for replaying at full speed without
- * per-frame decoding: frame i is `buf[start[i], end[i])`, received at `ms[i]`, on stream
+ * per-frame decoding: frame i is `buf[start[i], end[i])`, received at `ms[i]` (`us[i]` in µs), on stream
  * `streams[streamId[i]]` (-1: no stream, e.g. a REST snapshot line).
  */
 export interface LoadedCapture {
@@ -87,6 +95,8 @@ export interface LoadedCapture {
   start: Uint32Array;
   end: Uint32Array;
   ms: Float64Array;
+  /** Receive time, µs since epoch, truncated (exact: below 2^53); 0 when the line has none. */
+  us: Float64Array;
   streamId: Int32Array;
   streams: string[];
   count: number;
@@ -110,6 +120,7 @@ export async function loadCapture(path: string): Promise<LoadedCapture> {
   const start = new Uint32Array(lines);
   const end = new Uint32Array(lines);
   const ms = new Float64Array(lines);
+  const us = new Float64Array(lines);
   const streamId = new Int32Array(lines);
   const streams: string[] = [];
   const ids = new Map<string, number>();
@@ -131,7 +142,14 @@ export async function loadCapture(path: string): Promise<LoadedCapture> {
       if (sp > pos && sp < lineEnd && buf[sp] === 32) {
         frameStart = sp + 1;
         ms[count] = Math.round(t / 1e6);
-      } else ms[count] = 0;
+        // the µs exactly from the digits (t, a double, is not exact in ns)
+        let u = 0;
+        for (let k = pos; k < sp - 3; k++) u = u * 10 + (buf[k] - 48);
+        us[count] = u;
+      } else {
+        ms[count] = 0;
+        us[count] = 0;
+      }
       start[count] = frameStart;
       end[count] = lineEnd;
       let sid = -1;
@@ -155,7 +173,7 @@ export async function loadCapture(path: string): Promise<LoadedCapture> {
     }
     pos = nl + 1;
   }
-  return { buf, start, end, ms, streamId, streams, count };
+  return { buf, start, end, ms, us, streamId, streams, count };
 }
 
 /**

@@ -18,8 +18,10 @@
  * `end` is emitted once a connection has been sent everything it matched, with the count of messages
  * sent on it; `totalSent` counts every message whose write completed, over all connections.
  */
+
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { WebSocket } from "ws";
+import { recordedTimePayload } from "../feed/recorded-time.js";
 import { getVenue } from "../venues/registry.js";
 import type { ReplayDialect } from "../venues/venue.js";
 import { BinanceRestEmulator } from "./binance-rest.js";
@@ -163,6 +165,7 @@ export class CryptofeedReplayServer extends LoopbackReplayServer {
     send: (text: string, cb?: (err?: Error) => void) => void,
   ): Promise<void> {
     const speed = this.opts.speed ?? 1;
+    const stamp = this.opts.stampReceiveTimes ?? false;
     const faults = this.faults;
     // with faults the server is a live venue: one position shared by successive connections
     const resume = (this.opts.resume ?? false) || faults !== null;
@@ -228,6 +231,8 @@ export class CryptofeedReplayServer extends LoopbackReplayServer {
           faults.sent();
         }
         dataFrames++;
+        // the recorded receive time (`ts`, seconds) in µs, for a feed on the recorded clock
+        if (stamp && ms > 0) ws.ping(recordedTimePayload(Math.round(ms * 1000)), false, () => undefined);
         const full = this.sendFrame(send, line.data, myIndex, window, resume);
         if (full) await full;
       }

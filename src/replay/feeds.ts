@@ -52,6 +52,8 @@ export interface FeedReplayOptions {
   resume?: boolean;
   /** Keep the servers on the main thread (tests that drop their connections). */
   inProcess?: boolean;
+  /** Send each frame's recorded receive time (`--replay-clock recorded`, see `feed/recorded-time.ts`). */
+  stampReceiveTimes?: boolean;
 }
 
 /** Where a feed's replay is: `playing` until its feed has received the whole recording, then `ended`. */
@@ -119,6 +121,7 @@ export class FeedReplays {
         file: f.replay,
         speed: opts.speed,
         resume: opts.resume,
+        stampReceiveTimes: opts.stampReceiveTimes ?? false,
         ...(opts.faults ? { faults: opts.faults } : {}),
       };
       const server =

@@ -27,6 +27,11 @@ export interface ReplayServerOptions {
   faults?: FaultSpec;
   /** REST emulation limits (request weight per window, bans), for servers that answer REST GETs. */
   rest?: RestLimits;
+  /**
+   * Send each data frame's recorded receive time before it, as a ping (`feed/recorded-time.ts`), for
+   * a feed on the recorded clock (default false).
+   */
+  stampReceiveTimes?: boolean;
 }
 
 /** Request-weight limits of a replay server's REST emulation (defaults: Binance spot's). */

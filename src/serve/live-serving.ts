@@ -70,6 +70,7 @@ export function registerLiveServing(app: FastifyInstance, opts: LiveServingOptio
         history: opts.history,
         recent: opts.recent,
         replayMaxRange: opts.config.replayMaxRange,
+        replayMaxRecords: opts.config.replayMaxRecords,
         connLimits: {
           perIp: opts.config.maxConnPerIp,
           perToken: opts.config.maxConnPerToken,

@@ -264,14 +264,23 @@ export function checkSubscription(
  *
  * platform_sequence starts at the process start time in µs and increases by one per record per
  * (exchange, symbol): monotonic within a run, and across restarts as long as a symbol averages under
- * one record per µs.
+ * one record per µs. A deterministic replay starts it at the recording's first receive time instead
+ * ({@link startAt}), so that it depends only on the recording.
  */
 export class SequenceTracker {
   private readonly last = new Map<string, number>();
   private readonly platform = new Map<string, number>();
-  private readonly seed = Math.floor(performance.timeOrigin * 1000);
+  private seed = Math.floor(performance.timeOrigin * 1000);
   /** Records whose source sequence was not above the last seen (overlap or replay duplicates). */
   duplicates = 0;
+
+  /**
+   * Starts platform_sequence at `us` (µs since epoch: a replay's first recorded receive time) instead
+   * of the process start. No effect once a platform_sequence has been issued.
+   */
+  startAt(us: number): void {
+    if (this.platform.size === 0) this.seed = Math.floor(us);
+  }
 
   /** Next platform_sequence for a symbol. */
   nextPlatformSequence(symbol: string): number {

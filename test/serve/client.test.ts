@@ -63,7 +63,12 @@ describe("K2Client", () => {
     await sleep(700); // a few failed attempts: the delays must grow
     const reopened = new Promise<void>((res) => client.once("open", () => res()));
     const restartedAtUs = Date.now() * 1000;
-    const second = await startReplayRun({ db: `${tmp.dir}/b.duckdb`, speed: "10", httpPort: port });
+    const second = await startReplayRun({
+      db: `${tmp.dir}/b.duckdb`,
+      speed: "10",
+      httpPort: port,
+      replayClock: "wall", // its records are told from the first run's by their receipt time
+    });
     runs.push(second);
     await reopened;
     expect(client.reconnects).toBeGreaterThanOrEqual(2);

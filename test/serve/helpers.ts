@@ -27,6 +27,8 @@ export async function startReplayRun(opts: {
   env?: NodeJS.ProcessEnv;
   httpPort?: number;
   db: string;
+  /** `--replay-clock` (default recorded). */
+  replayClock?: string;
 }): Promise<RunningPipeline> {
   const config = resolveRunConfig(
     {
@@ -36,6 +38,7 @@ export async function startReplayRun(opts: {
       db: opts.db,
       symbols: "BTCUSDT",
       streams: "trade,bookTicker",
+      replayClock: opts.replayClock,
     },
     { ...(opts.env ?? {}) },
   );

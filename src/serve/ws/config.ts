@@ -15,11 +15,18 @@
  * | `K2_WS_LIMIT_LOOPBACK` | false | also apply the per-address limit to loopback clients (127.0.0.0/8, ::1) |
  * | `K2_API_MAX_RESPONSE_BYTES` | 4194304 | byte budget of one REST list response (16384 to 1 GiB) |
  * | `K2_REPLAY_MAX_RANGE` | 0 | how far back a `/ws` subscription `from` may reach: a duration (`3600`, `90s`, `30m`, `24h`, `7d`; 0 = no limit), then optional `token=duration` pairs for single tokens, comma-separated |
+ * | `K2_REPLAY_MAX_RECORDS` | 0 | how many stored records one `/ws` subscription `from` may be sent before the switch to live: a count (0 = no limit), then optional `token=count` pairs, comma-separated |
  *
  * API tokens: at least {@link MIN_TOKEN_LENGTH} printable ASCII characters each, no spaces or commas.
  */
 import { z } from "zod";
-import { GATEWAY_DEFAULTS, type GatewayConfig, MIN_TOKEN_LENGTH, type ReplayMaxRange } from "./defaults.js";
+import {
+  GATEWAY_DEFAULTS,
+  type GatewayConfig,
+  MIN_TOKEN_LENGTH,
+  type ReplayMaxRange,
+  type ReplayMaxRecords,
+} from "./defaults.js";
 
 // the settings' shape and defaults live in a module without zod, so `k2 --help` shows them without
 // loading the validation
@@ -28,7 +35,9 @@ export {
   type GatewayConfig,
   MIN_TOKEN_LENGTH,
   type ReplayMaxRange,
+  type ReplayMaxRecords,
   replayLimitOf,
+  replayRecordsOf,
 } from "./defaults.js";
 
 const int = (name: string, min: number, max: number) =>
@@ -100,6 +109,7 @@ export function resolveGatewayConfig(
       GATEWAY_DEFAULTS.apiMaxResponseBytes,
     ),
     replayMaxRange: replayRange(env.K2_REPLAY_MAX_RANGE),
+    replayMaxRecords: replayRecords(env.K2_REPLAY_MAX_RECORDS),
   };
 }
 
@@ -111,21 +121,44 @@ const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400
  * @throws {Error} naming the variable on anything else
  */
 function replayRange(v: string | undefined): ReplayMaxRange {
-  const range: ReplayMaxRange = { us: 0, byToken: {} };
-  if (v === undefined || v.trim() === "") return range;
-  const duration = (text: string): number => {
+  const { all, byToken } = perToken(v, (text) => {
     const m = /^(\d{1,9})([smhd]?)$/.exec(text.trim());
     if (!m) {
       throw new Error(`K2_REPLAY_MAX_RANGE: expected a duration such as 3600, 30m, 24h or 7d, got "${text}"`);
     }
     return Number(m[1]) * DURATION_UNITS[m[2] || "s"] * 1_000_000;
-  };
+  });
+  return { us: all, byToken };
+}
+
+/**
+ * `K2_REPLAY_MAX_RECORDS`: `count[,token=count...]`, a count being a whole number of records up to
+ * 10^12 (0: no limit); the first item may also be a `token=count` pair.
+ * @throws {Error} naming the variable on anything else
+ */
+function replayRecords(v: string | undefined): ReplayMaxRecords {
+  const { all, byToken } = perToken(v, (text) => {
+    if (!/^\d{1,12}$/.test(text.trim())) {
+      throw new Error(`K2_REPLAY_MAX_RECORDS: expected a number of records such as 1000000, got "${text}"`);
+    }
+    return Number(text.trim());
+  });
+  return { records: all, byToken };
+}
+
+/** `value[,token=value...]` read with `parse` (0 for all tokens when no plain value is given). */
+function perToken(
+  v: string | undefined,
+  parse: (text: string) => number,
+): { all: number; byToken: Record<string, number> } {
+  const out = { all: 0, byToken: {} as Record<string, number> };
+  if (v === undefined || v.trim() === "") return out;
   for (const item of v.split(",")) {
     const eq = item.indexOf("=");
-    if (eq < 0) range.us = duration(item);
-    else range.byToken[item.slice(0, eq).trim()] = duration(item.slice(eq + 1));
+    if (eq < 0) out.all = parse(item);
+    else out.byToken[item.slice(0, eq).trim()] = parse(item.slice(eq + 1));
   }
-  return range;
+  return out;
 }
 
 /**

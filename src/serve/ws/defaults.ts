@@ -29,6 +29,8 @@ export interface GatewayConfig {
   apiMaxResponseBytes: number;
   /** How far back a `from` subscription may reach (`K2_REPLAY_MAX_RANGE`). */
   replayMaxRange: ReplayMaxRange;
+  /** How many stored records one `from` subscription may be sent (`K2_REPLAY_MAX_RECORDS`). */
+  replayMaxRecords: ReplayMaxRecords;
 }
 
 /** How far back a `from` subscription may reach, µs: for every token, and per token. 0 = no limit. */
@@ -41,6 +43,23 @@ export interface ReplayMaxRange {
 /** The replay limit of a client presenting `token` (null: none), µs; 0 = no limit. */
 export function replayLimitOf(range: ReplayMaxRange, token: string | null): number {
   return token !== null && Object.hasOwn(range.byToken, token) ? (range.byToken[token] as number) : range.us;
+}
+
+/**
+ * How many stored records one `from` subscription may be sent before its switch to live: for every
+ * token, and per token. 0 = no limit.
+ */
+export interface ReplayMaxRecords {
+  records: number;
+  /** Limits of single tokens (API token → records), over {@link records}. */
+  byToken: Record<string, number>;
+}
+
+/** The record limit of one replay of a client presenting `token` (null: none); 0 = no limit. */
+export function replayRecordsOf(limit: ReplayMaxRecords, token: string | null): number {
+  return token !== null && Object.hasOwn(limit.byToken, token)
+    ? (limit.byToken[token] as number)
+    : limit.records;
 }
 
 /** Shortest API token accepted, characters. */
@@ -60,4 +79,5 @@ export const GATEWAY_DEFAULTS: GatewayConfig = {
   limitLoopback: false,
   apiMaxResponseBytes: 4 * 1024 * 1024,
   replayMaxRange: { us: 0, byToken: {} },
+  replayMaxRecords: { records: 0, byToken: {} },
 };

@@ -24,13 +24,15 @@ import type { FastifyInstance } from "fastify";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
 import type { Logger } from "../../ops/logger.js";
 import type { Metrics } from "../../ops/metrics.js";
+import type { CandleInterval } from "../../schema/candles.js";
 import type { QuoteV2, TradeV2 } from "../../schema/records.js";
 import { nowMicros } from "../../schema/time.js";
 import { TokenAuth } from "../auth.js";
 import type { RecentKind, RecentRecord, RecentWindow } from "../live/recent.js";
 import { SendQueues } from "./backpressure.js";
+import { CandleReplay, RecentCandles } from "./candle-replay.js";
 import { type ConnLimits, UpgradeGuard } from "./conn-limit.js";
-import { type ReplayMaxRange, replayLimitOf } from "./defaults.js";
+import { type ReplayMaxRange, type ReplayMaxRecords, replayLimitOf, replayRecordsOf } from "./defaults.js";
 import { Fanout } from "./fanout.js";
 import type { FeedListener, GatewayFeed, GatewayFeedEvents, LiveCandle, Tick } from "./feed.js";
 import { Flusher } from "./flush.js";
@@ -83,6 +85,11 @@ export interface GatewayOptions {
   recent?: RecentWindow;
   /** How far back a `from` subscription may reach, per token (`K2_REPLAY_MAX_RANGE`; omitted: no limit). */
   replayMaxRange?: ReplayMaxRange;
+  /**
+   * How many stored records one `from` subscription may be sent, per token (`K2_REPLAY_MAX_RECORDS`;
+   * omitted: no limit): beyond, an error frame with code 413 ends the replay.
+   */
+  replayMaxRecords?: ReplayMaxRecords;
 }
 
 /** Most symbols a `from` subscription may name (each has a page in memory while it replays). */
@@ -108,6 +115,8 @@ export class Gateway {
   private readonly maxSymbols: number;
   private readonly highWaterBytes: number;
   readonly path: string;
+  /** The candles closed lately (a candle replay's switch takes those not stored yet from here). */
+  private readonly recentCandles = new RecentCandles();
   private readonly listeners: {
     trade: (t: TradeV2) => void;
     quote: (q: QuoteV2) => void;
@@ -141,7 +150,10 @@ export class Gateway {
       trade: (t) => fan.publish("trades", "trade", t.exchange, t.symbol, t),
       quote: (q) => fan.publish("quotes", "quote", q.exchange, q.symbol, q),
       tick: (t) => fan.publish("ticks", "tick", t.exchange, t.symbol, t),
-      candle: (c) => fan.publish(`candles.${c.interval}` as Channel, "candle", c.exchange, c.symbol, c),
+      candle: (c) => {
+        this.recentCandles.push(c);
+        fan.publish(`candles.${c.interval}` as Channel, "candle", c.exchange, c.symbol, c);
+      },
     };
     if (opts.metrics) registerGatewayMetrics(opts.metrics, () => this.stats());
   }
@@ -348,8 +360,14 @@ export class Gateway {
    */
   private subscribeFrom(c: Client, m: SubscribeRequest, fromUs: number, id: RequestId): void {
     const channel = m.channel;
-    if (channel !== "trades" && channel !== "quotes") {
-      this.replyError(c, id, "from", 400, "from: history is served on the trades and quotes channels");
+    if (channel !== "trades" && channel !== "quotes" && !channel.startsWith("candles.")) {
+      this.replyError(
+        c,
+        id,
+        "from",
+        400,
+        "from: history is served on the trades, quotes and candles.* channels",
+      );
       return;
     }
     const history = this.opts.history;
@@ -385,6 +403,24 @@ export class Gateway {
       this.replyError(c, id, "channel", 409, `${channel}: a replay of this channel is in progress`);
       return;
     }
+    const recordLimits = this.opts.replayMaxRecords;
+    const maxRecords = recordLimits ? replayRecordsOf(recordLimits, c.token) : 0;
+    let fromStore = 0;
+    /** Counts a record about to be sent from the store; a sentence past the record limit. */
+    const admit = () =>
+      maxRecords > 0 && ++fromStore > maxRecords
+        ? `replay: more than ${maxRecords} stored records (K2_REPLAY_MAX_RECORDS); ${maxRecords} were sent: subscribe again from the last one's time, or from a later point`
+        : null;
+    const goLive = () => {
+      c.replays.delete(channel);
+      if (c.closed) return;
+      const { from: _from, ...live } = m;
+      this.addSubscription(c, live, id, false);
+    };
+    if (channel !== "trades" && channel !== "quotes") {
+      this.subscribeCandlesFrom(c, m, fromUs, id, history, goLive, admit);
+      return;
+    }
     const kind: RecentKind = channel;
     const type = kind === "trades" ? "trade" : "quote";
     const replay = new Replay({
@@ -404,13 +440,64 @@ export class Gateway {
           null,
         ),
       ready: () => this.ready(c),
-      goLive: () => {
-        c.replays.delete(channel);
-        if (c.closed) return;
-        const { from: _from, ...live } = m;
-        this.addSubscription(c, live, id, false);
-      },
+      goLive,
+      admit,
     });
+    this.runReplay(c, m, fromUs, id, replay);
+  }
+
+  /**
+   * A `candles.{interval}` subscription `from` a point in time (`candle-replay.ts`): named symbols only,
+   * the stored closed candles, then those closed lately and the open ones, then live.
+   */
+  private subscribeCandlesFrom(
+    c: Client,
+    m: SubscribeRequest,
+    fromUs: number,
+    id: RequestId,
+    history: ReplayHistory,
+    goLive: () => void,
+    admit: () => string | null,
+  ): void {
+    const channel = m.channel;
+    if (!history.candles) {
+      this.replyError(c, id, "from", 503, "from: no candle history here");
+      return;
+    }
+    if (m.symbols.includes("*")) {
+      this.replyError(c, id, "symbols", 400, `symbols: ${channel} with from needs named symbols, not "*"`);
+      return;
+    }
+    const candles = history.candles.bind(history);
+    const replay = new CandleReplay({
+      interval: channel.slice("candles.".length) as CandleInterval,
+      symbols: m.symbols,
+      fromUs,
+      history: { candles },
+      recent: this.recentCandles,
+      admit,
+      listen: (hold) => listen(this.opts.feed, "candle", hold),
+      send: (candle) =>
+        this.queues.send(
+          c,
+          textFrame(`{"type":"candle","channel":"${channel}","data":${JSON.stringify(candle)}}`),
+          null,
+        ),
+      ready: () => this.ready(c),
+      goLive,
+    });
+    this.runReplay(c, m, fromUs, id, replay);
+  }
+
+  /** Replies `subscribed`, runs `replay` and says `replay_done` at its switch (or why it ended early). */
+  private runReplay(
+    c: Client,
+    m: SubscribeRequest,
+    fromUs: number,
+    id: RequestId,
+    replay: { run(): Promise<number | null>; cancel(): void },
+  ): void {
+    const channel = m.channel;
     c.replays.set(channel, replay);
     this.reply(c, {
       type: "subscribed",

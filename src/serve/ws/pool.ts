@@ -36,7 +36,7 @@ import { UpgradeGuard } from "./conn-limit.js";
 import { isUpgradePath, refuseUpgrade } from "./gateway.js";
 import { emptyGatewayStats, type GatewayStats, registerGatewayMetrics } from "./metrics.js";
 import type { ReplayHistory } from "./replay.js";
-import type { FromWorker, ToWorker } from "./worker.js";
+import type { FromWorker, HistoryPage, ToWorker } from "./worker.js";
 
 /** Bytes of records queued for a worker's stdin beyond which the worker counts as stuck. */
 const MAX_PIPE_BACKLOG = 256 * 1024 * 1024;
@@ -362,7 +362,14 @@ export class GatewayPool {
       send(child, { t: "page", id: m.id, error: "no history here (this process has no store)" });
       return;
     }
-    const read = m.kind === "trades" ? h.trades(m.query) : h.quotes(m.query);
+    let read: Promise<HistoryPage>;
+    if (m.kind === "candles") {
+      if (!h.candles) {
+        send(child, { t: "page", id: m.id, error: "no candle history here" });
+        return;
+      }
+      read = h.candles(m.query);
+    } else read = m.kind === "trades" ? h.trades(m.query) : h.quotes(m.query);
     read.then(
       (page) => send(child, { t: "page", id: m.id, page }),
       (err: unknown) => send(child, { t: "page", id: m.id, error: (err as Error).message ?? String(err) }),

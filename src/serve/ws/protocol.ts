@@ -13,7 +13,11 @@
  * refused as the REST API refuses them) asks for history then live: the
  * stored records from `from` on, in the store's order, at the client's pace, then the records received
  * but not stored yet, then live, with no gap and no duplicate (`replay.ts`); `replay_done` marks the
- * switch. How far back `from` may reach is bounded (`K2_REPLAY_MAX_RANGE`; error code 416 beyond).
+ * switch. On `candles.*` (named symbols, not `"*"`) it sends the stored closed candles from the
+ * interval holding `from` on, then those closed lately and the open ones, then live, each closed
+ * candle once (`candle-replay.ts`). How far back `from` may reach is bounded (`K2_REPLAY_MAX_RANGE`;
+ * error code 416 beyond), and how many stored records one may be sent (`K2_REPLAY_MAX_RECORDS`; error
+ * code 413 past it).
  *
  * Server → client:
  *   {"type":"subscribed","id":1,"channel":"trades","symbols":["BTCUSDT"],"batch_ms":0}
@@ -21,7 +25,7 @@
  *   {"type":"pong","id":3,"ts":1723161254036059}
  *   {"type":"error","id":4,"field":"symbols.0","error":"symbols.0: expected a venue symbol ..."}
  *   {"type":"replay_done","event":"replay_done","id":5,"channel":"trades","replayed":4871}
- *   (errors of a `from` subscription also carry an HTTP-like "code": 400, 416 or 503)
+ *   (errors of a `from` subscription also carry an HTTP-like "code": 400, 413, 416 or 503)
  *   {"type":"trade","channel":"trades","data":TradeV2}
  *   {"type":"quote","channel":"quotes","data":QuoteV2}
  *   {"type":"tick","channel":"ticks","data":Tick}

@@ -33,6 +33,7 @@ import {
   type SortKey,
   sortKey,
 } from "../live/recent.js";
+import type { CandlePage, CandleQuery } from "../rest/source.js";
 
 /** What a replay reads history from: the store's typed reads (in a gateway worker, over IPC). */
 export interface ReplayHistory {
@@ -40,6 +41,11 @@ export interface ReplayHistory {
   trades(q: MarketQuery): Promise<Page<TradeV2>>;
   /** Stored quotes in (timestamp, exchange, symbol, platform_sequence, message_id) order (`Store.quotes`). */
   quotes(q: MarketQuery): Promise<Page<QuoteV2>>;
+  /**
+   * Stored closed candles and the open ones in memory (`MarketDataSource.candles`, `source: "live"`),
+   * for `candles.*` subscriptions `from` a point in time (`candle-replay.ts`); absent: refused (503).
+   */
+  candles?(q: CandleQuery): Promise<CandlePage>;
 }
 
 /** Options of {@link Replay}. */
@@ -69,6 +75,11 @@ export interface ReplayOptions<K extends RecentKind> {
   maxHold?: number;
   /** Most ids kept for de-duplication across the switch (default 200,000). */
   maxSeen?: number;
+  /**
+   * Called with each record about to be sent from the store; returning a sentence ends the replay
+   * with that error (code 413: the per-token record limit, `K2_REPLAY_MAX_RECORDS`). Optional.
+   */
+  admit?: () => string | null;
 }
 
 /** Out-of-order arrival allowed when bounding what the de-duplication remembers, µs. */
@@ -105,7 +116,8 @@ export class Replay<K extends RecentKind> {
   /**
    * Runs the replay up to the switch (where it calls `goLive`); resolves with the records sent, or null
    * when cancelled.
-   * @throws {ReplayError} when the hold overflows (code 0) or history cannot be read (code 503)
+   * @throws {ReplayError} when the hold overflows (code 0), history cannot be read (code 503) or
+   *   `admit` refuses a record (code 413)
    */
   async run(): Promise<number | null> {
     const o = this.o;
@@ -127,6 +139,8 @@ export class Replay<K extends RecentKind> {
       for await (const r of this.history()) {
         if (this.cancelled) return null;
         if (this.overflow) break;
+        const refused = o.admit?.() ?? null;
+        if (refused !== null) throw new ReplayError(refused, 413);
         await o.ready();
         if (this.cancelled) return null;
         this.remember(r);
@@ -136,6 +150,7 @@ export class Replay<K extends RecentKind> {
     } catch (err) {
       this.stop();
       if (this.cancelled) return null;
+      if (err instanceof ReplayError) throw err;
       throw new ReplayError(`from: history not available (${(err as Error).message})`, 503);
     }
     if (this.cancelled) return null;

@@ -23,6 +23,7 @@ import type { QuoteV2, TradeV2 } from "../../schema/records.js";
 import type { MarketQuery, Page } from "../../store/page.js";
 import { TokenAuth } from "../auth.js";
 import { LiveFeed, type Tick } from "../live/feed.js";
+import type { CandlePage, CandleQuery } from "../rest/source.js";
 import type { GatewayConfig } from "./config.js";
 import { Gateway, type UpgradeRequest } from "./gateway.js";
 import { emptyGatewayStats, type GatewayStats } from "./metrics.js";
@@ -33,7 +34,7 @@ class ParentHistory implements ReplayHistory {
   private nextId = 0;
   private readonly waiting = new Map<
     number,
-    { resolve: (p: Page<TradeV2 | QuoteV2>) => void; reject: (e: Error) => void }
+    { resolve: (p: HistoryPage) => void; reject: (e: Error) => void }
   >();
 
   constructor(private readonly send: (m: FromWorker) => void) {}
@@ -46,6 +47,10 @@ class ParentHistory implements ReplayHistory {
     return this.ask("quotes", q) as Promise<Page<QuoteV2>>;
   }
 
+  candles(q: CandleQuery): Promise<CandlePage> {
+    return this.ask("candles", q) as Promise<CandlePage>;
+  }
+
   /** The parent's answer to request `id`. */
   answer(m: Extract<ToWorker, { t: "page" }>): void {
     const w = this.waiting.get(m.id);
@@ -55,7 +60,7 @@ class ParentHistory implements ReplayHistory {
     else w.reject(new Error(m.error ?? "no page"));
   }
 
-  private ask(kind: "trades" | "quotes", query: MarketQuery): Promise<Page<TradeV2 | QuoteV2>> {
+  private ask(kind: HistoryKind, query: MarketQuery | CandleQuery): Promise<HistoryPage> {
     const id = ++this.nextId;
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
@@ -64,7 +69,7 @@ class ParentHistory implements ReplayHistory {
         reject(new Error("parent process gone"));
         return;
       }
-      this.send({ t: "history", id, kind, query });
+      this.send({ t: "history", id, kind, query } as FromWorker);
     });
   }
 }
@@ -75,7 +80,7 @@ export type ToWorker =
   | { t: "conn"; cid: number; req: UpgradeRequest; head: string }
   | { t: "stats"; id: number }
   /** A history page asked for with `history` (or why it could not be read). */
-  | { t: "page"; id: number; page?: Page<TradeV2 | QuoteV2>; error?: string }
+  | { t: "page"; id: number; page?: HistoryPage; error?: string }
   | { t: "close" };
 
 /** Messages from a worker to the pool. */
@@ -87,8 +92,14 @@ export type FromWorker =
   | { t: "taken"; cid: number }
   /** The socket of connection `cid` closed (the pool releases its connection-limit count). */
   | { t: "gone"; cid: number }
-  /** Asks the parent for one page of stored trades or quotes (answered with `page`). */
-  | { t: "history"; id: number; kind: "trades" | "quotes"; query: MarketQuery };
+  /** Asks the parent for one page of stored trades, quotes or candles (answered with `page`). */
+  | { t: "history"; id: number; kind: "trades" | "quotes"; query: MarketQuery }
+  | { t: "history"; id: number; kind: "candles"; query: CandleQuery };
+
+/** What a worker asks the parent's history for. */
+export type HistoryKind = "trades" | "quotes" | "candles";
+/** A history page sent to a worker: trades, quotes, or candles (with the open ones). */
+export type HistoryPage = Page<TradeV2 | QuoteV2> | CandlePage;
 
 /** Splits stdin into lines and hands each record to the live feed. */
 function readRecords(live: LiveFeed, onBadLine: (line: string, err: unknown) => void): void {
@@ -168,6 +179,7 @@ function main(): void {
         path: m.path,
         history,
         replayMaxRange: m.config.replayMaxRange,
+        replayMaxRecords: m.config.replayMaxRecords,
       });
       gateway.start();
     } else if (m.t === "conn") {
