@@ -2,6 +2,15 @@
  * Loader benchmark: throughput and peak memory of `k2 load` on large generated files.
  *
  *   npm run build && node dist/bench/loader.js [--rows 3000000] [--small 300000] [--batch 20000] [--keep]
+ *   node dist/bench/loader.js --compare [--rows 200000] [--file-mib N] [--batch 20000]
+ *
+ * `--compare` (what `npm run bench` runs): an aggTrades CSV made from the recorded trades of
+ * `../shared/data/binance-spot/btcusdt_20240809.gz` (looped, ids and times shifted per loop) of `--rows`
+ * rows, or of about `--file-mib` MiB, loaded once by `k2 load binance-aggtrades` and once by DuckDB's own
+ * `read_csv` into the same `agg_trades_v2` table (same primary key, `ON CONFLICT DO NOTHING`, the same
+ * columns computed in SQL; message ids random there), each into a fresh DuckDB file in a child process:
+ * one JSON line with both rates and peak RSS. DuckDB's load is the floor of the embedded store's insert
+ * path (the primary-key index) that any loader feeding it pays.
  *
  * Generates, in a temp dir, a Binance aggTrades CSV of `--small` rows and one of `--rows` rows, plus a
  * mapped equities CSV of `--rows` rows; loads each in a child process (`k2 load ...` through the
@@ -94,6 +103,102 @@ async function equitiesFile(file: string, rows: number): Promise<void> {
   });
 }
 
+/**
+ * Writes an aggTrades CSV from the capture's `@trade` frames, looped with ids and times shifted per loop,
+ * until `rows` rows or `bytes` bytes.
+ */
+async function aggTradesFromCapture(file: string, rows: number, bytes: number): Promise<number> {
+  const capture = fileURLToPath(
+    new URL("../../../shared/data/binance-spot/btcusdt_20240809.gz", import.meta.url),
+  );
+  const { readCapture } = await import("../src/replay/capture.js");
+  const trades: { p: string; q: string; T: number; m: boolean }[] = [];
+  for await (const f of readCapture(capture)) {
+    if (!f.raw.includes("@trade")) continue;
+    const d = JSON.parse(f.raw).data as { p: string; q: string; T: number; m: boolean };
+    trades.push({ p: d.p, q: d.q, T: d.T, m: d.m });
+  }
+  const t0 = trades[0].T;
+  const span = trades[trades.length - 1].T - t0 + 1;
+  const out = createWriteStream(file, { highWaterMark: 1 << 20 });
+  let written = 0;
+  let n = 0;
+  for (let loop = 0; n < rows && written < bytes; loop++) {
+    let chunk = "";
+    for (const t of trades) {
+      const id = 3_000_000_000 + n;
+      chunk += `${id},${t.p},${t.q},${id},${id},${t.T + loop * span},${t.m ? "True" : "False"},True\n`;
+      if (++n >= rows) break;
+    }
+    written += chunk.length;
+    if (!out.write(chunk)) await new Promise<void>((r) => out.once("drain", () => r()));
+  }
+  await new Promise<void>((r, j) => out.end((e?: Error | null) => (e ? j(e) : r())));
+  return n;
+}
+
+/** DuckDB's own load of an aggTrades CSV into agg_trades_v2 (run in a child: `--duckdb-floor file db`). */
+async function duckdbFloor(file: string, db: string): Promise<void> {
+  const { DuckDBStore } = await import("../src/store/duckdb.js");
+  const store = new DuckDBStore({ path: db });
+  await store.init(); // creates the tables as k2 does
+  await store.close();
+  const { DuckDBInstance } = await import("@duckdb/node-api");
+  const instance = await DuckDBInstance.create(db);
+  const conn = await instance.connect();
+  const started = performance.now();
+  const r = await conn.run(
+    `INSERT INTO agg_trades_v2 SELECT uuid(), 'BINANCE-' || a, 'BTCUSDT', 'BINANCE', 'crypto',
+       CASE WHEN t < 100000000000000 THEN t * 1000 ELSE t END, p, q, 'USDT',
+       CASE WHEN m THEN 'SELL' ELSE 'BUY' END, [], a, epoch_us(now()), row_number() OVER (),
+       json_object('first_trade_id', f::VARCHAR, 'last_trade_id', l::VARCHAR, 'is_best_match', lower(b::VARCHAR))
+     FROM read_csv('${file.replace(/'/g, "''")}', header = false, columns = {'a': 'BIGINT', 'p': 'DECIMAL(18,8)',
+       'q': 'DECIMAL(18,8)', 'f': 'BIGINT', 'l': 'BIGINT', 't': 'BIGINT', 'm': 'BOOLEAN', 'b': 'BOOLEAN'})
+     ON CONFLICT DO NOTHING`,
+  );
+  const loaded = Number(r.rowsChanged);
+  const elapsed = performance.now() - started;
+  conn.closeSync();
+  instance.closeSync();
+  process.stdout.write(`${JSON.stringify({ rows: loaded, loaded, elapsed_ms: Math.round(elapsed) })}\n`);
+}
+
+/** `--compare`: k2 load against DuckDB's read_csv on the same capture-made file; one JSON line. */
+async function compare(dir: string, preload: string): Promise<void> {
+  const rows = arg("rows", 200_000);
+  const fileMib = arg("file-mib", 1 << 20);
+  const batch = arg("batch", 20_000);
+  const file = join(dir, "aggtrades.csv");
+  const n = await aggTradesFromCapture(
+    file,
+    process.argv.includes("--file-mib") ? Infinity : rows,
+    fileMib * 1048576,
+  );
+  const bytes = (await stat(file)).size;
+  const self = fileURLToPath(import.meta.url);
+  const measure = async (label: string, args: string[], script: string): Promise<Record<string, number>> => {
+    const db = join(dir, `${label}.duckdb`);
+    const m = await runLoad([...args, db], preload, script);
+    await rm(db, { force: true });
+    await rm(`${db}.wal`, { force: true });
+    if (m.summary.loaded !== n) throw new Error(`${label}: loaded ${m.summary.loaded} of ${n}`);
+    return {
+      rows_per_s: Math.round((n * 1000) / Number(m.summary.elapsed_ms)),
+      peak_rss_mb: m.peak_rss_mb,
+      peak_heap_mb: m.peak_heap_mb,
+    };
+  };
+  const k2 = await measure(
+    "k2",
+    ["load", "binance-aggtrades", file, "--symbol", "BTCUSDT", "--batch-size", String(batch), "--db"],
+    CLI,
+  );
+  const duck = await measure("duckdb", ["--duckdb-floor", file], self);
+  process.stdout.write(
+    `${JSON.stringify({ bench: "loader_compare", rows: n, file_mib: Math.round(bytes / 1048576), batch, k2, duckdb_read_csv: duck })}\n`,
+  );
+}
+
 interface Measured {
   summary: Record<string, unknown>;
   wall_ms: number;
@@ -102,10 +207,10 @@ interface Measured {
 }
 
 /** Runs the CLI with a preload that prints the peak RSS (KiB) on stderr at exit. */
-async function runLoad(args: string[], preload: string): Promise<Measured> {
+async function runLoad(args: string[], preload: string, script = CLI): Promise<Measured> {
   const started = performance.now();
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, ["--import", preload, CLI, ...args], {
+    const child = spawn(process.execPath, ["--import", preload, script, ...args], {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, K2_LOG_LEVEL: "warn" },
     });
@@ -136,6 +241,11 @@ async function runLoad(args: string[], preload: string): Promise<Measured> {
 }
 
 async function main() {
+  const floorAt = process.argv.indexOf("--duckdb-floor");
+  if (floorAt >= 0) {
+    await duckdbFloor(process.argv[floorAt + 1], process.argv[floorAt + 2]);
+    return;
+  }
   const rows = arg("rows", 3_000_000);
   const small = arg("small", 300_000);
   const batch = arg("batch", 20_000);
@@ -173,6 +283,14 @@ async function main() {
     }),
   );
   const results: Record<string, unknown>[] = [];
+  if (process.argv.includes("--compare")) {
+    try {
+      await compare(dir, preload);
+    } finally {
+      if (!process.argv.includes("--keep")) await rm(dir, { recursive: true, force: true });
+    }
+    return;
+  }
   try {
     const cases: [string, number, (f: string, n: number) => Promise<void>, string[]][] = [
       ["binance-aggtrades", small, aggTradesFile, ["--symbol", "BTCUSDT"]],

@@ -151,6 +151,40 @@ const BENCHES: Bench[] = [
     },
   },
   {
+    name: "loader",
+    script: "loader.js",
+    args: ["--compare", "--rows", "100000"],
+    processes: 5,
+    timeoutS: 90,
+    read(lines) {
+      const o = lines.find((l) => l.bench === "loader_compare") as
+        | { k2: Record<string, number>; duckdb_read_csv: Record<string, number> }
+        | undefined;
+      if (!o) return {};
+      return {
+        sample: new Map([
+          [
+            "k2 load binance-aggtrades, 100k rows into DuckDB",
+            {
+              unit: "rows/s",
+              v: o.k2.rows_per_s,
+              base: ["DuckDB read_csv of the same file into agg_trades_v2", o.duckdb_read_csv.rows_per_s],
+              target: { on: "value", op: ">=", x: 100_000 },
+            },
+          ],
+          [
+            "k2 load binance-aggtrades: peak RSS",
+            {
+              unit: "MiB",
+              v: o.k2.peak_rss_mb,
+              base: ["DuckDB read_csv peak RSS", o.duckdb_read_csv.peak_rss_mb],
+            },
+          ],
+        ]),
+      };
+    },
+  },
+  {
     name: "cli-start",
     script: "cli-start.js",
     args: ["--runs", "3"],

@@ -1,8 +1,8 @@
 /**
  * The shared driver of the historical batch loaders (`k2 load ...`): reads a file line by line
  * ({@link openLineSource}), hands each line to a format's {@link RowParser}, and writes trades_v2
- * records and dead letters through the {@link Store} contract in batches, awaiting each write, so
- * memory is bounded by one batch whatever the file size.
+ * records and dead letters through the {@link Store} contract in batches, one write in flight while
+ * the next batch is parsed, so memory is bounded by two batches whatever the file size.
  *
  * Writes are idempotent (the store's unique key (exchange, symbol, trade_id)): loading a file again
  * stores nothing new and counts every row as a duplicate. A row that cannot be normalized becomes a
@@ -95,14 +95,32 @@ export async function loadTrades(opts: LoadOptions): Promise<LoadSummary> {
   };
   let batch: WriteBatch = emptyBatch();
   const trades = () => (opts.target === "trades" ? batch.trades : batch.aggTrades);
+  // One store write in flight while the next batch is read and parsed (the store works on its own
+  // threads meanwhile), so memory holds at most two batches; batches are still written in order, one
+  // at a time, and the first failure stops the load.
+  let inFlight: Promise<void> | null = null;
+  let failure: { error: unknown } | null = null;
+  const settle = async () => {
+    if (inFlight) await inFlight;
+    inFlight = null;
+    if (failure) throw failure.error;
+  };
   const flush = async () => {
     const n = trades().length;
     if (n + batch.deadLetters.length === 0) return;
-    const r = await store.write(batch);
-    const stored = opts.target === "trades" ? r.trades : r.aggTrades;
-    summary.loaded += stored;
-    summary.duplicates += n - stored;
+    const sent = batch;
     batch = emptyBatch();
+    await settle();
+    inFlight = store.write(sent).then(
+      (r) => {
+        const stored = opts.target === "trades" ? r.trades : r.aggTrades;
+        summary.loaded += stored;
+        summary.duplicates += n - stored;
+      },
+      (error: unknown) => {
+        failure = { error };
+      },
+    );
   };
 
   const bar = opts.progress ? startBar(opts.file, source.totalBytes) : null;
@@ -114,7 +132,7 @@ export async function loadTrades(opts: LoadOptions): Promise<LoadSummary> {
         lineNo++;
         let line = lines[i];
         if (lineNo === 1 && line.charCodeAt(0) === 0xfeff) line = line.slice(1);
-        if (line.trim() === "") continue;
+        if (isBlank(line)) continue;
         let trade: TradeV2 | null;
         try {
           trade = parser.parse(line, lineNo, nowUs);
@@ -141,13 +159,23 @@ export async function loadTrades(opts: LoadOptions): Promise<LoadSummary> {
       bar?.update(source.bytesRead(), { rows: summary.rows });
     }
     await flush();
+    await settle();
     bar?.update(source.totalBytes, { rows: summary.rows });
   } finally {
+    // a write still running finishes (or fails) before the caller closes the store
+    await inFlight;
     bar?.stop();
     source.close();
   }
   summary.elapsed_ms = Math.round(performance.now() - started);
   return summary;
+}
+
+/** True for an empty line or one of whitespace only (`line.trim() === ""` without the copy). */
+function isBlank(line: string): boolean {
+  const c = line.charCodeAt(0);
+  if (c > 32 && c < 127) return false;
+  return line.trim() === "";
 }
 
 /**

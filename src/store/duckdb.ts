@@ -79,6 +79,12 @@ function paramsOf(table: Table, r: object): DuckDBValue[] {
  */
 class Staging {
   readonly create: string;
+  /**
+   * Drops and recreates the staging table, at the end of each batch's transaction. Emptying it with
+   * DELETE leaves the deleted rows' memory behind (a temporary table is never checkpointed): a
+   * million-row load peaked at 795 MiB RSS that way, 467 MiB with this.
+   */
+  readonly renew: string;
   readonly move: (table: string) => string;
   readonly append: (a: DuckDBAppender, records: readonly object[]) => void;
 
@@ -93,6 +99,7 @@ class Staging {
     const casts = cols
       .map((c) => `${ident(c.name)}${CAST[c.type] === "" ? "" : `::${CAST[c.type]}`}`)
       .join(", ");
+    this.renew = `DROP TABLE IF EXISTS temp.main.${name}; ${this.create}`;
     this.move = (target) => `INSERT INTO ${target} (${columnList(cols)}) ${select(casts, name)} ${conflict}`;
     this.append = compileRowLoop(cols, {
       params: ["a", "records"],
@@ -261,6 +268,21 @@ export class DuckDBStore extends SqlReads implements Store {
     this.stageCandles = await this.conn.createAppender("stage_candles", "main", "temp");
   }
 
+  /** Closes the appenders of `used` (flushed already), before their tables are dropped. */
+  private closeAppenders(used: Set<Staging>): void {
+    if (used.has(STAGE_TRADES)) this.stageTrades.closeSync();
+    if (used.has(STAGE_QUOTES)) this.stageQuotes.closeSync();
+    if (used.has(STAGE_CANDLES)) this.stageCandles.closeSync();
+  }
+
+  /** Opens new appenders on the staging tables of `used` (after {@link closeAppenders}). */
+  private async openAppenders(used: Set<Staging>): Promise<void> {
+    const open = (name: string) => this.conn.createAppender(name, "main", "temp");
+    if (used.has(STAGE_TRADES)) this.stageTrades = await open("stage_trades");
+    if (used.has(STAGE_QUOTES)) this.stageQuotes = await open("stage_quotes");
+    if (used.has(STAGE_CANDLES)) this.stageCandles = await open("stage_candles");
+  }
+
   /** Serializes operations on the writer's connection. */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.chain.then(fn, fn);
@@ -293,27 +315,25 @@ export class DuckDBStore extends SqlReads implements Store {
       const r = await c.run(first ? `BEGIN TRANSACTION; ${sql}` : sql);
       return Number(r.rowsChanged);
     };
-    const cleanup: string[] = [];
+    const used = new Set<Staging>();
+    let closed = false;
     try {
       for (const [records, table, key] of [
         [batch.trades, "trades_v2", "trades"],
         [batch.aggTrades, "agg_trades_v2", "aggTrades"],
       ] as const) {
         if (records.length === 0) continue;
-        if (cleanup.includes("DELETE FROM stage_trades")) {
-          await c.run("DELETE FROM stage_trades");
-          cleanup.splice(cleanup.indexOf("DELETE FROM stage_trades"), 1);
-        }
+        if (used.has(STAGE_TRADES)) await c.run("DELETE FROM stage_trades"); // trades and aggTrades in one batch
         STAGE_TRADES.append(this.stageTrades, records);
         result[key] = await run(STAGE_TRADES.move(table));
         total += records.length;
-        cleanup.push("DELETE FROM stage_trades");
+        used.add(STAGE_TRADES);
       }
       if (batch.quotes.length > 0) {
         STAGE_QUOTES.append(this.stageQuotes, batch.quotes);
         result.quotes = await run(STAGE_QUOTES.move("quotes_v2"));
         total += batch.quotes.length;
-        cleanup.push("DELETE FROM stage_quotes");
+        used.add(STAGE_QUOTES);
       }
       // dead letters and gaps: few per batch, one parameterized statement each
       for (const [records, sql, table, key] of [
@@ -333,11 +353,17 @@ export class DuckDBStore extends SqlReads implements Store {
         STAGE_CANDLES.append(this.stageCandles, batch.candles);
         // candles are derived, not source records: a candle written again is not a duplicate
         result.candles = await run(STAGE_CANDLES.move("candles_v2"));
-        cleanup.push("DELETE FROM stage_candles");
+        used.add(STAGE_CANDLES);
       }
-      if (begun) await c.run(`${cleanup.map((x) => `${x}; `).join("")}COMMIT`);
+      if (begun) {
+        // the staging tables used are dropped and recreated in the batch's transaction
+        this.closeAppenders(used);
+        closed = true;
+        await c.run(`${[...used].map((st) => `${st.renew}; `).join("")}COMMIT`);
+      }
     } catch (err) {
       await c.run("ROLLBACK").catch(() => undefined); // no-op error when no transaction is open
+      if (closed) await this.openAppenders(used); // the rollback restored the tables
       this.stageTrades.clear();
       this.stageQuotes.clear();
       this.stageCandles.clear();
@@ -346,6 +372,7 @@ export class DuckDBStore extends SqlReads implements Store {
       await c.run("DELETE FROM stage_candles").catch(() => undefined);
       throw err;
     }
+    if (closed) await this.openAppenders(used);
     result.duplicates =
       total - result.trades - result.aggTrades - result.quotes - result.deadLetters - result.gaps;
     return result;

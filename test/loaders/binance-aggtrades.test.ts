@@ -433,6 +433,53 @@ describe("Binance aggTrades rows are the records the live aggTrade stream stores
     expect(futures?.vendor_data).toEqual({ first_trade_id: "27781", last_trade_id: "27781" });
   });
 
+  it("reads a canonical row in one pass into the same record as the general path gives for other spellings of it", () => {
+    const fields = (r: TradeV2 | null) => {
+      const { platform_sequence: _p, ...rest } = r as TradeV2;
+      return rest;
+    };
+    const parse = (line: string) => {
+      const p = new BinanceAggTradesParser("BTCUSDT");
+      p.parse("a,p,q,f,l,T,m,M", 1, 5); // past the first line: rows may take the one-pass path
+      return fields(p.parse(line, 2, 5));
+    };
+    const cases: [string, string[]][] = [
+      [
+        "3000000001,61686.00000000,0.00016000,3000000001,3000000002,1723161601498,False,True",
+        [
+          " 3000000001,61686,0.00016,3000000001,3000000002,1723161601498,false,true",
+          "03000000001,61686.0000000000,.00016000,03000000001,3000000002,1723161601498,FALSE,TRUE",
+          "3000000001, 61686.00000000 ,0.00016000,3000000001,3000000002, 1723161601498,False,True",
+        ],
+      ],
+      [
+        "0,0.20000000,50.00000000,0,0,1735689600123456,True,False",
+        [
+          "0,0.2,50,0,0,1735689600123456,true,false",
+          "00,00.20000000,050.0,00,0,01735689600123456,True,False",
+        ],
+      ],
+      ["7,1.50000000,2.00000000,7,7,1498793709153,True", ["7,1.5,2,7,7,1498793709153,true"]],
+    ];
+    for (const [canonical, others] of cases) {
+      const fast = parse(canonical);
+      for (const o of others) expect(parse(o), o).toEqual(fast);
+    }
+    expect(parse(cases[0][0])).toMatchObject({
+      trade_id: "BINANCE-3000000001",
+      side: "BUY",
+      timestamp: 1723161601498000,
+      vendor_data: { first_trade_id: "3000000001", last_trade_id: "3000000002", is_best_match: "true" },
+    });
+    // rows the one-pass reader declines still get the general path's reasons
+    const p = new BinanceAggTradesParser("BTCUSDT");
+    p.parse("a,p,q,f,l,T,m,M", 1, 5);
+    expect(() => p.parse("1,1.123456789,1,1,1,1723161601498,True,True", 2, 5)).toThrow(/fractional digits/);
+    expect(() => p.parse("1,1.5,1,1,1,9007199254740993,True,True", 3, 5)).toThrow(/out of range/);
+    expect(() => p.parse("1,1.5,1,1,1,1723161601498,True,True,x", 4, 5)).toThrow(/expected 8 fields/);
+    expect(() => p.parse("1,1.5,1,1,1,1723161601498,yes,True", 5, 5)).toThrow(/is buyer maker/);
+  });
+
   it("takes the symbol from a Binance public-data file name", () => {
     expect(symbolFromFileName("/x/BTCUSDT-aggTrades-2024-08-08.zip")).toBe("BTCUSDT");
     expect(symbolFromFileName("trades.csv")).toBeNull();
