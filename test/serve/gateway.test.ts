@@ -47,6 +47,10 @@ describe("requests and replies", () => {
 
   it.each([
     [{ op: "subscribe", channel: "candles.2m", symbols: ["BTCUSDT"], id: 1 }, "channel"],
+    [{ op: "subscribe", channel: "book.0", symbols: ["BTCUSDT"], id: 1 }, "channel"],
+    [{ op: "subscribe", channel: "book.1001", symbols: ["BTCUSDT"], id: 1 }, "channel"],
+    [{ op: "subscribe", channel: "book.010", symbols: ["BTCUSDT"], id: 1 }, "channel"],
+    [{ op: "subscribe", channel: "book.10", symbols: ["BTCUSDT"], from: 0, id: 1 }, "from"],
     [{ op: "subscribe", channel: "trades", symbols: ["btcusdt"], id: 2 }, "symbols.0"],
     [{ op: "subscribe", channel: "trades", symbols: [], id: 3 }, "symbols"],
     [{ op: "subscribe", channel: "trades", id: 4 }, "symbols"],

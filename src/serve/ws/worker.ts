@@ -5,8 +5,10 @@
  *
  * First the worker says `hello` (its IPC listener is in place); then, from the parent:
  *   - stdin, one record per line (`\n`-terminated): `T` + TradeV2 JSON, `Q` + QuoteV2 JSON,
- *     `C` + candle JSON, `K` + Tick JSON (the parent's tick book, sent first). Trades and quotes go
- *     through a {@link LiveFeed} of this process, which derives the ticks as the parent's does;
+ *     `C` + candle JSON, `K` + Tick JSON (the parent's tick book, sent first), `B` + LiveBookTop JSON
+ *     (a kept order book's whole top-N, replacing this process's copy, `live/books.ts`; sent while this
+ *     worker reports `bookDepth` > 0). Trades and quotes go through a {@link LiveFeed} of this process,
+ *     which derives the ticks as the parent's does;
  *   - IPC messages ({@link ToWorker}): `init` (settings), `page` (a history page it asked for with
  *     `history`: the parent reads the store for `from` subscriptions, since a DuckDB file has one
  *     writer, the parent, and one reader path keeps PostgreSQL and DuckDB alike; the parent's pages
@@ -19,9 +21,11 @@ import type { Socket } from "node:net";
 import { setPriority } from "node:os";
 import { createLogger } from "../../ops/logger.js";
 import type { CandleV2 } from "../../schema/candles.js";
+import type { LiveBookTop } from "../../schema/live-book.js";
 import type { QuoteV2, TradeV2 } from "../../schema/records.js";
 import type { MarketQuery, Page } from "../../store/page.js";
 import { TokenAuth } from "../auth.js";
+import { LiveBookCopy } from "../live/books.js";
 import { LiveFeed, type Tick } from "../live/feed.js";
 import type { GatewayConfig } from "./config.js";
 import { Gateway, type UpgradeRequest } from "./gateway.js";
@@ -88,10 +92,16 @@ export type FromWorker =
   /** The socket of connection `cid` closed (the pool releases its connection-limit count). */
   | { t: "gone"; cid: number }
   /** Asks the parent for one page of stored trades or quotes (answered with `page`). */
-  | { t: "history"; id: number; kind: "trades" | "quotes"; query: MarketQuery };
+  | { t: "history"; id: number; kind: "trades" | "quotes"; query: MarketQuery }
+  /** Its largest `book.{N}` subscription changed (0: none): books are forwarded at least that deep. */
+  | { t: "bookDepth"; depth: number };
 
 /** Splits stdin into lines and hands each record to the live feed. */
-function readRecords(live: LiveFeed, onBadLine: (line: string, err: unknown) => void): void {
+function readRecords(
+  live: LiveFeed,
+  books: LiveBookCopy,
+  onBadLine: (line: string, err: unknown) => void,
+): void {
   let rest = "";
   process.stdin.setEncoding("utf8");
   process.stdin.on("data", (chunk: string) => {
@@ -116,6 +126,9 @@ function readRecords(live: LiveFeed, onBadLine: (line: string, err: unknown) => 
           case "K":
             live.restoreTick(value as Tick);
             break;
+          case "B":
+            books.apply(value as LiveBookTop);
+            break;
           default:
             onBadLine(line, new Error(`unknown record kind "${line[0]}"`));
         }
@@ -132,10 +145,11 @@ function main(): void {
     if (process.connected) process.send?.(m);
   };
   const live = new LiveFeed();
+  const books = new LiveBookCopy();
   const history = new ParentHistory(send);
   let gateway: Gateway | null = null;
   let logger = createLogger();
-  readRecords(live, (line, err) =>
+  readRecords(live, books, (line, err) =>
     logger.error(
       { err: (err as Error).message, line: line.slice(0, 200) },
       "gateway worker: bad record line",
@@ -168,6 +182,8 @@ function main(): void {
         path: m.path,
         history,
         replayMaxRange: m.config.replayMaxRange,
+        books,
+        onBookDepth: (depth) => send({ t: "bookDepth", depth }),
       });
       gateway.start();
     } else if (m.t === "conn") {
