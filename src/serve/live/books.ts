@@ -113,6 +113,11 @@ export class LiveBookCopy implements LiveBookSource {
     this.listeners.call(v);
   }
 
+  /** Forgets every copy (the sender stops sending: copies kept would go stale). */
+  clear(): void {
+    this.views.clear();
+  }
+
   book(exchange: string, symbol: string): LiveBookView | undefined {
     return this.views.get(`${exchange}|${symbol}`);
   }

@@ -183,7 +183,11 @@ function main(): void {
         history,
         replayMaxRange: m.config.replayMaxRange,
         books,
-        onBookDepth: (depth) => send({ t: "bookDepth", depth }),
+        onBookDepth: (depth) => {
+          // with no book subscriber here the parent stops forwarding: drop the copies before they go stale
+          if (depth === 0) books.clear();
+          send({ t: "bookDepth", depth });
+        },
       });
       gateway.start();
     } else if (m.t === "conn") {
