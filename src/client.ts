@@ -17,6 +17,7 @@
 import { EventEmitter } from "node:events";
 import WebSocket from "ws";
 import * as history from "./client-history.js";
+import type { LiveBookTop } from "./schema/live-book.js";
 import type { QuoteV2, TradeV2 } from "./schema/records.js";
 import type { LiveCandle, Tick } from "./serve/ws/feed.js";
 import {
@@ -29,6 +30,7 @@ import {
 } from "./serve/ws/protocol.js";
 
 export * from "./client-history.js";
+export type { LiveBookTop } from "./schema/live-book.js";
 export type { QuoteV2, TradeV2 } from "./schema/records.js";
 export type { LiveCandle, Tick } from "./serve/ws/feed.js";
 export type { Channel, ServerMessage } from "./serve/ws/protocol.js";
@@ -60,6 +62,8 @@ export interface K2ClientEvents {
   quote: [quote: QuoteV2];
   tick: [tick: Tick];
   candle: [candle: LiveCandle, channel: Channel];
+  /** A whole top-N of a kept order book (`book.{N}` channels; each replaces the previous one). */
+  book: [book: LiveBookTop, channel: Channel];
   /** Server heartbeat; `ts` µs since epoch. */
   heartbeat: [ts: number];
   /** Each (re)connection, once the gateway has answered (subscriptions are sent again first). */
@@ -382,11 +386,15 @@ export class K2Client extends EventEmitter<K2ClientEvents> {
       case "candle":
         this.emit("candle", m.data, m.channel);
         return;
+      case "book":
+        this.emit("book", m.data, m.channel);
+        return;
       case "batch":
         for (const r of m.data as unknown[]) {
           if (m.channel === "trades") this.emit("trade", r as TradeV2);
           else if (m.channel === "quotes") this.emit("quote", r as QuoteV2);
           else if (m.channel === "ticks") this.emit("tick", r as Tick);
+          else if (m.channel.startsWith("book.")) this.emit("book", r as LiveBookTop, m.channel);
           else this.emit("candle", r as LiveCandle, m.channel);
         }
         return;

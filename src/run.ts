@@ -31,6 +31,7 @@ import { FeedReplays, replayFinishedMessage } from "./replay/feeds.js";
 import type { ReplayServer } from "./replay/replay-server.js";
 import type { SequenceGap } from "./schema/records.js";
 import { createHttpServer, listen } from "./serve/http.js";
+import { LiveBookRegistry } from "./serve/live/books.js";
 import { type GatewayService, registerLiveServing } from "./serve/live-serving.js";
 import { type Serving, startServing } from "./serve/serving.js";
 import { createStore } from "./store/index.js";
@@ -234,9 +235,12 @@ export async function startProcess(
         onStored: ackJournalOnStore && journal ? (messages) => journal.ack(messages) : undefined,
         storeStallMs: config.storeStallMs,
       });
+  /** The order books the feeds maintain (`--streams depth`), for `GET /api/v1/book` and `book.{N}`. */
+  const books = new LiveBookRegistry();
   const serving =
     roles.serve && store
       ? startServing({
+          books,
           bus,
           store,
           metrics,
@@ -310,6 +314,7 @@ export async function startProcess(
     ),
   );
   started.push(...feeds);
+  for (const f of feeds) if (f.books) books.add(f.books);
   if (lastRead && !lastRead.done) {
     logger.warn(
       { waitedMs: LAST_SEQUENCES_WAIT_MS },
@@ -364,6 +369,7 @@ export async function startProcess(
         // pages of the store merged with the records received but not stored yet
         history: serving.source,
         recent: serving.recent,
+        books,
         config: config.gateway,
         metrics,
         logger,

@@ -21,7 +21,8 @@ import {
 import type { L2Book } from "../books/l2-book.js";
 import type { Logger } from "../ops/logger.js";
 import type { Metrics } from "../ops/metrics.js";
-import type { BookChangeV2 } from "../schema/books.js";
+import type { BookChangeV2, BookLevel } from "../schema/books.js";
+import type { LiveBookSource, LiveBookView } from "../schema/live-book.js";
 import type { QuoteV2 } from "../schema/records.js";
 import { nowMicros } from "../schema/time.js";
 import { Reject } from "../venues/mapping.js";
@@ -64,8 +65,11 @@ export interface BookKeeperOptions {
   retryDelayMs?: number;
 }
 
-/** One venue's local books, kept by Binance's procedure (see the file header). */
-export class BinanceBookKeeper {
+/**
+ * One venue's local books, kept by Binance's procedure (see the file header), and their live view for
+ * the serving layer ({@link LiveBookSource}: `GET /api/v1/book`, the gateway's `book.{N}` channels).
+ */
+export class BinanceBookKeeper implements LiveBookSource {
   readonly counts: BookCounts = {
     checks: 0,
     mismatches: 0,
@@ -74,19 +78,23 @@ export class BinanceBookKeeper {
     applied: 0,
     crossed: 0,
   };
-  private readonly books: BinanceBooks;
+  private readonly procedures: BinanceBooks;
   private readonly checks = new Map<string, BookTickerCrossCheck>();
   /** Time of each symbol's last resync (book discarded), µs since epoch. */
   private readonly resyncAt = new Map<string, number>();
+  /** Venue time (`E`) of each symbol's last applied diff, µs since epoch. */
+  private readonly appliedAt = new Map<string, number>();
+  private readonly views = new Map<string, LiveBookView>();
+  private readonly listeners: ((view: LiveBookView) => void)[] = [];
   private readonly fetching = new Set<string>();
   /** Consecutive unusable snapshots per symbol (for the retry delay). */
   private readonly attempts = new Map<string, number>();
   private stopped = false;
 
   constructor(private readonly opts: BookKeeperOptions) {
-    this.books = new BinanceBooks(opts.maxBuffered ?? 10_000, (d, book) => this.applied(d, book));
+    this.procedures = new BinanceBooks(opts.maxBuffered ?? 10_000, (d, book) => this.applied(d, book));
     opts.metrics.collectHooks.push(() => {
-      for (const [symbol, sync] of this.books.bySymbol) {
+      for (const [symbol, sync] of this.procedures.bySymbol) {
         opts.metrics.bookDepth.labels(opts.exchange, symbol, "bid").set(sync.book.depth("bid"));
         opts.metrics.bookDepth.labels(opts.exchange, symbol, "ask").set(sync.book.depth("ask"));
       }
@@ -95,7 +103,7 @@ export class BinanceBookKeeper {
 
   /** The procedure of a symbol, or undefined when no depth diff of it came yet. */
   sync(symbol: string): BinanceBookSync | undefined {
-    return this.books.bySymbol.get(symbol);
+    return this.procedures.bySymbol.get(symbol);
   }
 
   /** Time of the symbol's last resync, µs since epoch, or null. */
@@ -105,12 +113,32 @@ export class BinanceBookKeeper {
 
   /** Symbols kept. */
   symbols(): string[] {
-    return [...this.books.bySymbol.keys()];
+    return [...this.procedures.bySymbol.keys()];
+  }
+
+  /** The live view of a symbol's book (exchange must be this keeper's), or undefined when none is kept. */
+  book(exchange: string, symbol: string): LiveBookView | undefined {
+    if (exchange !== this.opts.exchange || !this.procedures.bySymbol.has(symbol)) return undefined;
+    return this.view(symbol);
+  }
+
+  /** The live views of every symbol kept. */
+  books(): LiveBookView[] {
+    return this.symbols().map((s) => this.view(s));
+  }
+
+  /** Adds a listener called synchronously after each change of a book (see {@link LiveBookSource}). */
+  onUpdate(listener: (view: LiveBookView) => void): () => void {
+    this.listeners.push(listener);
+    return () => {
+      const i = this.listeners.indexOf(listener);
+      if (i >= 0) this.listeners.splice(i, 1);
+    };
   }
 
   /** Handles one depth diff (a book_changes_v2 record with `U`/`u` as first/last sequence). */
   onChange(change: BookChangeV2): void {
-    const step = this.books.onDiff({
+    const step = this.procedures.onDiff({
       symbol: change.symbol,
       eventTime: Math.floor(change.timestamp / 1000),
       firstUpdateId: change.first_source_sequence ?? 0,
@@ -123,7 +151,7 @@ export class BinanceBookKeeper {
 
   /** Cross-checks a best bid/ask record (Binance `@bookTicker`, `source_sequence` = `u`). */
   onQuote(q: QuoteV2): void {
-    if (q.source_sequence === null || !this.books.bySymbol.has(q.symbol)) return;
+    if (q.source_sequence === null || !this.procedures.bySymbol.has(q.symbol)) return;
     const result = this.check(q.symbol).onBookTicker({
       updateId: q.source_sequence,
       bidPrice: q.bid_price,
@@ -137,7 +165,7 @@ export class BinanceBookKeeper {
   /** `/health` problems: symbols whose book was discarded and waits for a new snapshot. */
   problems(): string[] {
     const out: string[] = [];
-    for (const [symbol, sync] of this.books.bySymbol) {
+    for (const [symbol, sync] of this.procedures.bySymbol) {
       if (sync.state === "awaiting-snapshot" && this.resyncAt.has(symbol)) {
         out.push(`book ${this.opts.exchange} ${symbol} resyncing (sequence break; waiting for a snapshot)`);
       }
@@ -148,6 +176,51 @@ export class BinanceBookKeeper {
   /** Stops asking for snapshots (shutdown). */
   stop(): void {
     this.stopped = true;
+  }
+
+  /** The view of a symbol's book: getters over the procedure's state, read when asked. */
+  private view(symbol: string): LiveBookView {
+    let v = this.views.get(symbol);
+    if (v) return v;
+    const sync = () => this.procedures.get(symbol);
+    const at = this.appliedAt;
+    const resyncAt = this.resyncAt;
+    v = {
+      exchange: this.opts.exchange,
+      symbol,
+      get state() {
+        return sync().state === "live" ? "live" : "syncing";
+      },
+      get timestamp() {
+        return at.get(symbol) ?? null;
+      },
+      get last_source_sequence() {
+        return sync().state === "live" ? sync().book.sequence : null;
+      },
+      get last_resync_timestamp() {
+        return resyncAt.get(symbol) ?? null;
+      },
+      exactDepth: Number.MAX_SAFE_INTEGER,
+      levels: (side, n) => (sync().state === "live" ? (sync().book.top(side, n) as BookLevel[]) : []),
+    };
+    this.views.set(symbol, v);
+    return v;
+  }
+
+  /** Tells the listeners that a symbol's book changed (a listener that throws is logged, not rethrown). */
+  private updated(symbol: string): void {
+    if (this.listeners.length === 0) return;
+    const v = this.view(symbol);
+    for (const l of this.listeners) {
+      try {
+        l(v);
+      } catch (err) {
+        this.opts.logger.error(
+          { exchange: this.opts.exchange, symbol, err: (err as Error).message },
+          "book update listener failed",
+        );
+      }
+    }
   }
 
   private check(symbol: string): BookTickerCrossCheck {
@@ -164,7 +237,7 @@ export class BinanceBookKeeper {
     this.counts.checks++;
     if (result === "mismatch") {
       this.counts.mismatches++;
-      const sync = this.books.bySymbol.get(symbol);
+      const sync = this.procedures.bySymbol.get(symbol);
       this.opts.logger.warn(
         { exchange: this.opts.exchange, symbol, sequence: sync?.book.sequence },
         "book cross-check mismatch: the top level differs from the best bid/ask of the same update id",
@@ -176,12 +249,14 @@ export class BinanceBookKeeper {
   /** Right after a diff is applied: cross-check against held best bid/ask frames, crossed book. */
   private applied(d: BinanceDepthDiff, book: L2Book): void {
     this.counts.applied++;
+    this.appliedAt.set(d.symbol, d.eventTime * 1000);
     const r = this.check(d.symbol).onApplied(d.finalUpdateId, book);
     if (r) this.count(d.symbol, r);
     if (book.isCrossed()) {
       this.counts.crossed++;
       this.opts.metrics.bookCrossed.labels(this.opts.exchange, d.symbol).inc();
     }
+    this.updated(d.symbol);
   }
 
   /** Handles a resync found by a step of the procedure, and fetches a snapshot when asked. */
@@ -198,6 +273,7 @@ export class BinanceBookKeeper {
         { exchange, symbol, reason: r.reason, book: r.bookUpdateId, U: r.firstUpdateId, u: r.finalUpdateId },
         "book sequence break: the symbol's book is discarded and rebuilt from a new snapshot",
       );
+      this.updated(symbol);
     }
     if (step.fetchSnapshot) this.fetch(symbol, step.snapshotIgnored);
   }
@@ -231,7 +307,7 @@ export class BinanceBookKeeper {
         return;
       }
       this.counts.snapshots++;
-      const step = this.books.onSnapshot({
+      const step = this.procedures.onSnapshot({
         symbol,
         lastUpdateId: snapshot.last_source_sequence ?? 0,
         bids: snapshot.bids,
@@ -240,6 +316,8 @@ export class BinanceBookKeeper {
       if (!step.snapshotIgnored) {
         this.attempts.set(symbol, 0);
         this.opts.onSnapshot?.(snapshot);
+        // the snapshot alone (no buffered diff applied after it) is a change too
+        if (step.applied.length === 0 && !step.resync) this.updated(symbol);
       } else {
         this.opts.logger.info(
           { exchange: this.opts.exchange, symbol, lastUpdateId: snapshot.last_source_sequence },

@@ -5,6 +5,7 @@
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "../ops/logger.js";
 import type { Metrics } from "../ops/metrics.js";
+import type { LiveBookSource } from "../schema/live-book.js";
 import { registerApiAuth, TokenAuth } from "./auth.js";
 import { registerDashboard } from "./dashboard.js";
 import type { LiveFeed } from "./live/feed.js";
@@ -26,6 +27,8 @@ export interface LiveServingOptions {
   history?: ReplayHistory;
   /** The records received lately, some perhaps not stored yet (`live/recent.ts`). */
   recent?: RecentWindow;
+  /** The kept order books, for the gateway's `book.{N}` channels. */
+  books?: LiveBookSource;
 }
 
 /** What the serving layer exposes of the gateway, in-process or in worker processes. */
@@ -55,6 +58,7 @@ export function registerLiveServing(app: FastifyInstance, opts: LiveServingOptio
           logger: opts.logger,
           workers: opts.config.workers,
           history: opts.history,
+          books: opts.books,
         },
         script,
       )
@@ -69,6 +73,7 @@ export function registerLiveServing(app: FastifyInstance, opts: LiveServingOptio
         highWaterBytes: opts.config.highWaterBytes,
         history: opts.history,
         recent: opts.recent,
+        books: opts.books,
         replayMaxRange: opts.config.replayMaxRange,
         replayMaxRecords: opts.config.replayMaxRecords,
         connLimits: {

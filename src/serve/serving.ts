@@ -10,6 +10,7 @@ import { type CandleFeed, startCandleFeed } from "../candles/candle-feed.js";
 import type { Logger } from "../ops/logger.js";
 import type { Metrics } from "../ops/metrics.js";
 import type { CandleInterval } from "../schema/candles.js";
+import type { LiveBookSource } from "../schema/live-book.js";
 import type { Store } from "../store/store.js";
 import { startLiveConsumer } from "./live/consumer.js";
 import { LiveFeed } from "./live/feed.js";
@@ -31,6 +32,8 @@ export interface ServingOptions {
   candleIntervals?: readonly CandleInterval[];
   /** Byte budget of one REST list response, bytes (`K2_API_MAX_RESPONSE_BYTES`; default 4 MiB). */
   maxResponseBytes?: number;
+  /** The order books the process maintains (`GET /api/v1/book`), when it keeps any. */
+  books?: LiveBookSource;
 }
 
 /** A running serving layer. */
@@ -71,7 +74,13 @@ export function startServing(opts: ServingOptions): Serving {
   const recent = new RecentWindow();
   recent.follow(live);
   const consumer: Consumer = startLiveConsumer({ bus: opts.bus, live });
-  const source = new StoreMarketDataSource({ store: opts.store, live, candles: candles.aggregator, recent });
+  const source = new StoreMarketDataSource({
+    store: opts.store,
+    live,
+    candles: candles.aggregator,
+    recent,
+    books: opts.books,
+  });
   let stopped: Promise<void> | null = null;
 
   return {

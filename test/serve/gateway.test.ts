@@ -51,6 +51,10 @@ describe("requests and replies", () => {
     // seconds and ms are refused as the REST API refuses them (read as µs they would be 1970)
     [{ op: "subscribe", channel: "trades", symbols: ["BTCUSDT"], from: 1723161360, id: 10 }, "from"],
     [{ op: "subscribe", channel: "trades", symbols: ["BTCUSDT"], from: "1723161360000", id: 11 }, "from"],
+    [{ op: "subscribe", channel: "book.0", symbols: ["BTCUSDT"], id: 1 }, "channel"],
+    [{ op: "subscribe", channel: "book.1001", symbols: ["BTCUSDT"], id: 1 }, "channel"],
+    [{ op: "subscribe", channel: "book.010", symbols: ["BTCUSDT"], id: 1 }, "channel"],
+    [{ op: "subscribe", channel: "book.10", symbols: ["BTCUSDT"], from: 0, id: 1 }, "from"],
     [{ op: "subscribe", channel: "trades", symbols: [], id: 3 }, "symbols"],
     [{ op: "subscribe", channel: "trades", id: 4 }, "symbols"],
     [{ op: "subscribe", channel: "trades", symbols: ["BTCUSDT"], batch_ms: 2.5, id: 5 }, "batch_ms"],

@@ -5,6 +5,7 @@
  * form), description, example and values.
  */
 import { CANDLE_INTERVALS } from "../../schema/candles.js";
+import { LIVE_BOOK_DEFAULT_DEPTH, MAX_LIVE_BOOK_DEPTH } from "../../schema/live-book.js";
 import { type Column, DEAD_LETTER_COLUMNS, type LogicalType, TABLES } from "../../schema/tables.js";
 import { DEAD_LETTER_PREVIEW_CHARS } from "../../store/page.js";
 import { readColumns } from "../../store/sql.js";
@@ -159,6 +160,44 @@ const tick = {
     spread: { type: "string", nullable: true, description: "ask − bid, DECIMAL(18,8)" },
   },
 };
+const levels = (what: string) => ({
+  type: "array",
+  description: `${what}, [price, quantity] DECIMAL(18,8) strings`,
+  items: { type: "array", items: { type: "string" }, minItems: 2, maxItems: 2 },
+  example: [["61707.68000000", "0.51300000"]],
+});
+/** A live top-N of a maintained book (`schema/live-book.ts` LiveBookTop; also the `book.{N}` frames' data). */
+const liveBook = {
+  type: "object",
+  properties: {
+    exchange: { type: "string", example: "BINANCE" },
+    symbol: { type: "string", example: "BTCUSDT" },
+    state: {
+      type: "string",
+      enum: ["live", "syncing"],
+      description: "syncing: waiting for a snapshot (first, or after a sequence break); no levels then",
+    },
+    timestamp: { ...us("venue time of the last change applied (Binance E)"), nullable: true },
+    depth: { type: "integer", description: "N asked for; fewer levels when the book holds fewer" },
+    bids: levels("best N bids, highest price first"),
+    asks: levels("best N asks, lowest price first"),
+    last_source_sequence: {
+      type: "integer",
+      nullable: true,
+      description: "last venue sequence applied to the book (Binance final update id u)",
+    },
+    last_resync_timestamp: {
+      ...us("time of the last resync (book discarded after a sequence break and rebuilt)"),
+      nullable: true,
+    },
+  },
+};
+const reasoned = (description: string, error: string) => ({
+  description,
+  type: "object",
+  properties: { error: { type: "string", enum: [error] }, reason: { type: "string" } },
+});
+
 const marketQuery = (what: string) => ({
   type: "object",
   properties: {
@@ -178,6 +217,39 @@ export const docs = {
     tags: ["market data"],
     summary: "Latest trade and best bid/ask per symbol (from memory)",
     response: { 200: { type: "object", properties: { data: { type: "array", items: tick } } } },
+  },
+  book: {
+    tags: ["market data"],
+    summary: "Live top-N of a maintained L2 book (from memory)",
+    description:
+      "The best `depth` levels of the order book this process maintains for the symbol (`k2 run " +
+      "--streams depth,bookTicker` on Binance), with the last venue sequence applied and the time of " +
+      "the last resync. 404 when no book is kept for the symbol; 503 (with Retry-After) while the book " +
+      "waits for a snapshot.",
+    querystring: {
+      type: "object",
+      required: ["symbol"],
+      properties: {
+        exchange: {
+          ...q.exchange,
+          description: "exchange code (binance); omitted: any venue keeping the symbol",
+        },
+        symbol: q.symbol,
+        depth: {
+          type: "integer",
+          minimum: 1,
+          maximum: MAX_LIVE_BOOK_DEPTH,
+          default: LIVE_BOOK_DEFAULT_DEPTH,
+          description: "levels per side",
+        },
+      },
+    },
+    response: {
+      200: liveBook,
+      400: badRequest,
+      404: reasoned("no book is kept for that symbol", "not_found"),
+      503: reasoned("the book is waiting for a snapshot (first, or after a sequence break)", "unavailable"),
+    },
   },
   trades: {
     tags: ["market data"],

@@ -6,6 +6,7 @@
  */
 import { Readable } from "node:stream";
 import type { FastifyReply, FastifyRequest } from "fastify";
+import { LIVE_BOOK_DEFAULT_DEPTH, liveBookTop, MAX_LIVE_BOOK_DEPTH } from "../../schema/live-book.js";
 import type { DeadLetterFull, MarketQuery, Page, PageQuery, SortOrder } from "../../store/page.js";
 import { QueryParamError } from "../../store/page.js";
 import { docs } from "./openapi.js";
@@ -131,9 +132,47 @@ function dataRoute(
   };
 }
 
+/**
+ * `GET /book`: the live top-`depth` of a maintained book (200), 404 with a reason when no book is kept
+ * for the symbol, 503 with a reason and `Retry-After: 1` while it waits for a snapshot.
+ */
+const bookRoute: RouteSpec = {
+  path: "/book",
+  schema: docs.book,
+  handle: async (source, req, reply) => {
+    const p = new ParamReader(req.query, ["exchange", "symbol", "depth"]);
+    const exchange = p.exchange();
+    const symbol = p.symbol("symbol", true) as string;
+    const depth = p.int("depth", 1, MAX_LIVE_BOOK_DEPTH, LIVE_BOOK_DEFAULT_DEPTH);
+    const books = source.books;
+    const view = exchange ? books?.book(exchange, symbol) : books?.books().find((b) => b.symbol === symbol);
+    const name = `${exchange ? `${exchange} ` : ""}${symbol}`;
+    if (!view) {
+      const kept = books?.books().map((b) => `${b.exchange} ${b.symbol}`) ?? [];
+      return reply.code(404).send({
+        error: "not_found",
+        reason:
+          kept.length === 0
+            ? `no book is kept for ${name}: this process keeps no order books (run with --streams depth)`
+            : `no book is kept for ${name}; books are kept for ${kept.sort().join(", ")}`,
+      });
+    }
+    if (view.state !== "live") {
+      reply.header("retry-after", "1");
+      return reply.code(503).send({
+        error: "unavailable",
+        reason: `the book of ${view.exchange} ${view.symbol} is waiting for a snapshot${view.last_resync_timestamp === null ? "" : " after a sequence break"}`,
+      });
+    }
+    reply.header("cache-control", "no-store");
+    return liveBookTop(view, depth);
+  },
+};
+
 /** The routes, in the order of the API document. */
 export const ROUTES: readonly RouteSpec[] = [
   dataRoute("/ticks", docs.ticks, (source) => source.ticks()),
+  bookRoute,
   marketRoute("/trades", docs.trades, (source, q) => source.trades(q)),
   marketRoute("/quotes", docs.quotes, (source, q) => source.quotes(q)),
   pagedRoute("/candles", docs.candles, CANDLE_PARAMS, LIMITS.candles, "asc", async (source, p, page) => {

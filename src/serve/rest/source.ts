@@ -12,6 +12,7 @@
  * exact decimal strings (DECIMAL(18,8); candle volume 8 places, quote volume 16 places).
  */
 import type { CandleV2 } from "../../schema/candles.js";
+import type { LiveBookSource } from "../../schema/live-book.js";
 import type { QuoteV2, SequenceGap, TradeV2 } from "../../schema/records.js";
 import type {
   DeadLetterFull,
@@ -66,6 +67,8 @@ export class NotFoundError extends Error {
 export interface MarketDataSource {
   /** Live events (trades, quotes, candles, ticks, gaps, dead letters) and the tick book. */
   readonly live: LiveFeed;
+  /** The order books this process maintains (`GET /api/v1/book`), or undefined when it keeps none. */
+  readonly books?: LiveBookSource;
   /** Latest trade and best bid/ask per (exchange, symbol), from memory (no store access). */
   ticks(): Tick[];
   /** Stored trades (`trades_v2`) in (timestamp, exchange, symbol, trade id) order. */

@@ -6,6 +6,7 @@
  */
 import type { CandleAggregator } from "../../candles/candles.js";
 import { type CandleV2, isCandleInterval } from "../../schema/candles.js";
+import type { LiveBookSource } from "../../schema/live-book.js";
 import type { QuoteV2, SequenceGap, TradeV2 } from "../../schema/records.js";
 import type { DeadLetterFull, DeadLetterItem, DeadLetterQuery, MarketQuery, Page } from "../../store/page.js";
 import { widen } from "../../store/reads.js";
@@ -30,10 +31,13 @@ export interface StoreSourceOptions {
    * those of the window the store did not return, in order and without duplicates.
    */
   recent?: RecentWindow;
+  /** The order books this process maintains (`GET /api/v1/book`). */
+  books?: LiveBookSource;
 }
 
 export class StoreMarketDataSource implements MarketDataSource {
   readonly live: LiveFeed;
+  readonly books?: LiveBookSource;
   private readonly store: Store;
   private readonly aggregator: CandleAggregator | undefined;
   private readonly recent: RecentWindow | undefined;
@@ -41,6 +45,7 @@ export class StoreMarketDataSource implements MarketDataSource {
   constructor(opts: StoreSourceOptions) {
     this.store = opts.store;
     this.live = opts.live;
+    this.books = opts.books;
     this.aggregator = opts.candles;
     this.recent = opts.recent;
   }

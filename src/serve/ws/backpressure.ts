@@ -3,8 +3,8 @@
  *   - while the socket's unflushed bytes (`bufferedAmount`) stay under `highWaterBytes`, messages are
  *     written straight away;
  *   - above it the client is *behind*: messages wait in its own send queue, drained as the socket
- *     drains. While waiting, quotes and ticks are conflated: a newer quote/tick of the same symbol
- *     replaces the queued one (counted in `k2_ws_messages_conflated_total`), whereas trades, candles
+ *     drains. While waiting, quotes, ticks and books are conflated: a newer quote/tick of the same
+ *     symbol, or a newer whole top-N on the same `book.{N}` channel, replaces the queued one (counted in `k2_ws_messages_conflated_total`), whereas trades, candles
  *     and replies keep their order and are never dropped. A client behind is served on its own, out of
  *     its group, until its queue is empty;
  *   - once more than `maxQueue` messages wait, the client is disconnected with close code 4000 and a

@@ -8,7 +8,7 @@ import type { SendQueues } from "./backpressure.js";
 import type { Flusher } from "./flush.js";
 import { textFrame } from "./frames.js";
 import type { Member, SubscriptionIndex } from "./groups.js";
-import { type Client, CONFLATABLE, conflationKey, Group } from "./members.js";
+import { type Client, conflationKey, Group, isConflatable } from "./members.js";
 import type { GatewayCounts } from "./metrics.js";
 import type { Channel } from "./protocol.js";
 
@@ -49,6 +49,12 @@ export class Fanout {
     if (bySymbol) for (const m of bySymbol) if (!idx.all.has(m)) one(m);
   }
 
+  /** Whether anyone is subscribed to `symbol` on `channel` (to skip building a record nobody gets). */
+  wants(channel: Channel, symbol: string): boolean {
+    const idx = this.index.channel(channel);
+    return idx !== undefined && (idx.all.size > 0 || idx.bySymbol.has(symbol));
+  }
+
   /** One record (its JSON) to one client (used for the tick snapshot on subscribe). */
   deliver(c: Client, channel: Channel, type: string, exchange: string, symbol: string, json: string): void {
     const sub = c.subs.get(channel);
@@ -81,7 +87,7 @@ export class Fanout {
     if (!b) {
       b = {
         items: [],
-        bySymbol: CONFLATABLE.has(channel) ? new Map() : null,
+        bySymbol: isConflatable(channel) ? new Map() : null,
         timer: setTimeout(() => this.flushBatch(c, channel), batchMs),
       };
       c.batches.set(channel, b);

@@ -10,7 +10,7 @@
  *     and the subscription index (channel → symbol → groups and clients served on their own);
  *   - `fanout.ts`: one record to its subscribers, serialized and framed once;
  *   - `flush.ts`: the write path, one socket write per client per round, rounds in 2 ms slices;
- *   - `backpressure.ts`: per-client send queues, conflation of quotes/ticks, slow clients cut (4000);
+ *   - `backpressure.ts`: per-client send queues, conflation of quotes/ticks/books, slow clients cut (4000);
  *   - `metrics.ts`: the counters and `k2_ws_*` metrics.
  * A client that does not read its socket cannot read a close frame either: it is terminated
  * `closeGraceMs` after one.
@@ -25,6 +25,7 @@ import { type RawData, WebSocket, WebSocketServer } from "ws";
 import type { Logger } from "../../ops/logger.js";
 import type { Metrics } from "../../ops/metrics.js";
 import type { CandleInterval } from "../../schema/candles.js";
+import { type LiveBookSource, type LiveBookView, liveBookTop } from "../../schema/live-book.js";
 import type { QuoteV2, TradeV2 } from "../../schema/records.js";
 import { nowMicros } from "../../schema/time.js";
 import { TokenAuth } from "../auth.js";
@@ -41,6 +42,7 @@ import { SubscriptionIndex } from "./groups.js";
 import { Client, type ClientSubscription } from "./members.js";
 import { type GatewayStats, newGatewayCounts, registerGatewayMetrics } from "./metrics.js";
 import {
+  bookDepthOf,
   type Channel,
   CLOSE_CODES,
   type ClientMessage,
@@ -90,6 +92,16 @@ export interface GatewayOptions {
    * omitted: no limit): beyond, an error frame with code 413 ends the replay.
    */
   replayMaxRecords?: ReplayMaxRecords;
+  /**
+   * The kept order books, for the `book.{N}` channels (this process's books, or a worker's copy of the
+   * parent's); without it `book.{N}` subscriptions are accepted and get nothing.
+   */
+  books?: LiveBookSource;
+  /**
+   * Called with the largest N subscribed on a `book.{N}` channel (0: none) each time it changes: a
+   * worker process asks its parent to forward the books at that depth.
+   */
+  onBookDepth?: (depth: number) => void;
 }
 
 /** Most symbols a `from` subscription may name (each has a page in memory while it replays). */
@@ -109,6 +121,9 @@ export class Gateway {
   private wss: WebSocketServer | null = null;
   private unlisten: (() => void)[] = [];
   private nextId = 1;
+  /** The `book.{N}` channels someone is subscribed to, with their N. */
+  private bookChannels: { channel: Channel; depth: number }[] = [];
+  private bookDepth = 0;
   private readonly heartbeatMs: number;
   private readonly idleTimeoutMs: number;
   private readonly closeGraceMs: number;
@@ -217,6 +232,8 @@ export class Gateway {
       listen(f, "tick", l.tick),
       listen(f, "candle", l.candle),
     ];
+    const books = this.opts.books;
+    if (books) this.unlisten.push(books.onUpdate((v) => this.publishBook(v)));
     const period = Math.max(20, Math.min(this.heartbeatMs, this.idleTimeoutMs / 4));
     this.sweepTimer = setInterval(() => this.sweep(), period);
     this.sweepTimer.unref();
@@ -247,6 +264,32 @@ export class Gateway {
     await Promise.race([Promise.all(gone), new Promise((r) => setTimeout(r, 1000))]);
     for (const c of all) c.ws.terminate();
     this.wss?.close();
+  }
+
+  /** A book changed: its top-N to the subscribers of each `book.{N}` channel (one frame per N). */
+  private publishBook(v: LiveBookView): void {
+    for (const { channel, depth } of this.bookChannels) {
+      // a copy sent with fewer levels than N: the parent sends a deeper one once it knows of N
+      if (depth > v.exactDepth || !this.fanout.wants(channel, v.symbol)) continue;
+      this.fanout.publish(channel, "book", v.exchange, v.symbol, liveBookTop(v, depth));
+    }
+  }
+
+  /** Recomputes the subscribed `book.{N}` channels after a subscription changed; reports a new max N. */
+  private booksChanged(): void {
+    const list: { channel: Channel; depth: number }[] = [];
+    let max = 0;
+    for (const channel of this.index.activeChannels()) {
+      const depth = bookDepthOf(channel);
+      if (depth === null) continue;
+      list.push({ channel, depth });
+      if (depth > max) max = depth;
+    }
+    this.bookChannels = list;
+    if (max !== this.bookDepth) {
+      this.bookDepth = max;
+      this.opts.onBookDepth?.(max);
+    }
   }
 
   private accept(ws: WebSocket, req: UpgradeRequest, socket: Socket): void {
@@ -350,6 +393,23 @@ export class Gateway {
       for (const t of this.opts.feed.ticks()) {
         if (wanted.has("*") || wanted.has(t.symbol))
           this.fanout.deliver(c, "ticks", "tick", t.exchange, t.symbol, JSON.stringify(t));
+      }
+    }
+    const depth = bookDepthOf(channel);
+    if (depth !== null) {
+      this.booksChanged();
+      // the snapshot: each kept book's top-N now (a copy too shallow for N: the next update brings it)
+      const wanted = new Set(m.symbols);
+      for (const v of this.opts.books?.books() ?? []) {
+        if ((wanted.has("*") || wanted.has(v.symbol)) && depth <= v.exactDepth)
+          this.fanout.deliver(
+            c,
+            channel,
+            "book",
+            v.exchange,
+            v.symbol,
+            JSON.stringify(liveBookTop(v, depth)),
+          );
       }
     }
   }
@@ -563,6 +623,7 @@ export class Gateway {
         this.fanout.flushBatch(c, channel);
       }
       this.index.place(c);
+      if (bookDepthOf(channel) !== null) this.booksChanged();
     }
     this.reply(c, { type: "unsubscribed", id, channel, symbols: sub ? symbolsOf(sub) : [] });
   }
@@ -616,7 +677,9 @@ export class Gateway {
     for (const r of c.replays.values()) r.cancel();
     c.replays.clear();
     this.index.displace(c);
+    const hadBooks = [...c.subs.keys()].some((ch) => bookDepthOf(ch) !== null);
     c.subs.clear();
+    if (hadBooks) this.booksChanged();
     for (const b of c.batches.values()) clearTimeout(b.timer);
     c.batches.clear();
   }

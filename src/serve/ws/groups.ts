@@ -32,6 +32,11 @@ export class SubscriptionIndex {
     return this.index.get(channel);
   }
 
+  /** Channels someone is subscribed to now. */
+  *activeChannels(): Iterable<Channel> {
+    for (const [channel, idx] of this.index) if (idx.all.size > 0 || idx.bySymbol.size > 0) yield channel;
+  }
+
   /**
    * Puts a client where its subscriptions are served from: its group (same subscriptions, no
    * batching, not behind) or, otherwise, the index itself.

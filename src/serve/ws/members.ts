@@ -21,7 +21,7 @@ export interface ClientSubscription {
 export interface QueueItem {
   /** null once conflated away. */
   frame: Buffer | null;
-  /** Conflation key (`channel|exchange|symbol` of a quote/tick, `heartbeat`), null: never conflated. */
+  /** Conflation key (`channel|exchange|symbol` of a quote/tick/book, `heartbeat`), null: never conflated. */
   key: string | null;
 }
 
@@ -34,12 +34,17 @@ export interface Batch {
   timer: NodeJS.Timeout;
 }
 
-/** Quotes and ticks: a newer one of the same symbol may replace a waiting one. */
-export const CONFLATABLE = new Set<Channel>(["quotes", "ticks"]);
+/**
+ * Quotes, ticks and `book.{N}` (whole top-N books): a newer one of the same symbol may replace a waiting
+ * one.
+ */
+export function isConflatable(channel: Channel): boolean {
+  return channel === "quotes" || channel === "ticks" || channel.startsWith("book.");
+}
 
 /** Conflation key of a record on `channel`, or null when the channel is not conflatable. */
 export function conflationKey(channel: Channel, exchange: string, symbol: string): string | null {
-  return CONFLATABLE.has(channel) ? `${channel}|${exchange}|${symbol}` : null;
+  return isConflatable(channel) ? `${channel}|${exchange}|${symbol}` : null;
 }
 
 /** A connected client (see the fields for who reads and writes what). */
@@ -59,7 +64,7 @@ export class Client {
   readonly latest = new Map<string, QueueItem>();
   /** When anything (message, ping or pong) last arrived, ms since epoch. */
   lastSeenMs: number;
-  /** Quotes/ticks conflated for this client. */
+  /** Quotes/ticks/books conflated for this client. */
   conflated = 0;
   closed = false;
   /** Frames written to this client alone in this pass, sent as one socket write after it. */

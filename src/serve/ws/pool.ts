@@ -10,7 +10,11 @@
  * (`worker.ts`). Workers start with the first client, so a process nobody subscribes to pays
  * nothing. Every trade, quote and candle of the live feed is serialized once and the same bytes are
  * written to each worker's stdin (one pipe write per worker per event-loop pass); each worker derives
- * the ticks itself, from the parent's tick book sent first. A worker that dies is logged and its
+ * the ticks itself, from the parent's tick book sent first. Order books (`book.{N}` channels) are
+ * forwarded only while some worker has a `book.{N}` subscriber: each worker reports its largest N, and
+ * after each change of a book the parent sends its whole top-N at the largest N of all workers (each
+ * line replaces the worker's copy of that book, `live/books.ts`); when that N grows, every kept book is
+ * sent at once at the new depth (the snapshot the new subscribers wait for). A worker that dies is logged and its
  * clients see their connection close (the `k2/client` reconnects); the next client starts it again. A
  * worker that stops reading stdin (more than {@link MAX_PIPE_BACKLOG} bytes queued) is killed.
  *
@@ -29,6 +33,7 @@ import type { FastifyInstance } from "fastify";
 import type { Logger } from "../../ops/logger.js";
 import type { Metrics } from "../../ops/metrics.js";
 import { packageRoot } from "../../paths.js";
+import { type LiveBookSource, type LiveBookView, liveBookTop } from "../../schema/live-book.js";
 import { TokenAuth } from "../auth.js";
 import type { LiveFeed } from "../live/feed.js";
 import type { GatewayConfig } from "./config.js";
@@ -57,6 +62,8 @@ export interface GatewayPoolOptions {
    * process reads it (a DuckDB file has one writer, this process; see `worker.ts`).
    */
   history?: ReplayHistory;
+  /** The kept order books, forwarded to the workers for their `book.{N}` channels. */
+  books?: LiveBookSource;
 }
 
 interface Slot {
@@ -69,6 +76,8 @@ interface Slot {
   /** Resolves true once the worker said hello and was sent its settings, false if it exited first. */
   ready: Promise<boolean>;
   isReady: boolean;
+  /** Largest N of its `book.{N}` subscriptions (0: none). */
+  bookDepth: number;
 }
 
 /** The compiled worker script, or null when K2 runs from sources that were never built. */
@@ -92,6 +101,8 @@ export class GatewayPool {
   private statsId = 0;
   private readonly statsWaiters = new Map<number, (s: GatewayStats) => void>();
   private closing = false;
+  /** Depth at which books are forwarded (the largest N any live worker has a subscriber for; 0: none). */
+  private bookDepth = 0;
   /** Connection limits, counted in this process. */
   readonly guard: UpgradeGuard;
   /** Connections handed over (or being handed over), by id: their worker and their count's release. */
@@ -145,6 +156,8 @@ export class GatewayPool {
       f.on("quote", (q) => this.push("Q", q)),
       f.on("candle", (c) => this.push("C", c)),
     ];
+    const books = this.opts.books;
+    if (books) this.unlisten.push(books.onUpdate((v) => this.pushBook(v)));
     registerGatewayMetrics(this.opts.metrics, () => this.stats());
     app.addHook("preClose", async () => {
       await this.closeClients();
@@ -303,6 +316,7 @@ export class GatewayPool {
       alive: true,
       exited,
       isReady: false,
+      bookDepth: 0,
       // clients and stats requests wait until the worker has loaded and is listening (its hello)
       ready: new Promise<boolean>((resolve) => {
         child.on("message", (m: FromWorker) => {
@@ -324,9 +338,15 @@ export class GatewayPool {
       } else if (m.t === "gone") this.gone(m.cid);
       else if (m.t === "taken") this.taken(m.cid);
       else if (m.t === "history") this.servePage(child, m);
+      else if (m.t === "bookDepth") {
+        slot.bookDepth = m.depth;
+        this.bookDepthChanged();
+      }
     });
     child.once("exit", (code, signal) => {
       slot.alive = false;
+      slot.bookDepth = 0;
+      this.bookDepthChanged();
       // its clients are gone with it
       // a socket sent but not yet taken is still open here: Node keeps the sender's copy until the
       // receiver acknowledges it, which a killed worker never does; closed, its client sees the close
@@ -376,8 +396,25 @@ export class GatewayPool {
     );
   }
 
+  /** A book changed: its top-N to the workers, while one has a `book.{N}` subscriber. */
+  private pushBook(v: LiveBookView): void {
+    if (this.bookDepth > 0) this.push("B", liveBookTop(v, this.bookDepth));
+  }
+
+  /**
+   * A worker's largest `book.{N}` changed: books are forwarded at the largest over live workers from
+   * now on; when it grew, every kept book is sent now at the new depth.
+   */
+  private bookDepthChanged(): void {
+    let depth = 0;
+    for (const s of this.slots) if (s?.alive && s.bookDepth > depth) depth = s.bookDepth;
+    const grew = depth > this.bookDepth;
+    this.bookDepth = depth;
+    if (grew) for (const v of this.opts.books?.books() ?? []) this.pushBook(v);
+  }
+
   /** Queues a record for every worker; written once per event-loop pass. */
-  private push(kind: "T" | "Q" | "C", value: object): void {
+  private push(kind: "T" | "Q" | "C" | "B", value: object): void {
     if (!this.slots.some((s) => s?.alive)) return;
     this.lines.push(kind + JSON.stringify(value));
     if (!this.flushScheduled) {

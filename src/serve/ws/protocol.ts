@@ -7,8 +7,19 @@
  *   {"op":"subscribe","channel":"trades","symbols":["BTCUSDT"],"from":"2024-08-08T00:00:00Z","id":5}
  *   {"op":"unsubscribe","channel":"trades","symbols":["BTCUSDT"],"id":2}
  *   {"op":"ping","id":3}
- * `channel` is `trades`, `quotes`, `ticks` or `candles.{1s|1m|5m|15m|1h|1d}`; `symbols` are venue
- * symbols (`BTCUSDT`) or `"*"` for every symbol. `id` (string or integer) is echoed in the reply.
+ * `channel` is `trades`, `quotes`, `ticks`, `candles.{1s|1m|5m|15m|1h|1d}` or `book.{N}` (N from 1 to
+ * 1000); `symbols` are venue symbols (`BTCUSDT`) or `"*"` for every symbol. `id` (string or integer) is
+ * echoed in the reply.
+ *
+ * `book.{N}` (issue #13): the best N levels of each order book the process maintains (`k2 run --streams
+ * depth,bookTicker` on Binance). Every `book` message is a whole top-N (`LiveBookTop`,
+ * `schema/live-book.ts`: bids highest first, asks lowest first, the last venue sequence applied, the time
+ * of the last resync), never a set of changed levels: one on subscribe for each book already kept (the
+ * snapshot), then one after each change of the book (each depth diff applied, a snapshot loaded, a
+ * resync, when `state` turns `syncing` with no levels until the new snapshot). An update may repeat the
+ * previous top-N when the change was deeper than N. A client that falls behind gets the latest top-N
+ * per symbol: a newer `book` frame replaces the one waiting in its queue (conflated like quotes and
+ * ticks), so it skips versions but never sees a torn book.
  * `from` (trades and quotes; RFC 3339 text or µs since the epoch, 0 or from 10^14: seconds and ms are
  * refused as the REST API refuses them) asks for history then live: the
  * stored records from `from` on, in the store's order, at the client's pace, then the records received
@@ -30,6 +41,7 @@
  *   {"type":"quote","channel":"quotes","data":QuoteV2}
  *   {"type":"tick","channel":"ticks","data":Tick}
  *   {"type":"candle","channel":"candles.1m","data":LiveCandle}
+ *   {"type":"book","channel":"book.10","data":LiveBookTop}
  *   {"type":"batch","channel":"trades","data":[TradeV2,...]}          (subscriptions with batch_ms)
  *   {"type":"heartbeat","ts":1723161254036059}                        (every 30 s; `ts` µs since epoch)
  *
@@ -38,6 +50,7 @@
  * server shutting down. The close reason says why in words.
  */
 import { z } from "zod";
+import { type LiveBookTop, MAX_LIVE_BOOK_DEPTH } from "../../schema/live-book.js";
 import type { QuoteV2, TradeV2 } from "../../schema/records.js";
 import { parseIsoMicros } from "../../schema/time.js";
 import type { QueryParamError } from "../../store/page.js";
@@ -46,7 +59,7 @@ import type { LiveCandle, Tick } from "./feed.js";
 
 /** Candle intervals a `candles.{interval}` channel can name. */
 export const CANDLE_INTERVALS = ["1s", "1m", "5m", "15m", "1h", "1d"] as const;
-/** Channels a client can subscribe to. */
+/** Channels with a fixed name a client can subscribe to (besides `book.{N}`). */
 export const CHANNELS = [
   "trades",
   "quotes",
@@ -58,7 +71,14 @@ export const CHANNELS = [
   "candles.1h",
   "candles.1d",
 ] as const;
-export type Channel = (typeof CHANNELS)[number];
+/** A `book.{N}` channel: the top N levels of each kept book (N from 1 to {@link MAX_LIVE_BOOK_DEPTH}). */
+export type BookChannel = `book.${number}`;
+export type Channel = (typeof CHANNELS)[number] | BookChannel;
+
+/** Levels per side of a `book.{N}` channel, or null when `channel` is not one. */
+export function bookDepthOf(channel: string): number | null {
+  return channel.startsWith("book.") ? Number(channel.slice(5)) : null;
+}
 
 /** Close codes used by the gateway (RFC 6455 §7.4: 4000–4999 are for applications). */
 export const CLOSE_CODES = {
@@ -74,7 +94,15 @@ export const CLOSE_CODES = {
 export const MAX_SYMBOLS_PER_REQUEST = 200;
 
 const requestId = z.union([z.string().max(128), z.number().int()]).optional();
-const channel = z.enum(CHANNELS, { error: () => `expected one of ${CHANNELS.join(", ")}` });
+const CHANNEL_ERROR = `expected one of ${CHANNELS.join(", ")} or book.{N} (N from 1 to ${MAX_LIVE_BOOK_DEPTH})`;
+const channel = z.union([z.enum(CHANNELS), z.string()], { error: () => CHANNEL_ERROR }).check((ctx) => {
+  const v = ctx.value;
+  if ((CHANNELS as readonly string[]).includes(v)) return;
+  const m = /^book\.([1-9]\d{0,3})$/.exec(v);
+  if (!m || Number(m[1]) > MAX_LIVE_BOOK_DEPTH) {
+    ctx.issues.push({ code: "custom", message: CHANNEL_ERROR, input: v });
+  }
+}) as unknown as z.ZodType<Channel>;
 const symbols = z
   .array(
     // the REST API's rule (`ParamReader.symbol`): any case, upper-cased, as venue symbols are stored
@@ -164,10 +192,12 @@ export type ServerMessage =
   | { type: "quote"; channel: "quotes"; data: QuoteV2 }
   | { type: "tick"; channel: "ticks"; data: Tick }
   | { type: "candle"; channel: Channel; data: LiveCandle }
+  | { type: "book"; channel: BookChannel; data: LiveBookTop }
   | { type: "batch"; channel: "trades"; data: TradeV2[] }
   | { type: "batch"; channel: "quotes"; data: QuoteV2[] }
   | { type: "batch"; channel: "ticks"; data: Tick[] }
-  | { type: "batch"; channel: Channel; data: LiveCandle[] };
+  | { type: "batch"; channel: Channel; data: LiveCandle[] }
+  | { type: "batch"; channel: BookChannel; data: LiveBookTop[] };
 
 /**
  * Parses and validates one client frame.

@@ -5,8 +5,10 @@
  *
  * First the worker says `hello` (its IPC listener is in place); then, from the parent:
  *   - stdin, one record per line (`\n`-terminated): `T` + TradeV2 JSON, `Q` + QuoteV2 JSON,
- *     `C` + candle JSON, `K` + Tick JSON (the parent's tick book, sent first). Trades and quotes go
- *     through a {@link LiveFeed} of this process, which derives the ticks as the parent's does;
+ *     `C` + candle JSON, `K` + Tick JSON (the parent's tick book, sent first), `B` + LiveBookTop JSON
+ *     (a kept order book's whole top-N, replacing this process's copy, `live/books.ts`; sent while this
+ *     worker reports `bookDepth` > 0). Trades and quotes go through a {@link LiveFeed} of this process,
+ *     which derives the ticks as the parent's does;
  *   - IPC messages ({@link ToWorker}): `init` (settings), `page` (a history page it asked for with
  *     `history`: the parent reads the store for `from` subscriptions, since a DuckDB file has one
  *     writer, the parent, and one reader path keeps PostgreSQL and DuckDB alike; the parent's pages
@@ -19,9 +21,11 @@ import type { Socket } from "node:net";
 import { setPriority } from "node:os";
 import { createLogger } from "../../ops/logger.js";
 import type { CandleV2 } from "../../schema/candles.js";
+import type { LiveBookTop } from "../../schema/live-book.js";
 import type { QuoteV2, TradeV2 } from "../../schema/records.js";
 import type { MarketQuery, Page } from "../../store/page.js";
 import { TokenAuth } from "../auth.js";
+import { LiveBookCopy } from "../live/books.js";
 import { LiveFeed, type Tick } from "../live/feed.js";
 import type { CandlePage, CandleQuery } from "../rest/source.js";
 import type { GatewayConfig } from "./config.js";
@@ -94,7 +98,9 @@ export type FromWorker =
   | { t: "gone"; cid: number }
   /** Asks the parent for one page of stored trades, quotes or candles (answered with `page`). */
   | { t: "history"; id: number; kind: "trades" | "quotes"; query: MarketQuery }
-  | { t: "history"; id: number; kind: "candles"; query: CandleQuery };
+  | { t: "history"; id: number; kind: "candles"; query: CandleQuery }
+  /** Its largest `book.{N}` subscription changed (0: none): books are forwarded at least that deep. */
+  | { t: "bookDepth"; depth: number };
 
 /** What a worker asks the parent's history for. */
 export type HistoryKind = "trades" | "quotes" | "candles";
@@ -102,7 +108,11 @@ export type HistoryKind = "trades" | "quotes" | "candles";
 export type HistoryPage = Page<TradeV2 | QuoteV2> | CandlePage;
 
 /** Splits stdin into lines and hands each record to the live feed. */
-function readRecords(live: LiveFeed, onBadLine: (line: string, err: unknown) => void): void {
+function readRecords(
+  live: LiveFeed,
+  books: LiveBookCopy,
+  onBadLine: (line: string, err: unknown) => void,
+): void {
   let rest = "";
   process.stdin.setEncoding("utf8");
   process.stdin.on("data", (chunk: string) => {
@@ -127,6 +137,9 @@ function readRecords(live: LiveFeed, onBadLine: (line: string, err: unknown) => 
           case "K":
             live.restoreTick(value as Tick);
             break;
+          case "B":
+            books.apply(value as LiveBookTop);
+            break;
           default:
             onBadLine(line, new Error(`unknown record kind "${line[0]}"`));
         }
@@ -143,10 +156,11 @@ function main(): void {
     if (process.connected) process.send?.(m);
   };
   const live = new LiveFeed();
+  const books = new LiveBookCopy();
   const history = new ParentHistory(send);
   let gateway: Gateway | null = null;
   let logger = createLogger();
-  readRecords(live, (line, err) =>
+  readRecords(live, books, (line, err) =>
     logger.error(
       { err: (err as Error).message, line: line.slice(0, 200) },
       "gateway worker: bad record line",
@@ -180,6 +194,12 @@ function main(): void {
         history,
         replayMaxRange: m.config.replayMaxRange,
         replayMaxRecords: m.config.replayMaxRecords,
+        books,
+        onBookDepth: (depth) => {
+          // with no book subscriber here the parent stops forwarding: drop the copies before they go stale
+          if (depth === 0) books.clear();
+          send({ t: "bookDepth", depth });
+        },
       });
       gateway.start();
     } else if (m.t === "conn") {
