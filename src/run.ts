@@ -84,6 +84,11 @@ export interface RunSummary {
   book_checks: number;
   book_mismatches: number;
   resyncs: number;
+  /** Top-N book snapshots taken (`--book-depth`, `--book-interval`). */
+  book_snapshots: number;
+  /** Book changes stored (`--store-book-changes`) and book snapshots stored, by the persist role. */
+  book_changes_stored: number;
+  book_snapshots_stored: number;
   /** Records left in the spill journal unacknowledged at exit (the next start replays them). */
   journaled: number;
   /** Records written to the journal at shutdown because they were not stored in time. */
@@ -232,6 +237,7 @@ export async function startProcess(
         maxBatchSize: config.maxBatchSize,
         onStored: ackJournalOnStore && journal ? (messages) => journal.ack(messages) : undefined,
         storeStallMs: config.storeStallMs,
+        storeBookChanges: config.storeBookChanges,
       });
   const serving =
     roles.serve && store
@@ -302,6 +308,7 @@ export async function startProcess(
         // --rest-url, else the replay server's own REST emulation, else the venue's
         restUrl: config.restUrls?.[i] ?? replays.restUrl(i),
         backfillOptions: hooks.backfillOptions,
+        bookSnapshots: config.bookSnapshots,
         connectHint: connectHints[i] ?? undefined,
       },
       publisher,
@@ -720,7 +727,15 @@ interface SummaryInputs {
 /** The summary of a stopped run (see {@link RunSummary} for each figure). */
 function summarize(x: SummaryInputs): RunSummary {
   const ingest = sumCounts(x.feeds.map((f) => f.counts));
-  const persist = x.persist?.counts ?? { stored: 0, duplicates: 0, batches: 0, poison: 0, lastWriteAt: 0 };
+  const persist = x.persist?.counts ?? {
+    stored: 0,
+    duplicates: 0,
+    batches: 0,
+    poison: 0,
+    lastWriteAt: 0,
+    bookChanges: 0,
+    bookSnapshots: 0,
+  };
   const { firstFrameAt, lastFrameAt } = x.probe;
   const elapsed = firstFrameAt ? Math.round(x.end - firstFrameAt) : 0;
   const activeEnd = Math.max(lastFrameAt, x.persist?.counts.lastWriteAt ?? 0);
@@ -752,6 +767,9 @@ function summarize(x: SummaryInputs): RunSummary {
     book_checks: sum((f) => f.books?.counts.checks ?? 0),
     book_mismatches: sum((f) => f.books?.counts.mismatches ?? 0),
     resyncs: sum((f) => f.books?.counts.resyncs ?? 0),
+    book_snapshots: ingest.bookSnapshots,
+    book_changes_stored: persist.bookChanges,
+    book_snapshots_stored: persist.bookSnapshots,
     journaled: x.journal?.unacknowledged ?? 0,
     journaled_at_shutdown: x.journaledNow,
     max_backlog: x.gate?.peak ?? 0,
