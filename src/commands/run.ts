@@ -69,7 +69,7 @@ function registerProcess(
       )
       .option(
         "--replay <file>",
-        "replay a capture through an in-process replay server instead of the live venue (one file per exchange, in order)",
+        "replay a capture through an in-process replay server instead of the live venue (one entry per exchange, in order; consecutive Binance captures as one session: a.gz,b.gz with one exchange, a.gz+b.gz with several)",
       )
       .option(
         "--rest-url <url>",

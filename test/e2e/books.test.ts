@@ -50,6 +50,18 @@ describe("Binance local order book, replayed with --streams trade,bookTicker,dep
     },
   );
 
+  it("btcusdt_20240808.gz,btcusdt_20240809.gz as one session: 1,072 checks, no resync at the file boundary", async () => {
+    const files = ["btcusdt_20240808.gz", "btcusdt_20240809.gz"].map((f) => sharedData(`binance-spot/${f}`));
+    const r = await runCli(args(files.join(","), "BTCUSDT"), { timeoutMs: 240_000 });
+    expect(r.code, r.stderr.slice(-2000)).toBe(0);
+    const s = lastJsonLine(r.stdout);
+    // the second file has no REST snapshot of its own: the book built from the first file's goes on
+    expect(s).toMatchObject({ book_checks: 1072, book_mismatches: 0, resyncs: 0, rejected: 0 });
+    // both files' records, in full (../shared/data/README.md: 9,757 + 10,147 trades, 28,040 + 45,134 quotes)
+    expect(s).toMatchObject({ trades: 19_904, quotes: 73_174, gaps: 0 });
+    expect(r.stderr).not.toMatch(/book sequence break/);
+  }, 300_000);
+
   it("a copy missing one depth diff after the snapshot: the break is found, reported and the book discarded", async () => {
     const copy = join(tempDir(), "btcusdt_dropped.gz");
     const lines: string[] = [];
