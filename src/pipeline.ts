@@ -28,6 +28,7 @@ import {
   STATE_CODE,
   VenueConnection,
 } from "./feed/connection.js";
+import { KrakenBookKeeper } from "./feed/kraken-books.js";
 import type { Logger } from "./ops/logger.js";
 import type { Metrics } from "./ops/metrics.js";
 import {
@@ -126,6 +127,8 @@ export interface FeedHandle {
   backfill: BackfillWorker;
   /** Local order books kept from the depth stream (subscribed with `--streams …,depth`), or null. */
   books: BinanceBookKeeper | null;
+  /** Books verified by the venue's checksum (Kraken `--streams …,book`), or null. */
+  checksumBooks: KrakenBookKeeper | null;
   /**
    * Seeds gap detection with the last stored venue sequences of this venue when they were read after
    * the feed started (the store answered late): the restart's gap is reported as soon as they come.
@@ -265,6 +268,7 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
     control: 0,
     backfill: null as unknown as BackfillWorker,
     books: null,
+    checksumBooks: null,
     resumeSequences: () => undefined,
   };
   const gapMessage = (gap: SequenceGap): BusMessage => ({
@@ -296,10 +300,11 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
       publisher.push({ topic: quoteTopic, key: record.symbol, id: record.message_id, value: record });
       handle.books?.onQuote(record);
     },
-    bookChange(change: BookChangeV2) {
+    bookChange(change: BookChangeV2, venueMessage?: unknown) {
       counts.bookChanges++;
       publishBookChange(change);
       handle.books?.onChange(change);
+      handle.checksumBooks?.onChange(change, venueMessage);
     },
     deadLetter(letter: DeadLetter) {
       counts.rejected++;
@@ -401,6 +406,18 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
       get: (url, weight) => backfill.getWeighted(url, weight),
       // the REST snapshot a book was built from goes on the bus with the diffs
       onSnapshot: publishBookChange,
+      snapshots,
+      metrics,
+      logger,
+    });
+  }
+  const resubscribe = venue.bookResubscribe;
+  if (resubscribe && opts.subscription.streams.includes("book")) {
+    handle.checksumBooks = new KrakenBookKeeper({
+      exchange,
+      resubscribe: (pair) => {
+        for (const m of resubscribe(opts.wsUrl, pair)) handle.connection.send(m);
+      },
       snapshots,
       metrics,
       logger,

@@ -86,6 +86,12 @@ export interface RunSummary {
   resyncs: number;
   /** Top-N book snapshots taken (`--book-depth`, `--book-interval`). */
   book_snapshots: number;
+  /**
+   * Books verified by the venue's checksum (Kraken `book`): updates whose checksum matched, and
+   * mismatches (each resubscribed that pair; counted in `resyncs` too).
+   */
+  checksums_verified: number;
+  checksum_failures: number;
   /** Book changes stored (`--store-book-changes`) and book snapshots stored, by the persist role. */
   book_changes_stored: number;
   book_snapshots_stored: number;
@@ -334,7 +340,9 @@ export async function startProcess(
   /** Why the process is unhealthy (one sentence each), for `/health` and `/api/v1/status`. */
   const health = async (): Promise<string[]> => {
     const problems: string[] = [...backfillProblems(feeds.map((f) => f.backfill))];
-    for (const f of feeds) problems.push(...(f.books?.problems() ?? []));
+    for (const f of feeds) {
+      problems.push(...(f.books?.problems() ?? []), ...(f.checksumBooks?.problems() ?? []));
+    }
     if (lastRead?.problem) problems.push(lastRead.problem);
     for (const f of feeds) {
       if (f.connection.state !== "CONNECTED") {
@@ -766,7 +774,9 @@ function summarize(x: SummaryInputs): RunSummary {
     book_changes: ingest.bookChanges,
     book_checks: sum((f) => f.books?.counts.checks ?? 0),
     book_mismatches: sum((f) => f.books?.counts.mismatches ?? 0),
-    resyncs: sum((f) => f.books?.counts.resyncs ?? 0),
+    resyncs: sum((f) => (f.books?.counts.resyncs ?? 0) + (f.checksumBooks?.counts.resyncs ?? 0)),
+    checksums_verified: sum((f) => f.checksumBooks?.counts.checksumsVerified ?? 0),
+    checksum_failures: sum((f) => f.checksumBooks?.counts.checksumFailures ?? 0),
     book_snapshots: ingest.bookSnapshots,
     book_changes_stored: persist.bookChanges,
     book_snapshots_stored: persist.bookSnapshots,

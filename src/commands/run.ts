@@ -296,6 +296,14 @@ const INGEST_TIMES = [
   "active_ms",
   "reconnects",
 ] as const;
-const BOOK_CHECKS = ["book_changes", "book_checks", "book_mismatches", "resyncs", "book_snapshots"] as const;
+const BOOK_CHECKS = [
+  "book_changes",
+  "book_checks",
+  "book_mismatches",
+  "resyncs",
+  "checksums_verified",
+  "checksum_failures",
+  "book_snapshots",
+] as const;
 const BOOK_STORED = ["book_changes_stored", "book_snapshots_stored"] as const;
 const INGEST_MEMORY = ["max_backlog", "max_heap_mb", "journaled", "journal_read_back"] as const;
