@@ -8,8 +8,11 @@
  *   unprefixed entry to every exchange (with one exchange, exactly the single-venue behaviour). An
  *   exchange given no entry gets its venue's defaults; when it replays a cryptofeed recording, its
  *   default symbols are the recording's (resolved by `k2 run` once the recording is read).
- * - `--replay fileA,fileB,fileC`: with several exchanges, one file per exchange in `--exchange` order
- *   (with one exchange the value is one path, commas included).
+ * - `--replay fileA,fileB,fileC`: with several exchanges, one entry per exchange in `--exchange` order;
+ *   with one exchange, consecutive captures of that venue played as one session (`btcusdt_20240808.gz,
+ *   btcusdt_20240809.gz`; a value that is itself an existing file is that one path, commas included).
+ *   With several exchanges, an entry joins consecutive captures with `+` (`a.gz+b.gz,KRAKEN.jsonl.gz`).
+ *   Several captures are Binance `<ns> <frame>` captures (the cryptofeed replay plays one recording).
  * - `--ws-url` (env `K2_WS_URL`): with several exchanges, one URL per exchange in order, or none (each
  *   venue's default).
  */
@@ -26,7 +29,10 @@ export interface FeedConfig {
   streams: string[];
   /** Venue base URL (ignored with `replay`). */
   wsUrl: string;
+  /** The (first) replay capture, or null for a live feed. */
   replay: string | null;
+  /** Every replay capture of this feed, in order (played as one session); empty for a live feed. */
+  replayFiles: string[];
   /**
    * True when `symbols` are the venue's defaults (no `--symbols` entry for this exchange): a replay of
    * a cryptofeed recording then subscribes to the recording's symbols instead.
@@ -106,9 +112,12 @@ export function resolveFeeds(flags: FeedFlags, env: NodeJS.ProcessEnv = process.
       );
     }
   }
-  let replays: (string | null)[] = exchanges.map(() => null);
+  let replays: string[][] = exchanges.map(() => []);
   if (flags.replay) {
-    replays = multi ? list(flags.replay) : [flags.replay];
+    const whole = flags.replay.trim();
+    replays = multi
+      ? list(flags.replay).map((e) => e.split("+").map((s) => s.trim()))
+      : [existsSync(whole) ? [whole] : list(whole)];
     if (replays.length !== exchanges.length) {
       throw new Error(
         `--replay: ${exchanges.length} exchanges need ${exchanges.length} replay files (one per exchange, in --exchange order), got ${replays.length}`,
@@ -134,9 +143,21 @@ export function resolveFeeds(flags: FeedFlags, env: NodeJS.ProcessEnv = process.
     const wsUrl = urls[i] ?? venue.defaultWsUrl;
     if (!/^wss?:\/\/[^\s/]+/.test(wsUrl))
       throw new Error(`--ws-url: expected ws:// or wss:// URL, got "${wsUrl}"`);
-    const replay = replays[i];
-    if (replay) checkReplay(replay, venue.exchange);
-    return { exchange, ...sub, wsUrl, replay, symbolsDefaulted: given.length === 0 };
+    const files = replays[i];
+    for (const file of files) checkReplay(file, venue.exchange);
+    if (files.length > 1 && detectCaptureFormat(files[0]) !== "binance-lines") {
+      throw new Error(
+        `--replay: several captures play as one session only for Binance "<ns> <frame>" captures; "${files[0]}" is a cryptofeed recording (one per exchange)`,
+      );
+    }
+    return {
+      exchange,
+      ...sub,
+      wsUrl,
+      replay: files[0] ?? null,
+      replayFiles: files,
+      symbolsDefaulted: given.length === 0,
+    };
   });
 }
 

@@ -28,6 +28,22 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
+/**
+ * `--book-interval`: a duration `<n>ms`, `<n>s` or `<n>m` (e.g. `1s`, `250ms`, `1m`), from 10 ms to
+ * 1 hour, as ms.
+ * @throws {ConfigError} naming `--book-interval`
+ */
+export function parseBookInterval(raw: string): number {
+  const m = /^(\d{1,7})(ms|s|m)$/.exec(raw.trim());
+  const ms = m ? Number(m[1]) * (m[2] === "ms" ? 1 : m[2] === "s" ? 1000 : 60_000) : Number.NaN;
+  if (!(ms >= 10 && ms <= 3_600_000)) {
+    throw new ConfigError(
+      `--book-interval: expected a duration from 10ms to 60m such as 1s, 250ms or 1m, got "${raw}"`,
+    );
+  }
+  return ms;
+}
+
 const intIn = (flag: string, min: number, max: number) =>
   z.union([z.string(), z.number()]).transform((v, ctx) => {
     const n = typeof v === "number" ? v : /^\d+$/.test(v.trim()) ? Number(v.trim()) : Number.NaN;
@@ -86,6 +102,12 @@ export interface RunFlags extends OutputFlags {
   backlogPolicy?: string;
   journalDir?: string;
   shutdownTimeout?: string;
+  /** True with `--store-book-changes`. */
+  storeBookChanges?: boolean;
+  /** Levels per side of the periodic book snapshots (`--book-depth`). */
+  bookDepth?: string;
+  /** Interval of the periodic book snapshots (`--book-interval`, e.g. `1s`, `500ms`, `1m`). */
+  bookInterval?: string;
 }
 
 /** Validated configuration of `k2 run`. */
@@ -137,6 +159,10 @@ export interface RunConfig {
   journalDir: string;
   /** Longest a SIGTERM/SIGINT flush may take before the rest is journaled, ms (default 30 s). */
   shutdownTimeoutMs: number;
+  /** Store book_changes_v2 (`--store-book-changes`, env `K2_STORE_BOOK_CHANGES=1`; default false). */
+  storeBookChanges: boolean;
+  /** Periodic top-N snapshots of every kept book (`--book-depth`, `--book-interval`; 10 levels, 1 s). */
+  bookSnapshots: { depth: number; intervalUs: number };
   /** A store batch write running longer is reported stalled on `/health`, ms (`K2_STORE_STALL_MS`, 30000). */
   storeStallMs: number;
   /** Feed liveness deadlines, ms (`--ping-interval-ms`, `--pong-timeout-ms`, `--first-frame-timeout-ms`). */
@@ -310,6 +336,11 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
     );
   }
   return {
+    storeBookChanges: flags.storeBookChanges ?? /^(1|true|yes)$/i.test(env.K2_STORE_BOOK_CHANGES ?? ""),
+    bookSnapshots: {
+      depth: parse(intIn("--book-depth", 1, 1000), flags.bookDepth ?? env.K2_BOOK_DEPTH ?? 10),
+      intervalUs: parseBookInterval(flags.bookInterval ?? env.K2_BOOK_INTERVAL ?? "1s") * 1000,
+    },
     maxBacklog,
     backlogPolicy: policy,
     journalDir,

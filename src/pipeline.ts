@@ -4,7 +4,8 @@
  *   1. feed:      a VenueConnection per venue receives raw frames (live, or a local replay server)
  *   2. normalize: the venue's normalizer turns each frame into trades_v2 / quotes_v2 records, dead
  *                 letters and sequence gaps, stamped with their receipt time
- *   3. bus:       records are published on `market.{asset_class}.{type}.{exchange}` keyed by symbol;
+ *   3. bus:       records are published on `market.{asset_class}.{type}.{exchange}` keyed by symbol
+ *                 (book changes on `…book…`, periodic top-N book snapshots on `…booksnapshots…`);
  *                 the publisher (`bus/publisher.ts`) waits for the bus's ack
  *   4. store:     a consumer takes batches (500 records or 2 s, growing under backlog), writes them
  *                 idempotently and acks only after the store has them
@@ -19,6 +20,7 @@ import type { Bus, BusMessage, Consumer } from "./bus/bus.js";
 import { topicKind } from "./bus/bus.js";
 import type { Publisher } from "./bus/publisher.js";
 import { type BackfillOptions, BackfillWorker } from "./feed/backfill.js";
+import { BookSnapshotter } from "./feed/book-snapshots.js";
 import { BinanceBookKeeper } from "./feed/books.js";
 import {
   type ConnectionState,
@@ -26,9 +28,15 @@ import {
   STATE_CODE,
   VenueConnection,
 } from "./feed/connection.js";
+import { KrakenBookKeeper } from "./feed/kraken-books.js";
 import type { Logger } from "./ops/logger.js";
 import type { Metrics } from "./ops/metrics.js";
-import type { BookChangeV2 } from "./schema/books.js";
+import {
+  type BookChangeV2,
+  type BookSnapshotV2,
+  bookChangeTopic,
+  bookSnapshotTopic,
+} from "./schema/books.js";
 import type { CandleV2 } from "./schema/candles.js";
 import {
   type DataType,
@@ -62,6 +70,8 @@ export interface IngestCounts {
   quotes: number;
   /** Depth diffs (book changes) received. */
   bookChanges: number;
+  /** Top-N book snapshots taken (`--book-depth`, `--book-interval`). */
+  bookSnapshots: number;
   /** Frames rejected into the dead-letter store. */
   rejected: number;
   gaps: number;
@@ -69,7 +79,16 @@ export interface IngestCounts {
 
 /** Ingest counters at zero. */
 export function emptyIngestCounts(): IngestCounts {
-  return { frames: 0, trades: 0, aggTrades: 0, quotes: 0, bookChanges: 0, rejected: 0, gaps: 0 };
+  return {
+    frames: 0,
+    trades: 0,
+    aggTrades: 0,
+    quotes: 0,
+    bookChanges: 0,
+    bookSnapshots: 0,
+    rejected: 0,
+    gaps: 0,
+  };
 }
 
 /** Counters of the store side. */
@@ -81,7 +100,21 @@ export interface PersistCounts {
   poison: number;
   /** When the last batch was committed, `performance.now()` ms (0: none yet). */
   lastWriteAt: number;
+  /** Book changes stored (`--store-book-changes`) and top-N book snapshots stored. */
+  bookChanges: number;
+  bookSnapshots: number;
 }
+
+/** Top-N snapshots of the books a feed keeps (`--book-depth`, `--book-interval`). */
+export interface BookSnapshotConfig {
+  /** Levels per side, ≥ 1 (default 10). */
+  depth: number;
+  /** Interval on the venue's clock, µs (default 1 s). */
+  intervalUs: number;
+}
+
+/** Defaults of {@link BookSnapshotConfig}: `--book-depth 10 --book-interval 1s`. */
+export const DEFAULT_BOOK_SNAPSHOTS: BookSnapshotConfig = { depth: 10, intervalUs: 1_000_000 };
 
 /** One venue feed in the ingest half. */
 export interface FeedHandle {
@@ -94,6 +127,8 @@ export interface FeedHandle {
   backfill: BackfillWorker;
   /** Local order books kept from the depth stream (subscribed with `--streams …,depth`), or null. */
   books: BinanceBookKeeper | null;
+  /** Books verified by the venue's checksum (Kraken `--streams …,book`), or null. */
+  checksumBooks: KrakenBookKeeper | null;
   /**
    * Seeds gap detection with the last stored venue sequences of this venue when they were read after
    * the feed started (the store answered late): the restart's gap is reported as soon as they come.
@@ -135,6 +170,8 @@ export interface IngestOptions {
    * starts at the first of them, so the same recording always gives the same records.
    */
   recordedClock?: boolean;
+  /** Top-N snapshots of the kept books (default {@link DEFAULT_BOOK_SNAPSHOTS}). */
+  bookSnapshots?: BookSnapshotConfig;
   /** Backfill tuning (tests shrink the waits). */
   backfillOptions?: Pick<BackfillOptions, "maxAttempts" | "retryDelayMs" | "maxWaitMs" | "requestTimeoutMs">;
 }
@@ -159,6 +196,25 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
   const quoteTopic = topicFor(venue.assetClass, "quotes", exchange);
   const dlqTopic = deadLetterTopic(exchange);
   const gapTopic = `market.gaps.${exchange.toLowerCase()}`;
+  const bookTopic = bookChangeTopic(venue.assetClass, exchange);
+  const snapshotTopic = bookSnapshotTopic(venue.assetClass, exchange);
+  const publishBookChange = (change: BookChangeV2) =>
+    publisher.push({ topic: bookTopic, key: change.symbol, id: change.message_id, value: change });
+  const snapshotConfig = opts.bookSnapshots ?? DEFAULT_BOOK_SNAPSHOTS;
+  const snapshots = new BookSnapshotter({
+    exchange,
+    depth: snapshotConfig.depth,
+    intervalUs: snapshotConfig.intervalUs,
+    emit(s: BookSnapshotV2) {
+      counts.bookSnapshots++;
+      publisher.push({
+        topic: snapshotTopic,
+        key: s.symbol,
+        id: `${s.exchange}/${s.symbol}/book/${s.depth}/${s.timestamp}`,
+        value: s,
+      });
+    },
+  });
   // per-frame counts are plain numbers, moved into prom-client at scrape time; the stream label is
   // `SYMBOL.data_type` (or `rejected`)
   const streamCounts = new Map<string, { n: number; reported: number }>();
@@ -218,6 +274,7 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
     control: 0,
     backfill: null as unknown as BackfillWorker,
     books: null,
+    checksumBooks: null,
     resumeSequences: () => undefined,
   };
   const gapMessage = (gap: SequenceGap): BusMessage => ({
@@ -249,9 +306,11 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
       publisher.push({ topic: quoteTopic, key: record.symbol, id: record.message_id, value: record });
       handle.books?.onQuote(record);
     },
-    bookChange(change: BookChangeV2) {
+    bookChange(change: BookChangeV2, venueMessage?: unknown) {
       counts.bookChanges++;
+      publishBookChange(change);
       handle.books?.onChange(change);
+      handle.checksumBooks?.onChange(change, venueMessage);
     },
     deadLetter(letter: DeadLetter) {
       counts.rejected++;
@@ -351,6 +410,21 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
       rest: bookRest,
       baseUrl: opts.restUrl ?? venue.backfill?.defaultRestUrl ?? "",
       get: (url, weight) => backfill.getWeighted(url, weight),
+      // the REST snapshot a book was built from goes on the bus with the diffs
+      onSnapshot: publishBookChange,
+      snapshots,
+      metrics,
+      logger,
+    });
+  }
+  const resubscribe = venue.bookResubscribe;
+  if (resubscribe && opts.subscription.streams.includes("book")) {
+    handle.checksumBooks = new KrakenBookKeeper({
+      exchange,
+      resubscribe: (pair) => {
+        for (const m of resubscribe(opts.wsUrl, pair)) handle.connection.send(m);
+      },
+      snapshots,
       metrics,
       logger,
     });
@@ -466,6 +540,8 @@ export interface PersistOptions {
   onStored?: (messages: BusMessage[]) => void;
   /** A batch write running longer than this is reported stalled on `/health`, ms (default 30000). */
   storeStallMs?: number;
+  /** Store book changes (`--store-book-changes`; default false: they stay on the bus only). */
+  storeBookChanges?: boolean;
 }
 
 /** Store table of a bus message (for poison dead letters). */
@@ -483,14 +559,18 @@ function tableOf(m: BusMessage): string {
       return "sequence_gaps";
     case "candles":
       return "candles_v2";
+    case "book":
+      return "book_changes_v2";
+    case "booksnapshots":
+      return "book_snapshots_v2";
     default:
       return m.topic;
   }
 }
 
 /** How {@link writeIsolatingPoison} sees bus messages. */
-const POISON_OPTIONS = {
-  toBatch: (items: BusMessage[]) => toWriteBatch(items),
+const poisonOptions = (storeBookChanges: boolean) => ({
+  toBatch: (items: BusMessage[]) => toWriteBatch(items, { storeBookChanges }),
   describe: (m: BusMessage) => ({
     table: tableOf(m),
     exchange: String(
@@ -498,7 +578,7 @@ const POISON_OPTIONS = {
     ).toUpperCase(),
     record: m.value,
   }),
-};
+});
 
 /**
  * The store half: consumes every market topic and writes batches; acks after the write commits.
@@ -512,7 +592,16 @@ export function startPersist(opts: PersistOptions): {
   health: StoreWriteHealth;
 } {
   const { store, metrics, logger } = opts;
-  const counts: PersistCounts = { stored: 0, duplicates: 0, batches: 0, poison: 0, lastWriteAt: 0 };
+  const counts: PersistCounts = {
+    stored: 0,
+    duplicates: 0,
+    batches: 0,
+    poison: 0,
+    lastWriteAt: 0,
+    bookChanges: 0,
+    bookSnapshots: 0,
+  };
+  const poisonOpts = poisonOptions(opts.storeBookChanges ?? false);
   const health = new StoreWriteHealth(metrics, opts.storeStallMs);
   const consumer = opts.bus.consume(
     {
@@ -527,7 +616,7 @@ export function startPersist(opts: PersistOptions): {
       health.started();
       try {
         const t0 = performance.now();
-        const { result: r, poison, writes } = await writeIsolatingPoison(store, messages, POISON_OPTIONS);
+        const { result: r, poison, writes } = await writeIsolatingPoison(store, messages, poisonOpts);
         end();
         health.succeeded();
         logger.debug(
@@ -546,6 +635,8 @@ export function startPersist(opts: PersistOptions): {
         counts.lastWriteAt = performance.now();
         counts.stored += r.trades + r.aggTrades + r.quotes + r.deadLetters + r.gaps; // source records; candles are derived
         counts.duplicates += r.duplicates;
+        counts.bookChanges += r.bookChanges ?? 0;
+        counts.bookSnapshots += r.bookSnapshots ?? 0;
         metrics.batchRecords.observe(messages.length);
         if (r.trades) metrics.stored.labels("trades_v2").inc(r.trades);
         if (r.aggTrades) metrics.stored.labels("agg_trades_v2").inc(r.aggTrades);
@@ -553,6 +644,8 @@ export function startPersist(opts: PersistOptions): {
         if (r.deadLetters) metrics.stored.labels("dead_letters").inc(r.deadLetters);
         if (r.gaps) metrics.stored.labels("sequence_gaps").inc(r.gaps);
         if (r.candles) metrics.stored.labels("candles_v2").inc(r.candles);
+        if (r.bookChanges) metrics.stored.labels("book_changes_v2").inc(r.bookChanges);
+        if (r.bookSnapshots) metrics.stored.labels("book_snapshots_v2").inc(r.bookSnapshots);
         if (r.duplicates) metrics.duplicates.inc(r.duplicates);
         opts.onStored?.(messages);
       } catch (err) {
@@ -572,8 +665,11 @@ export function startPersist(opts: PersistOptions): {
   return { consumer, counts, health };
 }
 
-/** Groups bus messages into a store batch by topic kind. */
-export function toWriteBatch(messages: BusMessage[]): WriteBatch {
+/**
+ * Groups bus messages into a store batch by topic kind. Book changes are left out unless
+ * `storeBookChanges` (`--store-book-changes`); book snapshots are always stored.
+ */
+export function toWriteBatch(messages: BusMessage[], opts: { storeBookChanges?: boolean } = {}): WriteBatch {
   const b = emptyBatch();
   /** The batch list of each stored kind but candles. */
   const lists = new Map<string, unknown[]>([
@@ -593,6 +689,12 @@ export function toWriteBatch(messages: BusMessage[]): WriteBatch {
       if (!c.closed) continue;
       if (b.candles) b.candles.push(c);
       else b.candles = [c];
+    } else if (kind === "booksnapshots") {
+      b.bookSnapshots ??= [];
+      b.bookSnapshots.push(m.value as BookSnapshotV2);
+    } else if (kind === "book" && opts.storeBookChanges) {
+      b.bookChanges ??= [];
+      b.bookChanges.push(m.value as BookChangeV2);
     }
   }
   return b;

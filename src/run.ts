@@ -85,6 +85,17 @@ export interface RunSummary {
   book_checks: number;
   book_mismatches: number;
   resyncs: number;
+  /** Top-N book snapshots taken (`--book-depth`, `--book-interval`). */
+  book_snapshots: number;
+  /**
+   * Books verified by the venue's checksum (Kraken `book`): updates whose checksum matched, and
+   * mismatches (each resubscribed that pair; counted in `resyncs` too).
+   */
+  checksums_verified: number;
+  checksum_failures: number;
+  /** Book changes stored (`--store-book-changes`) and book snapshots stored, by the persist role. */
+  book_changes_stored: number;
+  book_snapshots_stored: number;
   /** Records left in the spill journal unacknowledged at exit (the next start replays them). */
   journaled: number;
   /** Records written to the journal at shutdown because they were not stored in time. */
@@ -234,6 +245,7 @@ export async function startProcess(
         maxBatchSize: config.maxBatchSize,
         onStored: ackJournalOnStore && journal ? (messages) => journal.ack(messages) : undefined,
         storeStallMs: config.storeStallMs,
+        storeBookChanges: config.storeBookChanges,
       });
   /** The order books the feeds maintain (`--streams depth`), for `GET /api/v1/book` and `book.{N}`. */
   const books = new LiveBookRegistry();
@@ -307,6 +319,7 @@ export async function startProcess(
         // --rest-url, else the replay server's own REST emulation, else the venue's
         restUrl: config.restUrls?.[i] ?? replays.restUrl(i),
         backfillOptions: hooks.backfillOptions,
+        bookSnapshots: config.bookSnapshots,
         connectHint: connectHints[i] ?? undefined,
         recordedClock: replays.servers[i] !== null && config.replayClock === "recorded",
       },
@@ -334,7 +347,9 @@ export async function startProcess(
   /** Why the process is unhealthy (one sentence each), for `/health` and `/api/v1/status`. */
   const health = async (): Promise<string[]> => {
     const problems: string[] = [...backfillProblems(feeds.map((f) => f.backfill))];
-    for (const f of feeds) problems.push(...(f.books?.problems() ?? []));
+    for (const f of feeds) {
+      problems.push(...(f.books?.problems() ?? []), ...(f.checksumBooks?.problems() ?? []));
+    }
     if (lastRead?.problem) problems.push(lastRead.problem);
     for (const f of feeds) {
       if (f.connection.state !== "CONNECTED") {
@@ -728,7 +743,15 @@ interface SummaryInputs {
 /** The summary of a stopped run (see {@link RunSummary} for each figure). */
 function summarize(x: SummaryInputs): RunSummary {
   const ingest = sumCounts(x.feeds.map((f) => f.counts));
-  const persist = x.persist?.counts ?? { stored: 0, duplicates: 0, batches: 0, poison: 0, lastWriteAt: 0 };
+  const persist = x.persist?.counts ?? {
+    stored: 0,
+    duplicates: 0,
+    batches: 0,
+    poison: 0,
+    lastWriteAt: 0,
+    bookChanges: 0,
+    bookSnapshots: 0,
+  };
   const { firstFrameAt, lastFrameAt } = x.probe;
   const elapsed = firstFrameAt ? Math.round(x.end - firstFrameAt) : 0;
   const activeEnd = Math.max(lastFrameAt, x.persist?.counts.lastWriteAt ?? 0);
@@ -759,7 +782,12 @@ function summarize(x: SummaryInputs): RunSummary {
     book_changes: ingest.bookChanges,
     book_checks: sum((f) => f.books?.counts.checks ?? 0),
     book_mismatches: sum((f) => f.books?.counts.mismatches ?? 0),
-    resyncs: sum((f) => f.books?.counts.resyncs ?? 0),
+    resyncs: sum((f) => (f.books?.counts.resyncs ?? 0) + (f.checksumBooks?.counts.resyncs ?? 0)),
+    checksums_verified: sum((f) => f.checksumBooks?.counts.checksumsVerified ?? 0),
+    checksum_failures: sum((f) => f.checksumBooks?.counts.checksumFailures ?? 0),
+    book_snapshots: ingest.bookSnapshots,
+    book_changes_stored: persist.bookChanges,
+    book_snapshots_stored: persist.bookSnapshots,
     journaled: x.journal?.unacknowledged ?? 0,
     journaled_at_shutdown: x.journaledNow,
     max_backlog: x.gate?.peak ?? 0,

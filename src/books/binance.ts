@@ -139,11 +139,14 @@ export class BinanceBookSync {
    *   fetched after them would not need them)
    * @param onApplied called right after each diff is applied, with the book as it stands then (a
    *   snapshot applies the buffered diffs in one call: this sees each intermediate book)
+   * @param onBeforeApply called right before a diff that passed the sequence checks is applied, with
+   *   the book as it stands then (e.g. to take the book at an interval boundary the diff crosses)
    */
   constructor(
     readonly symbol: string,
     private readonly maxBuffered = 1000,
     private readonly onApplied?: (diff: BinanceDepthDiff, book: L2Book) => void,
+    private readonly onBeforeApply?: (diff: BinanceDepthDiff, book: L2Book) => void,
   ) {}
 
   /** Handles one depth diff of this symbol. */
@@ -230,6 +233,7 @@ export class BinanceBookSync {
       step.fetchSnapshot = true;
       return;
     }
+    this.onBeforeApply?.(diff, book);
     for (const [p, q] of diff.bids) book.apply("bid", p, q);
     for (const [p, q] of diff.asks) book.apply("ask", p, q);
     book.sequence = diff.finalUpdateId;
@@ -247,17 +251,18 @@ function newStep(): BinanceSyncStep {
 export class BinanceBooks {
   readonly bySymbol = new Map<string, BinanceBookSync>();
 
-  /** @param onApplied as {@link BinanceBookSync}'s, for every symbol */
+  /** @param onApplied, onBeforeApply as {@link BinanceBookSync}'s, for every symbol */
   constructor(
     private readonly maxBuffered = 1000,
     private readonly onApplied?: (diff: BinanceDepthDiff, book: L2Book) => void,
+    private readonly onBeforeApply?: (diff: BinanceDepthDiff, book: L2Book) => void,
   ) {}
 
   /** The symbol's procedure (created on first use). */
   get(symbol: string): BinanceBookSync {
     let s = this.bySymbol.get(symbol);
     if (!s) {
-      s = new BinanceBookSync(symbol, this.maxBuffered, this.onApplied);
+      s = new BinanceBookSync(symbol, this.maxBuffered, this.onApplied, this.onBeforeApply);
       this.bySymbol.set(symbol, s);
     }
     return s;

@@ -1,7 +1,8 @@
 /**
  * The bus contract every transport implements (memory, NATS JetStream, Kafka, Redis Streams): small on purpose.
  *
- * Topics follow schema-v2: `market.{asset_class}.{trades|aggtrades|quotes}.{exchange}`, dead letters on
+ * Topics follow schema-v2: `market.{asset_class}.{trades|aggtrades|quotes}.{exchange}` (order books:
+ * `book` for book changes, `booksnapshots` for periodic top-N snapshots), dead letters on
  * `market.dlq.{exchange}` and sequence gaps on `market.gaps.{exchange}`. The key is the symbol, so one
  * symbol's records stay ordered. `id` is the record's message_id, the bus-level dedupe key.
  *
@@ -12,11 +13,11 @@
 import { ASSET_CLASSES } from "../schema/records.js";
 
 /**
- * A whole bus topic: `market.{asset_class}.{trades|aggtrades|quotes|candles}.{exchange}`,
+ * A whole bus topic: `market.{asset_class}.{trades|aggtrades|quotes|candles|book|booksnapshots}.{exchange}`,
  * `market.dlq.{exchange}` or `market.gaps.{exchange}` (exchange: lower-case letters, digits, `_`, `-`).
  */
 export const BUS_TOPIC_RE = new RegExp(
-  `^market\\.(?:(?:dlq|gaps)\\.[a-z0-9_-]+|(?:${ASSET_CLASSES.join("|")})\\.(?:trades|aggtrades|quotes|candles)\\.[a-z0-9_-]+)$`,
+  `^market\\.(?:(?:dlq|gaps)\\.[a-z0-9_-]+|(?:${ASSET_CLASSES.join("|")})\\.(?:trades|aggtrades|quotes|candles|book|booksnapshots)\\.[a-z0-9_-]+)$`,
 );
 
 /** One message on the bus. */

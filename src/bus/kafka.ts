@@ -45,7 +45,15 @@ import {
   stringSerializer,
 } from "@platformatic/kafka";
 import type avro from "avsc";
-import { avroSchemaText, avroTypeForSchema, quoteAvroType, tradeAvroType } from "../schema/avro.js";
+import {
+  type AvroTableName,
+  avroSchemaText,
+  avroTypeForSchema,
+  bookChangeAvroType,
+  bookSnapshotAvroType,
+  quoteAvroType,
+  tradeAvroType,
+} from "../schema/avro.js";
 import type { Bus, BusMessage, ConsumeOptions, Consumer } from "./bus.js";
 import { topicKind } from "./bus.js";
 
@@ -175,11 +183,22 @@ export class SchemaRegistryClient {
   }
 }
 
+/** The Avro schema (table) of each topic kind with one. */
+const AVRO_TABLE: Readonly<Record<string, AvroTableName>> = {
+  trades: "trades_v2",
+  aggtrades: "trades_v2",
+  quotes: "quotes_v2",
+  book: "book_changes_v2",
+  booksnapshots: "book_snapshots_v2",
+};
+
 /** The Avro type a bus topic's values use in `avro` format, or null for JSON-only topics (dlq, gaps). */
 export function avroTypeOfTopic(topic: string): avro.Type | null {
   const kind = topicKind(topic);
   if (kind === "trades" || kind === "aggtrades") return tradeAvroType();
   if (kind === "quotes") return quoteAvroType();
+  if (kind === "book") return bookChangeAvroType();
+  if (kind === "booksnapshots") return bookSnapshotAvroType();
   return null;
 }
 
@@ -320,7 +339,7 @@ export class KafkaBus implements Bus {
       if (type) {
         const id = await this.registry.register(
           `${this.kafkaTopic(topic)}-value`,
-          avroSchemaText(topicKind(topic) === "quotes" ? "quotes_v2" : "trades_v2"),
+          avroSchemaText(AVRO_TABLE[topicKind(topic)] ?? "trades_v2"),
         );
         return frameConfluent(id, type.toBuffer(value));
       }

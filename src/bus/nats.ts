@@ -12,6 +12,8 @@
  * | `MARKET_AGGTRADES` | `market.{crypto,equities,futures,options}.aggtrades.>`        |
  * | `MARKET_QUOTES`    | `market.{crypto,equities,futures,options}.quotes.>`           |
  * | `MARKET_CANDLES`   | `market.{crypto,equities,futures,options}.candles.>`          |
+ * | `MARKET_BOOK`      | `market.{crypto,equities,futures,options}.book.>`             |
+ * | `MARKET_BOOKSNAPSHOTS` | `market.{crypto,equities,futures,options}.booksnapshots.>` |
  * | `MARKET_DLQ`       | `market.dlq.>`                                                |
  * | `MARKET_GAPS`      | `market.gaps.>`                                               |
  *
@@ -66,7 +68,7 @@ import { BUS_TOPIC_RE, type Bus, type BusMessage, type ConsumeOptions, type Cons
 /** One JetStream stream of the bus. */
 export interface NatsStreamSpec {
   /** Data type (`topicKind` of its topics). */
-  kind: "trades" | "aggtrades" | "quotes" | "candles" | "dlq" | "gaps";
+  kind: "trades" | "aggtrades" | "quotes" | "candles" | "book" | "booksnapshots" | "dlq" | "gaps";
   /** Stream name without prefix. */
   name: string;
   /** Subject patterns without prefix. */
@@ -81,6 +83,8 @@ export const NATS_STREAMS: readonly NatsStreamSpec[] = [
   { kind: "aggtrades", name: "MARKET_AGGTRADES", subjects: perAssetClass("aggtrades") },
   { kind: "quotes", name: "MARKET_QUOTES", subjects: perAssetClass("quotes") },
   { kind: "candles", name: "MARKET_CANDLES", subjects: perAssetClass("candles") },
+  { kind: "book", name: "MARKET_BOOK", subjects: perAssetClass("book") },
+  { kind: "booksnapshots", name: "MARKET_BOOKSNAPSHOTS", subjects: perAssetClass("booksnapshots") },
   { kind: "dlq", name: "MARKET_DLQ", subjects: ["market.dlq.>"] },
   { kind: "gaps", name: "MARKET_GAPS", subjects: ["market.gaps.>"] },
 ];

@@ -69,7 +69,7 @@ function registerProcess(
       )
       .option(
         "--replay <file>",
-        "replay a capture through an in-process replay server instead of the live venue (one file per exchange, in order)",
+        "replay a capture through an in-process replay server instead of the live venue (one entry per exchange, in order; consecutive Binance captures as one session: a.gz,b.gz with one exchange, a.gz+b.gz with several)",
       )
       .option(
         "--rest-url <url>",
@@ -90,6 +90,14 @@ function registerProcess(
         "with --replay: inject faults, e.g. drop-every=5000:lost=300,garbage=0.001,stall=90s@20000,close=1001@100,no-pong",
       )
       .option("--faults-seed <n>", "seed of the --faults PRNG (default 1)")
+      .option(
+        "--book-depth <n>",
+        "levels per side of the periodic snapshots of every kept order book, 1 to 1000 (env K2_BOOK_DEPTH; default 10)",
+      )
+      .option(
+        "--book-interval <d>",
+        "interval of those snapshots on the venue's clock: 250ms, 1s, 1m ... (env K2_BOOK_INTERVAL; default 1s)",
+      )
       .option(
         "--ping-interval-ms <ms>",
         "ping the venue after this long without frames (env K2_PING_INTERVAL_MS; default 10000)",
@@ -143,6 +151,10 @@ function registerProcess(
   }
   if (groups.includes("batch")) {
     cmd
+      .option(
+        "--store-book-changes",
+        "also store every order-book change (book_changes_v2; env K2_STORE_BOOK_CHANGES=1; default: on the bus only)",
+      )
       .option("--batch-size <n>", "store batch size (env K2_BATCH_SIZE; default 500)")
       .option("--batch-max-wait-ms <ms>", "store batch time bound (env K2_BATCH_MAX_WAIT_MS; default 2000)")
       .option("--max-batch-size <n>", "largest batch under backlog (env K2_MAX_BATCH_SIZE; default 50000)");
@@ -267,6 +279,7 @@ function summaryLine(summary: RunSummary, roles: Roles): Partial<RunSummary> {
     ...(roles.ingest ? INGEST_TIMES : []),
     ...(roles.ingest && summary.faults ? (["faults"] as const) : []),
     ...(roles.ingest && summary.book_changes > 0 ? BOOK_CHECKS : []),
+    ...(roles.persist && summary.book_changes_stored + summary.book_snapshots_stored > 0 ? BOOK_STORED : []),
     "max_rss_mb",
     ...(roles.ingest ? INGEST_MEMORY : []),
     ...(roles.persist ? (["poison"] as const) : []),
@@ -287,5 +300,14 @@ const INGEST_TIMES = [
   "active_ms",
   "reconnects",
 ] as const;
-const BOOK_CHECKS = ["book_changes", "book_checks", "book_mismatches", "resyncs"] as const;
+const BOOK_CHECKS = [
+  "book_changes",
+  "book_checks",
+  "book_mismatches",
+  "resyncs",
+  "checksums_verified",
+  "checksum_failures",
+  "book_snapshots",
+] as const;
+const BOOK_STORED = ["book_changes_stored", "book_snapshots_stored"] as const;
 const INGEST_MEMORY = ["max_backlog", "max_heap_mb", "journaled", "journal_read_back"] as const;

@@ -27,6 +27,7 @@ import type { QuoteV2 } from "../schema/records.js";
 import { nowMicros } from "../schema/time.js";
 import { Reject } from "../venues/mapping.js";
 import type { BookSnapshotRest } from "../venues/venue.js";
+import type { BookSnapshotter } from "./book-snapshots.js";
 
 /** Counters of one venue's local books, for the run summary and tests. */
 export interface BookCounts {
@@ -57,6 +58,8 @@ export interface BookKeeperOptions {
   get(url: string, weight: number): Promise<unknown>;
   /** Called with every REST snapshot the procedure used (a book_changes_v2 snapshot, for publishing). */
   onSnapshot?(snapshot: BookChangeV2): void;
+  /** Takes the periodic top-N snapshots of the books in sync (`--book-depth`, `--book-interval`). */
+  snapshots?: BookSnapshotter;
   metrics: Metrics;
   logger: Logger;
   /** Diffs buffered per symbol while waiting for a snapshot (default 10000). */
@@ -92,7 +95,15 @@ export class BinanceBookKeeper implements LiveBookSource {
   private stopped = false;
 
   constructor(private readonly opts: BookKeeperOptions) {
-    this.procedures = new BinanceBooks(opts.maxBuffered ?? 10_000, (d, book) => this.applied(d, book));
+    const snapshots = opts.snapshots;
+    this.procedures = new BinanceBooks(
+      opts.maxBuffered ?? 10_000,
+      (d, book) => this.applied(d, book),
+      // the book at each interval boundary: before the first diff stamped at or after it (`E`, ms)
+      snapshots
+        ? (d, book) => snapshots.beforeChange(d.symbol, d.eventTime * 1000, book, this.lastResyncAt(d.symbol))
+        : undefined,
+    );
     opts.metrics.collectHooks.push(() => {
       for (const [symbol, sync] of this.procedures.bySymbol) {
         opts.metrics.bookDepth.labels(opts.exchange, symbol, "bid").set(sync.book.depth("bid"));
@@ -268,6 +279,7 @@ export class BinanceBookKeeper implements LiveBookSource {
       this.counts.resyncs++;
       this.resyncAt.set(symbol, nowMicros());
       check.reset();
+      this.opts.snapshots?.reset(symbol);
       metrics.bookResyncs.labels(exchange, symbol).inc();
       this.opts.logger.warn(
         { exchange, symbol, reason: r.reason, book: r.bookUpdateId, U: r.firstUpdateId, u: r.finalUpdateId },

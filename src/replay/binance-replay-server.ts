@@ -24,7 +24,7 @@ import type { Socket } from "node:net";
 import type { WebSocket } from "ws";
 import { recordedTimePayload } from "../feed/recorded-time.js";
 import { BinanceRestEmulator } from "./binance-rest.js";
-import { type LoadedCapture, loadCapture, PRELOAD_MAX_BYTES, readCapture } from "./capture.js";
+import { type LoadedCapture, loadCapture, PRELOAD_MAX_BYTES, readCaptures } from "./capture.js";
 import { LoopbackReplayServer, type ReplayServerOptions, SendWindow } from "./replay-server.js";
 
 /** Header of an unmasked final text frame of `length` payload bytes (RFC 6455 §5.2). */
@@ -66,12 +66,17 @@ export class BinanceReplayServer extends LoopbackReplayServer {
    */
   readonly rest = new BinanceRestEmulator(
     () =>
-      (async function* (file: string) {
-        for await (const f of readCapture(file)) yield f.raw;
-      })(this.opts.file),
+      (async function* (files: readonly string[]) {
+        for await (const f of readCaptures(files)) yield f.raw;
+      })(this.files),
     this.opts.rest,
-    { frames: () => readCapture(this.opts.file), position: () => this.positionMs },
+    { frames: () => readCaptures(this.files), position: () => this.positionMs },
   );
+
+  /** The captures played, in order: `files`, else `file`. */
+  private get files(): readonly string[] {
+    return this.opts.files ?? [this.opts.file];
+  }
 
   protected override handleHttp(req: IncomingMessage, res: ServerResponse): void {
     this.rest.handle(req, res);
@@ -157,8 +162,8 @@ export class BinanceReplayServer extends LoopbackReplayServer {
 
   /** The capture in memory when it is small enough (loaded once, shared by all connections). */
   private capture(): Promise<LoadedCapture | null> {
-    this.loaded ??= stat(this.opts.file).then((st) =>
-      st.size <= PRELOAD_MAX_BYTES ? loadCapture(this.opts.file) : null,
+    this.loaded ??= Promise.all(this.files.map((f) => stat(f))).then((st) =>
+      st.reduce((n, s) => n + s.size, 0) <= PRELOAD_MAX_BYTES ? loadCapture(this.files) : null,
     );
     return this.loaded;
   }
@@ -191,7 +196,7 @@ export class BinanceReplayServer extends LoopbackReplayServer {
       }
       return;
     }
-    for await (const f of readCapture(this.opts.file)) {
+    for await (const f of readCaptures(this.files)) {
       const stream = streamOf(f.raw);
       if (stream === null || !subscribed.has(stream)) continue;
       yield { ms: f.ms, us: f.us, data: combined ? f.raw : payloadOf(f.raw), stream };

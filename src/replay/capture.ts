@@ -59,6 +59,14 @@ export async function* readCapture(path: string): AsyncGenerator<CapturedFrame> 
   }
 }
 
+/**
+ * Streams the frames of consecutive captures (e.g. `btcusdt_20240808.gz` then `btcusdt_20240809.gz`)
+ * as one session: each file's frames, in file order.
+ */
+export async function* readCaptures(paths: readonly string[]): AsyncGenerator<CapturedFrame> {
+  for (const path of paths) yield* readCapture(path);
+}
+
 /** Writes frames in capture format (`k2 record`). */
 export class CaptureWriter {
   private readonly gzip: Gzip;
@@ -107,13 +115,23 @@ export const PRELOAD_MAX_BYTES = 256 * 1024 * 1024;
 
 const STREAM_PREFIX = Buffer.from('{"stream":"');
 
-/** Loads a `<ns> <frame>` capture (gzip or plain) into a {@link LoadedCapture}. */
-export async function loadCapture(path: string): Promise<LoadedCapture> {
+/**
+ * Loads a `<ns> <frame>` capture (gzip or plain) into a {@link LoadedCapture}; several paths are
+ * consecutive captures loaded as one session, in order.
+ */
+export async function loadCapture(path: string | readonly string[]): Promise<LoadedCapture> {
   const { readFile } = await import("node:fs/promises");
   const { gunzip } = await import("node:zlib");
   const { promisify } = await import("node:util");
-  let buf = await readFile(path);
-  if (buf[0] === 0x1f && buf[1] === 0x8b) buf = await promisify(gunzip)(buf);
+  const parts: Buffer[] = [];
+  for (const p of typeof path === "string" ? [path] : path) {
+    let b = await readFile(p);
+    if (b[0] === 0x1f && b[1] === 0x8b) b = await promisify(gunzip)(b);
+    parts.push(b);
+    // a file without a final newline must not run into the next file's first line
+    if (b.length > 0 && b[b.length - 1] !== 10) parts.push(Buffer.from("\n"));
+  }
+  const buf = parts.length === 1 ? parts[0] : Buffer.concat(parts);
   let lines = 0;
   for (let i = buf.indexOf(10); i >= 0; i = buf.indexOf(10, i + 1)) lines++;
   lines++;

@@ -26,8 +26,10 @@ import { WorkerReplayServer } from "./replay-worker.js";
 
 /** What a replay needs of one feed's configuration (`config-feeds.ts`' `FeedConfig` satisfies it). */
 export interface ReplayFeedSpec {
-  /** The recording to replay, or null for a live feed. */
+  /** The recording to replay (the first, with `replayFiles`), or null for a live feed. */
   replay: string | null;
+  /** Consecutive Binance captures played as one session, in order (optional; more than one). */
+  replayFiles?: readonly string[];
   symbols: string[];
   streams: string[];
   /** True when `symbols` are the venue's defaults (a cryptofeed recording's own are used instead). */
@@ -117,8 +119,10 @@ export class FeedReplays {
       } else {
         checkRecordedSymbols(f.replay, sub.symbols, recorded, venues[i].exchange, logger);
       }
+      const several = f.replayFiles && f.replayFiles.length > 1 ? f.replayFiles : null;
       const serverOpts = {
         file: f.replay,
+        ...(several ? { files: [...several] } : {}),
         speed: opts.speed,
         resume: opts.resume,
         stampReceiveTimes: opts.stampReceiveTimes ?? false,
@@ -130,7 +134,7 @@ export class FeedReplays {
           : new WorkerReplayServer(format, serverOpts);
       await server.start();
       logger.info(
-        { exchange: venues[i].exchange, file: f.replay, speed: opts.speed, url: server.url },
+        { exchange: venues[i].exchange, files: several ?? [f.replay], speed: opts.speed, url: server.url },
         "replay server started",
       );
       servers.push(server);

@@ -11,8 +11,13 @@ import { type FaultAction, type FaultCounts, type FaultSpec, FaultState } from "
 export type ReplaySpeed = number | "max";
 
 export interface ReplayServerOptions {
-  /** Capture file. */
+  /** Capture file (with `files`, the first of them: the name in logs). */
   file: string;
+  /**
+   * Consecutive captures played as one session, in order (Binance `<ns> <frame>` captures; e.g.
+   * `btcusdt_20240808.gz`, `btcusdt_20240809.gz`); absent: `file` alone.
+   */
+  files?: readonly string[];
   /** 127.0.0.1 port; 0 picks a free one. */
   port?: number;
   /** Pace multiplier (1 = real time, 10 = ten times faster) or `max`. */

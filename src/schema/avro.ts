@@ -1,5 +1,5 @@
 /**
- * Avro types for trades_v2 and quotes_v2 (`schema/*.avsc`), for Kafka users with a Confluent Schema
+ * Avro types for trades_v2, quotes_v2, book_changes_v2 and book_snapshots_v2 (`schema/*.avsc`), for Kafka users with a Confluent Schema
  * Registry. DECIMAL(18,8) uses Avro's `decimal` logical type (bytes, two's-complement big-endian
  * unscaled value, precision 18, scale 8), converted to and from K2's canonical decimal strings without
  * floats; `timestamp-micros` stays a long of µs.
@@ -41,8 +41,11 @@ class DecimalType extends avro.types.LogicalType {
   }
 }
 
+/** The tables with an Avro schema (`schema/{name}.avsc`). */
+export type AvroTableName = "trades_v2" | "quotes_v2" | "book_changes_v2" | "book_snapshots_v2";
+
 /** The text of `schema/{name}.avsc` (what a Schema Registry is given). */
-export function avroSchemaText(name: "trades_v2" | "quotes_v2"): string {
+export function avroSchemaText(name: AvroTableName): string {
   return readFileSync(`${packageRoot()}/schema/${name}.avsc`, "utf8");
 }
 
@@ -56,7 +59,7 @@ export function avroTypeForSchema(schema: unknown): avro.Type {
   return avro.Type.forSchema(parsed as never, { logicalTypes: { decimal: DecimalType } as never });
 }
 
-function load(name: "trades_v2" | "quotes_v2"): avro.Type {
+function load(name: AvroTableName): avro.Type {
   return avroTypeForSchema(avroSchemaText(name));
 }
 
@@ -73,4 +76,19 @@ export function tradeAvroType(): avro.Type {
 export function quoteAvroType(): avro.Type {
   quotes ??= load("quotes_v2");
   return quotes;
+}
+
+let bookChanges: avro.Type | null = null;
+let bookSnapshots: avro.Type | null = null;
+
+/** The Avro type of book_changes_v2 (from `schema/book_changes_v2.avsc`); levels as decimal pairs. */
+export function bookChangeAvroType(): avro.Type {
+  bookChanges ??= load("book_changes_v2");
+  return bookChanges;
+}
+
+/** The Avro type of book_snapshots_v2 (from `schema/book_snapshots_v2.avsc`). */
+export function bookSnapshotAvroType(): avro.Type {
+  bookSnapshots ??= load("book_snapshots_v2");
+  return bookSnapshots;
 }

@@ -8,55 +8,62 @@
  * removed. Bus subject/topic for changes: `market.{asset_class}.book.{exchange}`.
  */
 
-/** One price level, `[price, quantity]`, both canonical DECIMAL(18,8) strings. */
-export type BookLevel = [price: string, quantity: string];
+import { deterministicMessageId } from "./message-id.js";
+import type { AssetClass } from "./records.js";
+import type { BOOK_CHANGE_COLUMNS, BOOK_SNAPSHOT_COLUMNS, BookLevel, RecordOf } from "./tables.js";
+
+export type { BookLevel };
 
 /**
  * book_changes_v2: one venue book message for one symbol — a snapshot (`is_snapshot`: the levels
- * replace the book) or a set of level changes (absolute quantities; 0 = removed).
+ * replace the book) or a set of level changes (absolute quantities; 0 = removed). Columns, units and
+ * meaning: {@link BOOK_CHANGE_COLUMNS} in `tables.ts`: message_id (deterministic UUID v8, see
+ * {@link bookChangeMessageId}), exchange (upper case), symbol (venue symbol, upper case: `BTCUSDT`,
+ * `XBT/CHF`, `BTC-USD`), timestamp (venue time where sent, else receipt; µs), is_snapshot, bids and
+ * asks (`[price, quantity]` DECIMAL(18,8) string pairs; a snapshot's best first, a change's as sent),
+ * first/last_source_sequence (Binance `U`/`u`, snapshot `lastUpdateId`, Coinbase `sequence_num`; or
+ * null), ingestion_timestamp (receipt, µs), vendor_data (unmapped venue fields as strings, e.g. Kraken
+ * `checksum`).
  */
-export interface BookChangeV2 {
-  /** Upper case (`BINANCE`, `KRAKEN`, `COINBASE`). */
-  exchange: string;
-  /** Venue symbol, upper case (`BTCUSDT`, `XBT/CHF`, `BTC-USD`). */
-  symbol: string;
-  /** Venue time of the change where sent (Binance `E`), else ingestion time; µs since epoch UTC. */
-  timestamp: number;
-  /** True when the levels are a whole book (REST snapshot, Kraken `as`/`bs`, Coinbase `snapshot`). */
-  is_snapshot: boolean;
-  /** Bid levels changed (or, in a snapshot, all bids), best first for a snapshot, as sent otherwise. */
-  bids: BookLevel[];
-  /** Ask levels, as `bids`. */
-  asks: BookLevel[];
-  /** First venue sequence covered (Binance `U`, snapshot `lastUpdateId`; Coinbase `sequence_num`), or null. */
-  first_source_sequence: number | null;
-  /** Last venue sequence covered (Binance `u`, snapshot `lastUpdateId`; Coinbase `sequence_num`), or null. */
-  last_source_sequence: number | null;
-  /** Receipt time in this process, µs since epoch UTC. */
-  ingestion_timestamp: number;
-  /** Every venue field not mapped above, as strings (e.g. Kraken `checksum`, `republish` counts). */
-  vendor_data: Record<string, string>;
-}
+export type BookChangeV2 = RecordOf<typeof BOOK_CHANGE_COLUMNS>;
 
 /**
  * book_snapshots_v2: the best N levels of the maintained book of one symbol, taken every interval
- * (`--book-depth 10 --book-interval 1s` by default).
+ * (`--book-depth 10 --book-interval 1s` by default). Columns: {@link BOOK_SNAPSHOT_COLUMNS}:
+ * exchange, symbol, timestamp (the interval boundary, µs on the venue's clock), depth (N requested),
+ * bids (best first: highest price), asks (best first: lowest price), last_source_sequence (last
+ * venue sequence applied, or null), last_resync_timestamp (µs, or null).
  */
-export interface BookSnapshotV2 {
-  /** Upper case (`BINANCE`). */
-  exchange: string;
-  /** Venue symbol, upper case. */
-  symbol: string;
-  /** When the snapshot was taken (the interval's tick), µs since epoch UTC. */
-  timestamp: number;
-  /** N requested; `bids`/`asks` hold fewer levels when the book holds fewer. */
-  depth: number;
-  /** Best N bids, best (highest price) first. */
-  bids: BookLevel[];
-  /** Best N asks, best (lowest price) first. */
-  asks: BookLevel[];
-  /** Last venue sequence applied to the book when taken (Binance `u`, Coinbase `sequence_num`), or null. */
-  last_source_sequence: number | null;
-  /** Time of the book's last resync (new snapshot after a break or a checksum failure), µs, or null. */
-  last_resync_timestamp: number | null;
+export type BookSnapshotV2 = RecordOf<typeof BOOK_SNAPSHOT_COLUMNS>;
+
+/**
+ * message_id of a book change: deterministic UUID v8 of `EXCHANGE/book/SYMBOL/first-last` (`/snapshot`
+ * appended for a whole book) when the venue numbers its book messages, so a replayed capture stores
+ * each change once; else of `EXCHANGE/book/SYMBOL/@receipt µs/discriminator` (e.g. Kraken's checksum),
+ * unique within a run and equal on a bus redelivery (the record carries it).
+ */
+export function bookChangeMessageId(
+  exchange: string,
+  symbol: string,
+  isSnapshot: boolean,
+  first: number | null,
+  last: number | null,
+  receivedAtUs: number,
+  discriminator = "",
+): string {
+  const tail = isSnapshot ? "/snapshot" : "";
+  if (first !== null && last !== null) {
+    return deterministicMessageId(`${exchange}/book/${symbol}/${first}-${last}${tail}`);
+  }
+  return deterministicMessageId(`${exchange}/book/${symbol}/@${receivedAtUs}/${discriminator}${tail}`);
+}
+
+/** Bus topic of book changes: `market.{asset_class}.book.{exchange}` (key: the symbol). */
+export function bookChangeTopic(assetClass: AssetClass, exchange: string): string {
+  return `market.${assetClass}.book.${exchange.toLowerCase()}`;
+}
+
+/** Bus topic of periodic top-N book snapshots: `market.{asset_class}.booksnapshots.{exchange}`. */
+export function bookSnapshotTopic(assetClass: AssetClass, exchange: string): string {
+  return `market.${assetClass}.booksnapshots.${exchange.toLowerCase()}`;
 }

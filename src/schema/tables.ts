@@ -19,7 +19,12 @@
  * - `micros`: µs since the epoch UTC, a JS number (exact below 2^53);
  * - `bigint`: any other 64-bit integer (sequences, counts), a JS number;
  * - `text[]`: array of strings; `string map`: object of string values;
- * - `boolean`.
+ * - `boolean`;
+ * - `levels`: order-book levels, an array of `[price, quantity]` pairs of canonical DECIMAL(18,8)
+ *   strings (`[["61707.68000000", "0.50000000"], …]`). Stored as JSON text of those string pairs
+ *   (DuckDB `JSON`, PostgreSQL `JSONB`): the strings are kept as written, so the values stay exact
+ *   and read back as the same canonical strings; in Avro an array of `[price, quantity]` arrays of
+ *   `decimal(18,8)`.
  */
 
 /** Logical column types (see the file comment for their record values). */
@@ -33,7 +38,11 @@ export type LogicalType =
   | "bigint"
   | "text[]"
   | "string map"
-  | "boolean";
+  | "boolean"
+  | "levels";
+
+/** One order-book price level, `[price, quantity]`, both canonical DECIMAL(18,8) strings. */
+export type BookLevel = [price: string, quantity: string];
 
 /** One column of a table. */
 export interface Column {
@@ -216,6 +225,71 @@ export const CANDLE_COLUMNS = [
   { name: "last_trade_id", type: "text" },
 ] as const satisfies readonly Column[];
 
+/** Columns of book_changes_v2: one venue book message of one symbol (a snapshot, or level changes). */
+export const BOOK_CHANGE_COLUMNS = [
+  // deterministic from exchange, symbol and the venue's sequences where it sends them
+  c.messageId,
+  c.exchange,
+  c.symbol,
+  {
+    name: "timestamp",
+    type: "micros",
+    description: "venue time of the change where sent, else receipt time",
+  },
+  {
+    name: "is_snapshot",
+    type: "boolean",
+    description: "the levels are a whole book (REST snapshot, Kraken as/bs, Coinbase snapshot)",
+  },
+  {
+    name: "bids",
+    type: "levels",
+    description: "bid levels [price, quantity], DECIMAL(18,8) strings; quantity 0 = level removed",
+  },
+  { name: "asks", type: "levels", description: "ask levels, as bids" },
+  {
+    name: "first_source_sequence",
+    type: "bigint",
+    nullable: true,
+    description: "first venue sequence covered (Binance U, snapshot lastUpdateId, Coinbase sequence_num)",
+  },
+  {
+    name: "last_source_sequence",
+    type: "bigint",
+    nullable: true,
+    description: "last venue sequence covered (Binance u, snapshot lastUpdateId, Coinbase sequence_num)",
+  },
+  c.ingestionTimestamp,
+  c.vendorData,
+] as const satisfies readonly Column[];
+
+/** Columns of book_snapshots_v2: the best N levels of a maintained book, taken every interval. */
+export const BOOK_SNAPSHOT_COLUMNS = [
+  c.exchange,
+  c.symbol,
+  { name: "timestamp", type: "micros", description: "the interval boundary the book is taken at" },
+  {
+    name: "depth",
+    type: "bigint",
+    nonNegative: true,
+    description: "N requested (--book-depth); bids/asks hold fewer when the book does",
+  },
+  { name: "bids", type: "levels", description: "best N bids [price, quantity], highest price first" },
+  { name: "asks", type: "levels", description: "best N asks [price, quantity], lowest price first" },
+  {
+    name: "last_source_sequence",
+    type: "bigint",
+    nullable: true,
+    description: "last venue sequence applied to the book when taken",
+  },
+  {
+    name: "last_resync_timestamp",
+    type: "micros",
+    nullable: true,
+    description: "time of the book's last resync",
+  },
+] as const satisfies readonly Column[];
+
 /** Every stored table, by name. */
 export const TABLES = {
   trades_v2: { name: "trades_v2", columns: TRADE_COLUMNS, key: ["exchange", "symbol", "trade_id"] },
@@ -231,6 +305,16 @@ export const TABLES = {
     name: "candles_v2",
     columns: CANDLE_COLUMNS,
     key: ["exchange", "symbol", "interval", "interval_start"],
+  },
+  book_changes_v2: {
+    name: "book_changes_v2",
+    columns: BOOK_CHANGE_COLUMNS,
+    key: ["exchange", "symbol", "message_id"],
+  },
+  book_snapshots_v2: {
+    name: "book_snapshots_v2",
+    columns: BOOK_SNAPSHOT_COLUMNS,
+    key: ["exchange", "symbol", "depth", "timestamp"],
   },
 } as const satisfies Record<string, Table>;
 
@@ -249,7 +333,9 @@ type ValueOf<C extends Column> = C extends { values: readonly (infer V)[] }
         ? Record<string, string>
         : C["type"] extends "boolean"
           ? boolean
-          : string;
+          : C["type"] extends "levels"
+            ? BookLevel[]
+            : string;
 type Nullable<C extends Column> = C extends { nullable: true } ? null : never;
 type Simplify<T> = { [K in keyof T]: T[K] };
 

@@ -37,6 +37,9 @@ function zodOf(col: Column): z.ZodType {
       case "boolean":
         t = z.boolean();
         break;
+      case "levels":
+        t = z.array(z.tuple([decimalString, decimalString]));
+        break;
       default: {
         let s = z.string();
         if (col.pattern) s = s.regex(col.pattern);

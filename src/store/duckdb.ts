@@ -25,6 +25,7 @@ import {
   createTableSql,
   ident,
   keyList,
+  levelsJson,
   setNonKeyColumns,
 } from "./sql.js";
 import { emptyResult, type Row, type Store, type WriteBatch, type WriteResult } from "./store.js";
@@ -35,16 +36,32 @@ const { DuckDBInstance } = createRequire(import.meta.url)(
   "@duckdb/node-api",
 ) as typeof import("@duckdb/node-api");
 
-const { trades_v2, agg_trades_v2, quotes_v2, dead_letters, sequence_gaps, candles_v2 } = TABLES;
+const {
+  trades_v2,
+  agg_trades_v2,
+  quotes_v2,
+  dead_letters,
+  sequence_gaps,
+  candles_v2,
+  book_changes_v2,
+  book_snapshots_v2,
+} = TABLES;
 
 /**
  * Idempotent migrations, run at every start: the catalogue's tables, then the columns added to them
  * since (rows of older files read as the column's default).
  */
 const MIGRATIONS: string[] = [
-  ...[trades_v2, agg_trades_v2, quotes_v2, dead_letters, sequence_gaps, candles_v2].map((t) =>
-    createTableSql(t, "duckdb"),
-  ),
+  ...[
+    trades_v2,
+    agg_trades_v2,
+    quotes_v2,
+    dead_letters,
+    sequence_gaps,
+    candles_v2,
+    book_changes_v2,
+    book_snapshots_v2,
+  ].map((t) => createTableSql(t, "duckdb")),
   ...Object.values(TABLES).flatMap((t) => addedColumnsSql(t, "duckdb")),
 ];
 
@@ -105,13 +122,19 @@ class Staging {
       params: ["a", "records"],
       column(value, c) {
         const arg = (v: string) =>
-          c.type === "text[]" ? `jsonArray(${v})` : c.type === "string map" ? `jsonObject(${v})` : v;
+          c.type === "text[]"
+            ? `jsonArray(${v})`
+            : c.type === "string map"
+              ? `jsonObject(${v})`
+              : c.type === "levels"
+                ? `levelsJson(${v})`
+                : v;
         if (!c.nullable) return `a.${APPEND[c.type]}(${arg(value)});`;
         return `{ const v = ${value}; if (v === null) a.appendNull(); else a.${APPEND[c.type]}(${arg("v")}); }`;
       },
       rowEnd: "a.endRow();",
       tail: "a.flushSync();",
-      helpers: { jsonArray, jsonObject },
+      helpers: { jsonArray, jsonObject, levelsJson },
     });
   }
 }
@@ -127,6 +150,7 @@ const STAGE_TYPE: Record<LogicalType, string> = {
   "text[]": "VARCHAR",
   "string map": "VARCHAR",
   boolean: "BOOLEAN",
+  levels: "VARCHAR",
 };
 const CAST: Record<LogicalType, string> = {
   uuid: "UUID",
@@ -139,6 +163,7 @@ const CAST: Record<LogicalType, string> = {
   "text[]": "JSON::VARCHAR[]",
   "string map": "JSON",
   boolean: "",
+  levels: "JSON",
 };
 const APPEND: Record<LogicalType, string> = {
   uuid: "appendVarchar",
@@ -151,6 +176,7 @@ const APPEND: Record<LogicalType, string> = {
   "text[]": "appendVarchar",
   "string map": "appendVarchar",
   boolean: "appendBoolean",
+  levels: "appendVarchar",
 };
 
 const STAGE_TRADES = new Staging("stage_trades", trades_v2, "ON CONFLICT DO NOTHING");
@@ -168,6 +194,10 @@ const STAGE_CANDLES = new Staging(
   (columns, from) => `SELECT ${columns} FROM ${from}
   QUALIFY row_number() OVER (PARTITION BY ${keyList(candles_v2)} ORDER BY trade_count DESC) = 1`,
 );
+
+const STAGE_BOOK_CHANGES = new Staging("stage_book_changes", book_changes_v2, "ON CONFLICT DO NOTHING");
+/** Snapshots are derived from the book: one taken again (a replay) is kept as first stored. */
+const STAGE_BOOK_SNAPSHOTS = new Staging("stage_book_snapshots", book_snapshots_v2, "ON CONFLICT DO NOTHING");
 
 /**
  * The DuckDB file is held by another process: DuckDB allows one writer process per file, and no reader
@@ -235,6 +265,8 @@ export class DuckDBStore extends SqlReads implements Store {
   private stageTrades!: DuckDBAppender;
   private stageQuotes!: DuckDBAppender;
   private stageCandles!: DuckDBAppender;
+  private stageBookChanges!: DuckDBAppender;
+  private stageBookSnapshots!: DuckDBAppender;
   private chain: Promise<unknown> = Promise.resolve();
   /** Connection of `query` (the writer's connection when reads are not separated). */
   private readConn!: DuckDBConnection;
@@ -266,6 +298,10 @@ export class DuckDBStore extends SqlReads implements Store {
     this.stageTrades = await this.conn.createAppender("stage_trades", "main", "temp");
     this.stageQuotes = await this.conn.createAppender("stage_quotes", "main", "temp");
     this.stageCandles = await this.conn.createAppender("stage_candles", "main", "temp");
+    await this.conn.run(STAGE_BOOK_CHANGES.create);
+    await this.conn.run(STAGE_BOOK_SNAPSHOTS.create);
+    this.stageBookChanges = await this.conn.createAppender("stage_book_changes", "main", "temp");
+    this.stageBookSnapshots = await this.conn.createAppender("stage_book_snapshots", "main", "temp");
   }
 
   /** Closes the appenders of `used` (flushed already), before their tables are dropped. */
@@ -273,6 +309,8 @@ export class DuckDBStore extends SqlReads implements Store {
     if (used.has(STAGE_TRADES)) this.stageTrades.closeSync();
     if (used.has(STAGE_QUOTES)) this.stageQuotes.closeSync();
     if (used.has(STAGE_CANDLES)) this.stageCandles.closeSync();
+    if (used.has(STAGE_BOOK_CHANGES)) this.stageBookChanges.closeSync();
+    if (used.has(STAGE_BOOK_SNAPSHOTS)) this.stageBookSnapshots.closeSync();
   }
 
   /** Opens new appenders on the staging tables of `used` (after {@link closeAppenders}). */
@@ -281,6 +319,8 @@ export class DuckDBStore extends SqlReads implements Store {
     if (used.has(STAGE_TRADES)) this.stageTrades = await open("stage_trades");
     if (used.has(STAGE_QUOTES)) this.stageQuotes = await open("stage_quotes");
     if (used.has(STAGE_CANDLES)) this.stageCandles = await open("stage_candles");
+    if (used.has(STAGE_BOOK_CHANGES)) this.stageBookChanges = await open("stage_book_changes");
+    if (used.has(STAGE_BOOK_SNAPSHOTS)) this.stageBookSnapshots = await open("stage_book_snapshots");
   }
 
   /** Serializes operations on the writer's connection. */
@@ -355,6 +395,18 @@ export class DuckDBStore extends SqlReads implements Store {
         result.candles = await run(STAGE_CANDLES.move("candles_v2"));
         used.add(STAGE_CANDLES);
       }
+      if (batch.bookChanges && batch.bookChanges.length > 0) {
+        STAGE_BOOK_CHANGES.append(this.stageBookChanges, batch.bookChanges);
+        result.bookChanges = await run(STAGE_BOOK_CHANGES.move("book_changes_v2"));
+        total += batch.bookChanges.length;
+        used.add(STAGE_BOOK_CHANGES);
+      }
+      if (batch.bookSnapshots && batch.bookSnapshots.length > 0) {
+        STAGE_BOOK_SNAPSHOTS.append(this.stageBookSnapshots, batch.bookSnapshots);
+        // derived from the book, as candles: a snapshot taken again is not a duplicate
+        result.bookSnapshots = await run(STAGE_BOOK_SNAPSHOTS.move("book_snapshots_v2"));
+        used.add(STAGE_BOOK_SNAPSHOTS);
+      }
       if (begun) {
         // the staging tables used are dropped and recreated in the batch's transaction
         this.closeAppenders(used);
@@ -367,6 +419,11 @@ export class DuckDBStore extends SqlReads implements Store {
       this.stageTrades.clear();
       this.stageQuotes.clear();
       this.stageCandles.clear();
+      this.stageBookChanges.clear();
+      this.stageBookSnapshots.clear();
+      for (const t of ["stage_book_changes", "stage_book_snapshots"]) {
+        await c.run(`DELETE FROM ${t}`).catch(() => undefined);
+      }
       await c.run("DELETE FROM stage_trades").catch(() => undefined);
       await c.run("DELETE FROM stage_quotes").catch(() => undefined);
       await c.run("DELETE FROM stage_candles").catch(() => undefined);
@@ -374,7 +431,13 @@ export class DuckDBStore extends SqlReads implements Store {
     }
     if (closed) await this.openAppenders(used);
     result.duplicates =
-      total - result.trades - result.aggTrades - result.quotes - result.deadLetters - result.gaps;
+      total -
+      result.trades -
+      result.aggTrades -
+      result.quotes -
+      result.deadLetters -
+      result.gaps -
+      (result.bookChanges ?? 0);
     return result;
   }
 
@@ -421,6 +484,8 @@ export class DuckDBStore extends SqlReads implements Store {
       this.stageTrades.closeSync();
       this.stageQuotes.closeSync();
       this.stageCandles.closeSync();
+      this.stageBookChanges.closeSync();
+      this.stageBookSnapshots.closeSync();
       await this.conn.run("CHECKPOINT").catch(() => undefined);
     }
     this.conn.closeSync();

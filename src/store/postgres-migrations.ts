@@ -111,6 +111,21 @@ const MIGRATIONS: Migration[] = [
     name: "sequence_gaps: backfill status and records backfilled",
     up: addedColumns(4),
   },
+  {
+    version: 5,
+    name: "book_changes_v2 and book_snapshots_v2: order-book changes and periodic top-N snapshots",
+    async up(tx) {
+      await tx.unsafe(createTableSql(TABLES.book_changes_v2, "postgres"));
+      await tx.unsafe(
+        `CREATE INDEX IF NOT EXISTS book_changes_v2_symbol_ts ON book_changes_v2 (symbol, "timestamp")`,
+      );
+      // reads page by (timestamp, exchange, symbol, depth)
+      await tx.unsafe(createTableSql(TABLES.book_snapshots_v2, "postgres"));
+      await tx.unsafe(
+        `CREATE INDEX IF NOT EXISTS book_snapshots_v2_time ON book_snapshots_v2 ("timestamp", exchange, symbol)`,
+      );
+    },
+  },
 ];
 
 /** The latest migration version this code knows. */

@@ -42,12 +42,13 @@
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import postgres from "postgres";
+import type { BookChangeV2, BookSnapshotV2 } from "../schema/books.js";
 import type { CandleV2 } from "../schema/candles.js";
 import type { DeadLetter, QuoteV2, SequenceGap, TradeV2 } from "../schema/records.js";
 import { type Column, type LogicalType, TABLES, type Table } from "../schema/tables.js";
 import { type Partitioning, PostgresSchema } from "./postgres-migrations.js";
 import { type ReadDialect, SqlReads } from "./reads.js";
-import { columnList, compileRowLoop, ident, keyList, setNonKeyColumns } from "./sql.js";
+import { columnList, compileRowLoop, ident, keyList, levelsJson, setNonKeyColumns } from "./sql.js";
 import { emptyResult, type Row, type Store, type WriteBatch, type WriteResult } from "./store.js";
 
 export type { Partitioning } from "./postgres-migrations.js";
@@ -178,15 +179,29 @@ export class PostgresStore extends SqlReads implements Store {
       if (batch.candles && batch.candles.length > 0) {
         result.candles = await UNNEST_CANDLES.write(tx, batch.candles);
       }
+      if (batch.bookChanges && batch.bookChanges.length > 0) {
+        result.bookChanges = await UNNEST_BOOK_CHANGES.write(tx, batch.bookChanges);
+      }
+      // snapshots are derived from the book, as candles: one taken again is not a duplicate
+      if (batch.bookSnapshots && batch.bookSnapshots.length > 0) {
+        result.bookSnapshots = await UNNEST_BOOK_SNAPSHOTS.write(tx, batch.bookSnapshots);
+      }
     });
     const total =
       batch.trades.length +
       batch.aggTrades.length +
       batch.quotes.length +
       batch.deadLetters.length +
-      batch.gaps.length;
+      batch.gaps.length +
+      (batch.bookChanges?.length ?? 0);
     result.duplicates =
-      total - result.trades - result.aggTrades - result.quotes - result.deadLetters - result.gaps;
+      total -
+      result.trades -
+      result.aggTrades -
+      result.quotes -
+      result.deadLetters -
+      result.gaps -
+      (result.bookChanges ?? 0);
     return result;
   }
 
@@ -295,7 +310,9 @@ const ARRAY_TYPE: Record<LogicalType, string> = {
   bigint: "int8[]",
   "text[]": "text[]",
   "string map": "text[]",
-  boolean: "bool[]",
+  // postgres.js sends a JS boolean array as one boolean: booleans travel as "t"/"f" text, cast after
+  boolean: "text[]",
+  levels: "text[]",
 };
 /** Column type of a COPY staging table, per logical type. */
 const STAGE_TYPE: Record<LogicalType, string> = {
@@ -309,6 +326,7 @@ const STAGE_TYPE: Record<LogicalType, string> = {
   "text[]": "TEXT[]",
   "string map": "TEXT",
   boolean: "BOOLEAN",
+  levels: "TEXT",
 };
 
 /** The SELECT list moving unnested or staged columns into the table (text → text[], text → JSONB). */
@@ -316,7 +334,9 @@ function castList(columns: readonly Column[], prefix = ""): string {
   return columns
     .map((c) => {
       const col = `${prefix}${ident(c.name)}`;
-      return c.type === "text[]" ? `${col}::text[]` : c.type === "string map" ? `${col}::jsonb` : col;
+      if (c.type === "text[]") return `${col}::text[]`;
+      if (c.type === "boolean") return `${col}::boolean`;
+      return c.type === "string map" || c.type === "levels" ? `${col}::jsonb` : col;
     })
     .join(", ");
 }
@@ -325,11 +345,14 @@ function castList(columns: readonly Column[], prefix = ""): string {
 function sendExpr(c: Column, value: string, clean: ReadonlySet<string>): string {
   if (c.type === "text[]") return `textArrayLiteral(${value})`;
   if (c.type === "string map") return `vendorJson(${value})`;
+  if (c.type === "levels") return `levelsJson(${value})`;
+  if (c.type === "boolean")
+    return c.nullable ? `(${value} === null ? null : ${value} ? "t" : "f")` : `(${value} ? "t" : "f")`;
   if (clean.has(c.name)) return `noNul(${value})`;
   return value;
 }
 
-const HELPERS = { textArrayLiteral, vendorJson, noNul, copyField };
+const HELPERS = { textArrayLiteral, vendorJson, levelsJson, noNul, copyField };
 
 /**
  * Rows of one table written with `INSERT … SELECT … FROM unnest($1::uuid[], …)`: one statement per
@@ -419,7 +442,8 @@ class CopyWrite<T> {
   }
 }
 
-const { trades_v2, quotes_v2, dead_letters, sequence_gaps, candles_v2 } = TABLES;
+const { trades_v2, quotes_v2, dead_letters, sequence_gaps, candles_v2, book_changes_v2, book_snapshots_v2 } =
+  TABLES;
 
 const insertTrades = (target: string, columns: string, source: string) =>
   `INSERT INTO ${target} (${columns}) SELECT ${castList(trades_v2.columns)} FROM ${source} ON CONFLICT DO NOTHING`;
@@ -497,4 +521,16 @@ const UNNEST_CANDLES = new UnnestWrite<CandleV2>(
     "excluded.trade_count > candles_v2.trade_count",
   ),
   ["first_trade_id", "last_trade_id"],
+);
+
+/** Insert-once of a table by its key (book changes and book snapshots). */
+const insertOnce = (table: Table) => (target: string, columns: string, source: string) =>
+  `INSERT INTO ${target} (${columns}) SELECT ${castList(table.columns)} FROM ${source} ON CONFLICT DO NOTHING`;
+
+/** Book changes (`--store-book-changes`), once per (exchange, symbol, message_id). */
+const UNNEST_BOOK_CHANGES = new UnnestWrite<BookChangeV2>(book_changes_v2, insertOnce(book_changes_v2));
+/** Top-N book snapshots, once per (exchange, symbol, depth, timestamp). */
+const UNNEST_BOOK_SNAPSHOTS = new UnnestWrite<BookSnapshotV2>(
+  book_snapshots_v2,
+  insertOnce(book_snapshots_v2),
 );

@@ -15,6 +15,7 @@
  * DuckDB multiplies DECIMAL(18,8) in 64 bits and would overflow at BTC prices), count; VWAP is divided
  * exactly in JS by `vwapFromSums` (half-even, 8 places). The live aggregator produces the same strings.
  */
+import type { BookSnapshotV2 } from "../schema/books.js";
 import {
   type CandleInterval,
   type CandleV2,
@@ -129,6 +130,11 @@ const QUOTES = marketSpec<QuoteV2>("quotes", TABLES.quotes_v2, [
   { expr: "message_id::VARCHAR", type: "str" },
 ]);
 
+/** Stored book snapshots: (timestamp, exchange, symbol, depth), the table's key. */
+const BOOK_SNAPSHOTS = marketSpec<BookSnapshotV2>("book-snapshots", TABLES.book_snapshots_v2, [
+  { expr: "depth", type: "int" },
+]);
+
 const GAPS: KeysetSpec<SequenceGap> = {
   kind: "gaps",
   table: "sequence_gaps",
@@ -209,6 +215,14 @@ export abstract class SqlReads {
   /** Stored quotes (`quotes_v2`) in (timestamp, exchange, symbol, platform_sequence, message_id) order. */
   quotes(q: MarketQuery): Promise<Page<QuoteV2>> {
     return this.keysetPage(QUOTES, q, filters(q));
+  }
+
+  /**
+   * Stored top-N book snapshots (`book_snapshots_v2`) in (timestamp, exchange, symbol, depth) order,
+   * levels as `[price, quantity]` DECIMAL(18,8) string pairs, best first.
+   */
+  bookSnapshots(q: MarketQuery): Promise<Page<BookSnapshotV2>> {
+    return this.keysetPage(BOOK_SNAPSHOTS, q, filters(q));
   }
 
   /** Detected sequence gaps in (detected_at, exchange, symbol, data_type, from_sequence) order. */

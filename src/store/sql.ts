@@ -33,6 +33,7 @@ const SQL_TYPES: Record<Dialect, Record<LogicalType, string>> = {
     "text[]": "VARCHAR[]",
     "string map": "JSON",
     boolean: "BOOLEAN",
+    levels: "JSON",
   },
   postgres: {
     uuid: "UUID",
@@ -45,6 +46,7 @@ const SQL_TYPES: Record<Dialect, Record<LogicalType, string>> = {
     "text[]": "TEXT[]",
     "string map": "JSONB",
     boolean: "BOOLEAN",
+    levels: "JSONB",
   },
 };
 
@@ -129,7 +131,9 @@ export function readColumns(table: Table): readonly Column[] {
 export function selectList(table: Table): string {
   return readColumns(table)
     .map((c) =>
-      c.type === "uuid" || c.type === "string map" ? `${ident(c.name)}::VARCHAR AS ${c.name}` : ident(c.name),
+      c.type === "uuid" || c.type === "string map" || c.type === "levels"
+        ? `${ident(c.name)}::VARCHAR AS ${c.name}`
+        : ident(c.name),
     )
     .join(", ");
 }
@@ -150,7 +154,17 @@ const FROM_ROW: Record<LogicalType, (v: unknown) => unknown> = {
   "text[]": (v) => v ?? [],
   "string map": (v) => (typeof v === "string" ? JSON.parse(v) : (v ?? {})),
   boolean: Boolean,
+  // JSON text of [price, quantity] string pairs, written canonical (levelsJson)
+  levels: (v) => (typeof v === "string" ? JSON.parse(v) : (v ?? [])),
 };
+
+/**
+ * JSON text of order-book levels as stored (`[["61707.68000000","0.50000000"],…]`): the canonical
+ * DECIMAL(18,8) strings as they are, so reading them back gives the same strings.
+ */
+export function levelsJson(levels: readonly (readonly [string, string])[]): string {
+  return JSON.stringify(levels);
+}
 
 /**
  * The row mapper of a table's read columns: a row of {@link selectList} (DECIMAL and BIGINT as exact

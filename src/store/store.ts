@@ -8,6 +8,7 @@
  * update id, so this is the schema's "source_sequence or message_id"); a record already held is
  * skipped and counted as a duplicate.
  */
+import type { BookChangeV2, BookSnapshotV2 } from "../schema/books.js";
 import type { CandleV2 } from "../schema/candles.js";
 import type { DeadLetter, QuoteV2, SequenceGap, TradeV2 } from "../schema/records.js";
 import type {
@@ -38,6 +39,16 @@ export interface WriteBatch {
    * trade_count, so a candle amended after a late trade replaces the earlier one.
    */
   candles?: CandleV2[];
+  /**
+   * Book changes for `book_changes_v2` (optional; only with `--store-book-changes`), inserted once by
+   * (exchange, symbol, message_id): a change already held is a duplicate.
+   */
+  bookChanges?: BookChangeV2[];
+  /**
+   * Top-N book snapshots for `book_snapshots_v2` (optional), inserted once by (exchange, symbol, depth,
+   * timestamp); derived from the book like candles, so one taken again is not counted a duplicate.
+   */
+  bookSnapshots?: BookSnapshotV2[];
 }
 
 /** What a write did. `duplicates` counts records (of any table) already held. */
@@ -49,6 +60,10 @@ export interface WriteResult {
   gaps: number;
   /** Candles inserted or amended (when the batch had candles). */
   candles?: number;
+  /** Book changes inserted (when the batch had some). */
+  bookChanges?: number;
+  /** Book snapshots inserted (when the batch had some). */
+  bookSnapshots?: number;
   duplicates: number;
 }
 
@@ -95,6 +110,10 @@ export interface StoreReads {
   trades(q: MarketQuery): Promise<Page<TradeV2>>;
   /** Stored quotes (`quotes_v2`) in (timestamp, exchange, symbol, platform_sequence, message_id) order. */
   quotes(q: MarketQuery): Promise<Page<QuoteV2>>;
+  /**
+   * Stored top-N book snapshots (`book_snapshots_v2`) in (timestamp, exchange, symbol, depth) order.
+   */
+  bookSnapshots(q: MarketQuery): Promise<Page<BookSnapshotV2>>;
   /** Sequence gaps in (detected_at, exchange, symbol, data_type, from_sequence) order. */
   gaps(q: MarketQuery): Promise<Page<SequenceGap>>;
   /** Dead letters in (received_at, message_id) order, `raw` cut to 4,096 characters. */
@@ -145,9 +164,17 @@ export function emptyBatch(): WriteBatch {
   return { trades: [], aggTrades: [], quotes: [], deadLetters: [], gaps: [] };
 }
 
-/** A write result counting nothing yet (candles included). */
+/** A write result counting nothing yet (candles included; book counts are set by batches that have books). */
 export function emptyResult(): WriteResult {
-  return { trades: 0, aggTrades: 0, quotes: 0, deadLetters: 0, gaps: 0, candles: 0, duplicates: 0 };
+  return {
+    trades: 0,
+    aggTrades: 0,
+    quotes: 0,
+    deadLetters: 0,
+    gaps: 0,
+    candles: 0,
+    duplicates: 0,
+  };
 }
 
 /** Number of records in a batch. */
@@ -158,6 +185,8 @@ export function batchSize(b: WriteBatch): number {
     b.quotes.length +
     b.deadLetters.length +
     b.gaps.length +
-    (b.candles?.length ?? 0)
+    (b.candles?.length ?? 0) +
+    (b.bookChanges?.length ?? 0) +
+    (b.bookSnapshots?.length ?? 0)
   );
 }

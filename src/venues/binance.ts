@@ -15,7 +15,7 @@
  * Aggressor side: `m` (buyer is the maker) true → the seller was the taker → `SELL`; false → `BUY`.
  */
 import { parseBinanceDepthDiff, parseBinanceDepthSnapshot } from "../books/binance.js";
-import type { BookChangeV2, BookLevel } from "../schema/books.js";
+import { type BookChangeV2, type BookLevel, bookChangeMessageId } from "../schema/books.js";
 import { deterministicMessageId } from "../schema/message-id.js";
 import type { QuoteV2, TradeV2 } from "../schema/records.js";
 import { quoteCurrency } from "../schema/records.js";
@@ -665,6 +665,7 @@ function bookChangeOf(
   receivedAtUs: number,
 ): BookChangeV2 {
   return {
+    message_id: bookChangeMessageId(EXCHANGE, frame.symbol, isSnapshot, first, last, receivedAtUs),
     exchange: EXCHANGE,
     symbol: frame.symbol,
     timestamp,

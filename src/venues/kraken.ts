@@ -54,6 +54,8 @@
  * `success: false`) are dead-lettered with Kraken's `errorMessage` / `error` as the reason (and logged by
  * the pipeline as every dead letter is).
  */
+import { type KrakenBookMessage, parseKrakenBookMessage } from "../books/kraken.js";
+import { type BookChangeV2, bookChangeMessageId } from "../schema/books.js";
 import { parseJsonExact } from "../schema/exact-json.js";
 import { deterministicMessageId, murmur3x86_128 } from "../schema/message-id.js";
 import type { QuoteV2, Side, TradeV2 } from "../schema/records.js";
@@ -101,7 +103,11 @@ const EXCHANGE = "KRAKEN";
 /** K2's own bound on messages sent per second to Kraken (Kraken publishes no fixed number). */
 export const KRAKEN_MAX_MESSAGES_PER_SECOND = 5;
 /** Channels K2 subscribes to on Kraken (`--streams`). */
-export const KRAKEN_STREAMS = ["trade", "ticker"] as const;
+export const KRAKEN_STREAMS = ["trade", "ticker", "book"] as const;
+/** Channels subscribed when `--streams` is not given (the book is asked for explicitly). */
+export const KRAKEN_DEFAULT_STREAMS = ["trade", "ticker"] as const;
+/** Depth of K2's v1 `book` subscription: Kraken's largest, so the checksum's top 10 are always held. */
+export const KRAKEN_BOOK_DEPTH = 1000;
 /**
  * Largest Kraken frame K2 reads, in characters (`book-1000` snapshots are the largest recorded frames,
  * 79,307 characters); a larger frame is a dead letter.
@@ -304,8 +310,24 @@ export function krakenSubscribeMessages(url: string, sub: Subscription): string[
     );
   }
   return sub.streams.map((name) =>
-    JSON.stringify({ event: "subscribe", pair: sub.symbols, subscription: { name } }),
+    JSON.stringify({
+      event: "subscribe",
+      pair: sub.symbols,
+      subscription: name === "book" ? { name, depth: KRAKEN_BOOK_DEPTH } : { name },
+    }),
   );
+}
+
+/**
+ * v1 messages resubscribing one pair's `book` (after a checksum failure: the pair's book was discarded
+ * and Kraken sends a new snapshot on subscribe); the other pairs' subscriptions are untouched.
+ */
+export function krakenBookResubscribeMessages(pair: string): string[] {
+  const subscription = { name: "book", depth: KRAKEN_BOOK_DEPTH };
+  return [
+    JSON.stringify({ event: "unsubscribe", pair: [pair], subscription }),
+    JSON.stringify({ event: "subscribe", pair: [pair], subscription }),
+  ];
 }
 
 /** Aggressor side of a v1 (`b`/`s`) or v2 (`buy`/`sell`) trade. */
@@ -381,10 +403,15 @@ const V1_TICKER_NAMES = new Map<keyof KrakenV1Ticker, string>(
  * dead letter as a whole; a rejected trade of a multi-trade frame is dead-lettered on its own.
  */
 class KrakenV1Normalizer {
+  /**
+   * @param books map `book-<depth>` frames to book changes (the `book` channel is subscribed and the
+   *   sink keeps books); else they are control frames `unmapped:book`
+   */
   constructor(
     private readonly sink: NormalizedSink,
     private readonly sequences: SequenceTracker,
     private readonly scope: KrakenScope,
+    private readonly books = false,
   ) {}
 
   /** `{"event":..}` frames: control frames, or venue errors (rejected with Kraken's `errorMessage`). */
@@ -438,10 +465,63 @@ class KrakenV1Normalizer {
       this.scope.channel(name);
       this.scope.pair(pair);
       this.ticker(msg[1], pair, channelId, receivedAtUs);
+    } else if (name.startsWith("book-") && this.books) {
+      this.scope.channel("book");
+      this.scope.pair(pair);
+      this.book(msg, pair, channelId, receivedAtUs);
     } else if (V1_UNMAPPED.test(name)) {
       // book-*, spread, ohlc-*: valid venue frames K2 has no mapper for
       this.sink.control(`unmapped:${name.replace(/-\d+$/, "")}`, raw);
     } else fail(`unknown channel ${shown(name)}`);
+  }
+
+  /**
+   * A v1 `book-<depth>` frame (snapshot `as`/`bs` or update `a`/`b` with checksum `c`) as a
+   * book_changes_v2 record, handed to the sink with the parsed message (its venue strings feed the
+   * checksum). Timestamp: the latest level time of the message, else the receipt time.
+   */
+  private book(msg: unknown[], pair: string, channelId: string, receivedAtUs: number): void {
+    let m: KrakenBookMessage | null;
+    try {
+      // the channel id is the frame's one number: parseJsonExact gives its decimal text
+      const id = typeof msg[0] === "string" && /^\d{1,15}$/.test(msg[0]) ? Number(msg[0]) : msg[0];
+      m = parseKrakenBookMessage([id, ...msg.slice(1)]);
+    } catch (err) {
+      fail(`book: ${(err as Error).message}`);
+    }
+    if (!m) fail("book: not a book message");
+    let latest = 0;
+    for (const l of m.asks)
+      latest = Math.max(latest, epochSecondsMicrosOf(l.timestamp, "book level time", "2"));
+    for (const l of m.bids)
+      latest = Math.max(latest, epochSecondsMicrosOf(l.timestamp, "book level time", "2"));
+    const isSnapshot = m.kind === "snapshot";
+    const vendor: Record<string, string> = { channel_id: channelId, channel_name: m.channelName };
+    if (m.checksum !== null) vendor.checksum = m.checksum;
+    const republished = m.asks.filter((l) => l.republish).length + m.bids.filter((l) => l.republish).length;
+    if (republished > 0) vendor.republish = String(republished);
+    const record: BookChangeV2 = {
+      message_id: bookChangeMessageId(
+        EXCHANGE,
+        pair,
+        isSnapshot,
+        null,
+        null,
+        receivedAtUs,
+        m.checksum ?? String(latest),
+      ),
+      exchange: EXCHANGE,
+      symbol: pair,
+      timestamp: latest > 0 ? latest : receivedAtUs,
+      is_snapshot: isSnapshot,
+      bids: m.bids.map((l) => [l.price, l.quantity]),
+      asks: m.asks.map((l) => [l.price, l.quantity]),
+      first_source_sequence: null,
+      last_source_sequence: null,
+      ingestion_timestamp: receivedAtUs,
+      vendor_data: vendor,
+    };
+    this.sink.bookChange?.(record, m);
   }
 
   /** A `trade` payload: each trade a record, or a dead letter of its own. */
@@ -785,7 +865,8 @@ export class KrakenNormalizer implements FrameNormalizer {
     sub?: Subscription,
   ) {
     const scope = new KrakenScope(sub);
-    this.v1 = new KrakenV1Normalizer(sink, this.sequences, scope);
+    const books = (sub?.streams.includes("book") ?? false) && sink.bookChange !== undefined;
+    this.v1 = new KrakenV1Normalizer(sink, this.sequences, scope, books);
     this.v2 = new KrakenV2Normalizer(sink, this.sequences, this.tradeIds, scope);
   }
 
@@ -902,7 +983,7 @@ export const kraken: Venue = {
   assetClass: "crypto",
   defaultWsUrl: "wss://ws.kraken.com",
   streams: KRAKEN_STREAMS,
-  defaultStreams: KRAKEN_STREAMS,
+  defaultStreams: KRAKEN_DEFAULT_STREAMS,
   defaultSymbols: ["XBT/USD", "ETH/USD"],
   dataTypesOf: dataTypesByStream({ trade: "trades", ticker: "quotes" }),
   validate(sub: Subscription): void {
@@ -920,5 +1001,6 @@ export const kraken: Venue = {
   createNormalizer(sink: NormalizedSink, sub: Subscription): FrameNormalizer {
     return new KrakenNormalizer(sink, sub);
   },
+  bookResubscribe: (_baseUrl, pair) => krakenBookResubscribeMessages(pair),
   replay: krakenReplayDialect,
 };

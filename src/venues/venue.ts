@@ -25,9 +25,11 @@ export interface NormalizedSink {
   anomaly?(anomaly: VenueAnomaly): void;
   /**
    * A book change (depth diff, or a whole book) of a subscribed book stream (optional: a sink without
-   * it counts the frame as a control frame `depth_not_kept`).
+   * it counts the frame as a control frame `depth_not_kept`). `venueMessage`: the venue's parsed message
+   * where a venue-specific book keeper needs more than the record (Kraken: the `KrakenBookMessage`,
+   * whose own price and volume strings its CRC32 checksum is computed over).
    */
-  bookChange?(change: BookChangeV2): void;
+  bookChange?(change: BookChangeV2, venueMessage?: unknown): void;
 }
 
 /** What {@link NormalizedSink.anomaly} reports. */
@@ -207,6 +209,11 @@ export interface Venue {
   backfill?: RestBackfill;
   /** REST depth snapshots for a local book kept from diffs (Binance); absent when the stream has them. */
   bookSnapshot?: BookSnapshotRest;
+  /**
+   * Messages that resubscribe one symbol's book stream (Kraken: unsubscribe then subscribe `book` for
+   * that pair, after a checksum failure), in the protocol of `baseUrl`; absent when the venue has none.
+   */
+  bookResubscribe?(baseUrl: string, symbol: string): string[];
 }
 
 /**

@@ -12,6 +12,7 @@ import { MemoryBus } from "../../src/bus/memory.js";
 import { createLogger } from "../../src/ops/logger.js";
 import { Metrics } from "../../src/ops/metrics.js";
 import { startPersist } from "../../src/pipeline.js";
+import { type BookChangeV2, type BookSnapshotV2, bookChangeMessageId } from "../../src/schema/books.js";
 import type { CandleV2 } from "../../src/schema/candles.js";
 import { decimalToScaledUnits, vwapFromSums } from "../../src/schema/decimal.js";
 import { deterministicMessageId } from "../../src/schema/message-id.js";
@@ -143,6 +144,49 @@ export function candle(minute = 0, over: Partial<CandleV2> = {}): CandleV2 {
     first_trade_id: "BINANCE-3735683259",
     last_trade_id: "BINANCE-3735683261",
     closed: true,
+    ...over,
+  };
+}
+
+/** A Binance-like depth diff (`i` picks U/u and time); `over` replaces fields. */
+export function bookChange(i: number, over: Partial<BookChangeV2> = {}): BookChangeV2 {
+  const u = 50_093_290_000 + i * 10;
+  return {
+    message_id: bookChangeMessageId("BINANCE", "BTCUSDT", false, u - 9, u, DAY0_US + i * 100_000),
+    exchange: "BINANCE",
+    symbol: "BTCUSDT",
+    timestamp: DAY0_US + i * 100_000,
+    is_snapshot: false,
+    bids: [
+      ["61759.72000000", "4.62927000"],
+      ["61759.71000000", "0.00000000"],
+    ],
+    asks: [["9999999999.99999999", "0.00000001"]],
+    first_source_sequence: u - 9,
+    last_source_sequence: u,
+    ingestion_timestamp: DAY0_US + i * 100_000 + 250,
+    vendor_data: {},
+    ...over,
+  };
+}
+
+/** A top-2 BTCUSDT book snapshot at DAY0 + `s` seconds; `over` replaces fields. */
+export function bookSnapshot(s: number, over: Partial<BookSnapshotV2> = {}): BookSnapshotV2 {
+  return {
+    exchange: "BINANCE",
+    symbol: "BTCUSDT",
+    timestamp: DAY0_US + s * 1_000_000,
+    depth: 2,
+    bids: [
+      ["61759.72000000", "4.62927000"],
+      ["61759.71000000", "0.04550000"],
+    ],
+    asks: [
+      ["61759.73000000", "0.00017000"],
+      ["61760.00000000", "12.00000000"],
+    ],
+    last_source_sequence: 50_093_290_510 + s,
+    last_resync_timestamp: s % 2 ? DAY0_US : null,
     ...over,
   };
 }
@@ -571,6 +615,62 @@ export function storeContract(name: string, harness: StoreHarness): void {
       expect((await again.write(b)).duplicates).toBe(3);
     });
 
+    it("stores book changes once (levels exact, JSON of decimal strings) and book snapshots once", async () => {
+      const changes = [
+        bookChange(0),
+        bookChange(1, { is_snapshot: true, first_source_sequence: null, last_source_sequence: null }),
+        bookChange(2, { vendor_data: { checksum: "123" }, bids: [], asks: [] }),
+      ];
+      const snaps = [bookSnapshot(0), bookSnapshot(1), bookSnapshot(2, { bids: [], asks: [] })];
+      const first = await store.write(batch({ bookChanges: changes, bookSnapshots: snaps }));
+      expect(first).toMatchObject({ bookChanges: 3, bookSnapshots: 3, duplicates: 0 });
+      // again: changes are duplicates (source records), snapshots are derived and counted as neither
+      const again = await store.write(
+        batch({ bookChanges: [changes[0], changes[0]], bookSnapshots: [snaps[1], snaps[1]] }),
+      );
+      expect(again).toMatchObject({ bookChanges: 0, bookSnapshots: 0, duplicates: 2 });
+      const rows = await store.query(
+        `SELECT message_id::VARCHAR AS message_id, is_snapshot, bids::VARCHAR AS bids, asks::VARCHAR AS asks,
+           first_source_sequence, vendor_data::VARCHAR AS vendor_data
+         FROM book_changes_v2 ORDER BY "timestamp"`,
+      );
+      expect(
+        rows.map((r) => ({
+          message_id: r.message_id,
+          is_snapshot: r.is_snapshot,
+          bids: JSON.parse(String(r.bids)),
+          asks: JSON.parse(String(r.asks)),
+          first: r.first_source_sequence === null ? null : Number(r.first_source_sequence),
+          vendor_data: vendor(r.vendor_data),
+        })),
+      ).toEqual(
+        changes.map((c) => ({
+          message_id: c.message_id,
+          is_snapshot: c.is_snapshot,
+          bids: c.bids,
+          asks: c.asks,
+          first: c.first_source_sequence,
+          vendor_data: c.vendor_data,
+        })),
+      );
+      const page = await store.bookSnapshots({ limit: 10, order: "asc" });
+      expect(page).toEqual({ data: snaps, next_cursor: null });
+      // a failing batch stores no book record: a level that is not a DECIMAL(18,8) pair is never
+      // written by the feed, so the failure here is a snapshot in a batch with a quote that does not fit
+      await expect(
+        store.write(
+          batch({
+            bookSnapshots: [bookSnapshot(9)],
+            bookChanges: [bookChange(9)],
+            quotes: [quote(1, { bid_price: "12345678901.00000000" })],
+          }),
+        ),
+      ).rejects.toThrow();
+      expect((await store.bookSnapshots({ limit: 10, order: "asc" })).data).toHaveLength(3);
+      const [n] = await store.query("SELECT count(*) AS n FROM book_changes_v2");
+      expect(Number(n.n)).toBe(3);
+    });
+
     it("upserts closed candles: the same candle again changes nothing, more trades replace, fewer do not", async () => {
       const m0 = candle(0);
       // a zero-volume candle (no VWAP) and the largest exact values the columns hold
@@ -686,6 +786,42 @@ export function storeContract(name: string, harness: StoreHarness): void {
         const first = await store.trades({ limit: 1, order: "asc" });
         await expect(
           store.quotes({ limit: 1, order: "asc", cursor: first.next_cursor as string }),
+        ).rejects.toBeInstanceOf(QueryParamError);
+      });
+
+      it("pages stored book snapshots by keyset in both orders, per symbol and time range", async () => {
+        const snaps = [
+          ...Array.from({ length: 7 }, (_, s) => bookSnapshot(s)),
+          ...Array.from({ length: 3 }, (_, s) => bookSnapshot(s, { symbol: "ETHUSDT" })),
+          bookSnapshot(3, { depth: 10 }),
+        ];
+        await store.write(batch({ bookSnapshots: snaps }));
+        const btc = snaps.filter((s) => s.symbol === "BTCUSDT");
+        const order = (a: BookSnapshotV2, b: BookSnapshotV2) =>
+          a.timestamp - b.timestamp || a.depth - b.depth;
+        const asc = await allPages((cursor) =>
+          store.bookSnapshots({ symbol: "BTCUSDT", limit: 3, order: "asc", cursor }),
+        );
+        expect(asc.map((p) => p.length)).toEqual([3, 3, 2]);
+        expect(asc.flat()).toEqual([...btc].sort(order));
+        const desc = await allPages((cursor) =>
+          store.bookSnapshots({ exchange: "BINANCE", limit: 4, order: "desc", cursor }),
+        );
+        expect(desc.flat()).toHaveLength(snaps.length);
+        expect(desc.flat()[0]).toEqual(snaps[6]);
+        const ranged = await store.bookSnapshots({
+          symbol: "ETHUSDT",
+          from: DAY0_US + 1_000_000,
+          to: DAY0_US + 2_000_000,
+          limit: 10,
+          order: "asc",
+        });
+        expect(ranged).toEqual({ data: [snaps[8]], next_cursor: null });
+        const t = await store.trades({ limit: 1, order: "asc" });
+        expect(t.next_cursor).toBeNull();
+        const first = await store.bookSnapshots({ limit: 1, order: "asc" });
+        await expect(
+          store.trades({ limit: 1, order: "asc", cursor: first.next_cursor as string }),
         ).rejects.toBeInstanceOf(QueryParamError);
       });
 

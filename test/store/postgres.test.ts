@@ -40,19 +40,21 @@ describe("postgres store", () => {
       { version: 2, n: "1" },
       { version: 3, n: "1" },
       { version: 4, n: "1" },
+      { version: 5, n: "1" },
     ]);
   });
 
   it("applies only the missing migrations to a database at an older version", async () => {
-    // back to version 1: without migration 2's indexes, migration 3's candles_v2 and migration 4's gap
-    // status columns, with a gap row written by that version
+    // back to version 1: without migration 2's indexes, migration 3's candles_v2, migration 4's gap
+    // status columns and migration 5's book tables, with a gap row written by that version
     await store.query("DROP INDEX trades_v2_symbol_time, agg_trades_v2_symbol_time, quotes_v2_symbol_time");
     await store.query("DROP TABLE candles_v2");
+    await store.query("DROP TABLE book_changes_v2, book_snapshots_v2");
     await store.query("ALTER TABLE sequence_gaps DROP COLUMN status, DROP COLUMN backfilled");
     await store.query(
       "INSERT INTO sequence_gaps VALUES ('BINANCE', 'BTCUSDT', 'trades', 10, 14, 1723075200000000)",
     );
-    await store.query("DELETE FROM k2_migrations WHERE version IN (2, 3, 4)");
+    await store.query("DELETE FROM k2_migrations WHERE version IN (2, 3, 4, 5)");
     const upgrade = new PostgresStore({ url: db.url, max: 1 });
     await upgrade.init();
     await upgrade.close();
@@ -66,8 +68,12 @@ describe("postgres store", () => {
     ]);
     const [candles] = await store.query("SELECT to_regclass('candles_v2') IS NOT NULL AS e");
     expect(candles.e).toBe(true);
+    const [books] = await store.query(
+      "SELECT to_regclass('book_changes_v2') IS NOT NULL AND to_regclass('book_snapshots_v2') IS NOT NULL AS e",
+    );
+    expect(books.e).toBe(true);
     const versions = await store.query("SELECT version FROM k2_migrations ORDER BY version");
-    expect(versions.map((r) => r.version)).toEqual([1, 2, 3, 4]);
+    expect(versions.map((r) => r.version)).toEqual([1, 2, 3, 4, 5]);
     // the old gap row reads as open, nothing backfilled
     expect(await store.query("SELECT from_sequence, status, backfilled FROM sequence_gaps")).toEqual([
       { from_sequence: "10", status: "open", backfilled: "0" },
@@ -79,7 +85,7 @@ describe("postgres store", () => {
     await store.query("INSERT INTO k2_migrations (version, name) VALUES (99, 'from the future')");
     const old = new PostgresStore({ url: db.url, max: 1 });
     try {
-      await expect(old.init()).rejects.toThrow(/schema version 99 is newer than this k2 knows \(4\)/);
+      await expect(old.init()).rejects.toThrow(/schema version 99 is newer than this k2 knows \(5\)/);
     } finally {
       await old.close();
       await store.query("DELETE FROM k2_migrations WHERE version = 99");
@@ -161,7 +167,7 @@ describe("postgres store", () => {
     await ro.init();
     try {
       const [r] = await ro.query("SELECT count(*) AS n FROM k2_migrations");
-      expect(r.n).toBe("4");
+      expect(r.n).toBe("5");
       await expect(ro.query("DELETE FROM trades_v2")).rejects.toThrow(/read-only transaction/);
       await expect(ro.write(emptyBatch())).rejects.toThrow(/read-only/);
       expect(await ro.check()).toBeNull();

@@ -1,31 +1,43 @@
 import { describe, expect, it } from "vitest";
-import { quoteAvroType, tradeAvroType } from "../../src/schema/avro.js";
+import {
+  bookChangeAvroType,
+  bookSnapshotAvroType,
+  quoteAvroType,
+  tradeAvroType,
+} from "../../src/schema/avro.js";
+import type { BookChangeV2 } from "../../src/schema/books.js";
 import type { QuoteV2, TradeV2 } from "../../src/schema/records.js";
 import { BinanceNormalizer } from "../../src/venues/binance.js";
 import { framesWhere, sharedData } from "../helpers/capture.js";
 
-async function normalizedFromCapture(): Promise<{ trades: TradeV2[]; quotes: QuoteV2[] }> {
+async function normalizedFromCapture(): Promise<{
+  trades: TradeV2[];
+  quotes: QuoteV2[];
+  books: BookChangeV2[];
+}> {
   const frames = await framesWhere(
     sharedData("binance-spot/btcusdt_20240808.gz"),
-    (r) => r.includes("@trade") || r.includes("@bookTicker"),
-    400,
+    (r) => r.includes("@trade") || r.includes("@bookTicker") || r.includes("@depth"),
+    600,
   );
   const trades: TradeV2[] = [];
   const quotes: QuoteV2[] = [];
+  const books: BookChangeV2[] = [];
   const n = new BinanceNormalizer(
     {
       trade: (r) => trades.push(r),
       quote: (q) => quotes.push(q),
+      bookChange: (b) => books.push(b),
       deadLetter: (d) => {
         throw new Error(d.reason);
       },
       gap: () => undefined,
       control: () => undefined,
     },
-    { symbols: ["BTCUSDT"], streams: ["trade", "bookTicker"] },
+    { symbols: ["BTCUSDT"], streams: ["trade", "bookTicker", "depth"] },
   );
   for (const f of frames) n.normalize(f, 1_795_000_000_000_000);
-  return { trades, quotes };
+  return { trades, quotes, books };
 }
 
 describe("Avro schemas (schema/*.avsc)", () => {
@@ -40,6 +52,28 @@ describe("Avro schemas (schema/*.avsc)", () => {
       expect(tt.fromBuffer(tt.toBuffer(t))).toEqual(t);
     }
     for (const q of quotes) expect(qt.fromBuffer(qt.toBuffer(q))).toEqual(q);
+  });
+
+  it("round-trips book changes and book snapshots, levels as exact decimal pairs", async () => {
+    const { books } = await normalizedFromCapture();
+    expect(books.length).toBeGreaterThan(10);
+    const bt = bookChangeAvroType();
+    for (const b of books) expect(bt.fromBuffer(bt.toBuffer(b))).toEqual(b);
+    const st = bookSnapshotAvroType();
+    const snapshot = {
+      exchange: "BINANCE",
+      symbol: "BTCUSDT",
+      timestamp: 1723161365000000,
+      depth: 2,
+      bids: [
+        ["61765.99000000", "4.94449000"],
+        ["61765.98000000", "0.00000001"],
+      ],
+      asks: [["9999999999.99999999", "1.00000000"]],
+      last_source_sequence: 50093291200,
+      last_resync_timestamp: null,
+    };
+    expect(st.fromBuffer(st.toBuffer(snapshot))).toEqual(snapshot);
   });
 
   it("encodes DECIMAL(18,8) extremes and signs exactly", () => {

@@ -6,6 +6,7 @@ const D = fileURLToPath(new URL("../../../shared/data/cryptofeed/", import.meta.
 const B = `${D}BINANCE.jsonl.gz`;
 const C = `${D}COINBASE.jsonl.gz`;
 const K = `${D}KRAKEN.jsonl.gz`;
+const S = fileURLToPath(new URL("../../../shared/data/binance-spot/", import.meta.url));
 const run = (flags: Parameters<typeof resolveRunConfig>[0]) => resolveRunConfig(flags, {});
 
 describe("multi-venue configuration", () => {
@@ -43,6 +44,19 @@ describe("multi-venue configuration", () => {
     ]);
   });
 
+  it("takes consecutive Binance captures as one session: commas with one exchange, + with several", () => {
+    const day1 = `${S}btcusdt_20240808.gz`;
+    const day2 = `${S}btcusdt_20240809.gz`;
+    expect(run({ replay: `${day1},${day2}` }).feeds[0]).toMatchObject({
+      replay: day1,
+      replayFiles: [day1, day2],
+    });
+    expect(run({ replay: day1 }).feeds[0]).toMatchObject({ replay: day1, replayFiles: [day1] });
+    const two = run({ exchange: "binance,kraken", replay: `${day1}+${day2},${K}` });
+    expect(two.feeds.map((f) => f.replayFiles)).toEqual([[day1, day2], [K]]);
+    expect(run({}).feeds[0].replayFiles).toEqual([]);
+  });
+
   it("rejects what does not fit, naming the flag", () => {
     const err = (flags: Parameters<typeof resolveRunConfig>[0]) => {
       try {
@@ -71,5 +85,11 @@ describe("multi-venue configuration", () => {
       /^--ws-url: 2 exchanges need 2 URLs/,
     );
     expect(err({ exchange: "coinbase", replay: "/nonexistent.jsonl.gz" })).toMatch(/^--replay: cannot read/);
+    expect(err({ exchange: "kraken", replay: `${K},${K}` })).toMatch(
+      /^--replay: several captures play as one session only for Binance "<ns> <frame>" captures/,
+    );
+    expect(err({ replay: `${S}btcusdt_20240808.gz,/nonexistent.gz` })).toMatch(
+      /^--replay: cannot read "\/nonexistent.gz"/,
+    );
   });
 });

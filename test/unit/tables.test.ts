@@ -27,6 +27,10 @@ function avroTypeOf(col: Column): unknown {
       return { type: "map", values: "string" };
     case "boolean":
       return "boolean";
+    case "levels": {
+      const decimal = { type: "bytes", logicalType: "decimal", precision: 18, scale: 8 };
+      return { type: "array", items: { type: "array", items: decimal } };
+    }
     default:
       throw new Error(`no Avro type for ${col.type}`);
   }
@@ -43,7 +47,7 @@ function comparable(t: unknown): unknown {
 }
 
 describe("table catalogue", () => {
-  for (const name of ["trades_v2", "quotes_v2"] as const) {
+  for (const name of ["trades_v2", "quotes_v2", "book_changes_v2", "book_snapshots_v2"] as const) {
     it(`agrees with schema/${name}.avsc: field names, order, types and nullability`, () => {
       const avsc = JSON.parse(avroSchemaText(name)) as { fields: { name: string; type: unknown }[] };
       const columns = TABLES[name].columns as readonly Column[];

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import type { BookChangeV2 } from "../../src/schema/books.js";
 import { deterministicMessageId } from "../../src/schema/message-id.js";
 import { QuoteV2Schema, TradeV2Schema } from "../../src/schema/validators.js";
 import {
@@ -265,7 +266,12 @@ describe("Kraken feed description", () => {
 
   it("validates pairs as Kraken writes them, naming the flag", () => {
     expect(() => kraken.validate({ symbols: ["XBTUSD"], streams: ["trade"] })).toThrow(/--symbols: "XBTUSD"/);
-    expect(() => kraken.validate({ symbols: ["XBT/USD"], streams: ["book"] })).toThrow(/--streams: unknown/);
+    expect(() => kraken.validate({ symbols: ["XBT/USD"], streams: ["spread"] })).toThrow(
+      /--streams: unknown/,
+    );
+    // the v1 book (depth 1000, checksummed) is a stream, asked for explicitly
+    expect(() => kraken.validate({ symbols: ["XBT/USD"], streams: ["book"] })).not.toThrow();
+    expect(kraken.defaultStreams).toEqual(["trade", "ticker"]);
     expect(() => kraken.validate({ symbols: ["XBT/USD"], streams: ["trade", "ticker"] })).not.toThrow();
   });
 
@@ -279,5 +285,53 @@ describe("Kraken feed description", () => {
       "trade|WAVES/EUR",
     );
     expect(krakenReplayDialect.frameKey(find((o) => o.event === "heartbeat"))).toBeNull();
+  });
+});
+
+describe("Kraken v1 book → book_changes_v2", () => {
+  it("maps a book snapshot and a checksummed update exactly, with the parsed message for the keeper", () => {
+    const changes: { change: BookChangeV2; venue: unknown }[] = [];
+    const other: string[] = [];
+    const n = kraken.createNormalizer(
+      {
+        trade: () => other.push("trade"),
+        quote: () => other.push("quote"),
+        deadLetter: (d) => other.push(d.reason),
+        gap: () => undefined,
+        control: (kind) => other.push(kind),
+        bookChange: (change, venue) => changes.push({ change, venue }),
+      },
+      { symbols: ["XBT/USD"], streams: ["book"] },
+    );
+    n.normalize(
+      '[1234,{"as":[["5541.30000","2.50700000","1534614248.123678"]],"bs":[["5541.20000","1.52900000","1534614248.765567"]]},"book-1000","XBT/USD"]',
+      1_795_000_000_000_000,
+    );
+    n.normalize(
+      '[1234,{"a":[["5541.30000","0.00000000","1534614335.345903"]],"c":"974942666"},"book-1000","XBT/USD"]',
+      1_795_000_000_000_001,
+    );
+    expect(other).toEqual([]);
+    expect(changes.map((c) => c.change)).toEqual([
+      expect.objectContaining({
+        exchange: "KRAKEN",
+        symbol: "XBT/USD",
+        is_snapshot: true,
+        timestamp: 1_534_614_248_765_567,
+        bids: [["5541.20000000", "1.52900000"]],
+        asks: [["5541.30000000", "2.50700000"]],
+        first_source_sequence: null,
+        vendor_data: { channel_id: "1234", channel_name: "book-1000" },
+      }),
+      expect.objectContaining({
+        is_snapshot: false,
+        timestamp: 1_534_614_335_345_903,
+        asks: [["5541.30000000", "0.00000000"]],
+        bids: [],
+        vendor_data: { channel_id: "1234", channel_name: "book-1000", checksum: "974942666" },
+      }),
+    ]);
+    expect(changes[0].change.message_id).not.toBe(changes[1].change.message_id);
+    expect(changes[1].venue).toMatchObject({ kind: "update", checksum: "974942666", pair: "XBT/USD" });
   });
 });

@@ -5,6 +5,7 @@
  *   GET /api/v1/ticks          latest trade and best bid/ask per symbol (memory, O(1) per symbol)
  *   GET /api/v1/trades         stored trades, time range, keyset pages (cursor), asc or desc
  *   GET /api/v1/quotes         stored quotes, likewise
+ *   GET /api/v1/book/snapshots stored top-N order-book snapshots (book_snapshots_v2), likewise
  *   GET /api/v1/candles        OHLCV + trade count, volume, quote volume, VWAP (exact decimal strings)
  *   GET /api/v1/symbols        instruments with stored data or live ticks
  *   GET /api/v1/gaps           detected sequence gaps

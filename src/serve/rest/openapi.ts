@@ -21,6 +21,11 @@ const JSON_TYPE: Record<LogicalType, object> = {
   bigint: { type: "integer" },
   "text[]": { type: "array", items: { type: "string" } },
   "string map": { type: "object", additionalProperties: { type: "string" } },
+  levels: {
+    type: "array",
+    description: "price levels as [price, quantity] pairs of exact DECIMAL(18,8) strings",
+    items: { type: "array", items: { type: "string" }, minItems: 2, maxItems: 2 },
+  },
   boolean: { type: "boolean" },
 };
 
@@ -133,6 +138,7 @@ const deadLetterItem = objectOf(
 );
 const trade = objectOf(TABLES.trades_v2.columns);
 const quote = objectOf(TABLES.quotes_v2.columns);
+const bookSnapshot = objectOf(TABLES.book_snapshots_v2.columns);
 const candle = objectOf(TABLES.candles_v2.columns, {
   closed: { type: "boolean", description: "false while the interval is still open (source=live)" },
 });
@@ -262,6 +268,16 @@ export const docs = {
     summary: "Stored best bid/ask quotes in a time range, keyset pages",
     querystring: marketQuery("quotes"),
     response: { 200: pageOf(quote), 400: badRequest, 404: unknownSymbol },
+  },
+  bookSnapshots: {
+    tags: ["market data"],
+    summary: "Stored top-N order-book snapshots (book_snapshots_v2) in a time range, keyset pages",
+    description:
+      "The best --book-depth levels of each kept book at every --book-interval boundary (venue clock), " +
+      "ordered by (timestamp, exchange, symbol, depth). Levels are [price, quantity] pairs of exact " +
+      "DECIMAL(18,8) strings, best first.",
+    querystring: marketQuery("book snapshots"),
+    response: { 200: pageOf(bookSnapshot), 400: badRequest },
   },
   candles: {
     tags: ["market data"],

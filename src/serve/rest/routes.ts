@@ -1,7 +1,7 @@
 /**
  * The REST routes of `/api/v1`, as one table: path, OpenAPI schema and handler. A handler reads its
  * parameters with `ParamReader` (every 400 names its parameter) and asks the {@link MarketDataSource}.
- * Trades, quotes and gaps are one kind of route (`marketRoute`: exchange, symbol, time range, keyset
+ * Trades, quotes, book snapshots and gaps are one kind of route (`marketRoute`: exchange, symbol, time range, keyset
  * page, newest first by default). The order of the table is the order of the OpenAPI document.
  */
 import { Readable } from "node:stream";
@@ -175,6 +175,7 @@ export const ROUTES: readonly RouteSpec[] = [
   bookRoute,
   marketRoute("/trades", docs.trades, (source, q) => source.trades(q)),
   marketRoute("/quotes", docs.quotes, (source, q) => source.quotes(q)),
+  marketRoute("/book/snapshots", docs.bookSnapshots, (source, q) => source.bookSnapshots(q)),
   pagedRoute("/candles", docs.candles, CANDLE_PARAMS, LIMITS.candles, "asc", async (source, p, page) => {
     const q = {
       exchange: p.exchange(),

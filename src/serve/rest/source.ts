@@ -11,6 +11,7 @@
  * Units everywhere: times are µs since the epoch (UTC) as JSON numbers; prices and quantities are
  * exact decimal strings (DECIMAL(18,8); candle volume 8 places, quote volume 16 places).
  */
+import type { BookSnapshotV2 } from "../../schema/books.js";
 import type { CandleV2 } from "../../schema/candles.js";
 import type { LiveBookSource } from "../../schema/live-book.js";
 import type { QuoteV2, SequenceGap, TradeV2 } from "../../schema/records.js";
@@ -75,6 +76,8 @@ export interface MarketDataSource {
   trades(q: MarketQuery): Promise<Page<TradeV2>>;
   /** Stored quotes (`quotes_v2`) in (timestamp, exchange, symbol, platform_sequence, message_id) order. */
   quotes(q: MarketQuery): Promise<Page<QuoteV2>>;
+  /** Stored top-N book snapshots (`book_snapshots_v2`) in (timestamp, exchange, symbol, depth) order. */
+  bookSnapshots(q: MarketQuery): Promise<Page<BookSnapshotV2>>;
   /** OHLCV candles in (interval_start, exchange) order. */
   candles(q: CandleQuery): Promise<CandlePage>;
   /** Instruments with stored data or live ticks (at most 10,000). */

@@ -5,6 +5,7 @@
  * `source: "live"` and the instruments and last prices of the live ticks.
  */
 import type { CandleAggregator } from "../../candles/candles.js";
+import type { BookSnapshotV2 } from "../../schema/books.js";
 import { type CandleV2, isCandleInterval } from "../../schema/candles.js";
 import type { LiveBookSource } from "../../schema/live-book.js";
 import type { QuoteV2, SequenceGap, TradeV2 } from "../../schema/records.js";
@@ -64,6 +65,10 @@ export class StoreMarketDataSource implements MarketDataSource {
   async quotes(q: MarketQuery): Promise<Page<QuoteV2>> {
     const page = await this.store.quotes(q);
     return this.recent ? mergeRecent("quotes", page, q, this.recent.before("quotes")) : page;
+  }
+
+  bookSnapshots(q: MarketQuery): Promise<Page<BookSnapshotV2>> {
+    return this.store.bookSnapshots(q);
   }
 
   gaps(q: MarketQuery): Promise<Page<SequenceGap>> {
