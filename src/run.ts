@@ -327,7 +327,10 @@ export async function startProcess(
     ),
   );
   started.push(...feeds);
-  for (const f of feeds) if (f.books) books.add(f.books);
+  for (const f of feeds) {
+    if (f.books) books.add(f.books);
+    if (f.checksumBooks) books.add(f.checksumBooks);
+  }
   if (lastRead && !lastRead.done) {
     logger.warn(
       { waitedMs: LAST_SEQUENCES_WAIT_MS },

@@ -21,13 +21,14 @@ import {
 import type { L2Book } from "../books/l2-book.js";
 import type { Logger } from "../ops/logger.js";
 import type { Metrics } from "../ops/metrics.js";
-import type { BookChangeV2, BookLevel } from "../schema/books.js";
+import type { BookChangeV2 } from "../schema/books.js";
 import type { LiveBookSource, LiveBookView } from "../schema/live-book.js";
 import type { QuoteV2 } from "../schema/records.js";
 import { nowMicros } from "../schema/time.js";
 import { Reject } from "../venues/mapping.js";
 import type { BookSnapshotRest } from "../venues/venue.js";
 import type { BookSnapshotter } from "./book-snapshots.js";
+import { LiveBookViews } from "./live-books.js";
 
 /** Counters of one venue's local books, for the run summary and tests. */
 export interface BookCounts {
@@ -83,12 +84,8 @@ export class BinanceBookKeeper implements LiveBookSource {
   };
   private readonly procedures: BinanceBooks;
   private readonly checks = new Map<string, BookTickerCrossCheck>();
-  /** Time of each symbol's last resync (book discarded), µs since epoch. */
-  private readonly resyncAt = new Map<string, number>();
-  /** Venue time (`E`) of each symbol's last applied diff, µs since epoch. */
-  private readonly appliedAt = new Map<string, number>();
-  private readonly views = new Map<string, LiveBookView>();
-  private readonly listeners: ((view: LiveBookView) => void)[] = [];
+  /** The books' live views and update listeners (times: venue `E` of the last diff, last resync). */
+  private readonly live: LiveBookViews;
   private readonly fetching = new Set<string>();
   /** Consecutive unusable snapshots per symbol (for the retry delay). */
   private readonly attempts = new Map<string, number>();
@@ -104,6 +101,7 @@ export class BinanceBookKeeper implements LiveBookSource {
         ? (d, book) => snapshots.beforeChange(d.symbol, d.eventTime * 1000, book, this.lastResyncAt(d.symbol))
         : undefined,
     );
+    this.live = new LiveBookViews(opts.exchange, this.procedures.bySymbol, opts.logger);
     opts.metrics.collectHooks.push(() => {
       for (const [symbol, sync] of this.procedures.bySymbol) {
         opts.metrics.bookDepth.labels(opts.exchange, symbol, "bid").set(sync.book.depth("bid"));
@@ -119,7 +117,7 @@ export class BinanceBookKeeper implements LiveBookSource {
 
   /** Time of the symbol's last resync, µs since epoch, or null. */
   lastResyncAt(symbol: string): number | null {
-    return this.resyncAt.get(symbol) ?? null;
+    return this.live.resyncAt.get(symbol) ?? null;
   }
 
   /** Symbols kept. */
@@ -129,22 +127,17 @@ export class BinanceBookKeeper implements LiveBookSource {
 
   /** The live view of a symbol's book (exchange must be this keeper's), or undefined when none is kept. */
   book(exchange: string, symbol: string): LiveBookView | undefined {
-    if (exchange !== this.opts.exchange || !this.procedures.bySymbol.has(symbol)) return undefined;
-    return this.view(symbol);
+    return this.live.book(exchange, symbol);
   }
 
   /** The live views of every symbol kept. */
   books(): LiveBookView[] {
-    return this.symbols().map((s) => this.view(s));
+    return this.live.books();
   }
 
   /** Adds a listener called synchronously after each change of a book (see {@link LiveBookSource}). */
   onUpdate(listener: (view: LiveBookView) => void): () => void {
-    this.listeners.push(listener);
-    return () => {
-      const i = this.listeners.indexOf(listener);
-      if (i >= 0) this.listeners.splice(i, 1);
-    };
+    return this.live.onUpdate(listener);
   }
 
   /** Handles one depth diff (a book_changes_v2 record with `U`/`u` as first/last sequence). */
@@ -177,7 +170,7 @@ export class BinanceBookKeeper implements LiveBookSource {
   problems(): string[] {
     const out: string[] = [];
     for (const [symbol, sync] of this.procedures.bySymbol) {
-      if (sync.state === "awaiting-snapshot" && this.resyncAt.has(symbol)) {
+      if (sync.state === "awaiting-snapshot" && this.live.resyncAt.has(symbol)) {
         out.push(`book ${this.opts.exchange} ${symbol} resyncing (sequence break; waiting for a snapshot)`);
       }
     }
@@ -187,51 +180,6 @@ export class BinanceBookKeeper implements LiveBookSource {
   /** Stops asking for snapshots (shutdown). */
   stop(): void {
     this.stopped = true;
-  }
-
-  /** The view of a symbol's book: getters over the procedure's state, read when asked. */
-  private view(symbol: string): LiveBookView {
-    let v = this.views.get(symbol);
-    if (v) return v;
-    const sync = () => this.procedures.get(symbol);
-    const at = this.appliedAt;
-    const resyncAt = this.resyncAt;
-    v = {
-      exchange: this.opts.exchange,
-      symbol,
-      get state() {
-        return sync().state === "live" ? "live" : "syncing";
-      },
-      get timestamp() {
-        return at.get(symbol) ?? null;
-      },
-      get last_source_sequence() {
-        return sync().state === "live" ? sync().book.sequence : null;
-      },
-      get last_resync_timestamp() {
-        return resyncAt.get(symbol) ?? null;
-      },
-      exactDepth: Number.MAX_SAFE_INTEGER,
-      levels: (side, n) => (sync().state === "live" ? (sync().book.top(side, n) as BookLevel[]) : []),
-    };
-    this.views.set(symbol, v);
-    return v;
-  }
-
-  /** Tells the listeners that a symbol's book changed (a listener that throws is logged, not rethrown). */
-  private updated(symbol: string): void {
-    if (this.listeners.length === 0) return;
-    const v = this.view(symbol);
-    for (const l of this.listeners) {
-      try {
-        l(v);
-      } catch (err) {
-        this.opts.logger.error(
-          { exchange: this.opts.exchange, symbol, err: (err as Error).message },
-          "book update listener failed",
-        );
-      }
-    }
   }
 
   private check(symbol: string): BookTickerCrossCheck {
@@ -260,14 +208,14 @@ export class BinanceBookKeeper implements LiveBookSource {
   /** Right after a diff is applied: cross-check against held best bid/ask frames, crossed book. */
   private applied(d: BinanceDepthDiff, book: L2Book): void {
     this.counts.applied++;
-    this.appliedAt.set(d.symbol, d.eventTime * 1000);
+    this.live.appliedAt.set(d.symbol, d.eventTime * 1000);
     const r = this.check(d.symbol).onApplied(d.finalUpdateId, book);
     if (r) this.count(d.symbol, r);
     if (book.isCrossed()) {
       this.counts.crossed++;
       this.opts.metrics.bookCrossed.labels(this.opts.exchange, d.symbol).inc();
     }
-    this.updated(d.symbol);
+    this.live.updated(d.symbol);
   }
 
   /** Handles a resync found by a step of the procedure, and fetches a snapshot when asked. */
@@ -277,7 +225,7 @@ export class BinanceBookKeeper implements LiveBookSource {
     if (step.resync) {
       const r = step.resync;
       this.counts.resyncs++;
-      this.resyncAt.set(symbol, nowMicros());
+      this.live.resyncAt.set(symbol, nowMicros());
       check.reset();
       this.opts.snapshots?.reset(symbol);
       metrics.bookResyncs.labels(exchange, symbol).inc();
@@ -285,7 +233,7 @@ export class BinanceBookKeeper implements LiveBookSource {
         { exchange, symbol, reason: r.reason, book: r.bookUpdateId, U: r.firstUpdateId, u: r.finalUpdateId },
         "book sequence break: the symbol's book is discarded and rebuilt from a new snapshot",
       );
-      this.updated(symbol);
+      this.live.updated(symbol);
     }
     if (step.fetchSnapshot) this.fetch(symbol, step.snapshotIgnored);
   }
@@ -329,7 +277,7 @@ export class BinanceBookKeeper implements LiveBookSource {
         this.attempts.set(symbol, 0);
         this.opts.onSnapshot?.(snapshot);
         // the snapshot alone (no buffered diff applied after it) is a change too
-        if (step.applied.length === 0 && !step.resync) this.updated(symbol);
+        if (step.applied.length === 0 && !step.resync) this.live.updated(symbol);
       } else {
         this.opts.logger.info(
           { exchange: this.opts.exchange, symbol, lastUpdateId: snapshot.last_source_sequence },

@@ -10,8 +10,10 @@ import { type KrakenBookMessage, KrakenBooks } from "../books/kraken.js";
 import type { Logger } from "../ops/logger.js";
 import type { Metrics } from "../ops/metrics.js";
 import type { BookChangeV2 } from "../schema/books.js";
+import type { LiveBookSource, LiveBookView } from "../schema/live-book.js";
 import { nowMicros } from "../schema/time.js";
 import type { BookSnapshotter } from "./book-snapshots.js";
+import { LiveBookViews } from "./live-books.js";
 
 /** Counters of the Kraken books of one feed. */
 export interface ChecksumBookCounts {
@@ -36,16 +38,21 @@ export interface KrakenBookKeeperOptions {
   logger: Logger;
 }
 
-/** The Kraken books of one feed (see the file header). */
-export class KrakenBookKeeper {
+/**
+ * The Kraken books of one feed (see the file header), and their live view for the serving layer
+ * ({@link LiveBookSource}: `GET /api/v1/book`, the gateway's `book.{N}` channels; Kraken sends no
+ * sequence numbers, so `last_source_sequence` stays null).
+ */
+export class KrakenBookKeeper implements LiveBookSource {
   readonly counts: ChecksumBookCounts = { checksumsVerified: 0, checksumFailures: 0, resyncs: 0, applied: 0 };
-  private readonly books = new KrakenBooks();
-  /** Time of each pair's last resync, µs since epoch. */
-  private readonly resyncAt = new Map<string, number>();
+  private readonly kept = new KrakenBooks();
+  /** The books' live views and update listeners (times: the last change's, the last resync). */
+  private readonly live: LiveBookViews;
 
   constructor(private readonly opts: KrakenBookKeeperOptions) {
+    this.live = new LiveBookViews(opts.exchange, this.kept.byPair, opts.logger);
     opts.metrics.collectHooks.push(() => {
-      for (const [pair, sync] of this.books.byPair) {
+      for (const [pair, sync] of this.kept.byPair) {
         opts.metrics.bookDepth.labels(opts.exchange, pair, "bid").set(sync.book.depth("bid"));
         opts.metrics.bookDepth.labels(opts.exchange, pair, "ask").set(sync.book.depth("ask"));
       }
@@ -54,7 +61,22 @@ export class KrakenBookKeeper {
 
   /** Time of the pair's last resync, µs since epoch, or null. */
   lastResyncAt(pair: string): number | null {
-    return this.resyncAt.get(pair) ?? null;
+    return this.live.resyncAt.get(pair) ?? null;
+  }
+
+  /** The live view of a pair's book (exchange must be this keeper's), or undefined when none is kept. */
+  book(exchange: string, pair: string): LiveBookView | undefined {
+    return this.live.book(exchange, pair);
+  }
+
+  /** The live views of every pair kept. */
+  books(): LiveBookView[] {
+    return this.live.books();
+  }
+
+  /** Adds a listener called synchronously after each change of a book (see {@link LiveBookSource}). */
+  onUpdate(listener: (view: LiveBookView) => void): () => void {
+    return this.live.onUpdate(listener);
   }
 
   /**
@@ -65,12 +87,15 @@ export class KrakenBookKeeper {
     const m = venueMessage as KrakenBookMessage | undefined;
     if (!m || !Array.isArray(m.asks) || !Array.isArray(m.bids)) return;
     const { metrics, exchange, logger } = this.opts;
-    const sync = this.books.byPair.get(m.pair);
+    const sync = this.kept.byPair.get(m.pair);
     if (this.opts.snapshots && sync?.state === "live" && m.kind === "update") {
       this.opts.snapshots.beforeChange(m.pair, change.timestamp, sync.book, this.lastResyncAt(m.pair));
     }
-    const step = this.books.onMessage(m);
-    if (step.checksum !== "skipped") this.counts.applied++;
+    const step = this.kept.onMessage(m);
+    if (step.checksum !== "skipped") {
+      this.counts.applied++;
+      this.live.appliedAt.set(m.pair, change.timestamp);
+    }
     if (step.checksum === "verified") {
       this.counts.checksumsVerified++;
       metrics.bookChecksums.labels(exchange, "ok").inc();
@@ -80,7 +105,7 @@ export class KrakenBookKeeper {
     }
     if (step.resubscribe) {
       this.counts.resyncs++;
-      this.resyncAt.set(m.pair, nowMicros());
+      this.live.resyncAt.set(m.pair, nowMicros());
       this.opts.snapshots?.reset(m.pair);
       metrics.bookResyncs.labels(exchange, m.pair).inc();
       logger.warn(
@@ -89,13 +114,14 @@ export class KrakenBookKeeper {
       );
       this.opts.resubscribe(m.pair);
     }
+    if (step.checksum !== "skipped") this.live.updated(m.pair);
   }
 
   /** `/health` problems: pairs whose book was discarded and waits for a new snapshot. */
   problems(): string[] {
     const out: string[] = [];
-    for (const [pair, sync] of this.books.byPair) {
-      if (sync.state === "awaiting-snapshot" && this.resyncAt.has(pair)) {
+    for (const [pair, sync] of this.kept.byPair) {
+      if (sync.state === "awaiting-snapshot" && this.live.resyncAt.has(pair)) {
         out.push(`book ${this.opts.exchange} ${pair} resyncing (checksum mismatch; resubscribed)`);
       }
     }
