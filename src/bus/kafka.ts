@@ -9,7 +9,7 @@
  * symbol's records stay in one partition, in order. Header `k2-id` carries the message id.
  *
  * Producer: idempotent (`acks=all`, one request in flight per broker, broker-side sequence numbers:
- * a retried send is not written twice). One `publish(batch)` is one or a few `send()` calls (chunks
+ * a retried send is not written twice), 5 retries per send (see `newProducer`). One `publish(batch)` is one or a few `send()` calls (chunks
  * of at most `maxSendBytes`), i.e. the batching happens where the pipeline's Publisher already
  * gathers one event-loop turn of records. Kafka has no server-side dedupe by message id: ids the
  * producer had acknowledged within `dedupeWindowMs` are dropped (same process only).
@@ -25,6 +25,12 @@
  * committed offset + 1, or the earliest offset before any commit), refreshed every `lagRefreshMs`.
  * (The client, `@platformatic/kafka` 1.22, commits the offset of the last message handled and resumes
  * at committed + 1; Kafka's own tools, which expect the next offset to read, show one more per partition.)
+ * A broker that dies (a cluster with replicas): the clients' lookups of a node the metadata no longer
+ * lists fail as network errors (fix below, the client would throw out of a socket callback), the
+ * producer refetches the metadata and sends to the new leader, and a consumer whose group coordinator
+ * is gone (the client caches it for its lifetime) is replaced by a new client, which finds the new
+ * coordinator, joins the group and fetches from the committed offsets; `redeliveries()` counts what
+ * it hands to the handler again (offsets at or below the highest already handed, per partition).
  *
  * Values: JSON by default. With `format: "avro"`, trades and aggtrades are encoded with
  * `schema/trades_v2.avsc` and quotes with `schema/quotes_v2.avsc` in the Confluent wire format
@@ -35,10 +41,16 @@
  */
 import {
   Admin,
+  type Broker,
+  type CallbackWithPromise,
+  type Connection,
+  ConnectionPool,
   Consumer as KafkaClientConsumer,
+  kOptions,
   type Message,
   type MessagesStream,
   MultipleErrors,
+  NetworkError,
   ProduceAcks,
   Producer,
   stringDeserializer,
@@ -75,6 +87,53 @@ MultipleErrors.prototype.findBy = function findBy(this: MultipleErrors, property
   return null;
 } as typeof MultipleErrors.prototype.findBy;
 
+/**
+ * Fix of `@platformatic/kafka` 1.22: the clients look a node up in their cached cluster metadata
+ * (`metadata.brokers.get(leaderOrCoordinatorId)`) and hand the result to `ConnectionPool.get`, which
+ * reads `broker.host` first. Once a broker is dead, a refreshed metadata no longer lists it while
+ * cached partition leaders (refreshed per topic, every `metadataMaxAge`), a leader of -1 during an
+ * election, or the consumer's group coordinator id (cached for the client's lifetime) still name it:
+ * `broker` is undefined and the TypeError, thrown inside a socket callback, ends the process. Here
+ * that lookup fails like an unreachable broker instead (a retriable network error marked
+ * `hasStaleMetadata`, so the producer refetches the metadata and sends again to the new leader).
+ */
+const poolGet = ConnectionPool.prototype.get as (
+  this: ConnectionPool,
+  broker: Broker,
+  callback?: CallbackWithPromise<Connection>,
+) => Promise<Connection> | undefined;
+ConnectionPool.prototype.get = function get(
+  this: ConnectionPool,
+  broker: Broker | undefined,
+  callback?: CallbackWithPromise<Connection>,
+) {
+  if (broker !== undefined && broker !== null) return poolGet.call(this, broker, callback);
+  const error = new NetworkError("Kafka node not in the cluster metadata (a dead broker, or no leader yet)", {
+    hasStaleMetadata: true,
+  });
+  if (callback) {
+    callback(error, undefined as unknown as Connection);
+    return undefined;
+  }
+  return Promise.reject(error);
+} as typeof ConnectionPool.prototype.get;
+
+/**
+ * True when `e` says the consumer's group coordinator cannot be used: unreachable (network error,
+ * timeout, a node gone from the metadata) or no longer the coordinator (`NOT_COORDINATOR`,
+ * `COORDINATOR_NOT_AVAILABLE`). `@platformatic/kafka` 1.22 looks the coordinator up once per client
+ * and never again, so such a client has to be replaced.
+ */
+export function isCoordinatorError(e: unknown): boolean {
+  const err = e as { findBy?: (p: string, v: unknown) => unknown } | null;
+  if (!err || typeof err.findBy !== "function") return false;
+  return Boolean(
+    err.findBy("code", NetworkError.code) ||
+      err.findBy("apiId", "NOT_COORDINATOR") ||
+      err.findBy("apiId", "COORDINATOR_NOT_AVAILABLE"),
+  );
+}
+
 /** Options of {@link KafkaBus.connect}. */
 export interface KafkaBusOptions {
   /** Bootstrap brokers, `host:port`. */
@@ -105,6 +164,11 @@ export interface KafkaBusOptions {
   topicRefreshMs?: number;
   /** Request timeout, ms (default 10000). */
   timeoutMs?: number;
+  /**
+   * Longest one `send()` may take, ms (default 6 × `timeoutMs`), beyond which the producer is replaced
+   * and the publish rejects (the caller retries it), as after a failed send.
+   */
+  sendDeadlineMs?: number;
   /** Called with errors a consumer recovers from (commit failures, undecodable messages, restarts). */
   onError?: (err: Error, context: string) => void;
 }
@@ -211,6 +275,8 @@ export class KafkaBus implements Bus {
   readonly name = "kafka";
   /** Messages dropped by the producer-side dedupe window. */
   deduplicated = 0;
+  /** Producers replaced after a send that failed or did not complete within `sendDeadlineMs`. */
+  producersReplaced = 0;
   private readonly topicsReady = new Map<string, Promise<void>>();
   private adminQueue: Promise<unknown> = Promise.resolve();
   private seen = new Set<string>();
@@ -227,7 +293,7 @@ export class KafkaBus implements Bus {
 
   private constructor(
     private readonly admin: Admin,
-    private readonly producer: Producer<string, Buffer, string, string>,
+    private producer: Producer<string, Buffer, string, string>,
     opts: KafkaBusOptions,
   ) {
     this.o = {
@@ -244,6 +310,7 @@ export class KafkaBus implements Bus {
       lagRefreshMs: opts.lagRefreshMs ?? 1000,
       topicRefreshMs: opts.topicRefreshMs ?? 10_000,
       timeoutMs: opts.timeoutMs ?? 10_000,
+      sendDeadlineMs: opts.sendDeadlineMs ?? 6 * (opts.timeoutMs ?? 10_000),
       onError: opts.onError ?? (() => {}),
     };
     this.registry =
@@ -268,9 +335,32 @@ export class KafkaBus implements Bus {
       retryDelay: 500,
     };
     const admin = new Admin({ ...base, clientId: `${clientId}-admin` });
+    const producer = KafkaBus.newProducer(opts);
+    try {
+      await admin.metadata({ topics: [] });
+    } catch (e) {
+      await Promise.allSettled([admin.close(), producer.close()]);
+      throw new Error(`Kafka bus: cannot reach ${opts.brokers.join(",")}: ${(e as Error).message}`);
+    }
+    return new KafkaBus(admin, producer, opts);
+  }
+
+  /**
+   * An idempotent producer (`acks=all`) on `opts.brokers`, with a bounded number of retries.
+   *
+   * Fix of `@platformatic/kafka` 1.22: an idempotent producer is forced to `retries =
+   * Number.MAX_SAFE_INTEGER`, and a send retries against the partition leader of the metadata it
+   * started with (the metadata is refreshed only once the retries are over). With that leader dead,
+   * the send retried every `retryDelay` for ever (seen: ingest never finished). With 5 retries the
+   * send fails after a few seconds, and {@link sendBounded} replaces the producer.
+   */
+  private static newProducer(opts: KafkaBusOptions): Producer<string, Buffer, string, string> {
     const producer = new Producer<string, Buffer, string, string>({
-      ...base,
-      clientId: `${clientId}-producer`,
+      bootstrapBrokers: opts.brokers,
+      timeout: opts.timeoutMs ?? 10_000,
+      retries: 5,
+      retryDelay: 500,
+      clientId: `${opts.clientId ?? "k2"}-producer`,
       idempotent: true,
       acks: ProduceAcks.ALL,
       serializers: {
@@ -280,13 +370,42 @@ export class KafkaBus implements Bus {
         headerValue: stringSerializer,
       },
     });
+    (producer as unknown as Record<symbol, { retries: number }>)[kOptions].retries = 5;
+    return producer;
+  }
+
+  /**
+   * One `send()`, bounded by `sendDeadlineMs`. A send that fails or does not settle in time replaces
+   * the producer before the call rejects (the publisher then sends the batch again): after a partly
+   * failed send the client's sequence numbers no longer match the brokers' (every later send of that
+   * producer was refused, `OUT_OF_ORDER_SEQUENCE_NUMBER`), while a new producer gets a new producer id,
+   * fresh metadata and sequences from 0. The batch sent again may then be in the topic twice; the
+   * store's unique keys absorb it.
+   */
+  private async sendBounded(
+    messages: { topic: string; key: string; value: Buffer; headers: Record<string, string> }[],
+  ): Promise<void> {
+    const producer = this.producer;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<"deadline">((resolve) => {
+      timer = setTimeout(() => resolve("deadline"), this.o.sendDeadlineMs);
+    });
+    let failure: Error;
     try {
-      await admin.metadata({ topics: [] });
+      const r = await Promise.race([producer.send({ messages }), deadline]);
+      if (r !== "deadline") return;
+      failure = new Error(`Kafka bus: a send did not complete within ${this.o.sendDeadlineMs} ms`);
     } catch (e) {
-      await Promise.allSettled([admin.close(), producer.close()]);
-      throw new Error(`Kafka bus: cannot reach ${opts.brokers.join(",")}: ${(e as Error).message}`);
+      failure = e as Error;
+    } finally {
+      clearTimeout(timer);
     }
-    return new KafkaBus(admin, producer, opts);
+    if (this.producer === producer) {
+      this.producer = KafkaBus.newProducer(this.o);
+      this.producersReplaced++;
+      void producer.close().catch(() => undefined);
+    }
+    throw failure;
   }
 
   /** Kafka topic name of a bus topic. */
@@ -378,7 +497,7 @@ export class KafkaBus implements Bus {
       const c = chunk;
       chunk = [];
       bytes = 0;
-      await this.producer.send({ messages: c });
+      await this.sendBounded(c);
     };
     for (const m of fresh) {
       const value = await this.encode(m.topic, m.value);
@@ -428,30 +547,69 @@ export class KafkaBus implements Bus {
 
   consume(opts: ConsumeOptions, handler: (batch: BusMessage[]) => Promise<void>): Consumer {
     const prefixes = opts.topicPrefixes.map((p) => this.o.topicPrefix + p);
-    const client = new KafkaClientConsumer<string, Buffer, string, string>({
-      clientId: `${this.o.clientId}-consumer`,
-      bootstrapBrokers: this.o.brokers,
-      groupId: opts.group,
-      timeout: this.o.timeoutMs,
-      retries: 5,
-      retryDelay: 500,
-      autocommit: false,
-      highWaterMark: opts.maxBatchSize,
-      sessionTimeout: this.o.sessionTimeoutMs,
-      heartbeatInterval: this.o.heartbeatIntervalMs,
-      rebalanceTimeout: Math.max(this.o.sessionTimeoutMs * 2, 20_000),
-      maxWaitTime: Math.min(1000, Math.max(100, opts.maxWaitMs)),
-      deserializers: {
-        key: stringDeserializer,
-        value: (v?: Buffer) => v,
-        headerKey: stringDeserializer,
-        headerValue: stringDeserializer,
-      },
-    });
+    const newClient = () =>
+      new KafkaClientConsumer<string, Buffer, string, string>({
+        clientId: `${this.o.clientId}-consumer`,
+        bootstrapBrokers: this.o.brokers,
+        groupId: opts.group,
+        timeout: this.o.timeoutMs,
+        retries: 5,
+        retryDelay: 500,
+        autocommit: false,
+        highWaterMark: opts.maxBatchSize,
+        sessionTimeout: this.o.sessionTimeoutMs,
+        heartbeatInterval: this.o.heartbeatIntervalMs,
+        rebalanceTimeout: Math.max(this.o.sessionTimeoutMs * 2, 20_000),
+        maxWaitTime: Math.min(1000, Math.max(100, opts.maxWaitMs)),
+        deserializers: {
+          key: stringDeserializer,
+          value: (v?: Buffer) => v,
+          headerKey: stringDeserializer,
+          headerValue: stringDeserializer,
+        },
+      });
+    let client = newClient();
+    // a client whose group coordinator is gone is replaced (see isCoordinatorError): the new one looks
+    // the coordinator up again, joins the group and fetches from the committed offsets
+    let replaceClient = false;
+    const closing = new Set<Promise<void>>();
+    const watch = (c: typeof client) => {
+      let heartbeatErrors = 0;
+      const lost = (e: unknown, context: string) => {
+        if (c !== client) return;
+        this.o.onError(e as Error, `${context} of group ${opts.group}`);
+        if (isCoordinatorError(e)) {
+          replaceClient = true;
+          signal();
+        }
+      };
+      c.on("consumer:heartbeat:end", () => {
+        heartbeatErrors = 0;
+      });
+      c.on("consumer:heartbeat:error", (p: { error?: unknown }) => {
+        // one missed heartbeat can be a slow broker; two in a row (each after the client's retries) are not
+        if (isCoordinatorError(p?.error) && ++heartbeatErrors >= 2) lost(p.error, "heartbeat");
+      });
+      // the client emits "error" when rejoining the group fails; unhandled, that would end the process
+      c.on("error", (e: unknown) => lost(e, "group membership"));
+    };
+    watch(client);
+    /** Closes a replaced client without a LeaveGroup (its coordinator is gone; the member expires). */
+    const discard = (c: typeof client) => {
+      const p = (async () => {
+        c.memberId = null; // no LeaveGroup request: it would go to the dead coordinator
+        await new Promise<void>((resolve) => c.leaveGroup(true, () => resolve())); // stops its heartbeats
+        await new Promise<void>((resolve) => c.close(true, () => resolve()));
+      })();
+      closing.add(p);
+      void p.finally(() => closing.delete(p));
+    };
     let stopping = false;
     let drain = true;
     let abandoned = false;
     let redeliveries = 0;
+    /** Highest offset handed to the handler, per `topic:partition`. */
+    const handed = new Map<string, bigint>();
     let lagValue = 0;
     let topics: string[] = [];
     let topicsChanged = false;
@@ -564,6 +722,15 @@ export class KafkaBus implements Bus {
       while (!abandoned) {
         if (stopping && !drain) break;
         try {
+          if (replaceClient) {
+            replaceClient = false;
+            await closeStream();
+            const old = client;
+            client = newClient();
+            watch(client);
+            discard(old);
+            topicsChanged = true;
+          }
           if (!stream || topicsChanged) {
             topicsChanged = false;
             await closeStream();
@@ -596,6 +763,14 @@ export class KafkaBus implements Bus {
           }
           const taken = buffer.splice(0, Math.min(n, opts.maxBatchSize));
           oldestAt = buffer.length > 0 ? oldestAt : 0;
+          for (const m of taken) {
+            // fetched again from the committed offsets (stream reopened, client replaced) after an
+            // uncommitted delivery to this consumer
+            const k = `${m.topic}:${m.partition}`;
+            const top = handed.get(k);
+            if (top !== undefined && m.offset <= top) redeliveries++;
+            else handed.set(k, m.offset);
+          }
           if (stream) pull(stream);
           // writer schemas first: a registry that cannot be reached is an error of the whole batch
           // (caught below: the stream reopens from the committed offsets), not of its messages
@@ -630,11 +805,13 @@ export class KafkaBus implements Bus {
           } catch (e) {
             // e.g. a rebalance moved the partitions: their new owner gets these again (at least once)
             this.o.onError(e as Error, `commit of group ${opts.group}`);
+            if (isCoordinatorError(e)) replaceClient = true;
           }
         } catch (e) {
           if (abandoned) return;
           failures++;
           this.o.onError(e as Error, `consumer of group ${opts.group}`);
+          if (isCoordinatorError(e)) replaceClient = true; // e.g. joining the group failed
           topicsChanged = true;
           await sleep(Math.min(5000, 50 * 2 ** Math.min(failures, 7)));
         }
@@ -662,6 +839,7 @@ export class KafkaBus implements Bus {
         await closeStream();
         await client.close().catch(() => undefined);
       }
+      await Promise.all(closing);
     });
     const handle = {
       lag: () => lagValue,

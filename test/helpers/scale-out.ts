@@ -120,14 +120,28 @@ export async function expectExactlyOnce(db: string): Promise<void> {
   });
 }
 
-/** SIGTERMs persist processes (each must exit 0); their summary lines give the redeliveries they saw. */
-export async function stopPersists(ps: RunningCli[]): Promise<number> {
+/**
+ * SIGTERMs persist processes (each must exit 0) and sums their summary lines: `redeliveries`, what the
+ * bus handed a process again, and `duplicates`, records a process found already stored (also those
+ * another member had stored before the partition moved).
+ */
+export async function stopPersistsCounting(
+  ps: RunningCli[],
+): Promise<{ redeliveries: number; duplicates: number }> {
   let redeliveries = 0;
+  let duplicates = 0;
   for (const p of ps) {
     p.child.kill("SIGTERM");
     const exit = await p.exited;
     expect(exit.code, exit.stderr.slice(-1500)).toBe(0);
-    redeliveries += Number(lastJsonLine(exit.stdout).redeliveries);
+    const summary = lastJsonLine(exit.stdout);
+    redeliveries += Number(summary.redeliveries);
+    duplicates += Number(summary.duplicates);
   }
-  return redeliveries;
+  return { redeliveries, duplicates };
+}
+
+/** SIGTERMs persist processes (each must exit 0); their summary lines give the redeliveries they saw. */
+export async function stopPersists(ps: RunningCli[]): Promise<number> {
+  return (await stopPersistsCounting(ps)).redeliveries;
 }
