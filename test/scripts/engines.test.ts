@@ -9,9 +9,12 @@ import semver from "semver";
 import { describe, expect, it } from "vitest";
 
 const read = (file: string) => JSON.parse(readFileSync(new URL(`../../${file}`, import.meta.url), "utf8"));
-const pkg = read("package.json") as { engines: { node: string } };
+const pkg = read("package.json") as { engines: { node: string }; allowScripts?: Record<string, boolean> };
 const lock = read("package-lock.json") as {
-  packages: Record<string, { engines?: { node?: string } | string[]; optional?: boolean; dev?: boolean }>;
+  packages: Record<
+    string,
+    { engines?: { node?: string } | string[]; optional?: boolean; dev?: boolean; hasInstallScript?: boolean }
+  >;
 };
 
 describe("dependencies' engines", () => {
@@ -34,5 +37,20 @@ describe("dependencies' engines", () => {
       }
     }
     expect(refused).toEqual([]);
+  });
+});
+
+describe("dependencies' install scripts", () => {
+  // npm 11 skips the install scripts of dependencies not listed in `allowScripts` and ends `npm ci`
+  // with a warning naming them: each is decided in package.json (zeromq ships prebuilt binaries and
+  // esbuild its platform package, so neither script is needed), and `npm ci` stays quiet
+  it("every package with an install script is approved or denied in package.json's allowScripts", () => {
+    const undecided: string[] = [];
+    for (const [path, entry] of Object.entries(lock.packages)) {
+      if (!path || !entry.hasInstallScript) continue;
+      const name = path.replace(/^.*node_modules\//, "");
+      if (typeof pkg.allowScripts?.[name] !== "boolean") undecided.push(name);
+    }
+    expect(undecided).toEqual([]);
   });
 });
