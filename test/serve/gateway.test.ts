@@ -54,7 +54,7 @@ describe("requests and replies", () => {
     [{ op: "subscribe", channel: "book.0", symbols: ["BTCUSDT"], id: 1 }, "channel"],
     [{ op: "subscribe", channel: "book.1001", symbols: ["BTCUSDT"], id: 1 }, "channel"],
     [{ op: "subscribe", channel: "book.010", symbols: ["BTCUSDT"], id: 1 }, "channel"],
-    [{ op: "subscribe", channel: "book.10", symbols: ["BTCUSDT"], from: 0, id: 1 }, "from"],
+    [{ op: "subscribe", channel: "ticks", symbols: ["BTCUSDT"], from: 0, id: 1 }, "from"],
     [{ op: "subscribe", channel: "trades", symbols: [], id: 3 }, "symbols"],
     [{ op: "subscribe", channel: "trades", id: 4 }, "symbols"],
     [{ op: "subscribe", channel: "trades", symbols: ["BTCUSDT"], batch_ms: 2.5, id: 5 }, "batch_ms"],

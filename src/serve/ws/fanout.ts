@@ -4,7 +4,9 @@
  * log (`flush.ts`), sent to each client served on its own (`backpressure.ts`), or added to the batch of
  * a client that asked for `batch_ms`. Synchronous: nothing awaits a client.
  */
+import type { LiveBookTop } from "../../schema/live-book.js";
 import type { SendQueues } from "./backpressure.js";
+import { bookKey, newerBook } from "./book-replay.js";
 import type { Flusher } from "./flush.js";
 import { textFrame } from "./frames.js";
 import type { Member, SubscriptionIndex } from "./groups.js";
@@ -38,6 +40,7 @@ export class Fanout {
       }
       const sub = m.subs.get(channel);
       if (!sub || m.closed) return;
+      if (m.bookFloors.size > 0 && heldBack(m, channel, record as LiveBookTop)) return;
       if (sub.batchMs > 0) {
         this.addToBatch(m, channel, symbol, json, sub.batchMs);
         return;
@@ -105,4 +108,21 @@ export class Fanout {
     }
     b.items.push(json);
   }
+}
+
+/**
+ * Whether a `book` record is held back from a client after its `book.{N}` replay: not newer than the
+ * last book it was sent of that symbol (`book-replay.ts`). The first newer one lifts the hold (the live
+ * book only moves forward).
+ */
+function heldBack(c: Client, channel: Channel, book: LiveBookTop): boolean {
+  const floors = c.bookFloors.get(channel);
+  if (!floors) return false;
+  const key = bookKey(book);
+  const floor = floors.get(key);
+  if (!floor) return false;
+  if (!newerBook(book, floor)) return true;
+  floors.delete(key);
+  if (floors.size === 0) c.bookFloors.delete(channel);
+  return false;
 }

@@ -31,6 +31,7 @@ import { nowMicros } from "../../schema/time.js";
 import { TokenAuth } from "../auth.js";
 import type { RecentKind, RecentRecord, RecentWindow } from "../live/recent.js";
 import { SendQueues } from "./backpressure.js";
+import { type BookFloor, BookReplay } from "./book-replay.js";
 import { CandleReplay, RecentCandles } from "./candle-replay.js";
 import { type ConnLimits, UpgradeGuard } from "./conn-limit.js";
 import { type ReplayMaxRange, type ReplayMaxRecords, replayLimitOf, replayRecordsOf } from "./defaults.js";
@@ -124,6 +125,8 @@ export class Gateway {
   /** The `book.{N}` channels someone is subscribed to, with their N. */
   private bookChannels: { channel: Channel; depth: number }[] = [];
   private bookDepth = 0;
+  /** N of each `book.{N}` subscription still replaying history (its books are wanted at that depth). */
+  private readonly replayingBooks: number[] = [];
   private readonly heartbeatMs: number;
   private readonly idleTimeoutMs: number;
   private readonly closeGraceMs: number;
@@ -286,6 +289,7 @@ export class Gateway {
       if (depth > max) max = depth;
     }
     this.bookChannels = list;
+    for (const depth of this.replayingBooks) if (depth > max) max = depth;
     if (max !== this.bookDepth) {
       this.bookDepth = max;
       this.opts.onBookDepth?.(max);
@@ -358,7 +362,13 @@ export class Gateway {
    * Adds `m`'s symbols to the client's live subscription of its channel and replies `subscribed` (not
    * at a replay's switch: `replay_done` follows instead).
    */
-  private addSubscription(c: Client, m: SubscribeRequest, id: RequestId, reply = true): void {
+  private addSubscription(
+    c: Client,
+    m: SubscribeRequest,
+    id: RequestId,
+    reply = true,
+    bookSnapshot = true,
+  ): void {
     const channel: Channel = m.channel;
     const current = c.subs.get(channel);
     const adding = m.symbols.filter((s) => s !== "*" && !current?.symbols.has(s)).length;
@@ -398,6 +408,7 @@ export class Gateway {
     const depth = bookDepthOf(channel);
     if (depth !== null) {
       this.booksChanged();
+      if (!bookSnapshot) return;
       // the snapshot: each kept book's top-N now (a copy too shallow for N: the next update brings it)
       const wanted = new Set(m.symbols);
       for (const v of this.opts.books?.books() ?? []) {
@@ -420,13 +431,18 @@ export class Gateway {
    */
   private subscribeFrom(c: Client, m: SubscribeRequest, fromUs: number, id: RequestId): void {
     const channel = m.channel;
-    if (channel !== "trades" && channel !== "quotes" && !channel.startsWith("candles.")) {
+    if (
+      channel !== "trades" &&
+      channel !== "quotes" &&
+      !channel.startsWith("candles.") &&
+      bookDepthOf(channel) === null
+    ) {
       this.replyError(
         c,
         id,
         "from",
         400,
-        "from: history is served on the trades, quotes and candles.* channels",
+        "from: history is served on the trades, quotes, candles.* and book.{N} channels",
       );
       return;
     }
@@ -477,6 +493,11 @@ export class Gateway {
       const { from: _from, ...live } = m;
       this.addSubscription(c, live, id, false);
     };
+    const bookDepth = bookDepthOf(channel);
+    if (bookDepth !== null) {
+      this.subscribeBookFrom(c, m, fromUs, id, bookDepth, history, admit);
+      return;
+    }
     if (channel !== "trades" && channel !== "quotes") {
       this.subscribeCandlesFrom(c, m, fromUs, id, history, goLive, admit);
       return;
@@ -547,6 +568,65 @@ export class Gateway {
       goLive,
     });
     this.runReplay(c, m, fromUs, id, replay);
+  }
+
+  /**
+   * A `book.{N}` subscription `from` a point in time (`book-replay.ts`): the stored top-N snapshots,
+   * then each kept book's current top-N when newer, then live (a book's live frames held back while not
+   * newer than the last one sent). While it replays, the books are wanted at depth N (a worker's copies
+   * are kept that deep and current).
+   */
+  private subscribeBookFrom(
+    c: Client,
+    m: SubscribeRequest,
+    fromUs: number,
+    id: RequestId,
+    depth: number,
+    history: ReplayHistory,
+    admit: () => string | null,
+  ): void {
+    const channel = m.channel;
+    if (!history.bookSnapshots) {
+      this.replyError(c, id, "from", 503, "from: no book history here");
+      return;
+    }
+    const bookSnapshots = history.bookSnapshots.bind(history);
+    const replay = new BookReplay({
+      depth,
+      symbols: m.symbols.filter((s) => s !== "*"),
+      all: m.symbols.includes("*"),
+      fromUs,
+      history: { bookSnapshots },
+      books: this.opts.books,
+      admit,
+      send: (top) =>
+        this.queues.send(
+          c,
+          textFrame(`{"type":"book","channel":"${channel}","data":${JSON.stringify(top)}}`),
+          null,
+        ),
+      ready: () => this.ready(c),
+      goLive: (floors: Map<string, BookFloor>) => {
+        c.replays.delete(channel);
+        if (c.closed) return;
+        if (floors.size > 0) c.bookFloors.set(channel, floors);
+        const { from: _from, ...live } = m;
+        this.addSubscription(c, live, id, false, false);
+      },
+    });
+    this.replayingBooks.push(depth);
+    this.booksChanged();
+    const ended = () => {
+      this.replayingBooks.splice(this.replayingBooks.indexOf(depth), 1);
+      this.booksChanged();
+    };
+    this.runReplay(c, m, fromUs, id, {
+      run: () =>
+        replay.run().finally(() => {
+          ended();
+        }),
+      cancel: () => replay.cancel(),
+    });
   }
 
   /** Replies `subscribed`, runs `replay` and says `replay_done` at its switch (or why it ended early). */
@@ -620,6 +700,7 @@ export class Gateway {
       }
       if (!sub.all && sub.symbols.size === 0) {
         c.subs.delete(channel);
+        c.bookFloors.delete(channel);
         this.fanout.flushBatch(c, channel);
       }
       this.index.place(c);
@@ -679,6 +760,7 @@ export class Gateway {
     this.index.displace(c);
     const hadBooks = [...c.subs.keys()].some((ch) => bookDepthOf(ch) !== null);
     c.subs.clear();
+    c.bookFloors.clear();
     if (hadBooks) this.booksChanged();
     for (const b of c.batches.values()) clearTimeout(b.timer);
     c.batches.clear();

@@ -44,7 +44,7 @@ export class SubscriptionIndex {
   place(c: Client): void {
     this.displace(c);
     if (c.closed || c.subs.size === 0) return;
-    let solo = c.queued > 0;
+    let solo = c.queued > 0 || c.bookFloors.size > 0;
     for (const sub of c.subs.values()) if (sub.batchMs > 0) solo = true;
     if (solo) {
       this.indexMember(c, c.subs);

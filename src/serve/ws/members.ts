@@ -6,6 +6,7 @@
  */
 import type { Socket } from "node:net";
 import type { WebSocket } from "ws";
+import type { BookFloor } from "./book-replay.js";
 import type { Channel } from "./protocol.js";
 
 /** What a client subscribed to on one channel. */
@@ -55,6 +56,12 @@ export class Client {
   token: string | null = null;
   /** `from` subscriptions still replaying history, by channel (`replay.ts`). */
   readonly replays = new Map<Channel, { cancel(): void }>();
+  /**
+   * After a `book.{N}` replay's switch, the books (`exchange|symbol`) whose live frames are held back
+   * until one is newer than the book sent (`book-replay.ts`), by channel; a client with any is served
+   * on its own (not in a group).
+   */
+  readonly bookFloors = new Map<Channel, Map<string, BookFloor>>();
   /** Send queue while behind: items from `head` on wait (`undefined`: already sent). */
   queue: (QueueItem | undefined)[] = [];
   head = 0;

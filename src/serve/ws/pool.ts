@@ -389,6 +389,12 @@ export class GatewayPool {
         return;
       }
       read = h.candles(m.query);
+    } else if (m.kind === "bookSnapshots") {
+      if (!h.bookSnapshots) {
+        send(child, { t: "page", id: m.id, error: "no book history here" });
+        return;
+      }
+      read = h.bookSnapshots(m.query);
     } else read = m.kind === "trades" ? h.trades(m.query) : h.quotes(m.query);
     read.then(
       (page) => send(child, { t: "page", id: m.id, page }),

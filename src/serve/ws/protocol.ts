@@ -5,6 +5,7 @@
  * Client → server:
  *   {"op":"subscribe","channel":"trades","symbols":["BTCUSDT"],"id":1}           (optional "batch_ms":100)
  *   {"op":"subscribe","channel":"trades","symbols":["BTCUSDT"],"from":"2024-08-08T00:00:00Z","id":5}
+ *   {"op":"subscribe","channel":"book.10","symbols":["BTCUSDT"],"from":1723161360000000,"id":6}
  *   {"op":"unsubscribe","channel":"trades","symbols":["BTCUSDT"],"id":2}
  *   {"op":"ping","id":3}
  * `channel` is `trades`, `quotes`, `ticks`, `candles.{1s|1m|5m|15m|1h|1d}` or `book.{N}` (N from 1 to
@@ -20,13 +21,19 @@
  * previous top-N when the change was deeper than N. A client that falls behind gets the latest top-N
  * per symbol: a newer `book` frame replaces the one waiting in its queue (conflated like quotes and
  * ticks), so it skips versions but never sees a torn book.
- * `from` (trades and quotes; RFC 3339 text or µs since the epoch, 0 or from 10^14: seconds and ms are
+ * `from` (trades, quotes, candles.* and book.{N}; RFC 3339 text or µs since the epoch, 0 or from 10^14: seconds and ms are
  * refused as the REST API refuses them) asks for history then live: the
  * stored records from `from` on, in the store's order, at the client's pace, then the records received
  * but not stored yet, then live, with no gap and no duplicate (`replay.ts`); `replay_done` marks the
  * switch. On `candles.*` (named symbols, not `"*"`) it sends the stored closed candles from the
  * interval holding `from` on, then those closed lately and the open ones, then live, each closed
- * candle once (`candle-replay.ts`). How far back `from` may reach is bounded (`K2_REPLAY_MAX_RANGE`;
+ * candle once (`candle-replay.ts`). On `book.{N}` (named symbols or `"*"`) it sends the stored top-N
+ * snapshots (`book_snapshots_v2`, `--book-depth`/`--book-interval`) from `from` on in time order, each
+ * cut to N and framed as a live `book` (`timestamp`: the snapshot's interval boundary), then each kept
+ * book's current top-N when newer than the last snapshot sent, then live books; no book older than one
+ * already sent follows the switch (`book-replay.ts`). N deeper than the depth stored is refused: the
+ * replay ends with an error frame, code 400, naming the depth stored (never a shallower book than
+ * asked for). How far back `from` may reach is bounded (`K2_REPLAY_MAX_RANGE`;
  * error code 416 beyond), and how many stored records one may be sent (`K2_REPLAY_MAX_RECORDS`; error
  * code 413 past it).
  *

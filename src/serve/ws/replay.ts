@@ -22,6 +22,7 @@
  * out-of-order arrival), at most `maxSeen` (older ones are forgotten first; a window record at or
  * before the newest forgotten one counts as sent).
  */
+import type { BookSnapshotV2 } from "../../schema/books.js";
 import type { QuoteV2, TradeV2 } from "../../schema/records.js";
 import type { MarketQuery, Page } from "../../store/page.js";
 import {
@@ -46,6 +47,11 @@ export interface ReplayHistory {
    * for `candles.*` subscriptions `from` a point in time (`candle-replay.ts`); absent: refused (503).
    */
   candles?(q: CandleQuery): Promise<CandlePage>;
+  /**
+   * Stored top-N book snapshots in (timestamp, exchange, symbol, depth) order (`Store.bookSnapshots`),
+   * for `book.{N}` subscriptions `from` a point in time (`book-replay.ts`); absent: refused (503).
+   */
+  bookSnapshots?(q: MarketQuery): Promise<Page<BookSnapshotV2>>;
 }
 
 /** Options of {@link Replay}. */

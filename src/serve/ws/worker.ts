@@ -20,6 +20,7 @@
 import type { Socket } from "node:net";
 import { setPriority } from "node:os";
 import { createLogger } from "../../ops/logger.js";
+import type { BookSnapshotV2 } from "../../schema/books.js";
 import type { CandleV2 } from "../../schema/candles.js";
 import type { LiveBookTop } from "../../schema/live-book.js";
 import type { QuoteV2, TradeV2 } from "../../schema/records.js";
@@ -53,6 +54,10 @@ class ParentHistory implements ReplayHistory {
 
   candles(q: CandleQuery): Promise<CandlePage> {
     return this.ask("candles", q) as Promise<CandlePage>;
+  }
+
+  bookSnapshots(q: MarketQuery): Promise<Page<BookSnapshotV2>> {
+    return this.ask("bookSnapshots", q) as Promise<Page<BookSnapshotV2>>;
   }
 
   /** The parent's answer to request `id`. */
@@ -96,16 +101,16 @@ export type FromWorker =
   | { t: "taken"; cid: number }
   /** The socket of connection `cid` closed (the pool releases its connection-limit count). */
   | { t: "gone"; cid: number }
-  /** Asks the parent for one page of stored trades, quotes or candles (answered with `page`). */
-  | { t: "history"; id: number; kind: "trades" | "quotes"; query: MarketQuery }
+  /** Asks the parent for one page of stored trades, quotes, candles or book snapshots (answered with `page`). */
+  | { t: "history"; id: number; kind: "trades" | "quotes" | "bookSnapshots"; query: MarketQuery }
   | { t: "history"; id: number; kind: "candles"; query: CandleQuery }
   /** Its largest `book.{N}` subscription changed (0: none): books are forwarded at least that deep. */
   | { t: "bookDepth"; depth: number };
 
 /** What a worker asks the parent's history for. */
-export type HistoryKind = "trades" | "quotes" | "candles";
-/** A history page sent to a worker: trades, quotes, or candles (with the open ones). */
-export type HistoryPage = Page<TradeV2 | QuoteV2> | CandlePage;
+export type HistoryKind = "trades" | "quotes" | "candles" | "bookSnapshots";
+/** A history page sent to a worker: trades, quotes, candles (with the open ones) or book snapshots. */
+export type HistoryPage = Page<TradeV2 | QuoteV2> | CandlePage | Page<BookSnapshotV2>;
 
 /** Splits stdin into lines and hands each record to the live feed. */
 function readRecords(
