@@ -12,7 +12,9 @@
  *   Both in the same process, one warm-up round each, then alternating rounds; both rates over the
  *   same count (the level updates of the diffs K2's procedure applies). At the end both books must
  *   hold the same levels, every one of both sides (else the bench fails).
- * - Binance with the frame parse (`JSON.parse` + exact decimal parse) inside the timed window.
+ * - The same with the frame parse inside the timed window: K2 `JSON.parse` + its exact frame parsers +
+ *   `BinanceBookSync`, beside tardis-dev `JSON.parse` + its Binance mapper + `OrderBook` (no target:
+ *   `JSON.parse` of the frames is most of both).
  * - Kraken: the ten `book-1000` books of `../shared/data/cryptofeed/KRAKEN.jsonl.gz` through
  *   `KrakenBooks`, CRC32 checksum verified on every update.
  * - `L2Book` alone at 1,000 and 5,000 levels per side: updates at uniformly random prices (the worst
@@ -173,13 +175,12 @@ function checkBooksAgree(): { bids: number; asks: number } {
 }
 
 /**
- * K2 and tardis-dev on the same diffs, alternating (one warm-up round each, then `RUNS` timed rounds,
- * the order swapped every round): best rate of each, over the same count of level updates (those of
- * the diffs K2's procedure applies).
+ * Two contenders on the same diffs, alternating (`RUNS` timed rounds, the order swapped every round,
+ * after one warm-up round each): the best rate of each over the same count of level updates.
  */
-function binanceVsTardis(): { levels: number; tardisLevels: number; k2: number; tardis: number } {
-  const levels = playBinance(binanceParsed);
-  const tardisLevels = playTardis(tardisChanges);
+function paired(levels: number, k2Fn: () => number, tardisFn: () => number): { k2: number; tardis: number } {
+  k2Fn();
+  tardisFn();
   let k2 = 0;
   let tardis = 0;
   const time = (fn: () => number) => {
@@ -189,28 +190,17 @@ function binanceVsTardis(): { levels: number; tardisLevels: number; k2: number; 
   };
   for (let r = 0; r < RUNS; r++) {
     if (r % 2 === 0) {
-      k2 = Math.max(
-        k2,
-        time(() => playBinance(binanceParsed)),
-      );
-      tardis = Math.max(
-        tardis,
-        time(() => playTardis(tardisChanges)),
-      );
+      k2 = Math.max(k2, time(k2Fn));
+      tardis = Math.max(tardis, time(tardisFn));
     } else {
-      tardis = Math.max(
-        tardis,
-        time(() => playTardis(tardisChanges)),
-      );
-      k2 = Math.max(
-        k2,
-        time(() => playBinance(binanceParsed)),
-      );
+      tardis = Math.max(tardis, time(tardisFn));
+      k2 = Math.max(k2, time(k2Fn));
     }
   }
-  return { levels, tardisLevels, k2, tardis };
+  return { k2, tardis };
 }
 
+/** K2 with the frame parse in the window: `JSON.parse`, K2's exact frame parsers, the procedure. */
 function playBinanceWithParse(): number {
   let levels = 0;
   for (const { symbol, raws } of binanceRaw) {
@@ -219,6 +209,31 @@ function playBinanceWithParse(): number {
       const it = parseBinance(symbol, raw);
       const step = "diff" in it ? sync.onDiff(it.diff) : sync.onSnapshot(it.snapshot);
       for (const d of step.applied) levels += d.bids.length + d.asks.length;
+    }
+  }
+  return levels;
+}
+
+/** Receive times as Dates, made once (tardis-dev's mapper takes one per message). */
+const binanceDates = binanceRaw.map(({ raws }) =>
+  raws.map(([ns]) => new Date(Number(BigInt(ns) / 1_000_000n))),
+);
+
+/** tardis-dev with the frame parse in the window: `JSON.parse`, its Binance mapper, `OrderBook`. */
+function playTardisWithParse(): number {
+  let levels = 0;
+  for (let i = 0; i < binanceRaw.length; i++) {
+    const { symbol, raws } = binanceRaw[i];
+    const snapshotStream = `${symbol.toLowerCase()}@depthSnapshot`;
+    const mapper = normalizeBookChanges("binance", binanceDates[i][0]);
+    const book = new OrderBook();
+    for (let k = 0; k < raws.length; k++) {
+      const m = JSON.parse(raws[k][1]);
+      const msg = "stream" in m ? m : { stream: snapshotStream, generated: true, data: m };
+      for (const bc of mapper.map(msg, binanceDates[i][k]) ?? []) {
+        book.update(bc);
+        if (!bc.isSnapshot) levels += bc.bids.length + bc.asks.length;
+      }
     }
   }
   return levels;
@@ -283,9 +298,14 @@ function synthetic(levels: number, nearTop: boolean): () => number {
 const fmt = (x: number) => `${(x / 1e6).toFixed(2)} M/s`;
 const results: Record<string, string> = {};
 const agree = checkBooksAgree();
-const vs = binanceVsTardis();
-const b2 = rate(playBinanceWithParse);
-results["binance diffs, JSON.parse + exact parse + apply"] = fmt(b2.perS);
+const levels = playBinance(binanceParsed);
+const tardisLevels = playTardis(tardisChanges);
+const vs = paired(
+  levels,
+  () => playBinance(binanceParsed),
+  () => playTardis(tardisChanges),
+);
+const vsParse = paired(levels, playBinanceWithParse, playTardisWithParse);
 const k = rate(playKraken);
 results[`kraken book-1000 snapshots + updates, CRC32 on every update (${k.levels} levels)`] = fmt(k.perS);
 for (const levels of [1000, 5000]) {
@@ -298,10 +318,11 @@ console.log(
       runs: RUNS,
       level_updates_per_s: results,
       binance_vs_tardis: {
-        level_updates: vs.levels,
-        tardis_level_updates_handed_over: vs.tardisLevels,
+        level_updates: levels,
+        tardis_level_updates_handed_over: tardisLevels,
         k2_per_s: Math.round(vs.k2),
         tardis_per_s: Math.round(vs.tardis),
+        with_parse: { k2_per_s: Math.round(vsParse.k2), tardis_per_s: Math.round(vsParse.tardis) },
         books_agree_at_end: { bid_levels: agree.bids, ask_levels: agree.asks },
       },
     },
