@@ -216,9 +216,37 @@ const BENCHES: Bench[] = [
     timeoutS: 60,
     read(lines) {
       const o = lines.find((l) => "level_updates_per_s" in l) as
-        | { level_updates_per_s: Record<string, string> }
+        | {
+            level_updates_per_s: Record<string, string>;
+            binance_vs_tardis?: {
+              level_updates: number;
+              k2_per_s: number;
+              tardis_per_s: number;
+              with_parse?: { k2_per_s: number; tardis_per_s: number };
+            };
+          }
         | undefined;
       const s: Sample = new Map();
+      const vs = o?.binance_vs_tardis;
+      if (vs) {
+        // the same diffs, the same run: K2's exact book (Binance procedure) against tardis-dev's OrderBook
+        s.set(
+          `K2 BinanceBookSync (exact) on the recorded Binance diffs (${vs.level_updates} level updates)`,
+          {
+            unit: "level updates/s",
+            v: vs.k2_per_s,
+            base: ["tardis-dev OrderBook, same diffs", vs.tardis_per_s],
+            target: { on: "ratio", op: ">=", x: 1.0 },
+          },
+        );
+        if (vs.with_parse) {
+          s.set("K2 JSON.parse + exact frame parse + BinanceBookSync, same diffs", {
+            unit: "level updates/s",
+            v: vs.with_parse.k2_per_s,
+            base: ["tardis-dev JSON.parse + Binance mapper + OrderBook", vs.with_parse.tardis_per_s],
+          });
+        }
+      }
       for (const [k, v] of Object.entries(o?.level_updates_per_s ?? {})) {
         s.set(k, { unit: "level updates/s", v: Number.parseFloat(v) * 1e6 });
       }
