@@ -508,6 +508,7 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
   conn.on("state", (state: ConnectionState, reason?: string) => {
     if (state === "CONNECTED") {
       normalizer.connectionOpened?.();
+      handle.sequencedBooks?.connectionOpened();
       lastCause = null;
     }
     metrics.connectionState.labels(exchange).set(STATE_CODE[state]);

@@ -3,7 +3,8 @@
  * `src/books/coinbase.ts` (a `snapshot` event replaces it, `update` events set absolute quantities).
  * `sequence_num` numbers every frame of the connection whatever its channel, so gaps are the venue
  * normalizer's frame gaps (it sees every frame): on one, every book of the connection is discarded and
- * each product's `level2` subscription renewed (Coinbase starts a subscription with a snapshot).
+ * each product's `level2` subscription renewed (Coinbase starts a subscription with a snapshot). A new
+ * connection (reconnect) discards them too: they wait for the snapshots of its own subscription.
  *
  * Cross-check against `ticker` (when subscribed): Coinbase's `ticker` and `level2` channels are not
  * atomic with each other, so a ticker whose best bid/ask and quantities differ from the live book when
@@ -184,24 +185,33 @@ export class CoinbaseBookKeeper implements LiveBookSource {
     if (gap.exchange !== this.opts.exchange || gap.data_type !== "frames") return;
     const step = this.sync.onGap({ expected: gap.from_sequence, received: gap.to_sequence + 1 });
     if (step.resubscribe.length === 0) return;
-    const { metrics, exchange, logger } = this.opts;
     this.counts.resyncs++;
-    const at = nowMicros();
-    for (const product of step.resubscribe) {
-      this.live.resyncAt.set(product, at);
-      this.opts.snapshots?.reset(product);
-      metrics.bookResyncs.labels(exchange, product).inc();
-      for (const _ of this.pending.get(product) ?? []) this.never();
-      this.pending.delete(product);
-    }
-    logger.warn(
-      { exchange, products: step.resubscribe, from: gap.from_sequence, to: gap.to_sequence },
+    this.discarded(step.resubscribe);
+    this.opts.logger.warn(
+      {
+        exchange: this.opts.exchange,
+        products: step.resubscribe,
+        from: gap.from_sequence,
+        to: gap.to_sequence,
+      },
       "sequence_num gap: the connection's books are discarded and level2 resubscribed",
     );
-    for (const product of step.resubscribe) {
-      this.opts.resubscribe(product);
-      this.live.updated(product);
-    }
+    for (const product of step.resubscribe) this.opts.resubscribe(product);
+  }
+
+  /**
+   * A new connection of the feed opened (a reconnect): the books kept from the previous one missed
+   * what came in between, so each waits for the snapshot the new connection's `level2` subscription
+   * brings (nothing is resubscribed; not counted in `resyncs`).
+   */
+  connectionOpened(): void {
+    if (this.sync.books.size === 0) return;
+    const step = this.sync.onGap({ expected: 0, received: 0 });
+    this.discarded(step.resubscribe);
+    this.opts.logger.info(
+      { exchange: this.opts.exchange, products: step.resubscribe },
+      "new connection: the books wait for its level2 snapshots",
+    );
   }
 
   /** The ticker cross-check so far, with the tickers still waiting counted as `never` (run summary). */
@@ -212,13 +222,26 @@ export class CoinbaseBookKeeper implements LiveBookSource {
     return { tickers, atArrival, late, never: never + waiting };
   }
 
-  /** `/health` problems: products whose book was discarded and waits for a new snapshot. */
+  /** `/health` problems: products whose book was discarded (gap, new connection) and waits for a snapshot. */
   problems(): string[] {
     const out: string[] = [];
     for (const product of this.sync.awaiting) {
-      out.push(`book ${this.opts.exchange} ${product} resyncing (sequence_num gap; level2 resubscribed)`);
+      out.push(`book ${this.opts.exchange} ${product} resyncing (waiting for a level2 snapshot)`);
     }
     return out;
+  }
+
+  /** Books just discarded: resync time, snapshots restarted, waiting tickers decided, views told. */
+  private discarded(products: string[]): void {
+    const at = nowMicros();
+    for (const product of products) {
+      this.live.resyncAt.set(product, at);
+      this.opts.snapshots?.reset(product);
+      this.opts.metrics.bookResyncs.labels(this.opts.exchange, product).inc();
+      for (const _ of this.pending.get(product) ?? []) this.never();
+      this.pending.delete(product);
+      this.live.updated(product);
+    }
   }
 
   private liveBook(product: string): L2Book | undefined {

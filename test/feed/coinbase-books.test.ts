@@ -44,8 +44,11 @@ function keep(raws: string[]) {
     bookChange: (c, m) => keeper.onChange(c, m),
   };
   const n = new CoinbaseNormalizer(sink, SUB);
-  for (const r of raws) n.normalize(r, 1_800_000_000_000_000);
-  return { keeper, metrics, resubscribed, snapshots };
+  const feed = (frames: string[]) => {
+    for (const r of frames) n.normalize(r, 1_800_000_000_000_000);
+  };
+  feed(raws);
+  return { keeper, metrics, resubscribed, snapshots, normalizer: n, feed };
 }
 
 const counter = async (metrics: Metrics, name: string) =>
@@ -90,8 +93,8 @@ describe("CoinbaseBookKeeper on the recording", () => {
     expect(keeper.counts.resyncs).toBe(1);
     expect(keeper.counts.skipped).toBeGreaterThan(0);
     expect(keeper.problems()).toEqual([
-      "book COINBASE BTC-USD resyncing (sequence_num gap; level2 resubscribed)",
-      "book COINBASE ETH-USD resyncing (sequence_num gap; level2 resubscribed)",
+      "book COINBASE BTC-USD resyncing (waiting for a level2 snapshot)",
+      "book COINBASE ETH-USD resyncing (waiting for a level2 snapshot)",
     ]);
     for (const v of keeper.books()) {
       expect(v.state).toBe("syncing");
@@ -104,5 +107,25 @@ describe("CoinbaseBookKeeper on the recording", () => {
     ]);
     // no ticker is checked against a discarded book
     expect(keeper.tickerChecks().tickers).toBeLessThan(154);
+  });
+
+  it("a new connection: the books wait for its level2 snapshots (no resubscribe), then are live again", () => {
+    const { keeper, normalizer, resubscribed, feed } = keep(frames);
+    const before = keeper.books().map((v) => [v.symbol, v.levels("bid", 10), v.levels("ask", 10)]);
+    normalizer.connectionOpened();
+    keeper.connectionOpened();
+    expect(keeper.books().map((v) => v.state)).toEqual(["syncing", "syncing"]);
+    expect(keeper.problems()).toHaveLength(2);
+    // the new connection sends the same session again, from its sequence_num 0 and its snapshots
+    const firstL2 = frames.findIndex((f) => JSON.parse(f).channel === "l2_data");
+    const beforeSnapshots = frames.slice(0, firstL2);
+    feed(beforeSnapshots);
+    expect(keeper.books().map((v) => v.state)).toEqual(["syncing", "syncing"]);
+    feed(frames.slice(firstL2));
+    expect(keeper.books().map((v) => v.state)).toEqual(["live", "live"]);
+    expect(keeper.books().map((v) => [v.symbol, v.levels("bid", 10), v.levels("ask", 10)])).toEqual(before);
+    expect(keeper.problems()).toEqual([]);
+    expect(resubscribed).toEqual([]);
+    expect(keeper.counts.resyncs).toBe(0);
   });
 });
