@@ -3,9 +3,12 @@
  * --streams market_trades,ticker,level2 --replay COINBASE.jsonl.gz` keeps each product's book from the
  * `l2_data` snapshot and updates, and cross-checks every `ticker` after the snapshot with it (reference:
  * of 154 tickers, 114 agree at arrival, 28 within the next three `l2_data` messages, 12 never); the
- * served book equals the recording's `l2_data` applied in order.
+ * served book equals the recording's `l2_data` applied in order; a copy missing one `l2_data` frame
+ * shows the `sequence_num` gap: both books discarded and level2 resubscribed, `/health` says so.
  */
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { sharedData } from "../helpers/capture.js";
 import { lastJsonLine, runCli, tempDir } from "../helpers/cli.js";
@@ -14,6 +17,25 @@ import { dec8, recvFrames } from "../venues/recording.js";
 
 const RECORDING = sharedData("cryptofeed/COINBASE.jsonl.gz");
 const STREAMS = ["--exchange", "coinbase", "--streams", "market_trades,ticker,level2"];
+
+/** A copy of the recording without the first `l2_data` frame numbered above 100 (after both snapshots). */
+function copyWithoutOneL2Frame(): { file: string; lost: number } {
+  let lost = -1;
+  const out = gunzipSync(readFileSync(RECORDING))
+    .toString("utf8")
+    .split("\n")
+    .filter((line) => {
+      if (lost >= 0 || !line.startsWith('{"t":"recv"')) return true;
+      const m = JSON.parse(JSON.parse(line).data);
+      if (m.channel !== "l2_data" || m.sequence_num <= 100) return true;
+      lost = m.sequence_num;
+      return false;
+    });
+  expect(lost).toBeGreaterThan(100);
+  const file = join(tempDir(), "COINBASE_lost_frame.jsonl.gz");
+  writeFileSync(file, gzipSync(out.join("\n")));
+  return { file, lost };
+}
 
 describe("Coinbase level2 books, replayed with --streams market_trades,ticker,level2", () => {
   it("COINBASE.jsonl.gz: 154 tickers cross-checked, 28 agreeing only within three l2_data messages, 12 never, 0 resyncs", async () => {
@@ -50,6 +72,52 @@ describe("Coinbase level2 books, replayed with --streams market_trades,ticker,le
     expect(Number(s.book_snapshots)).toBeGreaterThan(0);
     expect(s.book_snapshots_stored).toBe(s.book_snapshots);
   });
+
+  it("a copy missing one l2_data frame: one gap, both books discarded and level2 resubscribed, /health names them", async () => {
+    const { file, lost } = copyWithoutOneL2Frame();
+    const r = await runCli([
+      "run",
+      ...STREAMS,
+      "--replay",
+      file,
+      "--speed",
+      "max",
+      "--exit-at-end",
+      "--db",
+      join(tempDir(), "k2.duckdb"),
+      "--http-port",
+      "0",
+    ]);
+    expect(r.code, r.stderr.slice(-2000)).toBe(0);
+    const s = lastJsonLine(r.stdout);
+    expect(s).toMatchObject({ gaps: 1, resyncs: 1, rejected: 0 });
+    // tickers are checked only while the books are live: fewer than the 154 of the whole session
+    expect(Number(s.book_checks)).toBeLessThan(154);
+    const warned = r.stderr.split("\n").filter((l) => l.includes("sequence_num gap"));
+    expect(warned).toHaveLength(1);
+    expect(JSON.parse(warned[0])).toMatchObject({
+      exchange: "COINBASE",
+      products: ["BTC-USD", "ETH-USD"],
+      from: lost,
+      to: lost,
+    });
+
+    // serving: the replay sends no new snapshot, so both books stay in resync and /health says so
+    const k2 = await startK2Run([...STREAMS, "--replay", file, "--speed", "max"]);
+    try {
+      await waitFor("the replay's end", async () => k2.stderr().includes("replay finished"), 120_000);
+      const health = await fetch(`${k2.baseUrl}/health`);
+      expect(health.status).toBe(503);
+      const text = await health.text();
+      for (const product of ["BTC-USD", "ETH-USD"]) {
+        expect(text).toContain(`book COINBASE ${product} resyncing (waiting for a level2 snapshot)`);
+        const book = await fetch(`${k2.baseUrl}/api/v1/book?exchange=COINBASE&symbol=${product}&depth=5`);
+        expect(book.status, product).toBe(503);
+      }
+    } finally {
+      await k2.stop();
+    }
+  }, 180_000);
 
   it("GET /api/v1/book serves each product's kept book: equal to the recording's l2_data applied in order", async () => {
     const reference = coinbaseReference();
