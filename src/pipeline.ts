@@ -22,6 +22,7 @@ import type { Publisher } from "./bus/publisher.js";
 import { type BackfillOptions, BackfillWorker } from "./feed/backfill.js";
 import { BookSnapshotter } from "./feed/book-snapshots.js";
 import { BinanceBookKeeper } from "./feed/books.js";
+import { CoinbaseBookKeeper } from "./feed/coinbase-books.js";
 import {
   type ConnectionState,
   type LivenessOverrides,
@@ -129,6 +130,8 @@ export interface FeedHandle {
   books: BinanceBookKeeper | null;
   /** Books verified by the venue's checksum (Kraken `--streams …,book`), or null. */
   checksumBooks: KrakenBookKeeper | null;
+  /** Books numbered by the connection's `sequence_num` (Coinbase `--streams …,level2`), or null. */
+  sequencedBooks: CoinbaseBookKeeper | null;
   /**
    * Seeds gap detection with the last stored venue sequences of this venue when they were read after
    * the feed started (the store answered late): the restart's gap is reported as soon as they come.
@@ -275,6 +278,7 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
     backfill: null as unknown as BackfillWorker,
     books: null,
     checksumBooks: null,
+    sequencedBooks: null,
     resumeSequences: () => undefined,
   };
   const gapMessage = (gap: SequenceGap): BusMessage => ({
@@ -305,12 +309,14 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
       frameCounter(record.symbol, "quotes").n++;
       publisher.push({ topic: quoteTopic, key: record.symbol, id: record.message_id, value: record });
       handle.books?.onQuote(record);
+      handle.sequencedBooks?.onQuote(record);
     },
     bookChange(change: BookChangeV2, venueMessage?: unknown) {
       counts.bookChanges++;
       publishBookChange(change);
       handle.books?.onChange(change);
       handle.checksumBooks?.onChange(change, venueMessage);
+      handle.sequencedBooks?.onChange(change, venueMessage);
     },
     deadLetter(letter: DeadLetter) {
       counts.rejected++;
@@ -336,6 +342,7 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
         `sequence gap: ${gap.to_sequence - gap.from_sequence + 1} missing`,
       );
       publisher.push(gapMessage(gap));
+      handle.sequencedBooks?.onGap(gap);
       if (opts.backfill ?? true) handle.backfill.enqueue(gap);
       else handle.backfill.skip(gap);
     },
@@ -429,6 +436,17 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
       logger,
     });
   }
+  if (resubscribe && opts.subscription.streams.includes("level2")) {
+    handle.sequencedBooks = new CoinbaseBookKeeper({
+      exchange,
+      resubscribe: (product) => {
+        for (const m of resubscribe(opts.wsUrl, product)) handle.connection.send(m);
+      },
+      snapshots,
+      metrics,
+      logger,
+    });
+  }
   const conn = new VenueConnection({
     ...venue.connection(opts.wsUrl, opts.subscription),
     ...(opts.backoffInitialMs !== undefined ? { backoffInitialMs: opts.backoffInitialMs } : {}),
@@ -490,6 +508,7 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
   conn.on("state", (state: ConnectionState, reason?: string) => {
     if (state === "CONNECTED") {
       normalizer.connectionOpened?.();
+      handle.sequencedBooks?.connectionOpened();
       lastCause = null;
     }
     metrics.connectionState.labels(exchange).set(STATE_CODE[state]);

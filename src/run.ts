@@ -79,11 +79,20 @@ export interface RunSummary {
   /**
    * Local order books (`--streams …,depth`): best bid/ask frames compared with the book at the same
    * update id, of those mismatches, and books discarded after a sequence break and rebuilt; depth
-   * diffs received.
+   * diffs received. Coinbase `--streams …,ticker,level2` adds its tickers compared with the live book
+   * to `book_checks`, those that never agreed (neither at arrival nor within the next three `l2_data`
+   * messages of their product) to `book_mismatches`, and `sequence_num` gaps that discarded the
+   * connection's books to `resyncs`.
    */
   book_changes: number;
   book_checks: number;
   book_mismatches: number;
+  /**
+   * Coinbase tickers that agreed with the book not at arrival but within the next three `l2_data`
+   * messages of their product (counted in `book_checks`; those agreeing at arrival are `book_checks -
+   * book_checks_late - book_mismatches`).
+   */
+  book_checks_late: number;
   resyncs: number;
   /** Top-N book snapshots taken (`--book-depth`, `--book-interval`). */
   book_snapshots: number;
@@ -330,6 +339,7 @@ export async function startProcess(
   for (const f of feeds) {
     if (f.books) books.add(f.books);
     if (f.checksumBooks) books.add(f.checksumBooks);
+    if (f.sequencedBooks) books.add(f.sequencedBooks);
   }
   if (lastRead && !lastRead.done) {
     logger.warn(
@@ -351,7 +361,11 @@ export async function startProcess(
   const health = async (): Promise<string[]> => {
     const problems: string[] = [...backfillProblems(feeds.map((f) => f.backfill))];
     for (const f of feeds) {
-      problems.push(...(f.books?.problems() ?? []), ...(f.checksumBooks?.problems() ?? []));
+      problems.push(
+        ...(f.books?.problems() ?? []),
+        ...(f.checksumBooks?.problems() ?? []),
+        ...(f.sequencedBooks?.problems() ?? []),
+      );
     }
     if (lastRead?.problem) problems.push(lastRead.problem);
     for (const f of feeds) {
@@ -783,9 +797,17 @@ function summarize(x: SummaryInputs): RunSummary {
     missing: sum((f) => f.backfill.missing),
     poison: persist.poison,
     book_changes: ingest.bookChanges,
-    book_checks: sum((f) => f.books?.counts.checks ?? 0),
-    book_mismatches: sum((f) => f.books?.counts.mismatches ?? 0),
-    resyncs: sum((f) => (f.books?.counts.resyncs ?? 0) + (f.checksumBooks?.counts.resyncs ?? 0)),
+    book_checks: sum((f) => (f.books?.counts.checks ?? 0) + (f.sequencedBooks?.tickerChecks().tickers ?? 0)),
+    book_mismatches: sum(
+      (f) => (f.books?.counts.mismatches ?? 0) + (f.sequencedBooks?.tickerChecks().never ?? 0),
+    ),
+    book_checks_late: sum((f) => f.sequencedBooks?.tickerChecks().late ?? 0),
+    resyncs: sum(
+      (f) =>
+        (f.books?.counts.resyncs ?? 0) +
+        (f.checksumBooks?.counts.resyncs ?? 0) +
+        (f.sequencedBooks?.counts.resyncs ?? 0),
+    ),
     checksums_verified: sum((f) => f.checksumBooks?.counts.checksumsVerified ?? 0),
     checksum_failures: sum((f) => f.checksumBooks?.counts.checksumFailures ?? 0),
     book_snapshots: ingest.bookSnapshots,

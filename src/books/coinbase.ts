@@ -108,7 +108,12 @@ export interface CoinbaseSyncStep {
   skipped: number;
 }
 
-/** The level2 books of one Coinbase connection, with `sequence_num` gap detection. */
+/**
+ * The level2 books of one Coinbase connection, with `sequence_num` gap detection: its own (every
+ * message of the connection passed to {@link onSequence} / {@link onL2Data}), or the caller's
+ * (`trackSequence` false: the caller sees every frame's `sequence_num` elsewhere, e.g. the venue
+ * normalizer's frame gaps, and reports each gap with {@link onGap}).
+ */
 export class CoinbaseBookSync {
   readonly books = new Map<string, L2Book>();
   /** Products waiting for a snapshot (after a gap). */
@@ -116,6 +121,19 @@ export class CoinbaseBookSync {
   /** Gaps found since construction. */
   resyncs = 0;
   private lastSequence: number | null = null;
+
+  /** @param trackSequence check `sequence_num` of the messages passed (default); false: {@link onGap} only */
+  constructor(private readonly trackSequence = true) {}
+
+  /**
+   * A gap the caller found on the connection: every book is discarded and waits for a snapshot.
+   * @returns the step, with `gap` set and the products to resubscribe
+   */
+  onGap(gap: CoinbaseGap): CoinbaseSyncStep {
+    const step: CoinbaseSyncStep = { gap: null, resubscribe: [], applied: [], skipped: 0 };
+    this.discard(gap, step);
+    return step;
+  }
 
   /**
    * Call for every message of the connection that is not `l2_data` (ticker, heartbeats, …), with its
@@ -163,16 +181,21 @@ export class CoinbaseBookSync {
   }
 
   private checkSequence(sequence: number, step: CoinbaseSyncStep): void {
+    if (!this.trackSequence) return;
     const last = this.lastSequence;
     if (last !== null && sequence !== last + 1 && sequence > last) {
-      step.gap = { expected: last + 1, received: sequence };
-      this.resyncs++;
-      for (const [product, book] of this.books) {
-        book.clear();
-        this.awaiting.add(product);
-        step.resubscribe.push(product);
-      }
+      this.discard({ expected: last + 1, received: sequence }, step);
     }
     if (last === null || sequence > last) this.lastSequence = sequence;
+  }
+
+  private discard(gap: CoinbaseGap, step: CoinbaseSyncStep): void {
+    step.gap = gap;
+    this.resyncs++;
+    for (const [product, book] of this.books) {
+      book.clear();
+      this.awaiting.add(product);
+      step.resubscribe.push(product);
+    }
   }
 }

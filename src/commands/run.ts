@@ -304,6 +304,7 @@ const BOOK_CHECKS = [
   "book_changes",
   "book_checks",
   "book_mismatches",
+  "book_checks_late",
   "resyncs",
   "checksums_verified",
   "checksum_failures",

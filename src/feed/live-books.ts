@@ -1,7 +1,8 @@
 /**
  * The live views of one feed's kept books ({@link LiveBookSource}, `schema/live-book.ts`), shared by the
- * venues' book keepers (`books.ts` for Binance, `kraken-books.ts`): a view per symbol whose getters read
- * the book when asked, and the listeners told after each change (`GET /api/v1/book`, `book.{N}`).
+ * venues' book keepers (`books.ts` for Binance, `kraken-books.ts`, `coinbase-books.ts`): a view per
+ * symbol whose getters read the book when asked, and the listeners told after each change
+ * (`GET /api/v1/book`, `book.{N}`).
  */
 import type { L2Book } from "../books/l2-book.js";
 import type { Logger } from "../ops/logger.js";

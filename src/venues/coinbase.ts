@@ -1,6 +1,7 @@
 /**
  * Coinbase Advanced Trade WebSocket (`wss://advanced-trade-ws.coinbase.com`): feed description and
- * mappers for `market_trades` (→ trades_v2), `ticker` (→ quotes_v2) and `heartbeats`.
+ * mappers for `market_trades` (→ trades_v2), `ticker` (→ quotes_v2), `level2` (→ book_changes_v2) and
+ * `heartbeats`.
  *
  * Follows Coinbase's Advanced Trade docs (docs.cdp.coinbase.com, "Advanced Trade WebSocket Channels",
  * "WebSocket Rate Limits", the AsyncAPI pages of `market_trades`, `ticker`, `heartbeats`):
@@ -37,9 +38,21 @@
  * `vendor_data.event_type` says which event delivered the stored copy. Snapshot trades (newest first
  * on the wire) are emitted oldest first, so platform_sequence follows trade time.
  *
+ * Books. `level2` (opt-in: `--streams …,level2`; its messages arrive on channel `l2_data`) maps each
+ * event to a book_changes_v2 record: `snapshot` (the whole book, `is_snapshot`) or `update` (absolute
+ * quantities per level, 0 removes), levels exact, timestamp the envelope's, first/last source sequence
+ * the frame's `sequence_num`, message_id `COINBASE/book/<product>/<envelope timestamp>/<sequence_num>`
+ * (stable across replays, distinct across connections whose numbering restarts). The record goes to
+ * the sink with the parsed `CoinbaseL2Message` of that event (`src/books/coinbase.ts`); the book itself
+ * is kept by the feed (`src/feed/coinbase-books.ts`). {@link coinbase}'s `bookResubscribe` renews one
+ * product's `level2` subscription (unsubscribe, subscribe: Coinbase starts a subscription with a
+ * snapshot).
+ *
  * Quotes. `ticker` has no update id: a quote's message_id is `COINBASE/quotes/<product>/<envelope
  * timestamp>` (ns text, stable across replays) and its timestamp the envelope's, in µs.
  */
+import { type CoinbaseL2Message, parseCoinbaseL2Message } from "../books/coinbase.js";
+import type { BookChangeV2 } from "../schema/books.js";
 import { deterministicMessageId } from "../schema/message-id.js";
 import type { QuoteV2, Side, TradeV2 } from "../schema/records.js";
 import {
@@ -82,13 +95,18 @@ const EXCHANGE = "COINBASE";
 /** Coinbase: unauthenticated messages are limited to 8 per second per IP. */
 export const COINBASE_MAX_MESSAGES_PER_SECOND = 8;
 /** Channels K2 subscribes to on Coinbase (`--streams`). */
-export const COINBASE_STREAMS = ["market_trades", "ticker", "heartbeats"] as const;
+export const COINBASE_STREAMS = ["market_trades", "ticker", "heartbeats", "level2"] as const;
+/** Channels subscribed without `--streams` (`level2` is opt-in: its snapshot is megabytes). */
+export const COINBASE_DEFAULT_STREAMS = ["market_trades", "ticker", "heartbeats"] as const;
 /**
  * Largest Coinbase frame K2 reads, in characters. `level2` snapshots are large (the recording holds one
  * of 5,079,379 characters), so the bound is wide; a larger frame is a dead letter.
  */
 export const COINBASE_MAX_FRAME_CHARS = 32 * 1024 * 1024;
-/** Channels Coinbase sends that K2 has no mapper for: control frames (`unmapped:<channel>`); any other channel name is a dead letter. */
+/**
+ * Channels Coinbase sends that K2 maps to no record (`l2_data`: unless `level2` is subscribed and the
+ * sink keeps books): control frames (`unmapped:<channel>`); any other channel name is a dead letter.
+ */
 const UNMAPPED_CHANNELS = new Set([
   "l2_data",
   "level2",
@@ -228,6 +246,8 @@ export class CoinbaseNormalizer implements FrameNormalizer {
   private readonly connectionSymbols: string;
   private readonly products: Set<string>;
   private readonly channels: Set<string>;
+  /** `level2` is subscribed and the sink takes book changes. */
+  private readonly books: boolean;
 
   constructor(
     private readonly sink: NormalizedSink,
@@ -236,6 +256,7 @@ export class CoinbaseNormalizer implements FrameNormalizer {
     this.connectionSymbols = [...sub.symbols].sort().join(",");
     this.products = new Set(sub.symbols.map((s) => s.toUpperCase()));
     this.channels = new Set([...sub.streams, "heartbeats", "subscriptions"]);
+    this.books = sub.streams.includes("level2") && sink.bookChange !== undefined;
   }
 
   connectionOpened(): void {
@@ -279,6 +300,13 @@ export class CoinbaseNormalizer implements FrameNormalizer {
           break;
         case "subscriptions":
           this.sink.control("subscription_ack", raw);
+          break;
+        case "l2_data":
+          if (this.books) {
+            const rejects = new FrameRejects(this.sink, EXCHANGE, source, raw, receivedAtUs);
+            if (this.level2(obj, rejects, receivedAtUs) === 0 && rejects.count === 0)
+              this.sink.control("empty:l2_data", raw);
+          } else this.sink.control("unmapped:l2_data", raw);
           break;
         default:
           // level2 / candles / status...: valid venue frames K2 has no mapper for
@@ -413,6 +441,52 @@ export class CoinbaseNormalizer implements FrameNormalizer {
   }
 
   /**
+   * An `l2_data` frame: each event a book_changes_v2 record handed to the sink with its parsed message
+   * (see the file header), an event of an unsubscribed product a dead letter of its own. Returns the
+   * number of records.
+   */
+  private level2(frame: Envelope, rejects: FrameRejects, receivedAtUs: number): number {
+    let m: CoinbaseL2Message | null;
+    try {
+      m = parseCoinbaseL2Message(frame);
+    } catch (err) {
+      fail(`level2: ${(err as Error).message}`);
+    }
+    if (!m) fail("level2: not an l2_data message");
+    const timestamp = isoMicrosOf(m.timestamp, "level2 time", "timestamp");
+    let records = 0;
+    m.events.forEach((e, i) => {
+      try {
+        const symbol = symbolOf(e.productId, "product_id", PRODUCT, PRODUCT_WHAT);
+        if (!this.products.has(symbol)) fail(`product ${symbol} is not subscribed`);
+        const isSnapshot = e.type === "snapshot";
+        const record: BookChangeV2 = {
+          message_id: deterministicMessageId(
+            `${EXCHANGE}/book/${symbol}/${m.timestamp}/${m.sequence}${isSnapshot ? "/snapshot" : ""}`,
+          ),
+          exchange: EXCHANGE,
+          symbol,
+          timestamp,
+          is_snapshot: isSnapshot,
+          bids: e.updates.filter((u) => u.side === "bid").map((u) => [u.price, u.quantity]),
+          asks: e.updates.filter((u) => u.side === "ask").map((u) => [u.price, u.quantity]),
+          first_source_sequence: m.sequence,
+          last_source_sequence: m.sequence,
+          ingestion_timestamp: receivedAtUs,
+          vendor_data: { event_type: e.type },
+        };
+        this.sink.bookChange?.(record, { sequence: m.sequence, timestamp: m.timestamp, events: [e] });
+        records++;
+      } catch (err) {
+        if (!(err instanceof Reject)) throw err;
+        rejects.add(`${i}`, `level2 event ${i}: ${err.message}`);
+      }
+    });
+    rejects.finish();
+    return records;
+  }
+
+  /**
    * A `ticker` frame: each ticker a quote at the envelope's time, or a dead letter of its own. Returns
    * the number of records.
    */
@@ -495,7 +569,7 @@ export const coinbase: Venue = {
   assetClass: "crypto",
   defaultWsUrl: "wss://advanced-trade-ws.coinbase.com",
   streams: COINBASE_STREAMS,
-  defaultStreams: COINBASE_STREAMS,
+  defaultStreams: COINBASE_DEFAULT_STREAMS,
   defaultSymbols: ["BTC-USD", "ETH-USD"],
   dataTypesOf: dataTypesByStream({ market_trades: "trades", ticker: "quotes" }),
   validate(sub: Subscription): void {
@@ -513,5 +587,16 @@ export const coinbase: Venue = {
   createNormalizer(sink: NormalizedSink, sub: Subscription): FrameNormalizer {
     return new CoinbaseNormalizer(sink, sub);
   },
+  bookResubscribe: (_baseUrl, product) => coinbaseBookResubscribeMessages(product),
   replay: coinbaseReplayDialect,
 };
+
+/**
+ * Messages that renew one product's `level2` subscription (after a `sequence_num` gap): unsubscribe,
+ * then subscribe; Coinbase answers the new subscription with a snapshot of the product's book.
+ */
+export function coinbaseBookResubscribeMessages(product: string): string[] {
+  return ["unsubscribe", "subscribe"].map((type) =>
+    JSON.stringify({ type, product_ids: [product], channel: "level2" }),
+  );
+}

@@ -1,9 +1,11 @@
 import { describe, expect, it } from "vitest";
+import type { BookChangeV2 } from "../../src/schema/books.js";
 import { deterministicMessageId } from "../../src/schema/message-id.js";
 import { QuoteV2Schema, TradeV2Schema } from "../../src/schema/validators.js";
 import {
   CoinbaseNormalizer,
   coinbase,
+  coinbaseBookResubscribeMessages,
   coinbaseReplayDialect,
   coinbaseSubscribeMessages,
 } from "../../src/venues/coinbase.js";
@@ -258,9 +260,11 @@ describe("Coinbase feed description", () => {
     expect(() => coinbase.validate({ symbols: ["BTCUSD"], streams: ["ticker"] })).toThrow(
       /--symbols: "BTCUSD"/,
     );
-    expect(() => coinbase.validate({ symbols: ["BTC-USD"], streams: ["level2"] })).toThrow(
+    expect(() => coinbase.validate({ symbols: ["BTC-USD"], streams: ["candles"] })).toThrow(
       /--streams: unknown/,
     );
+    expect(() => coinbase.validate({ symbols: ["BTC-USD"], streams: ["ticker", "level2"] })).not.toThrow();
+    expect(coinbase.defaultStreams).not.toContain("level2");
     expect(coinbase.dataTypesOf(["market_trades", "ticker", "heartbeats"])).toEqual(["trades", "quotes"]);
   });
 
@@ -274,5 +278,70 @@ describe("Coinbase feed description", () => {
       keys: ["heartbeats|"],
     });
     expect(coinbaseReplayDialect.frameKey(frames[5])).toBeNull();
+  });
+});
+
+describe("Coinbase level2 (l2_data) → book_changes_v2 (real frames)", () => {
+  function level2(raws: string[], symbols = ["BTC-USD", "ETH-USD"]) {
+    const { sink, out } = collectingSink();
+    const changes: { change: BookChangeV2; message: unknown }[] = [];
+    sink.bookChange = (change, message) => changes.push({ change, message });
+    const n = new CoinbaseNormalizer(sink, { symbols, streams: ["market_trades", "ticker", "level2"] });
+    for (const r of raws) n.normalize(r, 1_800_000_000_000_000);
+    return { out, changes };
+  }
+
+  it("maps every l2_data event: snapshot then updates, exact levels, sequence_num as source sequence", () => {
+    const { out, changes } = level2(frames);
+    const l2 = parsed.filter((o) => o.channel === "l2_data");
+    expect(out.deadLetters).toEqual([]);
+    expect(out.control).not.toContain("unmapped:l2_data");
+    expect(changes).toHaveLength(l2.length);
+    expect(
+      changes
+        .filter((c) => c.change.is_snapshot)
+        .map((c) => c.change.symbol)
+        .sort(),
+    ).toEqual(["BTC-USD", "ETH-USD"]);
+    expect(new Set(changes.map((c) => c.change.message_id)).size).toBe(changes.length);
+    changes.forEach(({ change }, i) => {
+      const env = l2[i];
+      const e = env.events[0];
+      expect(change).toMatchObject({
+        exchange: "COINBASE",
+        symbol: e.product_id,
+        is_snapshot: e.type === "snapshot",
+        timestamp: isoUs(env.timestamp),
+        first_source_sequence: env.sequence_num,
+        last_source_sequence: env.sequence_num,
+        vendor_data: { event_type: e.type },
+      });
+      const levels = (side: string) =>
+        e.updates
+          .filter((u: Frame) => u.side === side)
+          .map((u: Frame) => [dec8(u.price_level), dec8(u.new_quantity)]);
+      expect(change.bids).toEqual(levels("bid"));
+      expect(change.asks).toEqual(levels("offer"));
+    });
+  });
+
+  it("an event of an unsubscribed product is a dead letter; without level2 subscribed l2_data stays a control frame", () => {
+    const raws = frames.filter((f) => JSON.parse(f).channel === "l2_data").slice(0, 40);
+    const { out, changes } = level2(raws, ["BTC-USD"]);
+    expect(changes.every((c) => c.change.symbol === "BTC-USD")).toBe(true);
+    expect(changes.length).toBeGreaterThan(0);
+    expect(out.deadLetters.length).toBe(raws.length - changes.length);
+    expect(out.deadLetters[0].reason).toMatch(/product ETH-USD is not subscribed/);
+    expect(normalizeAll(raws).control).toEqual(raws.map(() => "unmapped:l2_data"));
+  });
+
+  it("resubscribes one product's level2: unsubscribe, then subscribe", () => {
+    expect(coinbase.bookResubscribe?.("wss://x", "ETH-USD")).toEqual(
+      coinbaseBookResubscribeMessages("ETH-USD"),
+    );
+    expect(coinbaseBookResubscribeMessages("ETH-USD").map((m) => JSON.parse(m))).toEqual([
+      { type: "unsubscribe", product_ids: ["ETH-USD"], channel: "level2" },
+      { type: "subscribe", product_ids: ["ETH-USD"], channel: "level2" },
+    ]);
   });
 });

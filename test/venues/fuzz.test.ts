@@ -138,6 +138,16 @@ function check(t: Target, frames: string[]): void {
         problems.push("dead letter source/reason");
       }
     },
+    bookChange(c) {
+      outcomes++;
+      if (!t.sub.symbols.includes(c.symbol)) problems.push(`book change of unsubscribed symbol ${c.symbol}`);
+      for (const [p, q] of [...c.bids, ...c.asks]) {
+        if (!DEC.test(p) || !DEC.test(q)) problems.push(`book level ${p} ${q}`);
+      }
+      for (const n of [c.timestamp, c.ingestion_timestamp, c.last_source_sequence ?? 0]) {
+        if (!Number.isSafeInteger(n) || n < 0) problems.push(`book integer ${n}`);
+      }
+    },
     gap(g) {
       if (!Number.isSafeInteger(g.from_sequence) || g.to_sequence < g.from_sequence) problems.push("gap");
     },
@@ -223,6 +233,17 @@ const TARGETS: Target[] = [
     symbol: /^[A-Z0-9.]{1,20}\/[A-Z0-9.]{1,20}$/,
     exactlyOne: false,
     corpus: krakenV2,
+  },
+  {
+    name: "coinbase level2",
+    sub: { symbols: ["BTC-USD", "ETH-USD"], streams: ["ticker", "level2"] },
+    make: (s) => new CoinbaseNormalizer(s, TARGETS[4].sub),
+    symbol: /^[A-Z0-9]{1,20}-[A-Z0-9]{1,20}$/,
+    exactlyOne: false,
+    // l2_data updates (the snapshots are megabytes) and tickers
+    corpus: recvFrames(COINBASE_FILE)
+      .filter(small)
+      .filter((f) => /"channel":"(l2_data|ticker)"/.test(f)),
   },
 ];
 
@@ -346,6 +367,7 @@ const venueShaped = (t: Target) => {
       "trade",
       "ticker",
       "market_trades",
+      "l2_data",
       "update",
       "snapshot",
       "0",
