@@ -113,7 +113,7 @@ describe("nats bus specifics", () => {
       const names: string[] = [];
       for await (const s of jsm.streams.names(`${prefix}.market.>`)) names.push(s);
       expect(names.sort()).toEqual(
-        ["AGGTRADES", "CANDLES", "DLQ", "GAPS", "QUOTES", "TRADES"].map(
+        ["AGGTRADES", "BOOK", "BOOKSNAPSHOTS", "CANDLES", "DLQ", "GAPS", "QUOTES", "TRADES"].map(
           (n) => `${prefix.toUpperCase()}_MARKET_${n}`,
         ),
       );
