@@ -25,7 +25,7 @@
 import type { BookSnapshotV2 } from "../../schema/books.js";
 import { type LiveBookSource, type LiveBookTop, liveBookTop } from "../../schema/live-book.js";
 import type { MarketQuery, Page } from "../../store/page.js";
-import { mergeSorted, ReplayError } from "./replay.js";
+import { historyFailure, mergeSorted, ReplayError } from "./replay.js";
 
 /** What a book replay reads history from: the store's typed reads (in a gateway worker, over IPC). */
 export interface BookHistory {
@@ -144,8 +144,7 @@ export class BookReplay {
       }
     } catch (err) {
       if (this.cancelled) return null;
-      if (err instanceof ReplayError) throw err;
-      throw new ReplayError(`from: history not available (${(err as Error).message})`, 503);
+      throw historyFailure(err);
     }
     if (this.cancelled) return null;
     await o.ready();

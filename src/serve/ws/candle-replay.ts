@@ -19,7 +19,7 @@ import { type CandleInterval, intervalStart } from "../../schema/candles.js";
 import type { Page } from "../../store/page.js";
 import type { CandlePage, CandleQuery } from "../rest/source.js";
 import type { LiveCandle } from "./feed.js";
-import { mergeSorted, ReplayError } from "./replay.js";
+import { historyFailure, mergeSorted, ReplayError } from "./replay.js";
 
 /** What a candle replay reads history from: the serving layer's candles (`source: "live"`). */
 export interface CandleHistory {
@@ -145,8 +145,7 @@ export class CandleReplay {
     } catch (err) {
       this.stop();
       if (this.cancelled) return null;
-      if (err instanceof ReplayError) throw err;
-      throw new ReplayError(`from: history not available (${(err as Error).message})`, 503);
+      throw historyFailure(err);
     }
     if (this.cancelled) return null;
     if (this.overflow) {

@@ -103,6 +103,15 @@ export class ReplayError extends Error {
   }
 }
 
+/**
+ * What a replay's history loop threw, as the error that ends the replay: a {@link ReplayError} as it
+ * is, anything else (the store could not be read) as a 503 naming the cause.
+ */
+export function historyFailure(err: unknown): ReplayError {
+  if (err instanceof ReplayError) return err;
+  return new ReplayError(`from: history not available (${(err as Error).message})`, 503);
+}
+
 /** One `from` subscription's replay (see the module comment). */
 export class Replay<K extends RecentKind> {
   private hold: RecentRecord<K>[] = [];
@@ -156,8 +165,7 @@ export class Replay<K extends RecentKind> {
     } catch (err) {
       this.stop();
       if (this.cancelled) return null;
-      if (err instanceof ReplayError) throw err;
-      throw new ReplayError(`from: history not available (${(err as Error).message})`, 503);
+      throw historyFailure(err);
     }
     if (this.cancelled) return null;
     if (this.overflow) {
