@@ -29,10 +29,50 @@ interface BookFrame {
   last_resync_timestamp: number | null;
 }
 
+/**
+ * One side of the reference book, kept sorted best first (bids descending, asks ascending), so the top-N
+ * at a sequence is a slice (sorting the whole side at each of thousands of sequences took minutes of CPU
+ * on a loaded machine).
+ */
+class Side {
+  private readonly prices: number[] = [];
+  private readonly levels: Level[] = [];
+
+  constructor(private readonly descending: boolean) {}
+
+  /** Sets a level (quantity 0 removes it). */
+  set(p: string, q: string): void {
+    const x = Number(p);
+    const { prices, levels } = this;
+    let lo = 0;
+    let hi = prices.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.descending ? prices[mid] > x : prices[mid] < x) lo = mid + 1;
+      else hi = mid;
+    }
+    const found = lo < prices.length && prices[lo] === x;
+    if (Number(q) === 0) {
+      if (found) {
+        prices.splice(lo, 1);
+        levels.splice(lo, 1);
+      }
+    } else if (found) levels[lo] = [p, q];
+    else {
+      prices.splice(lo, 0, x);
+      levels.splice(lo, 0, [p, q]);
+    }
+  }
+
+  top(depth: number): Level[] {
+    return this.levels.slice(0, depth);
+  }
+}
+
 /** The reference book: the capture's snapshot, then its diffs, with the top-N at chosen sequences. */
 class Reference {
-  readonly bids = new Map<string, string>();
-  readonly asks = new Map<string, string>();
+  readonly bids = new Side(true);
+  readonly asks = new Side(false);
   /** Final update id `u` of each applied diff, in order. */
   readonly sequences: number[] = [];
   /** Best bid/ask of each `@bookTicker` frame by its update id. */
@@ -71,8 +111,8 @@ class Reference {
     if (wanted.has(this.lastUpdateId)) at.set(this.lastUpdateId, this.top(depth));
     for (const d of this.diffs) {
       if (d.u <= this.lastUpdateId) continue;
-      for (const [p, q] of d.b) setLevel(this.bids, p, q);
-      for (const [p, q] of d.a) setLevel(this.asks, p, q);
+      for (const [p, q] of d.b) this.bids.set(p, q);
+      for (const [p, q] of d.a) this.asks.set(p, q);
       this.sequences.push(d.u);
       if (wanted.has(d.u)) at.set(d.u, this.top(depth));
     }
@@ -80,22 +120,13 @@ class Reference {
   }
 
   top(depth: number): Top {
-    const sorted = (m: Map<string, string>, desc: boolean) =>
-      [...m]
-        .sort((x, y) => (desc ? Number(y[0]) - Number(x[0]) : Number(x[0]) - Number(y[0])))
-        .slice(0, depth) as Level[];
-    return { bids: sorted(this.bids, true), asks: sorted(this.asks, false) };
+    return { bids: this.bids.top(depth), asks: this.asks.top(depth) };
   }
 }
 
 interface Top {
   bids: Level[];
   asks: Level[];
-}
-
-function setLevel(side: Map<string, string>, p: string, q: string): void {
-  if (Number(q) === 0) side.delete(p);
-  else side.set(p, q);
 }
 
 /** Bids strictly descending, asks strictly ascending, best bid below best ask. */
@@ -174,6 +205,9 @@ describe("live L2 book served: REST and gateway book.{N} (real CLI, worker proce
   });
 
   it("gateway and REST agree with the reference book; a stalled client gets conflated whole books", async () => {
+    const t0 = performance.now();
+    const phases: string[] = [];
+    const phase = (name: string) => phases.push(`${name} ${Math.round(performance.now() - t0)} ms`);
     // the end of the replay
     const end = Date.now() + 120_000;
     while (!/still serving on/.test(k2.stderr())) {
@@ -187,6 +221,7 @@ describe("live L2 book served: REST and gateway book.{N} (real CLI, worker proce
       gateway: { conflated: number };
     };
     const finalSeq = book.last_source_sequence as number;
+    phase("replay ended");
 
     // the stalled client reads again: everything it was sent arrives, up to the final book
     stalled.ws.resume();
@@ -199,6 +234,7 @@ describe("live L2 book served: REST and gateway book.{N} (real CLI, worker proce
     };
     await untilFinal(reader, "the reader");
     await untilFinal(stalled, "the stalled client");
+    phase("final books received");
     // the reader: every frame (snapshot first) at a sequence the reference has
     const frames = books(reader);
     const seqs = new Set(frames.map((f) => f.last_source_sequence as number));
@@ -207,6 +243,7 @@ describe("live L2 book served: REST and gateway book.{N} (real CLI, worker proce
     const reference10 = new Reference(CAPTURE);
     const r10 = reference10.play(10, seqs);
     const r1000 = ref.play(1000, seqs);
+    phase("reference played");
 
     // REST after the replay: the final book, no resync
     expect(book).toMatchObject({ exchange: "BINANCE", symbol: "BTCUSDT", state: "live", depth: 1000 });
@@ -277,7 +314,7 @@ describe("live L2 book served: REST and gateway book.{N} (real CLI, worker proce
     console.log(
       `book: ${applied} diffs applied; reader got ${frames.length} book.10 frames; the stalled client ` +
         `${late.length} book.1000 frames (${status.gateway.conflated} conflated); ${tickerChecks} ` +
-        "gateway sequences also checked against @bookTicker",
+        `gateway sequences also checked against @bookTicker (${phases.join(", ")})`,
     );
   }, 180_000);
 });

@@ -92,11 +92,35 @@ async function restTrades(from: number): Promise<TradeV2[]> {
   return out;
 }
 
-/** A TCP proxy to the k2 port whose connections {@link cut} destroys (the client sees a drop). */
-async function cuttableProxy(port: number): Promise<{ port: number; cut: () => void; server: Server }> {
+/** Bytes each way over one proxied connection, with the start of each direction's text. */
+interface ProxiedConnection {
+  up: number;
+  down: number;
+  sent: string;
+  received: string;
+}
+
+/**
+ * A TCP proxy to the k2 port whose connections {@link cut} destroys (the client sees a drop); it counts
+ * what went over each connection.
+ */
+async function cuttableProxy(
+  port: number,
+): Promise<{ port: number; cut: () => void; server: Server; connections: ProxiedConnection[] }> {
   const open = new Set<Socket>();
+  const connections: ProxiedConnection[] = [];
   const server = createServer((c) => {
     const s = createConnection(port, "127.0.0.1");
+    const seen: ProxiedConnection = { up: 0, down: 0, sent: "", received: "" };
+    connections.push(seen);
+    c.on("data", (d: Buffer) => {
+      seen.up += d.length;
+      if (seen.sent.length < 300) seen.sent += d.toString("latin1").slice(0, 300);
+    });
+    s.on("data", (d: Buffer) => {
+      seen.down += d.length;
+      if (seen.received.length < 300) seen.received += d.toString("latin1").slice(0, 300);
+    });
     for (const x of [c, s]) {
       open.add(x);
       x.on("close", () => open.delete(x));
@@ -110,6 +134,7 @@ async function cuttableProxy(port: number): Promise<{ port: number; cut: () => v
   return {
     port: typeof addr === "object" && addr ? addr.port : 0,
     server,
+    connections,
     cut: () => {
       for (const x of open) x.destroy();
     },
@@ -176,13 +201,17 @@ describe("subscribe from a point in time during a replay", () => {
     const cuts: string[] = [];
     let replaying = true;
     let since = 0; // records since the last (re)connection or switch
+    const events: string[] = [];
+    const t0 = performance.now();
     const streaming = (async () => {
       for await (const r of streamClient.stream({
         symbols: ["BTCUSDT"],
         channels: ["trades"],
         from: fromUs,
         signal: abort.signal,
-        onReconnect: () => {
+        onReconnect: (attempt, delay) => {
+          const at = Math.round(performance.now() - t0);
+          events.push(`reconnect ${attempt} after ${delay} ms, at record ${streamed.length}, ${at} ms in`);
           replaying = true;
           since = 0;
         },
@@ -260,6 +289,17 @@ describe("subscribe from a point in time during a replay", () => {
     abort.abort();
     proxy.server.close();
     console.log(`client.stream: cuts ${cuts.join("; ")}; ${streamed.length} trades`);
+    if (cuts.length !== 3 || streamed.length !== TRADES_IN_CAPTURE) {
+      // what went over each proxied connection, the stream's reconnects and k2's warnings (a CI run under
+      // load once streamed nothing at all, without an error)
+      console.log(`client.stream connections: ${JSON.stringify(proxy.connections)}`);
+      console.log(`client.stream reconnects: ${events.join("; ") || "none"}`);
+      const warnings = k2
+        .stderr()
+        .split("\n")
+        .filter((l) => /"level":(40|50)/.test(l));
+      console.log(`k2 warnings and errors:\n${warnings.join("\n")}`);
+    }
     expect(cuts.length).toBe(3);
     expect(streamed).toEqual(Array.from({ length: TRADES_IN_CAPTURE }, (_, i) => FIRST_TRADE_ID + i));
   }, 360_000);

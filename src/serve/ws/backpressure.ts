@@ -72,6 +72,17 @@ export class SendQueues {
     if (this.behind.has(c)) this.drainClient(c);
   }
 
+  /** Takes the frames waiting in a client's queue, in order (conflated ones left out), and frees it. */
+  take(c: Client): Buffer[] {
+    const frames: Buffer[] = [];
+    for (let i = c.head; i < c.queue.length; i++) {
+      const item = c.queue[i];
+      if (item?.frame) frames.push(item.frame);
+    }
+    this.drop(c);
+    return frames;
+  }
+
   /** Frees a client's queue (it is closed or gone). */
   drop(c: Client): void {
     c.queue = [];

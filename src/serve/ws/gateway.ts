@@ -734,16 +734,26 @@ export class Gateway {
     }
   }
 
-  /** Stops delivering to a client, frees its queue and sends a close frame; terminates it after the grace. */
+  /**
+   * Stops delivering to a client, frees its queue and sends a close frame; terminates it after the grace.
+   * Except to a client cut as slow, everything it was due goes out before the close frame, in order: its
+   * open batches, what this pass wrote, its send queue and the frames of its group it has not had (at a
+   * shutdown, a reader behind by a few hundred messages still gets the end of the stream).
+   */
   private closeClient(c: Client, code: number, reason: string): void {
     if (c.closed) return;
+    const due: Buffer[] = [];
+    if (code !== CLOSE_CODES.slowConsumer) {
+      for (const channel of [...c.batches.keys()]) this.fanout.flushBatch(c, channel);
+      if (c.closed) return; // the batch made it a slow consumer
+      due.push(...c.pending, ...this.queues.take(c));
+      const g = c.group;
+      if (g) for (let i = c.seq - g.base; i < g.log.length; i++) due.push(g.log[i]);
+    }
     c.closed = true;
     this.unindex(c);
     this.queues.drop(c);
-    // what this pass already wrote goes out before the close frame, except to a client cut as slow
-    if (code !== CLOSE_CODES.slowConsumer && c.pending.length > 0 && c.ws.readyState === WebSocket.OPEN) {
-      c.socket?.write(Buffer.concat(c.pending));
-    }
+    if (due.length > 0 && c.ws.readyState === WebSocket.OPEN) c.socket?.write(Buffer.concat(due));
     c.pending = [];
     c.pendingBytes = 0;
     try {

@@ -195,14 +195,17 @@ export class GatewayPool {
   }
 
   /**
-   * Stops forwarding and taking clients; every worker closes its clients (1001, terminated after 1 s)
-   * and answers, or 3 s pass. The workers stay up: the HTTP server's close asks them whether their
+   * Stops forwarding and taking clients; every worker, once it has read every record sent before (the
+   * end line `E` follows them on its stdin), closes its clients (1001 after what each was due,
+   * terminated after 1 s) and answers, or 3 s pass. The workers stay up: the HTTP server's close asks them whether their
    * sockets are closed. Called before the HTTP server closes.
    */
   async closeClients(): Promise<void> {
     this.closing = true;
     for (const off of this.unlisten) off();
     this.unlisten = [];
+    // the records of this pass go out first: the end line follows them on the same pipe
+    this.flush();
     const alive = this.slots.filter((s): s is Slot => s?.alive === true);
     await Promise.all(
       alive.map(
@@ -220,7 +223,7 @@ export class GatewayPool {
             s.child.on("message", onMessage);
             s.exited.then(done);
             s.ready.then((ready) => {
-              if (!ready || !send(s.child, { t: "close" })) done();
+              if (!ready || !endRecords(s.child)) done();
             });
           }),
       ),
@@ -463,6 +466,18 @@ export class GatewayPool {
       if (!send(s.child, { t: "stats", id })) done(s.last);
     });
   }
+}
+
+/**
+ * Writes the end line (`E`) after the records on a worker's stdin: the worker closes its clients once it
+ * has read every record before it (an IPC message could overtake the records still in the pipe, and
+ * the clients would miss the tail of the stream). False when the pipe is gone.
+ */
+function endRecords(child: ChildProcess): boolean {
+  const stdin = child.stdin;
+  if (!stdin || stdin.destroyed || !stdin.writable) return false;
+  stdin.write("E\n");
+  return true;
 }
 
 /** Sends an IPC message; false when the channel is gone. */

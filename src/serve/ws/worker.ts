@@ -7,14 +7,16 @@
  *   - stdin, one record per line (`\n`-terminated): `T` + TradeV2 JSON, `Q` + QuoteV2 JSON,
  *     `C` + candle JSON, `K` + Tick JSON (the parent's tick book, sent first), `B` + LiveBookTop JSON
  *     (a kept order book's whole top-N, replacing this process's copy, `live/books.ts`; sent while this
- *     worker reports `bookDepth` > 0). Trades and quotes go through a {@link LiveFeed} of this process,
+ *     worker reports `bookDepth` > 0), and last `E` (the end: no more records; the worker closes every
+ *     client with 1001 once each has been sent what it was due, and answers `closed` over IPC; on the
+ *     same pipe as the records, so the close cannot overtake them). Trades and quotes go through a {@link LiveFeed} of this process,
  *     which derives the ticks as the parent's does;
  *   - IPC messages ({@link ToWorker}): `init` (settings), `page` (a history page it asked for with
  *     `history`: the parent reads the store for `from` subscriptions, since a DuckDB file has one
  *     writer, the parent, and one reader path keeps PostgreSQL and DuckDB alike; the parent's pages
  *     include the records received but not stored yet), `conn` with a client's socket handle (its
- *     upgrade request not yet answered; answered with `gone` when that socket closes), `stats` (answered with {@link FromWorker} `stats`) and
- *     `close` (closes every client with 1001 and answers `closed`).
+ *     upgrade request not yet answered; answered with `gone` when that socket closes) and `stats`
+ *     (answered with {@link FromWorker} `stats`).
  * The process exits when the IPC channel closes (the parent died or let it go).
  */
 import type { Socket } from "node:net";
@@ -89,8 +91,7 @@ export type ToWorker =
   | { t: "conn"; cid: number; req: UpgradeRequest; head: string }
   | { t: "stats"; id: number }
   /** A history page asked for with `history` (or why it could not be read). */
-  | { t: "page"; id: number; page?: HistoryPage; error?: string }
-  | { t: "close" };
+  | { t: "page"; id: number; page?: HistoryPage; error?: string };
 
 /** Messages from a worker to the pool. */
 export type FromWorker =
@@ -112,11 +113,12 @@ export type HistoryKind = "trades" | "quotes" | "candles" | "bookSnapshots";
 /** A history page sent to a worker: trades, quotes, candles (with the open ones) or book snapshots. */
 export type HistoryPage = Page<TradeV2 | QuoteV2> | CandlePage | Page<BookSnapshotV2>;
 
-/** Splits stdin into lines and hands each record to the live feed. */
+/** Splits stdin into lines and hands each record to the live feed; calls `onEnd` at the end line. */
 function readRecords(
   live: LiveFeed,
   books: LiveBookCopy,
   onBadLine: (line: string, err: unknown) => void,
+  onEnd: () => void,
 ): void {
   let rest = "";
   process.stdin.setEncoding("utf8");
@@ -126,6 +128,10 @@ function readRecords(
     for (let nl = text.indexOf("\n"); nl >= 0; nl = text.indexOf("\n", start)) {
       const line = text.slice(start, nl);
       start = nl + 1;
+      if (line === "E") {
+        onEnd();
+        continue;
+      }
       if (line.length < 2) continue;
       try {
         const value = JSON.parse(line.slice(1));
@@ -165,11 +171,21 @@ function main(): void {
   const history = new ParentHistory(send);
   let gateway: Gateway | null = null;
   let logger = createLogger();
-  readRecords(live, books, (line, err) =>
-    logger.error(
-      { err: (err as Error).message, line: line.slice(0, 200) },
-      "gateway worker: bad record line",
-    ),
+  readRecords(
+    live,
+    books,
+    (line, err) =>
+      logger.error(
+        { err: (err as Error).message, line: line.slice(0, 200) },
+        "gateway worker: bad record line",
+      ),
+    () => {
+      // the process stays until the parent disconnects: the parent's HTTP server asks it (Node's
+      // internal messages) whether every socket it was handed is closed
+      const g = gateway;
+      gateway = null;
+      (g ? g.close() : Promise.resolve()).finally(() => send({ t: "closed" }));
+    },
   );
   process.on("disconnect", () => process.exit(0));
   // Ctrl-C (SIGINT) reaches the whole process group of the terminal, and a service manager's stop
@@ -234,12 +250,6 @@ function main(): void {
     } else if (m.t === "stats") {
       const stats: GatewayStats = { ...(gateway ? gateway.stats() : emptyGatewayStats()), workers: 1 };
       send({ t: "stats", id: m.id, stats });
-    } else if (m.t === "close") {
-      // the process stays until the parent disconnects: the parent's HTTP server asks it (Node's
-      // internal messages) whether every socket it was handed is closed
-      const g = gateway;
-      gateway = null;
-      (g ? g.close() : Promise.resolve()).finally(() => send({ t: "closed" }));
     }
   });
   // the pool sends nothing before this: until then it neither hands this process clients nor waits
