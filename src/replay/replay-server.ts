@@ -49,6 +49,12 @@ export interface RestLimits {
   banAfter?: number;
   /** Length of a 418 ban, ms (default 120000, Binance's first ban). */
   banMs?: number;
+  /**
+   * The venue's clock, ms since epoch, that places each request in its window (default `Date.now`).
+   * A test passes its own to decide which requests share a window whatever the machine's pace; the
+   * `Retry-After` a client waits is still real time.
+   */
+  clock?: () => number;
 }
 
 export interface ReplayServerEvents {
