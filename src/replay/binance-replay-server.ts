@@ -118,6 +118,7 @@ export class BinanceReplayServer extends LoopbackReplayServer {
     });
     ws.on("error", () => undefined);
     ws.on("message", (data) => {
+      if (this.isCut(ws)) return; // no answer after a drop fault's FIN (see cut)
       const now = Date.now();
       incoming.push(now);
       while (incoming.length && now - incoming[0] > 1000) incoming.shift();

@@ -265,7 +265,7 @@ export class BinanceRestEmulator {
       return;
     }
     // request weight, per window
-    const now = Date.now();
+    const now = (this.limits.clock ?? Date.now)();
     const windowMs = this.limits.windowMs ?? 60_000;
     const budget = this.limits.weightPerWindow ?? 6000;
     const w = Math.floor(now / windowMs);

@@ -121,6 +121,7 @@ export class CryptofeedReplayServer extends LoopbackReplayServer {
     });
     ws.on("error", () => undefined);
     ws.on("message", (data) => {
+      if (this.isCut(ws)) return; // no answer after a drop fault's FIN (see cut)
       const limit = this.opts.maxIncomingPerSecond;
       if (limit !== undefined) {
         const now = Date.now();

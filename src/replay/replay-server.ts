@@ -49,6 +49,12 @@ export interface RestLimits {
   banAfter?: number;
   /** Length of a 418 ban, ms (default 120000, Binance's first ban). */
   banMs?: number;
+  /**
+   * The venue's clock, ms since epoch, that places each request in its window (default `Date.now`).
+   * A test passes its own to decide which requests share a window whatever the machine's pace; the
+   * `Retry-After` a client waits is still real time.
+   */
+  clock?: () => number;
 }
 
 export interface ReplayServerEvents {
@@ -131,6 +137,8 @@ export abstract class LoopbackReplayServer extends EventEmitter<ReplayServerEven
   protected readonly faults: FaultState | null;
   /** Connections in a `stall` fault: they answer no ping. */
   protected readonly stalled = new WeakSet<WebSocket>();
+  /** Connections cut by a `drop-every` fault (see {@link cut}): nothing more is written on them. */
+  private readonly cutOff = new WeakSet<WebSocket>();
 
   constructor(protected readonly opts: ReplayServerOptions) {
     super();
@@ -155,16 +163,30 @@ export abstract class LoopbackReplayServer extends EventEmitter<ReplayServerEven
     const faults = this.faults;
     if (!faults) return;
     ws.on("ping", (data) => {
+      if (this.isCut(ws)) return; // the connection is gone for the client, see cut
       if (faults.answersPings && !this.stalled.has(ws)) ws.pong(data);
       else faults.unansweredPing();
     });
   }
 
   /**
+   * True once `ws` was cut by a `drop-every` fault: its requests and pings get no answer (a write
+   * after the FIN would destroy the socket, see {@link cut}).
+   */
+  protected isCut(ws: WebSocket): boolean {
+    return this.cutOff.has(ws);
+  }
+
+  /**
    * Cuts the TCP connection under `ws` without a WebSocket close (a `drop-every` fault): the client
    * sees close 1006. A FIN after the data already written rather than a reset, so that every frame the
    * server counted as sent arrives (a reset would also discard the client's unread bytes, which the
-   * fault counts could not account for).
+   * fault counts could not account for). Nothing is written after the FIN: a write after `end()`
+   * (e.g. the answer to a SUBSCRIBE read only now, the max-speed pump having kept the event loop busy)
+   * errors the socket and `ws` destroys it; the client's next packet (a ping) then meets a closed
+   * socket and draws a reset, which discards the frames still queued for a client that reads slowly
+   * (on a loaded machine), though they were counted as sent. For the same reason the socket is kept
+   * open (and read) until the client closes it, at most 30 s.
    */
   protected cut(ws: WebSocket): void {
     const socket = (ws as unknown as { _socket?: { end(): void } })._socket;
@@ -172,8 +194,9 @@ export abstract class LoopbackReplayServer extends EventEmitter<ReplayServerEven
       ws.terminate();
       return;
     }
+    this.cutOff.add(ws);
     socket.end();
-    setTimeout(() => ws.terminate(), 5000).unref();
+    setTimeout(() => ws.terminate(), 30_000).unref();
   }
 
   /**

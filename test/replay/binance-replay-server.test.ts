@@ -1,7 +1,9 @@
 /** The replay server speaks Binance's WebSocket protocol: URLs, SUBSCRIBE/UNSUBSCRIBE, pacing. */
+import type { Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { BinanceReplayServer } from "../../src/replay/binance-replay-server.js";
+import { parseFaults } from "../../src/replay/faults.js";
 import { framesWhere, sharedData } from "../helpers/capture.js";
 import { waitFor } from "../helpers/run.js";
 
@@ -86,6 +88,46 @@ describe("Binance replay server", () => {
     }
     c.ws.close();
     await paced.stop();
+  });
+});
+
+describe("Binance replay server: a drop-every cut", () => {
+  it("ends with a FIN after the frames counted as sent, answers nothing after it, and a late reader gets them all", async () => {
+    const server = new BinanceReplayServer({
+      file: FILE,
+      speed: "max",
+      faults: parseFaults("drop-every=2000"),
+    });
+    await server.start();
+    try {
+      const trades = await framesWhere(FILE, (r) => r.startsWith('{"stream":"btcusdt@trade"'), 2000);
+      const c = client(`${server.url}/stream`);
+      const closed = new Promise<number>((r) => c.ws.once("close", (code) => r(code)));
+      await c.open;
+      // a client on a loaded machine: it reads nothing until the server has cut; the 2,000 frames
+      // (about 400 KB) wait in the loopback socket's buffers
+      c.ws.pause();
+      c.ws.send(JSON.stringify({ method: "SUBSCRIBE", params: ["btcusdt@trade"], id: 1 }));
+      const sockets = (server as unknown as { sockets: Set<WebSocket> }).sockets;
+      await waitFor(() => sockets.size === 1, 10_000, "the connection");
+      const cutSocket = ([...sockets][0] as unknown as { _socket: Socket })._socket;
+      await waitFor(() => cutSocket.writableEnded, 10_000, "the cut");
+      // a request read after the cut (e.g. one the max-speed pump left unread until then): answering it,
+      // a write after the FIN, would destroy the socket, and the client's next packet (here a ping)
+      // would draw a reset discarding the frames not yet delivered (before the fix: 512 of 2,000 arrived)
+      let read = cutSocket.bytesRead;
+      c.ws.send(JSON.stringify({ method: "LIST_SUBSCRIPTIONS", id: 2 }));
+      await waitFor(() => cutSocket.bytesRead > read || cutSocket.destroyed, 10_000, "the request read");
+      read = cutSocket.bytesRead;
+      c.ws.ping();
+      await waitFor(() => cutSocket.bytesRead > read || cutSocket.destroyed, 10_000, "the ping read");
+      c.ws.resume();
+      expect(await closed).toBe(1006);
+      expect(c.messages).toEqual(['{"result":null,"id":1}', ...trades]);
+      expect(server.faultCounts()).toMatchObject({ drops: 1, frames_lost: 0 });
+    } finally {
+      await server.stop();
+    }
   });
 });
 
