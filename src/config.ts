@@ -347,7 +347,11 @@ export function resolveRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = proce
     shutdownTimeoutMs: Math.round(timeoutS * 1000),
     storeStallMs: parse(intIn("K2_STORE_STALL_MS", 100, 86_400_000), env.K2_STORE_STALL_MS ?? 30_000),
     db,
-    httpPort: parse(intIn("--http-port", 0, 65535), flags.httpPort ?? env.K2_HTTP_PORT ?? 8080),
+    // a batch run (--exit-at-end) serves on any free port unless told: it never takes 8080 from a k2 that runs
+    httpPort: parse(
+      intIn("--http-port", 0, 65535),
+      flags.httpPort ?? env.K2_HTTP_PORT ?? (flags.exitAtEnd ? 0 : 8080),
+    ),
     httpHost: flags.httpHost ?? env.K2_HTTP_HOST ?? "127.0.0.1",
     speed,
     replayClock,

@@ -192,6 +192,34 @@ describe("a run that gets nothing", () => {
   });
 });
 
+describe("a batch run beside a k2 that serves on 8080", () => {
+  it("takes any free port, not 8080, unless --http-port says so", async () => {
+    // hold 127.0.0.1:8080 when it is free; when something else holds it, the point stands the same
+    const holder = createNetServer();
+    await new Promise<void>((resolve) => {
+      holder.once("error", () => resolve());
+      holder.listen(8080, "127.0.0.1", () => resolve());
+    });
+    try {
+      const r = await runCli([
+        "run",
+        "--replay",
+        sharedData("binance-spot/btcusdt_20240808.gz"),
+        "--exit-at-end",
+        "--db",
+        join(tempDir(), "k2.duckdb"),
+      ]);
+      expect(r.code, r.stderr.slice(-2000)).toBe(0);
+      expect(lastJsonLine(r.stdout).trades).toBe(9757);
+      const port = Number(/http listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(r.stderr)?.[1]);
+      expect(port).toBeGreaterThan(0);
+      expect(port).not.toBe(8080);
+    } finally {
+      await new Promise<void>((resolve) => (holder.listening ? holder.close(() => resolve()) : resolve()));
+    }
+  });
+});
+
 describe("k2 replay-server", () => {
   it("plays at the recorded pace unless told, as k2 run --replay does", async () => {
     const k2 = startCli(["replay-server", sharedData("binance-spot/btcusdt_20240808.gz"), "--port", "0"]);
