@@ -180,3 +180,32 @@ export function metricValue(text: string, name: string, labels = ""): number {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * `k2 run --replay CAPTURE --speed 10 --symbols BTCUSDT --streams STREAMS` as a child process, on a free
+ * port and a fresh DuckDB file in `dir`: the run the history-then-live tests subscribe to mid-replay.
+ */
+export function spawnReplayForHistory(
+  dir: string,
+  streams: string,
+  env: NodeJS.ProcessEnv,
+): Promise<K2Process> {
+  ensureBuilt();
+  return spawnK2Run(
+    ["--replay", CAPTURE, "--speed", "10", "--http-port", "0", "--db", `${dir}/k2.duckdb`].concat([
+      "--symbols",
+      "BTCUSDT",
+      "--streams",
+      streams,
+    ]),
+    env,
+  );
+}
+
+/** Stops a spawned `k2 run`: SIGINT, then SIGKILL when it has not exited within 10 s. */
+export async function stopSpawned(k2: K2Process | undefined): Promise<void> {
+  if (!k2 || k2.child.exitCode !== null) return;
+  k2.child.kill("SIGINT");
+  await Promise.race([k2.exited, sleep(10_000)]);
+  if (k2.child.exitCode === null) k2.child.kill("SIGKILL");
+}

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BookSnapshotV2 } from "../../src/schema/books.js";
 import type { LiveBookTop } from "../../src/schema/live-book.js";
 import type { TradeV2 } from "../../src/schema/records.js";
-import { CAPTURE, ensureBuilt, type K2Process, sleep, spawnK2Run, TestClient, tempDir } from "./helpers.js";
+import { type K2Process, sleep, spawnReplayForHistory, stopSpawned, TestClient, tempDir } from "./helpers.js";
 
 const TOKEN = "book-token-1";
 const CAPPED = "book-capped-2";
@@ -27,33 +27,16 @@ let k2: K2Process;
 let base: string;
 
 beforeAll(async () => {
-  ensureBuilt();
-  k2 = await spawnK2Run(
-    [
-      "--replay",
-      CAPTURE,
-      "--speed",
-      "10",
-      "--http-port",
-      "0",
-      "--db",
-      `${tmp.dir}/k2.duckdb`,
-      "--symbols",
-      "BTCUSDT",
-      "--streams",
-      "trade,bookTicker,depth",
-    ],
-    { K2_API_TOKENS: `${TOKEN},${CAPPED}`, K2_WS_WORKERS: "2", K2_REPLAY_MAX_RECORDS: `0,${CAPPED}=${CAP}` },
-  );
+  k2 = await spawnReplayForHistory(tmp.dir, "trade,bookTicker,depth", {
+    K2_API_TOKENS: `${TOKEN},${CAPPED}`,
+    K2_WS_WORKERS: "2",
+    K2_REPLAY_MAX_RECORDS: `0,${CAPPED}=${CAP}`,
+  });
   base = `http://127.0.0.1:${k2.port}`;
 }, 60_000);
 
 afterAll(async () => {
-  if (k2 && k2.child.exitCode === null) {
-    k2.child.kill("SIGINT");
-    await Promise.race([k2.exited, sleep(10_000)]);
-    if (k2.child.exitCode === null) k2.child.kill("SIGKILL");
-  }
+  await stopSpawned(k2);
   tmp.cleanup();
 });
 
