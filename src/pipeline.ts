@@ -106,6 +106,19 @@ export interface PersistCounts {
   bookSnapshots: number;
 }
 
+/** Store-side counters of a persist that has stored nothing yet (all zero). */
+export function emptyPersistCounts(): PersistCounts {
+  return {
+    stored: 0,
+    duplicates: 0,
+    batches: 0,
+    poison: 0,
+    lastWriteAt: 0,
+    bookChanges: 0,
+    bookSnapshots: 0,
+  };
+}
+
 /** Top-N snapshots of the books a feed keeps (`--book-depth`, `--book-interval`). */
 export interface BookSnapshotConfig {
   /** Levels per side, ≥ 1 (default 10). */
@@ -425,27 +438,20 @@ export function startIngest(opts: IngestOptions, publisher: Publisher): FeedHand
     });
   }
   const resubscribe = venue.bookResubscribe;
-  if (resubscribe && opts.subscription.streams.includes("book")) {
-    handle.checksumBooks = new KrakenBookKeeper({
+  if (resubscribe) {
+    // Kraken's checksummed books and Coinbase's sequenced level2 books resubscribe one pair/product
+    const keeper = {
       exchange,
-      resubscribe: (pair) => {
-        for (const m of resubscribe(opts.wsUrl, pair)) handle.connection.send(m);
+      resubscribe: (symbol: string) => {
+        for (const m of resubscribe(opts.wsUrl, symbol)) handle.connection.send(m);
       },
       snapshots,
       metrics,
       logger,
-    });
-  }
-  if (resubscribe && opts.subscription.streams.includes("level2")) {
-    handle.sequencedBooks = new CoinbaseBookKeeper({
-      exchange,
-      resubscribe: (product) => {
-        for (const m of resubscribe(opts.wsUrl, product)) handle.connection.send(m);
-      },
-      snapshots,
-      metrics,
-      logger,
-    });
+    };
+    const streams = opts.subscription.streams;
+    if (streams.includes("book")) handle.checksumBooks = new KrakenBookKeeper(keeper);
+    if (streams.includes("level2")) handle.sequencedBooks = new CoinbaseBookKeeper(keeper);
   }
   const conn = new VenueConnection({
     ...venue.connection(opts.wsUrl, opts.subscription),
@@ -611,15 +617,7 @@ export function startPersist(opts: PersistOptions): {
   health: StoreWriteHealth;
 } {
   const { store, metrics, logger } = opts;
-  const counts: PersistCounts = {
-    stored: 0,
-    duplicates: 0,
-    batches: 0,
-    poison: 0,
-    lastWriteAt: 0,
-    bookChanges: 0,
-    bookSnapshots: 0,
-  };
+  const counts = emptyPersistCounts();
   const poisonOpts = poisonOptions(opts.storeBookChanges ?? false);
   const health = new StoreWriteHealth(metrics, opts.storeStallMs);
   const consumer = opts.bus.consume(

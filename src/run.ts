@@ -19,6 +19,7 @@ import { Metrics } from "./ops/metrics.js";
 import { startOutputs } from "./outputs/start.js";
 import {
   emptyIngestCounts,
+  emptyPersistCounts,
   type FeedHandle,
   type IngestCounts,
   type IngestOptions,
@@ -760,15 +761,7 @@ interface SummaryInputs {
 /** The summary of a stopped run (see {@link RunSummary} for each figure). */
 function summarize(x: SummaryInputs): RunSummary {
   const ingest = sumCounts(x.feeds.map((f) => f.counts));
-  const persist = x.persist?.counts ?? {
-    stored: 0,
-    duplicates: 0,
-    batches: 0,
-    poison: 0,
-    lastWriteAt: 0,
-    bookChanges: 0,
-    bookSnapshots: 0,
-  };
+  const persist = x.persist?.counts ?? emptyPersistCounts();
   const { firstFrameAt, lastFrameAt } = x.probe;
   const elapsed = firstFrameAt ? Math.round(x.end - firstFrameAt) : 0;
   const activeEnd = Math.max(lastFrameAt, x.persist?.counts.lastWriteAt ?? 0);
