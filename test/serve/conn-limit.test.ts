@@ -10,6 +10,7 @@
 
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 import type { RunningPipeline } from "../../src/run.js";
 import { ConnectionLimiter, isLoopback, normalizeAddress } from "../../src/serve/ws/conn-limit.js";
 import {
@@ -101,6 +102,7 @@ async function openWhenFree(port: number, from: string, token: string | null): P
   for (;;) {
     const c = await open(port, from, token).catch(() => null);
     if (c && c.ws.readyState === c.ws.OPEN && (await works(c, "free").catch(() => false))) return c;
+    c?.close(); // one that opened but did not answer would keep its place
     if (Date.now() > end) throw new Error(`no place freed for ${from} within 30 s`);
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -212,6 +214,38 @@ describe("k2 run with gateway workers: limits counted where the socket is handed
     for (let i = 0; i < 5; i++) clients.push(await openWhenFree(k2.port, "127.0.0.1", ONE));
     const over = await open(k2.port, "127.0.0.1", ONE);
     expect((await closedWith(over))[0]).toBe(1013);
+  });
+
+  // Node keeps the sender's copy of a socket handed to a worker until the worker acknowledges it, and
+  // queues the next ones: a worker that died first (here stopped, then killed) left the first of those
+  // clients waiting for a handshake until its own timeout, its socket still open in the main process
+  it("closes the clients handed to a worker that died before taking them, and frees their places", async () => {
+    const workers = childrenOf(k2.child.pid as number);
+    expect(workers.length).toBe(2);
+    for (const pid of workers) process.kill(pid, "SIGSTOP");
+    const handedOver: TestClient[] = [];
+    for (let i = 0; i < 5; i++) {
+      const ws = new WebSocket(`ws://127.0.0.1:${k2.port}/ws?token=${TWO}`, {
+        localAddress: "127.0.0.5",
+        handshakeTimeout: 120_000, // only the server can end it within the test
+      });
+      handedOver.push(new TestClient(ws));
+    }
+    // the sixth is refused: the five were admitted, hence handed over (to the stopped workers)
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const sixth = await open(k2.port, "127.0.0.5", null);
+      const [code] = await closedWith(sixth);
+      if (code === 1013) break;
+      if (Date.now() > deadline) throw new Error("the five clients were not admitted within 20 s");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    for (const pid of workers) process.kill(pid, "SIGKILL");
+    for (const c of handedOver) expect((await closedWith(c))[0]).toBe(1006); // closed, no handshake
+    await Promise.all(clients.map((c) => closedWith(c)));
+    clients.length = 0;
+    // every place of 127.0.0.5 is free again
+    for (let i = 0; i < 5; i++) clients.push(await openWhenFree(k2.port, "127.0.0.5", TWO));
   });
 });
 

@@ -15,8 +15,10 @@
  * A client that does not read its socket cannot read a close frame either: it is terminated
  * `closeGraceMs` after one.
  *
- * Liveness: every `heartbeatMs` each client gets `{"type":"heartbeat","ts":µs}` and a WebSocket ping;
- * a client from which nothing (message, ping or pong) arrived for `idleTimeoutMs` is closed with 4001.
+ * Liveness: every `heartbeatMs` each client gets `{"type":"heartbeat","ts":µs}` and a WebSocket ping
+ * (a client behind, with frames queued, no ping: its pong would come only once it has read up to it);
+ * a client from which nothing (message, ping or pong) arrived for `idleTimeoutMs` is closed with 4001,
+ * unless its socket drained meanwhile (it is reading what it was sent, however far behind).
  */
 import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
@@ -716,6 +718,7 @@ export class Gateway {
   private sweep(): void {
     const now = Date.now();
     for (const c of this.clients) {
+      if (!c.closed && this.drained(c)) c.lastSeenMs = now;
       if (!c.closed && now - c.lastSeenMs >= this.idleTimeoutMs) {
         this.counts.idle++;
         this.opts.logger.info({ client: c.id, remote: c.remote }, "ws client closed: idle");
@@ -732,6 +735,26 @@ export class Gateway {
         if (!c.closed && c.queued === 0) c.ws.ping();
       }
     }
+  }
+
+  /**
+   * Whether the client read some of what waited for it since the last sweep: its socket then held bytes
+   * the kernel had not taken (the client's window was full), and the kernel has taken more since (the
+   * client acknowledged and read). A client behind sends nothing and answers pings late, yet is alive.
+   */
+  private drained(c: Client): boolean {
+    const s = c.socket;
+    if (!s) return false;
+    // bytes of the socket's writes the kernel has not taken yet: a write in progress counts in
+    // `writableLength` until it completes, while libuv's queue (`writeQueueSize`) shrinks as it goes
+    const unsent = (s as unknown as { _handle?: { writeQueueSize?: number } })._handle?.writeQueueSize ?? 0;
+    const waiting = s.writableLength;
+    const sent = (s.bytesWritten ?? 0) - waiting;
+    const read = c.sweptWaiting > 0 && (sent > c.sweptSent || (c.sweptUnsent > 0 && unsent < c.sweptUnsent));
+    c.sweptSent = sent;
+    c.sweptWaiting = waiting;
+    c.sweptUnsent = unsent;
+    return read;
   }
 
   /**

@@ -69,8 +69,18 @@ export class Client {
   queued = 0;
   /** The queued item of each conflation key. */
   readonly latest = new Map<string, QueueItem>();
-  /** When anything (message, ping or pong) last arrived, ms since epoch. */
+  /**
+   * When anything (message, ping or pong) last arrived, or its socket was last seen draining, ms since
+   * epoch.
+   */
   lastSeenMs: number;
+  /**
+   * At the last idle sweep: bytes its socket's completed writes handed to the kernel, bytes still
+   * waiting in the socket, and bytes of those in libuv's write queue.
+   */
+  sweptSent = 0;
+  sweptWaiting = 0;
+  sweptUnsent = 0;
   /** Quotes/ticks/books conflated for this client. */
   conflated = 0;
   closed = false;

@@ -27,7 +27,7 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { existsSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
-import type { Socket } from "node:net";
+import { Socket } from "node:net";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "../../ops/logger.js";
@@ -73,6 +73,8 @@ interface Slot {
   last: GatewayStats;
   exited: Promise<void>;
   alive: boolean;
+  /** Its death was handled ({@link GatewayPool.died}). */
+  dead: boolean;
   /** Resolves true once the worker said hello and was sent its settings, false if it exited first. */
   ready: Promise<boolean>;
   isReady: boolean;
@@ -317,6 +319,7 @@ export class GatewayPool {
       child,
       last: emptyGatewayStats(),
       alive: true,
+      dead: false,
       exited,
       isReady: false,
       bookDepth: 0,
@@ -332,7 +335,7 @@ export class GatewayPool {
       }),
     };
     this.slots[index] = slot;
-    child.stdin?.on("error", () => undefined); // EPIPE when it died: handled on exit
+    child.stdin?.on("error", () => undefined); // EPIPE when it died: handled by died()
     child.on("message", (m: FromWorker) => {
       if (m.t === "stats") {
         // an answer that came after its 1 s wait is still the newest: the next scrape reports it
@@ -346,36 +349,51 @@ export class GatewayPool {
         this.bookDepthChanged();
       }
     });
-    child.once("exit", (code, signal) => {
-      slot.alive = false;
-      slot.bookDepth = 0;
-      this.bookDepthChanged();
-      // its clients are gone with it
-      // a socket sent but not yet taken is still open here: Node keeps the sender's copy until the
-      // receiver acknowledges it, which a killed worker never does; closed, its client sees the close
-      // (and retries) instead of waiting forever for a handshake
-      for (const [cid, c] of this.conns) {
-        if (c.slot !== slot) continue;
-        c.socket?.destroy();
-        this.gone(cid);
-      }
-      for (const k of [
-        "messages_sent",
-        "conflated",
-        "disconnected_slow",
-        "disconnected_idle",
-        "rejected_unauthorized",
-      ] as const) {
-        this.retired[k] += slot.last[k];
-      }
-      if (!this.closing)
-        logger.error({ worker: index, code, signal }, "gateway worker exited; its clients were disconnected");
-    });
+    // a worker is dead once it exited; the end of its IPC channel says so too (it exits on that, and
+    // could no longer report its connections gone): whichever comes first frees its places
+    child.once("exit", (code, signal) => this.died(slot, code, signal));
+    child.once("disconnect", () => this.died(slot, child.exitCode, child.signalCode));
     // the tick book first, so that a client subscribing to ticks gets every symbol's current tick
     const ticks = this.opts.feed.ticks();
     if (ticks.length > 0) child.stdin?.write(`${ticks.map((t) => `K${JSON.stringify(t)}`).join("\n")}\n`);
     logger.info({ worker: index, pid: child.pid }, "gateway worker started");
     return slot;
+  }
+
+  /**
+   * Worker `slot` is dead (exited, or its IPC channel closed): no client is handed to it any more, every
+   * place it held is released and the sockets sent to it and not yet taken are closed (their clients see
+   * the close and retry instead of waiting for a handshake). Idempotent.
+   */
+  private died(slot: Slot, code: number | null, signal: NodeJS.Signals | null): void {
+    if (slot.dead) return;
+    slot.dead = true;
+    slot.alive = false;
+    slot.bookDepth = 0;
+    closeUnacknowledged(slot.child);
+    for (const [cid, c] of this.conns) {
+      if (c.slot !== slot) continue;
+      c.socket?.destroy();
+      this.gone(cid);
+    }
+    for (const k of [
+      "messages_sent",
+      "conflated",
+      "disconnected_slow",
+      "disconnected_idle",
+      "rejected_unauthorized",
+    ] as const) {
+      this.retired[k] += slot.last[k];
+    }
+    if (!this.closing) {
+      // its places are free: a worker cut off from this process (not exited) must not keep serving
+      if (slot.child.exitCode === null && slot.child.signalCode === null) slot.child.kill("SIGKILL");
+      this.opts.logger.error(
+        { worker: slot.index, code, signal },
+        "gateway worker exited; its clients were disconnected",
+      );
+    }
+    this.bookDepthChanged();
   }
 
   /** Reads one history page a worker asked for and sends it back (or the error's message). */
@@ -466,6 +484,30 @@ export class GatewayPool {
       if (!send(s.child, { t: "stats", id })) done(s.last);
     });
   }
+}
+
+/**
+ * Closes this process's copies of the sockets sent to `child` that it never acknowledged (it died).
+ * Node (20) keeps the copy of the socket in flight until the receiver acknowledges it
+ * (`_pendingMessage`; its handle is already detached from the `net.Socket`, so destroying that does
+ * nothing) and queues the sockets sent after it (`_handleQueue`); a dead receiver acknowledges
+ * nothing, and their clients would wait for a handshake until their own timeout.
+ */
+function closeUnacknowledged(child: ChildProcess): void {
+  const internals = child as unknown as {
+    _pendingMessage?: { handle?: { close?: () => void } } | null;
+    _handleQueue?: { handle?: unknown }[] | null;
+  };
+  const pending = internals._pendingMessage;
+  if (pending) {
+    internals._pendingMessage = null;
+    try {
+      pending.handle?.close?.();
+    } catch {
+      // already closed
+    }
+  }
+  for (const q of internals._handleQueue ?? []) if (q.handle instanceof Socket) q.handle.destroy();
 }
 
 /**
