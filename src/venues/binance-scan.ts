@@ -41,6 +41,36 @@ export interface FastStream {
   /** UTF-8 of `BINANCE/<data type>/<SYMBOL>/`, with room for the venue id after it. */
   readonly idBytes: Uint8Array;
   readonly idPrefixLength: number;
+  /**
+   * Char codes of the literal pieces of the stream's frame in Binance's own layout (compact, keys in
+   * the documented order), between its values: see {@link exactPieces}.
+   */
+  readonly pieces: readonly Uint8Array[];
+}
+
+/**
+ * The literal text of a frame of `name` in Binance's own layout, cut where its values go: trade
+ * `{"stream":"btcusdt@trade","data":{"e":"trade","E":` E `,"s":"BTCUSDT","t":` t `,"p":"` p `","q":"` q
+ * `","T":` T `,"m":` m `,"M":` M `}}`; aggTrade the same with `a` for `t` and `f`, `l` after `q`;
+ * bookTicker `{"stream":"btcusdt@bookTicker","data":{"u":` u `,"s":"BTCUSDT","b":"` b `","B":"` B
+ * `","a":"` a `","A":"` A `"}}`.
+ */
+export function exactPieces(name: string, symbol: string, type: FastStream["type"]): string[] {
+  const head = `{"stream":"${name}","data":{`;
+  if (type === "bookTicker")
+    return [`${head}"u":`, `,"s":"${symbol}","b":"`, '","B":"', '","a":"', '","A":"', '"}}'];
+  const id = type === "trade" ? "t" : "a";
+  const ids = type === "trade" ? ['","T":'] : ['","f":', ',"l":', ',"T":'];
+  return [
+    `${head}"e":"${type}","E":`,
+    `,"s":"${symbol}","${id}":`,
+    ',"p":"',
+    '","q":"',
+    ...ids,
+    ',"m":',
+    ',"M":',
+    "}}",
+  ];
 }
 
 /** How the normalizer maps payload keys: the mapped keys of each event type and vendor_data names. */
@@ -113,6 +143,8 @@ export class BinanceFastPath {
   /** Frames read here / left to the general path (for tests and the benchmark). */
   hits = 0;
   misses = 0;
+  /** Of the hits, the frames read as Binance's own layout (piece by piece, without the scanner). */
+  exactHits = 0;
 
   private readonly streams = new Map<string, FastStream>();
   private readonly list: FastStream[] = [];
@@ -153,6 +185,11 @@ export class BinanceFastPath {
         key: `${s.dataType}/${s.symbol}`,
         idBytes,
         idPrefixLength: prefix.length,
+        // names outside plain ASCII (never Binance's): no exact layout, the scanner reads their frames
+        pieces:
+          /^[\x20-\x7e]*$/.test(s.name + s.symbol) && !/["\\]/.test(s.name + s.symbol)
+            ? exactPieces(s.name, s.symbol, s.type).map((t) => Uint8Array.from(t, (c) => c.charCodeAt(0)))
+            : [],
       };
       this.streams.set(s.name, fs);
       this.list.push(fs);
@@ -174,6 +211,12 @@ export class BinanceFastPath {
    * @param receivedAtUs receipt time, µs since epoch
    */
   read(raw: string, receivedAtUs: number, sequences: SequenceTracker): TradeV2 | QuoteV2 | null {
+    const exact = this.exact(raw, receivedAtUs, sequences);
+    if (exact !== null) {
+      this.hits++;
+      this.exactHits++;
+      return exact;
+    }
     // a backslash (an escape) anywhere: the general path unescapes; Binance's fixed shapes have none
     if (raw.length > MAX_FAST_CHARS || raw.indexOf("\\") >= 0 || !this.scan(raw)) {
       this.misses++;
@@ -187,6 +230,222 @@ export class BinanceFastPath {
       this.stream = st;
     }
     return rec;
+  }
+
+  // ---- Binance's own layout: the frame compared piece by piece, values read in the same pass ----
+
+  /** Value of the last {@link digits}. */
+  private num = 0;
+  /** Whether the last {@link decimal} had a non-zero digit. */
+  private nonZero = false;
+
+  /** Index after `piece` when `raw` holds it at `i`, else -1. */
+  private piece(raw: string, i: number, piece: Uint8Array): number {
+    const n = piece.length;
+    if (i < 0 || i + n > raw.length) return -1;
+    for (let k = 0; k < n; k++) if (raw.charCodeAt(i + k) !== piece[k]) return -1;
+    return i + n;
+  }
+
+  /**
+   * Index after the JSON integer at `i` (1 to 15 digits, no leading zero: the text `JSON.stringify`
+   * gives its value back as), its value in {@link num}; -1 when there is none.
+   */
+  private digits(raw: string, i: number): number {
+    if (i < 0) return -1;
+    let c = raw.charCodeAt(i);
+    if (c < 48 || c > 57) return -1;
+    let v = c - 48;
+    let e = i + 1;
+    c = raw.charCodeAt(e);
+    if (v === 0 && c >= 48 && c <= 57) return -1;
+    while (c >= 48 && c <= 57) {
+      v = v * 10 + (c - 48);
+      c = raw.charCodeAt(++e);
+    }
+    if (e - i > MAX_INT_DIGITS) return -1;
+    this.num = v;
+    return e;
+  }
+
+  /**
+   * Index after the canonical DECIMAL(18,8) text at `i` (1..10 integer digits without leading zero,
+   * `.`, 8 digits: what Binance sends), whether it is non-zero in {@link nonZero}; -1 for any other text.
+   */
+  private decimal(raw: string, i: number): number {
+    if (i < 0) return -1;
+    let c = raw.charCodeAt(i);
+    if (c < 48 || c > 57) return -1;
+    let nz = c !== 48;
+    let e = i + 1;
+    c = raw.charCodeAt(e);
+    if (!nz && c !== 46) return -1; // a leading zero
+    while (c >= 48 && c <= 57) c = raw.charCodeAt(++e);
+    if (c !== 46 || e - i > 10) return -1;
+    const end = e + 9;
+    for (e++; e < end; e++) {
+      c = raw.charCodeAt(e);
+      if (c < 48 || c > 57) return -1;
+      if (c !== 48) nz = true;
+    }
+    this.nonZero = nz;
+    return end;
+  }
+
+  /** Index after `true` / `false` at `i`, the flag in {@link num} (1 / 0); -1 for anything else. */
+  private flag(raw: string, i: number): number {
+    if (i < 0) return -1;
+    const c = raw.charCodeAt(i);
+    if (
+      c === 116 &&
+      raw.charCodeAt(i + 1) === 114 &&
+      raw.charCodeAt(i + 2) === 117 &&
+      raw.charCodeAt(i + 3) === 101
+    ) {
+      this.num = 1;
+      return i + 4;
+    }
+    if (
+      c === 102 &&
+      raw.charCodeAt(i + 1) === 97 &&
+      raw.charCodeAt(i + 2) === 108 &&
+      raw.charCodeAt(i + 3) === 115 &&
+      raw.charCodeAt(i + 4) === 101
+    ) {
+      this.num = 0;
+      return i + 5;
+    }
+    return -1;
+  }
+
+  /** The subscribed stream whose exact layout's head `raw` starts with, and the index after it. */
+  private exactStream(raw: string): FastStream | null {
+    // `{"stream":"` then the name: its first letters tell the streams apart in a few comparisons
+    if (raw.charCodeAt(0) !== 123 || raw.charCodeAt(10) !== QUOTE) return null;
+    if (this.list.length <= 8) {
+      for (const st of this.list) {
+        const p = st.pieces;
+        if (p.length === 0) continue;
+        const head = p[0];
+        // the head's third last character (`E` of `"E":`, `u` of `"u":`) tells the types apart at once
+        const k = head.length - 3;
+        if (raw.charCodeAt(k) === head[k] && this.piece(raw, 0, head) >= 0) return st;
+      }
+      return null;
+    }
+    const e = raw.indexOf('"', 11);
+    const st = e < 0 ? undefined : this.streams.get(raw.slice(11, e));
+    return st !== undefined && st.pieces.length !== 0 && this.piece(raw, 0, st.pieces[0]) >= 0 ? st : null;
+  }
+
+  /**
+   * The record of a frame in Binance's own layout (see {@link exactPieces}), every character of it
+   * checked against the layout in one pass (so it is valid JSON without escapes); null, with no side
+   * effect, for any other frame or a value the general path would reject or read differently (a zero
+   * trade price or quantity, a non-canonical decimal, a time beyond {@link MAX_TIME_MS}).
+   */
+  private exact(raw: string, receivedAtUs: number, seq: SequenceTracker): TradeV2 | QuoteV2 | null {
+    const st = this.exactStream(raw);
+    if (st === null) return null;
+    const p = st.pieces;
+    let i = p[0].length;
+    if (st.type === "bookTicker") {
+      const u0 = i;
+      i = this.digits(raw, i);
+      const u = this.num;
+      const u1 = i;
+      const b0 = this.piece(raw, i, p[1]);
+      const b1 = this.decimal(raw, b0);
+      const B0 = this.piece(raw, b1, p[2]);
+      const B1 = this.decimal(raw, B0);
+      const a0 = this.piece(raw, B1, p[3]);
+      const a1 = this.decimal(raw, a0);
+      const A0 = this.piece(raw, a1, p[4]);
+      const A1 = this.decimal(raw, A0);
+      if (this.piece(raw, A1, p[5]) !== raw.length) return null;
+      this.stream = st;
+      return binanceQuote(
+        this.messageIdOf(raw, st, u0, u1),
+        st.symbol,
+        receivedAtUs, // spot sends no venue time (T, E)
+        raw.slice(b0, b1),
+        raw.slice(B0, B1),
+        raw.slice(a0, a1),
+        raw.slice(A0, A1),
+        st.currency,
+        u,
+        receivedAtUs,
+        seq.nextPlatformSequence(st.symbol),
+        {},
+      );
+    }
+    const E0 = i;
+    const E1 = this.digits(raw, i);
+    const id0 = this.piece(raw, E1, p[1]);
+    const id1 = this.digits(raw, id0);
+    const id = this.num;
+    const p0 = this.piece(raw, id1, p[2]);
+    const p1 = this.decimal(raw, p0);
+    if (!this.nonZero) return null;
+    const q0 = this.piece(raw, p1, p[3]);
+    const q1 = this.decimal(raw, q0);
+    if (!this.nonZero) return null;
+    let f0 = -1;
+    let f1 = -1;
+    let l0 = -1;
+    let l1 = -1;
+    let k = 4;
+    i = q1;
+    if (st.type === "aggTrade") {
+      f0 = this.piece(raw, i, p[k++]);
+      f1 = this.digits(raw, f0);
+      l0 = this.piece(raw, f1, p[k++]);
+      l1 = this.digits(raw, l0);
+      i = l1;
+    }
+    i = this.digits(raw, this.piece(raw, i, p[k++]));
+    const tradeTimeMs = this.num;
+    i = this.flag(raw, this.piece(raw, i, p[k++]));
+    const m = this.num;
+    i = this.flag(raw, this.piece(raw, i, p[k++]));
+    const M = this.num;
+    if (this.piece(raw, i, p[k]) !== raw.length || tradeTimeMs > MAX_TIME_MS) return null;
+    this.stream = st;
+    const vendor_data: Record<string, string> =
+      st.type === "trade"
+        ? { event_type: "trade", event_time: raw.slice(E0, E1), is_best_match: M === 1 ? "true" : "false" }
+        : {
+            event_type: "aggTrade",
+            event_time: raw.slice(E0, E1),
+            first_trade_id: raw.slice(f0, f1),
+            last_trade_id: raw.slice(l0, l1),
+            is_best_match: M === 1 ? "true" : "false",
+          };
+    return {
+      message_id: this.messageIdOf(raw, st, id0, id1),
+      trade_id: `BINANCE-${raw.slice(id0, id1)}`,
+      symbol: st.symbol,
+      exchange: "BINANCE",
+      asset_class: "crypto",
+      timestamp: tradeTimeMs * 1000,
+      price: raw.slice(p0, p1),
+      quantity: raw.slice(q0, q1),
+      currency: st.currency,
+      side: m === 1 ? "SELL" : "BUY",
+      trade_conditions: [],
+      source_sequence: id,
+      ingestion_timestamp: receivedAtUs,
+      platform_sequence: seq.nextPlatformSequence(st.symbol),
+      vendor_data,
+    };
+  }
+
+  /** The message id of stream `st` and the venue id written at `raw[s..e)`. */
+  private messageIdOf(raw: string, st: FastStream, s: number, e: number): string {
+    const bytes = st.idBytes;
+    let j = st.idPrefixLength;
+    for (let i = s; i < e; i++) bytes[j++] = raw.charCodeAt(i);
+    return messageIdOfBytes(bytes, j);
   }
 
   /** The subscribed stream the envelope names, or null. */
