@@ -9,6 +9,12 @@
  * per stream and the id's digits, vendor_data from the values' text. Nothing is allocated per frame but
  * the record and its strings: the key → value spans live in typed arrays reused from frame to frame.
  *
+ * Before the scanner, a frame in Binance's own layout (compact, the documented key order: what Binance
+ * sends) is matched whole by one anchored pattern per stream ({@link exactLayout}: the literal text,
+ * integers and canonical decimals where the values go; V8's compiled RegExp checks it faster than a
+ * character loop) and its values are then read at their places, with no key dispatch; any other frame
+ * goes to the scanner.
+ *
  * It accepts only a strict subset of JSON it can read exactly: one-letter payload keys, each once;
  * strings of printable ASCII without escapes; integers of at most 15 digits; `true`, `false`, `null`.
  * A frame outside that subset, or one that any check of the general path would reject (unsubscribed
@@ -42,10 +48,12 @@ export interface FastStream {
   readonly idBytes: Uint8Array;
   readonly idPrefixLength: number;
   /**
-   * Char codes of the literal pieces of the stream's frame in Binance's own layout (compact, keys in
-   * the documented order), between its values: see {@link exactPieces}.
+   * Lengths of the literal pieces of the stream's frame in Binance's own layout (compact, keys in the
+   * documented order), between its values: see {@link exactPieces}.
    */
-  readonly pieces: readonly Uint8Array[];
+  readonly pieces: readonly number[];
+  /** The whole frame in that layout (see {@link exactLayout}), or null when the names rule it out. */
+  readonly layout: RegExp | null;
 }
 
 /**
@@ -71,6 +79,42 @@ export function exactPieces(name: string, symbol: string, type: FastStream["type
     ',"M":',
     "}}",
   ];
+}
+
+/** A JSON integer `JSON.stringify` gives back as written: no leading zero, at most 15 digits (exact). */
+const INT_TEXT = "(?:0|[1-9][0-9]{0,14})";
+/** A canonical DECIMAL(18,8): 1..10 integer digits without leading zero, `.`, 8 digits. */
+const DECIMAL_TEXT = "(?:0|[1-9][0-9]{0,9})\\.[0-9]{8}";
+const FLAG_TEXT = "(?:true|false)";
+/** The third last character of each type's layout head (`E` of `"E":`, `u` of `"u":`). */
+const BINANCE_TYPE_MARK = { trade: 69, aggTrade: 69, bookTicker: 117 } as const;
+
+/**
+ * The frame of `name` in Binance's own layout as one anchored pattern: the {@link exactPieces} literally,
+ * integers and canonical decimals where their values go (what the layout reader reads without another
+ * check). Every character of a matching frame is fixed by it, so a match is valid JSON without escapes.
+ */
+export function exactLayout(name: string, symbol: string, type: FastStream["type"]): RegExp {
+  const p = exactPieces(name, symbol, type).map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+  const values =
+    type === "bookTicker"
+      ? [INT_TEXT, DECIMAL_TEXT, DECIMAL_TEXT, DECIMAL_TEXT, DECIMAL_TEXT]
+      : type === "trade"
+        ? [INT_TEXT, INT_TEXT, DECIMAL_TEXT, DECIMAL_TEXT, INT_TEXT, FLAG_TEXT, FLAG_TEXT]
+        : [
+            INT_TEXT,
+            INT_TEXT,
+            DECIMAL_TEXT,
+            DECIMAL_TEXT,
+            INT_TEXT,
+            INT_TEXT,
+            INT_TEXT,
+            FLAG_TEXT,
+            FLAG_TEXT,
+          ];
+  let src = "^";
+  for (let i = 0; i < values.length; i++) src += p[i] + values[i];
+  return new RegExp(`${src}${p[values.length]}$`);
 }
 
 /** How the normalizer maps payload keys: the mapped keys of each event type and vendor_data names. */
@@ -143,7 +187,7 @@ export class BinanceFastPath {
   /** Frames read here / left to the general path (for tests and the benchmark). */
   hits = 0;
   misses = 0;
-  /** Of the hits, the frames read as Binance's own layout (piece by piece, without the scanner). */
+  /** Of the hits, the frames read as Binance's own layout (matched whole by its pattern, without the scanner). */
   exactHits = 0;
 
   private readonly streams = new Map<string, FastStream>();
@@ -185,11 +229,12 @@ export class BinanceFastPath {
         key: `${s.dataType}/${s.symbol}`,
         idBytes,
         idPrefixLength: prefix.length,
+        pieces: exactPieces(s.name, s.symbol, s.type).map((t) => t.length),
         // names outside plain ASCII (never Binance's): no exact layout, the scanner reads their frames
-        pieces:
+        layout:
           /^[\x20-\x7e]*$/.test(s.name + s.symbol) && !/["\\]/.test(s.name + s.symbol)
-            ? exactPieces(s.name, s.symbol, s.type).map((t) => Uint8Array.from(t, (c) => c.charCodeAt(0)))
-            : [],
+            ? exactLayout(s.name, s.symbol, s.type)
+            : null,
       };
       this.streams.set(s.name, fs);
       this.list.push(fs);
@@ -232,137 +277,80 @@ export class BinanceFastPath {
     return rec;
   }
 
-  // ---- Binance's own layout: the frame compared piece by piece, values read in the same pass ----
+  // ---- Binance's own layout: the frame matched whole by one pattern, then its values read in place ----
 
   /** Value of the last {@link digits}. */
   private num = 0;
   /** Whether the last {@link decimal} had a non-zero digit. */
   private nonZero = false;
 
-  /** Index after `piece` when `raw` holds it at `i`, else -1. */
-  private piece(raw: string, i: number, piece: Uint8Array): number {
-    const n = piece.length;
-    if (i < 0 || i + n > raw.length) return -1;
-    for (let k = 0; k < n; k++) if (raw.charCodeAt(i + k) !== piece[k]) return -1;
-    return i + n;
-  }
-
-  /**
-   * Index after the JSON integer at `i` (1 to 15 digits, no leading zero: the text `JSON.stringify`
-   * gives its value back as), its value in {@link num}; -1 when there is none.
-   */
+  /** Index after the digits at `i` (a JSON integer the layout checked), its value in {@link num}. */
   private digits(raw: string, i: number): number {
-    if (i < 0) return -1;
+    let v = 0;
     let c = raw.charCodeAt(i);
-    if (c < 48 || c > 57) return -1;
-    let v = c - 48;
-    let e = i + 1;
-    c = raw.charCodeAt(e);
-    if (v === 0 && c >= 48 && c <= 57) return -1;
     while (c >= 48 && c <= 57) {
       v = v * 10 + (c - 48);
-      c = raw.charCodeAt(++e);
+      c = raw.charCodeAt(++i);
     }
-    if (e - i > MAX_INT_DIGITS) return -1;
     this.num = v;
-    return e;
+    return i;
   }
 
   /**
-   * Index after the canonical DECIMAL(18,8) text at `i` (1..10 integer digits without leading zero,
-   * `.`, 8 digits: what Binance sends), whether it is non-zero in {@link nonZero}; -1 for any other text.
+   * Index after the canonical decimal at `i` (one the layout checked: digits, `.`, 8 digits), whether
+   * it is non-zero in {@link nonZero}.
    */
   private decimal(raw: string, i: number): number {
-    if (i < 0) return -1;
     let c = raw.charCodeAt(i);
-    if (c < 48 || c > 57) return -1;
     let nz = c !== 48;
-    let e = i + 1;
-    c = raw.charCodeAt(e);
-    if (!nz && c !== 46) return -1; // a leading zero
-    while (c >= 48 && c <= 57) c = raw.charCodeAt(++e);
-    if (c !== 46 || e - i > 10) return -1;
-    const end = e + 9;
-    for (e++; e < end; e++) {
-      c = raw.charCodeAt(e);
-      if (c < 48 || c > 57) return -1;
-      if (c !== 48) nz = true;
-    }
+    while (c !== 46) c = raw.charCodeAt(++i);
+    const end = i + 9;
+    for (i++; i < end && !nz; i++) nz = raw.charCodeAt(i) !== 48;
     this.nonZero = nz;
     return end;
   }
 
-  /** Index after `true` / `false` at `i`, the flag in {@link num} (1 / 0); -1 for anything else. */
-  private flag(raw: string, i: number): number {
-    if (i < 0) return -1;
-    const c = raw.charCodeAt(i);
-    if (
-      c === 116 &&
-      raw.charCodeAt(i + 1) === 114 &&
-      raw.charCodeAt(i + 2) === 117 &&
-      raw.charCodeAt(i + 3) === 101
-    ) {
-      this.num = 1;
-      return i + 4;
-    }
-    if (
-      c === 102 &&
-      raw.charCodeAt(i + 1) === 97 &&
-      raw.charCodeAt(i + 2) === 108 &&
-      raw.charCodeAt(i + 3) === 115 &&
-      raw.charCodeAt(i + 4) === 101
-    ) {
-      this.num = 0;
-      return i + 5;
-    }
-    return -1;
-  }
-
-  /** The subscribed stream whose exact layout's head `raw` starts with, and the index after it. */
+  /** The subscribed stream whose own layout the frame has, or null. */
   private exactStream(raw: string): FastStream | null {
-    // `{"stream":"` then the name: its first letters tell the streams apart in a few comparisons
+    // `{"stream":"` then the name
     if (raw.charCodeAt(0) !== 123 || raw.charCodeAt(10) !== QUOTE) return null;
     if (this.list.length <= 8) {
       for (const st of this.list) {
-        const p = st.pieces;
-        if (p.length === 0) continue;
-        const head = p[0];
         // the head's third last character (`E` of `"E":`, `u` of `"u":`) tells the types apart at once
-        const k = head.length - 3;
-        if (raw.charCodeAt(k) === head[k] && this.piece(raw, 0, head) >= 0) return st;
+        const k = st.pieces[0] - 3;
+        if (st.layout !== null && raw.charCodeAt(k) === BINANCE_TYPE_MARK[st.type] && st.layout.test(raw))
+          return st;
       }
       return null;
     }
     const e = raw.indexOf('"', 11);
     const st = e < 0 ? undefined : this.streams.get(raw.slice(11, e));
-    return st !== undefined && st.pieces.length !== 0 && this.piece(raw, 0, st.pieces[0]) >= 0 ? st : null;
+    return st?.layout?.test(raw) ? st : null;
   }
 
   /**
-   * The record of a frame in Binance's own layout (see {@link exactPieces}), every character of it
-   * checked against the layout in one pass (so it is valid JSON without escapes); null, with no side
-   * effect, for any other frame or a value the general path would reject or read differently (a zero
-   * trade price or quantity, a non-canonical decimal, a time beyond {@link MAX_TIME_MS}).
+   * The record of a frame in Binance's own layout (see {@link exactPieces}): the whole frame matched by
+   * the stream's {@link FastStream.layout} (so it is valid JSON without escapes, integers and canonical
+   * decimals where the values go), then the values read at their places; null, with no side effect, for
+   * any other frame or a value the general path would reject (a zero trade price or quantity, a trade
+   * time beyond {@link MAX_TIME_MS}).
    */
   private exact(raw: string, receivedAtUs: number, seq: SequenceTracker): TradeV2 | QuoteV2 | null {
     const st = this.exactStream(raw);
     if (st === null) return null;
     const p = st.pieces;
-    let i = p[0].length;
+    const u0 = p[0];
     if (st.type === "bookTicker") {
-      const u0 = i;
-      i = this.digits(raw, i);
+      const u1 = this.digits(raw, u0);
       const u = this.num;
-      const u1 = i;
-      const b0 = this.piece(raw, i, p[1]);
+      const b0 = u1 + p[1];
       const b1 = this.decimal(raw, b0);
-      const B0 = this.piece(raw, b1, p[2]);
+      const B0 = b1 + p[2];
       const B1 = this.decimal(raw, B0);
-      const a0 = this.piece(raw, B1, p[3]);
+      const a0 = B1 + p[3];
       const a1 = this.decimal(raw, a0);
-      const A0 = this.piece(raw, a1, p[4]);
+      const A0 = a1 + p[4];
       const A1 = this.decimal(raw, A0);
-      if (this.piece(raw, A1, p[5]) !== raw.length) return null;
       this.stream = st;
       return binanceQuote(
         this.messageIdOf(raw, st, u0, u1),
@@ -379,15 +367,15 @@ export class BinanceFastPath {
         {},
       );
     }
-    const E0 = i;
-    const E1 = this.digits(raw, i);
-    const id0 = this.piece(raw, E1, p[1]);
+    const E0 = u0;
+    const E1 = this.digits(raw, E0);
+    const id0 = E1 + p[1];
     const id1 = this.digits(raw, id0);
     const id = this.num;
-    const p0 = this.piece(raw, id1, p[2]);
+    const p0 = id1 + p[2];
     const p1 = this.decimal(raw, p0);
     if (!this.nonZero) return null;
-    const q0 = this.piece(raw, p1, p[3]);
+    const q0 = p1 + p[3];
     const q1 = this.decimal(raw, q0);
     if (!this.nonZero) return null;
     let f0 = -1;
@@ -395,31 +383,31 @@ export class BinanceFastPath {
     let l0 = -1;
     let l1 = -1;
     let k = 4;
-    i = q1;
+    let i = q1;
     if (st.type === "aggTrade") {
-      f0 = this.piece(raw, i, p[k++]);
+      f0 = i + p[k++];
       f1 = this.digits(raw, f0);
-      l0 = this.piece(raw, f1, p[k++]);
+      l0 = f1 + p[k++];
       l1 = this.digits(raw, l0);
       i = l1;
     }
-    i = this.digits(raw, this.piece(raw, i, p[k++]));
+    i = this.digits(raw, i + p[k++]);
     const tradeTimeMs = this.num;
-    i = this.flag(raw, this.piece(raw, i, p[k++]));
-    const m = this.num;
-    i = this.flag(raw, this.piece(raw, i, p[k++]));
-    const M = this.num;
-    if (this.piece(raw, i, p[k]) !== raw.length || tradeTimeMs > MAX_TIME_MS) return null;
+    if (tradeTimeMs > MAX_TIME_MS) return null;
+    i += p[k++];
+    const m = raw.charCodeAt(i) === 116; /* t(rue) */
+    i += (m ? 4 : 5) + p[k];
+    const M = raw.charCodeAt(i) === 116;
     this.stream = st;
     const vendor_data: Record<string, string> =
       st.type === "trade"
-        ? { event_type: "trade", event_time: raw.slice(E0, E1), is_best_match: M === 1 ? "true" : "false" }
+        ? { event_type: "trade", event_time: raw.slice(E0, E1), is_best_match: M ? "true" : "false" }
         : {
             event_type: "aggTrade",
             event_time: raw.slice(E0, E1),
             first_trade_id: raw.slice(f0, f1),
             last_trade_id: raw.slice(l0, l1),
-            is_best_match: M === 1 ? "true" : "false",
+            is_best_match: M ? "true" : "false",
           };
     return {
       message_id: this.messageIdOf(raw, st, id0, id1),
@@ -431,7 +419,7 @@ export class BinanceFastPath {
       price: raw.slice(p0, p1),
       quantity: raw.slice(q0, q1),
       currency: st.currency,
-      side: m === 1 ? "SELL" : "BUY",
+      side: m ? "SELL" : "BUY",
       trade_conditions: [],
       source_sequence: id,
       ingestion_timestamp: receivedAtUs,

@@ -167,7 +167,7 @@ function payloadFields(type: "trade" | "aggTrade" | "bookTicker", symbol: string
 /**
  * A whole frame: the envelope and payload fields in a generated order, with generated whitespace; or,
  * with `layout`, in Binance's own layout (compact, the documented key order, no unknown keys), which the
- * fast path reads piece by piece before its scanner.
+ * fast path matches whole against its layout pattern before its scanner.
  */
 const frame = (mutate: boolean, layout = false) =>
   fc
@@ -249,11 +249,11 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
 );
 
 /** Both paths on one frame: what each reported, and whether the fast path took it. */
-function both(raw: string) {
+function both(raw: string, sub = SUB) {
   const f = collectingSink();
   const g = collectingSink();
-  const fast = new BinanceNormalizer(f.sink, SUB);
-  const general = new BinanceNormalizer(g.sink, SUB, { fastPath: false });
+  const fast = new BinanceNormalizer(f.sink, sub);
+  const general = new BinanceNormalizer(g.sink, sub, { fastPath: false });
   fast.normalize(raw, 1_723_161_256_000_000);
   general.normalize(raw, 1_723_161_256_000_000);
   return {
@@ -265,8 +265,8 @@ function both(raw: string) {
 }
 
 /** Field by field, then whole (key order included: what the bus serialises). */
-function expectSame(raw: string) {
-  const { fast, general, hit, exact } = both(raw);
+function expectSame(raw: string, sub = SUB) {
+  const { fast, general, hit, exact } = both(raw, sub);
   const records = [...general.trades, ...general.quotes] as unknown as Record<string, unknown>[];
   const fastRecords = [...fast.trades, ...fast.quotes] as unknown as Record<string, unknown>[];
   expect(fastRecords.length).toBe(records.length);
@@ -315,7 +315,7 @@ describe("Binance fast path, property", () => {
     );
   });
 
-  it("gives the general path's record for frames in Binance's own layout, read piece by piece", () => {
+  it("gives the general path's record for frames in Binance's own layout, matched whole by its pattern", () => {
     let exact = 0;
     let runs = 0;
     fc.assert(
@@ -330,6 +330,19 @@ describe("Binance fast path, property", () => {
       params,
     );
     expect(exact).toBeGreaterThan(runs / 4);
+  });
+
+  it("finds the stream of a frame in Binance's own layout by its name among more than 8", () => {
+    // 4 symbols × 3 streams: the stream is looked up by name instead of tried in turn
+    const many = { symbols: ["BTCUSDT", "ETHUSDT", "BNBUSDT", "XRPUSDT"], streams: SUB.streams };
+    let exact = 0;
+    fc.assert(
+      fc.property(frame(false, true), (raw) => {
+        if (expectSame(raw, many).exact) exact++;
+      }),
+      { ...params, numRuns: Math.ceil(RUNS / 3) },
+    );
+    expect(exact).toBeGreaterThan(RUNS / 12);
   });
 
   it("dead-letters malformed variants of Binance's own layout with the general path's reason and id", () => {
@@ -360,7 +373,7 @@ describe("Binance fast path, property", () => {
       '{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1,"s":"BTCUSDT","a":5,"p":"9999999999.99999999","q":"1","f":100,"l":105,"T":2,"m":false,"M":true}}',
     ];
     for (const raw of frames) expect(expectSame(raw)).toMatchObject({ hit: true, records: 1, dead: 0 });
-    // the first, in Binance's own layout, is read piece by piece; the others by the scanner
+    // the first, in Binance's own layout, is matched whole by its pattern; the others go to the scanner
     expect(frames.map((raw) => expectSame(raw).exact)).toEqual([true, false, false, false]);
   });
 });

@@ -55,7 +55,7 @@ describe("Binance fast path on the recordings", () => {
       expect(JSON.stringify(fast)).toBe(JSON.stringify(general));
       const tradeAndTicker = frames.filter((f) => /^\{"stream":"[a-z]+@(trade|bookTicker)"/.test(f.raw));
       expect(hits).toBe(tradeAndTicker.length);
-      // Binance sends its own layout (compact, documented key order): all read piece by piece
+      // Binance sends its own layout (compact, documented key order): all matched whole by their layout pattern
       expect(exact).toBe(tradeAndTicker.length);
       expect(fast.trades.length + fast.quotes.length).toBe(tradeAndTicker.length);
       // depth diffs and snapshots are not subscribed: dead letters, by the general path
