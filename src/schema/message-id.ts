@@ -9,11 +9,7 @@
  *
  * Where the venue gives no id, {@link randomMessageId} returns a UUID v4.
  */
-import { Buffer } from "node:buffer";
 import { randomUUID } from "node:crypto";
-
-const HEX: string[] = [];
-for (let i = 0; i < 256; i++) HEX.push(i.toString(16).padStart(2, "0"));
 
 function fmix32(h: number): number {
   h ^= h >>> 16;
@@ -211,49 +207,53 @@ export function messageIdOfBytes(bytes: Uint8Array, len: number): string {
   // version 8 in the high nibble of byte 6; variant 10xx in the high bits of byte 8
   const h2 = ((HASH[1] & 0xffff0fff) | 0x00008000) >>> 0;
   const h3 = ((HASH[2] & 0x3fffffff) | 0x80000000) >>> 0;
-  hexInto(0, HASH[0]);
-  hexInto(9, h2 >>> 16);
-  hexInto(14, h2);
-  hexInto(19, h3 >>> 16);
-  hexInto(24, h3);
-  hexInto(28, HASH[3]);
-  // one flat string from the 36 ASCII bytes (concatenating 20 pieces made a rope to flatten later)
-  return UUID.latin1Slice(0, 36);
+  const a = HASH[0];
+  const d = HASH[3];
+  const x = HEX_DIGITS;
+  // the 36 character codes of `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` straight into one flat string
+  // (20 concatenated pieces made a rope to flatten later; `Buffer#latin1Slice` is a call into C++)
+  return String.fromCharCode(
+    x[a >>> 28],
+    x[(a >>> 24) & 15],
+    x[(a >>> 20) & 15],
+    x[(a >>> 16) & 15],
+    x[(a >>> 12) & 15],
+    x[(a >>> 8) & 15],
+    x[(a >>> 4) & 15],
+    x[a & 15],
+    45,
+    x[h2 >>> 28],
+    x[(h2 >>> 24) & 15],
+    x[(h2 >>> 20) & 15],
+    x[(h2 >>> 16) & 15],
+    45,
+    x[(h2 >>> 12) & 15],
+    x[(h2 >>> 8) & 15],
+    x[(h2 >>> 4) & 15],
+    x[h2 & 15],
+    45,
+    x[h3 >>> 28],
+    x[(h3 >>> 24) & 15],
+    x[(h3 >>> 20) & 15],
+    x[(h3 >>> 16) & 15],
+    45,
+    x[(h3 >>> 12) & 15],
+    x[(h3 >>> 8) & 15],
+    x[(h3 >>> 4) & 15],
+    x[h3 & 15],
+    x[d >>> 28],
+    x[(d >>> 24) & 15],
+    x[(d >>> 20) & 15],
+    x[(d >>> 16) & 15],
+    x[(d >>> 12) & 15],
+    x[(d >>> 8) & 15],
+    x[(d >>> 4) & 15],
+    x[d & 15],
+  );
 }
 
-/** The 36 characters of a UUID being formatted: `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`. */
-const UUID = Buffer.from("00000000-0000-0000-0000-000000000000", "latin1") as Buffer & {
-  latin1Slice(start: number, end: number): string;
-};
-/** Hex digit codes of every byte value: `HEX_CODES[2b]`, `HEX_CODES[2b + 1]`. */
-const HEX_CODES = new Uint8Array(512);
-for (let i = 0; i < 256; i++) {
-  HEX_CODES[2 * i] = HEX[i].charCodeAt(0);
-  HEX_CODES[2 * i + 1] = HEX[i].charCodeAt(1);
-}
-
-/**
- * Writes the hex digits of `w` into {@link UUID} at `at`: 8 digits for a 32-bit word, except at 9, 14,
- * 19 and 24 where a 16-bit half goes (the low 16 bits of `w`).
- */
-function hexInto(at: number, w: number): void {
-  const half = at === 9 || at === 14 || at === 19 || at === 24;
-  let p = at;
-  if (!half) {
-    let b = (w >>> 24) * 2;
-    UUID[p++] = HEX_CODES[b];
-    UUID[p++] = HEX_CODES[b + 1];
-    b = ((w >>> 16) & 255) * 2;
-    UUID[p++] = HEX_CODES[b];
-    UUID[p++] = HEX_CODES[b + 1];
-  }
-  let b = ((w >>> 8) & 255) * 2;
-  UUID[p++] = HEX_CODES[b];
-  UUID[p++] = HEX_CODES[b + 1];
-  b = (w & 255) * 2;
-  UUID[p++] = HEX_CODES[b];
-  UUID[p] = HEX_CODES[b + 1];
-}
+/** Character codes of the hex digits `0`..`f`. */
+const HEX_DIGITS = Uint8Array.from("0123456789abcdef", (c) => c.charCodeAt(0));
 
 /** Random UUID v4, only for records whose venue gives no id. */
 export function randomMessageId(): string {

@@ -9,6 +9,12 @@
  * per stream and the id's digits, vendor_data from the values' text. Nothing is allocated per frame but
  * the record and its strings: the key → value spans live in typed arrays reused from frame to frame.
  *
+ * Before the scanner, a frame in Binance's own layout (compact, the documented key order: what Binance
+ * sends) is matched whole by one anchored pattern per stream ({@link exactLayout}: the literal text,
+ * integers and canonical decimals where the values go; V8's compiled RegExp checks it faster than a
+ * character loop) and its values are then read at their places, with no key dispatch; any other frame
+ * goes to the scanner.
+ *
  * It accepts only a strict subset of JSON it can read exactly: one-letter payload keys, each once;
  * strings of printable ASCII without escapes; integers of at most 15 digits; `true`, `false`, `null`.
  * A frame outside that subset, or one that any check of the general path would reject (unsubscribed
@@ -41,6 +47,74 @@ export interface FastStream {
   /** UTF-8 of `BINANCE/<data type>/<SYMBOL>/`, with room for the venue id after it. */
   readonly idBytes: Uint8Array;
   readonly idPrefixLength: number;
+  /**
+   * Lengths of the literal pieces of the stream's frame in Binance's own layout (compact, keys in the
+   * documented order), between its values: see {@link exactPieces}.
+   */
+  readonly pieces: readonly number[];
+  /** The whole frame in that layout (see {@link exactLayout}), or null when the names rule it out. */
+  readonly layout: RegExp | null;
+}
+
+/**
+ * The literal text of a frame of `name` in Binance's own layout, cut where its values go: trade
+ * `{"stream":"btcusdt@trade","data":{"e":"trade","E":` E `,"s":"BTCUSDT","t":` t `,"p":"` p `","q":"` q
+ * `","T":` T `,"m":` m `,"M":` M `}}`; aggTrade the same with `a` for `t` and `f`, `l` after `q`;
+ * bookTicker `{"stream":"btcusdt@bookTicker","data":{"u":` u `,"s":"BTCUSDT","b":"` b `","B":"` B
+ * `","a":"` a `","A":"` A `"}}`.
+ */
+export function exactPieces(name: string, symbol: string, type: FastStream["type"]): string[] {
+  const head = `{"stream":"${name}","data":{`;
+  if (type === "bookTicker")
+    return [`${head}"u":`, `,"s":"${symbol}","b":"`, '","B":"', '","a":"', '","A":"', '"}}'];
+  const id = type === "trade" ? "t" : "a";
+  const ids = type === "trade" ? ['","T":'] : ['","f":', ',"l":', ',"T":'];
+  return [
+    `${head}"e":"${type}","E":`,
+    `,"s":"${symbol}","${id}":`,
+    ',"p":"',
+    '","q":"',
+    ...ids,
+    ',"m":',
+    ',"M":',
+    "}}",
+  ];
+}
+
+/** A JSON integer `JSON.stringify` gives back as written: no leading zero, at most 15 digits (exact). */
+const INT_TEXT = "(?:0|[1-9][0-9]{0,14})";
+/** A canonical DECIMAL(18,8): 1..10 integer digits without leading zero, `.`, 8 digits. */
+const DECIMAL_TEXT = "(?:0|[1-9][0-9]{0,9})\\.[0-9]{8}";
+const FLAG_TEXT = "(?:true|false)";
+/** The third last character of each type's layout head (`E` of `"E":`, `u` of `"u":`). */
+const BINANCE_TYPE_MARK = { trade: 69, aggTrade: 69, bookTicker: 117 } as const;
+
+/**
+ * The frame of `name` in Binance's own layout as one anchored pattern: the {@link exactPieces} literally,
+ * integers and canonical decimals where their values go (what the layout reader reads without another
+ * check). Every character of a matching frame is fixed by it, so a match is valid JSON without escapes.
+ */
+export function exactLayout(name: string, symbol: string, type: FastStream["type"]): RegExp {
+  const p = exactPieces(name, symbol, type).map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+  const values =
+    type === "bookTicker"
+      ? [INT_TEXT, DECIMAL_TEXT, DECIMAL_TEXT, DECIMAL_TEXT, DECIMAL_TEXT]
+      : type === "trade"
+        ? [INT_TEXT, INT_TEXT, DECIMAL_TEXT, DECIMAL_TEXT, INT_TEXT, FLAG_TEXT, FLAG_TEXT]
+        : [
+            INT_TEXT,
+            INT_TEXT,
+            DECIMAL_TEXT,
+            DECIMAL_TEXT,
+            INT_TEXT,
+            INT_TEXT,
+            INT_TEXT,
+            FLAG_TEXT,
+            FLAG_TEXT,
+          ];
+  let src = "^";
+  for (let i = 0; i < values.length; i++) src += p[i] + values[i];
+  return new RegExp(`${src}${p[values.length]}$`);
 }
 
 /** How the normalizer maps payload keys: the mapped keys of each event type and vendor_data names. */
@@ -113,6 +187,8 @@ export class BinanceFastPath {
   /** Frames read here / left to the general path (for tests and the benchmark). */
   hits = 0;
   misses = 0;
+  /** Of the hits, the frames read as Binance's own layout (matched whole by its pattern, without the scanner). */
+  exactHits = 0;
 
   private readonly streams = new Map<string, FastStream>();
   private readonly list: FastStream[] = [];
@@ -153,6 +229,12 @@ export class BinanceFastPath {
         key: `${s.dataType}/${s.symbol}`,
         idBytes,
         idPrefixLength: prefix.length,
+        pieces: exactPieces(s.name, s.symbol, s.type).map((t) => t.length),
+        // names outside plain ASCII (never Binance's): no exact layout, the scanner reads their frames
+        layout:
+          /^[\x20-\x7e]*$/.test(s.name + s.symbol) && !/["\\]/.test(s.name + s.symbol)
+            ? exactLayout(s.name, s.symbol, s.type)
+            : null,
       };
       this.streams.set(s.name, fs);
       this.list.push(fs);
@@ -174,6 +256,12 @@ export class BinanceFastPath {
    * @param receivedAtUs receipt time, µs since epoch
    */
   read(raw: string, receivedAtUs: number, sequences: SequenceTracker): TradeV2 | QuoteV2 | null {
+    const exact = this.exact(raw, receivedAtUs, sequences);
+    if (exact !== null) {
+      this.hits++;
+      this.exactHits++;
+      return exact;
+    }
     // a backslash (an escape) anywhere: the general path unescapes; Binance's fixed shapes have none
     if (raw.length > MAX_FAST_CHARS || raw.indexOf("\\") >= 0 || !this.scan(raw)) {
       this.misses++;
@@ -187,6 +275,165 @@ export class BinanceFastPath {
       this.stream = st;
     }
     return rec;
+  }
+
+  // ---- Binance's own layout: the frame matched whole by one pattern, then its values read in place ----
+
+  /** Value of the last {@link digits}. */
+  private num = 0;
+  /** Whether the last {@link decimal} had a non-zero digit. */
+  private nonZero = false;
+
+  /** Index after the digits at `i` (a JSON integer the layout checked), its value in {@link num}. */
+  private digits(raw: string, i: number): number {
+    let v = 0;
+    let c = raw.charCodeAt(i);
+    while (c >= 48 && c <= 57) {
+      v = v * 10 + (c - 48);
+      c = raw.charCodeAt(++i);
+    }
+    this.num = v;
+    return i;
+  }
+
+  /**
+   * Index after the canonical decimal at `i` (one the layout checked: digits, `.`, 8 digits), whether
+   * it is non-zero in {@link nonZero}.
+   */
+  private decimal(raw: string, i: number): number {
+    let c = raw.charCodeAt(i);
+    let nz = c !== 48;
+    while (c !== 46) c = raw.charCodeAt(++i);
+    const end = i + 9;
+    for (i++; i < end && !nz; i++) nz = raw.charCodeAt(i) !== 48;
+    this.nonZero = nz;
+    return end;
+  }
+
+  /** The subscribed stream whose own layout the frame has, or null. */
+  private exactStream(raw: string): FastStream | null {
+    // `{"stream":"` then the name
+    if (raw.charCodeAt(0) !== 123 || raw.charCodeAt(10) !== QUOTE) return null;
+    if (this.list.length <= 8) {
+      for (const st of this.list) {
+        // the head's third last character (`E` of `"E":`, `u` of `"u":`) tells the types apart at once
+        const k = st.pieces[0] - 3;
+        if (st.layout !== null && raw.charCodeAt(k) === BINANCE_TYPE_MARK[st.type] && st.layout.test(raw))
+          return st;
+      }
+      return null;
+    }
+    const e = raw.indexOf('"', 11);
+    const st = e < 0 ? undefined : this.streams.get(raw.slice(11, e));
+    return st?.layout?.test(raw) ? st : null;
+  }
+
+  /**
+   * The record of a frame in Binance's own layout (see {@link exactPieces}): the whole frame matched by
+   * the stream's {@link FastStream.layout} (so it is valid JSON without escapes, integers and canonical
+   * decimals where the values go), then the values read at their places; null, with no side effect, for
+   * any other frame or a value the general path would reject (a zero trade price or quantity, a trade
+   * time beyond {@link MAX_TIME_MS}).
+   */
+  private exact(raw: string, receivedAtUs: number, seq: SequenceTracker): TradeV2 | QuoteV2 | null {
+    const st = this.exactStream(raw);
+    if (st === null) return null;
+    const p = st.pieces;
+    const u0 = p[0];
+    if (st.type === "bookTicker") {
+      const u1 = this.digits(raw, u0);
+      const u = this.num;
+      const b0 = u1 + p[1];
+      const b1 = this.decimal(raw, b0);
+      const B0 = b1 + p[2];
+      const B1 = this.decimal(raw, B0);
+      const a0 = B1 + p[3];
+      const a1 = this.decimal(raw, a0);
+      const A0 = a1 + p[4];
+      const A1 = this.decimal(raw, A0);
+      this.stream = st;
+      return binanceQuote(
+        this.messageIdOf(raw, st, u0, u1),
+        st.symbol,
+        receivedAtUs, // spot sends no venue time (T, E)
+        raw.slice(b0, b1),
+        raw.slice(B0, B1),
+        raw.slice(a0, a1),
+        raw.slice(A0, A1),
+        st.currency,
+        u,
+        receivedAtUs,
+        seq.nextPlatformSequence(st.symbol),
+        {},
+      );
+    }
+    const E0 = u0;
+    const E1 = this.digits(raw, E0);
+    const id0 = E1 + p[1];
+    const id1 = this.digits(raw, id0);
+    const id = this.num;
+    const p0 = id1 + p[2];
+    const p1 = this.decimal(raw, p0);
+    if (!this.nonZero) return null;
+    const q0 = p1 + p[3];
+    const q1 = this.decimal(raw, q0);
+    if (!this.nonZero) return null;
+    let f0 = -1;
+    let f1 = -1;
+    let l0 = -1;
+    let l1 = -1;
+    let k = 4;
+    let i = q1;
+    if (st.type === "aggTrade") {
+      f0 = i + p[k++];
+      f1 = this.digits(raw, f0);
+      l0 = f1 + p[k++];
+      l1 = this.digits(raw, l0);
+      i = l1;
+    }
+    i = this.digits(raw, i + p[k++]);
+    const tradeTimeMs = this.num;
+    if (tradeTimeMs > MAX_TIME_MS) return null;
+    i += p[k++];
+    const m = raw.charCodeAt(i) === 116; /* t(rue) */
+    i += (m ? 4 : 5) + p[k];
+    const M = raw.charCodeAt(i) === 116;
+    this.stream = st;
+    const vendor_data: Record<string, string> =
+      st.type === "trade"
+        ? { event_type: "trade", event_time: raw.slice(E0, E1), is_best_match: M ? "true" : "false" }
+        : {
+            event_type: "aggTrade",
+            event_time: raw.slice(E0, E1),
+            first_trade_id: raw.slice(f0, f1),
+            last_trade_id: raw.slice(l0, l1),
+            is_best_match: M ? "true" : "false",
+          };
+    return {
+      message_id: this.messageIdOf(raw, st, id0, id1),
+      trade_id: `BINANCE-${raw.slice(id0, id1)}`,
+      symbol: st.symbol,
+      exchange: "BINANCE",
+      asset_class: "crypto",
+      timestamp: tradeTimeMs * 1000,
+      price: raw.slice(p0, p1),
+      quantity: raw.slice(q0, q1),
+      currency: st.currency,
+      side: m ? "SELL" : "BUY",
+      trade_conditions: [],
+      source_sequence: id,
+      ingestion_timestamp: receivedAtUs,
+      platform_sequence: seq.nextPlatformSequence(st.symbol),
+      vendor_data,
+    };
+  }
+
+  /** The message id of stream `st` and the venue id written at `raw[s..e)`. */
+  private messageIdOf(raw: string, st: FastStream, s: number, e: number): string {
+    const bytes = st.idBytes;
+    let j = st.idPrefixLength;
+    for (let i = s; i < e; i++) bytes[j++] = raw.charCodeAt(i);
+    return messageIdOfBytes(bytes, j);
   }
 
   /** The subscribed stream the envelope names, or null. */

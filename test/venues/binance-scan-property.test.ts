@@ -21,7 +21,7 @@ const params = { numRuns: RUNS, ...(SEED === undefined ? {} : { seed: SEED }) };
 const SUB = { symbols: ["BTCUSDT", "ETHUSDT"], streams: ["trade", "aggTrade", "bookTicker"] };
 
 /** A decimal string: 0–10 integer digits (sometimes leading zeros), 0–8 fractional digits, edge values. */
-const decimalText = fc.oneof(
+const anyDecimalText = fc.oneof(
   {
     weight: 6,
     arbitrary: fc
@@ -45,6 +45,25 @@ const decimalText = fc.oneof(
       "61837.63000000",
       "0.0020000000",
       "1.123456780000",
+    ),
+  },
+);
+/** Canonical DECIMAL(18,8) text, as Binance sends it: 1–10 integer digits, 8 fractional digits. */
+const canonicalDecimalText = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc
+      .tuple(fc.integer({ min: 0, max: 9_999_999_999 }), fc.integer({ min: 0, max: 99_999_999 }))
+      .map(([i, f]) => `${i}.${String(f).padStart(8, "0")}`),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      "9999999999.99999999",
+      "0.00000001",
+      "0.00000000",
+      "1.00000000",
+      "10.10000000",
     ),
   },
 );
@@ -110,8 +129,13 @@ const ws = fc.constantFrom("", "", "", " ", "\n", "\t", " \r\n ");
 type Field = [key: string, valueText: string];
 
 /** The payload's documented fields of a stream, values as JSON text. */
-function payloadFields(type: "trade" | "aggTrade" | "bookTicker", symbol: string) {
+function payloadFields(type: "trade" | "aggTrade" | "bookTicker", symbol: string, layout: boolean) {
   const str = (t: fc.Arbitrary<string>) => t.map((s) => JSON.stringify(s));
+  // Binance's own layout: canonical decimals mostly, and spot's bookTicker without T, E, e
+  const decimalText = layout
+    ? fc.oneof({ weight: 8, arbitrary: canonicalDecimalText }, { weight: 1, arbitrary: anyDecimalText })
+    : anyDecimalText;
+  const absent = fc.constant(undefined);
   const flag = fc.boolean().map(String);
   if (type === "bookTicker") {
     return fc.record({
@@ -121,9 +145,9 @@ function payloadFields(type: "trade" | "aggTrade" | "bookTicker", symbol: string
       B: str(decimalText),
       a: str(decimalText),
       A: str(decimalText),
-      T: fc.option(intText, { nil: undefined }),
-      E: fc.option(intText, { nil: undefined }),
-      e: fc.option(fc.constant('"bookTicker"'), { nil: undefined }),
+      T: layout ? absent : fc.option(intText, { nil: undefined }),
+      E: layout ? absent : fc.option(intText, { nil: undefined }),
+      e: layout ? absent : fc.option(fc.constant('"bookTicker"'), { nil: undefined }),
     });
   }
   return fc.record({
@@ -140,8 +164,12 @@ function payloadFields(type: "trade" | "aggTrade" | "bookTicker", symbol: string
   });
 }
 
-/** A whole frame: the envelope and payload fields in a generated order, with generated whitespace. */
-const frame = (mutate: boolean) =>
+/**
+ * A whole frame: the envelope and payload fields in a generated order, with generated whitespace; or,
+ * with `layout`, in Binance's own layout (compact, the documented key order, no unknown keys), which the
+ * fast path matches whole against its layout pattern before its scanner.
+ */
+const frame = (mutate: boolean, layout = false) =>
   fc
     .tuple(
       fc.constantFrom("trade", "aggTrade", "bookTicker") as fc.Arbitrary<"trade" | "aggTrade" | "bookTicker">,
@@ -151,8 +179,10 @@ const frame = (mutate: boolean) =>
       fc.record({
         type: fc.constant(type),
         symbol: fc.constant(symbol),
-        fields: payloadFields(type, symbol),
-        extra: fc.array(fc.tuple(unknownKey, unknownValue), { maxLength: mutate ? 3 : 2 }),
+        fields: payloadFields(type, symbol, layout),
+        extra: layout
+          ? fc.constant([])
+          : fc.array(fc.tuple(unknownKey, unknownValue), { maxLength: mutate ? 3 : 2 }),
         order: fc.array(fc.nat(), { minLength: 16, maxLength: 16 }),
         dataFirst: fc.boolean(),
         spaces: fc.array(ws, { minLength: 64, maxLength: 64 }),
@@ -163,17 +193,18 @@ const frame = (mutate: boolean) =>
       let list: Field[] = Object.entries(fields).filter((f): f is Field => f[1] !== undefined);
       list.push(...(extra as Field[]));
       // a generated key order: sort by generated ranks
-      list = list
-        .map((f, i) => [f, order[i % order.length] * 100 + i] as const)
-        .sort((x, y) => x[1] - y[1])
-        .map((x) => x[0]);
+      if (!layout)
+        list = list
+          .map((f, i) => [f, order[i % order.length] * 100 + i] as const)
+          .sort((x, y) => x[1] - y[1])
+          .map((x) => x[0]);
       let stream = `${symbol.toLowerCase()}@${type}`;
       if (mut) [list, stream] = mut(list, stream);
       let sp = 0;
-      const w = () => spaces[sp++ % spaces.length];
+      const w = () => (layout ? "" : spaces[sp++ % spaces.length]);
       const payload = `{${w()}${list.map(([k, v]) => `${JSON.stringify(k)}${w()}:${w()}${v}`).join(`${w()},${w()}`)}${w()}}`;
       const env = [`"stream"${w()}:${w()}${JSON.stringify(stream)}`, `"data"${w()}:${w()}${payload}`];
-      if (dataFirst) env.reverse();
+      if (dataFirst && !layout) env.reverse();
       return `${w()}{${w()}${env.join(`${w()},${w()}`)}${w()}}${w()}`;
     });
 
@@ -218,19 +249,24 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
 );
 
 /** Both paths on one frame: what each reported, and whether the fast path took it. */
-function both(raw: string) {
+function both(raw: string, sub = SUB) {
   const f = collectingSink();
   const g = collectingSink();
-  const fast = new BinanceNormalizer(f.sink, SUB);
-  const general = new BinanceNormalizer(g.sink, SUB, { fastPath: false });
+  const fast = new BinanceNormalizer(f.sink, sub);
+  const general = new BinanceNormalizer(g.sink, sub, { fastPath: false });
   fast.normalize(raw, 1_723_161_256_000_000);
   general.normalize(raw, 1_723_161_256_000_000);
-  return { fast: f.out, general: g.out, hit: (fast.fast?.hits ?? 0) > 0 };
+  return {
+    fast: f.out,
+    general: g.out,
+    hit: (fast.fast?.hits ?? 0) > 0,
+    exact: (fast.fast?.exactHits ?? 0) > 0,
+  };
 }
 
 /** Field by field, then whole (key order included: what the bus serialises). */
-function expectSame(raw: string) {
-  const { fast, general, hit } = both(raw);
+function expectSame(raw: string, sub = SUB) {
+  const { fast, general, hit, exact } = both(raw, sub);
   const records = [...general.trades, ...general.quotes] as unknown as Record<string, unknown>[];
   const fastRecords = [...fast.trades, ...fast.quotes] as unknown as Record<string, unknown>[];
   expect(fastRecords.length).toBe(records.length);
@@ -240,7 +276,7 @@ function expectSame(raw: string) {
   });
   expect(fast.deadLetters).toEqual(general.deadLetters);
   expect(JSON.stringify(fast)).toBe(JSON.stringify(general));
-  return { hit, records: records.length, dead: general.deadLetters.length };
+  return { hit, exact, records: records.length, dead: general.deadLetters.length };
 }
 
 describe("Binance fast path, property", () => {
@@ -279,6 +315,56 @@ describe("Binance fast path, property", () => {
     );
   });
 
+  it("gives the general path's record for frames in Binance's own layout, matched whole by its pattern", () => {
+    let exact = 0;
+    let runs = 0;
+    fc.assert(
+      fc.property(frame(false, true), (raw) => {
+        const r = expectSame(raw);
+        runs++;
+        if (r.exact) exact++;
+        // what the layout reader leaves (a non-canonical decimal, a zero price) the scanner or the
+        // general path reads; what it takes is never a dead letter
+        if (r.exact) expect(r).toMatchObject({ hit: true, records: 1, dead: 0 });
+      }),
+      params,
+    );
+    expect(exact).toBeGreaterThan(runs / 4);
+  });
+
+  it("finds the stream of a frame in Binance's own layout by its name among more than 8", () => {
+    // 4 symbols × 3 streams: the stream is looked up by name instead of tried in turn
+    const many = { symbols: ["BTCUSDT", "ETHUSDT", "BNBUSDT", "XRPUSDT"], streams: SUB.streams };
+    let exact = 0;
+    fc.assert(
+      fc.property(frame(false, true), (raw) => {
+        if (expectSame(raw, many).exact) exact++;
+      }),
+      { ...params, numRuns: Math.ceil(RUNS / 3) },
+    );
+    expect(exact).toBeGreaterThan(RUNS / 12);
+  });
+
+  it("dead-letters malformed variants of Binance's own layout with the general path's reason and id", () => {
+    let dead = 0;
+    fc.assert(
+      fc.property(frame(true, true), (raw) => {
+        dead += expectSame(raw).dead;
+      }),
+      params,
+    );
+    expect(dead).toBeGreaterThan(RUNS / 4);
+  });
+
+  it("dead-letters frames in Binance's own layout cut anywhere with the general path's reason", () => {
+    fc.assert(
+      fc.property(frame(false, true), fc.nat(), (raw, at) => {
+        expectSame(raw.slice(0, at % raw.length));
+      }),
+      { ...params, numRuns: Math.ceil(RUNS / 3) },
+    );
+  });
+
   it("takes Binance's own frame shapes whatever the key order and whitespace", () => {
     const frames = [
       '{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161256123,"s":"BTCUSDT","t":3735693016,"p":"61837.63000000","q":"0.00200000","T":1723161256122,"m":true,"M":true}}',
@@ -286,6 +372,8 @@ describe("Binance fast path, property", () => {
       '{ "stream" : "ethusdt@bookTicker" ,\n "data" : { "u" : 48123456789 , "s" : "ETHUSDT" , "b" : "2682.7" , "B" : "1.5" , "a" : "2682.71" , "A" : "0.00000001" } }\n',
       '{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1,"s":"BTCUSDT","a":5,"p":"9999999999.99999999","q":"1","f":100,"l":105,"T":2,"m":false,"M":true}}',
     ];
-    for (const raw of frames) expect(expectSame(raw)).toEqual({ hit: true, records: 1, dead: 0 });
+    for (const raw of frames) expect(expectSame(raw)).toMatchObject({ hit: true, records: 1, dead: 0 });
+    // the first, in Binance's own layout, is matched whole by its pattern; the others go to the scanner
+    expect(frames.map((raw) => expectSame(raw).exact)).toEqual([true, false, false, false]);
   });
 });

@@ -2,7 +2,7 @@
  * The Binance fast path (`src/venues/binance-scan.ts`) against the general path (`JSON.parse` and the
  * readers of mapping.ts) on every recorded frame: the same records, field by field and in the same key
  * order, the same dead letters, gaps and control frames; and the fast path takes every trade and
- * bookTicker frame.
+ * bookTicker frame, each as Binance's own layout (without its scanner).
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -35,7 +35,7 @@ function bothPaths(frames: { raw: string; us: number }[], symbols: string[], str
     f.normalize(raw, us);
     g.normalize(raw, us);
   }
-  return { fast: fast.out, general: general.out, hits: f.fast?.hits ?? 0 };
+  return { fast: fast.out, general: general.out, hits: f.fast?.hits ?? 0, exact: f.fast?.exactHits ?? 0 };
 }
 
 describe("Binance fast path on the recordings", () => {
@@ -49,12 +49,14 @@ describe("Binance fast path on the recordings", () => {
     it(`gives the general path's records for every frame of ${file}`, () => {
       const frames = spotFrames(file);
       const symbol = file.split("_")[0].toUpperCase();
-      const { fast, general, hits } = bothPaths(frames, [symbol], ["trade", "aggTrade", "bookTicker"]);
+      const { fast, general, hits, exact } = bothPaths(frames, [symbol], ["trade", "aggTrade", "bookTicker"]);
       // same records, field by field and in the same key order (what the bus serialises)
       expect(fast).toEqual(general);
       expect(JSON.stringify(fast)).toBe(JSON.stringify(general));
       const tradeAndTicker = frames.filter((f) => /^\{"stream":"[a-z]+@(trade|bookTicker)"/.test(f.raw));
       expect(hits).toBe(tradeAndTicker.length);
+      // Binance sends its own layout (compact, documented key order): all matched whole by their layout pattern
+      expect(exact).toBe(tradeAndTicker.length);
       expect(fast.trades.length + fast.quotes.length).toBe(tradeAndTicker.length);
       // depth diffs and snapshots are not subscribed: dead letters, by the general path
       expect(fast.deadLetters.length).toBe(frames.length - tradeAndTicker.length);
