@@ -118,6 +118,11 @@ export class LiveBookCopy implements LiveBookSource {
     this.views.clear();
   }
 
+  /** Keeps only the copies of the symbols `keep` accepts (the sender stops sending the others). */
+  retain(keep: (symbol: string) => boolean): void {
+    for (const [k, v] of this.views) if (!keep(v.symbol)) this.views.delete(k);
+  }
+
   book(exchange: string, symbol: string): LiveBookView | undefined {
     return this.views.get(`${exchange}|${symbol}`);
   }

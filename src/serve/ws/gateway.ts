@@ -42,6 +42,7 @@ import type { FeedListener, GatewayFeed, GatewayFeedEvents, LiveCandle, Tick } f
 import { Flusher } from "./flush.js";
 import { rawText, textFrame, truncateReason } from "./frames.js";
 import { SubscriptionIndex } from "./groups.js";
+import { type InterestTracker, interestKey } from "./interest.js";
 import { Client, type ClientSubscription } from "./members.js";
 import { type GatewayStats, newGatewayCounts, registerGatewayMetrics } from "./metrics.js";
 import {
@@ -105,6 +106,12 @@ export interface GatewayOptions {
    * worker process asks its parent to forward the books at that depth.
    */
   onBookDepth?: (depth: number) => void;
+  /**
+   * In a worker process: its interest (`interest.ts`). Each client's subscriptions and replays hold
+   * their keys; a live subscribe is served (client on the stream, `subscribed` replied) once its keys
+   * are confirmed by the parent, and the client's later messages wait for it.
+   */
+  interest?: InterestTracker;
 }
 
 /** Most symbols a `from` subscription may name (each has a page in memory while it replays). */
@@ -336,6 +343,11 @@ export class Gateway {
   }
 
   private onMessage(c: Client, text: string): void {
+    if (c.inbox) {
+      // a subscribe waits for the worker's interest: what follows it is handled after it
+      c.inbox.push(text);
+      return;
+    }
     const r = parseClientMessage(text);
     if (!r.ok) {
       this.reply(c, { type: "error", id: r.id, field: r.field, error: r.error });
@@ -357,7 +369,51 @@ export class Gateway {
       this.replyError(c, id, "channel", 409, `${m.channel}: a replay of this channel is in progress`);
       return;
     }
-    this.addSubscription(c, m, id);
+    const interest = this.opts.interest;
+    if (!interest) {
+      this.addSubscription(c, m, id);
+      return;
+    }
+    // in a worker: served once the parent routes its keys here (`interest.ts`), no record missed after
+    const keys = m.symbols.map((s) => interestKey(m.channel, s));
+    c.waitKeys = keys;
+    this.syncInterest(c);
+    c.inbox = [];
+    interest.whenReady(keys, () => {
+      const inbox = c.inbox ?? [];
+      c.inbox = null;
+      c.waitKeys = null;
+      if (c.closed) return;
+      this.addSubscription(c, m, id);
+      this.syncInterest(c);
+      for (const text of inbox) this.onMessage(c, text);
+    });
+  }
+
+  /**
+   * In a worker: makes the client hold exactly the interest keys of its subscriptions, its waiting
+   * subscribe and its replays (releasing the others).
+   */
+  private syncInterest(c: Client): void {
+    const interest = this.opts.interest;
+    if (!interest) return;
+    const want = new Set<string>();
+    if (!c.closed) {
+      for (const [channel, sub] of c.subs) {
+        if (sub.all) want.add(interestKey(channel, "*"));
+        for (const s of sub.symbols) want.add(interestKey(channel, s));
+      }
+      for (const k of c.waitKeys ?? []) want.add(k);
+      for (const keys of c.replayKeys.values()) for (const k of keys) want.add(k);
+    }
+    const add: string[] = [];
+    const remove: string[] = [];
+    for (const k of want) if (!c.interest.has(k)) add.push(k);
+    for (const k of c.interest) if (!want.has(k)) remove.push(k);
+    if (add.length === 0 && remove.length === 0) return;
+    for (const k of add) c.interest.add(k);
+    for (const k of remove) c.interest.delete(k);
+    interest.change(add, remove);
   }
 
   /**
@@ -398,6 +454,8 @@ export class Gateway {
       sub.batchMs = m.batch_ms;
     }
     this.index.place(c);
+    // a replay's switch (goLive): its keys, held since its start, pass to the live subscription
+    this.syncInterest(c);
     if (reply)
       this.reply(c, { type: "subscribed", id, channel, symbols: symbolsOf(sub), batch_ms: sub.batchMs });
     if (channel === "ticks" && this.opts.feed.ticks) {
@@ -641,6 +699,16 @@ export class Gateway {
   ): void {
     const channel = m.channel;
     c.replays.set(channel, replay);
+    // in a worker its keys are held from before the first history request to its end: every page is
+    // read after the parent routes its records here (`interest.ts`)
+    const keys = m.symbols.map((s) => interestKey(channel, s));
+    c.replayKeys.set(channel, keys);
+    this.syncInterest(c);
+    const release = () => {
+      if (c.replayKeys.get(channel) !== keys) return;
+      c.replayKeys.delete(channel);
+      this.syncInterest(c);
+    };
     this.reply(c, {
       type: "subscribed",
       id,
@@ -651,10 +719,12 @@ export class Gateway {
     });
     replay.run().then(
       (sent) => {
+        release();
         if (sent === null || c.closed) return;
         this.reply(c, { type: "replay_done", event: "replay_done", id, channel, replayed: sent });
       },
       (err: unknown) => {
+        release();
         if (c.replays.get(channel) === replay) c.replays.delete(channel);
         if (c.closed) return;
         const e = err instanceof ReplayError ? err : new ReplayError(String(err), 503);
@@ -708,6 +778,7 @@ export class Gateway {
       this.index.place(c);
       if (bookDepthOf(channel) !== null) this.booksChanged();
     }
+    if (replay || sub) this.syncInterest(c);
     this.reply(c, { type: "unsubscribed", id, channel, symbols: sub ? symbolsOf(sub) : [] });
   }
 
@@ -797,6 +868,10 @@ export class Gateway {
     if (hadBooks) this.booksChanged();
     for (const b of c.batches.values()) clearTimeout(b.timer);
     c.batches.clear();
+    c.waitKeys = null;
+    c.inbox = null;
+    c.replayKeys.clear();
+    this.syncInterest(c);
   }
 
   private forget(c: Client): void {

@@ -94,6 +94,14 @@ export class Client {
   seq = 0;
   /** Served on its own from the subscription index. */
   indexed = false;
+  /** In a worker process: the interest keys it holds (`interest.ts`), those of its subscriptions and replays. */
+  readonly interest = new Set<string>();
+  /** The keys of its live subscribe waiting for its worker's interest to be confirmed, or null. */
+  waitKeys: string[] | null = null;
+  /** Its messages that arrived while a subscribe waits (handled after it, in order), or null. */
+  inbox: string[] | null = null;
+  /** The keys of its `from` replays, by channel (each replay's own array). */
+  readonly replayKeys = new Map<Channel, string[]>();
 
   constructor(
     readonly id: number,

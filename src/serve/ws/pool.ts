@@ -8,13 +8,16 @@
  * Node's cluster module moves connections) to one of `workers` processes, round-robin; the worker
  * completes the handshake and serves the client with the same {@link Gateway} as in-process
  * (`worker.ts`). Workers start with the first client, so a process nobody subscribes to pays
- * nothing. Every trade, quote and candle of the live feed is serialized once and the same bytes are
- * written to each worker's stdin (one pipe write per worker per event-loop pass); each worker derives
- * the ticks itself, from the parent's tick book sent first. Order books (`book.{N}` channels) are
- * forwarded only while some worker has a `book.{N}` subscriber: each worker reports its largest N, and
- * after each change of a book the parent sends its whole top-N at the largest N of all workers (each
- * line replaces the worker's copy of that book, `live/books.ts`); when that N grows, every kept book is
- * sent at once at the new depth (the snapshot the new subscribers wait for). A worker that dies is logged and its
+ * nothing. Each worker is sent only the records its clients need (its interest, `interest.ts`: keys
+ * `(channel, symbol)` it reports as its clients subscribe and leave; the marker line that makes a new
+ * subscription gap-free is explained there). Every trade, quote and candle of the live feed is
+ * serialized once; the records of one event-loop pass go to each worker that needs them in one pipe
+ * write (the same bytes to each worker whose share is the same). Each worker derives the ticks itself,
+ * from the parent's ticks sent when it first needs a symbol's. Order books (`book.{N}` channels) are
+ * sent to the workers that hold a `book.{N}` key of their symbol, after each change of a book, as the
+ * whole top-N at the largest N held by any worker (each line replaces the worker's copy of that book,
+ * `live/books.ts`); when that N grows, every kept book is sent at once at the new depth, and a worker
+ * that starts needing a book is sent its current top-N (the snapshot the new subscribers wait for). A worker that dies is logged and its
  * clients see their connection close (the `k2/client` reconnects); the next client starts it again. A
  * worker that stops reading stdin (more than {@link MAX_PIPE_BACKLOG} bytes queued) is killed.
  *
@@ -39,6 +42,7 @@ import type { LiveFeed } from "../live/feed.js";
 import type { GatewayConfig } from "./config.js";
 import { UpgradeGuard } from "./conn-limit.js";
 import { isUpgradePath, refuseUpgrade } from "./gateway.js";
+import { type InterestUpdate, WorkerRoutes } from "./interest.js";
 import { emptyGatewayStats, type GatewayStats, registerGatewayMetrics } from "./metrics.js";
 import type { ReplayHistory } from "./replay.js";
 import type { FromWorker, HistoryPage, ToWorker } from "./worker.js";
@@ -80,6 +84,10 @@ interface Slot {
   isReady: boolean;
   /** Largest N of its `book.{N}` subscriptions (0: none). */
   bookDepth: number;
+  /** What it needs (`interest.ts`). */
+  routes: WorkerRoutes;
+  /** Its record lines of this event-loop pass, written in one go by {@link GatewayPool.flush}. */
+  out: string[];
 }
 
 /** The compiled worker script, or null when K2 runs from sources that were never built. */
@@ -95,7 +103,6 @@ const HAND_OFF_TIMEOUT_MS = 10_000;
 export class GatewayPool {
   private readonly slots: (Slot | null)[];
   private next = 0;
-  private lines: string[] = [];
   private flushScheduled = false;
   private unlisten: (() => void)[] = [];
   /** Counters of workers that exited (cumulative ones only). */
@@ -323,6 +330,8 @@ export class GatewayPool {
       exited,
       isReady: false,
       bookDepth: 0,
+      routes: new WorkerRoutes(),
+      out: [],
       // clients and stats requests wait until the worker has loaded and is listening (its hello)
       ready: new Promise<boolean>((resolve) => {
         child.on("message", (m: FromWorker) => {
@@ -344,18 +353,12 @@ export class GatewayPool {
       } else if (m.t === "gone") this.gone(m.cid);
       else if (m.t === "taken") this.taken(m.cid);
       else if (m.t === "history") this.servePage(child, m);
-      else if (m.t === "bookDepth") {
-        slot.bookDepth = m.depth;
-        this.bookDepthChanged();
-      }
+      else if (m.t === "interest") this.interest(slot, m.update);
     });
     // a worker is dead once it exited; the end of its IPC channel says so too (it exits on that, and
     // could no longer report its connections gone): whichever comes first frees its places
     child.once("exit", (code, signal) => this.died(slot, code, signal));
     child.once("disconnect", () => this.died(slot, child.exitCode, child.signalCode));
-    // the tick book first, so that a client subscribing to ticks gets every symbol's current tick
-    const ticks = this.opts.feed.ticks();
-    if (ticks.length > 0) child.stdin?.write(`${ticks.map((t) => `K${JSON.stringify(t)}`).join("\n")}\n`);
     logger.info({ worker: index, pid: child.pid }, "gateway worker started");
     return slot;
   }
@@ -370,6 +373,8 @@ export class GatewayPool {
     slot.dead = true;
     slot.alive = false;
     slot.bookDepth = 0;
+    slot.routes.clear();
+    slot.out = [];
     closeUnacknowledged(slot.child);
     for (const [cid, c] of this.conns) {
       if (c.slot !== slot) continue;
@@ -423,27 +428,80 @@ export class GatewayPool {
     );
   }
 
-  /** A book changed: its top-N to the workers, while one has a `book.{N}` subscriber. */
+  /** A book changed: its top-N to the workers that need it, while one has a `book.{N}` subscriber. */
   private pushBook(v: LiveBookView): void {
-    if (this.bookDepth > 0) this.push("B", liveBookTop(v, this.bookDepth));
+    if (this.bookDepth === 0) return;
+    const symbol = v.symbol;
+    let line: string | null = null;
+    for (const s of this.slots) {
+      if (!s?.alive || !s.routes.wantsBook(symbol)) continue;
+      line ??= `B${JSON.stringify(liveBookTop(v, this.bookDepth))}`;
+      this.queue(s, line);
+    }
   }
 
   /**
    * A worker's largest `book.{N}` changed: books are forwarded at the largest over live workers from
-   * now on; when it grew, every kept book is sent now at the new depth.
+   * now on; when it grew, every kept book is sent now at the new depth (true then).
    */
-  private bookDepthChanged(): void {
+  private bookDepthChanged(): boolean {
     let depth = 0;
     for (const s of this.slots) if (s?.alive && s.bookDepth > depth) depth = s.bookDepth;
     const grew = depth > this.bookDepth;
     this.bookDepth = depth;
     if (grew) for (const v of this.opts.books?.books() ?? []) this.pushBook(v);
+    return grew;
   }
 
-  /** Queues a record for every worker; written once per event-loop pass. */
-  private push(kind: "T" | "Q" | "C" | "B", value: object): void {
-    if (!this.slots.some((s) => s?.alive)) return;
-    this.lines.push(kind + JSON.stringify(value));
+  /**
+   * A worker's interest changed (`interest.ts`): routes from now on; for added keys, the current ticks
+   * and books they need, then the marker that confirms the update, all after the lines already queued.
+   */
+  private interest(slot: Slot, u: InterestUpdate): void {
+    if (!slot.alive) return;
+    const added = slot.routes.apply(u);
+    slot.bookDepth = slot.routes.bookDepth;
+    const grew = this.bookDepthChanged();
+    if (u.add.length === 0) return;
+    if (added.ticks.length > 0) {
+      const all = added.ticks.includes("*");
+      const wanted = new Set(added.ticks);
+      for (const t of this.opts.feed.ticks())
+        if (all || wanted.has(t.symbol)) this.queue(slot, `K${JSON.stringify(t)}`);
+    }
+    // when the depth grew every kept book went out to each worker that needs it, this one included
+    if (added.books.length > 0 && !grew && this.bookDepth > 0) {
+      const all = added.books.includes("*");
+      const wanted = new Set(added.books);
+      for (const v of this.opts.books?.books() ?? [])
+        if (all || wanted.has(v.symbol))
+          this.queue(slot, `B${JSON.stringify(liveBookTop(v, this.bookDepth))}`);
+    }
+    this.queue(slot, `I${u.id}`);
+  }
+
+  /** Queues a record for the workers that need it; written once per event-loop pass. */
+  private push(kind: "T" | "Q" | "C", value: { symbol: string }): void {
+    let line: string | null = null;
+    for (const s of this.slots) {
+      if (!s?.alive) continue;
+      const r = s.routes;
+      const wanted =
+        kind === "T"
+          ? r.wantsTrade(value.symbol)
+          : kind === "Q"
+            ? r.wantsQuote(value.symbol)
+            : (value as CandleLine).closed === true ||
+              r.wantsCandle((value as CandleLine).interval, value.symbol);
+      if (!wanted) continue;
+      line ??= kind + JSON.stringify(value);
+      this.queue(s, line);
+    }
+  }
+
+  /** Queues one line for one worker. */
+  private queue(s: Slot, line: string): void {
+    s.out.push(line);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(() => this.flush());
@@ -452,11 +510,13 @@ export class GatewayPool {
 
   private flush(): void {
     this.flushScheduled = false;
-    if (this.lines.length === 0) return;
-    const data = Buffer.from(`${this.lines.join("\n")}\n`);
-    this.lines = [];
+    let prev: string[] | null = null;
+    let data: Buffer | null = null;
     for (const s of this.slots) {
-      if (!s?.alive || !s.child.stdin) continue;
+      if (!s || s.out.length === 0) continue;
+      const out = s.out;
+      s.out = [];
+      if (!s.alive || !s.child.stdin) continue;
       if (s.child.stdin.writableLength > MAX_PIPE_BACKLOG) {
         this.opts.logger.error(
           { worker: s.index, queued_bytes: s.child.stdin.writableLength },
@@ -465,7 +525,10 @@ export class GatewayPool {
         s.child.kill("SIGKILL");
         continue;
       }
-      s.child.stdin.write(data);
+      // workers that need the same records (the usual case) share one buffer
+      if (!prev || !sameLines(prev, out)) data = Buffer.from(`${out.join("\n")}\n`);
+      prev = out;
+      s.child.stdin.write(data as Buffer);
     }
   }
 
@@ -484,6 +547,16 @@ export class GatewayPool {
       if (!send(s.child, { t: "stats", id })) done(s.last);
     });
   }
+}
+
+/** What the pool reads of a candle to route it. */
+type CandleLine = { symbol: string; interval: string; closed?: boolean };
+
+/** Whether two workers' lines of a pass are the same strings (the same records, in the same order). */
+function sameLines(a: string[], b: string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /**

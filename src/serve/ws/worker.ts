@@ -4,10 +4,12 @@
  * command.
  *
  * First the worker says `hello` (its IPC listener is in place); then, from the parent:
- *   - stdin, one record per line (`\n`-terminated): `T` + TradeV2 JSON, `Q` + QuoteV2 JSON,
- *     `C` + candle JSON, `K` + Tick JSON (the parent's tick book, sent first), `B` + LiveBookTop JSON
- *     (a kept order book's whole top-N, replacing this process's copy, `live/books.ts`; sent while this
- *     worker reports `bookDepth` > 0), and last `E` (the end: no more records; the worker closes every
+ *   - stdin, one record per line (`\n`-terminated), only those its clients need (its interest,
+ *     reported with `interest` messages, `interest.ts`): `T` + TradeV2 JSON, `Q` + QuoteV2 JSON,
+ *     `C` + candle JSON, `K` + Tick JSON (the parent's current tick of a symbol this worker starts
+ *     needing ticks of), `B` + LiveBookTop JSON (a kept order book's whole top-N, replacing this
+ *     process's copy, `live/books.ts`), `I` + an update id (the marker that confirms an `interest`
+ *     update: the subscriptions waiting for it are served from here on), and last `E` (the end: no more records; the worker closes every
  *     client with 1001 once each has been sent what it was due, and answers `closed` over IPC; on the
  *     same pipe as the records, so the close cannot overtake them). Trades and quotes go through a {@link LiveFeed} of this process,
  *     which derives the ticks as the parent's does;
@@ -33,6 +35,7 @@ import { LiveFeed, type Tick } from "../live/feed.js";
 import type { CandlePage, CandleQuery } from "../rest/source.js";
 import type { GatewayConfig } from "./config.js";
 import { Gateway, type UpgradeRequest } from "./gateway.js";
+import { InterestTracker, type InterestUpdate } from "./interest.js";
 import { emptyGatewayStats, type GatewayStats } from "./metrics.js";
 import type { ReplayHistory } from "./replay.js";
 
@@ -105,18 +108,22 @@ export type FromWorker =
   /** Asks the parent for one page of stored trades, quotes, candles or book snapshots (answered with `page`). */
   | { t: "history"; id: number; kind: "trades" | "quotes" | "bookSnapshots"; query: MarketQuery }
   | { t: "history"; id: number; kind: "candles"; query: CandleQuery }
-  /** Its largest `book.{N}` subscription changed (0: none): books are forwarded at least that deep. */
-  | { t: "bookDepth"; depth: number };
+  /** Its clients' interest changed (`interest.ts`): records are routed to it accordingly. */
+  | { t: "interest"; update: InterestUpdate };
 
 /** What a worker asks the parent's history for. */
 export type HistoryKind = "trades" | "quotes" | "candles" | "bookSnapshots";
 /** A history page sent to a worker: trades, quotes, candles (with the open ones) or book snapshots. */
 export type HistoryPage = Page<TradeV2 | QuoteV2> | CandlePage | Page<BookSnapshotV2>;
 
-/** Splits stdin into lines and hands each record to the live feed; calls `onEnd` at the end line. */
+/**
+ * Splits stdin into lines and hands each record to the live feed; confirms interest updates at their
+ * markers; calls `onEnd` at the end line.
+ */
 function readRecords(
   live: LiveFeed,
   books: LiveBookCopy,
+  interest: InterestTracker,
   onBadLine: (line: string, err: unknown) => void,
   onEnd: () => void,
 ): void {
@@ -134,6 +141,10 @@ function readRecords(
       }
       if (line.length < 2) continue;
       try {
+        if (line[0] === "I") {
+          interest.confirm(Number(line.slice(1)));
+          continue;
+        }
         const value = JSON.parse(line.slice(1));
         switch (line[0]) {
           case "T":
@@ -148,9 +159,12 @@ function readRecords(
           case "K":
             live.restoreTick(value as Tick);
             break;
-          case "B":
-            books.apply(value as LiveBookTop);
+          case "B": {
+            // a book this process stopped needing (sent before the parent knew) is not kept: it would go stale
+            const top = value as LiveBookTop;
+            if (interest.wantsBook(top.symbol)) books.apply(top);
             break;
+          }
           default:
             onBadLine(line, new Error(`unknown record kind "${line[0]}"`));
         }
@@ -169,11 +183,16 @@ function main(): void {
   const live = new LiveFeed();
   const books = new LiveBookCopy();
   const history = new ParentHistory(send);
+  const interest: InterestTracker = new InterestTracker(
+    (update) => send({ t: "interest", update }),
+    () => books.retain((symbol) => interest.wantsBook(symbol)),
+  );
   let gateway: Gateway | null = null;
   let logger = createLogger();
   readRecords(
     live,
     books,
+    interest,
     (line, err) =>
       logger.error(
         { err: (err as Error).message, line: line.slice(0, 200) },
@@ -216,11 +235,7 @@ function main(): void {
         replayMaxRange: m.config.replayMaxRange,
         replayMaxRecords: m.config.replayMaxRecords,
         books,
-        onBookDepth: (depth) => {
-          // with no book subscriber here the parent stops forwarding: drop the copies before they go stale
-          if (depth === 0) books.clear();
-          send({ t: "bookDepth", depth });
-        },
+        interest,
       });
       gateway.start();
     } else if (m.t === "conn") {
