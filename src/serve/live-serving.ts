@@ -13,6 +13,7 @@ import type { RecentWindow } from "./live/recent.js";
 import { registerStatus, type StatusSources } from "./status.js";
 import type { GatewayConfig } from "./ws/config.js";
 import { Gateway } from "./ws/gateway.js";
+import { pacedHistory } from "./ws/history-queue.js";
 import type { GatewayStats } from "./ws/metrics.js";
 import { GatewayPool, gatewayWorkerScript } from "./ws/pool.js";
 import type { ReplayHistory } from "./ws/replay.js";
@@ -71,7 +72,8 @@ export function registerLiveServing(app: FastifyInstance, opts: LiveServingOptio
         idleTimeoutMs: opts.config.idleTimeoutMs,
         maxQueue: opts.config.maxQueue,
         highWaterBytes: opts.config.highWaterBytes,
-        history: opts.history,
+        // pages read here one at a time within a share of this event loop (ingest's): live first
+        history: opts.history && pacedHistory(opts.history),
         recent: opts.recent,
         books: opts.books,
         replayMaxRange: opts.config.replayMaxRange,

@@ -42,6 +42,7 @@ import type { FeedListener, GatewayFeed, GatewayFeedEvents, LiveCandle, Tick } f
 import { Flusher } from "./flush.js";
 import { rawText, textFrame, truncateReason } from "./frames.js";
 import { SubscriptionIndex } from "./groups.js";
+import { bookPageSize, HISTORY_PAGE_SIZE, HistoryPacer } from "./history-queue.js";
 import { type InterestTracker, interestKey } from "./interest.js";
 import { Client, type ClientSubscription } from "./members.js";
 import { type GatewayStats, newGatewayCounts, registerGatewayMetrics } from "./metrics.js";
@@ -126,6 +127,8 @@ export class Gateway {
   private readonly flusher: Flusher;
   private readonly queues: SendQueues;
   private readonly fanout: Fanout;
+  /** Slices of history sends between event-loop turns (every replay of this gateway). */
+  private readonly pacer = new HistoryPacer();
   private sweepTimer: NodeJS.Timeout | null = null;
   private lastHeartbeatMs = Date.now();
   private wss: WebSocketServer | null = null;
@@ -321,6 +324,7 @@ export class Gateway {
     this.clients.add(c);
     socket.on("drain", () => {
       this.queues.drained(c);
+      for (const check of c.drainWaiters) check();
     });
     ws.on("message", (data: RawData, isBinary: boolean) => {
       c.lastSeenMs = Date.now();
@@ -571,8 +575,11 @@ export class Gateway {
       fromUs,
       history,
       recent: this.opts.recent,
-      // one page in memory per symbol: 2,000 records (about 1 MB) in all; each page is one store query
-      pageSize: all || m.symbols.length === 1 ? 2000 : Math.max(100, Math.floor(10_000 / m.symbols.length)),
+      // one page in memory per symbol (about 250 KB in all); each page is one store query
+      pageSize:
+        all || m.symbols.length === 1
+          ? HISTORY_PAGE_SIZE[kind]
+          : Math.max(50, Math.floor((2 * HISTORY_PAGE_SIZE[kind]) / m.symbols.length)),
       listen: (hold) => listen(this.opts.feed, type, hold as (r: RecentRecord<RecentKind>) => void),
       send: (r) =>
         this.queues.send(
@@ -616,6 +623,7 @@ export class Gateway {
       fromUs,
       history: { candles },
       recent: this.recentCandles,
+      pageSize: HISTORY_PAGE_SIZE.candles,
       admit,
       listen: (hold) => listen(this.opts.feed, "candle", hold),
       send: (candle) =>
@@ -658,6 +666,7 @@ export class Gateway {
       fromUs,
       history: { bookSnapshots },
       books: this.opts.books,
+      pageSize: bookPageSize(depth),
       admit,
       send: (top) =>
         this.queues.send(
@@ -737,17 +746,31 @@ export class Gateway {
     );
   }
 
-  /** Resolves once the client has nothing queued and its socket is under the high-water mark. */
+  /**
+   * A replay's pace: resolves once the client has nothing queued and its socket is under the
+   * high-water mark ({@link waitDrained}), and history has its turn ({@link HistoryPacer}: slices
+   * between event-loop turns, so live records are fanned out first).
+   */
   private ready(c: Client): Promise<void> {
+    return this.waitDrained(c).then(() => this.pacer.turn());
+  }
+
+  /** Resolves once the client has nothing queued and its socket is under the high-water mark. */
+  private waitDrained(c: Client): Promise<void> {
     const ok = () =>
       c.closed || (c.queued === 0 && c.ws.bufferedAmount + c.pendingBytes < this.highWaterBytes);
     if (ok()) return Promise.resolve();
+    // woken by the socket's drain; the timer covers what drains without one (its queue, a flush)
     return new Promise((resolve) => {
-      const t = setInterval(() => {
-        if (!ok()) return;
+      const check = () => {
+        if (!ok()) return false;
         clearInterval(t);
+        c.drainWaiters.delete(check);
         resolve();
-      }, 5);
+        return true;
+      };
+      const t = setInterval(check, 10);
+      c.drainWaiters.add(check);
     });
   }
 

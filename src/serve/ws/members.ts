@@ -56,6 +56,8 @@ export class Client {
   token: string | null = null;
   /** `from` subscriptions still replaying history, by channel (`replay.ts`). */
   readonly replays = new Map<Channel, { cancel(): void }>();
+  /** Replays waiting for its socket to drain: each checks and returns true once it went on. */
+  readonly drainWaiters = new Set<() => boolean>();
   /**
    * After a `book.{N}` replay's switch, the books (`exchange|symbol`) whose live frames are held back
    * until one is newer than the book sent (`book-replay.ts`), by channel; a client with any is served

@@ -42,6 +42,7 @@ import type { LiveFeed } from "../live/feed.js";
 import type { GatewayConfig } from "./config.js";
 import { UpgradeGuard } from "./conn-limit.js";
 import { isUpgradePath, refuseUpgrade } from "./gateway.js";
+import { HistoryQueue } from "./history-queue.js";
 import { type InterestUpdate, WorkerRoutes } from "./interest.js";
 import { emptyGatewayStats, type GatewayStats, registerGatewayMetrics } from "./metrics.js";
 import type { ReplayHistory } from "./replay.js";
@@ -126,6 +127,8 @@ export class GatewayPool {
     }
   >();
   private nextConn = 0;
+  /** The workers' history page reads, one at a time within a share of this event loop. */
+  private readonly pages = new HistoryQueue();
   readonly path: string;
 
   /** @throws {Error} when the worker script is missing (build with `npm run build`) or `workers` < 1 */
@@ -242,6 +245,7 @@ export class GatewayPool {
   /** {@link closeClients}, then lets every worker exit (3 s, then SIGKILL) and waits for it. */
   async close(): Promise<void> {
     if (!this.closing) await this.closeClients();
+    this.pages.close();
     const alive = this.slots.filter((s): s is Slot => s?.alive === true);
     await Promise.all(
       alive.map(async (s) => {
@@ -401,30 +405,44 @@ export class GatewayPool {
     this.bookDepthChanged();
   }
 
-  /** Reads one history page a worker asked for and sends it back (or the error's message). */
+  /**
+   * Reads one history page a worker asked for and sends it back (or the error's message), in its turn
+   * in the {@link HistoryQueue}: reading and serializing pages takes at most its share of this event
+   * loop, which ingest and the live feed share.
+   */
   private servePage(child: ChildProcess, m: Extract<FromWorker, { t: "history" }>): void {
+    this.pages.run(() => this.readPage(child, m)).catch(() => undefined);
+  }
+
+  /** Reads one history page and sends it (or why not) to `child`. */
+  private readPage(child: ChildProcess, m: Extract<FromWorker, { t: "history" }>): Promise<void> {
+    if (!child.connected) return Promise.resolve(); // its worker is gone: nobody waits for the page
     const h = this.opts.history;
     if (!h) {
       send(child, { t: "page", id: m.id, error: "no history here (this process has no store)" });
-      return;
+      return Promise.resolve();
     }
     let read: Promise<HistoryPage>;
     if (m.kind === "candles") {
       if (!h.candles) {
         send(child, { t: "page", id: m.id, error: "no candle history here" });
-        return;
+        return Promise.resolve();
       }
       read = h.candles(m.query);
     } else if (m.kind === "bookSnapshots") {
       if (!h.bookSnapshots) {
         send(child, { t: "page", id: m.id, error: "no book history here" });
-        return;
+        return Promise.resolve();
       }
       read = h.bookSnapshots(m.query);
     } else read = m.kind === "trades" ? h.trades(m.query) : h.quotes(m.query);
-    read.then(
-      (page) => send(child, { t: "page", id: m.id, page }),
-      (err: unknown) => send(child, { t: "page", id: m.id, error: (err as Error).message ?? String(err) }),
+    return read.then(
+      (page) => {
+        send(child, { t: "page", id: m.id, page });
+      },
+      (err: unknown) => {
+        send(child, { t: "page", id: m.id, error: (err as Error).message ?? String(err) });
+      },
     );
   }
 
