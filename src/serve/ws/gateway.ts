@@ -18,7 +18,8 @@
  * Liveness: every `heartbeatMs` each client gets `{"type":"heartbeat","ts":µs}` and a WebSocket ping
  * (a client behind, with frames queued, no ping: its pong would come only once it has read up to it);
  * a client from which nothing (message, ping or pong) arrived for `idleTimeoutMs` is closed with 4001,
- * unless its socket drained meanwhile (it is reading what it was sent, however far behind).
+ * unless its socket drained meanwhile (it is reading what it was sent, however far behind); a stall of
+ * this process (the sweep ran late) does not count against its clients.
  */
 import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
@@ -131,6 +132,9 @@ export class Gateway {
   private readonly pacer = new HistoryPacer();
   private sweepTimer: NodeJS.Timeout | null = null;
   private lastHeartbeatMs = Date.now();
+  /** When the idle sweep last ran (ms since epoch) and its period (ms). */
+  private lastSweepMs = Date.now();
+  private sweepPeriodMs = 1000;
   private wss: WebSocketServer | null = null;
   private unlisten: (() => void)[] = [];
   private nextId = 1;
@@ -250,6 +254,8 @@ export class Gateway {
     const books = this.opts.books;
     if (books) this.unlisten.push(books.onUpdate((v) => this.publishBook(v)));
     const period = Math.max(20, Math.min(this.heartbeatMs, this.idleTimeoutMs / 4));
+    this.sweepPeriodMs = period;
+    this.lastSweepMs = Date.now();
     this.sweepTimer = setInterval(() => this.sweep(), period);
     this.sweepTimer.unref();
   }
@@ -811,7 +817,12 @@ export class Gateway {
 
   private sweep(): void {
     const now = Date.now();
+    // this process stalled (GC, a busy loop, no CPU): what clients sent meanwhile has not been read
+    // yet, so the stall does not count against them
+    const stalled = now - this.lastSweepMs - 2 * this.sweepPeriodMs;
+    this.lastSweepMs = now;
     for (const c of this.clients) {
+      if (stalled > 0) c.lastSeenMs += stalled;
       if (!c.closed && this.drained(c)) c.lastSeenMs = now;
       if (!c.closed && now - c.lastSeenMs >= this.idleTimeoutMs) {
         this.counts.idle++;
