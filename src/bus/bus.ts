@@ -81,8 +81,16 @@ export interface Bus {
   close(): Promise<void>;
 }
 
+/** Kinds of the topics seen (topics are few: parsed once each, not once per message). */
+const KINDS = new Map<string, string>();
+
 /** Data type of a topic: `market.crypto.trades.binance` → `trades`; `market.dlq.binance` → `dlq`. */
 export function topicKind(topic: string): string {
+  let kind = KINDS.get(topic);
+  if (kind !== undefined) return kind;
   const parts = topic.split(".");
-  return parts[1] === "dlq" || parts[1] === "gaps" ? parts[1] : parts[2];
+  kind = parts[1] === "dlq" || parts[1] === "gaps" ? parts[1] : parts[2];
+  if (KINDS.size >= 4096) KINDS.clear(); // a bound, should topics ever come from outside
+  KINDS.set(topic, kind);
+  return kind;
 }

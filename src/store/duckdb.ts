@@ -1,10 +1,11 @@
 /**
  * DuckDB store: the embedded default (a single file, zero set-up, Parquet export).
  *
- * Each batch is appended into temporary staging tables with DuckDB's appender, then moved with
+ * Each batch is appended into temporary staging tables with DuckDB's appender, a data chunk of up to
+ * 2048 rows at a time filled column by column (`duckdb-chunk.ts`), then moved with
  * `INSERT INTO ... SELECT ... ON CONFLICT DO NOTHING` inside one transaction, so a batch is stored
- * whole or not at all and records already held are skipped (counted as duplicates). Decimals are staged
- * as their exact strings and cast to DECIMAL(18,8) by DuckDB: no float on the way.
+ * whole or not at all and records already held are skipped (counted as duplicates). DECIMAL(18,8)
+ * values go in as the scaled integers of their exact strings: no float on the way.
  *
  * Reads (`query`) run on a second connection of the same database instance, so an API read does not
  * queue behind a large batch write on the writer's connection (DuckDB's MVCC gives each read a
@@ -14,25 +15,18 @@
  */
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { availableParallelism } from "node:os";
 import { basename } from "node:path";
 import type { DuckDBAppender, DuckDBConnection, DuckDBValue } from "@duckdb/node-api";
-import { type LogicalType, TABLES, type Table } from "../schema/tables.js";
+import { TABLES, type Table } from "../schema/tables.js";
+import { compileChunkAppend, stageCast, stageType } from "./duckdb-chunk.js";
 import { type ReadDialect, SqlReads } from "./reads.js";
-import {
-  addedColumnsSql,
-  columnList,
-  compileRowLoop,
-  createTableSql,
-  ident,
-  keyList,
-  levelsJson,
-  setNonKeyColumns,
-} from "./sql.js";
+import { addedColumnsSql, columnList, createTableSql, ident, keyList, setNonKeyColumns } from "./sql.js";
 import { emptyResult, type Row, type Store, type WriteBatch, type WriteResult } from "./store.js";
 
 // required, not imported: an ESM `import` of this CommonJS package has Node scan every one of its
 // ~120 files for named exports (cjs-module-lexer), ~0.5 s of `k2 query`'s start against ~0.15 s
-const { DuckDBInstance } = createRequire(import.meta.url)(
+const { DuckDBInstance, DuckDBDataChunk } = createRequire(import.meta.url)(
   "@duckdb/node-api",
 ) as typeof import("@duckdb/node-api");
 
@@ -90,9 +84,10 @@ function paramsOf(table: Table, r: object): DuckDBValue[] {
 }
 
 /**
- * Staging: records are appended to a temporary table of plain columns (decimals as their exact text,
- * integers as DOUBLE: they are JS numbers, exact below 2^53, cast back to BIGINT exactly with no BigInt
- * allocated per value), then moved into the table with casts.
+ * Staging: records are appended column-wise (`duckdb-chunk.ts`) to a temporary table of plain columns
+ * (DECIMAL(18,8) and UUID as themselves, wider decimals as their exact text, integers as DOUBLE: they
+ * are JS numbers, exact below 2^53, cast back to BIGINT exactly with no BigInt allocated per value),
+ * then moved into the table with casts.
  */
 class Staging {
   readonly create: string;
@@ -112,72 +107,17 @@ class Staging {
     select: (columns: string, from: string) => string = (columns, from) => `SELECT ${columns} FROM ${from}`,
   ) {
     const cols = table.columns;
-    this.create = `CREATE TEMP TABLE IF NOT EXISTS ${name} (${cols.map((c) => `${ident(c.name)} ${STAGE_TYPE[c.type]}`).join(", ")})`;
+    this.create = `CREATE TEMP TABLE IF NOT EXISTS ${name} (${cols.map((c) => `${ident(c.name)} ${stageType(c)}`).join(", ")})`;
     const casts = cols
-      .map((c) => `${ident(c.name)}${CAST[c.type] === "" ? "" : `::${CAST[c.type]}`}`)
+      .map((c) => `${ident(c.name)}${stageCast(c) === "" ? "" : `::${stageCast(c)}`}`)
       .join(", ");
     this.renew = `DROP TABLE IF EXISTS temp.main.${name}; ${this.create}`;
     this.move = (target) => `INSERT INTO ${target} (${columnList(cols)}) ${select(casts, name)} ${conflict}`;
-    this.append = compileRowLoop(cols, {
-      params: ["a", "records"],
-      column(value, c) {
-        const arg = (v: string) =>
-          c.type === "text[]"
-            ? `jsonArray(${v})`
-            : c.type === "string map"
-              ? `jsonObject(${v})`
-              : c.type === "levels"
-                ? `levelsJson(${v})`
-                : v;
-        if (!c.nullable) return `a.${APPEND[c.type]}(${arg(value)});`;
-        return `{ const v = ${value}; if (v === null) a.appendNull(); else a.${APPEND[c.type]}(${arg("v")}); }`;
-      },
-      rowEnd: "a.endRow();",
-      tail: "a.flushSync();",
-      helpers: { jsonArray, jsonObject, levelsJson },
-    });
+    this.append = compileChunkAppend(cols, (a) =>
+      DuckDBDataChunk.create(Array.from({ length: a.columnCount }, (_, i) => a.columnType(i))),
+    );
   }
 }
-
-const STAGE_TYPE: Record<LogicalType, string> = {
-  uuid: "VARCHAR",
-  text: "VARCHAR",
-  "decimal(18,8)": "VARCHAR",
-  "decimal(38,8)": "VARCHAR",
-  "decimal(38,16)": "VARCHAR",
-  micros: "DOUBLE",
-  bigint: "DOUBLE",
-  "text[]": "VARCHAR",
-  "string map": "VARCHAR",
-  boolean: "BOOLEAN",
-  levels: "VARCHAR",
-};
-const CAST: Record<LogicalType, string> = {
-  uuid: "UUID",
-  text: "",
-  "decimal(18,8)": "DECIMAL(18,8)",
-  "decimal(38,8)": "DECIMAL(38,8)",
-  "decimal(38,16)": "DECIMAL(38,16)",
-  micros: "BIGINT",
-  bigint: "BIGINT",
-  "text[]": "JSON::VARCHAR[]",
-  "string map": "JSON",
-  boolean: "",
-  levels: "JSON",
-};
-const APPEND: Record<LogicalType, string> = {
-  uuid: "appendVarchar",
-  text: "appendVarchar",
-  "decimal(18,8)": "appendVarchar",
-  "decimal(38,8)": "appendVarchar",
-  "decimal(38,16)": "appendVarchar",
-  micros: "appendDouble",
-  bigint: "appendDouble",
-  "text[]": "appendVarchar",
-  "string map": "appendVarchar",
-  boolean: "appendBoolean",
-  levels: "appendVarchar",
-};
 
 const STAGE_TRADES = new Staging("stage_trades", trades_v2, "ON CONFLICT DO NOTHING");
 const STAGE_QUOTES = new Staging("stage_quotes", quotes_v2, "ON CONFLICT DO NOTHING");
@@ -245,6 +185,21 @@ export interface DuckDBStoreOptions {
    * on the writer's connection. False: one connection for both (what `bench/serve-reads.ts` compares).
    */
   separateReadConnection?: boolean;
+  /**
+   * DuckDB worker threads of a writable store (default {@link defaultWriterThreads}: one core left to
+   * the ingesting event loop).
+   */
+  threads?: number;
+}
+
+/**
+ * DuckDB's threads for a writable embedded store: the cores less one (at least 1). DuckDB's default,
+ * every core, spends its inserts' CPU on parallel overhead beside an event loop that needs a core of
+ * its own: on 2 cores, 55k rows inserted with the key check took ~370 ms of CPU with 2 threads,
+ * ~230 ms with 1.
+ */
+export function defaultWriterThreads(): number {
+  return Math.max(1, availableParallelism() - 1);
 }
 
 /** DuckDB's fragments of the typed reads (`reads.ts`). */
@@ -280,7 +235,9 @@ export class DuckDBStore extends SqlReads implements Store {
     try {
       this.instance = await DuckDBInstance.create(
         this.opts.path,
-        this.opts.readOnly ? { access_mode: "READ_ONLY" } : {},
+        this.opts.readOnly
+          ? { access_mode: "READ_ONLY" }
+          : { threads: String(this.opts.threads ?? defaultWriterThreads()) },
       );
     } catch (e) {
       throw StoreLockedError.from(e, this.opts.path) ?? e;
@@ -491,15 +448,4 @@ export class DuckDBStore extends SqlReads implements Store {
     this.conn.closeSync();
     this.instance.closeSync();
   }
-}
-
-/** JSON text of a vendor_data map (`{}` without serializing when empty, as bookTicker's is). */
-function jsonObject(o: Record<string, string>): string {
-  for (const _ in o) return JSON.stringify(o);
-  return "{}";
-}
-
-/** JSON text of a text array (`[]` without serializing when empty). */
-function jsonArray(a: string[]): string {
-  return a.length === 0 ? "[]" : JSON.stringify(a);
 }

@@ -200,21 +200,24 @@ export interface RowLoopSpec {
 }
 
 /**
+ * The JS expression of column `col`'s value in the record named `record` of generated code: the
+ * property read by its literal name, or the column's default (else null) when the record lacks a column
+ * added after its table's creation.
+ */
+export function valueExpression(col: Column, record: string): string {
+  const read = `${record}.${ident(col.name).replace(/"/g, "")}`;
+  return col.addedIn === undefined
+    ? read
+    : `(${read} === undefined ? ${col.default === undefined ? "null" : JSON.stringify(col.default)} : ${read})`;
+}
+
+/**
  * Compiles a function that runs `spec.column(value, column, i)` for every column of every one of
  * `records`. The generated code reads each property by its literal name, so the write path stays as
  * fast as hand-written code. `value` applies the column's default when the record lacks an added column.
  */
 export function compileRowLoop<F>(columns: readonly Column[], spec: RowLoopSpec): F {
-  const body = columns
-    .map((c, i) => {
-      const read = `r.${ident(c.name).replace(/"/g, "")}`;
-      const value =
-        c.addedIn === undefined
-          ? read
-          : `(${read} === undefined ? ${c.default === undefined ? "null" : JSON.stringify(c.default)} : ${read})`;
-      return spec.column(value, c, i);
-    })
-    .join("\n      ");
+  const body = columns.map((c, i) => spec.column(valueExpression(c, "r"), c, i)).join("\n      ");
   const src = `${spec.head ?? ""}
     for (let i = 0; i < records.length; i++) {
       const r = records[i];
