@@ -235,6 +235,11 @@ describe("live L2 book served: REST and gateway book.{N} (real CLI, worker proce
     await untilFinal(reader, "the reader");
     await untilFinal(stalled, "the stalled client");
     phase("final books received");
+    // still serving (the stalled client's queue did not take the process down); asked before the
+    // references are played: that blocks this loop for a minute under load, past the server's keep-alive,
+    // and the pooled connection would be found closed
+    expect(k2.child.exitCode, k2.stderr().slice(-3000)).toBeNull();
+    expect((await fetch(`${base}/api/v1/book?symbol=BTCUSDT&depth=1`)).status).toBe(200);
     // the reader: every frame (snapshot first) at a sequence the reference has
     const frames = books(reader);
     const seqs = new Set(frames.map((f) => f.last_source_sequence as number));
@@ -308,9 +313,6 @@ describe("live L2 book served: REST and gateway book.{N} (real CLI, worker proce
     }
     expect(stalled.closeCode).toBeNull();
     expect(status.gateway.conflated).toBeGreaterThan(0);
-    // still serving (the stalled client's queue did not take the process down)
-    expect(k2.child.exitCode, k2.stderr().slice(-3000)).toBeNull();
-    expect((await fetch(`${base}/api/v1/book?symbol=BTCUSDT&depth=1`)).status).toBe(200);
     console.log(
       `book: ${applied} diffs applied; reader got ${frames.length} book.10 frames; the stalled client ` +
         `${late.length} book.1000 frames (${status.gateway.conflated} conflated); ${tickerChecks} ` +
