@@ -1,13 +1,36 @@
 import type { Command } from "commander";
 import type { BinanceAggTradesParser } from "../loaders/binance-aggtrades.js";
 import type { MappedCsvParser } from "../loaders/csv.js";
-import { DEFAULT_LOAD_BATCH } from "../loaders/defaults.js";
+import { DEFAULT_LOAD_BATCH, DEFAULT_LOAD_MEMORY_LIMIT } from "../loaders/defaults.js";
 import type { LoadSummary, RowParser } from "../loaders/load.js";
 import { exitWithError } from "./common.js";
 
 interface LoadFlags {
   db?: string;
   batchSize: string;
+  memoryLimit?: string;
+  tempDir?: string;
+}
+
+/** DuckDB settings of a load: `memory_limit` and, when given, `temp_directory`. */
+export interface LoadDuckDBSettings {
+  memory_limit: string;
+  temp_directory?: string;
+}
+
+/** `--memory-limit`, else `K2_LOAD_MEMORY_LIMIT`, else the default; `--temp-dir`, else `K2_LOAD_TEMP_DIR`. */
+function duckdbSettingsOf(flags: LoadFlags): LoadDuckDBSettings {
+  const limit = (flags.memoryLimit ?? process.env.K2_LOAD_MEMORY_LIMIT ?? DEFAULT_LOAD_MEMORY_LIMIT).trim();
+  if (!/^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i.test(limit)) {
+    exitWithError(`--memory-limit: expected a size like 256MB or 1GiB, got "${limit}"`);
+  }
+  const settings: LoadDuckDBSettings = { memory_limit: limit };
+  const temp = flags.tempDir ?? process.env.K2_LOAD_TEMP_DIR;
+  if (temp !== undefined) {
+    if (temp.trim() === "") exitWithError("--temp-dir: empty path");
+    settings.temp_directory = temp;
+  }
+  return settings;
 }
 
 function batchSizeOf(v: string): number {
@@ -34,6 +57,7 @@ async function runLoad(
   file: string,
   db: string,
   batchSize: number,
+  duckdb: LoadDuckDBSettings,
   exchange: string,
   target: "trades" | "aggTrades",
   parser: RowParser,
@@ -52,7 +76,9 @@ async function runLoad(
     if (e instanceof SourceError) exitWithError(`<file>: ${e.message}`);
     throw e;
   }
-  const store = createStore(db);
+  // a DuckDB store holds at most memory_limit (spilling to temp_directory, by default <db>.tmp) and
+  // inserts each batch with a plain INSERT first (see DuckDBStoreOptions.optimisticInserts)
+  const store = createStore(db, { duckdb: { config: { ...duckdb }, optimisticInserts: true } });
   try {
     await store.init();
   } catch (e) {
@@ -122,6 +148,14 @@ export function registerLoad(program: Command): void {
       "store: DuckDB file PATH or postgres://USER@HOST:5432/DB (env K2_DB; default ./k2.duckdb)",
     )
     .option("--batch-size <n>", "records per store write", String(DEFAULT_LOAD_BATCH))
+    .option(
+      "--memory-limit <size>",
+      `DuckDB memory_limit: memory DuckDB may hold before spilling to --temp-dir (env K2_LOAD_MEMORY_LIMIT; default ${DEFAULT_LOAD_MEMORY_LIMIT})`,
+    )
+    .option(
+      "--temp-dir <dir>",
+      "DuckDB temp_directory for spilling (env K2_LOAD_TEMP_DIR; default DuckDB's <db>.tmp)",
+    )
     .action(async (file: string, opts: LoadFlags & { symbol?: string }) => {
       const { BINANCE_AGGTRADES_EXCHANGE, BinanceAggTradesParser, SymbolError, symbolFromFileName } =
         await import("../loaders/binance-aggtrades.js");
@@ -138,6 +172,7 @@ export function registerLoad(program: Command): void {
         file,
         await dbOf(opts),
         batchSizeOf(opts.batchSize),
+        duckdbSettingsOf(opts),
         BINANCE_AGGTRADES_EXCHANGE,
         "aggTrades",
         parser,
@@ -154,6 +189,14 @@ export function registerLoad(program: Command): void {
       "store: DuckDB file PATH or postgres://USER@HOST:5432/DB (env K2_DB; default ./k2.duckdb)",
     )
     .option("--batch-size <n>", "records per store write", String(DEFAULT_LOAD_BATCH))
+    .option(
+      "--memory-limit <size>",
+      `DuckDB memory_limit: memory DuckDB may hold before spilling to --temp-dir (env K2_LOAD_MEMORY_LIMIT; default ${DEFAULT_LOAD_MEMORY_LIMIT})`,
+    )
+    .option(
+      "--temp-dir <dir>",
+      "DuckDB temp_directory for spilling (env K2_LOAD_TEMP_DIR; default DuckDB's <db>.tmp)",
+    )
     .action(async (file: string, opts: LoadFlags & { mapping: string }) => {
       const { MappedCsvParser, MappingError, readMapping } = await import("../loaders/csv.js");
       let parser: MappedCsvParser;
@@ -163,6 +206,14 @@ export function registerLoad(program: Command): void {
         if (e instanceof MappingError) exitWithError(e.message);
         throw e;
       }
-      await runLoad(file, await dbOf(opts), batchSizeOf(opts.batchSize), parser.exchange, "trades", parser);
+      await runLoad(
+        file,
+        await dbOf(opts),
+        batchSizeOf(opts.batchSize),
+        duckdbSettingsOf(opts),
+        parser.exchange,
+        "trades",
+        parser,
+      );
     });
 }

@@ -7,7 +7,7 @@
  *                                          size (default 10); other URL parameters go to the postgres
  *                                          package (e.g. `sslmode=require`)
  */
-import { DuckDBStore } from "./duckdb.js";
+import { DuckDBStore, type DuckDBStoreOptions } from "./duckdb.js";
 import { PostgresStore, type PostgresStoreOptions } from "./postgres.js";
 import { parseStoreSpec } from "./spec.js";
 import type { Store } from "./store.js";
@@ -22,10 +22,15 @@ export { parseStoreSpec, redactUrl, type StoreSpec, StoreSpecError } from "./spe
  */
 export function createStore(
   spec: string,
-  opts: { readOnly?: boolean; postgres?: Partial<PostgresStoreOptions> } = {},
+  opts: {
+    readOnly?: boolean;
+    postgres?: Partial<PostgresStoreOptions>;
+    /** Options of a DuckDB store (settings, optimistic inserts); ignored for PostgreSQL. */
+    duckdb?: Omit<DuckDBStoreOptions, "path" | "readOnly">;
+  } = {},
 ): Store {
   const p = parseStoreSpec(spec);
-  if (p.kind === "duckdb") return new DuckDBStore({ path: p.path, readOnly: opts.readOnly });
+  if (p.kind === "duckdb") return new DuckDBStore({ ...opts.duckdb, path: p.path, readOnly: opts.readOnly });
   return new PostgresStore({
     ...opts.postgres,
     url: p.url,
