@@ -125,6 +125,24 @@ async function runLoad(
   );
 }
 
+/** Adds the flags every loader shares: `--db`, `--batch-size`, `--memory-limit`, `--temp-dir`. */
+function withStoreFlags(c: Command): Command {
+  return c
+    .option(
+      "--db <spec>",
+      "store: DuckDB file PATH or postgres://USER@HOST:5432/DB (env K2_DB; default ./k2.duckdb)",
+    )
+    .option("--batch-size <n>", "records per store write", String(DEFAULT_LOAD_BATCH))
+    .option(
+      "--memory-limit <size>",
+      `DuckDB memory_limit: memory DuckDB may hold before spilling to --temp-dir (env K2_LOAD_MEMORY_LIMIT; default ${DEFAULT_LOAD_MEMORY_LIMIT})`,
+    )
+    .option(
+      "--temp-dir <dir>",
+      "DuckDB temp_directory for spilling (env K2_LOAD_TEMP_DIR; default DuckDB's <db>.tmp)",
+    );
+}
+
 /** Registers `k2 load binance-aggtrades` and `k2 load csv`. */
 export function registerLoad(program: Command): void {
   const load = program
@@ -133,7 +151,7 @@ export function registerLoad(program: Command): void {
       "load historical trade files into the store (streamed, idempotent, bad rows to dead_letters)",
     );
 
-  load
+  const aggTrades = load
     .command("binance-aggtrades")
     .description(
       "Binance public-data aggTrades CSV or ZIP (ms or µs times, with or without header) → agg_trades_v2",
@@ -142,78 +160,52 @@ export function registerLoad(program: Command): void {
     .option(
       "--symbol <symbol>",
       "venue symbol, e.g. BTCUSDT (default: from a SYMBOL-aggTrades-... file name)",
-    )
-    .option(
-      "--db <spec>",
-      "store: DuckDB file PATH or postgres://USER@HOST:5432/DB (env K2_DB; default ./k2.duckdb)",
-    )
-    .option("--batch-size <n>", "records per store write", String(DEFAULT_LOAD_BATCH))
-    .option(
-      "--memory-limit <size>",
-      `DuckDB memory_limit: memory DuckDB may hold before spilling to --temp-dir (env K2_LOAD_MEMORY_LIMIT; default ${DEFAULT_LOAD_MEMORY_LIMIT})`,
-    )
-    .option(
-      "--temp-dir <dir>",
-      "DuckDB temp_directory for spilling (env K2_LOAD_TEMP_DIR; default DuckDB's <db>.tmp)",
-    )
-    .action(async (file: string, opts: LoadFlags & { symbol?: string }) => {
-      const { BINANCE_AGGTRADES_EXCHANGE, BinanceAggTradesParser, SymbolError, symbolFromFileName } =
-        await import("../loaders/binance-aggtrades.js");
-      const symbol = opts.symbol ?? symbolFromFileName(file);
-      if (!symbol) exitWithError("--symbol: required (the file name does not start with SYMBOL-aggTrades-)");
-      let parser: BinanceAggTradesParser;
-      try {
-        parser = new BinanceAggTradesParser(symbol);
-      } catch (e) {
-        if (e instanceof SymbolError) exitWithError(e.message);
-        throw e;
-      }
-      await runLoad(
-        file,
-        await dbOf(opts),
-        batchSizeOf(opts.batchSize),
-        duckdbSettingsOf(opts),
-        BINANCE_AGGTRADES_EXCHANGE,
-        "aggTrades",
-        parser,
-      );
-    });
+    );
+  withStoreFlags(aggTrades).action(async (file: string, opts: LoadFlags & { symbol?: string }) => {
+    const { BINANCE_AGGTRADES_EXCHANGE, BinanceAggTradesParser, SymbolError, symbolFromFileName } =
+      await import("../loaders/binance-aggtrades.js");
+    const symbol = opts.symbol ?? symbolFromFileName(file);
+    if (!symbol) exitWithError("--symbol: required (the file name does not start with SYMBOL-aggTrades-)");
+    let parser: BinanceAggTradesParser;
+    try {
+      parser = new BinanceAggTradesParser(symbol);
+    } catch (e) {
+      if (e instanceof SymbolError) exitWithError(e.message);
+      throw e;
+    }
+    await runLoad(
+      file,
+      await dbOf(opts),
+      batchSizeOf(opts.batchSize),
+      duckdbSettingsOf(opts),
+      BINANCE_AGGTRADES_EXCHANGE,
+      "aggTrades",
+      parser,
+    );
+  });
 
-  load
+  const csv = load
     .command("csv")
     .description("a trade CSV described by a mapping JSON (e.g. ASX equities) → trades_v2")
     .argument("<file>", "trade .csv (or .gz / .zip with one CSV)")
-    .requiredOption("--mapping <file>", "mapping JSON: columns, timestamp format and time zone, constants")
-    .option(
-      "--db <spec>",
-      "store: DuckDB file PATH or postgres://USER@HOST:5432/DB (env K2_DB; default ./k2.duckdb)",
-    )
-    .option("--batch-size <n>", "records per store write", String(DEFAULT_LOAD_BATCH))
-    .option(
-      "--memory-limit <size>",
-      `DuckDB memory_limit: memory DuckDB may hold before spilling to --temp-dir (env K2_LOAD_MEMORY_LIMIT; default ${DEFAULT_LOAD_MEMORY_LIMIT})`,
-    )
-    .option(
-      "--temp-dir <dir>",
-      "DuckDB temp_directory for spilling (env K2_LOAD_TEMP_DIR; default DuckDB's <db>.tmp)",
-    )
-    .action(async (file: string, opts: LoadFlags & { mapping: string }) => {
-      const { MappedCsvParser, MappingError, readMapping } = await import("../loaders/csv.js");
-      let parser: MappedCsvParser;
-      try {
-        parser = new MappedCsvParser(await readMapping(opts.mapping), file);
-      } catch (e) {
-        if (e instanceof MappingError) exitWithError(e.message);
-        throw e;
-      }
-      await runLoad(
-        file,
-        await dbOf(opts),
-        batchSizeOf(opts.batchSize),
-        duckdbSettingsOf(opts),
-        parser.exchange,
-        "trades",
-        parser,
-      );
-    });
+    .requiredOption("--mapping <file>", "mapping JSON: columns, timestamp format and time zone, constants");
+  withStoreFlags(csv).action(async (file: string, opts: LoadFlags & { mapping: string }) => {
+    const { MappedCsvParser, MappingError, readMapping } = await import("../loaders/csv.js");
+    let parser: MappedCsvParser;
+    try {
+      parser = new MappedCsvParser(await readMapping(opts.mapping), file);
+    } catch (e) {
+      if (e instanceof MappingError) exitWithError(e.message);
+      throw e;
+    }
+    await runLoad(
+      file,
+      await dbOf(opts),
+      batchSizeOf(opts.batchSize),
+      duckdbSettingsOf(opts),
+      parser.exchange,
+      "trades",
+      parser,
+    );
+  });
 }
