@@ -86,6 +86,7 @@ start() {
   rm -rf "$dir"
   mkdir -p "$dir"
   local ports
+  local -a formats=()
   read -r -a ports <<<"$(free_ports $((2 * nodes)))"
   local cluster voters="" bootstrap="" i rf isr
   cluster="$(node -e 'console.log(require("node:crypto").randomBytes(16).toString("base64url"))')"
@@ -122,10 +123,14 @@ share.coordinator.state.topic.min.isr=$isr
 group.initial.rebalance.delay.ms=0
 log.retention.hours=24
 EOF
-    java -cp "$lib/*" kafka.tools.StorageTool format -t "$cluster" -c "$nd/server.properties" >"$nd/kafka.log" 2>&1 &
+    java -Xmx256m -cp "$lib/*" kafka.tools.StorageTool format -t "$cluster" -c "$nd/server.properties" >"$nd/kafka.log" 2>&1 &
+    formats[i]=$!
   done
+  # each format by its pid: `wait -n` can miss a child that ended before it was called (seen once in a
+  # loaded CI run as "formatting a node failed" with no cause); the log's tail goes with the error, since
+  # callers may remove the directory
   for ((i = 1; i <= nodes; i++)); do
-    wait -n || die "formatting a node failed: see $dir/node-*/kafka.log"
+    wait "${formats[i]}" || die "formatting node $i failed (exit $?): $(tail -5 "$dir/node-$i/kafka.log" 2>/dev/null)"
   done
   local t0=$SECONDS
   for ((i = 1; i <= nodes; i++)); do
