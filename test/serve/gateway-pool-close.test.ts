@@ -8,37 +8,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../src/ops/logger.js";
 import { Metrics } from "../../src/ops/metrics.js";
-import type { TradeV2 } from "../../src/schema/records.js";
 import { createHttpServer, listen } from "../../src/serve/http.js";
 import { LiveFeed } from "../../src/serve/live/feed.js";
 import { resolveGatewayConfig } from "../../src/serve/ws/config.js";
 import { GatewayPool } from "../../src/serve/ws/pool.js";
-import { ensureBuilt, sleep, TestClient } from "./helpers.js";
+import { ensureBuilt, sleep, syntheticTrade, TestClient } from "./helpers.js";
 
 const BURST = 20_000;
-const T0 = 1723161253000000;
 
 beforeAll(() => ensureBuilt());
-
-function trade(id: number): TradeV2 {
-  return {
-    message_id: `00000000-0000-8000-8000-${String(id).padStart(12, "0")}`,
-    trade_id: `BINANCE-${id}`,
-    symbol: "BTCUSDT",
-    exchange: "BINANCE",
-    asset_class: "crypto",
-    timestamp: T0 + id,
-    price: "61837.63000000",
-    quantity: "0.00100000",
-    currency: "USDT",
-    side: "BUY",
-    trade_conditions: [],
-    source_sequence: id,
-    ingestion_timestamp: T0 + id,
-    platform_sequence: id,
-    vendor_data: {},
-  };
-}
 
 let closeApp: (() => Promise<void>) | null = null;
 afterAll(async () => {
@@ -71,14 +49,14 @@ describe("gateway worker shutdown", () => {
       if (m.type === "trade") ids.push(m.data.source_sequence);
     });
     await c.request({ op: "subscribe", channel: "trades", symbols: ["BTCUSDT"], id: 1 });
-    feed.publishTrade(trade(0));
+    feed.publishTrade(syntheticTrade(0));
     const until = performance.now() + 30_000;
     while (ids.length === 0) {
       if (performance.now() > until) throw new Error("the first trade did not arrive within 30 s");
       await sleep(20);
     }
 
-    for (let i = 1; i <= BURST; i++) feed.publishTrade(trade(i));
+    for (let i = 1; i <= BURST; i++) feed.publishTrade(syntheticTrade(i));
     closeApp = null;
     await app.close();
     await c.closed;

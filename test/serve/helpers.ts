@@ -7,6 +7,7 @@ import WebSocket from "ws";
 import { resolveRunConfig } from "../../src/config.js";
 import { createLogger } from "../../src/ops/logger.js";
 import { type RunningPipeline, startRun } from "../../src/run.js";
+import type { TradeV2 } from "../../src/schema/records.js";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
 export const CAPTURE = resolve(ROOT, "../shared/data/binance-spot/btcusdt_20240808.gz");
@@ -208,4 +209,29 @@ export async function stopSpawned(k2: K2Process | undefined): Promise<void> {
   k2.child.kill("SIGINT");
   await Promise.race([k2.exited, sleep(10_000)]);
   if (k2.child.exitCode === null) k2.child.kill("SIGKILL");
+}
+
+/**
+ * A synthetic BTCUSDT trade for in-process gateway tests: number `id` (its source_sequence and
+ * platform_sequence; timestamps T0 + id µs, T0 = 2024-08-09T00:00:53Z), price 61837.63, 0.001, BUY.
+ */
+export function syntheticTrade(id: number, vendorData: Record<string, string> = {}): TradeV2 {
+  const t = 1723161253000000 + id;
+  return {
+    message_id: `00000000-0000-8000-8000-${String(id).padStart(12, "0")}`,
+    trade_id: `BINANCE-${id}`,
+    symbol: "BTCUSDT",
+    exchange: "BINANCE",
+    asset_class: "crypto",
+    timestamp: t,
+    price: "61837.63000000",
+    quantity: "0.00100000",
+    currency: "USDT",
+    side: "BUY",
+    trade_conditions: [],
+    source_sequence: id,
+    ingestion_timestamp: t,
+    platform_sequence: id,
+    vendor_data: vendorData,
+  };
 }

@@ -11,36 +11,16 @@ import type { FastifyInstance } from "fastify";
 import { afterEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../src/ops/logger.js";
 import { Metrics } from "../../src/ops/metrics.js";
-import type { TradeV2 } from "../../src/schema/records.js";
 import { TokenAuth } from "../../src/serve/auth.js";
 import { createHttpServer, listen } from "../../src/serve/http.js";
 import { LiveFeed } from "../../src/serve/live/feed.js";
 import { Gateway } from "../../src/serve/ws/gateway.js";
-import { TestClient } from "./helpers.js";
+import { syntheticTrade, TestClient } from "./helpers.js";
 
 const BURST = 25_000;
 const IDLE_MS = 1500;
-const T0 = 1723161253000000;
 
-function trade(id: number): TradeV2 {
-  return {
-    message_id: `00000000-0000-8000-8000-${String(id).padStart(12, "0")}`,
-    trade_id: `BINANCE-${id}`,
-    symbol: "BTCUSDT",
-    exchange: "BINANCE",
-    asset_class: "crypto",
-    timestamp: T0 + id,
-    price: "61837.63000000",
-    quantity: "0.00100000",
-    currency: "USDT",
-    side: "BUY",
-    trade_conditions: [],
-    source_sequence: id,
-    ingestion_timestamp: T0 + id,
-    platform_sequence: id,
-    vendor_data: { padding: "x".repeat(100) },
-  };
-}
+const trade = (id: number) => syntheticTrade(id, { padding: "x".repeat(100) });
 
 let app: FastifyInstance | null = null;
 afterEach(async () => {
