@@ -9,7 +9,7 @@
  */
 
 import { readFileSync } from "node:fs";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import type { RunningPipeline } from "../../src/run.js";
 import { ConnectionLimiter, isLoopback, normalizeAddress } from "../../src/serve/ws/conn-limit.js";
@@ -108,8 +108,25 @@ async function openWhenFree(port: number, from: string, token: string | null): P
   }
 }
 
+/**
+ * Whether `c` answers a ping with a pong. Fails naming the close code and reason when `c` is (or gets)
+ * closed instead, and after 30 s without an answer: the gateway workers run at nice 10, and a CI
+ * machine busy with other suites starved one for over 10 s (a pong is not what these tests time).
+ */
 async function works(c: TestClient, id: string): Promise<boolean> {
-  const reply = await c.request({ op: "ping", id });
+  const gone = () =>
+    new Error(`client ${id} closed (${c.closeCode} "${c.closeReason}") instead of answering a ping`);
+  if (c.ws.readyState !== c.ws.OPEN) throw gone();
+  const reply = await Promise.race([
+    c.next((x) => x.id === id && typeof x.type === "string", 30_000),
+    c.closed.then(() => {
+      throw gone();
+    }),
+    Promise.resolve().then(() => {
+      c.send({ op: "ping", id });
+      return new Promise<never>(() => {});
+    }),
+  ]);
   return reply.type === "pong";
 }
 
@@ -143,6 +160,16 @@ describe("k2 run with gateway workers: limits counted where the socket is handed
       },
     );
   }, 60_000);
+
+  // a failure shows what k2 and its workers logged at warn or above (hand-offs, worker deaths)
+  afterEach((ctx) => {
+    if (ctx.task.result?.state !== "fail" || !k2) return;
+    const lines = k2
+      .stderr()
+      .split("\n")
+      .filter((l) => /"level":(40|50|60)/.test(l));
+    console.error(`k2 warnings and errors (${lines.length}):\n${lines.slice(-30).join("\n")}`);
+  });
 
   afterAll(async () => {
     for (const c of clients) c.close();
