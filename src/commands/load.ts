@@ -1,6 +1,4 @@
 import type { Command } from "commander";
-import type { BinanceAggTradesParser } from "../loaders/binance-aggtrades.js";
-import type { MappedCsvParser } from "../loaders/csv.js";
 import { DEFAULT_LOAD_BATCH, DEFAULT_LOAD_MEMORY_LIMIT } from "../loaders/defaults.js";
 import type { LoadSummary, RowParser } from "../loaders/load.js";
 import { exitWithError } from "./common.js";
@@ -52,16 +50,35 @@ async function dbOf(flags: LoadFlags): Promise<string> {
   return db;
 }
 
-/** Opens the file and the store, loads, prints the summary line; exits 2 on bad input, 1 on failure. */
+/** A loader's row parser and the exchange its rows belong to. */
+interface LoaderParser {
+  parser: RowParser;
+  exchange: string;
+}
+
+/**
+ * Checks the shared flags, makes the loader's parser (`makeParser`; an error of one of `inputErrors`
+ * is bad input: its message, exit 2), opens the file and the store, loads into `target`, prints the
+ * summary line; exits 2 on bad input, 1 on failure.
+ */
 async function runLoad(
   file: string,
-  db: string,
-  batchSize: number,
-  duckdb: LoadDuckDBSettings,
-  exchange: string,
+  flags: LoadFlags,
   target: "trades" | "aggTrades",
-  parser: RowParser,
+  inputErrors: (abstract new (...args: never[]) => Error)[],
+  makeParser: () => Promise<LoaderParser>,
 ): Promise<void> {
+  const db = await dbOf(flags);
+  const batchSize = batchSizeOf(flags.batchSize);
+  const duckdb = duckdbSettingsOf(flags);
+  let made: LoaderParser;
+  try {
+    made = await makeParser();
+  } catch (e) {
+    if (inputErrors.some((E) => e instanceof E)) exitWithError((e as Error).message);
+    throw e;
+  }
+  const { parser, exchange } = made;
   const [{ MappingError }, { loadTrades }, { openLineSource, SourceError }, { createStore }] =
     await Promise.all([
       import("../loaders/csv.js"),
@@ -162,26 +179,13 @@ export function registerLoad(program: Command): void {
       "venue symbol, e.g. BTCUSDT (default: from a SYMBOL-aggTrades-... file name)",
     );
   withStoreFlags(aggTrades).action(async (file: string, opts: LoadFlags & { symbol?: string }) => {
-    const { BINANCE_AGGTRADES_EXCHANGE, BinanceAggTradesParser, SymbolError, symbolFromFileName } =
-      await import("../loaders/binance-aggtrades.js");
-    const symbol = opts.symbol ?? symbolFromFileName(file);
+    const m = await import("../loaders/binance-aggtrades.js");
+    const symbol = opts.symbol ?? m.symbolFromFileName(file);
     if (!symbol) exitWithError("--symbol: required (the file name does not start with SYMBOL-aggTrades-)");
-    let parser: BinanceAggTradesParser;
-    try {
-      parser = new BinanceAggTradesParser(symbol);
-    } catch (e) {
-      if (e instanceof SymbolError) exitWithError(e.message);
-      throw e;
-    }
-    await runLoad(
-      file,
-      await dbOf(opts),
-      batchSizeOf(opts.batchSize),
-      duckdbSettingsOf(opts),
-      BINANCE_AGGTRADES_EXCHANGE,
-      "aggTrades",
-      parser,
-    );
+    await runLoad(file, opts, "aggTrades", [m.SymbolError], async () => ({
+      parser: new m.BinanceAggTradesParser(symbol),
+      exchange: m.BINANCE_AGGTRADES_EXCHANGE,
+    }));
   });
 
   const csv = load
@@ -190,22 +194,10 @@ export function registerLoad(program: Command): void {
     .argument("<file>", "trade .csv (or .gz / .zip with one CSV)")
     .requiredOption("--mapping <file>", "mapping JSON: columns, timestamp format and time zone, constants");
   withStoreFlags(csv).action(async (file: string, opts: LoadFlags & { mapping: string }) => {
-    const { MappedCsvParser, MappingError, readMapping } = await import("../loaders/csv.js");
-    let parser: MappedCsvParser;
-    try {
-      parser = new MappedCsvParser(await readMapping(opts.mapping), file);
-    } catch (e) {
-      if (e instanceof MappingError) exitWithError(e.message);
-      throw e;
-    }
-    await runLoad(
-      file,
-      await dbOf(opts),
-      batchSizeOf(opts.batchSize),
-      duckdbSettingsOf(opts),
-      parser.exchange,
-      "trades",
-      parser,
-    );
+    const m = await import("../loaders/csv.js");
+    await runLoad(file, opts, "trades", [m.MappingError], async () => {
+      const parser = new m.MappedCsvParser(await m.readMapping(opts.mapping), file);
+      return { parser, exchange: parser.exchange };
+    });
   });
 }
