@@ -9,7 +9,7 @@ import { execFileSync } from "node:child_process";
 import { afterAll, describe, expect, it } from "vitest";
 import { resolveRunConfig } from "../../src/config.js";
 import type { RunningPipeline } from "../../src/run.js";
-import { CAPTURE, sleep, startReplayRun, TestClient, tempDir } from "./helpers.js";
+import { CAPTURE, sleep, startReplayRun, tempDir, tradeClient } from "./helpers.js";
 
 const tmp = tempDir();
 let run: RunningPipeline | null = null;
@@ -32,17 +32,6 @@ function workerPids(): number[] {
   } catch {
     return []; // pgrep exits 1 when nothing matches
   }
-}
-
-async function tradeClient(url: string): Promise<{ c: TestClient; ids: number[] }> {
-  const ids: number[] = [];
-  const c = await TestClient.open(url, {}, () => false);
-  c.ws.on("message", (d) => {
-    const m = JSON.parse(String(d));
-    if (m.type === "trade") ids.push(m.data.source_sequence);
-  });
-  await c.request({ op: "subscribe", channel: "trades", symbols: ["BTCUSDT"], id: 1 });
-  return { c, ids };
 }
 
 describe("gateway worker processes", () => {

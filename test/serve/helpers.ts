@@ -174,6 +174,24 @@ export class TestClient {
   }
 }
 
+/**
+ * A client subscribed to BTCUSDT trades on `url` that keeps no messages but collects each trade's
+ * `source_sequence` (the venue trade id) in `ids`, in arrival order; `opts` go to the WebSocket.
+ */
+export async function tradeClient(
+  url: string,
+  opts: WebSocket.ClientOptions = {},
+): Promise<{ c: TestClient; ids: number[] }> {
+  const ids: number[] = [];
+  const c = await TestClient.open(url, opts, () => false);
+  c.ws.on("message", (d) => {
+    const m = JSON.parse(String(d));
+    if (m.type === "trade") ids.push(m.data.source_sequence);
+  });
+  await c.request({ op: "subscribe", channel: "trades", symbols: ["BTCUSDT"], id: 1 });
+  return { c, ids };
+}
+
 /** Reads one metric's value from a Prometheus text exposition. */
 export function metricValue(text: string, name: string, labels = ""): number {
   const line = text.split("\n").find((l) => l.startsWith(`${name}${labels} `));

@@ -329,6 +329,9 @@ export class Gateway {
     c.token = TokenAuth.tokenOf(req);
     this.clients.add(c);
     socket.on("drain", () => {
+      // the kernel took every byte queued after a write it could not take at once: the client is
+      // reading (a client that stopped reading fills its buffers, and then no drain comes)
+      c.lastSeenMs = Date.now();
       this.queues.drained(c);
       for (const check of c.drainWaiters) check();
     });
