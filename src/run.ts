@@ -480,6 +480,10 @@ export async function startProcess(
       }
       for (const f of feeds) f.books?.stop();
       await Promise.all(feeds.map((f) => f.backfill.stop()));
+      // what the backfills and books published since the first flush (recovered records, then each
+      // gap's outcome) is acknowledged too, before the store consumer drains the bus; else it would be
+      // neither stored nor journaled while the summary counts the gap filled
+      complete = (await publisher.flushWithin(Math.max(1, left()))) && complete;
       await within(outputs?.stop(left()) ?? Promise.resolve(), left());
       // persist alone (k2 persist) finishes and acks its batch in flight; with ingest in the same
       // process it drains everything that was published

@@ -5,8 +5,14 @@
  * trades after the last one stored) and backfills with `--rest-url` from a replay server's REST
  * emulation over the whole capture: one gap row, `filled`; every trade of the file stored once with its
  * exact volume; the `--exit-at-end` summary reports the gap filled and nothing missing.
+ *
+ * The venue's REST answers reach k2 through a proxy that holds each for 3 s, so the backfill ends after
+ * the replay: its records and the gap's outcome are published while k2 is shutting down (a loaded CI
+ * run once saw that order, and the 500 backfilled trades were lost while the summary said filled).
  */
 import { readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
@@ -64,16 +70,31 @@ describe("SIGKILL, downtime, restart: the gap is detected across the restart and
     // the venue's REST API: a replay server over the whole capture (its REST emulation)
     const venue = new BinanceReplayServer({ file: FILE });
     await venue.start();
+    const slowRest = createServer((req, res) => {
+      setTimeout(async () => {
+        const answer = await fetch(`${venue.restUrl}${req.url}`);
+        const headers: Record<string, string> = {};
+        answer.headers.forEach((v, k) => {
+          if (k !== "content-length" && k !== "content-encoding" && k !== "transfer-encoding") headers[k] = v;
+        });
+        res.writeHead(answer.status, headers);
+        res.end(Buffer.from(await answer.arrayBuffer()));
+      }, 3000);
+    });
+    await new Promise<void>((r) => slowRest.listen(0, "127.0.0.1", r));
+    const slowUrl = `http://127.0.0.1:${(slowRest.address() as AddressInfo).port}`;
     let summary: Record<string, number | string>;
     try {
       const run2 = await runCli(
-        ["run", "--replay", rest, "--rest-url", venue.restUrl, "--exit-at-end", ...common],
+        ["run", "--replay", rest, "--rest-url", slowUrl, "--exit-at-end", ...common],
         { timeoutMs: 180_000 },
       );
       expect(run2.code, run2.stderr.slice(-3000)).toBe(0);
       summary = lastJsonLine(run2.stdout);
       expect(run2.stderr).toContain("gap detection resumes from the last stored venue sequences");
     } finally {
+      slowRest.closeAllConnections();
+      await new Promise((r) => slowRest.close(r));
       await venue.stop();
     }
     expect(summary).toMatchObject({ gaps: 1, gaps_detected: 1, gaps_filled: 1, missing: 0 });
