@@ -5,7 +5,10 @@
  * it runs on its own thread), the wall time of the whole command, and peak RSS.
  *
  * Target (issue "Binance ingestion end to end"): ≥ 50,000 frames/s on the 2-core machine.
- *   node dist/bench/ingest.js [--runs N] [--file PATH]
+ *   node dist/bench/ingest.js [--runs N] [--file PATH] [--node-flags "--max-semi-space-size=4"]
+ *
+ * `--node-flags`: V8/Node flags for the k2 process (space-separated); `./k2 run` and `npm start` give
+ * `--max-semi-space-size=4`, this bench none unless told.
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -24,6 +27,7 @@ const file = opt(
   fileURLToPath(new URL("../../../shared/data/binance-spot/btcusdt_20240809.gz", import.meta.url)),
 );
 const cli = fileURLToPath(new URL("../src/cli.js", import.meta.url));
+const nodeFlags = opt("--node-flags", "").split(" ").filter(Boolean);
 
 interface Sample {
   frames: number;
@@ -41,6 +45,7 @@ for (let i = 0; i < runs; i++) {
   const r = spawnSync(
     process.execPath,
     [
+      ...nodeFlags,
       cli,
       "run",
       "--replay",

@@ -14,13 +14,16 @@ import { DuckDBStore } from "../../src/store/duckdb.js";
 import { emptyBatch } from "../../src/store/store.js";
 import { ensureBuilt, runCli, summaryOf, tempDir } from "./helpers.js";
 
-/** aggTrades rows with ids `from..from+n-1` (one parser, so platform sequences continue). */
+/**
+ * aggTrades rows with ids `from..from+n-1` (one parser, so platform sequences continue); a trade's time
+ * follows from its id, as a venue's does (the same trade in two files has the same time).
+ */
 function rows(from: number, n: number): string[] {
   const out: string[] = [];
   for (let i = 0; i < n; i++) {
     const id = from + i;
     out.push(
-      `${id},61685.${String(i % 100).padStart(2, "0")}000000,0.00017000,${id},${id},${1723161601437 + i},${i % 2 === 0 ? "True" : "False"},True`,
+      `${id},61685.${String(i % 100).padStart(2, "0")}000000,0.00017000,${id},${id},${1723161600437 + id},${i % 2 === 0 ? "True" : "False"},True`,
     );
   }
   return out;

@@ -3,9 +3,23 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { TABLES } from "../../src/schema/tables.js";
 import { DuckDBStore } from "../../src/store/duckdb.js";
-import { emptyBatch } from "../../src/store/store.js";
-import { storeContract } from "./contract.js";
+import { createTableSql } from "../../src/store/sql.js";
+import { emptyBatch, type WriteBatch } from "../../src/store/store.js";
+import { storeContract, trade } from "./contract.js";
+
+/** Tables of the file with a primary key, by name. */
+async function keyedTables(store: DuckDBStore): Promise<string[]> {
+  const rows = await store.query(
+    "SELECT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY' ORDER BY table_name",
+  );
+  return rows.map((r) => String(r.table_name));
+}
+
+function trades(t: WriteBatch["trades"], aggTrades: WriteBatch["aggTrades"] = []): WriteBatch {
+  return { ...emptyBatch(), trades: t, aggTrades };
+}
 
 storeContract("duckdb", {
   // one writer process per file (DuckDB's file lock); concurrency is PostgreSQL's job
@@ -58,6 +72,103 @@ describe("duckdb store migrations", () => {
         expect(await store.query("SELECT status, backfilled FROM sequence_gaps")).toEqual([
           { status: "filled", backfilled: "5" },
         ]);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("duckdb trade tables without a primary key", () => {
+  it("creates them unkeyed and still stores each trade once: the first of a batch, none held already", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "k2-store-"));
+    const store = new DuckDBStore({ path: join(dir, "k2.duckdb") });
+    try {
+      await store.init();
+      const keyed = await keyedTables(store);
+      expect(keyed).not.toContain("trades_v2");
+      expect(keyed).not.toContain("agg_trades_v2");
+      expect(keyed).toContain("quotes_v2");
+      // trade 5 twice in one batch: the first appended is the one stored
+      const first = await store.write(
+        trades([trade(5, { platform_sequence: 500 }), trade(5, { platform_sequence: 501 }), trade(9)]),
+      );
+      expect(first).toMatchObject({ trades: 2, duplicates: 1 });
+      // a later batch whose time range covers the held trades from far before to far after them
+      const again = await store.write(
+        trades(
+          [
+            trade(-100_000, { platform_sequence: 7 }),
+            trade(5, { platform_sequence: 502 }),
+            trade(9),
+            trade(100_000, { platform_sequence: 8 }),
+          ],
+          [trade(5, {}, "aggtrades")],
+        ),
+      );
+      expect(again).toMatchObject({ trades: 2, aggTrades: 1, duplicates: 2 });
+      // the same trade id in another symbol is another trade
+      expect(await store.write(trades([trade(5, { symbol: "ETHUSDT" })]))).toMatchObject({ trades: 1 });
+      const rows = await store.query(
+        'SELECT trade_id, symbol, platform_sequence FROM trades_v2 ORDER BY symbol, "timestamp"',
+      );
+      expect(rows.map((r) => [r.trade_id, r.symbol, String(r.platform_sequence)])).toEqual([
+        ["BINANCE-3735583259", "BTCUSDT", "7"],
+        ["BINANCE-3735683264", "BTCUSDT", "500"],
+        ["BINANCE-3735683268", "BTCUSDT", "10"],
+        ["BINANCE-3735783259", "BTCUSDT", "8"],
+        ["BINANCE-3735683264", "ETHUSDT", "6"],
+      ]);
+      expect(await store.query("SELECT count(*)::INTEGER AS n FROM agg_trades_v2")).toEqual([{ n: 1 }]);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("keeps working on a file created with the trade tables' primary key (kept, conflict-checked)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "k2-store-"));
+    const path = join(dir, "old.duckdb");
+    try {
+      // the trade tables as earlier versions created them, each with one trade
+      const { DuckDBInstance } = await import("@duckdb/node-api");
+      const instance = await DuckDBInstance.create(path);
+      const c = await instance.connect();
+      for (const t of [TABLES.trades_v2, TABLES.agg_trades_v2]) {
+        await c.run(createTableSql(t, "duckdb"));
+        await c.run(
+          `INSERT INTO ${t.name} SELECT '${trade(1).message_id}'::UUID, 'BINANCE-3735683260', 'BTCUSDT',
+           'BINANCE', 'crypto', ${trade(1).timestamp}, 61707.68, 0.001, 'USDT', 'SELL', [], 3735683260,
+           ${trade(1).ingestion_timestamp}, 2, '{}'`,
+        );
+      }
+      c.closeSync();
+      instance.closeSync();
+      for (const optimisticInserts of [false, true]) {
+        const store = new DuckDBStore({ path, optimisticInserts });
+        await store.init();
+        try {
+          expect(await keyedTables(store)).toEqual(expect.arrayContaining(["agg_trades_v2", "trades_v2"]));
+          const n = optimisticInserts ? 3 : 2;
+          // the held trade 1 again (a later receipt), new ones, one of them twice
+          const r = await store.write(
+            trades(
+              [trade(1, { ingestion_timestamp: trade(1).ingestion_timestamp + 1 }), trade(n), trade(n)],
+              [trade(1, {}, "aggtrades"), trade(n, {}, "aggtrades")],
+            ),
+          );
+          expect(r).toMatchObject({ trades: 1, aggTrades: 1, duplicates: 3 });
+        } finally {
+          await store.close();
+        }
+      }
+      const store = new DuckDBStore({ path, readOnly: true });
+      await store.init();
+      try {
+        expect(await store.query("SELECT count(*)::INTEGER AS n FROM trades_v2")).toEqual([{ n: 3 }]);
+        expect(await store.query("SELECT count(*)::INTEGER AS n FROM agg_trades_v2")).toEqual([{ n: 3 }]);
       } finally {
         await store.close();
       }
