@@ -18,7 +18,7 @@
 import { performance } from "node:perf_hooks";
 import type { BookSnapshotV2 } from "../../schema/books.js";
 import type { QuoteV2, TradeV2 } from "../../schema/records.js";
-import type { MarketQuery, Page } from "../../store/page.js";
+import type { MarketQuery, Page, TextPage } from "../../store/page.js";
 import type { CandlePage, CandleQuery } from "../rest/source.js";
 import type { ReplayHistory } from "./replay.js";
 
@@ -30,6 +30,48 @@ export const HISTORY_SLICE_MS = 2;
 
 /** Largest share of a gateway's event loop (0..1) history sends may take. */
 export const HISTORY_SEND_SHARE = 0.2;
+
+/**
+ * How long after the last live record handled live work counts as pending, ms: within it history is
+ * held to its share of the event loop; after it (no live client served lately) history pages and
+ * slices follow each other at once, still one event-loop turn apart.
+ */
+export const LIVE_QUIET_MS = 250;
+
+/**
+ * Tells whether live work is pending: {@link LiveActivity.mark} on each live record handed to clients
+ * (or to the gateway workers), {@link LiveActivity.busy} true within {@link LIVE_QUIET_MS} after.
+ */
+export class LiveActivity {
+  private last = Number.NEGATIVE_INFINITY;
+  private reported = Number.NEGATIVE_INFINITY;
+
+  /**
+   * @param quietMs how long after the last live record live work counts as pending, ms
+   * @param report called on a mark at most once per `quietMs / 2` (a gateway worker tells the process
+   *   that reads its history pages, so that the reads there keep to their share while it serves live
+   *   clients)
+   */
+  constructor(
+    private readonly quietMs = LIVE_QUIET_MS,
+    private readonly report?: () => void,
+  ) {}
+
+  /** A live record was handed on now. */
+  mark(): void {
+    const now = performance.now();
+    this.last = now;
+    if (this.report && now - this.reported >= this.quietMs / 2) {
+      this.reported = now;
+      this.report();
+    }
+  }
+
+  /** True while live records were handed on within the last `quietMs`. */
+  busy(): boolean {
+    return performance.now() - this.last < this.quietMs;
+  }
+}
 
 /**
  * Records per history page, by channel: about 100–250 KB of JSON, so that reading, converting and
@@ -51,8 +93,16 @@ export class HistoryQueue {
   private running = false;
   private closed = false;
 
-  /** @param share largest share of the event loop (0 < share ≤ 1) the tasks may take together */
-  constructor(private readonly share = HISTORY_LOOP_SHARE) {}
+  /**
+   * @param share largest share of the event loop (0 < share ≤ 1) the tasks may take together while
+   *   live work is pending
+   * @param busy whether live work is pending (default: always): when not, the next task runs at the
+   *   next turn of the event loop, without waiting out the share
+   */
+  constructor(
+    private readonly share = HISTORY_LOOP_SHARE,
+    private readonly busy: () => boolean = () => true,
+  ) {}
 
   /** Pages waiting (not counting the one being read). */
   get waiting(): number {
@@ -96,7 +146,7 @@ export class HistoryQueue {
       // estimate errs on the side of live work); then the loop is left to others that long again
       const busy = performance.eventLoopUtilization(start).active;
       const spent = Math.min(busy, performance.now() - t0);
-      const rest = (spent * (1 - this.share)) / this.share;
+      const rest = this.busy() ? (spent * (1 - this.share)) / this.share : 0;
       if (rest < 1) setImmediate(() => this.next());
       else setTimeout(() => this.next(), rest);
     });
@@ -109,7 +159,11 @@ export function pacedHistory(history: ReplayHistory, queue = new HistoryQueue())
     trades: (q: MarketQuery): Promise<Page<TradeV2>> => queue.run(() => history.trades(q)),
     quotes: (q: MarketQuery): Promise<Page<QuoteV2>> => queue.run(() => history.quotes(q)),
   };
-  const { candles, bookSnapshots } = history;
+  const { candles, bookSnapshots, tradesText, quotesText } = history;
+  if (tradesText)
+    paced.tradesText = (q: MarketQuery): Promise<TextPage> => queue.run(() => tradesText.call(history, q));
+  if (quotesText)
+    paced.quotesText = (q: MarketQuery): Promise<TextPage> => queue.run(() => quotesText.call(history, q));
   if (candles)
     paced.candles = (q: CandleQuery): Promise<CandlePage> => queue.run(() => candles.call(history, q));
   if (bookSnapshots)
@@ -128,12 +182,15 @@ export class HistoryPacer {
 
   /**
    * @param sliceMs longest slice of history sends, ms
-   * @param share largest share of the event loop (0 < share ≤ 1) the slices take: after a slice of
-   *   `t` ms the next starts `t·(1 − share)/share` ms later at the earliest
+   * @param share largest share of the event loop (0 < share ≤ 1) the slices take while live work is
+   *   pending: after a slice of `t` ms the next starts `t·(1 − share)/share` ms later at the earliest
+   * @param busy whether live work is pending (default: always): when not, the next slice starts at the
+   *   next turn of the event loop
    */
   constructor(
     private readonly sliceMs = HISTORY_SLICE_MS,
     private readonly share = HISTORY_SEND_SHARE,
+    private readonly busy: () => boolean = () => true,
   ) {}
 
   /**
@@ -149,7 +206,9 @@ export class HistoryPacer {
         // the slice that ended (or is ending now) is followed by its rest
         const now = performance.now();
         const spent = Math.min(this.sliceMs, Math.max(0, Math.min(now, this.sliceEnd) - this.sliceStart));
-        const rest = (spent * (1 - this.share)) / this.share - Math.max(0, now - this.sliceEnd);
+        const rest = this.busy()
+          ? (spent * (1 - this.share)) / this.share - Math.max(0, now - this.sliceEnd)
+          : 0;
         if (rest < 1) setImmediate(() => this.slice());
         else setTimeout(() => this.slice(), rest);
       }
