@@ -28,6 +28,19 @@ export const HISTORY_LOOP_SHARE = 0.2;
 /** Longest a slice of history sends runs before the event loop gets a turn, ms. */
 export const HISTORY_SLICE_MS = 2;
 
+/**
+ * Longest slice of history sends while live work is pending, ms: a live record that arrives during a
+ * slice waits at most this long for it to end.
+ */
+export const HISTORY_BUSY_SLICE_MS = 0.5;
+
+/**
+ * Most records per trades or quotes page read while live work is pending: the reading process's loop
+ * is held for one page's conversion and hand-over at a time, so a smaller page is a shorter wait for a
+ * live record that arrives meanwhile (the replay follows `next_cursor` as with a full page).
+ */
+export const HISTORY_BUSY_PAGE_ROWS = 100;
+
 /** Largest share of a gateway's event loop (0..1) history sends may take. */
 export const HISTORY_SEND_SHARE = 0.2;
 
@@ -104,6 +117,11 @@ export class HistoryQueue {
     private readonly busy: () => boolean = () => true,
   ) {}
 
+  /** Whether live work is pending (the `busy` given). */
+  liveBusy(): boolean {
+    return this.busy();
+  }
+
   /** Pages waiting (not counting the one being read). */
   get waiting(): number {
     return this.tasks.length;
@@ -161,15 +179,25 @@ export function pacedHistory(history: ReplayHistory, queue = new HistoryQueue())
   };
   const { candles, bookSnapshots, tradesText, quotesText } = history;
   if (tradesText)
-    paced.tradesText = (q: MarketQuery): Promise<TextPage> => queue.run(() => tradesText.call(history, q));
+    paced.tradesText = (q: MarketQuery): Promise<TextPage> =>
+      queue.run(() => tradesText.call(history, busyPage(q, queue.liveBusy())));
   if (quotesText)
-    paced.quotesText = (q: MarketQuery): Promise<TextPage> => queue.run(() => quotesText.call(history, q));
+    paced.quotesText = (q: MarketQuery): Promise<TextPage> =>
+      queue.run(() => quotesText.call(history, busyPage(q, queue.liveBusy())));
   if (candles)
     paced.candles = (q: CandleQuery): Promise<CandlePage> => queue.run(() => candles.call(history, q));
   if (bookSnapshots)
     paced.bookSnapshots = (q: MarketQuery): Promise<Page<BookSnapshotV2>> =>
       queue.run(() => bookSnapshots.call(history, q));
   return paced;
+}
+
+/**
+ * `q` with its page cut to {@link HISTORY_BUSY_PAGE_ROWS} records when live work is pending (`busy`),
+ * else as it is.
+ */
+export function busyPage<Q extends { limit: number }>(q: Q, busy: boolean): Q {
+  return busy && q.limit > HISTORY_BUSY_PAGE_ROWS ? { ...q, limit: HISTORY_BUSY_PAGE_ROWS } : q;
 }
 
 /** Grants history sends in slices between event-loop turns (see the module comment). */
@@ -181,7 +209,8 @@ export class HistoryPacer {
   private sliceStart = 0;
 
   /**
-   * @param sliceMs longest slice of history sends, ms
+   * @param sliceMs longest slice of history sends, ms ({@link HISTORY_BUSY_SLICE_MS} at most while live
+   *   work is pending)
    * @param share largest share of the event loop (0 < share ≤ 1) the slices take while live work is
    *   pending: after a slice of `t` ms the next starts `t·(1 − share)/share` ms later at the earliest
    * @param busy whether live work is pending (default: always): when not, the next slice starts at the
@@ -205,7 +234,7 @@ export class HistoryPacer {
         this.scheduled = true;
         // the slice that ended (or is ending now) is followed by its rest
         const now = performance.now();
-        const spent = Math.min(this.sliceMs, Math.max(0, Math.min(now, this.sliceEnd) - this.sliceStart));
+        const spent = Math.max(0, Math.min(now, this.sliceEnd) - this.sliceStart);
         const rest = this.busy()
           ? (spent * (1 - this.share)) / this.share - Math.max(0, now - this.sliceEnd)
           : 0;
@@ -218,7 +247,8 @@ export class HistoryPacer {
   private slice(): void {
     this.scheduled = false;
     this.sliceStart = performance.now();
-    this.sliceEnd = this.sliceStart + this.sliceMs;
+    this.sliceEnd =
+      this.sliceStart + (this.busy() ? Math.min(this.sliceMs, HISTORY_BUSY_SLICE_MS) : this.sliceMs);
     // each resumes in turn (promise jobs run in order) and asks again: round-robin within the slice
     const due = this.waiting;
     this.waiting = [];

@@ -42,7 +42,7 @@ import type { LiveFeed } from "../live/feed.js";
 import type { GatewayConfig } from "./config.js";
 import { UpgradeGuard } from "./conn-limit.js";
 import { isUpgradePath, refuseUpgrade } from "./gateway.js";
-import { HISTORY_LOOP_SHARE, HistoryQueue, LiveActivity } from "./history-queue.js";
+import { busyPage, HISTORY_LOOP_SHARE, HistoryQueue, LiveActivity } from "./history-queue.js";
 import { type InterestUpdate, WorkerRoutes } from "./interest.js";
 import { emptyGatewayStats, type GatewayStats, registerGatewayMetrics } from "./metrics.js";
 import type { ReplayHistory } from "./replay.js";
@@ -457,7 +457,7 @@ export class GatewayPool {
       // worker as one string, not as objects converted here and serialized again
       const text = m.kind === "trades" ? h.tradesText : h.quotesText;
       if (text) {
-        return text.call(h, m.query).then(
+        return text.call(h, busyPage(m.query, this.live.busy())).then(
           (page) => {
             send(child, { t: "page", id: m.id, text: page });
           },
