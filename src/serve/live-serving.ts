@@ -13,7 +13,7 @@ import type { RecentWindow } from "./live/recent.js";
 import { registerStatus, type StatusSources } from "./status.js";
 import type { GatewayConfig } from "./ws/config.js";
 import { Gateway } from "./ws/gateway.js";
-import { pacedHistory } from "./ws/history-queue.js";
+import { HISTORY_LOOP_SHARE, HistoryQueue, pacedHistory } from "./ws/history-queue.js";
 import type { GatewayStats } from "./ws/metrics.js";
 import { GatewayPool, gatewayWorkerScript } from "./ws/pool.js";
 import type { ReplayHistory } from "./ws/replay.js";
@@ -50,6 +50,9 @@ export function registerLiveServing(app: FastifyInstance, opts: LiveServingOptio
   if (opts.config.workers > 0 && !script) {
     opts.logger.warn("gateway worker script not built (npm run build): serving /ws in this process");
   }
+  // in-process: the history page reads keep to their share of this loop while live clients are served
+  let inProcess: Gateway | null = null;
+  const pages = new HistoryQueue(HISTORY_LOOP_SHARE, () => inProcess?.liveBusy() ?? true);
   const gateway: GatewayService & { attach(app: FastifyInstance): void } = script
     ? new GatewayPool(
         {
@@ -73,7 +76,7 @@ export function registerLiveServing(app: FastifyInstance, opts: LiveServingOptio
         maxQueue: opts.config.maxQueue,
         highWaterBytes: opts.config.highWaterBytes,
         // pages read here one at a time within a share of this event loop (ingest's): live first
-        history: opts.history && pacedHistory(opts.history),
+        history: opts.history && pacedHistory(opts.history, pages),
         recent: opts.recent,
         books: opts.books,
         replayMaxRange: opts.config.replayMaxRange,
@@ -84,6 +87,7 @@ export function registerLiveServing(app: FastifyInstance, opts: LiveServingOptio
           limitLoopback: opts.config.limitLoopback,
         },
       });
+  if (gateway instanceof Gateway) inProcess = gateway;
   gateway.attach(app);
   registerStatus(app, { ...opts.status, gateway: () => gateway.stats() });
   registerDashboard(app);

@@ -23,7 +23,7 @@ import { basename } from "node:path";
 import type { DuckDBAppender, DuckDBConnection, DuckDBValue } from "@duckdb/node-api";
 import { TABLES, type Table } from "../schema/tables.js";
 import { compileChunkAppend, stageCast, stageType } from "./duckdb-chunk.js";
-import { type ReadDialect, SqlReads } from "./reads.js";
+import { type ReadDialect, SqlReads, type TextRows } from "./reads.js";
 import { addedColumnsSql, columnList, createTableSql, ident, keyList, setNonKeyColumns } from "./sql.js";
 import { emptyResult, type Row, type Store, type WriteBatch, type WriteResult } from "./store.js";
 
@@ -282,6 +282,7 @@ const DUCKDB_READS: ReadDialect = {
   last: (expr, by) => `last(${expr} ${by})`,
   anyValue: (expr) => `any_value(${expr})`,
   byteLength: (expr) => `strlen(${expr})`,
+  jsonText: (expr) => `to_json(${expr})::VARCHAR`,
 };
 
 export class DuckDBStore extends SqlReads implements Store {
@@ -503,6 +504,30 @@ export class DuckDBStore extends SqlReads implements Store {
     return this.serialRead(async () => {
       const reader = await this.readConn.runAndReadAll(sql, params.length ? params : undefined);
       return reader.getRowObjectsJson() as Row[];
+    });
+  }
+
+  /**
+   * A text page query (`reads.ts` {@link TextRows}): the first column's strings are taken from the
+   * result as they are (no conversion of the other columns); `row` converts one row on demand.
+   */
+  override queryTexts(sql: string, params: (string | number | boolean | null)[]): Promise<TextRows> {
+    return this.serialRead(async () => {
+      const reader = await this.readConn.runAndReadAll(sql, params.length ? params : undefined);
+      const n = reader.currentRowCount;
+      const texts = new Array<string | null>(n);
+      for (let i = 0; i < n; i++) texts[i] = reader.value(0, i) as string | null;
+      return {
+        texts,
+        row(index: number) {
+          const out: Record<string, string | null> = {};
+          for (let c = 0; c < reader.columnCount; c++) {
+            const v = reader.value(c, index);
+            out[reader.columnName(c)] = v === null ? null : String(v);
+          }
+          return out;
+        },
+      };
     });
   }
 

@@ -61,6 +61,17 @@ export interface Page<T> {
   next_cursor: string | null;
 }
 
+/**
+ * A page of records as JSON text (`Store.tradesText`/`quotesText`): `json` is a JSON array whose
+ * `JSON.parse` equals the typed read's `data` (same properties in the same order, decimals as the same
+ * exact strings), built by the store where it can (DuckDB: in SQL, so the serving process handles one
+ * string per record instead of converting each column). `next_cursor` as in {@link Page}.
+ */
+export interface TextPage {
+  json: string;
+  next_cursor: string | null;
+}
+
 /** Characters of `raw` a dead-letter list item carries (the rest via {@link DeadLetterItem.raw_url}). */
 export const DEAD_LETTER_PREVIEW_CHARS = 4096;
 

@@ -37,8 +37,9 @@ import {
   type Page,
   type PageQuery,
   type SymbolStats,
+  type TextPage,
 } from "./page.js";
-import { rowMapper, selectList } from "./sql.js";
+import { columnList, ident, readColumns, rowMapper, selectList } from "./sql.js";
 import { LAST_SEQUENCES_SQL, type LastSequence, type Row, toLastSequence } from "./store.js";
 
 type Param = string | number | boolean | null;
@@ -65,6 +66,20 @@ export interface ReadDialect {
   anyValue(expr: string): string;
   /** Size of the text `expr` in UTF-8 bytes. */
   byteLength(expr: string): string;
+  /**
+   * JSON text of the text value `expr` (a JSON string, escaped), or of the text list `expr` (a JSON
+   * array of strings). Absent: the dialect builds no JSON text, and the text reads convert typed rows.
+   */
+  jsonText?(expr: string): string;
+}
+
+/**
+ * Rows of a text page query (`SqlReads.queryTexts`): the first column of every row as text (null
+ * where SQL gave NULL), and any row's columns as exact strings (null where NULL).
+ */
+export interface TextRows {
+  texts: (string | null)[];
+  row(index: number): Record<string, string | null>;
 }
 
 /** Collects bound parameters; returns their `$n` placeholders. */
@@ -199,6 +214,13 @@ export abstract class SqlReads {
   abstract query(sql: string, params?: Param[]): Promise<Row[]>;
 
   /**
+   * Runs a parameterized read query whose first column is text and gives that column of every row
+   * without converting the others (read one row at a time with `row`). Optional: where absent, the
+   * text reads convert typed rows.
+   */
+  queryTexts?(sql: string, params: Param[]): Promise<TextRows>;
+
+  /**
    * The highest `source_sequence` per (exchange, symbol) in trades_v2 and agg_trades_v2 (rows without a
    * sequence are ignored), in one query. Order unspecified.
    */
@@ -215,6 +237,21 @@ export abstract class SqlReads {
   /** Stored quotes (`quotes_v2`) in (timestamp, exchange, symbol, platform_sequence, message_id) order. */
   quotes(q: MarketQuery): Promise<Page<QuoteV2>> {
     return this.keysetPage(QUOTES, q, filters(q));
+  }
+
+  /**
+   * {@link trades} as JSON text ({@link TextPage}: `JSON.parse(json)` equals the typed page's data,
+   * property for property, with the same `next_cursor`). Where the dialect builds JSON (DuckDB), each
+   * record's text is built in SQL: this process handles one string per record.
+   * @throws {QueryParamError} on a cursor of another query (as {@link trades})
+   */
+  tradesText(q: MarketQuery): Promise<TextPage> {
+    return this.textPage(TRADES, TABLES.trades_v2, q, () => this.trades(q));
+  }
+
+  /** {@link quotes} as JSON text, as {@link tradesText}. */
+  quotesText(q: MarketQuery): Promise<TextPage> {
+    return this.textPage(QUOTES, TABLES.quotes_v2, q, () => this.quotes(q));
   }
 
   /**
@@ -289,6 +326,28 @@ export abstract class SqlReads {
     q: PageQuery,
     eq: [column: string, value: string][],
   ): Promise<Page<T>> {
+    const { sql, params } = this.keysetSql(spec, q, eq, spec.select);
+    const rows = await this.query(sql, params);
+    return page(rows, q, spec.map, (last) =>
+      encodeCursor(
+        spec.kind,
+        q.order,
+        spec.key.map((k, i) => (k.type === "int" ? Number(last[`_k${i}`]) : String(last[`_k${i}`]))),
+      ),
+    );
+  }
+
+  /**
+   * The SQL of a keyset page over `spec` (selecting `select` and the key as `_k0`, `_k1`, …): equality
+   * filters (fixed column names, bound values), the time range, the cursor's "strictly after" row
+   * comparison, ORDER BY the key, LIMIT limit + 1.
+   */
+  private keysetSql<T>(
+    spec: KeysetSpec<T>,
+    q: PageQuery,
+    eq: [column: string, value: string][],
+    select: string,
+  ): { sql: string; params: Param[] } {
     const p = new Params();
     const where: string[] = [];
     for (const [column, value] of eq) where.push(`${column} = ${p.s(value)}`);
@@ -310,18 +369,54 @@ export abstract class SqlReads {
       where.push(`(${spec.key.map((k) => k.expr).join(", ")}) ${asc ? ">" : "<"} (${bound.join(", ")})`);
     }
     const dir = asc ? "ASC" : "DESC";
-    const sql = `SELECT ${spec.select}, ${spec.key.map((k, i) => `${k.expr} AS _k${i}`).join(", ")}
+    const sql = `SELECT ${select}, ${spec.key.map((k, i) => `${k.expr} AS _k${i}`).join(", ")}
       FROM ${spec.table}${where.length ? ` WHERE ${where.join(" AND ")}` : ""}
       ORDER BY ${spec.key.map((k) => `${k.expr} ${dir}`).join(", ")}
       LIMIT ${p.big(q.limit + 1)}`;
-    const rows = await this.query(sql, p.values);
-    return page(rows, q, spec.map, (last) =>
-      encodeCursor(
+    return { sql, params: p.values };
+  }
+
+  /**
+   * A keyset page of `spec` as JSON text: built in SQL when the dialect and the connection can (the
+   * record JSON over the page's rows only, in an outer query), else the typed page stringified. A page
+   * with a byte budget, or one where SQL gave a NULL record (a NULL in a column the typed mapper
+   * converts), is read typed.
+   */
+  private async textPage<T>(
+    spec: KeysetSpec<T>,
+    table: Table,
+    q: MarketQuery,
+    typed: () => Promise<Page<T>>,
+  ): Promise<TextPage> {
+    const json = this.dialect.jsonText && recordJson(table, this.dialect.jsonText);
+    if (!json || !this.queryTexts || q.maxBytes !== undefined) {
+      const p = await typed();
+      return { json: JSON.stringify(p.data), next_cursor: p.next_cursor };
+    }
+    const { sql, params } = this.keysetSql(spec, q, filters(q), columnList(readColumns(table)));
+    const dir = q.order === "asc" ? "ASC" : "DESC";
+    const keys = spec.key.map((_, i) => `_k${i}`);
+    const rows = await this.queryTexts(
+      `SELECT ${json} AS _json, ${keys.join(", ")} FROM (${sql}) AS page
+       ORDER BY ${keys.map((k) => `${k} ${dir}`).join(", ")}`,
+      params,
+    );
+    const more = rows.texts.length > q.limit;
+    const texts = more ? rows.texts.slice(0, q.limit) : rows.texts;
+    if (texts.some((t) => t === null)) {
+      const p = await typed();
+      return { json: JSON.stringify(p.data), next_cursor: p.next_cursor };
+    }
+    let next: string | null = null;
+    if (more) {
+      const last = rows.row(texts.length - 1);
+      next = encodeCursor(
         spec.kind,
         q.order,
         spec.key.map((k, i) => (k.type === "int" ? Number(last[`_k${i}`]) : String(last[`_k${i}`]))),
-      ),
-    );
+      );
+    }
+    return { json: `[${texts.join(",")}]`, next_cursor: next };
   }
 
   /**
@@ -512,6 +607,46 @@ export function withinBudget(items: readonly unknown[], maxBytes: number | undef
     if (i > 0 && bytes > maxBytes) return i;
   }
   return items.length;
+}
+
+/**
+ * SQL of one record's JSON text over the read columns of `table`, in catalogue order, as
+ * `JSON.stringify` of the typed mapper's record would parse: UUIDs and DECIMAL(18,8) as strings (the
+ * store's exact text: DuckDB writes a DECIMAL(18,8) with its 8 places, as the canonical string),
+ * integers as numbers, text escaped by `jsonText`, JSON columns as stored; a nullable column's NULL
+ * as `null`, a text list's or map's as `[]`/`{}` (as the mapper). Any other NULL makes the text NULL
+ * (`||`). Null when a column's type has no JSON text here (the typed read serves).
+ */
+export function recordJson(table: Table, jsonText: (expr: string) => string): string | null {
+  const parts: string[] = [];
+  for (const c of readColumns(table)) {
+    const col = ident(c.name);
+    let v: string;
+    switch (c.type) {
+      case "uuid":
+      case "decimal(18,8)":
+        v = `'"' || ${col}::VARCHAR || '"'`;
+        break;
+      case "micros":
+      case "bigint":
+        v = `${col}::VARCHAR`;
+        break;
+      case "text":
+        v = jsonText(col);
+        break;
+      case "text[]":
+        v = `coalesce(${jsonText(col)}, '[]')`;
+        break;
+      case "string map":
+        v = `coalesce(${col}::VARCHAR, '{}')`;
+        break;
+      default:
+        return null;
+    }
+    if (c.nullable && c.type !== "text[]" && c.type !== "string map") v = `coalesce(${v}, 'null')`;
+    parts.push(`'${parts.length === 0 ? "{" : ","}${JSON.stringify(c.name)}:' || ${v}`);
+  }
+  return `(${parts.join(" || ")} || '}')`;
 }
 
 /** Equality filters on fixed column names. */

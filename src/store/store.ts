@@ -19,6 +19,7 @@ import type {
   MarketQuery,
   Page,
   SymbolStats,
+  TextPage,
 } from "./page.js";
 
 /** One batch to write atomically. */
@@ -110,6 +111,13 @@ export interface StoreReads {
   trades(q: MarketQuery): Promise<Page<TradeV2>>;
   /** Stored quotes (`quotes_v2`) in (timestamp, exchange, symbol, platform_sequence, message_id) order. */
   quotes(q: MarketQuery): Promise<Page<QuoteV2>>;
+  /**
+   * {@link trades} as JSON text (`page.ts` {@link TextPage}): the same rows, cursor and order. Optional:
+   * a reader without it is read typed.
+   */
+  tradesText?(q: MarketQuery): Promise<TextPage>;
+  /** {@link quotes} as JSON text, as {@link tradesText}. Optional. */
+  quotesText?(q: MarketQuery): Promise<TextPage>;
   /**
    * Stored top-N book snapshots (`book_snapshots_v2`) in (timestamp, exchange, symbol, depth) order.
    */

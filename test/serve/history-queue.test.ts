@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { bookPageSize, HistoryPacer, HistoryQueue } from "../../src/serve/ws/history-queue.js";
+import { bookPageSize, HistoryPacer, HistoryQueue, LiveActivity } from "../../src/serve/ws/history-queue.js";
+
+/** Holds the event loop for `ms` (a page read's or a send's synchronous work). */
+function spin(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end);
+}
 
 describe("HistoryQueue", () => {
   it("runs page reads one at a time, in the order asked, each resolving with its own result", async () => {
@@ -28,6 +34,21 @@ describe("HistoryQueue", () => {
     const next = q.run(() => Promise.resolve("page"));
     await expect(failed).rejects.toThrow("store gone");
     await expect(next).resolves.toBe("page");
+  });
+
+  it("runs reads back to back while no live work is pending (at a share that would hold them for half an hour)", async () => {
+    // with live work pending each 2 ms read would be followed by ~2·10⁶ ms (half an hour) of rest: only the
+    // busy flag being honoured lets these finish
+    const q = new HistoryQueue(1e-6, () => false);
+    const results = await Promise.all(
+      [1, 2, 3].map((i) =>
+        q.run(async () => {
+          spin(2);
+          return i;
+        }),
+      ),
+    );
+    expect(results).toEqual([1, 2, 3]);
   });
 
   it("refuses the reads still queued once closed", async () => {
@@ -79,6 +100,38 @@ describe("HistoryPacer", () => {
     }
     expect(sentWhenIoRan).toBeGreaterThanOrEqual(0);
     expect(sentWhenIoRan).toBeLessThan(50);
+  });
+});
+
+describe("HistoryPacer without live work pending", () => {
+  it("starts each slice at the next turn of the event loop instead of waiting out its share", async () => {
+    // 300 sends of 0.05 ms in slices of 1 ms: with live work pending, each slice would be followed by
+    // ~10⁶ ms (a quarter of an hour) of rest at this share
+    const pacer = new HistoryPacer(1, 1e-6, () => false);
+    let sent = 0;
+    const replay = async () => {
+      for (let i = 0; i < 100; i++) {
+        await pacer.turn();
+        spin(0.05);
+        sent++;
+      }
+    };
+    await Promise.all([replay(), replay(), replay()]);
+    expect(sent).toBe(300);
+  });
+});
+
+describe("LiveActivity", () => {
+  it("counts live work as pending from a mark on, and reports marks at most once per half quiet time", () => {
+    const reports: number[] = [];
+    const live = new LiveActivity(60_000, () => reports.push(1));
+    expect(live.busy()).toBe(false);
+    live.mark();
+    expect(live.busy()).toBe(true);
+    live.mark();
+    live.mark();
+    expect(reports).toHaveLength(1);
+    expect(new LiveActivity(0).busy()).toBe(false);
   });
 });
 

@@ -17,7 +17,7 @@ import type { CandleV2 } from "../../src/schema/candles.js";
 import { decimalToScaledUnits, vwapFromSums } from "../../src/schema/decimal.js";
 import { deterministicMessageId } from "../../src/schema/message-id.js";
 import type { DeadLetter, QuoteV2, SequenceGap, TradeV2 } from "../../src/schema/records.js";
-import { type Page, QueryParamError } from "../../src/store/page.js";
+import { type MarketQuery, type Page, QueryParamError, type TextPage } from "../../src/store/page.js";
 import {
   batchSize,
   emptyBatch,
@@ -787,6 +787,53 @@ export function storeContract(name: string, harness: StoreHarness): void {
         await expect(
           store.quotes({ limit: 1, order: "asc", cursor: first.next_cursor as string }),
         ).rejects.toBeInstanceOf(QueryParamError);
+      });
+
+      it("gives trades and quotes pages as JSON text equal to the typed pages, byte for byte once parsed", async () => {
+        const odd = {
+          event_type: "trade",
+          note: 'quote " backslash \\ newline \n tab \t \u0001 é € 😀 \u2028',
+          "0": "integer-like key",
+        };
+        const trades = Array.from({ length: 13 }, (_, i) =>
+          trade(i, { timestamp: DAY0_US + Math.floor(i / 3) * 1000 }),
+        );
+        trades[2] = {
+          ...trades[2],
+          source_sequence: null,
+          trade_conditions: ["a", 'b "c"'],
+          vendor_data: odd,
+        };
+        trades[5] = { ...trades[5], price: "0.00000001", quantity: "9999999999.99999999", vendor_data: {} };
+        trades[7] = { ...trades[7], trade_id: 'BINANCE-x"\\y', symbol: "BTCUSDT" };
+        const quotes = Array.from({ length: 9 }, (_, i) => quote(i));
+        quotes[3] = { ...quotes[3], source_sequence: null, bid_price: "0.50000000", vendor_data: odd };
+        await store.write(batch({ trades, quotes }));
+        for (const [kind, limit, order] of [
+          ["trades", 4, "asc"],
+          ["trades", 5, "desc"],
+          ["quotes", 2, "asc"],
+          ["quotes", 100, "desc"],
+        ] as const) {
+          const typed = (q: MarketQuery) => (kind === "trades" ? store.trades(q) : store.quotes(q));
+          const text = (kind === "trades" ? store.tradesText : store.quotesText)?.bind(store);
+          expect(text, `${store.name} has ${kind}Text`).toBeDefined();
+          let cursor: string | undefined;
+          let pages = 0;
+          for (;;) {
+            const q: MarketQuery = { symbol: "BTCUSDT", from: DAY0_US, limit, order, cursor };
+            const want = await typed(q);
+            const got = await (text as (q: MarketQuery) => Promise<TextPage>)(q);
+            // the records a replay sends are JSON.stringify of the parsed text: the same bytes
+            expect(JSON.stringify(JSON.parse(got.json))).toBe(JSON.stringify(want.data));
+            expect(JSON.parse(got.json)).toEqual(want.data);
+            expect(got.next_cursor).toBe(want.next_cursor);
+            pages++;
+            if (want.next_cursor === null) break;
+            cursor = want.next_cursor;
+          }
+          expect(pages).toBe(Math.ceil((kind === "trades" ? 13 : 9) / limit));
+        }
       });
 
       it("pages stored book snapshots by keyset in both orders, per symbol and time range", async () => {

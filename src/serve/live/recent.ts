@@ -123,6 +123,55 @@ const KEY_TYPES: Record<RecentKind, CursorValueType[]> = {
 };
 
 /**
+ * The test of {@link mergeRecent}'s key range for a page of `kind` read with `q` whose `next_cursor`
+ * is `nextCursor`: a record's sort key when it matches the query's exchange, symbol and [from, to) and
+ * falls after the query's cursor and (when another page follows) not after the page's last row; else
+ * null. Records outside by their timestamp alone are refused before their key is built.
+ * @throws {QueryParamError} on a cursor of another query
+ */
+function pageRange<K extends RecentKind>(
+  kind: K,
+  q: MarketQuery,
+  nextCursor: string | null,
+): (r: RecentRecord<K>) => SortKey | null {
+  const sign = q.order === "asc" ? 1 : -1;
+  const after = q.cursor !== undefined ? decodeCursor(q.cursor, kind, q.order, KEY_TYPES[kind]) : null;
+  const upTo = nextCursor !== null ? decodeCursor(nextCursor, kind, q.order, KEY_TYPES[kind]) : null;
+  const afterTs = after ? (after[0] as number) : null;
+  const upToTs = upTo ? (upTo[0] as number) : null;
+  return (r) => {
+    if (q.exchange !== undefined && r.exchange !== q.exchange) return null;
+    if (q.symbol !== undefined && r.symbol !== q.symbol) return null;
+    if (q.from !== undefined && r.timestamp < q.from) return null;
+    if (q.to !== undefined && r.timestamp >= q.to) return null;
+    // the timestamp leads the key: a record before the cursor's or past the page's last one is out
+    if (afterTs !== null && sign * (r.timestamp - afterTs) < 0) return null;
+    if (upToTs !== null && sign * (r.timestamp - upToTs) > 0) return null;
+    const key = sortKey(kind, r);
+    if (after && sign * compareKeys(key, after) <= 0) return null;
+    if (upTo && sign * compareKeys(key, upTo) > 0) return null;
+    return key;
+  };
+}
+
+/**
+ * True when some record of `recent` falls in the key range of a page of `kind` read with `q` whose
+ * `next_cursor` is `nextCursor` ({@link mergeRecent} would look it up among the page's rows): false
+ * means {@link mergeRecent} would return the page as it is.
+ * @throws {QueryParamError} on a cursor of another query
+ */
+export function recentInRange<K extends RecentKind>(
+  kind: K,
+  q: MarketQuery,
+  nextCursor: string | null,
+  recent: Iterable<RecentRecord<K>>,
+): boolean {
+  const inPage = pageRange(kind, q, nextCursor);
+  for (const r of recent) if (inPage(r) !== null) return true;
+  return false;
+}
+
+/**
  * A store page of `kind` with the records of `recent` that belong in it and the store did not return:
  * in the page's key range (after the query's cursor; up to the page's last row when another page
  * follows, else to the end), matching the query's exchange, symbol and [from, to), not among the
@@ -138,19 +187,12 @@ export function mergeRecent<K extends RecentKind>(
   recent: Iterable<RecentRecord<K>>,
 ): Page<RecentRecord<K>> {
   const sign = q.order === "asc" ? 1 : -1;
-  const after = q.cursor !== undefined ? decodeCursor(q.cursor, kind, q.order, KEY_TYPES[kind]) : null;
-  const upTo =
-    page.next_cursor !== null ? decodeCursor(page.next_cursor, kind, q.order, KEY_TYPES[kind]) : null;
+  const inPage = pageRange(kind, q, page.next_cursor);
   let stored: Set<string> | null = null;
   const extra: { key: SortKey; r: RecentRecord<K> }[] = [];
   for (const r of recent) {
-    if (q.exchange !== undefined && r.exchange !== q.exchange) continue;
-    if (q.symbol !== undefined && r.symbol !== q.symbol) continue;
-    if (q.from !== undefined && r.timestamp < q.from) continue;
-    if (q.to !== undefined && r.timestamp >= q.to) continue;
-    const key = sortKey(kind, r);
-    if (after && sign * compareKeys(key, after) <= 0) continue;
-    if (upTo && sign * compareKeys(key, upTo) > 0) continue;
+    const key = inPage(r);
+    if (key === null) continue;
     stored ??= new Set(page.data.map((d) => recordId(kind, d)));
     const id = recordId(kind, r);
     if (stored.has(id)) continue;

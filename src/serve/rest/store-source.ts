@@ -9,12 +9,25 @@ import type { BookSnapshotV2 } from "../../schema/books.js";
 import { type CandleV2, isCandleInterval } from "../../schema/candles.js";
 import type { LiveBookSource } from "../../schema/live-book.js";
 import type { QuoteV2, SequenceGap, TradeV2 } from "../../schema/records.js";
-import type { DeadLetterFull, DeadLetterItem, DeadLetterQuery, MarketQuery, Page } from "../../store/page.js";
+import type {
+  DeadLetterFull,
+  DeadLetterItem,
+  DeadLetterQuery,
+  MarketQuery,
+  Page,
+  TextPage,
+} from "../../store/page.js";
 import { widen } from "../../store/reads.js";
 import type { Store } from "../../store/store.js";
 import { getVenue, venueNames } from "../../venues/registry.js";
 import type { LiveFeed } from "../live/feed.js";
-import { mergeRecent, type RecentWindow } from "../live/recent.js";
+import {
+  mergeRecent,
+  type RecentKind,
+  type RecentRecord,
+  type RecentWindow,
+  recentInRange,
+} from "../live/recent.js";
 import type { Tick } from "../live/ticks.js";
 import type { CandlePage, CandleQuery, MarketDataSource, SymbolInfo } from "./source.js";
 
@@ -65,6 +78,34 @@ export class StoreMarketDataSource implements MarketDataSource {
   async quotes(q: MarketQuery): Promise<Page<QuoteV2>> {
     const page = await this.store.quotes(q);
     return this.recent ? mergeRecent("quotes", page, q, this.recent.before("quotes")) : page;
+  }
+
+  /**
+   * {@link trades} as JSON text (`TextPage`: the same records and cursor). The store's text page as it
+   * is when no record of the recent window belongs in it (the usual case: a page of history); else
+   * parsed, merged and written again.
+   */
+  tradesText(q: MarketQuery): Promise<TextPage> {
+    return this.textPage("trades", q);
+  }
+
+  /** {@link quotes} as JSON text, as {@link tradesText}. */
+  quotesText(q: MarketQuery): Promise<TextPage> {
+    return this.textPage("quotes", q);
+  }
+
+  private async textPage<K extends RecentKind>(kind: K, q: MarketQuery): Promise<TextPage> {
+    const read = kind === "trades" ? this.store.tradesText : this.store.quotesText;
+    if (!read) {
+      const p = kind === "trades" ? await this.trades(q) : await this.quotes(q);
+      return { json: JSON.stringify(p.data), next_cursor: p.next_cursor };
+    }
+    const text = await read.call(this.store, q);
+    const recent = this.recent;
+    if (!recent || !recentInRange(kind, q, text.next_cursor, recent.before(kind))) return text;
+    const page: Page<RecentRecord<K>> = { data: JSON.parse(text.json), next_cursor: text.next_cursor };
+    const merged = mergeRecent(kind, page, q, recent.before(kind));
+    return { json: JSON.stringify(merged.data), next_cursor: merged.next_cursor };
   }
 
   bookSnapshots(q: MarketQuery): Promise<Page<BookSnapshotV2>> {

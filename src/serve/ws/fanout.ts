@@ -10,18 +10,26 @@ import { bookKey, newerBook } from "./book-replay.js";
 import type { Flusher } from "./flush.js";
 import { textFrame } from "./frames.js";
 import type { Member, SubscriptionIndex } from "./groups.js";
+import { LIVE_QUIET_MS, LiveActivity } from "./history-queue.js";
 import { type Client, conflationKey, Group, isConflatable } from "./members.js";
 import type { GatewayCounts } from "./metrics.js";
 import type { Channel } from "./protocol.js";
 
 /** Routes records to the members subscribed to them. */
 export class Fanout {
+  /** Marked with each live record that had subscribers (history slices yield to live work then). */
+  readonly live: LiveActivity;
+
+  /** @param onLive told of live records handed to subscribers, at most every `LIVE_QUIET_MS / 2` */
   constructor(
     private readonly index: SubscriptionIndex,
     private readonly flusher: Flusher,
     private readonly queues: SendQueues,
     private readonly counts: GatewayCounts,
-  ) {}
+    onLive?: () => void,
+  ) {
+    this.live = new LiveActivity(LIVE_QUIET_MS, onLive);
+  }
 
   /** Fan-out of one record to the channel's subscribers; synchronous, serializes the record once. */
   publish(channel: Channel, type: string, exchange: string, symbol: string, record: object): void {
@@ -29,6 +37,7 @@ export class Fanout {
     if (!idx) return;
     const bySymbol = idx.bySymbol.get(symbol);
     if (idx.all.size === 0 && !bySymbol) return;
+    this.live.mark();
     const json = JSON.stringify(record);
     let frame: Buffer | null = null;
     const key = conflationKey(channel, exchange, symbol);

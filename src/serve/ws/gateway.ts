@@ -43,7 +43,13 @@ import type { FeedListener, GatewayFeed, GatewayFeedEvents, LiveCandle, Tick } f
 import { Flusher } from "./flush.js";
 import { rawText, textFrame, truncateReason } from "./frames.js";
 import { SubscriptionIndex } from "./groups.js";
-import { bookPageSize, HISTORY_PAGE_SIZE, HistoryPacer } from "./history-queue.js";
+import {
+  bookPageSize,
+  HISTORY_PAGE_SIZE,
+  HISTORY_SEND_SHARE,
+  HISTORY_SLICE_MS,
+  HistoryPacer,
+} from "./history-queue.js";
 import { type InterestTracker, interestKey } from "./interest.js";
 import { Client, type ClientSubscription } from "./members.js";
 import { type GatewayStats, newGatewayCounts, registerGatewayMetrics } from "./metrics.js";
@@ -89,6 +95,16 @@ export interface GatewayOptions {
    * over IPC). Without it a `from` subscription is refused (503).
    */
   history?: ReplayHistory;
+  /**
+   * Told when live records are handed to this gateway's clients, at most every `LIVE_QUIET_MS / 2`
+   * (a worker tells its parent, whose history page reads then keep to their share). Optional.
+   */
+  onLive?: () => void;
+  /**
+   * True while live clients are served elsewhere on this host (a worker: by another worker): history
+   * sends then keep to their share of the loop as when this gateway serves some. Optional.
+   */
+  liveElsewhere?: () => boolean;
   /** The records received lately, some perhaps not stored yet (served at a replay's switch). */
   recent?: RecentWindow;
   /** How far back a `from` subscription may reach, per token (`K2_REPLAY_MAX_RANGE`; omitted: no limit). */
@@ -129,7 +145,11 @@ export class Gateway {
   private readonly queues: SendQueues;
   private readonly fanout: Fanout;
   /** Slices of history sends between event-loop turns (every replay of this gateway). */
-  private readonly pacer = new HistoryPacer();
+  private readonly pacer = new HistoryPacer(
+    HISTORY_SLICE_MS,
+    HISTORY_SEND_SHARE,
+    () => this.fanout.live.busy() || (this.opts.liveElsewhere?.() ?? false),
+  );
   private sweepTimer: NodeJS.Timeout | null = null;
   private lastHeartbeatMs = Date.now();
   /** When the idle sweep last ran (ms since epoch) and its period (ms). */
@@ -178,7 +198,7 @@ export class Gateway {
       maxQueue: opts.maxQueue ?? 10_000,
       close: (c, code, reason) => this.closeClient(c, code, reason),
     });
-    const fan = new Fanout(this.index, this.flusher, this.queues, this.counts);
+    const fan = new Fanout(this.index, this.flusher, this.queues, this.counts, opts.onLive);
     this.fanout = fan;
     this.listeners = {
       trade: (t) => fan.publish("trades", "trade", t.exchange, t.symbol, t),
@@ -190,6 +210,11 @@ export class Gateway {
       },
     };
     if (opts.metrics) registerGatewayMetrics(opts.metrics, () => this.stats());
+  }
+
+  /** True while live records were handed to this gateway's clients lately (`LiveActivity`). */
+  liveBusy(): boolean {
+    return this.fanout.live.busy();
   }
 
   /** Counters so far. */

@@ -18,18 +18,82 @@
 import { performance } from "node:perf_hooks";
 import type { BookSnapshotV2 } from "../../schema/books.js";
 import type { QuoteV2, TradeV2 } from "../../schema/records.js";
-import type { MarketQuery, Page } from "../../store/page.js";
+import type { MarketQuery, Page, TextPage } from "../../store/page.js";
 import type { CandlePage, CandleQuery } from "../rest/source.js";
 import type { ReplayHistory } from "./replay.js";
 
-/** Largest share of the event loop (0..1) history page reads may take. */
-export const HISTORY_LOOP_SHARE = 0.2;
+/**
+ * Largest share of the event loop (0..1) history page reads may take while live clients are served.
+ * On a 2-core host every core a replay keeps busy (DuckDB, the gateways, the replaying clients) is
+ * one the live path competes for: `bench/replay-load.ts` (20 replayers) put the live client's p99 at
+ * 1.48× and 1.8× its baseline with 5 %, 2.8–4× with the 20 % of before (same runs, loaded host).
+ * Without live clients history is not held to it.
+ */
+export const HISTORY_LOOP_SHARE = 0.05;
 
 /** Longest a slice of history sends runs before the event loop gets a turn, ms. */
 export const HISTORY_SLICE_MS = 2;
 
-/** Largest share of a gateway's event loop (0..1) history sends may take. */
-export const HISTORY_SEND_SHARE = 0.2;
+/**
+ * Longest slice of history sends while live work is pending, ms: a live record that arrives during a
+ * slice waits at most this long for it to end.
+ */
+export const HISTORY_BUSY_SLICE_MS = 0.5;
+
+/**
+ * Most records per trades or quotes page read while live work is pending: the reading process's loop
+ * is held for one page's conversion and hand-over at a time, so a smaller page is a shorter wait for a
+ * live record that arrives meanwhile (the replay follows `next_cursor` as with a full page).
+ */
+export const HISTORY_BUSY_PAGE_ROWS = 100;
+
+/**
+ * Largest share of a gateway's event loop (0..1) history sends may take while live clients are
+ * served (see {@link HISTORY_LOOP_SHARE}).
+ */
+export const HISTORY_SEND_SHARE = 0.05;
+
+/**
+ * How long after the last live record handled live work counts as pending, ms: within it history is
+ * held to its share of the event loop; after it (no live client served lately) history pages and
+ * slices follow each other at once, still one event-loop turn apart.
+ */
+export const LIVE_QUIET_MS = 250;
+
+/**
+ * Tells whether live work is pending: {@link LiveActivity.mark} on each live record handed to clients
+ * (or to the gateway workers), {@link LiveActivity.busy} true within {@link LIVE_QUIET_MS} after.
+ */
+export class LiveActivity {
+  private last = Number.NEGATIVE_INFINITY;
+  private reported = Number.NEGATIVE_INFINITY;
+
+  /**
+   * @param quietMs how long after the last live record live work counts as pending, ms
+   * @param report called on a mark at most once per `quietMs / 2` (a gateway worker tells the process
+   *   that reads its history pages, so that the reads there keep to their share while it serves live
+   *   clients)
+   */
+  constructor(
+    private readonly quietMs = LIVE_QUIET_MS,
+    private readonly report?: () => void,
+  ) {}
+
+  /** A live record was handed on now. */
+  mark(): void {
+    const now = performance.now();
+    this.last = now;
+    if (this.report && now - this.reported >= this.quietMs / 2) {
+      this.reported = now;
+      this.report();
+    }
+  }
+
+  /** True while live records were handed on within the last `quietMs`. */
+  busy(): boolean {
+    return performance.now() - this.last < this.quietMs;
+  }
+}
 
 /**
  * Records per history page, by channel: about 100–250 KB of JSON, so that reading, converting and
@@ -51,8 +115,21 @@ export class HistoryQueue {
   private running = false;
   private closed = false;
 
-  /** @param share largest share of the event loop (0 < share ≤ 1) the tasks may take together */
-  constructor(private readonly share = HISTORY_LOOP_SHARE) {}
+  /**
+   * @param share largest share of the event loop (0 < share ≤ 1) the tasks may take together while
+   *   live work is pending
+   * @param busy whether live work is pending (default: always): when not, the next task runs at the
+   *   next turn of the event loop, without waiting out the share
+   */
+  constructor(
+    private readonly share = HISTORY_LOOP_SHARE,
+    private readonly busy: () => boolean = () => true,
+  ) {}
+
+  /** Whether live work is pending (the `busy` given). */
+  liveBusy(): boolean {
+    return this.busy();
+  }
 
   /** Pages waiting (not counting the one being read). */
   get waiting(): number {
@@ -96,7 +173,7 @@ export class HistoryQueue {
       // estimate errs on the side of live work); then the loop is left to others that long again
       const busy = performance.eventLoopUtilization(start).active;
       const spent = Math.min(busy, performance.now() - t0);
-      const rest = (spent * (1 - this.share)) / this.share;
+      const rest = this.busy() ? (spent * (1 - this.share)) / this.share : 0;
       if (rest < 1) setImmediate(() => this.next());
       else setTimeout(() => this.next(), rest);
     });
@@ -109,13 +186,27 @@ export function pacedHistory(history: ReplayHistory, queue = new HistoryQueue())
     trades: (q: MarketQuery): Promise<Page<TradeV2>> => queue.run(() => history.trades(q)),
     quotes: (q: MarketQuery): Promise<Page<QuoteV2>> => queue.run(() => history.quotes(q)),
   };
-  const { candles, bookSnapshots } = history;
+  const { candles, bookSnapshots, tradesText, quotesText } = history;
+  if (tradesText)
+    paced.tradesText = (q: MarketQuery): Promise<TextPage> =>
+      queue.run(() => tradesText.call(history, busyPage(q, queue.liveBusy())));
+  if (quotesText)
+    paced.quotesText = (q: MarketQuery): Promise<TextPage> =>
+      queue.run(() => quotesText.call(history, busyPage(q, queue.liveBusy())));
   if (candles)
     paced.candles = (q: CandleQuery): Promise<CandlePage> => queue.run(() => candles.call(history, q));
   if (bookSnapshots)
     paced.bookSnapshots = (q: MarketQuery): Promise<Page<BookSnapshotV2>> =>
       queue.run(() => bookSnapshots.call(history, q));
   return paced;
+}
+
+/**
+ * `q` with its page cut to {@link HISTORY_BUSY_PAGE_ROWS} records when live work is pending (`busy`),
+ * else as it is.
+ */
+export function busyPage<Q extends { limit: number }>(q: Q, busy: boolean): Q {
+  return busy && q.limit > HISTORY_BUSY_PAGE_ROWS ? { ...q, limit: HISTORY_BUSY_PAGE_ROWS } : q;
 }
 
 /** Grants history sends in slices between event-loop turns (see the module comment). */
@@ -127,13 +218,17 @@ export class HistoryPacer {
   private sliceStart = 0;
 
   /**
-   * @param sliceMs longest slice of history sends, ms
-   * @param share largest share of the event loop (0 < share ≤ 1) the slices take: after a slice of
-   *   `t` ms the next starts `t·(1 − share)/share` ms later at the earliest
+   * @param sliceMs longest slice of history sends, ms ({@link HISTORY_BUSY_SLICE_MS} at most while live
+   *   work is pending)
+   * @param share largest share of the event loop (0 < share ≤ 1) the slices take while live work is
+   *   pending: after a slice of `t` ms the next starts `t·(1 − share)/share` ms later at the earliest
+   * @param busy whether live work is pending (default: always): when not, the next slice starts at the
+   *   next turn of the event loop
    */
   constructor(
     private readonly sliceMs = HISTORY_SLICE_MS,
     private readonly share = HISTORY_SEND_SHARE,
+    private readonly busy: () => boolean = () => true,
   ) {}
 
   /**
@@ -148,8 +243,10 @@ export class HistoryPacer {
         this.scheduled = true;
         // the slice that ended (or is ending now) is followed by its rest
         const now = performance.now();
-        const spent = Math.min(this.sliceMs, Math.max(0, Math.min(now, this.sliceEnd) - this.sliceStart));
-        const rest = (spent * (1 - this.share)) / this.share - Math.max(0, now - this.sliceEnd);
+        const spent = Math.max(0, Math.min(now, this.sliceEnd) - this.sliceStart);
+        const rest = this.busy()
+          ? (spent * (1 - this.share)) / this.share - Math.max(0, now - this.sliceEnd)
+          : 0;
         if (rest < 1) setImmediate(() => this.slice());
         else setTimeout(() => this.slice(), rest);
       }
@@ -159,7 +256,8 @@ export class HistoryPacer {
   private slice(): void {
     this.scheduled = false;
     this.sliceStart = performance.now();
-    this.sliceEnd = this.sliceStart + this.sliceMs;
+    this.sliceEnd =
+      this.sliceStart + (this.busy() ? Math.min(this.sliceMs, HISTORY_BUSY_SLICE_MS) : this.sliceMs);
     // each resumes in turn (promise jobs run in order) and asks again: round-robin within the slice
     const due = this.waiting;
     this.waiting = [];

@@ -42,7 +42,7 @@ import type { LiveFeed } from "../live/feed.js";
 import type { GatewayConfig } from "./config.js";
 import { UpgradeGuard } from "./conn-limit.js";
 import { isUpgradePath, refuseUpgrade } from "./gateway.js";
-import { HistoryQueue } from "./history-queue.js";
+import { busyPage, HISTORY_LOOP_SHARE, HistoryQueue, LiveActivity } from "./history-queue.js";
 import { type InterestUpdate, WorkerRoutes } from "./interest.js";
 import { emptyGatewayStats, type GatewayStats, registerGatewayMetrics } from "./metrics.js";
 import type { ReplayHistory } from "./replay.js";
@@ -127,8 +127,13 @@ export class GatewayPool {
     }
   >();
   private nextConn = 0;
-  /** The workers' history page reads, one at a time within a share of this event loop. */
-  private readonly pages = new HistoryQueue();
+  /** A worker served live clients lately (`live` messages): history waits out its share only then. */
+  private readonly live = new LiveActivity();
+  /**
+   * The workers' history page reads, one at a time, within a share of this event loop while live
+   * records are being written to the workers.
+   */
+  private readonly pages = new HistoryQueue(HISTORY_LOOP_SHARE, () => this.live.busy());
   readonly path: string;
 
   /** @throws {Error} when the worker script is missing (build with `npm run build`) or `workers` < 1 */
@@ -357,6 +362,7 @@ export class GatewayPool {
       } else if (m.t === "gone") this.gone(m.cid);
       else if (m.t === "taken") this.taken(m.cid);
       else if (m.t === "history") this.servePage(child, m);
+      else if (m.t === "live") this.liveIn(slot);
       else if (m.t === "interest") this.interest(slot, m.update);
     });
     // a worker is dead once it exited; the end of its IPC channel says so too (it exits on that, and
@@ -414,6 +420,17 @@ export class GatewayPool {
     this.pages.run(() => this.readPage(child, m)).catch(() => undefined);
   }
 
+  /**
+   * A worker served live clients: this process's page reads keep to their share, and the other workers
+   * are told (their history sends then keep to theirs: they share the cores with the live path).
+   */
+  private liveIn(from: Slot): void {
+    this.live.mark();
+    for (const s of this.slots) {
+      if (s && s !== from && s.alive && s.isReady) send(s.child, { t: "live" });
+    }
+  }
+
   /** Reads one history page and sends it (or why not) to `child`. */
   private readPage(child: ChildProcess, m: Extract<FromWorker, { t: "history" }>): Promise<void> {
     if (!child.connected) return Promise.resolve(); // its worker is gone: nobody waits for the page
@@ -435,7 +452,22 @@ export class GatewayPool {
         return Promise.resolve();
       }
       read = h.bookSnapshots(m.query);
-    } else read = m.kind === "trades" ? h.trades(m.query) : h.quotes(m.query);
+    } else {
+      // as JSON text where the history has it (a DuckDB store builds it in SQL): the page goes to the
+      // worker as one string, not as objects converted here and serialized again
+      const text = m.kind === "trades" ? h.tradesText : h.quotesText;
+      if (text) {
+        return text.call(h, busyPage(m.query, this.live.busy())).then(
+          (page) => {
+            send(child, { t: "page", id: m.id, text: page });
+          },
+          (err: unknown) => {
+            send(child, { t: "page", id: m.id, error: (err as Error).message ?? String(err) });
+          },
+        );
+      }
+      read = m.kind === "trades" ? h.trades(m.query) : h.quotes(m.query);
+    }
     return read.then(
       (page) => {
         send(child, { t: "page", id: m.id, page });

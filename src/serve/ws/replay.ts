@@ -24,7 +24,7 @@
  */
 import type { BookSnapshotV2 } from "../../schema/books.js";
 import type { QuoteV2, TradeV2 } from "../../schema/records.js";
-import type { MarketQuery, Page } from "../../store/page.js";
+import type { MarketQuery, Page, TextPage } from "../../store/page.js";
 import {
   compareKeys,
   type RecentKind,
@@ -42,6 +42,14 @@ export interface ReplayHistory {
   trades(q: MarketQuery): Promise<Page<TradeV2>>;
   /** Stored quotes in (timestamp, exchange, symbol, platform_sequence, message_id) order (`Store.quotes`). */
   quotes(q: MarketQuery): Promise<Page<QuoteV2>>;
+  /**
+   * {@link trades} as JSON text (`Store.tradesText`: the same records and cursor), read instead of
+   * {@link trades} where present: a DuckDB store builds the text in SQL, which costs the reading
+   * process's event loop a fraction of converting typed rows; a gateway worker is passed the text.
+   */
+  tradesText?(q: MarketQuery): Promise<TextPage>;
+  /** {@link quotes} as JSON text, as {@link tradesText}. */
+  quotesText?(q: MarketQuery): Promise<TextPage>;
   /**
    * Stored closed candles and the open ones in memory (`MarketDataSource.candles`, `source: "live"`),
    * for `candles.*` subscriptions `from` a point in time (`candle-replay.ts`); absent: refused (503).
@@ -241,9 +249,7 @@ export class Replay<K extends RecentKind> {
 
   private async *pages(symbol: string | undefined): AsyncGenerator<RecentRecord<K>> {
     const o = this.o;
-    const read = (o.kind === "trades" ? o.history.trades : o.history.quotes).bind(o.history) as (
-      q: MarketQuery,
-    ) => Promise<Page<RecentRecord<K>>>;
+    const read = historyReader(o.history, o.kind);
     let cursor: string | undefined;
     for (;;) {
       const page = await read({ symbol, from: o.fromUs, order: "asc", limit: o.pageSize ?? 2000, cursor });
@@ -254,6 +260,22 @@ export class Replay<K extends RecentKind> {
       cursor = page.next_cursor;
     }
   }
+}
+
+/**
+ * The page read of `kind` from `history`: its text read parsed where it has one, else its typed read.
+ */
+export function historyReader<K extends RecentKind>(
+  history: ReplayHistory,
+  kind: K,
+): (q: MarketQuery) => Promise<Page<RecentRecord<K>>> {
+  const text = kind === "trades" ? history.tradesText : history.quotesText;
+  if (text) {
+    return (q) =>
+      text.call(history, q).then((p) => ({ data: JSON.parse(p.json), next_cursor: p.next_cursor }));
+  }
+  const typed = kind === "trades" ? history.trades : history.quotes;
+  return typed.bind(history) as (q: MarketQuery) => Promise<Page<RecentRecord<K>>>;
 }
 
 /**

@@ -28,13 +28,14 @@ import type { BookSnapshotV2 } from "../../schema/books.js";
 import type { CandleV2 } from "../../schema/candles.js";
 import type { LiveBookTop } from "../../schema/live-book.js";
 import type { QuoteV2, TradeV2 } from "../../schema/records.js";
-import type { MarketQuery, Page } from "../../store/page.js";
+import type { MarketQuery, Page, TextPage } from "../../store/page.js";
 import { TokenAuth } from "../auth.js";
 import { LiveBookCopy } from "../live/books.js";
 import { LiveFeed, type Tick } from "../live/feed.js";
 import type { CandlePage, CandleQuery } from "../rest/source.js";
 import type { GatewayConfig } from "./config.js";
 import { Gateway, type UpgradeRequest } from "./gateway.js";
+import { LiveActivity } from "./history-queue.js";
 import { InterestTracker, type InterestUpdate } from "./interest.js";
 import { emptyGatewayStats, type GatewayStats } from "./metrics.js";
 import type { ReplayHistory } from "./replay.js";
@@ -70,7 +71,8 @@ class ParentHistory implements ReplayHistory {
     const w = this.waiting.get(m.id);
     if (!w) return;
     this.waiting.delete(m.id);
-    if (m.page) w.resolve(m.page);
+    if (m.text) w.resolve({ data: JSON.parse(m.text.json), next_cursor: m.text.next_cursor });
+    else if (m.page) w.resolve(m.page);
     else w.reject(new Error(m.error ?? "no page"));
   }
 
@@ -93,12 +95,19 @@ export type ToWorker =
   | { t: "init"; worker: number; path: string; config: GatewayConfig; logLevel: string }
   | { t: "conn"; cid: number; req: UpgradeRequest; head: string }
   | { t: "stats"; id: number }
-  /** A history page asked for with `history` (or why it could not be read). */
-  | { t: "page"; id: number; page?: HistoryPage; error?: string };
+  /** Another worker served live clients (at most every `LIVE_QUIET_MS / 2` from each). */
+  | { t: "live" }
+  /**
+   * A history page asked for with `history` (or why it could not be read): trades and quotes as JSON
+   * text (`text`) where the parent's history reads them so, else `page`.
+   */
+  | { t: "page"; id: number; page?: HistoryPage; text?: TextPage; error?: string };
 
 /** Messages from a worker to the pool. */
 export type FromWorker =
   | { t: "hello" }
+  /** Live records were handed to this worker's clients (at most every `LIVE_QUIET_MS / 2`). */
+  | { t: "live" }
   | { t: "stats"; id: number; stats: GatewayStats }
   | { t: "closed" }
   /** Connection `cid` and its socket arrived (the pool stops its hand-over deadline). */
@@ -183,6 +192,8 @@ function main(): void {
   const live = new LiveFeed();
   const books = new LiveBookCopy();
   const history = new ParentHistory(send);
+  /** Other workers served live clients lately (the parent relays their `live`). */
+  const elsewhere = new LiveActivity();
   const interest: InterestTracker = new InterestTracker(
     (update) => send({ t: "interest", update }),
     () => books.retain((symbol) => interest.wantsBook(symbol)),
@@ -236,6 +247,9 @@ function main(): void {
         replayMaxRecords: m.config.replayMaxRecords,
         books,
         interest,
+        // the parent's history page reads keep to their share of its loop while live clients are served
+        onLive: () => send({ t: "live" }),
+        liveElsewhere: () => elsewhere.busy(),
       });
       gateway.start();
     } else if (m.t === "conn") {
@@ -262,6 +276,8 @@ function main(): void {
       }
     } else if (m.t === "page") {
       history.answer(m);
+    } else if (m.t === "live") {
+      elsewhere.mark();
     } else if (m.t === "stats") {
       const stats: GatewayStats = { ...(gateway ? gateway.stats() : emptyGatewayStats()), workers: 1 };
       send({ t: "stats", id: m.id, stats });
