@@ -17,6 +17,16 @@ async function keyedTables(store: DuckDBStore): Promise<string[]> {
   return rows.map((r) => String(r.table_name));
 }
 
+/** Writes a DuckDB file at `path` as an earlier version left it: `statements` run on a fresh file. */
+async function writeOldFile(path: string, statements: string[]): Promise<void> {
+  const { DuckDBInstance } = await import("@duckdb/node-api");
+  const instance = await DuckDBInstance.create(path);
+  const c = await instance.connect();
+  for (const sql of statements) await c.run(sql);
+  c.closeSync();
+  instance.closeSync();
+}
+
 function trades(t: WriteBatch["trades"], aggTrades: WriteBatch["aggTrades"] = []): WriteBatch {
   return { ...emptyBatch(), trades: t, aggTrades };
 }
@@ -39,15 +49,12 @@ describe("duckdb store migrations", () => {
     const path = join(dir, "old.duckdb");
     try {
       // a sequence_gaps table as earlier versions created it, with one row
-      const { DuckDBInstance } = await import("@duckdb/node-api");
-      const instance = await DuckDBInstance.create(path);
-      const c = await instance.connect();
-      await c.run(`CREATE TABLE sequence_gaps (exchange VARCHAR NOT NULL, symbol VARCHAR NOT NULL,
+      await writeOldFile(path, [
+        `CREATE TABLE sequence_gaps (exchange VARCHAR NOT NULL, symbol VARCHAR NOT NULL,
         data_type VARCHAR NOT NULL, from_sequence BIGINT NOT NULL, to_sequence BIGINT NOT NULL,
-        detected_at BIGINT NOT NULL, PRIMARY KEY (exchange, symbol, data_type, from_sequence))`);
-      await c.run("INSERT INTO sequence_gaps VALUES ('BINANCE', 'BTCUSDT', 'trades', 10, 14, 1)");
-      c.closeSync();
-      instance.closeSync();
+        detected_at BIGINT NOT NULL, PRIMARY KEY (exchange, symbol, data_type, from_sequence))`,
+        "INSERT INTO sequence_gaps VALUES ('BINANCE', 'BTCUSDT', 'trades', 10, 14, 1)",
+      ]);
       const store = new DuckDBStore({ path });
       await store.init();
       try {
@@ -133,19 +140,15 @@ describe("duckdb trade tables without a primary key", () => {
     const path = join(dir, "old.duckdb");
     try {
       // the trade tables as earlier versions created them, each with one trade
-      const { DuckDBInstance } = await import("@duckdb/node-api");
-      const instance = await DuckDBInstance.create(path);
-      const c = await instance.connect();
-      for (const t of [TABLES.trades_v2, TABLES.agg_trades_v2]) {
-        await c.run(createTableSql(t, "duckdb"));
-        await c.run(
+      await writeOldFile(
+        path,
+        [TABLES.trades_v2, TABLES.agg_trades_v2].flatMap((t) => [
+          createTableSql(t, "duckdb"),
           `INSERT INTO ${t.name} SELECT '${trade(1).message_id}'::UUID, 'BINANCE-3735683260', 'BTCUSDT',
            'BINANCE', 'crypto', ${trade(1).timestamp}, 61707.68, 0.001, 'USDT', 'SELL', [], 3735683260,
            ${trade(1).ingestion_timestamp}, 2, '{}'`,
-        );
-      }
-      c.closeSync();
-      instance.closeSync();
+        ]),
+      );
       for (const optimisticInserts of [false, true]) {
         const store = new DuckDBStore({ path, optimisticInserts });
         await store.init();
