@@ -99,6 +99,8 @@ class Staging {
   /** The move without its conflict clause: fails on the first record already held. */
   readonly moveNew: (table: string) => string;
   readonly append: (a: DuckDBAppender, records: readonly object[]) => void;
+  /** The staged columns cast to the table's types, in catalogue order, each prefixed by `alias`. */
+  readonly casts: (alias?: string) => string;
 
   constructor(
     readonly name: string,
@@ -108,9 +110,9 @@ class Staging {
   ) {
     const cols = table.columns;
     this.create = `CREATE TEMP TABLE IF NOT EXISTS ${name} (${cols.map((c) => `${ident(c.name)} ${stageType(c)}`).join(", ")})`;
-    const casts = cols
-      .map((c) => `${ident(c.name)}${stageCast(c) === "" ? "" : `::${stageCast(c)}`}`)
-      .join(", ");
+    this.casts = (alias = "") =>
+      cols.map((c) => `${alias}${ident(c.name)}${stageCast(c) === "" ? "" : `::${stageCast(c)}`}`).join(", ");
+    const casts = this.casts();
     this.renew = `DROP TABLE IF EXISTS temp.main.${name}; ${this.create}`;
     this.move = (target) => `INSERT INTO ${target} (${columnList(cols)}) ${select(casts, name)} ${conflict}`;
     this.moveNew = (target) => `INSERT INTO ${target} (${columnList(cols)}) ${select(casts, name)}`;
@@ -147,14 +149,10 @@ const UNKEYED_TRADE_TABLES = ["trades_v2", "agg_trades_v2"] as const;
  * connection.
  */
 function moveUnkeyedTrades(table: string, lo: number, hi: number): string {
-  const cols = trades_v2.columns;
-  const casts = cols
-    .map((c) => `s.${ident(c.name)}${stageCast(c) === "" ? "" : `::${stageCast(c)}`}`)
-    .join(", ");
   const key = keyList(trades_v2);
   const on = trades_v2.key.map((k) => `t.${ident(k)} = s.${ident(k)}`).join(" AND ");
-  return `INSERT INTO ${table} (${columnList(cols)})
-  SELECT ${casts} FROM (
+  return `INSERT INTO ${table} (${columnList(trades_v2.columns)})
+  SELECT ${STAGE_TRADES.casts("s.")} FROM (
     SELECT * FROM stage_trades QUALIFY row_number() OVER (PARTITION BY ${key} ORDER BY rowid) = 1
   ) s
   ANTI JOIN (SELECT ${key} FROM ${table} WHERE "timestamp" BETWEEN ${lo} AND ${hi}) t ON ${on}`;

@@ -72,6 +72,16 @@ export interface TextPage {
   next_cursor: string | null;
 }
 
+/** `p` as a {@link TextPage}: its data stringified, its cursor. */
+export function pageText<T>(p: Page<T>): TextPage {
+  return { json: JSON.stringify(p.data), next_cursor: p.next_cursor };
+}
+
+/** The {@link Page} a {@link TextPage} holds: its JSON parsed, its cursor. */
+export function parsePage<T>(t: TextPage): Page<T> {
+  return { data: JSON.parse(t.json) as T[], next_cursor: t.next_cursor };
+}
+
 /** Characters of `raw` a dead-letter list item carries (the rest via {@link DeadLetterItem.raw_url}). */
 export const DEAD_LETTER_PREVIEW_CHARS = 4096;
 

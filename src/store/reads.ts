@@ -36,6 +36,7 @@ import {
   type MarketQuery,
   type Page,
   type PageQuery,
+  pageText,
   type SymbolStats,
   type TextPage,
 } from "./page.js";
@@ -328,13 +329,7 @@ export abstract class SqlReads {
   ): Promise<Page<T>> {
     const { sql, params } = this.keysetSql(spec, q, eq, spec.select);
     const rows = await this.query(sql, params);
-    return page(rows, q, spec.map, (last) =>
-      encodeCursor(
-        spec.kind,
-        q.order,
-        spec.key.map((k, i) => (k.type === "int" ? Number(last[`_k${i}`]) : String(last[`_k${i}`]))),
-      ),
-    );
+    return page(rows, q, spec.map, (last) => keysetCursor(spec, q, last));
   }
 
   /**
@@ -389,10 +384,7 @@ export abstract class SqlReads {
     typed: () => Promise<Page<T>>,
   ): Promise<TextPage> {
     const json = this.dialect.jsonText && recordJson(table, this.dialect.jsonText);
-    if (!json || !this.queryTexts || q.maxBytes !== undefined) {
-      const p = await typed();
-      return { json: JSON.stringify(p.data), next_cursor: p.next_cursor };
-    }
+    if (!json || !this.queryTexts || q.maxBytes !== undefined) return pageText(await typed());
     const { sql, params } = this.keysetSql(spec, q, filters(q), columnList(readColumns(table)));
     const dir = q.order === "asc" ? "ASC" : "DESC";
     const keys = spec.key.map((_, i) => `_k${i}`);
@@ -403,19 +395,8 @@ export abstract class SqlReads {
     );
     const more = rows.texts.length > q.limit;
     const texts = more ? rows.texts.slice(0, q.limit) : rows.texts;
-    if (texts.some((t) => t === null)) {
-      const p = await typed();
-      return { json: JSON.stringify(p.data), next_cursor: p.next_cursor };
-    }
-    let next: string | null = null;
-    if (more) {
-      const last = rows.row(texts.length - 1);
-      next = encodeCursor(
-        spec.kind,
-        q.order,
-        spec.key.map((k, i) => (k.type === "int" ? Number(last[`_k${i}`]) : String(last[`_k${i}`]))),
-      );
-    }
+    if (texts.some((t) => t === null)) return pageText(await typed());
+    const next = more ? keysetCursor(spec, q, rows.row(texts.length - 1)) : null;
     return { json: `[${texts.join(",")}]`, next_cursor: next };
   }
 
@@ -572,6 +553,15 @@ function intervalLength(interval: CandleInterval): number {
  * A page of `rows` (at most `limit + 1` of them): the first `limit` mapped, cut further at the byte
  * budget, and the cursor of the last row kept when more follow.
  */
+/** The cursor after `last`, a row of a keyset page over `spec` (its key as `_k0`, `_k1`, …). */
+function keysetCursor<T>(spec: KeysetSpec<T>, q: PageQuery, last: Record<string, unknown>): string {
+  return encodeCursor(
+    spec.kind,
+    q.order,
+    spec.key.map((k, i) => (k.type === "int" ? Number(last[`_k${i}`]) : String(last[`_k${i}`]))),
+  );
+}
+
 function page<T>(
   rows: Row[],
   q: PageQuery,

@@ -9,13 +9,15 @@ import type { BookSnapshotV2 } from "../../schema/books.js";
 import { type CandleV2, isCandleInterval } from "../../schema/candles.js";
 import type { LiveBookSource } from "../../schema/live-book.js";
 import type { QuoteV2, SequenceGap, TradeV2 } from "../../schema/records.js";
-import type {
-  DeadLetterFull,
-  DeadLetterItem,
-  DeadLetterQuery,
-  MarketQuery,
-  Page,
-  TextPage,
+import {
+  type DeadLetterFull,
+  type DeadLetterItem,
+  type DeadLetterQuery,
+  type MarketQuery,
+  type Page,
+  pageText,
+  parsePage,
+  type TextPage,
 } from "../../store/page.js";
 import { widen } from "../../store/reads.js";
 import type { Store } from "../../store/store.js";
@@ -96,16 +98,12 @@ export class StoreMarketDataSource implements MarketDataSource {
 
   private async textPage<K extends RecentKind>(kind: K, q: MarketQuery): Promise<TextPage> {
     const read = kind === "trades" ? this.store.tradesText : this.store.quotesText;
-    if (!read) {
-      const p = kind === "trades" ? await this.trades(q) : await this.quotes(q);
-      return { json: JSON.stringify(p.data), next_cursor: p.next_cursor };
-    }
+    if (!read)
+      return pageText<TradeV2 | QuoteV2>(kind === "trades" ? await this.trades(q) : await this.quotes(q));
     const text = await read.call(this.store, q);
     const recent = this.recent;
     if (!recent || !recentInRange(kind, q, text.next_cursor, recent.before(kind))) return text;
-    const page: Page<RecentRecord<K>> = { data: JSON.parse(text.json), next_cursor: text.next_cursor };
-    const merged = mergeRecent(kind, page, q, recent.before(kind));
-    return { json: JSON.stringify(merged.data), next_cursor: merged.next_cursor };
+    return pageText(mergeRecent(kind, parsePage<RecentRecord<K>>(text), q, recent.before(kind)));
   }
 
   bookSnapshots(q: MarketQuery): Promise<Page<BookSnapshotV2>> {

@@ -37,6 +37,7 @@ import type { Logger } from "../../ops/logger.js";
 import type { Metrics } from "../../ops/metrics.js";
 import { packageRoot } from "../../paths.js";
 import { type LiveBookSource, type LiveBookView, liveBookTop } from "../../schema/live-book.js";
+import type { TextPage } from "../../store/page.js";
 import { TokenAuth } from "../auth.js";
 import type { LiveFeed } from "../live/feed.js";
 import type { GatewayConfig } from "./config.js";
@@ -439,38 +440,30 @@ export class GatewayPool {
       send(child, { t: "page", id: m.id, error: "no history here (this process has no store)" });
       return Promise.resolve();
     }
-    let read: Promise<HistoryPage>;
+    // what the page message carries: `page`, or for trades and quotes `text` where the history reads
+    // them so (a DuckDB store builds it in SQL: the page goes to the worker as one string, not as
+    // objects converted here and serialized again)
+    let read: Promise<{ page: HistoryPage } | { text: TextPage }>;
     if (m.kind === "candles") {
       if (!h.candles) {
         send(child, { t: "page", id: m.id, error: "no candle history here" });
         return Promise.resolve();
       }
-      read = h.candles(m.query);
+      read = h.candles(m.query).then((page) => ({ page }));
     } else if (m.kind === "bookSnapshots") {
       if (!h.bookSnapshots) {
         send(child, { t: "page", id: m.id, error: "no book history here" });
         return Promise.resolve();
       }
-      read = h.bookSnapshots(m.query);
+      read = h.bookSnapshots(m.query).then((page) => ({ page }));
     } else {
-      // as JSON text where the history has it (a DuckDB store builds it in SQL): the page goes to the
-      // worker as one string, not as objects converted here and serialized again
       const text = m.kind === "trades" ? h.tradesText : h.quotesText;
-      if (text) {
-        return text.call(h, busyPage(m.query, this.live.busy())).then(
-          (page) => {
-            send(child, { t: "page", id: m.id, text: page });
-          },
-          (err: unknown) => {
-            send(child, { t: "page", id: m.id, error: (err as Error).message ?? String(err) });
-          },
-        );
-      }
-      read = m.kind === "trades" ? h.trades(m.query) : h.quotes(m.query);
+      if (text) read = text.call(h, busyPage(m.query, this.live.busy())).then((t) => ({ text: t }));
+      else read = (m.kind === "trades" ? h.trades(m.query) : h.quotes(m.query)).then((page) => ({ page }));
     }
     return read.then(
-      (page) => {
-        send(child, { t: "page", id: m.id, page });
+      (body) => {
+        send(child, { t: "page", id: m.id, ...body });
       },
       (err: unknown) => {
         send(child, { t: "page", id: m.id, error: (err as Error).message ?? String(err) });

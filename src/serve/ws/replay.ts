@@ -24,7 +24,7 @@
  */
 import type { BookSnapshotV2 } from "../../schema/books.js";
 import type { QuoteV2, TradeV2 } from "../../schema/records.js";
-import type { MarketQuery, Page, TextPage } from "../../store/page.js";
+import { type MarketQuery, type Page, parsePage, type TextPage } from "../../store/page.js";
 import {
   compareKeys,
   type RecentKind,
@@ -271,8 +271,7 @@ export function historyReader<K extends RecentKind>(
 ): (q: MarketQuery) => Promise<Page<RecentRecord<K>>> {
   const text = kind === "trades" ? history.tradesText : history.quotesText;
   if (text) {
-    return (q) =>
-      text.call(history, q).then((p) => ({ data: JSON.parse(p.json), next_cursor: p.next_cursor }));
+    return (q) => text.call(history, q).then((p) => parsePage<RecentRecord<K>>(p));
   }
   const typed = kind === "trades" ? history.trades : history.quotes;
   return typed.bind(history) as (q: MarketQuery) => Promise<Page<RecentRecord<K>>>;

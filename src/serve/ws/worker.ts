@@ -28,7 +28,7 @@ import type { BookSnapshotV2 } from "../../schema/books.js";
 import type { CandleV2 } from "../../schema/candles.js";
 import type { LiveBookTop } from "../../schema/live-book.js";
 import type { QuoteV2, TradeV2 } from "../../schema/records.js";
-import type { MarketQuery, Page, TextPage } from "../../store/page.js";
+import { type MarketQuery, type Page, parsePage, type TextPage } from "../../store/page.js";
 import { TokenAuth } from "../auth.js";
 import { LiveBookCopy } from "../live/books.js";
 import { LiveFeed, type Tick } from "../live/feed.js";
@@ -71,7 +71,7 @@ class ParentHistory implements ReplayHistory {
     const w = this.waiting.get(m.id);
     if (!w) return;
     this.waiting.delete(m.id);
-    if (m.text) w.resolve({ data: JSON.parse(m.text.json), next_cursor: m.text.next_cursor });
+    if (m.text) w.resolve(parsePage<TradeV2 | QuoteV2>(m.text));
     else if (m.page) w.resolve(m.page);
     else w.reject(new Error(m.error ?? "no page"));
   }
