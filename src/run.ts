@@ -193,7 +193,7 @@ export type RunningProcess = Omit<RunningPipeline, "feed" | "store" | "serving">
  * Starts the roles of one process over the configured bus (`--bus`) and store (`--db`): everything
  * for `k2 run`, one role for `k2 ingest`, `k2 persist` and `k2 serve`. The pipeline's wiring, in
  * the order it is built: store and bus, the outputs (ingest: `--redis-out`, `--zmq-pub`), the replay servers, the spill journal, the store consumer
- * (persist), serving, the publisher behind the backlog gate, the feeds, `/health` and HTTP, the end of
+ * (persist), serving, the publisher behind the backlog gate, `/health` and HTTP, the feeds, the end of
  * the replays, and the bounded shutdown.
  */
 export async function startProcess(
@@ -312,52 +312,12 @@ export async function startProcess(
 
   /** For each live feed, what to try when its venue cannot be reached (null for a replayed feed). */
   const connectHints = venues.map((venue, i) => (replays.servers[i] ? null : offlineHint(venue.exchange)));
-  const feeds = venues.map((venue, i) =>
-    startIngest(
-      {
-        venue,
-        subscription: replays.subscriptions[i],
-        wsUrl: replays.wsUrl(i, feedConfigs[i].wsUrl),
-        bus,
-        metrics,
-        logger,
-        onRawFrame: () => probe.frame(),
-        backoffInitialMs: hooks.backoffInitialMs,
-        liveness: { ...config.liveness, backoffMaxMs: config.backoffMaxMs, ...hooks.liveness },
-        resumeFrom: stored.filter((l) => l.exchange === venue.exchange),
-        backfill: config.backfill,
-        // --rest-url, else the replay server's own REST emulation, else the venue's
-        restUrl: config.restUrls?.[i] ?? replays.restUrl(i),
-        backfillOptions: hooks.backfillOptions,
-        bookSnapshots: config.bookSnapshots,
-        connectHint: connectHints[i] ?? undefined,
-        recordedClock: replays.servers[i] !== null && config.replayClock === "recorded",
-      },
-      publisher,
-    ),
-  );
-  started.push(...feeds);
-  for (const f of feeds) {
-    if (f.books) books.add(f.books);
-    if (f.checksumBooks) books.add(f.checksumBooks);
-    if (f.sequencedBooks) books.add(f.sequencedBooks);
-  }
-  if (lastRead && !lastRead.done) {
-    logger.warn(
-      { waitedMs: LAST_SEQUENCES_WAIT_MS },
-      "the store has not answered for the last stored sequences; the feeds start, and gaps across the restart are reported when it does",
-    );
-    void lastRead.result.then((late) => {
-      for (const f of feeds) f.resumeSequences(late.filter((l) => l.exchange === f.venue.exchange));
-    });
-  }
-  // in the background: a store that does not answer (locked tables) must not hold up start-up
-  if (roles.ingest && store && config.backfill) {
-    void resumeOpenGaps(store, feeds, logger).catch((err) =>
-      logger.error({ err: (err as Error).message }, "open sequence gaps of an earlier run not read"),
-    );
-  }
-
+  /**
+   * The feeds: started once HTTP listens, so start-up's own work (the HTTP server's plugins, their
+   * modules) is done before the first frame rather than competing with it, and a busy port stops
+   * start-up before any venue is connected.
+   */
+  const feeds: FeedHandle[] = [];
   /** Why the process is unhealthy (one sentence each), for `/health` and `/api/v1/status`. */
   const health = async (): Promise<string[]> => {
     const problems: string[] = [...backfillProblems(feeds.map((f) => f.backfill))];
@@ -421,6 +381,54 @@ export async function startProcess(
     },
   });
   const httpPort = await listen(app, config.httpPort, config.httpHost);
+  feeds.push(
+    ...venues.map((venue, i) =>
+      startIngest(
+        {
+          venue,
+          subscription: replays.subscriptions[i],
+          wsUrl: replays.wsUrl(i, feedConfigs[i].wsUrl),
+          bus,
+          metrics,
+          logger,
+          onRawFrame: () => probe.frame(),
+          backoffInitialMs: hooks.backoffInitialMs,
+          liveness: { ...config.liveness, backoffMaxMs: config.backoffMaxMs, ...hooks.liveness },
+          resumeFrom: stored.filter((l) => l.exchange === venue.exchange),
+          backfill: config.backfill,
+          // --rest-url, else the replay server's own REST emulation, else the venue's
+          restUrl: config.restUrls?.[i] ?? replays.restUrl(i),
+          backfillOptions: hooks.backfillOptions,
+          bookSnapshots: config.bookSnapshots,
+          connectHint: connectHints[i] ?? undefined,
+          recordedClock: replays.servers[i] !== null && config.replayClock === "recorded",
+        },
+        publisher,
+      ),
+    ),
+  );
+  started.push(...feeds);
+  for (const f of feeds) {
+    if (f.books) books.add(f.books);
+    if (f.checksumBooks) books.add(f.checksumBooks);
+    if (f.sequencedBooks) books.add(f.sequencedBooks);
+  }
+  if (lastRead && !lastRead.done) {
+    logger.warn(
+      { waitedMs: LAST_SEQUENCES_WAIT_MS },
+      "the store has not answered for the last stored sequences; the feeds start, and gaps across the restart are reported when it does",
+    );
+    void lastRead.result.then((late) => {
+      for (const f of feeds) f.resumeSequences(late.filter((l) => l.exchange === f.venue.exchange));
+    });
+  }
+  // in the background: a store that does not answer (locked tables) must not hold up start-up
+  if (roles.ingest && store && config.backfill) {
+    void resumeOpenGaps(store, feeds, logger).catch((err) =>
+      logger.error({ err: (err as Error).message }, "open sequence gaps of an earlier run not read"),
+    );
+  }
+
   const httpUrl = `http://${config.httpHost}:${httpPort}`;
   logger.info({ port: httpPort, host: config.httpHost }, `http listening on ${httpUrl}`);
 

@@ -116,17 +116,27 @@ export const PRELOAD_MAX_BYTES = 256 * 1024 * 1024;
 const STREAM_PREFIX = Buffer.from('{"stream":"');
 
 /**
+ * zlib's output chunk size for gunzipping the whole of `gz` at once: the uncompressed size its gzip
+ * trailer states (ISIZE, RFC 1952 §2.3.1: the size mod 2^32 of the last member), so the output is one
+ * buffer instead of 16 KiB chunks concatenated at the end (a 15.5 MB capture peaked 20 MB lower in
+ * RSS). A hint only: a multi-member or > 4 GiB file just gets more chunks, concatenated as before.
+ */
+function gunzipChunkSize(gz: Buffer): number {
+  const isize = gz.length >= 18 ? gz.readUInt32LE(gz.length - 4) : 0;
+  return Math.min(Math.max(64 * 1024, isize + 1), 1 << 30);
+}
+
+/**
  * Loads a `<ns> <frame>` capture (gzip or plain) into a {@link LoadedCapture}; several paths are
  * consecutive captures loaded as one session, in order.
  */
 export async function loadCapture(path: string | readonly string[]): Promise<LoadedCapture> {
   const { readFile } = await import("node:fs/promises");
-  const { gunzip } = await import("node:zlib");
-  const { promisify } = await import("node:util");
+  const { gunzipSync } = await import("node:zlib");
   const parts: Buffer[] = [];
   for (const p of typeof path === "string" ? [path] : path) {
     let b = await readFile(p);
-    if (b[0] === 0x1f && b[1] === 0x8b) b = await promisify(gunzip)(b);
+    if (b[0] === 0x1f && b[1] === 0x8b) b = gunzipSync(b, { chunkSize: gunzipChunkSize(b) });
     parts.push(b);
     // a file without a final newline must not run into the next file's first line
     if (b.length > 0 && b[b.length - 1] !== 10) parts.push(Buffer.from("\n"));
