@@ -79,14 +79,24 @@ export class MemoryBus implements Bus {
       this.rotateAt = now + this.windowMs;
     }
     const dedupe = this.windowMs > 0;
+    const seen = this.seen;
+    const old = this.seenOld.size > 0 ? this.seenOld : null;
     for (const m of messages) {
       if (dedupe) {
-        if (this.seen.has(m.id) || this.seenOld.has(m.id)) {
+        // one hash lookup for a new id: add, and a size that did not grow means it was there (one
+        // held by the previous window only stays there, so it is still forgotten after two windows)
+        const size = seen.size;
+        seen.add(m.id);
+        let dup = seen.size === size;
+        if (!dup && old?.has(m.id)) {
+          seen.delete(m.id);
+          dup = true;
+        }
+        if (dup) {
           this.deduplicated++;
           this.onDuplicate?.(m);
           continue;
         }
-        this.seen.add(m.id);
       }
       let targets = this.routes.get(m.topic);
       if (targets === undefined) {

@@ -21,6 +21,7 @@ import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { basename } from "node:path";
 import type { DuckDBAppender, DuckDBConnection, DuckDBValue } from "@duckdb/node-api";
+import type { TradeV2 } from "../schema/records.js";
 import { TABLES, type Table } from "../schema/tables.js";
 import { compileChunkAppend, stageCast, stageType } from "./duckdb-chunk.js";
 import { type ReadDialect, SqlReads, type TextRows } from "./reads.js";
@@ -148,14 +149,41 @@ const UNKEYED_TRADE_TABLES = ["trades_v2", "agg_trades_v2"] as const;
  * table: DuckDB allows one writer process per file, and the store serializes its writes on one
  * connection.
  */
-function moveUnkeyedTrades(table: string, lo: number, hi: number): string {
+function moveUnkeyedTrades(table: string, lo: number, hi: number, repeats: boolean): string {
   const key = keyList(trades_v2);
   const on = trades_v2.key.map((k) => `t.${ident(k)} = s.${ident(k)}`).join(" AND ");
+  // without a repeated key in the batch, the window that keeps the first of each key is not needed
+  const staged = repeats
+    ? `(SELECT * FROM stage_trades QUALIFY row_number() OVER (PARTITION BY ${key} ORDER BY rowid) = 1)`
+    : "stage_trades";
   return `INSERT INTO ${table} (${columnList(trades_v2.columns)})
-  SELECT ${STAGE_TRADES.casts("s.")} FROM (
-    SELECT * FROM stage_trades QUALIFY row_number() OVER (PARTITION BY ${key} ORDER BY rowid) = 1
-  ) s
+  SELECT ${STAGE_TRADES.casts("s.")} FROM ${staged} s
   ANTI JOIN (SELECT ${key} FROM ${table} WHERE "timestamp" BETWEEN ${lo} AND ${hi}) t ON ${on}`;
+}
+
+/**
+ * False when no (exchange, symbol, trade_id) of `records` can repeat: each symbol's trade ids rise
+ * strictly in batch order, shorter before longer and then by their text (so `BINANCE-99` before
+ * `BINANCE-100`, the order of a venue's numbered ids as a feed or a loader delivers them), and ids that
+ * rise strictly are all distinct. True otherwise (a repeat, or ids in any other order), for
+ * {@link moveUnkeyedTrades} to keep the first of each key. Allocates nothing per record.
+ */
+function mayRepeatTradeKeys(records: readonly TradeV2[]): boolean {
+  const last = new Map<string, Map<string, string>>();
+  for (const r of records) {
+    const id = r.trade_id;
+    if (typeof id !== "string") return true;
+    let bySymbol = last.get(r.exchange);
+    if (bySymbol === undefined) {
+      bySymbol = new Map();
+      last.set(r.exchange, bySymbol);
+    }
+    const prev = bySymbol.get(r.symbol);
+    if (prev !== undefined && !(id.length > prev.length || (id.length === prev.length && id > prev)))
+      return true;
+    bySymbol.set(r.symbol, id);
+  }
+  return false;
 }
 
 /**
@@ -407,7 +435,7 @@ export class DuckDBStore extends SqlReads implements Store {
         const range = this.keyedTradeTables.has(table) ? null : timeRange(records);
         STAGE_TRADES.append(this.stageTrades, records);
         if (range) {
-          result[key] = await run(moveUnkeyedTrades(table, range[0], range[1]));
+          result[key] = await run(moveUnkeyedTrades(table, range[0], range[1], mayRepeatTradeKeys(records)));
         } else if (this.opts.optimisticInserts && !begun && !this.sawDuplicates) {
           // the staged rows were appended outside the transaction, so a rollback keeps them
           try {

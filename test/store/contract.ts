@@ -297,6 +297,27 @@ export function storeContract(name: string, harness: StoreHarness): void {
       expect(await tableCounts(store)).toEqual(counts);
     });
 
+    it("stores each trade once whatever the order of the batch's trade ids", async () => {
+      const result = await store.write(
+        batch({
+          // out of order, a repeat after other ids, ids of different lengths, two symbols interleaved
+          trades: [
+            trade(3),
+            trade(1),
+            trade(2),
+            trade(1),
+            trade(4, { trade_id: "BINANCE-99" }),
+            trade(5, { trade_id: "BINANCE-100" }),
+            trade(6, { symbol: "ETHUSDT" }),
+            // the same trade again (one trade id comes with one venue time)
+            trade(7, { trade_id: "BINANCE-100", timestamp: trade(5).timestamp }),
+          ],
+        }),
+      );
+      expect(core(result)).toMatchObject({ trades: 6, duplicates: 2 });
+      expect((await tableCounts(store)).trades).toBe(6);
+    });
+
     it("stores a record repeated within one batch once", async () => {
       const q = quote(7);
       const result = await store.write(

@@ -88,15 +88,31 @@ export class LiveFeed {
     }
   }
 
-  /** Publishes a trade: updates the tick book, emits `trade` then `tick`. */
+  /**
+   * Publishes a trade: updates the tick book, emits `trade` then `tick` (with no `tick` listener the
+   * tick is built only when read).
+   */
   publishTrade(t: TradeV2): void {
+    if (this.listeners.tick.length === 0) {
+      this.tickBook.noteTrade(t);
+      this.emit("trade", t);
+      return;
+    }
     const tick = this.tickBook.applyTrade(t);
     this.emit("trade", t);
     this.emit("tick", tick);
   }
 
-  /** Publishes a quote: updates the tick book (best bid/ask, spread), emits `quote` then `tick`. */
+  /**
+   * Publishes a quote: updates the tick book (best bid/ask, spread), emits `quote` then `tick` (with no
+   * `tick` listener the tick is built only when read).
+   */
   publishQuote(q: QuoteV2): void {
+    if (this.listeners.tick.length === 0) {
+      this.tickBook.noteQuote(q);
+      this.emit("quote", q);
+      return;
+    }
     const tick = this.tickBook.applyQuote(q);
     this.emit("quote", q);
     this.emit("tick", tick);

@@ -31,88 +31,127 @@ export interface Tick {
   spread: string | null;
 }
 
+/** One (exchange, symbol): its latest tick, and the trade and quote taken in since it was built. */
+interface Entry {
+  tick: Tick;
+  /** Latest trade noted and not yet applied to `tick`. */
+  trade: TradeV2 | null;
+  /** Latest quote noted and not yet applied to `tick`. */
+  quote: QuoteV2 | null;
+}
+
 /**
  * The tick of every (exchange, symbol) seen so far. Each update stores a new {@link Tick} object (a
  * tick handed out is never mutated afterwards).
+ *
+ * A tick depends only on the latest trade (its `last_*` fields) and the latest quote (best bid/ask,
+ * quote time, spread) of its symbol, so {@link noteTrade} and {@link noteQuote} just keep the record
+ * and the tick is built when read ({@link get}, {@link all}): what the live feed does while nobody
+ * listens to ticks (the gateway processes keep their own), which spares the ingest process one tick
+ * object and one spread per record.
  */
 export class TickBook {
-  private readonly book = new Map<string, Tick>();
+  /** exchange → symbol → entry (no key string built per record). */
+  private readonly book = new Map<string, Map<string, Entry>>();
+
+  private entry(exchange: string, symbol: string, assetClass: AssetClass, currency: string): Entry {
+    let bySymbol = this.book.get(exchange);
+    if (bySymbol === undefined) {
+      bySymbol = new Map();
+      this.book.set(exchange, bySymbol);
+    }
+    let e = bySymbol.get(symbol);
+    if (e === undefined) {
+      e = { tick: emptyTick(exchange, symbol, assetClass, currency), trade: null, quote: null };
+      bySymbol.set(symbol, e);
+    }
+    return e;
+  }
 
   /** Takes a trade into its symbol's tick (last price, quantity, side, trade id and time); returns the new tick. */
   applyTrade(t: TradeV2): Tick {
-    const key = tickKey(t.exchange, t.symbol);
-    const p = this.book.get(key) ?? emptyTick(t.exchange, t.symbol, t.asset_class, t.currency);
-    const tick: Tick = {
-      exchange: p.exchange,
-      symbol: p.symbol,
-      asset_class: p.asset_class,
-      currency: p.currency,
-      last_price: t.price,
-      last_quantity: t.quantity,
-      last_side: t.side,
-      last_trade_id: t.trade_id,
-      last_trade_time: t.timestamp,
-      bid_price: p.bid_price,
-      bid_quantity: p.bid_quantity,
-      ask_price: p.ask_price,
-      ask_quantity: p.ask_quantity,
-      quote_time: p.quote_time,
-      spread: p.spread,
-    };
-    this.book.set(key, tick);
-    return tick;
+    const e = this.entry(t.exchange, t.symbol, t.asset_class, t.currency);
+    e.trade = t;
+    return settle(e);
   }
 
   /** Takes a quote into its symbol's tick (best bid/ask, spread, quote time); returns the new tick. */
   applyQuote(q: QuoteV2): Tick {
-    const key = tickKey(q.exchange, q.symbol);
-    const p = this.book.get(key) ?? emptyTick(q.exchange, q.symbol, q.asset_class, q.currency);
-    // most quotes change only quantities: keep the spread unless a price moved
-    const spread =
-      p.spread !== null && p.bid_price === q.bid_price && p.ask_price === q.ask_price
-        ? p.spread
-        : unitsToString(toUnits(q.ask_price) - toUnits(q.bid_price));
-    const tick: Tick = {
-      exchange: p.exchange,
-      symbol: p.symbol,
-      asset_class: p.asset_class,
-      currency: p.currency,
-      last_price: p.last_price,
-      last_quantity: p.last_quantity,
-      last_side: p.last_side,
-      last_trade_id: p.last_trade_id,
-      last_trade_time: p.last_trade_time,
-      bid_price: q.bid_price,
-      bid_quantity: q.bid_quantity,
-      ask_price: q.ask_price,
-      ask_quantity: q.ask_quantity,
-      quote_time: q.timestamp,
-      spread,
-    };
-    this.book.set(key, tick);
-    return tick;
+    const e = this.entry(q.exchange, q.symbol, q.asset_class, q.currency);
+    e.quote = q;
+    return settle(e);
+  }
+
+  /** As {@link applyTrade}, the tick built only when next read. */
+  noteTrade(t: TradeV2): void {
+    this.entry(t.exchange, t.symbol, t.asset_class, t.currency).trade = t;
+  }
+
+  /** As {@link applyQuote}, the tick built only when next read. */
+  noteQuote(q: QuoteV2): void {
+    this.entry(q.exchange, q.symbol, q.asset_class, q.currency).quote = q;
   }
 
   /** Sets the tick of its (exchange, symbol) as given. */
   restore(t: Tick): void {
-    this.book.set(tickKey(t.exchange, t.symbol), t);
+    const e = this.entry(t.exchange, t.symbol, t.asset_class, t.currency);
+    e.tick = t;
+    e.trade = null;
+    e.quote = null;
   }
 
   /** The tick of one (exchange, symbol), O(1); exchange and symbol as stored (upper case). */
   get(exchange: string, symbol: string): Tick | undefined {
-    return this.book.get(tickKey(exchange, symbol));
+    const e = this.book.get(exchange)?.get(symbol);
+    return e === undefined ? undefined : settle(e);
   }
 
   /** Every tick, one per (exchange, symbol) seen, sorted by exchange then symbol. */
   all(): Tick[] {
-    return [...this.book.values()].sort((a, b) =>
+    const out: Tick[] = [];
+    for (const bySymbol of this.book.values()) for (const e of bySymbol.values()) out.push(settle(e));
+    return out.sort((a, b) =>
       a.exchange === b.exchange ? cmp(a.symbol, b.symbol) : cmp(a.exchange, b.exchange),
     );
   }
 }
 
+/** The entry's tick with its noted trade and quote applied (a new object when either was noted). */
+function settle(e: Entry): Tick {
+  const t = e.trade;
+  const q = e.quote;
+  if (t === null && q === null) return e.tick;
+  const p = e.tick;
+  // most quotes change only quantities: keep the spread unless a price moved
+  const spread =
+    q === null
+      ? p.spread
+      : p.spread !== null && p.bid_price === q.bid_price && p.ask_price === q.ask_price
+        ? p.spread
+        : unitsToString(toUnits(q.ask_price) - toUnits(q.bid_price));
+  e.tick = {
+    exchange: p.exchange,
+    symbol: p.symbol,
+    asset_class: p.asset_class,
+    currency: p.currency,
+    last_price: t === null ? p.last_price : t.price,
+    last_quantity: t === null ? p.last_quantity : t.quantity,
+    last_side: t === null ? p.last_side : t.side,
+    last_trade_id: t === null ? p.last_trade_id : t.trade_id,
+    last_trade_time: t === null ? p.last_trade_time : t.timestamp,
+    bid_price: q === null ? p.bid_price : q.bid_price,
+    bid_quantity: q === null ? p.bid_quantity : q.bid_quantity,
+    ask_price: q === null ? p.ask_price : q.ask_price,
+    ask_quantity: q === null ? p.ask_quantity : q.ask_quantity,
+    quote_time: q === null ? p.quote_time : q.timestamp,
+    spread,
+  };
+  e.trade = null;
+  e.quote = null;
+  return e.tick;
+}
+
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
-const tickKey = (exchange: string, symbol: string) => `${exchange}\u0000${symbol}`;
 
 function emptyTick(exchange: string, symbol: string, assetClass: AssetClass, currency: string): Tick {
   return {
