@@ -22,6 +22,8 @@ export const CHUNK_ROWS = 2048;
 
 /** How a column is staged: its staging SQL type, and how its values reach the vector. */
 type StageKind = "double" | "decimal18" | "uuid" | "varchar" | "boolean";
+/** How a column reaches a vector: as staged, or `int64` (a table's own BIGINT column, appended directly). */
+type VectorKind = StageKind | "int64";
 
 const KIND: Record<LogicalType, StageKind> = {
   uuid: "uuid",
@@ -79,21 +81,30 @@ export function stageCast(col: Column): string {
 export function compileChunkAppend(
   columns: readonly Column[],
   newChunk: (appender: DuckDBAppender) => DuckDBDataChunk,
+  target: "stage" | "table" = "stage",
 ): (appender: DuckDBAppender, records: readonly object[]) => void {
   const body = columns
     .map((c, ci) => {
-      const kind = KIND[c.type];
+      const kind: VectorKind = target === "table" ? tableKind(c) : KIND[c.type];
       const value = valueExpression(c, "records[off + j]");
       const conv =
         c.type === "text[]"
           ? "jsonArray(v)"
           : c.type === "string map"
-            ? "jsonObject(v)"
+            ? target === "table"
+              ? `checkedJsonObject(v, ${JSON.stringify(c.name)})`
+              : "jsonObject(v)"
             : c.type === "levels"
               ? "levelsJson(v)"
               : "v";
       let write: string;
+      let head = "";
       switch (kind) {
+        case "int64":
+          // a safe integer's two 32-bit halves, little-endian: no BigInt per value
+          head = "const i32 = new Int32Array(items.buffer, items.byteOffset, n * 2);";
+          write = `putInt64(i32, j, v, ${JSON.stringify(c.name)});${c.nullable ? " valid.setItemValid(j, true);" : ""}`;
+          break;
         case "double":
           write = c.nullable ? "vec.setItem(j, v);" : "items[j] = v;";
           break;
@@ -107,11 +118,14 @@ export function compileChunkAppend(
           write = `vec.setItem(j, ${conv});`;
       }
       const nullCheck = c.nullable
-        ? `if (v === null) { vec.setItem(j, null); continue; }`
+        ? kind === "int64"
+          ? `if (v === null) { valid.setItemValid(j, false); continue; }`
+          : `if (v === null) { vec.setItem(j, null); continue; }`
         : `if (v === null || v === undefined) throw notNull(${JSON.stringify(ident(c.name))});`;
       return `{
         const vec = chunk.getColumnVector(${ci});
         const dv = vec.dataView, items = vec.items, valid = vec.validity;
+        ${head}
         for (let j = 0; j < n; j++) {
           const v = ${value};
           ${nullCheck}
@@ -136,9 +150,11 @@ export function compileChunkAppend(
   const helpers: Record<string, unknown> = {
     newChunk,
     putDecimal18,
+    putInt64,
     putUuid,
     jsonArray,
     jsonObject,
+    checkedJsonObject,
     levelsJson,
     notNull: (name: string) => new Error(`Conversion Error: NULL in the NOT NULL column ${name}`),
   };
@@ -152,6 +168,40 @@ export function compileChunkAppend(
 }
 
 const TWO_32 = 4294967296;
+
+/**
+ * How a column is appended straight to its table (no staging): integers (`micros`, `bigint`) into the
+ * table's BIGINT vector, the rest as staged (JSON and VARCHAR columns take text alike).
+ * @throws Error for a column type that has no direct append here (lists, wide decimals, levels)
+ */
+function tableKind(c: Column): VectorKind {
+  switch (c.type) {
+    case "micros":
+    case "bigint":
+      return "int64";
+    case "text[]":
+    case "decimal(38,8)":
+    case "decimal(38,16)":
+    case "levels":
+      throw new Error(
+        `compileChunkAppend: column ${c.name} (${c.type}) cannot be appended to its table directly`,
+      );
+    default:
+      return KIND[c.type];
+  }
+}
+
+/**
+ * Writes the safe integer `v` as a little-endian 64-bit integer at item `j` of a BIGINT vector seen
+ * as 32-bit halves (`i32`).
+ * @throws Error `Conversion Error: …` when `v` is not a safe integer
+ */
+export function putInt64(i32: Int32Array, j: number, v: unknown, column = "value"): void {
+  if (typeof v !== "number" || !Number.isSafeInteger(v)) throw conversion(v, column);
+  const hi = Math.floor(v / TWO_32);
+  i32[2 * j] = v - hi * TWO_32;
+  i32[2 * j + 1] = hi;
+}
 
 /**
  * Writes the exact decimal string `s` as the scaled 64-bit integer of a DECIMAL(18,8) (value × 10^8,
@@ -259,6 +309,23 @@ function conversion(v: unknown, column: string): Error {
 function jsonObject(o: Record<string, string>): string {
   for (const _ in o) return JSON.stringify(o);
   return "{}";
+}
+
+/** A UTF-16 surrogate without its pair: text that has no UTF-8 form, which DuckDB's JSON type rejects. */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * {@link jsonObject} for a JSON column appended directly (no staging cast to JSON to check it): the
+ * same text, or a `Conversion Error` where that cast would fail, a key or value with a lone surrogate.
+ * @throws Error `Conversion Error: …`
+ */
+function checkedJsonObject(o: Record<string, string>, column: string): string {
+  for (const k in o) {
+    const v = o[k];
+    if (LONE_SURROGATE.test(k) || (typeof v === "string" && LONE_SURROGATE.test(v)))
+      throw conversion(k, column);
+  }
+  return jsonObject(o);
 }
 
 /** JSON text of a text array (`[]` without serializing when empty). */

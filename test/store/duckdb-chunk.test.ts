@@ -9,7 +9,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { unitsToString } from "../../src/schema/decimal.js";
 import type { Column } from "../../src/schema/tables.js";
-import { compileChunkAppend, putDecimal18, putUuid } from "../../src/store/duckdb-chunk.js";
+import { compileChunkAppend, putDecimal18, putInt64, putUuid } from "../../src/store/duckdb-chunk.js";
 
 const { DuckDBInstance, DuckDBDataChunk } = createRequire(import.meta.url)(
   "@duckdb/node-api",
@@ -186,5 +186,63 @@ describe("column-wise staging append", () => {
         },
       ]),
     ).rejects.toThrow(/^Conversion Error: /);
+  });
+
+  it("appends to a table's own BIGINT and JSON columns directly: exact integers, nulls, JSON checked", async () => {
+    const columns: Column[] = [
+      { name: "ts", type: "micros" },
+      { name: "seq", type: "bigint", nullable: true },
+      { name: "vendor_data", type: "string map" },
+    ];
+    const write = async (rows: object[]) => {
+      await conn.run("DROP TABLE IF EXISTS d");
+      await conn.run("CREATE TABLE d (ts BIGINT NOT NULL, seq BIGINT, vendor_data JSON NOT NULL)");
+      const appender = await conn.createAppender("d");
+      const append = compileChunkAppend(
+        columns,
+        (a) => DuckDBDataChunk.create(Array.from({ length: a.columnCount }, (_, i) => a.columnType(i))),
+        "table",
+      );
+      append(appender, rows);
+      appender.closeSync();
+      const r = await conn.runAndReadAll(
+        "SELECT ts::VARCHAR, seq::VARCHAR, vendor_data::VARCHAR FROM d ORDER BY rowid",
+      );
+      return r.getRows().map((x) => x.map((v) => (v === null ? null : String(v))));
+    };
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.record({
+            ts: fc.maxSafeInteger().filter((n) => n >= -Number.MAX_SAFE_INTEGER),
+            seq: fc.option(fc.integer({ min: -(2 ** 53) + 1, max: 2 ** 53 - 1 }), { nil: null }),
+            vendor_data: fc.dictionary(fc.string(), fc.string()),
+          }),
+          { minLength: 1, maxLength: 3000 },
+        ),
+        async (rows) => {
+          const got = await write(rows);
+          expect(got).toEqual(
+            rows.map((r) => [
+              String(r.ts),
+              r.seq === null ? null : String(r.seq),
+              JSON.stringify(r.vendor_data),
+            ]),
+          );
+        },
+      ),
+      { numRuns: 25 },
+    );
+    const i32 = new Int32Array(2);
+    for (const bad of [1.5, Number.MAX_SAFE_INTEGER + 1, Number.NaN, "1", null]) {
+      expect(() => putInt64(i32, 0, bad)).toThrow(/^Conversion Error: /);
+    }
+    // what a cast to JSON refuses (a lone surrogate) is refused here too, where there is no cast
+    await expect(write([{ ts: 1, seq: null, vendor_data: { y: "\ud800" } }])).rejects.toThrow(
+      /^Conversion Error: /,
+    );
+    expect(await write([{ ts: 1, seq: null, vendor_data: { y: "\ud83d\ude00" } }])).toEqual([
+      ["1", null, '{"y":"😀"}'],
+    ]);
   });
 });
