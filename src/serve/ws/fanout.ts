@@ -1,5 +1,6 @@
 /**
- * Fan-out of one record to its subscribers: serialized once (`JSON.stringify`) and framed once (server
+ * Fan-out of one record to its subscribers: serialized once (`JSON.stringify`, or in a gateway worker
+ * process the text the record arrived as, `frames.ts` `recordText`) and framed once (server
  * frames are unmasked, so every client gets the same bytes), then appended to each subscribed group's
  * log (`flush.ts`), sent to each client served on its own (`backpressure.ts`), or added to the batch of
  * a client that asked for `batch_ms`. Synchronous: nothing awaits a client.
@@ -8,7 +9,7 @@ import type { LiveBookTop } from "../../schema/live-book.js";
 import type { SendQueues } from "./backpressure.js";
 import { bookKey, newerBook } from "./book-replay.js";
 import type { Flusher } from "./flush.js";
-import { textFrame } from "./frames.js";
+import { recordText, textFrame } from "./frames.js";
 import type { Member, SubscriptionIndex } from "./groups.js";
 import { LIVE_QUIET_MS, LiveActivity } from "./history-queue.js";
 import { type Client, conflationKey, Group, isConflatable } from "./members.js";
@@ -38,7 +39,7 @@ export class Fanout {
     const bySymbol = idx.bySymbol.get(symbol);
     if (idx.all.size === 0 && !bySymbol) return;
     this.live.mark();
-    const json = JSON.stringify(record);
+    const json = recordText(record);
     let frame: Buffer | null = null;
     const key = conflationKey(channel, exchange, symbol);
     const one = (m: Member) => {

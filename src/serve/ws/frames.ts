@@ -23,6 +23,31 @@ export function textFrame(text: string): Buffer {
   return frame;
 }
 
+/** JSON texts of records parsed by {@link parseRecord}, by record. */
+const recordJson = new WeakMap<object, string>();
+
+/**
+ * Parses one record's JSON text (as `JSON.stringify` wrote it) and remembers the text with the object,
+ * so that {@link recordText} gives it back instead of serializing the record again: a gateway worker
+ * process receives each record as JSON text from the parent and sends the same text to its clients.
+ * The record must not be mutated afterwards (the remembered text would no longer match it).
+ * @throws {SyntaxError} when `json` is not valid JSON
+ */
+export function parseRecord(json: string): unknown {
+  const value: unknown = JSON.parse(json);
+  if (typeof value === "object" && value !== null) recordJson.set(value, json);
+  return value;
+}
+
+/**
+ * A record as JSON text: the text it was parsed from ({@link parseRecord}), which is what
+ * `JSON.stringify(record)` would give (key order and number forms survive the round trip), or else
+ * `JSON.stringify(record)`.
+ */
+export function recordText(record: object): string {
+  return recordJson.get(record) ?? JSON.stringify(record);
+}
+
 /** The text of a message frame as `ws` delivers it (one buffer, fragments, or an ArrayBuffer). */
 export function rawText(data: RawData): string {
   if (Buffer.isBuffer(data)) return data.toString("utf8");

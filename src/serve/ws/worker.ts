@@ -34,6 +34,7 @@ import { LiveBookCopy } from "../live/books.js";
 import { LiveFeed, type Tick } from "../live/feed.js";
 import type { CandlePage, CandleQuery } from "../rest/source.js";
 import type { GatewayConfig } from "./config.js";
+import { parseRecord } from "./frames.js";
 import { Gateway, type UpgradeRequest } from "./gateway.js";
 import { LiveActivity } from "./history-queue.js";
 import { InterestTracker, type InterestUpdate } from "./interest.js";
@@ -154,7 +155,10 @@ function readRecords(
           interest.confirm(Number(line.slice(1)));
           continue;
         }
-        const value = JSON.parse(line.slice(1));
+        // trades, quotes and candles keep their text: fan-out sends it as it came (no second stringify)
+        const k = line[0];
+        const value =
+          k === "T" || k === "Q" || k === "C" ? parseRecord(line.slice(1)) : JSON.parse(line.slice(1));
         switch (line[0]) {
           case "T":
             live.publishTrade(value as TradeV2);
