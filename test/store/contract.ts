@@ -350,6 +350,25 @@ export function storeContract(name: string, harness: StoreHarness): void {
       });
     });
 
+    it("stores only the new quotes of batches that overlap what is held, batch after batch", async () => {
+      const range = (from: number, to: number) =>
+        Array.from({ length: to - from + 1 }, (_, k) => quote(from + k));
+      // overlapping, clean, overlapping by one, clean again: each batch stores exactly its new quotes
+      const batches: [QuoteV2[], number][] = [
+        [range(1, 10), 10],
+        [range(5, 15), 5],
+        [range(16, 20), 5],
+        [range(20, 25), 5],
+        [range(26, 30), 5],
+        [[...range(31, 33), quote(2), quote(31)], 3],
+      ];
+      for (const [quotes, stored] of batches) {
+        const r = await store.write(batch({ quotes }));
+        expect(core(r)).toMatchObject({ quotes: stored, duplicates: quotes.length - stored });
+      }
+      expect((await tableCounts(store)).quotes).toBe(33);
+    });
+
     it("recognises a trade or quote received again (new receipt time, next day) as a duplicate", async () => {
       const t = trade(3);
       const q = quote(3);
