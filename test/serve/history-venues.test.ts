@@ -56,15 +56,26 @@ interface SymbolRow {
   quotes: number;
 }
 
-/** The store's per-instrument counts once two reads a second apart agree (the last batch written). */
+/** Records received and not yet stored (`/api/v1/status` store lag). */
+async function storeLag(): Promise<number> {
+  const body = (await (await fetch(`${base}/api/v1/status`)).json()) as { store: { lag: number } };
+  return body.store.lag;
+}
+
+/**
+ * The store's per-instrument counts once nothing waits to be stored and two reads a second apart agree
+ * (the last batch written: a tail shorter than a batch waits up to `--batch-max-wait-ms`, 2 s, so two
+ * equal reads alone can both come before it).
+ */
 async function settledCounts(): Promise<SymbolRow[]> {
   let prev = "";
   for (;;) {
+    const idle = (await storeLag()) === 0;
     const body = (await (await fetch(`${base}/api/v1/symbols`)).json()) as { data: SymbolRow[] };
     const rows = body.data.filter((r) => SYMBOLS.includes(r.symbol));
     const now = JSON.stringify(rows.map((r) => [r.exchange, r.symbol, r.trades, r.quotes]));
-    if (now === prev) return rows;
-    prev = now;
+    if (idle && now === prev && (await storeLag()) === 0) return rows;
+    prev = idle ? now : "";
     await sleep(1000);
   }
 }
