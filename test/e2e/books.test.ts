@@ -80,7 +80,13 @@ describe("Binance local order book, replayed with --streams trade,bookTicker,dep
     const r = await runCli(args(copy, "BTCUSDT"));
     expect(r.code, r.stderr.slice(-2000)).toBe(0);
     const s = lastJsonLine(r.stdout);
-    expect(s).toMatchObject({ resyncs: 1, book_mismatches: 0 });
+    // on a failure, say what the book did (snapshots fetched, checks, the log's book lines)
+    const why = `summary ${JSON.stringify(s)}\nbook lines:\n${r.stderr
+      .split("\n")
+      .filter((l) => /book|snapshot|depth/i.test(l))
+      .slice(-20)
+      .join("\n")}`;
+    expect(s, why).toMatchObject({ resyncs: 1, book_mismatches: 0 });
     // checks before the break still count; the capture holds no later snapshot to rebuild from
     expect(Number(s.book_checks)).toBeGreaterThan(0);
     expect(Number(s.book_checks)).toBeLessThan(564);
