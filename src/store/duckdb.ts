@@ -117,9 +117,7 @@ class Staging {
     this.renew = `DROP TABLE IF EXISTS temp.main.${name}; ${this.create}`;
     this.move = (target) => `INSERT INTO ${target} (${columnList(cols)}) ${select(casts, name)} ${conflict}`;
     this.moveNew = (target) => `INSERT INTO ${target} (${columnList(cols)}) ${select(casts, name)}`;
-    this.append = compileChunkAppend(cols, (a) =>
-      DuckDBDataChunk.create(Array.from({ length: a.columnCount }, (_, i) => a.columnType(i))),
-    );
+    this.append = compileChunkAppend(cols, appenderChunk);
   }
 }
 
@@ -216,11 +214,12 @@ const STAGE_QUOTES = new Staging("stage_quotes", quotes_v2, "ON CONFLICT DO NOTH
  * migrations has them in the order they were added.
  */
 function directAppend(columns: readonly Column[]): (a: DuckDBAppender, records: readonly object[]) => void {
-  return compileChunkAppend(
-    columns,
-    (a) => DuckDBDataChunk.create(Array.from({ length: a.columnCount }, (_, i) => a.columnType(i))),
-    "table",
-  );
+  return compileChunkAppend(columns, appenderChunk, "table");
+}
+
+/** A data chunk of the appender's column types (reused by the appends `compileChunkAppend` builds). */
+function appenderChunk(a: DuckDBAppender): InstanceType<typeof DuckDBDataChunk> {
+  return DuckDBDataChunk.create(Array.from({ length: a.columnCount }, (_, i) => a.columnType(i)));
 }
 /**
  * Moves staged candles into candles_v2. Within a batch the candle with the most trades per key wins
@@ -467,6 +466,11 @@ export class DuckDBStore extends SqlReads implements Store {
     // Three round trips at most for the usual batch (trades and quotes): the event loop is busy
     // ingesting while DuckDB works, so every await costs a turn of it.
     let begun = false;
+    const begin = async () => {
+      if (begun) return;
+      await c.run("BEGIN TRANSACTION");
+      begun = true;
+    };
     const run = async (sql: string) => {
       const first = !begun;
       begun = true; // set before the await: a failing first statement still leaves BEGIN executed
@@ -493,7 +497,7 @@ export class DuckDBStore extends SqlReads implements Store {
           try {
             result[key] = await run(STAGE_TRADES.moveNew(table));
           } catch (e) {
-            if (!isConstraintError(e)) throw e;
+            if (!isDuplicateKeyError(e)) throw e;
             await c.run("ROLLBACK");
             begun = false;
             this.sawDuplicates = true;
@@ -509,10 +513,7 @@ export class DuckDBStore extends SqlReads implements Store {
       if (batch.quotes.length > 0) {
         const direct = this.quoteDuplicates ? null : this.quotesDirect;
         if (direct && this.quotesAppender) {
-          if (!begun) {
-            await c.run("BEGIN TRANSACTION");
-            begun = true;
-          }
+          await begin();
           directQuotes = true;
           direct(this.quotesAppender, batch.quotes);
           result.quotes = batch.quotes.length;
@@ -530,10 +531,7 @@ export class DuckDBStore extends SqlReads implements Store {
         [batch.gaps, UPSERT_GAP, sequence_gaps, "gaps"],
       ] as const) {
         for (const r of records) {
-          if (!begun) {
-            await c.run("BEGIN TRANSACTION");
-            begun = true;
-          }
+          await begin();
           result[key] += Number((await c.run(sql, paramsOf(table, r))).rowsChanged);
           total++;
         }
@@ -565,7 +563,7 @@ export class DuckDBStore extends SqlReads implements Store {
     } catch (err) {
       await c.run("ROLLBACK").catch(() => undefined); // no-op error when no transaction is open
       if (closed) await this.openAppenders(used); // the rollback restored the tables
-      await this.renewQuotesAppender();
+      if (directQuotes) await this.renewQuotesAppender();
       this.stageTrades.clear();
       this.stageQuotes.clear();
       this.stageCandles.clear();
@@ -577,7 +575,7 @@ export class DuckDBStore extends SqlReads implements Store {
       await c.run("DELETE FROM stage_trades").catch(() => undefined);
       await c.run("DELETE FROM stage_quotes").catch(() => undefined);
       await c.run("DELETE FROM stage_candles").catch(() => undefined);
-      if (directQuotes && (isHeldKeyError(err) || isConstraintError(err))) {
+      if (directQuotes && isDuplicateKeyError(err)) {
         // a quote already held (at the append, or at the commit): the batch again, its quotes through
         // the staging table, which leaves the held ones out
         this.quoteDuplicates = true;
@@ -675,19 +673,12 @@ export class DuckDBStore extends SqlReads implements Store {
 }
 
 /**
- * True for DuckDB's error on a plain INSERT of a key already held (`Duplicate key "…" violates primary
- * key constraint`) or twice in the rows inserted (`PRIMARY KEY or UNIQUE constraint violation:
- * duplicate key "…"`).
+ * True for DuckDB's error on a key already held: a statement's (`Constraint Error: … duplicate key …`),
+ * or an appender flush's, against the table (`Duplicate key "…" violates primary key constraint.`) or
+ * twice in the appended rows (`PRIMARY KEY or UNIQUE constraint violation: duplicate key "…"`).
  */
-/** An appender's flush that met a key already held, in the table or earlier in the same rows. */
-function isHeldKeyError(e: unknown): boolean {
-  // `Duplicate key "…" violates primary key constraint.` against the table, or `PRIMARY KEY or UNIQUE
-  // constraint violation: duplicate key "…"` within the appended rows
-  return /duplicate key .*violates (primary key|unique) constraint|constraint violation: duplicate key/i.test(
+function isDuplicateKeyError(e: unknown): boolean {
+  return /^Constraint Error: .*duplicate key|duplicate key .*violates (primary key|unique) constraint|constraint violation: duplicate key/i.test(
     (e as Error)?.message ?? "",
   );
-}
-
-function isConstraintError(e: unknown): boolean {
-  return /^Constraint Error: .*duplicate key/i.test((e as Error)?.message ?? "");
 }
