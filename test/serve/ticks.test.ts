@@ -7,38 +7,17 @@ import { describe, expect, it } from "vitest";
 import type { QuoteV2, TradeV2 } from "../../src/schema/records.js";
 import { LiveFeed } from "../../src/serve/live/feed.js";
 import { type Tick, TickBook } from "../../src/serve/live/ticks.js";
+import { quote as storedQuote, trade as storedTrade } from "../store/contract.js";
 
 const price = fc
   .tuple(fc.integer({ min: 1, max: 99_999 }), fc.integer({ min: 0, max: 99_999_999 }))
   .map(([i, f]) => `${i}.${String(f).padStart(8, "0")}`);
 
+// the store contract's records, with the fields a tick reads set per call
 const trade = (symbol: string, n: number, p: string, q: string): TradeV2 =>
-  ({
-    message_id: `t-${symbol}-${n}`,
-    symbol,
-    exchange: "BINANCE",
-    asset_class: "crypto",
-    currency: "USDT",
-    timestamp: 1_700_000_000_000_000 + n,
-    price: p,
-    quantity: q,
-    side: n % 2 === 0 ? "BUY" : "SELL",
-    trade_id: String(n),
-  }) as TradeV2;
-
+  storedTrade(n, { symbol, price: p, quantity: q });
 const quote = (symbol: string, n: number, bid: string, ask: string): QuoteV2 =>
-  ({
-    message_id: `q-${symbol}-${n}`,
-    symbol,
-    exchange: "BINANCE",
-    asset_class: "crypto",
-    currency: "USDT",
-    timestamp: 1_700_000_000_000_000 + n,
-    bid_price: bid,
-    bid_quantity: "1.00000000",
-    ask_price: ask,
-    ask_quantity: "2.50000000",
-  }) as QuoteV2;
+  storedQuote(n, { symbol, bid_price: bid, ask_price: ask });
 
 const event = fc.record({
   kind: fc.constantFrom("trade", "quote"),
