@@ -442,16 +442,18 @@ export class DuckDBStore extends SqlReads implements Store {
   }
 
   /**
-   * A new appender on `quotes_v2` after a failed batch: one whose flush failed keeps the rows it could
-   * not append and fails again at every later flush.
+   * A new appender on `quotes_v2` after a failed batch. The failed one still holds the rows it could not
+   * append (a duplicate key at the flush) or had not flushed yet (a value that did not fit, thrown
+   * between two chunks): they are cleared before it is closed. Otherwise its close, or its destruction
+   * at garbage collection, would flush them: in autocommit, appending a failed batch's quotes outside
+   * its transaction, or inside a later batch's transaction, aborting it ("Current transaction is
+   * aborted") at a moment set by the collector.
+   * @throws Error when the cleared appender cannot be closed (the connection is broken)
    */
   private async renewQuotesAppender(): Promise<void> {
     if (!this.quotesAppender) return;
-    try {
-      this.quotesAppender.closeSync();
-    } catch {
-      // closing flushes what it holds, which fails again: the appender is dropped all the same
-    }
+    this.quotesAppender.clear();
+    this.quotesAppender.closeSync();
     this.quotesAppender = await this.conn.createAppender("quotes_v2");
   }
 

@@ -28,7 +28,7 @@ import {
 import { skipping } from "../helpers/cli.js";
 
 /** A write result without the optional `candles` count (only stores that keep candles report it). */
-function core(r: WriteResult): Omit<WriteResult, "candles"> {
+export function core(r: WriteResult): Omit<WriteResult, "candles"> {
   const { candles: _candles, ...rest } = r;
   return rest;
 }
@@ -509,6 +509,19 @@ export function storeContract(name: string, harness: StoreHarness): void {
         gaps: 1,
         duplicates: 0,
       });
+    });
+
+    it("rejects a batch whose bad quote comes after the first 2,048 (a chunk already appended), storing none of it, then writes on", async () => {
+      const quotes = Array.from({ length: 3000 }, (_, i) =>
+        i === 2500 ? quote(i, { ask_price: "12345678901.00000000" }) : quote(i),
+      );
+      await expect(store.write(batch({ quotes }))).rejects.toThrow();
+      expect((await tableCounts(store)).quotes).toBe(0);
+      // the next batch stores its own quotes only: nothing of the failed one comes with it
+      expect(core(await store.write(batch({ quotes: [quote(5000), quote(5001)] }))).quotes).toBe(2);
+      expect((await tableCounts(store)).quotes).toBe(2);
+      quotes[2500] = quote(2500);
+      expect(core(await store.write(batch({ quotes }))).quotes).toBe(3000);
     });
 
     it("isolates a poison record (lone surrogate in vendor_data) among 1,000 good trades: 1,000 stored, 1 dead letter, later batches written", async () => {

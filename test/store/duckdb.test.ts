@@ -2,12 +2,14 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
 import { TABLES } from "../../src/schema/tables.js";
 import { DuckDBStore } from "../../src/store/duckdb.js";
 import { createTableSql } from "../../src/store/sql.js";
 import { emptyBatch, type WriteBatch } from "../../src/store/store.js";
-import { storeContract, trade } from "./contract.js";
+import { core, quote, storeContract, trade } from "./contract.js";
 
 /** Tables of the file with a primary key, by name. */
 async function keyedTables(store: DuckDBStore): Promise<string[]> {
@@ -83,6 +85,43 @@ describe("duckdb store migrations", () => {
         await store.close();
       }
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("duckdb direct quote appends", () => {
+  it("leave nothing behind a duplicate batch that a garbage collection could flush into a later batch's transaction", async () => {
+    // the collector destroys a dropped appender, and destroying flushes what it still holds
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const dir = mkdtempSync(join(tmpdir(), "k2-store-"));
+    const store = new DuckDBStore({ path: join(dir, "k2.duckdb") });
+    await store.init();
+    try {
+      for (let round = 0; round < 5; round++) {
+        const quotes = [quote(round * 10), quote(round * 10 + 1)];
+        await store.write({ ...emptyBatch(), quotes });
+        // the same quotes again: the direct append fails on the held keys, the batch goes through staging
+        expect((await store.write({ ...emptyBatch(), quotes })).duplicates).toBe(2);
+        // a new batch, with collections between each of its statements
+        let writing = true;
+        const collect = (async () => {
+          while (writing) {
+            gc();
+            await new Promise((r) => setImmediate(r));
+          }
+        })();
+        const next = { ...emptyBatch(), trades: [trade(round)], quotes: [quote(round * 10 + 2)] };
+        try {
+          expect(core(await store.write(next))).toMatchObject({ trades: 1, quotes: 1, duplicates: 0 });
+        } finally {
+          writing = false;
+          await collect;
+        }
+      }
+    } finally {
+      await store.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });
