@@ -486,6 +486,15 @@ export async function startProcess(
           "shutdown: backfills still running are stopped; their gaps stay open",
         );
       }
+      // book snapshots requested before the end are answered and applied first: a replay at full speed
+      // can end before a book's first one is, and what the book held for it would go unchecked
+      const settled = await Promise.all(feeds.map((f) => f.books?.settle(Math.min(BOOK_SETTLE_MS, left()))));
+      if (settled.includes(false)) {
+        logger.warn(
+          { waitMs: BOOK_SETTLE_MS },
+          "shutdown: book snapshot requests still unanswered are dropped",
+        );
+      }
       for (const f of feeds) f.books?.stop();
       await Promise.all(feeds.map((f) => f.backfill.stop()));
       // what the backfills and books published since the first flush (recovered records, then each
@@ -641,6 +650,9 @@ class RunProbe {
     this.maxHeap = Math.max(this.maxHeap, process.memoryUsage().heapUsed);
   }
 }
+
+/** How long shutdown waits for book snapshot requests in flight (within `--shutdown-timeout`), ms. */
+const BOOK_SETTLE_MS = 10_000;
 
 /** How long start-up waits for the store's last venue sequences before the feeds start anyway, ms. */
 const LAST_SEQUENCES_WAIT_MS = 10_000;

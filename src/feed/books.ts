@@ -87,6 +87,8 @@ export class BinanceBookKeeper implements LiveBookSource {
   /** The books' live views and update listeners (times: venue `E` of the last diff, last resync). */
   private readonly live: LiveBookViews;
   private readonly fetching = new Set<string>();
+  /** Snapshot requests in flight (past their retry delay), until handed to the procedure. */
+  private readonly requests = new Set<Promise<void>>();
   /** Consecutive unusable snapshots per symbol (for the retry delay). */
   private readonly attempts = new Map<string, number>();
   private stopped = false;
@@ -247,44 +249,13 @@ export class BinanceBookKeeper implements LiveBookSource {
     const delay = n > 0 ? Math.min(30_000, (this.opts.retryDelayMs ?? 500) * 2 ** (n - 1)) : 0;
     void (async () => {
       if (delay > 0) await new Promise((r) => setTimeout(r, delay));
-      const { rest, baseUrl } = this.opts;
-      const req = rest.request(baseUrl, symbol, rest.limit);
-      let snapshot: BookChangeV2 | null = null;
+      const request = this.request(symbol);
+      this.requests.add(request);
       try {
-        const body = this.stopped ? undefined : await this.opts.get(req.url, req.weight);
-        if (body !== undefined) snapshot = rest.snapshot(body, symbol, nowMicros());
-      } catch (err) {
-        if (!(err instanceof Reject)) throw err;
-        this.opts.logger.warn(
-          { exchange: this.opts.exchange, symbol, reason: err.message },
-          "book snapshot rejected",
-        );
+        await request;
+      } finally {
+        this.requests.delete(request);
       }
-      this.fetching.delete(symbol);
-      if (this.stopped) return;
-      if (!snapshot) {
-        this.fetch(symbol, true);
-        return;
-      }
-      this.counts.snapshots++;
-      const step = this.procedures.onSnapshot({
-        symbol,
-        lastUpdateId: snapshot.last_source_sequence ?? 0,
-        bids: snapshot.bids,
-        asks: snapshot.asks,
-      });
-      if (!step.snapshotIgnored) {
-        this.attempts.set(symbol, 0);
-        this.opts.onSnapshot?.(snapshot);
-        // the snapshot alone (no buffered diff applied after it) is a change too
-        if (step.applied.length === 0 && !step.resync) this.live.updated(symbol);
-      } else {
-        this.opts.logger.info(
-          { exchange: this.opts.exchange, symbol, lastUpdateId: snapshot.last_source_sequence },
-          "book snapshot older than the buffered diffs; asking again",
-        );
-      }
-      this.after(symbol, step);
     })().catch((err) => {
       this.fetching.delete(symbol);
       this.opts.logger.error(
@@ -292,5 +263,66 @@ export class BinanceBookKeeper implements LiveBookSource {
         "book snapshot failed",
       );
     });
+  }
+
+  /**
+   * Waits until the snapshot requests in flight at the call are answered and handed to the procedure
+   * (shutdown, before {@link stop}: a replay at full speed can end before a book's first snapshot is
+   * answered, and the diffs and best bid/ask frames held for it would be dropped unchecked). Retries
+   * waiting for their delay are not waited for.
+   * @returns true when they all settled within `timeoutMs` (ms)
+   */
+  async settle(timeoutMs: number): Promise<boolean> {
+    if (this.requests.size === 0) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const all = Promise.allSettled([...this.requests]).then(() => true);
+    const ok = await Promise.race([
+      all,
+      new Promise<boolean>((r) => (timer = setTimeout(r, timeoutMs, false))),
+    ]);
+    clearTimeout(timer);
+    return ok;
+  }
+
+  /** One snapshot request for `symbol`, then the procedure's step with it (or a retry). */
+  private async request(symbol: string): Promise<void> {
+    const { rest, baseUrl } = this.opts;
+    const req = rest.request(baseUrl, symbol, rest.limit);
+    let snapshot: BookChangeV2 | null = null;
+    try {
+      const body = this.stopped ? undefined : await this.opts.get(req.url, req.weight);
+      if (body !== undefined) snapshot = rest.snapshot(body, symbol, nowMicros());
+    } catch (err) {
+      if (!(err instanceof Reject)) throw err;
+      this.opts.logger.warn(
+        { exchange: this.opts.exchange, symbol, reason: err.message },
+        "book snapshot rejected",
+      );
+    }
+    this.fetching.delete(symbol);
+    if (this.stopped) return;
+    if (!snapshot) {
+      this.fetch(symbol, true);
+      return;
+    }
+    this.counts.snapshots++;
+    const step = this.procedures.onSnapshot({
+      symbol,
+      lastUpdateId: snapshot.last_source_sequence ?? 0,
+      bids: snapshot.bids,
+      asks: snapshot.asks,
+    });
+    if (!step.snapshotIgnored) {
+      this.attempts.set(symbol, 0);
+      this.opts.onSnapshot?.(snapshot);
+      // the snapshot alone (no buffered diff applied after it) is a change too
+      if (step.applied.length === 0 && !step.resync) this.live.updated(symbol);
+    } else {
+      this.opts.logger.info(
+        { exchange: this.opts.exchange, symbol, lastUpdateId: snapshot.last_source_sequence },
+        "book snapshot older than the buffered diffs; asking again",
+      );
+    }
+    this.after(symbol, step);
   }
 }

@@ -11,8 +11,6 @@
  * run once saw that order, and the 500 backfilled trades were lost while the summary said filled).
  */
 import { readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
@@ -21,6 +19,7 @@ import { DuckDBStore } from "../../src/store/duckdb.js";
 import { sharedData } from "../helpers/capture.js";
 import { lastJsonLine, runCli, startCli, tempDir } from "../helpers/cli.js";
 import { waitFor } from "../helpers/run.js";
+import { startSlowProxy } from "../helpers/servers.js";
 
 const FILE = sharedData("binance-spot/btcusdt_20240808.gz");
 
@@ -70,31 +69,18 @@ describe("SIGKILL, downtime, restart: the gap is detected across the restart and
     // the venue's REST API: a replay server over the whole capture (its REST emulation)
     const venue = new BinanceReplayServer({ file: FILE });
     await venue.start();
-    const slowRest = createServer((req, res) => {
-      setTimeout(async () => {
-        const answer = await fetch(`${venue.restUrl}${req.url}`);
-        const headers: Record<string, string> = {};
-        answer.headers.forEach((v, k) => {
-          if (k !== "content-length" && k !== "content-encoding" && k !== "transfer-encoding") headers[k] = v;
-        });
-        res.writeHead(answer.status, headers);
-        res.end(Buffer.from(await answer.arrayBuffer()));
-      }, 3000);
-    });
-    await new Promise<void>((r) => slowRest.listen(0, "127.0.0.1", r));
-    const slowUrl = `http://127.0.0.1:${(slowRest.address() as AddressInfo).port}`;
+    const slowRest = await startSlowProxy(venue.restUrl, 3000);
     let summary: Record<string, number | string>;
     try {
       const run2 = await runCli(
-        ["run", "--replay", rest, "--rest-url", slowUrl, "--exit-at-end", ...common],
+        ["run", "--replay", rest, "--rest-url", slowRest.url, "--exit-at-end", ...common],
         { timeoutMs: 180_000 },
       );
       expect(run2.code, run2.stderr.slice(-3000)).toBe(0);
       summary = lastJsonLine(run2.stdout);
       expect(run2.stderr).toContain("gap detection resumes from the last stored venue sequences");
     } finally {
-      slowRest.closeAllConnections();
-      await new Promise((r) => slowRest.close(r));
+      await slowRest.close();
       await venue.stop();
     }
     expect(summary).toMatchObject({ gaps: 1, gaps_detected: 1, gaps_filled: 1, missing: 0 });

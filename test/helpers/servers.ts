@@ -1,11 +1,12 @@
 /**
  * Private servers for fault tests, on loopback and free ports, that a test may kill and restart without
  * disturbing the machine's shared services: nats-server (JetStream on disk), redis-server (nothing on
- * disk) and a PostgreSQL cluster.
+ * disk) and a PostgreSQL cluster; and a slow HTTP proxy.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { createServer as createHttpServer } from "node:http";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "redis";
@@ -169,4 +170,37 @@ export async function startNatsCluster(dir: string, name = "k2test"): Promise<Na
     );
   }
   return { servers: client.map((p) => `nats://127.0.0.1:${p}`), nodes, ports: client };
+}
+
+/** A loopback HTTP proxy that holds every answer of `upstream` for `holdMs` before passing it on. */
+export interface SlowProxy {
+  /** `http://127.0.0.1:PORT` */
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a {@link SlowProxy} in front of `upstream` (an http base URL): each request is forwarded after
+ * `holdMs` ms, its status, headers (but the body's framing) and body passed on as received.
+ */
+export async function startSlowProxy(upstream: string, holdMs: number): Promise<SlowProxy> {
+  const server = createHttpServer((req, res) => {
+    setTimeout(async () => {
+      const answer = await fetch(`${upstream}${req.url}`);
+      const headers: Record<string, string> = {};
+      answer.headers.forEach((v, k) => {
+        if (k !== "content-length" && k !== "content-encoding" && k !== "transfer-encoding") headers[k] = v;
+      });
+      res.writeHead(answer.status, headers);
+      res.end(Buffer.from(await answer.arrayBuffer()));
+    }, holdMs);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    async close() {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
 }
