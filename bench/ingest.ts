@@ -6,9 +6,11 @@
  *
  * Target (issue "Binance ingestion end to end"): ≥ 50,000 frames/s on the 2-core machine.
  *   node dist/bench/ingest.js [--runs N] [--file PATH] [--node-flags "--max-semi-space-size=4"]
+ *     [--env MALLOC_ARENA_MAX=2]
  *
- * `--node-flags`: V8/Node flags for the k2 process (space-separated); `./k2 run` and `npm start` give
- * `--max-semi-space-size=4`, this bench none unless told.
+ * `--node-flags`: V8/Node flags for the k2 process (space-separated); `--env`: NAME=VALUE pairs
+ * (space-separated) added to its environment. `./k2 run` and `npm start` give
+ * `--max-semi-space-size=4` and `MALLOC_ARENA_MAX=2`, this bench neither unless told.
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -28,6 +30,12 @@ const file = opt(
 );
 const cli = fileURLToPath(new URL("../src/cli.js", import.meta.url));
 const nodeFlags = opt("--node-flags", "").split(" ").filter(Boolean);
+const extraEnv = Object.fromEntries(
+  opt("--env", "")
+    .split(" ")
+    .filter(Boolean)
+    .map((pair) => [pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1)]),
+);
 
 interface Sample {
   frames: number;
@@ -62,7 +70,7 @@ for (let i = 0; i < runs; i++) {
       "--streams",
       "trade,bookTicker",
     ],
-    { encoding: "utf8", env: { ...process.env, K2_LOG_LEVEL: "warn" } },
+    { encoding: "utf8", env: { ...process.env, ...extraEnv, K2_LOG_LEVEL: "warn" } },
   );
   const wall = performance.now() - t0;
   rmSync(dir, { recursive: true, force: true });

@@ -161,7 +161,7 @@ const BENCHES: Bench[] = [
     name: "ingest",
     script: "ingest.js",
     // as `./k2 run` and `npm start` start it
-    args: ["--runs", "5", "--node-flags", "--max-semi-space-size=4"],
+    args: ["--runs", "5", "--node-flags", "--max-semi-space-size=4", "--env", "MALLOC_ARENA_MAX=2"],
     processes: 1,
     timeoutS: 150,
     read(lines) {
