@@ -43,6 +43,15 @@ export interface ConsumeOptions {
   maxWaitMs: number;
   /** Upper bound on one batch when a backlog has built up (the batch grows under load). */
   maxBatchSize: number;
+  /**
+   * Where a group the bus does not hold yet starts: `beginning` (default), every message the bus keeps
+   * (the store's group: nothing published may be missed); `now`, the messages published once the
+   * consumer has joined (outputs: a live relay, not a replay of the bus's retention). A group the bus
+   * holds goes on from its last acknowledged message either way. A topic that appears later is read
+   * from its beginning (NATS, Redis), or from when the consumer sees it (Kafka: within its topic
+   * refresh period). The memory bus keeps nothing for a group that has not joined: always `now`.
+   */
+  from?: "beginning" | "now";
 }
 
 /** A running consumer. */

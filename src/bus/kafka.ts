@@ -611,6 +611,8 @@ export class KafkaBus implements Bus {
     /** Highest offset handed to the handler, per `topic:partition`. */
     const handed = new Map<string, bigint>();
     let lagValue = 0;
+    /** `from: "now"`: each partition's end offset when this consumer first listed its topic. */
+    const startOffsets = new Map<string, bigint[]>();
     let topics: string[] = [];
     let topicsChanged = false;
     let stream: MessagesStream<string, Buffer, string, string> | null = null;
@@ -655,7 +657,9 @@ export class KafkaBus implements Bus {
           parts.forEach((end, i) => {
             // the client commits the offset of the last message handled (not the next one to read)
             // and resumes at committed + 1
-            const from = c[i] !== undefined && c[i] >= 0n ? c[i] + 1n : (e[i] ?? 0n);
+            // (`from: "now"`: before any commit, the partition's end when the consumer first saw it)
+            const from =
+              c[i] !== undefined && c[i] >= 0n ? c[i] + 1n : (startOffsets.get(topic)?.[i] ?? e[i] ?? 0n);
             if (end > from) sum += end - from;
           });
         }
@@ -677,10 +681,16 @@ export class KafkaBus implements Bus {
     };
 
     const openStream = async () => {
+      // `from: "now"`: a partition without a committed offset starts at its end (the fallback applies
+      // at every open, so a topic that appears later is read from when the consumer sees it)
+      if (opts.from === "now") {
+        const ends = await client.listOffsets({ topics });
+        for (const [topic, parts] of ends) if (!startOffsets.has(topic)) startOffsets.set(topic, parts);
+      }
       const s = await client.consume({
         topics,
         mode: "committed",
-        fallbackMode: "earliest",
+        fallbackMode: opts.from === "now" ? "latest" : "earliest",
         autocommit: false,
       });
       // pulled, not flowing: pause()/resume() of the client's stream can stop its fetching for good

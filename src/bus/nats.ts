@@ -487,10 +487,21 @@ export class NatsBus implements Bus {
     const lagByStream = new Map<string, number>();
 
     const ensureConsumer = async (t: Target) => {
+      if (opts.from === "now") {
+        // a durable the server holds keeps its place: only a new one starts at the stream's end
+        const held = await this.jsm.consumers.info(t.stream, durable).then(
+          () => true,
+          (e: unknown) => {
+            if (/consumer not found/i.test(String((e as Error)?.message ?? e))) return false;
+            throw e;
+          },
+        );
+        if (held) return this.js.consumers.get(t.stream, durable);
+      }
       const cfg = {
         durable_name: durable,
         ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
+        deliver_policy: opts.from === "now" ? DeliverPolicy.New : DeliverPolicy.All,
         ack_wait: nanos(this.opts.ackWaitMs),
         max_deliver: -1,
         max_ack_pending: Math.max(10_000, opts.maxBatchSize * 4),

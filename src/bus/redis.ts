@@ -346,18 +346,23 @@ export class RedisBus implements Bus {
 
     const matches = (topic: string) => opts.topicPrefixes.some((p) => topic.startsWith(p));
 
+    // `from: "now"`: the group starts at the end of the streams there at the first look ("$"); a stream
+    // that appears later is new, read from its beginning ("0")
+    let firstLook = true;
     const refreshTopics = async () => {
       topicsAt = Date.now();
+      const start = firstLook && opts.from === "now" ? "$" : "0";
       for (const topic of await this.topics()) {
         const stream = this.streamOf(topic);
         if (!matches(topic) || streams.includes(stream)) continue;
         try {
-          await this.client.sendCommand(["XGROUP", "CREATE", stream, group, "0", "MKSTREAM"]);
+          await this.client.sendCommand(["XGROUP", "CREATE", stream, group, start, "MKSTREAM"]);
         } catch (e) {
           if (!/BUSYGROUP/.test(String(e))) throw e;
         }
         streams.push(stream);
       }
+      firstLook = false;
     };
 
     const refreshLag = async () => {

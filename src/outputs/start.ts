@@ -78,6 +78,8 @@ export async function startOutputs(opts: StartOutputsOptions): Promise<RunningOu
     {
       group: `k2-output-${exchanges.join("-")}`.slice(0, 64),
       topicPrefixes: [...topics],
+      // a live relay: a new group starts at the bus's end, not at the beginning of its retention
+      from: "now",
       batchSize: 1,
       maxWaitMs: 50,
       maxBatchSize: 10_000,

@@ -436,6 +436,39 @@ export function busContract(name: string, makeFixture: () => Promise<BusFixture>
       expect(again.all.length).toBe(0);
     });
 
+    it("starts a new group with from: now at what is published after it joined; started again, it goes on from its place", async () => {
+      const bus = await fx.open();
+      const before = Array.from({ length: 30 }, (_, i) => tradeMessage("BTCUSDT", i));
+      await bus.publish(before);
+      const got = collector();
+      const relay = opts({ group: "relay", from: "now", maxWaitMs: fx.minWaitMs });
+      const first = consume(bus, relay, got.handler);
+      // joining is asynchronous on networked transports: probes until one arrives
+      const until = Date.now() + 15_000;
+      for (let probe = 1000; got.all.length === 0; probe++) {
+        if (Date.now() > until)
+          throw new Error("timed out after 15000 ms waiting for a probe after the join");
+        await bus.publish([tradeMessage("BTCUSDT", probe)]);
+        await delay(100);
+      }
+      const after = Array.from({ length: 20 }, (_, i) => tradeMessage("BTCUSDT", 100 + i));
+      await bus.publish(after);
+      await waitFor(() => ids(got.all).includes(after[19].id), 15_000, "the messages after the join");
+      const seen = new Set(ids(got.all));
+      for (const m of before)
+        expect(seen.has(m.id), `${m.id} was published before the group joined`).toBe(false);
+      for (const m of after) expect(seen.has(m.id), m.id).toBe(true);
+      if (!fx.retains) return;
+      // a durable group keeps its place: what was published while it was stopped comes next
+      await first.stop();
+      const missed = Array.from({ length: 10 }, (_, i) => tradeMessage("BTCUSDT", 200 + i));
+      await bus.publish(missed);
+      const again = collector();
+      consume(bus, relay, again.handler);
+      await waitFor(() => again.all.length >= 10, 15_000, "the messages published while it was stopped");
+      expect(new Set(ids(again.all))).toEqual(new Set(ids(missed)));
+    });
+
     it("keeps messages for a group that starts later (durable transports)", async (ctx) => {
       if (!fx.retains) {
         console.warn(
