@@ -25,7 +25,8 @@ export interface LiveConsumerOptions {
 
 /**
  * Subscribes the live feed to the bus: every message on a `market.` topic is relayed to `live` as it
- * is acknowledged by the bus (batch size 1: delivered as soon as it is published, in order).
+ * is acknowledged by the bus (batch size 1: delivered as soon as it is published, in order), from when
+ * the group first joined (a group the bus holds, after a restart, goes on from its place).
  * Stop the returned consumer (`stop({ drain: true })`) before closing the bus.
  */
 export function startLiveConsumer(opts: LiveConsumerOptions): Consumer {
@@ -36,6 +37,9 @@ export function startLiveConsumer(opts: LiveConsumerOptions): Consumer {
     {
       group: opts.group ?? "k2-live",
       topicPrefixes: ["market."],
+      // live data: a new group starts at the bus's end (what a durable bus kept from before is history,
+      // served from the store), not at the beginning of its retention
+      from: "now",
       batchSize: 1,
       maxWaitMs: 50,
       maxBatchSize: 10_000,
