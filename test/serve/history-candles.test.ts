@@ -109,8 +109,30 @@ describe("candles.* subscribed from a point in time", () => {
         `/api/v1/candles?symbol=BTCUSDT&interval=1s&source=live&limit=1&order=desc`,
       );
       if ((open.open ?? []).length === 0 && closed.length === stored.length && stored.length > 0) break;
-      if (Date.now() > end)
-        throw new Error(`client has ${closed.length} closed candles, the store ${stored.length}`);
+      if (Date.now() > end) {
+        // what differs, and whether the client was closed, so that a failure says which it was
+        const got = new Set(closed.map(key));
+        const held = new Set(stored.map(key));
+        throw new Error(
+          `client has ${closed.length} closed candles, the store ${stored.length}; ` +
+            `open live candles ${(open.open ?? []).length}; ` +
+            `missing at the client ${JSON.stringify(
+              stored
+                .map(key)
+                .filter((k) => !got.has(k))
+                .slice(0, 5),
+            )}, ` +
+            `not in the store ${JSON.stringify(
+              closed
+                .map(key)
+                .filter((k) => !held.has(k))
+                .slice(0, 5),
+            )}; ` +
+            `client close ${c.closeCode ?? "none"} ${c.closeReason}; ` +
+            `last messages ${JSON.stringify(c.messages.slice(-3)).slice(0, 600)}; ` +
+            `k2 stderr ${k2.stderr().slice(-1500)}`,
+        );
+      }
       await sleep(500);
     }
     await sleep(500); // nothing more (no duplicate) arrives
