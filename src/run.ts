@@ -488,12 +488,9 @@ export async function startProcess(
       }
       // book snapshots requested before the end are answered and applied first: a replay at full speed
       // can end before a book's first one is, and what the book held for it would go unchecked
-      const settled = await Promise.all(feeds.map((f) => f.books?.settle(Math.min(BOOK_SETTLE_MS, left()))));
-      if (settled.includes(false)) {
-        logger.warn(
-          { waitMs: BOOK_SETTLE_MS },
-          "shutdown: book snapshot requests still unanswered are dropped",
-        );
+      const bookWaitMs = Math.min(BOOK_SETTLE_MS, left());
+      if (!(await within(Promise.all(feeds.map((f) => f.books?.snapshotsInFlight())), bookWaitMs))) {
+        logger.warn({ waitMs: bookWaitMs }, "shutdown: book snapshot requests still unanswered are dropped");
       }
       for (const f of feeds) f.books?.stop();
       await Promise.all(feeds.map((f) => f.backfill.stop()));

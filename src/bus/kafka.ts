@@ -683,9 +683,10 @@ export class KafkaBus implements Bus {
     const openStream = async () => {
       // `from: "now"`: a partition without a committed offset starts at its end (the fallback applies
       // at every open, so a topic that appears later is read from when the consumer sees it)
-      if (opts.from === "now") {
-        const ends = await client.listOffsets({ topics });
-        for (const [topic, parts] of ends) if (!startOffsets.has(topic)) startOffsets.set(topic, parts);
+      const unseen = opts.from === "now" ? topics.filter((t) => !startOffsets.has(t)) : [];
+      if (unseen.length > 0) {
+        for (const [topic, parts] of await client.listOffsets({ topics: unseen }))
+          startOffsets.set(topic, parts);
       }
       const s = await client.consume({
         topics,

@@ -52,6 +52,8 @@ import {
   AckPolicy,
   DeliverPolicy,
   DiscardPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
   type JetStreamClient,
   type JetStreamManager,
   type JsMsg,
@@ -492,7 +494,7 @@ export class NatsBus implements Bus {
         const held = await this.jsm.consumers.info(t.stream, durable).then(
           () => true,
           (e: unknown) => {
-            if (/consumer not found/i.test(String((e as Error)?.message ?? e))) return false;
+            if (e instanceof JetStreamApiError && e.code === JetStreamApiCodes.ConsumerNotFound) return false;
             throw e;
           },
         );

@@ -266,22 +266,13 @@ export class BinanceBookKeeper implements LiveBookSource {
   }
 
   /**
-   * Waits until the snapshot requests in flight at the call are answered and handed to the procedure
-   * (shutdown, before {@link stop}: a replay at full speed can end before a book's first snapshot is
-   * answered, and the diffs and best bid/ask frames held for it would be dropped unchecked). Retries
-   * waiting for their delay are not waited for.
-   * @returns true when they all settled within `timeoutMs` (ms)
+   * Settles once the snapshot requests in flight at the call are answered and handed to the procedure
+   * (shutdown waits for it, bounded, before {@link stop}: a replay at full speed can end before a book's
+   * first snapshot is answered, and the diffs and best bid/ask frames held for it would be dropped
+   * unchecked). Retries waiting for their delay are not waited for. Never rejects.
    */
-  async settle(timeoutMs: number): Promise<boolean> {
-    if (this.requests.size === 0) return true;
-    let timer: NodeJS.Timeout | undefined;
-    const all = Promise.allSettled([...this.requests]).then(() => true);
-    const ok = await Promise.race([
-      all,
-      new Promise<boolean>((r) => (timer = setTimeout(r, timeoutMs, false))),
-    ]);
-    clearTimeout(timer);
-    return ok;
+  snapshotsInFlight(): Promise<void> {
+    return Promise.allSettled([...this.requests]).then(() => undefined);
   }
 
   /** One snapshot request for `symbol`, then the procedure's step with it (or a retry). */
