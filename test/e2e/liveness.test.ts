@@ -31,8 +31,10 @@ describe("a stalled venue", () => {
     const ended = new Promise((r) => server.once("end", r));
     const config = testConfig({ wsUrl: server.url, batchMaxWaitMs: 200 });
     const run = await startRun(config, silentLogger(), {
-      // deadlines shrunk; the reconnect waits ~1 s so the 503 window is wide enough to observe
-      liveness: { pingIntervalMs: 200, pongTimeoutMs: 200, backoffInitialMs: 1000, random: () => 0.999 },
+      // deadlines shrunk; the reconnect waits ~1 s so the 503 window is wide enough to observe. The pong
+      // timeout is 1 s, not 200 ms: on a loaded CI machine a pong 200 ms late judged the idle connection
+      // after the replay's end dead too (a second dead connection, k2_feed_silent 1 at the end)
+      liveness: { pingIntervalMs: 200, pongTimeoutMs: 1000, backoffInitialMs: 1000, random: () => 0.999 },
     });
     cleanup.push(() => run.stop("cleanup"));
     const conn = run.feed.connection;
@@ -66,7 +68,7 @@ describe("a stalled venue", () => {
     expect(metrics).toMatch(/k2_feed_silent\{exchange="BINANCE"\} 1/);
     expect(metrics).toMatch(/k2_feed_last_frame_age_seconds\{exchange="BINANCE"\} \d/);
     expect(reason).toMatch(/^silent for \d+\.\d s: no frames and no pong$/);
-    // judged dead after ping interval + pong timeout (400 ms), well before the 60 s stall ends
+    // judged dead after ping interval + pong timeout (1.2 s), well before the 60 s stall ends
     expect(errorAt - stalledAt).toBeLessThan(5000);
     // the reconnected feed is served from where the stall began: healthy again, nothing lost
     await waitFor(async () => (await fetch(`${base}/health`)).status === 200, 20_000, "/health 200 again");
