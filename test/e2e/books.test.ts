@@ -205,6 +205,13 @@ describe("book records on the bus and in the store (book_changes_v2, book_snapsh
         } while (cursor);
         return rows;
       };
+      // until the run's first trade or quote (stored or live) the symbol is unknown to the API, a 404
+      // that says so; from then on every page must be a 200
+      await waitFor(
+        "the first trade or quote of BTCUSDT",
+        async () => (await getJson(`${api}?symbol=btcusdt`)).status !== 404,
+        60_000,
+      );
       await waitFor("every snapshot stored", async () => (await all("asc")).length === snaps.length, 120_000);
       expect(await all("asc")).toEqual(snaps);
       expect(await all("desc")).toEqual([...snaps].reverse());

@@ -4,6 +4,7 @@
  * 0; the summary's `frames_per_s` is the rate over the run's active span (first frame to last batch
  * stored), not diluted by the time the process sat idle after its replay ended.
  */
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { sharedData } from "../helpers/capture.js";
@@ -91,8 +92,15 @@ describe("a SIGTERM during start-up", () => {
       { detached: true },
     );
     running.push(k2);
-    // well before "http listening": the command is still loading its modules and opening the store
-    await new Promise((r) => setTimeout(r, 300));
+    // well before "http listening": the command is still loading its modules and opening the store.
+    // The run command listens for the signal before it imports the store, so once DuckDB's native
+    // library is mapped the handler is in place (a fixed delay raced Node's own start-up on a busy
+    // machine: the signal came first and its default action killed the process)
+    await waitFor(
+      () => readFileSync(`/proc/${k2.child.pid}/maps`, "utf8").includes("duckdb.node"),
+      30_000,
+      "DuckDB's native library loaded by k2 run",
+    );
     expect(k2.stderr()).not.toMatch(/http listening/);
     k2.child.kill("SIGTERM");
     const result = await k2.exited;
