@@ -381,6 +381,17 @@ export async function startProcess(
     },
   });
   const httpPort = await listen(app, config.httpPort, config.httpHost);
+  // the relays that start a new group at the bus's end (outputs, the live feed) join before the first
+  // record is published, and before "http listening", so they miss none of it, and a client connected
+  // since sees every record published since (on a networked bus joining takes a moment: a Kafka
+  // group's first join waits for the broker's initial rebalance delay, 3 s by default)
+  const relays = [outputs?.consumer.ready(), serving?.ready()].filter((p) => p !== undefined);
+  if (relays.length > 0 && !(await within(Promise.all(relays), RELAY_JOIN_WAIT_MS))) {
+    logger.warn(
+      { waitedMs: RELAY_JOIN_WAIT_MS, bus: bus.name },
+      "the live feed or the outputs have not joined the bus yet; the feeds start, and what they publish before the join reaches the store but is not relayed live",
+    );
+  }
   feeds.push(
     ...venues.map((venue, i) =>
       startIngest(
@@ -650,6 +661,9 @@ class RunProbe {
 
 /** How long shutdown waits for book snapshot requests in flight (within `--shutdown-timeout`), ms. */
 const BOOK_SETTLE_MS = 10_000;
+
+/** How long start-up waits for the live feed's and the outputs' bus consumers to join, ms. */
+const RELAY_JOIN_WAIT_MS = 20_000;
 
 /** How long start-up waits for the store's last venue sequences before the feeds start anyway, ms. */
 const LAST_SEQUENCES_WAIT_MS = 10_000;

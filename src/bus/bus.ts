@@ -47,12 +47,26 @@ export interface ConsumeOptions {
    * Where a group the bus does not hold yet starts: `beginning` (default), every message the bus keeps
    * (the store's group: nothing published may be missed); `now`, the messages published once the
    * consumer has joined (outputs: a live relay, not a replay of the bus's retention). A group the bus
-   * holds goes on from its last acknowledged message either way. A topic that appears later is read
-   * from its beginning (NATS, Redis), or from when the consumer sees it (Kafka: within its topic
-   * refresh period). The memory bus keeps nothing for a group that has not joined: always `now`.
+   * holds goes on from its last acknowledged message either way. A topic that appears after the join is
+   * read from its beginning (all of it was published since). Await `Consumer.ready()` before
+   * publishing what the group must see. The memory bus keeps nothing for a group that has not
+   * joined: always `now`.
    */
   from?: "beginning" | "now";
+  /**
+   * The group is this consumer's alone and ends with it (default false: a durable group the bus keeps
+   * for the next consumer of that name). For a per-process relay that must see every message, such as
+   * the live feed of each `k2 serve`: give a name no other process uses and `from: "now"`. At `stop()`
+   * the bus removes the group (NATS: the durable; Redis: `XGROUP DESTROY` on each stream; Kafka: the
+   * group and its offsets; memory: its queue). One left by a process that died is removed by the bus
+   * where it expires groups (NATS: after {@link TRANSIENT_GROUP_EXPIRY_MS} inactive; Kafka: the
+   * broker's offsets retention); Redis keeps it (its entries go with the stream's `maxlen` trimming).
+   */
+  transient?: boolean;
 }
+
+/** How long a NATS server keeps a transient group's durable after its last consumer went away, ms. */
+export const TRANSIENT_GROUP_EXPIRY_MS = 10 * 60_000;
 
 /** A running consumer. */
 export interface Consumer {
@@ -72,6 +86,15 @@ export interface Consumer {
    * resolves. With `drain: false`, only the batch in flight is finished.
    */
   stop(opts?: { drain?: boolean }): Promise<void>;
+  /**
+   * Resolves once the consumer has joined its group at its start position: every message published
+   * after it resolves reaches the group, whatever `from` says (a `from: "now"` consumer awaited before
+   * the first publish misses nothing). Joining is asynchronous on networked transports (a NATS
+   * durable, Redis groups, a Kafka group's offsets); the memory bus's group exists from `consume()`.
+   * Resolves at `stop()` too, joined or not, so it never holds a caller up past shutdown; never
+   * rejects (a transport that cannot be reached keeps retrying and reports through its error hook).
+   */
+  ready(): Promise<void>;
 }
 
 /** A transport. */

@@ -613,6 +613,18 @@ export class KafkaBus implements Bus {
     let lagValue = 0;
     /** `from: "now"`: each partition's end offset when this consumer first listed its topic. */
     const startOffsets = new Map<string, bigint[]>();
+    /**
+     * Whether every partition without a committed offset is to be read from its beginning. `from:
+     * "now"` anchors the group at its first stream instead: the topics there then start at their end,
+     * and that position is committed, so a topic that appears later is read from its beginning (all
+     * of it was published after the join) without the others going back to theirs.
+     */
+    let anchored = opts.from !== "now";
+    let joined!: () => void;
+    const ready = new Promise<void>((resolve) => {
+      joined = resolve;
+    });
+    if (anchored) joined();
     let topics: string[] = [];
     let topicsChanged = false;
     let stream: MessagesStream<string, Buffer, string, string> | null = null;
@@ -681,17 +693,15 @@ export class KafkaBus implements Bus {
     };
 
     const openStream = async () => {
-      // `from: "now"`: a partition without a committed offset starts at its end (the fallback applies
-      // at every open, so a topic that appears later is read from when the consumer sees it)
-      const unseen = opts.from === "now" ? topics.filter((t) => !startOffsets.has(t)) : [];
-      if (unseen.length > 0) {
-        for (const [topic, parts] of await client.listOffsets({ topics: unseen }))
-          startOffsets.set(topic, parts);
+      // `from: "now"`, first stream: a partition without a committed offset starts at its end
+      const anchoring = !anchored;
+      if (anchoring) {
+        for (const [topic, parts] of await client.listOffsets({ topics })) startOffsets.set(topic, parts);
       }
       const s = await client.consume({
         topics,
         mode: "committed",
-        fallbackMode: opts.from === "now" ? "latest" : "earliest",
+        fallbackMode: anchoring ? "latest" : "earliest",
         autocommit: false,
       });
       // pulled, not flowing: pause()/resume() of the client's stream can stop its fetching for good
@@ -708,7 +718,57 @@ export class KafkaBus implements Bus {
         topicsChanged = true; // reopen from the committed offsets
         signal();
       });
+      // (a failure here leaves the stream as the current one: the loop closes it and opens anew)
+      if (anchoring) await anchor(s);
       return s;
+    };
+
+    /**
+     * Commits where the group's first `from: "now"` stream starts each of its partitions that has no
+     * committed offset (the client commits the offset of the last message handled: start − 1), once
+     * the stream has set those positions; later streams read uncommitted partitions from the
+     * beginning. Runs before the loop hands over any batch, so no commit of a handled message races it.
+     */
+    const anchor = async (s: MessagesStream<string, Buffer, string, string>) => {
+      if (s.offsetsCommitted.size === 0) {
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(done, Math.max(this.o.sessionTimeoutMs, 10_000));
+          function done() {
+            clearTimeout(t);
+            s.off("offsets", done);
+            s.off("error", done);
+            s.off("close", done);
+            resolve();
+          }
+          s.once("offsets", done);
+          s.once("error", done);
+          s.once("close", done);
+        });
+      }
+      if (s.offsetsCommitted.size === 0)
+        throw new Error(`the first stream of group ${opts.group} set no offsets`);
+      const mine = new Map<string, number[]>();
+      for (const key of s.offsetsCommitted.keys()) {
+        const at = key.lastIndexOf(":");
+        const topic = key.slice(0, at);
+        mine.set(topic, [...(mine.get(topic) ?? []), Number(key.slice(at + 1))]);
+      }
+      const held = await client.listCommittedOffsets({
+        topics: [...mine].map(([topic, partitions]) => ({ topic, partitions })),
+      });
+      const offsets: { topic: string; partition: number; offset: bigint; leaderEpoch: number }[] = [];
+      for (const [topic, partitions] of mine) {
+        for (const partition of partitions) {
+          const last = s.offsetsCommitted.get(`${topic}:${partition}`) ?? -1n;
+          const c = held.get(topic)?.[partition];
+          // nothing to anchor at an empty partition (start 0): its beginning is where it starts
+          if ((c === undefined || c < 0n) && last >= 0n)
+            offsets.push({ topic, partition, offset: last, leaderEpoch: -1 });
+        }
+      }
+      if (offsets.length > 0) await client.commit({ offsets });
+      anchored = true;
+      joined();
     };
 
     const closeStream = async () => {
@@ -746,6 +806,11 @@ export class KafkaBus implements Bus {
             topicsChanged = false;
             await closeStream();
             topics = await listMatching();
+            if (topics.length === 0 && !anchored) {
+              // no topic yet: each one that appears is new, read from its beginning
+              anchored = true;
+              joined();
+            }
             if (topics.length === 0) {
               if (stopping) break;
               await waitFor(Math.min(this.o.topicRefreshMs, 1000));
@@ -853,18 +918,27 @@ export class KafkaBus implements Bus {
       await Promise.all(closing);
     });
     const handle = {
+      ready: () => ready,
       lag: () => lagValue,
       redeliveries: () => redeliveries,
       stop: async (o?: { drain?: boolean }) => {
         stopping = true;
+        joined();
         lastProgressAt = Date.now();
         drain = o?.drain ?? true;
         signal();
         await done;
         this.consumers.delete(handle);
+        if (opts.transient) {
+          // its member has left (the client is closed): the group is empty and can go
+          await this.admin.deleteGroups({ groups: [opts.group] }).catch((e: unknown) => {
+            this.o.onError(e as Error, `removing transient group ${opts.group}`);
+          });
+        }
       },
       abandon: async () => {
         abandoned = true;
+        joined();
         clearInterval(lagTimer);
         clearInterval(topicTimer);
         signal();

@@ -202,8 +202,17 @@ export class MemoryBus implements Bus {
         member.inFlight = null;
       }
     };
-    const done = loop().finally(() => this.members.delete(member));
+    const done = loop().finally(() => {
+      this.members.delete(member);
+      // a transient group ends with its last consumer: publishing no longer queues for it
+      if (opts.transient && ![...this.members].some((m) => m.group === group)) {
+        if (this.groups.get(opts.group) === group) this.groups.delete(opts.group);
+        this.routes.clear();
+      }
+    });
     return {
+      // the group exists from consume(): it holds everything published from now on
+      ready: () => Promise.resolve(),
       lag: () => pending() + group.inFlight,
       redeliveries: () => redeliveries,
       stop: async (o) => {

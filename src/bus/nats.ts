@@ -65,7 +65,14 @@ import {
 } from "@nats-io/jetstream";
 import { connect, createInbox, headers, type NatsConnection, nanos } from "@nats-io/transport-node";
 import { ASSET_CLASSES } from "../schema/records.js";
-import { BUS_TOPIC_RE, type Bus, type BusMessage, type ConsumeOptions, type Consumer } from "./bus.js";
+import {
+  BUS_TOPIC_RE,
+  type Bus,
+  type BusMessage,
+  type ConsumeOptions,
+  type Consumer,
+  TRANSIENT_GROUP_EXPIRY_MS,
+} from "./bus.js";
 
 /** One JetStream stream of the bus. */
 export interface NatsStreamSpec {
@@ -487,6 +494,13 @@ export class NatsBus implements Bus {
     let redeliveries = 0;
     let lagValue = 0;
     const lagByStream = new Map<string, number>();
+    // ready: once every stream's durable exists (it holds what is published from then on)
+    let joining = targets.length;
+    let joined!: () => void;
+    const ready = new Promise<void>((resolve) => {
+      joined = resolve;
+    });
+    if (joining === 0) joined();
 
     const ensureConsumer = async (t: Target) => {
       if (opts.from === "now") {
@@ -507,6 +521,8 @@ export class NatsBus implements Bus {
         ack_wait: nanos(this.opts.ackWaitMs),
         max_deliver: -1,
         max_ack_pending: Math.max(10_000, opts.maxBatchSize * 4),
+        // a transient group left by a process that died is removed by the server
+        ...(opts.transient ? { inactive_threshold: nanos(TRANSIENT_GROUP_EXPIRY_MS) } : {}),
         ...(t.filters.length === 0
           ? {}
           : t.filters.length === 1
@@ -559,7 +575,10 @@ export class NatsBus implements Bus {
       while (!nc.isClosed()) {
         if (stopping && !drain) return;
         try {
-          consumer ??= await ensureConsumer(t);
+          if (!consumer) {
+            consumer = await ensureConsumer(t);
+            if (--joining === 0) joined();
+          }
           if (stopping && !drain) return;
           let max = want;
           if (stopping) {
@@ -618,13 +637,23 @@ export class NatsBus implements Bus {
     void refreshLag();
     const done = Promise.all(targets.map(runStream)).finally(() => clearInterval(timer));
     const handle: Consumer = {
+      ready: () => ready,
       lag: () => lagValue,
       redeliveries: () => redeliveries,
       stop: async (o) => {
         stopping = true;
         drain = o?.drain ?? true;
+        joined();
         await done;
         this.consumers.delete(handle);
+        if (opts.transient && !nc.isClosed()) {
+          for (const t of targets) {
+            await this.jsm.consumers.delete(t.stream, durable).catch((e: unknown) => {
+              if (!(e instanceof JetStreamApiError && e.code === JetStreamApiCodes.ConsumerNotFound))
+                this.opts.onError(e as Error, `removing transient consumer ${durable} of ${t.stream}`);
+            });
+          }
+        }
       },
     };
     this.consumers.add(handle);

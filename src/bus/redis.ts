@@ -349,6 +349,11 @@ export class RedisBus implements Bus {
     // `from: "now"`: the group starts at the end of the streams there at the first look ("$"); a stream
     // that appears later is new, read from its beginning ("0")
     let firstLook = true;
+    // ready: once the first look has made the group on every stream there (later ones start at "0")
+    let joined!: () => void;
+    const ready = new Promise<void>((resolve) => {
+      joined = resolve;
+    });
     const refreshTopics = async () => {
       topicsAt = Date.now();
       const start = firstLook && opts.from === "now" ? "$" : "0";
@@ -363,6 +368,7 @@ export class RedisBus implements Bus {
         streams.push(stream);
       }
       firstLook = false;
+      joined();
     };
 
     const refreshLag = async () => {
@@ -603,18 +609,28 @@ export class RedisBus implements Bus {
       }
     });
     const handle = {
+      ready: () => ready,
       lag: () => lagValue,
       redeliveries: () => redeliveries,
       stop: async (o?: { drain?: boolean }) => {
         stopping = true;
         drain = o?.drain ?? true;
+        joined();
         if (dead) return;
         await done;
         await refreshLag().catch(() => undefined);
         this.consumers.delete(handle);
+        if (opts.transient && !this.closed) {
+          for (const stream of streams) {
+            await this.client.sendCommand(["XGROUP", "DESTROY", stream, group]).catch((e: unknown) => {
+              this.opts.onError(e as Error, `removing transient group ${group} of ${stream}`);
+            });
+          }
+        }
       },
       kill: () => {
         dead = true;
+        joined();
         clearInterval(lagTimer);
         clearInterval(keepTimer);
         this.consumers.delete(handle);

@@ -50,6 +50,11 @@ export interface Serving {
    * every published record, then closes and publishes every open candle.
    */
   endOfStream(): Promise<void>;
+  /**
+   * Resolves once the live consumer has joined its group (`Consumer.ready`): from then on every record
+   * published reaches the live feed. Start the feeds after it, or their first records are history only.
+   */
+  ready(): Promise<void>;
   /** Stops the candle feed and the live consumer (draining it); call before the store drains. */
   stop(): Promise<void>;
 }
@@ -94,6 +99,7 @@ export function startServing(opts: ServingOptions): Serving {
         maxResponseBytes: opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
       });
     },
+    ready: () => consumer.ready(),
     async endOfStream() {
       while (consumer.lag() > 0) await new Promise((r) => setTimeout(r, 5));
       await candles.endOfStream();

@@ -1,8 +1,9 @@
 /**
  * Scale-out end to end: `k2 ingest` → NATS JetStream → two `k2 persist` (one consumer group) →
- * PostgreSQL, with `k2 serve` beside them — and the faults the issue names: SIGKILL of a persist
- * process, SIGKILL of nats-server (JetStream on disk), and a PostgreSQL restart, each mid-replay. Each
- * time the store must end with every record exactly once, reproducing ../shared/data/README.md.
+ * PostgreSQL, with two `k2 serve` beside them (each relays every trade live) — and the faults the
+ * issue names: SIGKILL of a persist process, SIGKILL of nats-server (JetStream on disk), and a
+ * PostgreSQL restart, each mid-replay. Each time the store must end with every record exactly once,
+ * reproducing ../shared/data/README.md.
  *
  * Uses a private nats-server and a private PostgreSQL cluster on free loopback ports, so killing them
  * disturbs nothing else.
@@ -13,6 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lastJsonLine, type RunningCli } from "../helpers/cli.js";
+import { contiguous } from "../helpers/outputs.js";
 import { waitFor } from "../helpers/run.js";
 import {
   cliStarter,
@@ -33,6 +35,7 @@ import {
   startNatsServer,
   startPrivatePostgres,
 } from "../helpers/servers.js";
+import { tradeClient } from "../serve/helpers.js";
 
 describe.skipIf(!hasNatsServer || !canRunPrivatePostgres)(
   "scale-out over NATS JetStream and PostgreSQL",
@@ -62,14 +65,20 @@ describe.skipIf(!hasNatsServer || !canRunPrivatePostgres)(
     const persist = (prefix: string, db: string) => k2(persistArgs(busUrl(prefix), db));
     const ingest = (prefix: string, speed: string) => k2(ingestArgs(busUrl(prefix), speed));
 
-    it("ingest, two persists and serve reproduce the figures; a persist SIGKILLed mid-replay loses nothing", async () => {
+    it("ingest, two persists and two serves reproduce the figures, each serve relaying every trade live; a persist SIGKILLed mid-replay loses nothing", async () => {
       const db = await newDatabase("k2_scale_kill_persist");
       const prefix = "e2ea";
       const p1 = persist(prefix, db);
       const p2 = persist(prefix, db);
       await Promise.all([p1.httpPort, p2.httpPort]);
+      // two serving processes on one bus: each one's live feed relays every trade (a live group shared
+      // between them would hand each a part)
       const serve = k2(["serve", "--bus", busUrl(prefix), "--db", db, "--http-port", "0"]);
-      const servePort = await serve.httpPort;
+      const serve2 = k2(["serve", "--bus", busUrl(prefix), "--db", db, "--http-port", "0"]);
+      const [servePort, serve2Port] = await Promise.all([serve.httpPort, serve2.httpPort]);
+      const live = await Promise.all(
+        [servePort, serve2Port].map((port) => tradeClient(`ws://127.0.0.1:${port}/ws`)),
+      );
       const ing = ingest(prefix, "40");
       await waitFor(
         async () => Number((await counts(db))?.trades.n ?? 0) > 1000,
@@ -92,9 +101,17 @@ describe.skipIf(!hasNatsServer || !canRunPrivatePostgres)(
       expect(JSON.stringify(await r.json())).toContain(`BINANCE-${expected.firstTradeId}`);
       const health = await fetch(`http://127.0.0.1:${servePort}/health`);
       expect(health.status).toBe(200);
+      const every = contiguous(expected.firstTradeId, expected.lastTradeId);
+      for (const [i, { ids }] of live.entries()) {
+        await waitFor(() => new Set(ids).size >= every.length, 30_000, `every trade live at serve ${i + 1}`);
+        expect([...new Set(ids)].sort((a, b) => a - b)).toEqual(every);
+      }
+      for (const { c } of live) c.close();
       const redeliveries = await stopPersists([p2, p3]);
-      serve.child.kill("SIGTERM");
-      expect((await serve.exited).code).toBe(0);
+      for (const s of [serve, serve2]) {
+        s.child.kill("SIGTERM");
+        expect((await s.exited).code).toBe(0);
+      }
       console.log(
         `persist SIGKILL: redeliveries seen by the surviving and restarted persists: ${redeliveries}`,
       );

@@ -4,6 +4,10 @@
  * - On the machine's Redis (`REDIS_URL`, default redis://127.0.0.1:6379, under a key prefix of its own):
  *   a SUBSCRIBE client receives every trade of a replay of btcusdt_20240808.gz in order, and GET returns
  *   the last one.
+ * - The same on a fresh networked bus (a private nats-server; the suite's Kafka under a new topic
+ *   prefix): the output's group starts at the bus's end (`from: "now"`), and the feeds start once it
+ *   has joined, so the first trade is relayed too (on Kafka the topics appear after the join and are
+ *   read from their beginning).
  * - On a private redis-server (free port) SIGKILLed mid-replay and restarted: ingest keeps its pace and
  *   stores everything, the output says so in a log line and `k2_output_connected`, counts its drops,
  *   reconnects, and the cache holds the last trade at the end.
@@ -12,7 +16,8 @@ import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createClient } from "redis";
 import { afterAll, describe, expect, it } from "vitest";
-import { lastJsonLine, runCli, skipping, startCli } from "../helpers/cli.js";
+import { lastJsonLine, runCli, skipping, startCli, tempDir } from "../helpers/cli.js";
+import { canRunKafka, kafkaBootstrap } from "../helpers/kafka.js";
 import {
   contiguous,
   outputExpected as expected,
@@ -22,7 +27,14 @@ import {
   tradeIds,
 } from "../helpers/outputs.js";
 import { waitFor } from "../helpers/run.js";
-import { freePort, hasRedisServer, redisReachable, startRedisServer } from "../helpers/servers.js";
+import {
+  freePort,
+  hasNatsServer,
+  hasRedisServer,
+  redisReachable,
+  startNatsServer,
+  startRedisServer,
+} from "../helpers/servers.js";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
@@ -103,6 +115,52 @@ describe("--redis-out", () => {
     },
     120_000,
   );
+
+  const networked: [name: string, missing: string | null, url: () => Promise<string>][] = [
+    [
+      "nats",
+      hasNatsServer ? null : "nats-server is not installed",
+      async () => {
+        const port = await freePort();
+        servers.push(await startNatsServer(port, tempDir()));
+        return `nats://127.0.0.1:${port}?prefix=out`;
+      },
+    ],
+    [
+      "kafka",
+      process.env.K2_KAFKA_URL || canRunKafka ? null : "no Kafka (K2_KAFKA_URL, or java and mvn)",
+      async () => `kafka://${await kafkaBootstrap()}?prefix=${prefix}.`,
+    ],
+  ];
+  for (const [name, missing, busUrl] of networked) {
+    it.skipIf(skipping(!hasRedis || missing !== null, missing ?? `no Redis at ${REDIS_URL}`))(
+      `on a fresh ${name} bus: the output joins before the feeds start and relays every trade from the first`,
+      async () => {
+        const keys = `${prefix}-${name}`;
+        const sub = await subscriber(REDIS_URL, `${keys}:market:binance:BTCUSDT`);
+        const out = `${REDIS_URL}?prefix=${keys}&queue=50000`;
+        const bus = await busUrl();
+        const r = await runCli(
+          outputRunArgs("max", "--bus", bus, "--redis-out", out, "--log-format", "json"),
+          {
+            timeoutMs: 150_000,
+          },
+        );
+        expect(r.code, r.stderr.slice(-2000)).toBe(0);
+        expect(lastJsonLine(r.stdout)).toMatchObject({ trades: expected.trades, quotes: expected.quotes });
+        expect(r.stderr).not.toContain("have not joined the bus yet");
+        await waitFor(
+          () => sub.messages.length >= expected.trades + expected.quotes,
+          15_000,
+          `every record (received ${sub.messages.length})`,
+        );
+        await sub.close();
+        expect(tradeIds(sub.messages)).toEqual(contiguous(expected.firstTradeId, expected.lastTradeId));
+        expect(sub.messages.length).toBe(expected.trades + expected.quotes);
+      },
+      160_000,
+    );
+  }
 
   it.skipIf(skipping(!hasRedisServer, "redis-server is not installed"))(
     "a Redis SIGKILLed mid-replay and restarted: ingest keeps its pace, drops are counted, it reconnects",

@@ -1,9 +1,13 @@
 /**
- * Bus → live feed: a consumer group of the serving layer's own (`k2-live`) on every `market.` topic
+ * Bus → live feed: a consumer group of each serving process's own (`k2-live-{pid}-{tag}-{host}`, a
+ * transient group: two `k2 serve` on one bus each relay every record, rather than sharing one group's
+ * messages between them) on every `market.` topic
  * relays each record to the in-process {@link LiveFeed} (`feed.ts`) as the bus delivers it, so data
  * keeps flowing one way (venue → normalize → bus → store | serve) whether the bus is in-process or
  * networked.
  */
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
 import type { Bus, Consumer } from "../../bus/bus.js";
 import { topicKind } from "../../bus/bus.js";
 import type { CandleV2 } from "../../schema/candles.js";
@@ -14,7 +18,11 @@ import type { LiveFeed } from "./feed.js";
 export interface LiveConsumerOptions {
   bus: Bus;
   live: LiveFeed;
-  /** Consumer group (default `k2-live`): its own queue, independent of the store's `k2-persist`. */
+  /**
+   * Consumer group (default `k2-live-{pid}-{tag}-{host}`, this process's alone): its own queue,
+   * independent of the store's `k2-persist` and of every other serving process's. Transient: the bus
+   * removes it when the consumer stops.
+   */
   group?: string;
   /**
    * Which data types to relay (default all: trades, quotes, candles, gaps, dlq). `aggtrades` are
@@ -26,8 +34,9 @@ export interface LiveConsumerOptions {
 /**
  * Subscribes the live feed to the bus: every message on a `market.` topic is relayed to `live` as it
  * is acknowledged by the bus (batch size 1: delivered as soon as it is published, in order), from when
- * the group first joined (a group the bus holds, after a restart, goes on from its place).
- * Stop the returned consumer (`stop({ drain: true })`) before closing the bus.
+ * the group joined (`ready()`); a restarted process joins anew at the bus's end (what it missed is
+ * history, served from the store). Stop the returned consumer (`stop({ drain: true })`) before closing
+ * the bus: that also removes its group from the bus.
  */
 export function startLiveConsumer(opts: LiveConsumerOptions): Consumer {
   const { live } = opts;
@@ -35,11 +44,12 @@ export function startLiveConsumer(opts: LiveConsumerOptions): Consumer {
   const kindOf = new Map<string, string>(); // topic → data type, parsed once per topic
   return opts.bus.consume(
     {
-      group: opts.group ?? "k2-live",
+      group: opts.group ?? liveGroup(),
       topicPrefixes: ["market."],
       // live data: a new group starts at the bus's end (what a durable bus kept from before is history,
       // served from the store), not at the beginning of its retention
       from: "now",
+      transient: true,
       batchSize: 1,
       maxWaitMs: 50,
       maxBatchSize: 10_000,
@@ -72,4 +82,9 @@ export function startLiveConsumer(opts: LiveConsumerOptions): Consumer {
       }
     },
   );
+}
+
+/** This process's live group: `k2-live-{pid}-{4 hex}-{host}`, cut at 64 characters. */
+function liveGroup(): string {
+  return `k2-live-${process.pid}-${randomBytes(2).toString("hex")}-${hostname()}`.slice(0, 64);
 }

@@ -3,7 +3,7 @@
  * sequence gaps and dead letters, plus the latest tick per symbol in memory.
  *
  * Where the events come from: `startLiveConsumer` (`consumer.ts`) subscribes a consumer group of its
- * own (`k2-live`) to every `market.` topic of the bus, so data keeps flowing one way — venue → normalize →
+ * own (`k2-live-…`, one per process) to every `market.` topic of the bus, so data keeps flowing one way — venue → normalize →
  * bus → (store | serve) — and the serving layer does not care whether the bus is in-process or
  * networked. The REST API (`api.ts`), the candle aggregator (`candles.ts`) and the WebSocket gateway
  * (through its `GatewayFeed` contract, `ws/feed.ts`) all listen here.

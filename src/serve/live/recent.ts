@@ -1,6 +1,6 @@
 /**
  * The recent window: the last trades and quotes the live feed relayed, in arrival order, bounded by
- * count. The live consumer (`k2-live`) sees a record about as soon as the store's consumer
+ * count. The live consumer (`k2-live-…`) sees a record about as soon as the store's consumer
  * (`k2-persist`) does, but the store writes in batches: a record received within the last batch
  * window may not be stored yet. Reads that reach "now" (REST `trades`/`quotes`, a gateway subscription
  * `from` a point in time) take the records the store does not hold yet from here, merged in sort
