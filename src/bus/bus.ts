@@ -10,6 +10,8 @@
  * networked transports). A consumer's handler gets a batch; the batch is acknowledged only when the
  * handler resolves, and redelivered when it rejects or the consumer dies first.
  */
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
 import { ASSET_CLASSES } from "../schema/records.js";
 
 /**
@@ -63,6 +65,14 @@ export interface ConsumeOptions {
    * broker's offsets retention); Redis keeps it (its entries go with the stream's `maxlen` trimming).
    */
   transient?: boolean;
+}
+
+/**
+ * A group name no other process uses, for a {@link ConsumeOptions.transient} group:
+ * `{prefix}-{pid}-{4 hex}-{host}`, cut at 64 characters (the unique part first).
+ */
+export function processGroupName(prefix: string): string {
+  return `${prefix}-${process.pid}-${randomBytes(2).toString("hex")}-${hostname()}`.slice(0, 64);
 }
 
 /** How long a NATS server keeps a transient group's durable after its last consumer went away, ms. */

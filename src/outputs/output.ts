@@ -3,11 +3,11 @@
  * file per backend behind the {@link Output} interface — `redis.ts` (`--redis-out`: latest-tick cache
  * and pub/sub) and `zmq.ts` (`--zmq-pub`: a ZeroMQ PUB socket).
  *
- * They run in the ingest process (`k2 run`, `k2 ingest`): one consumer group of their own
- * (`k2-output-{exchanges}`) on the trade, aggregate trade and quote topics of the process's feeds,
- * so they see every record the bus acknowledged, in order per symbol, once per ingest process —
- * from when the group first joined (`from: "now"`: a new group does not relay what a durable bus kept
- * from before; a restarted one goes on where it stopped; the feeds start once it has joined) —
+ * They run in the ingest process (`k2 run`, `k2 ingest`): one consumer group of that process alone
+ * (`k2-output-{exchanges}-{pid}-{tag}-{host}`, transient) on the trade, aggregate trade and quote
+ * topics of the process's feeds, so they see every record the bus acknowledged, in order per symbol,
+ * once per ingest process — from when the group joined (`from: "now"`: not what a durable bus kept
+ * from before; the feeds start once it has joined; a restarted process joins anew) —
  * whereas persist processes share their group and each sees only a part. Every record is handed to
  * each output's bounded queue and the bus batch is acknowledged at once: a slow or absent peer never
  * holds up the bus, the store or the feeds; when a queue is full the record is dropped for that output

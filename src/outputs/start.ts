@@ -3,7 +3,7 @@
  * that relays every trade, aggregate trade and quote of the process's feeds to them. Each backend's
  * module (`redis.ts`, `zmq.ts`; the ZeroMQ one loads a native module) is imported only when asked for.
  */
-import { type Bus, type Consumer, topicKind } from "../bus/bus.js";
+import { type Bus, type Consumer, processGroupName, topicKind } from "../bus/bus.js";
 import type { Logger } from "../ops/logger.js";
 import type { Metrics } from "../ops/metrics.js";
 import { type AssetClass, topicFor } from "../schema/records.js";
@@ -76,10 +76,14 @@ export async function startOutputs(opts: StartOutputsOptions): Promise<RunningOu
   };
   const consumer = opts.bus.consume(
     {
-      group: `k2-output-${exchanges.join("-")}`.slice(0, 64),
+      // this process's own: two ingest processes of the same venues (a standby pair) each relay
+      // everything, rather than sharing one group's messages between their sockets
+      group: processGroupName(`k2-output-${exchanges.join("-")}`),
       topicPrefixes: [...topics],
-      // a live relay: a new group starts at the bus's end, not at the beginning of its retention
+      // a live relay: it starts at the bus's end, not at the beginning of its retention, and the bus
+      // removes the group when the process stops (a restart relays from then on)
       from: "now",
+      transient: true,
       batchSize: 1,
       maxWaitMs: 50,
       maxBatchSize: 10_000,

@@ -8,6 +8,8 @@
  *   prefix): the output's group starts at the bus's end (`from: "now"`), and the feeds start once it
  *   has joined, so the first trade is relayed too (on Kafka the topics appear after the join and are
  *   read from their beginning).
+ * - Two `k2 ingest` of the same capture on one private nats-server (a standby pair): the bus keeps each
+ *   record once and each process's output, a group of its own, relays every one of them.
  * - On a private redis-server (free port) SIGKILLed mid-replay and restarted: ingest keeps its pace and
  *   stores everything, the output says so in a log line and `k2_output_connected`, counts its drops,
  *   reconnects, and the cache holds the last trade at the end.
@@ -161,6 +163,47 @@ describe("--redis-out", () => {
       160_000,
     );
   }
+
+  it.skipIf(skipping(!hasRedis || !hasNatsServer, `no Redis at ${REDIS_URL} or no nats-server`))(
+    "two k2 ingest of the same venue on one NATS bus (a standby pair): each one's output relays every trade",
+    async () => {
+      const port = await freePort();
+      servers.push(await startNatsServer(port, tempDir()));
+      const bus = `nats://127.0.0.1:${port}?prefix=pair`;
+      const pair = ["a", "b"].map((name) => `${prefix}-pair-${name}`);
+      const subs = await Promise.all(
+        pair.map((keys) => subscriber(REDIS_URL, `${keys}:market:binance:BTCUSDT`)),
+      );
+      // both publish the same records; the bus keeps each once (its message id), and each process's
+      // output group, its own, relays all of them (one shared group would hand each a part)
+      const runs = await Promise.all(
+        pair.map((keys) =>
+          runCli(
+            // `k2 ingest` with the run's replay flags (no store; a spill journal of its own)
+            [
+              "ingest",
+              ...outputRunArgs("max").slice(1, -2),
+              ...["--bus", bus, "--journal-dir", tempDir()],
+              ...["--redis-out", `${REDIS_URL}?prefix=${keys}&queue=50000`],
+            ],
+            { timeoutMs: 150_000 },
+          ),
+        ),
+      );
+      for (const r of runs) expect(r.code, r.stderr.slice(-2000)).toBe(0);
+      for (const [i, sub] of subs.entries()) {
+        await waitFor(
+          () => sub.messages.length >= expected.trades + expected.quotes,
+          15_000,
+          `every record at output ${pair[i]} (received ${sub.messages.length})`,
+        );
+        await sub.close();
+        expect(tradeIds(sub.messages)).toEqual(contiguous(expected.firstTradeId, expected.lastTradeId));
+        expect(sub.messages.length).toBe(expected.trades + expected.quotes);
+      }
+    },
+    160_000,
+  );
 
   it.skipIf(skipping(!hasRedisServer, "redis-server is not installed"))(
     "a Redis SIGKILLed mid-replay and restarted: ingest keeps its pace, drops are counted, it reconnects",

@@ -6,10 +6,8 @@
  * keeps flowing one way (venue → normalize → bus → store | serve) whether the bus is in-process or
  * networked.
  */
-import { randomBytes } from "node:crypto";
-import { hostname } from "node:os";
 import type { Bus, Consumer } from "../../bus/bus.js";
-import { topicKind } from "../../bus/bus.js";
+import { processGroupName, topicKind } from "../../bus/bus.js";
 import type { CandleV2 } from "../../schema/candles.js";
 import type { DeadLetter, QuoteV2, SequenceGap, TradeV2 } from "../../schema/records.js";
 import type { LiveFeed } from "./feed.js";
@@ -44,7 +42,7 @@ export function startLiveConsumer(opts: LiveConsumerOptions): Consumer {
   const kindOf = new Map<string, string>(); // topic → data type, parsed once per topic
   return opts.bus.consume(
     {
-      group: opts.group ?? liveGroup(),
+      group: opts.group ?? processGroupName("k2-live"),
       topicPrefixes: ["market."],
       // live data: a new group starts at the bus's end (what a durable bus kept from before is history,
       // served from the store), not at the beginning of its retention
@@ -82,9 +80,4 @@ export function startLiveConsumer(opts: LiveConsumerOptions): Consumer {
       }
     },
   );
-}
-
-/** This process's live group: `k2-live-{pid}-{4 hex}-{host}`, cut at 64 characters. */
-function liveGroup(): string {
-  return `k2-live-${process.pid}-${randomBytes(2).toString("hex")}-${hostname()}`.slice(0, 64);
 }
