@@ -9,7 +9,9 @@
  *     page (one page stream per symbol, merged in (interval_start, exchange, symbol) order) and sent
  *     at the client's pace; the last page of each symbol also names the candles still open in memory.
  *  3. The switch, in one synchronous pass: the candles closed lately that the store did not hold yet
- *     ({@link RecentCandles}: the gateway's own memory of its feed), then the open candles, then the
+ *     ({@link RecentCandles}: the gateway's own memory of its feed, and in a worker process its
+ *     parent's too, named on the last pages by {@link withRecentClosed}: a worker's own memory starts
+ *     when the worker does), in interval order, then the open candles, then the
  *     held events, each closed candle once (by its key) and no open update of a candle already sent
  *     closed; then the caller puts the client on the live stream and says `replay_done`.
  */
@@ -67,6 +69,30 @@ export class RecentCandles {
     for (let s = Math.max(0, this.next - this.capacity); s < this.next; s++)
       yield this.items[s % this.capacity] as Candle;
   }
+}
+
+/**
+ * A candle history's last page with the closed candles of `recent` it does not hold put first in its
+ * `open` list (which a {@link CandleReplay} sends at its switch, each closed candle once): a candle
+ * closed before a gateway worker existed, and not stored yet when the worker's replay read its last
+ * page, is in neither the page nor the worker's own {@link RecentCandles}; the parent's ring has it.
+ * Other pages, and candles outside the query (symbol, interval, exchange, from/to by interval start),
+ * are left as they are.
+ */
+export function withRecentClosed(page: CandlePage, q: CandleQuery, recent: RecentCandles): CandlePage {
+  if (page.next_cursor !== null) return page;
+  const start = q.from === undefined ? Number.NEGATIVE_INFINITY : intervalStart(q.from, q.interval);
+  const held = new Set(page.data.map(candleId));
+  const closed: CandleV2[] = [];
+  for (const c of recent.all()) {
+    if (c.symbol !== q.symbol || c.interval !== q.interval) continue;
+    if (q.exchange !== undefined && c.exchange !== q.exchange) continue;
+    if (c.interval_start < start || (q.to !== undefined && c.interval_start >= q.to)) continue;
+    if (!held.has(candleId(c))) closed.push(c as unknown as CandleV2);
+  }
+  if (closed.length === 0) return page;
+  closed.sort((a, b) => compareCandles(a as unknown as Candle, b as unknown as Candle));
+  return { ...page, open: [...closed, ...(page.open ?? [])] };
 }
 
 /** Options of {@link CandleReplay}. */
@@ -185,7 +211,9 @@ export class CandleReplay {
 
   /** The recent closed candles not stored yet, the open ones, then the held events (see the module comment). */
   private switchOver(): void {
-    const late = [...(this.o.recent?.all() ?? [])].filter(
+    // closed lately and not stored: from this gateway's memory and from the last pages (a worker's
+    // parent names those closed before the worker started), in one interval order
+    const late = [...(this.o.recent?.all() ?? []), ...this.open.filter((c) => c.closed === true)].filter(
       (c) => this.match(c) && !this.sentClosed.has(candleId(c)),
     );
     late.sort(compareCandles);

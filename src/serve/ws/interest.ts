@@ -9,7 +9,8 @@
  *   - a trade to a worker with `trades` or `ticks` on its symbol (the worker derives ticks itself),
  *     a quote likewise with `quotes` or `ticks`; a candle with `candles.{interval}`, and every closed
  *     candle to every worker (a candle replay's switch takes the candles closed lately from the
- *     worker's own memory, `candle-replay.ts`); a book's top-N with any `book.{N}`, at the largest N
+ *     worker's own memory, and those closed before the worker started from the parent's, named on
+ *     the replay's last history page, `candle-replay.ts`); a book's top-N with any `book.{N}`, at the largest N
  *     held by any worker.
  *
  * No gap at subscribe: when the parent applies an update that adds keys, it writes on the worker's

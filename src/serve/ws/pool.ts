@@ -40,6 +40,7 @@ import { type LiveBookSource, type LiveBookView, liveBookTop } from "../../schem
 import type { TextPage } from "../../store/page.js";
 import { TokenAuth } from "../auth.js";
 import type { LiveFeed } from "../live/feed.js";
+import { RecentCandles, withRecentClosed } from "./candle-replay.js";
 import type { GatewayConfig } from "./config.js";
 import { UpgradeGuard } from "./conn-limit.js";
 import { isUpgradePath, refuseUpgrade } from "./gateway.js";
@@ -130,6 +131,8 @@ export class GatewayPool {
   private nextConn = 0;
   /** A worker served live clients lately (`live` messages): history waits out its share only then. */
   private readonly live = new LiveActivity();
+  /** The candles closed lately, for the last page of a worker's candle replay (`withRecentClosed`). */
+  private readonly recentCandles = new RecentCandles();
   /**
    * The workers' history page reads, one at a time, within a share of this event loop while live
    * records are being written to the workers.
@@ -172,7 +175,10 @@ export class GatewayPool {
     this.unlisten = [
       f.on("trade", (t) => this.push("T", t)),
       f.on("quote", (q) => this.push("Q", q)),
-      f.on("candle", (c) => this.push("C", c)),
+      f.on("candle", (c) => {
+        this.recentCandles.push(c);
+        this.push("C", c);
+      }),
     ];
     const books = this.opts.books;
     if (books) this.unlisten.push(books.onUpdate((v) => this.pushBook(v)));
@@ -449,7 +455,11 @@ export class GatewayPool {
         send(child, { t: "page", id: m.id, error: "no candle history here" });
         return Promise.resolve();
       }
-      read = h.candles(m.query).then((page) => ({ page }));
+      // the last page also names the candles closed lately (this process's memory of its feed) that
+      // the store may not hold yet: the worker's own memory of them starts when the worker does
+      read = h
+        .candles(m.query)
+        .then((page) => ({ page: withRecentClosed(page, m.query, this.recentCandles) }));
     } else if (m.kind === "bookSnapshots") {
       if (!h.bookSnapshots) {
         send(child, { t: "page", id: m.id, error: "no book history here" });
