@@ -75,6 +75,18 @@ export function processGroupName(prefix: string): string {
   return `${prefix}-${process.pid}-${randomBytes(2).toString("hex")}-${hostname()}`.slice(0, 64);
 }
 
+/**
+ * A promise opened once from outside (`open()`; later calls do nothing): what a networked consumer's
+ * {@link Consumer.ready} returns, opened when the group has joined, or at `stop()`.
+ */
+export function latch(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { promise, open };
+}
+
 /** How long a NATS server keeps a transient group's durable after its last consumer went away, ms. */
 export const TRANSIENT_GROUP_EXPIRY_MS = 10 * 60_000;
 

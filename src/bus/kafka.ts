@@ -67,7 +67,7 @@ import {
   tradeAvroType,
 } from "../schema/avro.js";
 import type { Bus, BusMessage, ConsumeOptions, Consumer } from "./bus.js";
-import { topicKind } from "./bus.js";
+import { latch, topicKind } from "./bus.js";
 
 /**
  * Fix of `@platformatic/kafka` 1.22: `MultipleErrors.findBy` reads a property of every entry of
@@ -620,11 +620,8 @@ export class KafkaBus implements Bus {
      * of it was published after the join) without the others going back to theirs.
      */
     let anchored = opts.from !== "now";
-    let joined!: () => void;
-    const ready = new Promise<void>((resolve) => {
-      joined = resolve;
-    });
-    if (anchored) joined();
+    const joined = latch();
+    if (anchored) joined.open();
     let topics: string[] = [];
     let topicsChanged = false;
     let stream: MessagesStream<string, Buffer, string, string> | null = null;
@@ -768,7 +765,7 @@ export class KafkaBus implements Bus {
       }
       if (offsets.length > 0) await client.commit({ offsets });
       anchored = true;
-      joined();
+      joined.open();
     };
 
     const closeStream = async () => {
@@ -809,7 +806,7 @@ export class KafkaBus implements Bus {
             if (topics.length === 0 && !anchored) {
               // no topic yet: each one that appears is new, read from its beginning
               anchored = true;
-              joined();
+              joined.open();
             }
             if (topics.length === 0) {
               if (stopping) break;
@@ -918,12 +915,12 @@ export class KafkaBus implements Bus {
       await Promise.all(closing);
     });
     const handle = {
-      ready: () => ready,
+      ready: () => joined.promise,
       lag: () => lagValue,
       redeliveries: () => redeliveries,
       stop: async (o?: { drain?: boolean }) => {
         stopping = true;
-        joined();
+        joined.open();
         lastProgressAt = Date.now();
         drain = o?.drain ?? true;
         signal();
@@ -938,7 +935,7 @@ export class KafkaBus implements Bus {
       },
       abandon: async () => {
         abandoned = true;
-        joined();
+        joined.open();
         clearInterval(lagTimer);
         clearInterval(topicTimer);
         signal();

@@ -71,6 +71,7 @@ import {
   type BusMessage,
   type ConsumeOptions,
   type Consumer,
+  latch,
   TRANSIENT_GROUP_EXPIRY_MS,
 } from "./bus.js";
 
@@ -496,11 +497,8 @@ export class NatsBus implements Bus {
     const lagByStream = new Map<string, number>();
     // ready: once every stream's durable exists (it holds what is published from then on)
     let joining = targets.length;
-    let joined!: () => void;
-    const ready = new Promise<void>((resolve) => {
-      joined = resolve;
-    });
-    if (joining === 0) joined();
+    const joined = latch();
+    if (joining === 0) joined.open();
 
     const ensureConsumer = async (t: Target) => {
       if (opts.from === "now") {
@@ -577,7 +575,7 @@ export class NatsBus implements Bus {
         try {
           if (!consumer) {
             consumer = await ensureConsumer(t);
-            if (--joining === 0) joined();
+            if (--joining === 0) joined.open();
           }
           if (stopping && !drain) return;
           let max = want;
@@ -637,13 +635,13 @@ export class NatsBus implements Bus {
     void refreshLag();
     const done = Promise.all(targets.map(runStream)).finally(() => clearInterval(timer));
     const handle: Consumer = {
-      ready: () => ready,
+      ready: () => joined.promise,
       lag: () => lagValue,
       redeliveries: () => redeliveries,
       stop: async (o) => {
         stopping = true;
         drain = o?.drain ?? true;
-        joined();
+        joined.open();
         await done;
         this.consumers.delete(handle);
         if (opts.transient && !nc.isClosed()) {

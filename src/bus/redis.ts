@@ -51,7 +51,7 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { createClient, type RedisClientType } from "redis";
-import { BUS_TOPIC_RE, type Bus, type BusMessage, type ConsumeOptions, type Consumer } from "./bus.js";
+import { BUS_TOPIC_RE, type Bus, type BusMessage, type ConsumeOptions, type Consumer, latch } from "./bus.js";
 
 /** Options of {@link RedisBus.connect}. */
 export interface RedisBusOptions {
@@ -350,10 +350,7 @@ export class RedisBus implements Bus {
     // that appears later is new, read from its beginning ("0")
     let firstLook = true;
     // ready: once the first look has made the group on every stream there (later ones start at "0")
-    let joined!: () => void;
-    const ready = new Promise<void>((resolve) => {
-      joined = resolve;
-    });
+    const joined = latch();
     const refreshTopics = async () => {
       topicsAt = Date.now();
       const start = firstLook && opts.from === "now" ? "$" : "0";
@@ -368,7 +365,7 @@ export class RedisBus implements Bus {
         streams.push(stream);
       }
       firstLook = false;
-      joined();
+      joined.open();
     };
 
     const refreshLag = async () => {
@@ -609,13 +606,13 @@ export class RedisBus implements Bus {
       }
     });
     const handle = {
-      ready: () => ready,
+      ready: () => joined.promise,
       lag: () => lagValue,
       redeliveries: () => redeliveries,
       stop: async (o?: { drain?: boolean }) => {
         stopping = true;
         drain = o?.drain ?? true;
-        joined();
+        joined.open();
         if (dead) return;
         await done;
         await refreshLag().catch(() => undefined);
@@ -630,7 +627,7 @@ export class RedisBus implements Bus {
       },
       kill: () => {
         dead = true;
-        joined();
+        joined.open();
         clearInterval(lagTimer);
         clearInterval(keepTimer);
         this.consumers.delete(handle);
