@@ -52,6 +52,22 @@ async function subscriber(url: string, channel: string) {
   return { messages, close: () => c.close() };
 }
 
+/**
+ * Waits (15 s) until `sub` has received every record of the replay, closes it, and checks it got each
+ * once: every trade id of the capture in order, and the quotes.
+ */
+async function expectEveryRecord(sub: Awaited<ReturnType<typeof subscriber>>, what: string): Promise<void> {
+  const all = expected.trades + expected.quotes;
+  await waitFor(
+    () => sub.messages.length >= all,
+    15_000,
+    `every record at ${what} (received ${sub.messages.length})`,
+  );
+  await sub.close();
+  expect(tradeIds(sub.messages)).toEqual(contiguous(expected.firstTradeId, expected.lastTradeId));
+  expect(sub.messages.length).toBe(all);
+}
+
 const hasRedis = await redisReachable(REDIS_URL);
 
 describe("--redis-out", () => {
@@ -151,14 +167,7 @@ describe("--redis-out", () => {
         expect(r.code, r.stderr.slice(-2000)).toBe(0);
         expect(lastJsonLine(r.stdout)).toMatchObject({ trades: expected.trades, quotes: expected.quotes });
         expect(r.stderr).not.toContain("have not joined the bus yet");
-        await waitFor(
-          () => sub.messages.length >= expected.trades + expected.quotes,
-          15_000,
-          `every record (received ${sub.messages.length})`,
-        );
-        await sub.close();
-        expect(tradeIds(sub.messages)).toEqual(contiguous(expected.firstTradeId, expected.lastTradeId));
-        expect(sub.messages.length).toBe(expected.trades + expected.quotes);
+        await expectEveryRecord(sub, "the output");
       },
       160_000,
     );
@@ -191,16 +200,7 @@ describe("--redis-out", () => {
         ),
       );
       for (const r of runs) expect(r.code, r.stderr.slice(-2000)).toBe(0);
-      for (const [i, sub] of subs.entries()) {
-        await waitFor(
-          () => sub.messages.length >= expected.trades + expected.quotes,
-          15_000,
-          `every record at output ${pair[i]} (received ${sub.messages.length})`,
-        );
-        await sub.close();
-        expect(tradeIds(sub.messages)).toEqual(contiguous(expected.firstTradeId, expected.lastTradeId));
-        expect(sub.messages.length).toBe(expected.trades + expected.quotes);
-      }
+      for (const [i, sub] of subs.entries()) await expectEveryRecord(sub, `output ${pair[i]}`);
     },
     160_000,
   );
